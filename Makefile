@@ -1,0 +1,53 @@
+# Parley developer commands. `make dev` runs the local stack, `make test` runs every test;
+# both create .venv and install what they need first.
+
+SHELL := /bin/bash
+# The Lambda runtime is python3.13; .venv uses the same so `sam build` finds it. Falls back to
+# whatever python3.13 (or python3) is on PATH on machines without pyenv.
+PYTHON ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python"; \
+	if [ -x "$$p" ]; then echo "$$p"; elif command -v python3.13 >/dev/null; then echo python3.13; else echo python3; fi)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 3001
+STAGE ?= local
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup dev test test-python test-node browser build validate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml layers/common/requirements.txt
+	$(BIN)/pip install -q -e '.[dev]' -r layers/common/requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv and install Parley (the `parley` command) with its dependencies
+
+dev: setup ## run the local stack: ws://127.0.0.1:$(PORT)/$(STAGE)
+	$(BIN)/parley dev --port $(PORT) --stage $(STAGE)
+
+browser: ## Debian's Chromium for the browser tests (Playwright drives it; it never downloads one)
+	@command -v $(CHROMIUM) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+client/node_modules/.installed: $(wildcard client/package.json client/package-lock.json)
+	@if [ -f client/package.json ]; then cd client && npm ci --no-audit --no-fund --silent; fi
+	@mkdir -p client/node_modules && touch $@
+
+test-node: client/node_modules/.installed ## the browser client's unit tests (Node's test runner)
+	node --test client/test/
+
+test-python: setup browser ## handlers (moto), template, local gateway (real sockets), browser (Chromium)
+	$(BIN)/pytest
+
+test: test-node test-python ## every test
+
+build: setup ## sam build (into .aws-sam/)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
+
+validate: setup
+	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint
+
+clean:
+	rm -rf $(VENV) .aws-sam client/node_modules

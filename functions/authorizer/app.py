@@ -1,0 +1,5 @@
+"""Lambda entry point for the `$connect` REQUEST authorizer: verifies the JWT and the Origin."""
+
+from parley.authorizer import authorizer_route
+
+lambda_handler = authorizer_route()

@@ -1,0 +1,5 @@
+"""Lambda entry point for the `join_room` route: the chat logic lives in the `parley` layer."""
+
+from parley.lambda_adapter import message_route
+
+lambda_handler = message_route("join_room")

@@ -1,0 +1,84 @@
+"""JWT verification and the authorizer's policy, kept apart from the Lambda event plumbing.
+
+Only the configured algorithm is accepted, so `alg: none` and HS/RS confusion fail by
+construction. Failures carry a reason for the log, never for the client: API Gateway turns
+them into a bare 401.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jwt
+
+MAX_TOKEN_BYTES = 8192
+MAX_USER_ID_LENGTH = 128
+
+
+class TokenRejected(Exception):
+    """The token does not prove an identity; the handshake must end in 401."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    name: str
+
+
+class HS256Verifier:
+    def __init__(self, secret: Callable[[], str], *, issuer: str | None = None, audience: str | None = None) -> None:
+        self._secret = secret
+        self._issuer = issuer or None
+        self._audience = audience or None
+
+    def verify(self, token: str | None) -> Identity:
+        if not token:
+            raise TokenRejected("no token")
+        if len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
+            raise TokenRejected("token larger than 8 KB")
+        options = {"require": ["exp", "sub"] + (["iss"] if self._issuer else []) + (["aud"] if self._audience else [])}
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret(),
+                algorithms=["HS256"],
+                issuer=self._issuer,
+                audience=self._audience,
+                options=options,  # type: ignore[arg-type]
+                leeway=5,
+            )
+        except jwt.PyJWTError as error:
+            raise TokenRejected(f"{type(error).__name__}: {error}") from None
+        return identity_from_claims(claims)
+
+
+def identity_from_claims(claims: dict) -> Identity:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_LENGTH:
+        raise TokenRejected("sub must be a string of 1-128 characters")
+    name = claims.get("name")
+    if not isinstance(name, str) or not name.strip():
+        name = sub
+    return Identity(user_id=sub, name=name[:128])
+
+
+def origin_allowed(origin: str | None, allow_list: str) -> bool:
+    """A browser's Origin must be listed; a client without one (not a browser) is not restricted."""
+    allowed = [entry.strip().rstrip("/") for entry in allow_list.split(",") if entry.strip()]
+    if not allowed or "*" in allowed or origin is None:
+        return True
+    return origin.rstrip("/") in allowed
+
+
+def policy(principal_id: str, effect: str, resource: str, context: dict[str, str] | None = None) -> dict:
+    document = {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+    }
+    if context:
+        document["context"] = context
+    return document

@@ -1,0 +1,49 @@
+"""The `$connect` REQUEST authorizer's Lambda glue.
+
+Kept out of `lambda_adapter` so the authorizer's cold start imports neither the store nor the
+sender: it runs before every connection and should be the cheapest function of all.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from aws_lambda_powertools.utilities import parameters
+
+from .auth import HS256Verifier, TokenRejected, origin_allowed, policy
+from .observability import logger
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def _jwt_secret() -> str:
+    name = os.environ.get("JWT_SECRET_PARAMETER", "")
+    if not name:
+        raise RuntimeError("JWT_SECRET_PARAMETER is not set: the template must name the SSM parameter holding the secret")
+    return parameters.get_parameter(name, decrypt=True, max_age=300)  # type: ignore[return-value]
+
+
+_verifier = HS256Verifier(
+    _jwt_secret, issuer=os.environ.get("JWT_ISSUER") or None, audience=os.environ.get("JWT_AUDIENCE") or None
+)
+
+
+def authorizer_route() -> Handler:
+    """REQUEST authorizer for `$connect`: `Unauthorized` (401) for a bad token, Deny (403) for a foreign Origin."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
+        method_arn = event.get("methodArn", "")
+        token = (event.get("queryStringParameters") or {}).get("token")
+        try:
+            identity = _verifier.verify(token)
+        except TokenRejected as rejection:
+            logger.info("token rejected", extra={"reason": str(rejection)})
+            raise Exception("Unauthorized")  # API Gateway's contract for a 401
+        if not origin_allowed(headers.get("origin"), os.environ.get("ALLOWED_ORIGINS", "")):
+            logger.info("origin refused", extra={"origin": headers.get("origin")})
+            return policy(identity.user_id, "Deny", method_arn)
+        return policy(identity.user_id, "Allow", method_arn, {"name": identity.name})
+
+    return logger.inject_lambda_context(clear_state=True)(handler)

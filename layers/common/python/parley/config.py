@@ -1,0 +1,43 @@
+"""Settings read once per execution environment from the variables the template sets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw.strip() else default
+    except ValueError as exc:
+        raise RuntimeError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    connections_table: str
+    memberships_table: str
+    messages_table: str
+    idempotency_table: str
+    max_message_length: int
+    fanout_max_in_flight: int
+    connection_ttl_seconds: int
+    idempotency_ttl_seconds: int
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            connections_table=os.environ.get("CONNECTIONS_TABLE", "parley-connections"),
+            memberships_table=os.environ.get("MEMBERSHIPS_TABLE", "parley-memberships"),
+            messages_table=os.environ.get("MESSAGES_TABLE", "parley-messages"),
+            idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", "parley-idempotency"),
+            max_message_length=_int("MAX_MESSAGE_LENGTH", 4000),
+            fanout_max_in_flight=_int("FANOUT_MAX_IN_FLIGHT", 64),
+            # API Gateway ends every connection after 2 hours; the margin covers a late $disconnect.
+            connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 3600 + 300),
+            idempotency_ttl_seconds=_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
+        )
+
+
+settings = Settings.from_env()

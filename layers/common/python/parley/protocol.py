@@ -1,0 +1,200 @@
+"""The wire protocol of PROTOCOL.md: client frame validation and server frame construction.
+
+No I/O here. Validation turns an inbound body into a typed request or a `ProtocolError`;
+the builders return plain dicts that are encoded once per broadcast, not once per recipient.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, ValidationInfo, field_validator
+from pydantic import StringConstraints
+
+from .ids import ULID_PATTERN
+
+ROOM_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+RoomId = Annotated[StrictStr, StringConstraints(pattern=ROOM_ID_PATTERN)]
+MessageId = Annotated[StrictStr, StringConstraints(pattern=ULID_PATTERN)]
+ClientMessageId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+PageLimit = Annotated[int, Field(strict=True, ge=1, le=100)]
+
+
+class ErrorCode:
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_TYPE = "unknown_type"
+    VALIDATION_ERROR = "validation_error"
+    NOT_A_MEMBER = "not_a_member"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ProtocolError(Exception):
+    """A request the protocol rejects: it becomes exactly one `error` frame and changes nothing."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        details: list[dict[str, str]] | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+        self.retry_after_ms = retry_after_ms
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    type_name: ClassVar[str]
+
+
+class MessageData(_Data):
+    type_name = "message"
+    message: Any
+
+
+class JoinRoomData(_Data):
+    type_name = "join_room"
+    roomId: RoomId
+    since: MessageId | None = None
+    limit: PageLimit = 50
+
+
+class LeaveRoomData(_Data):
+    type_name = "leave_room"
+    roomId: RoomId
+
+
+class ChatMessageData(_Data):
+    type_name = "chat_message"
+    roomId: RoomId
+    message: StrictStr
+    clientMessageId: ClientMessageId | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _length(cls, value: str, info: ValidationInfo) -> str:
+        limit = (info.context or {}).get("max_message_length", 4000)
+        if not value.strip():
+            raise ValueError("must contain at least one non-whitespace character")
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters (got {len(value)})")
+        return value
+
+
+class TypingData(_Data):
+    type_name = "typing"
+    roomId: RoomId
+    isTyping: StrictBool
+
+
+class MarkReadData(_Data):
+    type_name = "mark_read"
+    roomId: RoomId
+    messageId: MessageId
+
+
+class GetHistoryData(_Data):
+    type_name = "get_history"
+    roomId: RoomId
+    before: MessageId | None = None
+    limit: PageLimit = 50
+
+
+class PingData(_Data):
+    type_name = "ping"
+
+
+REQUEST_MODELS: dict[str, type[_Data]] = {
+    model.type_name: model
+    for model in (MessageData, JoinRoomData, LeaveRoomData, ChatMessageData, TypingData, MarkReadData, GetHistoryData, PingData)
+}
+
+_FRIENDLY = {
+    "string_pattern_mismatch": "has an invalid format",
+    "missing": "is required",
+}
+
+
+def _field_errors(error: ValidationError) -> list[dict[str, str]]:
+    details = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "data"
+        message = _FRIENDLY.get(item["type"], item["msg"])
+        if item["type"] == "string_pattern_mismatch" and field == "roomId":
+            message = "must be 1-64 characters from A-Z a-z 0-9 _ . : -"
+        elif item["type"] == "string_pattern_mismatch":
+            message = "must be a messageId (a 26-character ULID)"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        details.append({"field": field, "message": message})
+    return details
+
+
+def parse_envelope(body: str | None) -> dict[str, Any]:
+    """The frame as a JSON object; anything else is `invalid_json`."""
+    try:
+        frame = json.loads(body or "")
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.INVALID_JSON, "Frames must be JSON objects like {\"type\": \"ping\", \"data\": {}}.")
+    if not isinstance(frame, dict):
+        raise ProtocolError(ErrorCode.INVALID_JSON, "Frames must be JSON objects like {\"type\": \"ping\", \"data\": {}}.")
+    return frame
+
+
+def parse_request(type_name: str, frame: dict[str, Any], *, max_message_length: int) -> _Data:
+    """Validate `data` for a known type; `data` may be omitted and then means `{}`."""
+    data = frame.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProtocolError(
+            ErrorCode.VALIDATION_ERROR,
+            f"`data` of a {type_name} frame must be a JSON object.",
+            details=[{"field": "data", "message": "must be a JSON object"}],
+        )
+    try:
+        return REQUEST_MODELS[type_name].model_validate(data, context={"max_message_length": max_message_length})
+    except ValidationError as exc:
+        details = _field_errors(exc)
+        fields = ", ".join(d["field"] for d in details)
+        raise ProtocolError(ErrorCode.VALIDATION_ERROR, f"Invalid {type_name}: check {fields}.", details=details) from None
+
+
+def client_message_id_of(frame: dict[str, Any] | None) -> str | None:
+    """The `clientMessageId` to echo in an error, when the client sent a usable one."""
+    data = (frame or {}).get("data")
+    value = data.get("clientMessageId") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and 1 <= len(value) <= 64 else None
+
+
+# ---- server frames -------------------------------------------------------------------------
+
+
+def frame(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": type_name, "data": data}
+
+
+def encode(frame_: dict[str, Any]) -> bytes:
+    return json.dumps(frame_, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def error_frame(
+    error: ProtocolError, *, request_type: str | None = None, client_message_id: str | None = None
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"code": error.code, "message": error.message}
+    if request_type is not None:
+        data["requestType"] = request_type
+    if client_message_id is not None:
+        data["clientMessageId"] = client_message_id
+    if error.details:
+        data["details"] = error.details
+    if error.retry_after_ms is not None:
+        data["retryAfterMs"] = error.retry_after_ms
+    return frame("error", data)

@@ -1,0 +1,229 @@
+"""The chat rules of PROTOCOL.md, written once against a `ChatStore` and a `Sender`.
+
+Each public method serves one client type and returns the frame for the caller (sent as the
+route response, which costs no `@connections` call) or None. Everything else a request causes
+is a broadcast through the sender. Connections found gone while broadcasting are cleaned up
+before the request ends, because `$disconnect` is best effort.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from . import protocol as p
+from .ids import iso_now, new_ulid, ulid_time_ms
+from .protocol import ErrorCode, ProtocolError
+from .sender import FanoutJob, FanoutResult, Sender
+from .store import ChatMessage, ChatStore, Member
+
+Frame = dict[str, Any]
+MetricSink = Callable[[str, float], None]
+
+# Clean-up triggered by one request is bounded; TTL removes whatever is left.
+MAX_GONE_PER_REQUEST = 200
+# A read cursor may not point this far into the future (ULIDs carry their mint time).
+READ_CURSOR_CLOCK_SKEW_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a frame speaks for: always the verified identity from the authorizer, never `data`."""
+
+    connection_id: str
+    user_id: str
+    name: str
+
+
+def _no_metrics(name: str, value: float) -> None:
+    return None
+
+
+class ChatService:
+    def __init__(
+        self,
+        store: ChatStore,
+        sender: Sender,
+        *,
+        max_message_length: int = 4000,
+        metric: MetricSink = _no_metrics,
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self.max_message_length = max_message_length
+        self._metric = metric
+        self._now_ms = now_ms
+        self._gone: list[tuple[str, str | None, str | None]] = []
+        self._forgotten: set[str] = set()
+
+    # ---- entry points ----------------------------------------------------------------------
+    def handle(self, type_name: str, frame: dict[str, Any], caller: Caller) -> Frame | None:
+        """Validate and serve one client frame of a known type."""
+        request = p.parse_request(type_name, frame, max_message_length=self.max_message_length)
+        try:
+            return getattr(self, f"_on_{type_name}")(request, caller)
+        finally:
+            self._drain_gone()
+
+    def connect(self, caller: Caller, connected_at_ms: int) -> None:
+        self._store.add_connection(caller.connection_id, caller.user_id, caller.name, connected_at_ms)
+
+    def disconnect(self, caller: Caller) -> None:
+        """Remove the connection everywhere and tell each room it was the user's last connection in."""
+        self._forgotten.add(caller.connection_id)
+        try:
+            self._forget_connection(caller.connection_id, caller.user_id, known_room=None)
+        finally:
+            self._drain_gone()
+
+    # ---- client types ----------------------------------------------------------------------
+    def _on_message(self, request: p.MessageData, caller: Caller) -> Frame:
+        return p.frame("message_response", {"status": "received", "message": request.message, "timestamp": iso_now()})
+
+    def _on_ping(self, request: p.PingData, caller: Caller) -> Frame:
+        return p.frame("pong", {"timestamp": iso_now()})
+
+    def _on_join_room(self, request: p.JoinRoomData, caller: Caller) -> Frame:
+        room = request.roomId
+        members = self._store.room_members(room)
+        already_member = any(m.connection_id == caller.connection_id for m in members)
+        if not already_member:
+            me = Member(room, caller.connection_id, caller.user_id, caller.name, self._now_ms())
+            self._store.add_member(me)
+            first_for_user = not any(m.user_id == caller.user_id for m in members)
+            others = members
+            members = members + [me]
+            if first_for_user:
+                self._broadcast(
+                    others,
+                    p.frame("user_joined", {"roomId": room, "userId": caller.user_id, "name": caller.name, "timestamp": iso_now()}),
+                    room,
+                )
+        self._send_to_caller(caller, p.frame("participants_list", {"roomId": room, "participants": _participants(members)}))
+        if request.since:
+            page = self._store.messages_since(room, request.since, request.limit)
+        else:
+            page = self._store.newest_messages(room, request.limit)
+        return _history_frame(room, page.messages, page.has_more)
+
+    def _on_leave_room(self, request: p.LeaveRoomData, caller: Caller) -> None:
+        removed = self._store.remove_member(request.roomId, caller.connection_id)
+        if removed is not None:
+            self._announce_departure(request.roomId, caller.user_id)
+        return None
+
+    def _on_chat_message(self, request: p.ChatMessageData, caller: Caller) -> Frame:
+        room = request.roomId
+        members = self._require_member(room, caller)
+        message = ChatMessage(
+            room, new_ulid(self._now_ms()), caller.user_id, caller.name, request.message, iso_now(), request.clientMessageId
+        )
+        if message.client_message_id is not None:
+            original = self._store.claim_client_message_id(message)
+            if original is not None:
+                # A retry: make sure the original is stored (the first attempt may have died
+                # between claim and put), store nothing new, and answer the sender only.
+                self._store.put_message(original)
+                self._metric("DuplicateMessages", 1)
+                return p.frame("message_received", original.to_wire())
+        self._store.put_message(message)
+        self._metric("MessagesStored", 1)
+        result = self._broadcast(members, p.frame("message_received", message.to_wire()), room)
+        delivered_to = len(result.delivered - {caller.connection_id})
+        reply = {"roomId": room, "messageId": message.message_id, "status": "delivered", "deliveredTo": delivered_to}
+        return p.frame("chat_update", reply)
+
+    def _on_typing(self, request: p.TypingData, caller: Caller) -> None:
+        members = self._require_member(request.roomId, caller)
+        update = {"roomId": request.roomId, "userId": caller.user_id, "isTyping": request.isTyping}
+        self._broadcast(members, p.frame("typing_update", update), request.roomId, exclude=caller.connection_id)
+        return None
+
+    def _on_mark_read(self, request: p.MarkReadData, caller: Caller) -> None:
+        if ulid_time_ms(request.messageId) > self._now_ms() + READ_CURSOR_CLOCK_SKEW_MS:
+            raise ProtocolError(
+                ErrorCode.VALIDATION_ERROR,
+                "Invalid mark_read: messageId is from the future; send the messageId of a message you received.",
+                details=[{"field": "messageId", "message": "must not be later than the newest message"}],
+            )
+        members = self._require_member(request.roomId, caller)
+        if self._store.advance_read_cursor(request.roomId, caller.user_id, request.messageId):
+            update = {"roomId": request.roomId, "messageId": request.messageId, "status": "read", "userId": caller.user_id}
+            self._broadcast(members, p.frame("chat_update", update), request.roomId, exclude=caller.connection_id)
+        return None
+
+    def _on_get_history(self, request: p.GetHistoryData, caller: Caller) -> Frame:
+        if not self._store.is_member(request.roomId, caller.connection_id):
+            raise _not_a_member(request.roomId)
+        page = self._store.newest_messages(request.roomId, request.limit, before=request.before)
+        return _history_frame(request.roomId, page.messages, page.has_more)
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _require_member(self, room: str, caller: Caller) -> list[Member]:
+        """The room's members; the same Query is the membership check, so it costs nothing extra."""
+        members = self._store.room_members(room)
+        if not any(m.connection_id == caller.connection_id for m in members):
+            raise _not_a_member(room)
+        return members
+
+    def _send_to_caller(self, caller: Caller, frame: Frame) -> None:
+        self._broadcast([Member("", caller.connection_id, caller.user_id, caller.name, 0)], frame, None)
+
+    def _broadcast(
+        self, members: Iterable[Member], frame: Frame, room: str | None, *, exclude: str | None = None
+    ) -> FanoutResult:
+        targets = {m.connection_id: m.user_id for m in members if m.connection_id != exclude}
+        if not targets:
+            return FanoutResult()
+        result = self._sender.send(FanoutJob(p.encode(frame), tuple(targets)))
+        self._metric("FanoutSize", len(targets))
+        if result.gone:
+            self._metric("GoneConnections", len(result.gone))
+            self._gone.extend((cid, targets[cid], room) for cid in result.gone)
+        if result.failed:
+            self._metric("DeliveryFailures", len(result.failed))
+        return result
+
+    def _drain_gone(self) -> None:
+        handled = 0
+        while self._gone and handled < MAX_GONE_PER_REQUEST:
+            connection_id, user_id, room = self._gone.pop(0)
+            if connection_id in self._forgotten:
+                continue
+            self._forgotten.add(connection_id)
+            handled += 1
+            self._forget_connection(connection_id, user_id, known_room=room)
+
+    def _forget_connection(self, connection_id: str, user_id: str | None, known_room: str | None) -> None:
+        rooms = set(self._store.rooms_of(connection_id))
+        if known_room:
+            rooms.add(known_room)  # the index is eventually consistent; the room we saw it in is certain
+        if rooms:
+            self._store.remove_memberships(connection_id, sorted(rooms))
+        self._store.remove_connection(connection_id)
+        if user_id is not None:
+            for room in sorted(rooms):
+                self._announce_departure(room, user_id)
+
+    def _announce_departure(self, room: str, user_id: str) -> None:
+        remaining = self._store.room_members(room)
+        if any(m.user_id == user_id for m in remaining):
+            return
+        self._broadcast(remaining, p.frame("user_left", {"roomId": room, "userId": user_id, "timestamp": iso_now()}), room)
+
+
+def _not_a_member(room: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.NOT_A_MEMBER, f"You are not in room {room!r}: send join_room first.")
+
+
+def _participants(members: list[Member]) -> list[dict[str, str]]:
+    seen: dict[str, dict[str, str]] = {}
+    for member in sorted(members, key=lambda m: m.joined_at):
+        seen.setdefault(member.user_id, {"userId": member.user_id, "name": member.name})
+    return list(seen.values())
+
+
+def _history_frame(room: str, messages: list[ChatMessage], has_more: bool) -> Frame:
+    return p.frame("chat_history", {"roomId": room, "messages": [m.to_wire() for m in messages], "hasMore": has_more})

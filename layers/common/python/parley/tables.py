@@ -1,0 +1,103 @@
+"""PynamoDB models: one class per kind of item, reading like the table design in docs/ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+import os
+
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from .config import settings
+
+MEMBER_PREFIX = "c#"
+READ_CURSOR_PREFIX = "r#"
+
+
+class _Meta:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    # Explicit timeouts: a hung socket must not eat the 29 s integration budget.
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+    max_retry_attempts = 3
+
+
+class Connection(Model):
+    """An open WebSocket connection (`ConnectionsTable`), expired by TTL if `$disconnect` is missed."""
+
+    class Meta(_Meta):
+        table_name = settings.connections_table
+
+    connection_id = UnicodeAttribute(hash_key=True, attr_name="connectionId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    name = UnicodeAttribute()
+    connected_at = NumberAttribute(attr_name="connectedAt")
+    expires_at = TTLAttribute(attr_name="expiresAt")
+
+
+class ByConnectionIndex(GlobalSecondaryIndex["Membership"]):
+    """The rooms of one connection, so disconnect clean-up is a Query, never a Scan."""
+
+    class Meta:
+        index_name = "ByConnection"
+        projection = KeysOnlyProjection()
+
+    connection_id = UnicodeAttribute(hash_key=True, attr_name="connectionId")
+    room_id = UnicodeAttribute(range_key=True, attr_name="roomId")
+
+
+class Membership(Model):
+    """A connection in a room: `memberKey = c#<connectionId>`. The room's partition is its fan-out list."""
+
+    class Meta(_Meta):
+        table_name = settings.memberships_table
+
+    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
+    member_key = UnicodeAttribute(range_key=True, attr_name="memberKey")
+    connection_id = UnicodeAttribute(attr_name="connectionId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    name = UnicodeAttribute()
+    joined_at = NumberAttribute(attr_name="joinedAt")
+    expires_at = TTLAttribute(attr_name="expiresAt")
+    by_connection = ByConnectionIndex()
+
+
+class ReadCursor(Model):
+    """A user's read position in a room: `memberKey = r#<userId>`, in the room's partition, never expiring."""
+
+    class Meta(_Meta):
+        table_name = settings.memberships_table
+
+    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
+    member_key = UnicodeAttribute(range_key=True, attr_name="memberKey")
+    message_id = UnicodeAttribute(attr_name="messageId")
+
+
+class StoredMessage(Model):
+    """A chat message (`MessagesTable`): ULID range keys give history in time order."""
+
+    class Meta(_Meta):
+        table_name = settings.messages_table
+
+    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
+    message_id = UnicodeAttribute(range_key=True, attr_name="messageId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    name = UnicodeAttribute()
+    text = UnicodeAttribute(attr_name="message")
+    timestamp = UnicodeAttribute()
+    client_message_id = UnicodeAttribute(null=True, attr_name="clientMessageId")
+
+
+class IdempotencyRecord(Model):
+    """The first message stored for (user, room, clientMessageId); a retry finds it here for 24 h."""
+
+    class Meta(_Meta):
+        table_name = settings.idempotency_table
+
+    key = UnicodeAttribute(hash_key=True)
+    message_id = UnicodeAttribute(attr_name="messageId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    name = UnicodeAttribute()
+    text = UnicodeAttribute(attr_name="message")
+    timestamp = UnicodeAttribute()
+    expires_at = TTLAttribute(attr_name="expiresAt")

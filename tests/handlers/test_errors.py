@@ -1,0 +1,144 @@
+"""Every bad frame gets exactly one `error` frame back and changes nothing (PROTOCOL.md, "Errors")."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from parley.ids import ulid_at
+
+
+@pytest.fixture
+def room(world):
+    alice = world.connect("alice")
+    alice.send("join_room", {"roomId": "lobby"})
+    bob = world.connect("bob")
+    bob.send("join_room", {"roomId": "lobby"})
+    alice.send("chat_message", {"roomId": "lobby", "message": "seed"})
+    world.collect()
+    alice.take(), bob.take()
+    return alice, bob
+
+
+def assert_one_error(world, client, raw, code, *, request_type=None, fields=None, others=()):
+    before = world.snapshot()
+    client.send(raw=raw)
+    frames = client.take()
+    assert len(frames) == 1, frames
+    (frame,) = frames
+    assert frame["type"] == "error"
+    data = frame["data"]
+    assert data["code"] == code, data
+    assert isinstance(data["message"], str) and data["message"]
+    assert "Traceback" not in data["message"]
+    if request_type is not None:
+        assert data["requestType"] == request_type
+    if fields is not None:
+        assert sorted(d["field"] for d in data["details"]) == sorted(fields)
+    assert world.snapshot() == before, "a rejected frame changed the tables"
+    for other in others:
+        assert other.take() == []
+    return data
+
+
+@pytest.mark.parametrize("raw", ["not json", "", "{", "[1, 2]", '"ping"', "42", "null", "{\"type\": \"ping\"", "[" * 5000 + "]" * 5000])
+def test_invalid_json(world, room, raw):
+    alice, bob = room
+    assert_one_error(world, alice, raw, "invalid_json", others=[bob])
+
+
+@pytest.mark.parametrize("raw", ['{"type": "dance"}', '{"data": {}}', '{"type": 7}', '{"type": null}', '{"type": "$connect"}'])
+def test_unknown_type(world, room, raw):
+    alice, bob = room
+    data = assert_one_error(world, alice, raw, "unknown_type", others=[bob])
+    assert "join_room" in data["message"]  # tells the user what to send instead
+    if json.loads(raw).get("type") == "dance":
+        assert data["requestType"] == "dance"
+
+
+VALIDATION_CASES = [
+    ("message", {}, ["message"]),
+    ("join_room", {}, ["roomId"]),
+    ("join_room", {"roomId": "has space"}, ["roomId"]),
+    ("join_room", {"roomId": "x" * 65}, ["roomId"]),
+    ("join_room", {"roomId": 5}, ["roomId"]),
+    ("join_room", {"roomId": "lobby", "limit": 0}, ["limit"]),
+    ("join_room", {"roomId": "lobby", "limit": 101}, ["limit"]),
+    ("join_room", {"roomId": "lobby", "limit": "5"}, ["limit"]),
+    ("join_room", {"roomId": "lobby", "limit": True}, ["limit"]),
+    ("join_room", {"roomId": "lobby", "since": "not-a-ulid"}, ["since"]),
+    ("leave_room", {"roomId": ""}, ["roomId"]),
+    ("chat_message", {"roomId": "lobby"}, ["message"]),
+    ("chat_message", {"roomId": "lobby", "message": ""}, ["message"]),
+    ("chat_message", {"roomId": "lobby", "message": "   "}, ["message"]),
+    ("chat_message", {"roomId": "lobby", "message": "x" * 4001}, ["message"]),
+    ("chat_message", {"roomId": "lobby", "message": 12}, ["message"]),
+    ("chat_message", {"roomId": "lobby", "message": "hi", "clientMessageId": ""}, ["clientMessageId"]),
+    ("chat_message", {"roomId": "lobby", "message": "hi", "clientMessageId": "x" * 65}, ["clientMessageId"]),
+    ("chat_message", {"message": "hi", "roomId": None}, ["roomId"]),
+    ("typing", {"roomId": "lobby", "isTyping": "yes"}, ["isTyping"]),
+    ("typing", {"roomId": "lobby"}, ["isTyping"]),
+    ("mark_read", {"roomId": "lobby"}, ["messageId"]),
+    ("mark_read", {"roomId": "lobby", "messageId": "0" * 25}, ["messageId"]),
+    ("get_history", {"roomId": "lobby", "before": 3}, ["before"]),
+    ("get_history", {"roomId": "lobby", "limit": 1000}, ["limit"]),
+]
+
+
+@pytest.mark.parametrize("type_name,data,fields", VALIDATION_CASES)
+def test_validation_error_lists_fields(world, room, type_name, data, fields):
+    alice, bob = room
+    raw = json.dumps({"type": type_name, "data": data})
+    assert_one_error(world, alice, raw, "validation_error", request_type=type_name, fields=fields, others=[bob])
+
+
+def test_data_that_is_not_an_object(world, room):
+    alice, bob = room
+    assert_one_error(world, alice, '{"type": "join_room", "data": [1]}', "validation_error", fields=["data"], others=[bob])
+
+
+def test_mark_read_of_a_future_message_is_refused(world, room):
+    alice, bob = room
+    future = ulid_at(4_000_000_000_000)
+    raw = json.dumps({"type": "mark_read", "data": {"roomId": "lobby", "messageId": future}})
+    assert_one_error(world, alice, raw, "validation_error", fields=["messageId"], others=[bob])
+
+
+def test_error_echoes_client_message_id(world, room):
+    alice, bob = room
+    raw = json.dumps({"type": "chat_message", "data": {"roomId": "lobby", "message": "", "clientMessageId": "abc"}})
+    data = assert_one_error(world, alice, raw, "validation_error", others=[bob])
+    assert data["clientMessageId"] == "abc"
+
+
+@pytest.mark.parametrize(
+    "type_name,data",
+    [
+        ("chat_message", {"roomId": "elsewhere", "message": "hi"}),
+        ("typing", {"roomId": "elsewhere", "isTyping": True}),
+        ("mark_read", {"roomId": "elsewhere", "messageId": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}),
+        ("get_history", {"roomId": "elsewhere"}),
+    ],
+)
+def test_not_a_member(world, room, type_name, data):
+    alice, bob = room
+    outsider = world.connect("mallory")
+    outsider.send("join_room", {"roomId": "elsewhere2"})
+    outsider.take()
+    raw = json.dumps({"type": type_name, "data": {**data, "roomId": "lobby"}})
+    data_ = assert_one_error(world, outsider, raw, "not_a_member", request_type=type_name, others=[alice, bob])
+    assert "join_room" in data_["message"]
+
+
+def test_internal_error_is_reported_without_a_stack_trace(world, room):
+    alice, bob = room
+    boto3.client("dynamodb").delete_table(TableName="test-MessagesTable")
+    alice.send("chat_message", {"roomId": "lobby", "message": "into the void", "clientMessageId": "x1"})
+    (frame,) = alice.take()
+    assert frame["data"]["code"] == "internal_error"
+    assert frame["data"]["clientMessageId"] == "x1"
+    assert "Traceback" not in json.dumps(frame) and "ResourceNotFound" not in json.dumps(frame)
+    assert "request id" in frame["data"]["message"]
+    assert bob.take() == []

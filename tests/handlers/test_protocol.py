@@ -1,0 +1,254 @@
+"""Every row of PROTOCOL.md's tables, asserted on what each connection actually received."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from parley.ids import is_ulid
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def joined(world, room="lobby", *users):
+    clients = []
+    for user in users:
+        client = world.connect(user, user.title())
+        client.send("join_room", {"roomId": room})
+        clients.append(client)
+    for client in clients:
+        client.take()
+    return clients
+
+
+def test_message_echoes_with_status_and_timestamp(world):
+    alice = world.connect("alice")
+    reply = alice.send("message", {"message": {"nested": [1, 2, 3]}})
+    assert reply["type"] == "message_response"
+    assert reply["data"]["status"] == "received"
+    assert reply["data"]["message"] == {"nested": [1, 2, 3]}
+    assert ISO.match(reply["data"]["timestamp"])
+    assert alice.take() == [reply]
+
+
+def test_ping_gets_pong_with_timestamp(world):
+    alice = world.connect("alice")
+    alice.send("ping")  # data omitted means {}
+    frames = alice.take()
+    assert [f["type"] for f in frames] == ["pong"]
+    assert ISO.match(frames[0]["data"]["timestamp"])
+
+
+def test_join_room_sends_participants_then_history_and_announces_once(world):
+    alice = world.connect("alice", "Alice")
+    alice.send("join_room", {"roomId": "lobby"})
+    frames = alice.take()
+    assert [f["type"] for f in frames] == ["participants_list", "chat_history"]
+    assert frames[0]["data"] == {"roomId": "lobby", "participants": [{"userId": "alice", "name": "Alice"}]}
+    assert frames[1]["data"] == {"roomId": "lobby", "messages": [], "hasMore": False}
+
+    bob = world.connect("bob", "Bob")
+    bob.send("join_room", {"roomId": "lobby"})
+    bob_frames = bob.take()
+    assert bob_frames[0]["data"]["participants"] == [
+        {"userId": "alice", "name": "Alice"},
+        {"userId": "bob", "name": "Bob"},
+    ]
+    announced = alice.take()
+    assert [f["type"] for f in announced] == ["user_joined"]
+    assert announced[0]["data"]["userId"] == "bob" and announced[0]["data"]["name"] == "Bob"
+    assert announced[0]["data"]["roomId"] == "lobby" and ISO.match(announced[0]["data"]["timestamp"])
+
+    # Joining again is harmless and announces nothing.
+    bob.send("join_room", {"roomId": "lobby"})
+    assert bob.types() == ["participants_list", "chat_history"]
+    assert alice.take() == []
+    # A second connection of the same user announces nothing either, and lists bob once.
+    bob_phone = world.connect("bob", "Bob")
+    bob_phone.send("join_room", {"roomId": "lobby"})
+    assert alice.take() == []
+    assert [p["userId"] for p in bob_phone.take()[0]["data"]["participants"]] == ["alice", "bob"]
+
+
+def test_chat_message_reaches_every_connection_then_delivered_count(world):
+    alice, bob, carol = joined(world, "lobby", "alice", "bob", "carol")
+    outsider = world.connect("dave")
+    reply = alice.send("chat_message", {"roomId": "lobby", "message": "hello", "clientMessageId": "c-1"})
+    assert reply["type"] == "chat_update"
+    alice_frames = alice.take()
+    assert [f["type"] for f in alice_frames] == ["message_received", "chat_update"]
+    message = alice_frames[0]["data"]
+    assert is_ulid(message["messageId"]) and ISO.match(message["timestamp"])
+    assert message == {
+        "messageId": message["messageId"],
+        "roomId": "lobby",
+        "userId": "alice",
+        "name": "Alice",
+        "message": "hello",
+        "timestamp": message["timestamp"],
+        "clientMessageId": "c-1",
+    }
+    assert alice_frames[1]["data"] == {"roomId": "lobby", "messageId": message["messageId"], "status": "delivered", "deliveredTo": 2}
+    assert bob.take() == [alice_frames[0]]
+    assert carol.take() == [alice_frames[0]]
+    assert outsider.take() == []
+
+
+def test_chat_message_without_client_message_id_omits_it(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    alice.send("chat_message", {"roomId": "lobby", "message": "hi"})
+    assert "clientMessageId" not in bob.take()[0]["data"]
+
+
+def test_typing_goes_to_other_members_only(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    assert alice.send("typing", {"roomId": "lobby", "isTyping": True}) is None
+    assert alice.take() == []
+    assert bob.take() == [{"type": "typing_update", "data": {"roomId": "lobby", "userId": "alice", "isTyping": True}}]
+
+
+def test_mark_read_moves_forward_only_and_tells_others(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    alice.send("chat_message", {"roomId": "lobby", "message": "one"})
+    alice.send("chat_message", {"roomId": "lobby", "message": "two"})
+    first, second = [f["data"]["messageId"] for f in bob.take()]
+    alice.take()
+    assert bob.send("mark_read", {"roomId": "lobby", "messageId": second}) is None
+    assert alice.take() == [
+        {"type": "chat_update", "data": {"roomId": "lobby", "messageId": second, "status": "read", "userId": "bob"}}
+    ]
+    assert bob.take() == []
+    bob.send("mark_read", {"roomId": "lobby", "messageId": first})  # backwards: nothing moves, nothing sent
+    assert alice.take() == []
+    cursor = [i for i in world.items("MembershipsTable") if i["memberKey"]["S"] == "r#bob"]
+    assert cursor[0]["messageId"]["S"] == second
+
+
+def test_leave_room_announces_when_last_connection_leaves(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    bob_phone = world.connect("bob")
+    bob_phone.send("join_room", {"roomId": "lobby"})
+    world.collect()
+    for c in (alice, bob, bob_phone):
+        c.take()
+    assert bob.send("leave_room", {"roomId": "lobby"}) is None
+    assert alice.take() == []  # bob is still there on his phone
+    bob_phone.send("leave_room", {"roomId": "lobby"})
+    left = alice.take()
+    assert [f["type"] for f in left] == ["user_left"]
+    assert left[0]["data"]["userId"] == "bob" and left[0]["data"]["roomId"] == "lobby"
+    # Leaving a room one is not in does nothing.
+    before = world.snapshot()
+    assert bob.send("leave_room", {"roomId": "lobby"}) is None
+    assert world.snapshot() == before and alice.take() == [] and bob.take() == []
+    # After leaving, members-only types are refused.
+    bob.send("chat_message", {"roomId": "lobby", "message": "still here?"})
+    assert bob.take()[0]["data"]["code"] == "not_a_member"
+
+
+def test_get_history_pages_with_before(world):
+    (alice,) = joined(world, "lobby", "alice")
+    ids = []
+    for n in range(7):
+        alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"})
+        ids.append(alice.take()[0]["data"]["messageId"])
+    newest = alice.send("get_history", {"roomId": "lobby", "limit": 3})["data"]
+    assert [m["messageId"] for m in newest["messages"]] == ids[4:]
+    assert newest["hasMore"] is True
+    older = alice.send("get_history", {"roomId": "lobby", "before": ids[4], "limit": 3})["data"]
+    assert [m["messageId"] for m in older["messages"]] == ids[1:4]
+    assert older["hasMore"] is True
+    oldest = alice.send("get_history", {"roomId": "lobby", "before": ids[1], "limit": 3})["data"]
+    assert [m["message"] for m in oldest["messages"]] == ["m0"]
+    assert oldest["hasMore"] is False
+    default_page = alice.send("get_history", {"roomId": "lobby"})["data"]
+    assert len(default_page["messages"]) == 7 and default_page["hasMore"] is False
+
+
+def test_join_with_since_returns_what_was_missed(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    ids = []
+    for n in range(5):
+        alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"})
+        ids.append(alice.take()[0]["data"]["messageId"])
+    world.disconnect(bob)
+    bob_again = world.connect("bob")
+    bob_again.send("join_room", {"roomId": "lobby", "since": ids[1], "limit": 2})
+    frames = bob_again.take()
+    history = frames[1]["data"]
+    assert [m["messageId"] for m in history["messages"]] == ids[2:4]
+    assert history["hasMore"] is True
+    bob_again.send("join_room", {"roomId": "lobby", "since": ids[3]})
+    rest = bob_again.take()[1]["data"]
+    assert [m["messageId"] for m in rest["messages"]] == ids[4:] and rest["hasMore"] is False
+    # Without since: the newest `limit`, oldest first.
+    newest = world.connect("carol")
+    newest.send("join_room", {"roomId": "lobby", "limit": 2})
+    assert [m["messageId"] for m in newest.take()[1]["data"]["messages"]] == ids[3:]
+
+
+def test_spoofed_user_id_in_data_is_ignored(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    alice.send("chat_message", {"roomId": "lobby", "message": "hi", "userId": "bob", "name": "Bob"})
+    received = bob.take()[0]["data"]
+    assert received["userId"] == "alice" and received["name"] == "Alice"
+    alice.send("typing", {"roomId": "lobby", "isTyping": True, "userId": "bob"})
+    assert bob.take()[0]["data"]["userId"] == "alice"
+    alice.send("mark_read", {"roomId": "lobby", "messageId": received["messageId"], "userId": "bob"})
+    assert bob.take()[0]["data"]["userId"] == "alice"
+
+
+def test_retry_with_same_client_message_id_stores_one_message(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    first = alice.send("chat_message", {"roomId": "lobby", "message": "once", "clientMessageId": "retry-1"})
+    original = alice.take()[0]
+    assert bob.take() == [original]
+    again = alice.send("chat_message", {"roomId": "lobby", "message": "once", "clientMessageId": "retry-1"})
+    assert again == original  # the original message_received, to the sender only
+    assert alice.take() == [original]
+    assert bob.take() == []
+    assert len(world.items("MessagesTable")) == 1
+    assert first["data"]["messageId"] == original["data"]["messageId"]
+    # The same clientMessageId from another user, or in another room, is a different message.
+    bob.send("chat_message", {"roomId": "lobby", "message": "mine", "clientMessageId": "retry-1"})
+    assert len(world.items("MessagesTable")) == 2
+
+
+def test_disconnect_removes_memberships_and_announces(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    bob.send("join_room", {"roomId": "other"})
+    alice.send("join_room", {"roomId": "other"})
+    world.collect()
+    alice.take(), bob.take()
+    world.disconnect(bob)
+    left = alice.take()
+    assert sorted(f["data"]["roomId"] for f in left if f["type"] == "user_left") == ["lobby", "other"]
+    memberships = [i for i in world.items("MembershipsTable") if i["memberKey"]["S"].startswith("c#")]
+    assert {i["connectionId"]["S"] for i in memberships} == {alice.connection_id}
+    assert {i["connectionId"]["S"] for i in world.items("ConnectionsTable")} == {alice.connection_id}
+
+
+def test_connect_records_connection_with_ttl(world):
+    alice = world.connect("alice", "Alice")
+    (item,) = world.items("ConnectionsTable")
+    assert item["connectionId"]["S"] == alice.connection_id
+    assert item["userId"]["S"] == "alice" and item["name"]["S"] == "Alice"
+    assert int(item["expiresAt"]["N"]) > int(item["connectedAt"]["N"]) // 1000 + 7200
+
+
+def test_half_the_room_gone_every_live_one_still_gets_it(world):
+    clients = joined(world, "big", *[f"user{n}" for n in range(20)])
+    gone = clients[1::2]
+    live = clients[0::2]
+    world.gone.update(c.connection_id for c in gone)
+    reply = live[0].send("chat_message", {"roomId": "big", "message": "anyone?"})
+    assert reply["data"]["deliveredTo"] == len(live) - 1
+    for client in live:
+        frames = client.take()
+        assert [f for f in frames if f["type"] == "message_received"][0]["data"]["message"] == "anyone?"
+        departed = {f["data"]["userId"] for f in frames if f["type"] == "user_left"}
+        assert departed == {c.user_id for c in gone}
+    members = {i["connectionId"]["S"] for i in world.items("MembershipsTable") if i["memberKey"]["S"].startswith("c#")}
+    assert members == {c.connection_id for c in live}
+    assert {i["connectionId"]["S"] for i in world.items("ConnectionsTable")} == {c.connection_id for c in live}
