@@ -1,0 +1,110 @@
+"""The `$connect` authorizer: only a valid HS256 token from the SSM secret gets in."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import boto3
+import jwt
+import pytest
+from moto import mock_aws
+
+from tests.handlers.conftest import FUNCTIONS, FakeContext
+
+SECRET = "s3cret-for-tests-only-0123456789abcdef"
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/test/$connect"
+
+
+@pytest.fixture
+def authorize(monkeypatch):
+    with mock_aws():
+        boto3.client("ssm").put_parameter(Name="/parley/test/jwt-secret", Value=SECRET, Type="SecureString")
+        monkeypatch.setenv("ALLOWED_ORIGINS", "https://chat.example.com")
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()
+
+        def call(token, origin=None):
+            headers = {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"}
+            if origin:
+                headers["Origin"] = origin
+            event = {
+                "type": "REQUEST",
+                "methodArn": METHOD_ARN,
+                "headers": headers,
+                "queryStringParameters": {} if token is None else {"token": token},
+            }
+            return FUNCTIONS["authorizer"].lambda_handler(event, FakeContext())
+
+        yield call
+
+
+def token(claims=None, key=SECRET, algorithm="HS256", headers=None):
+    body = {"sub": "alice", "name": "Alice", "exp": int(time.time()) + 300}
+    body.update(claims or {})
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, key, algorithm=algorithm, headers=headers)
+
+
+def test_valid_token_allows_with_identity(authorize):
+    result = authorize(token())
+    assert result["principalId"] == "alice"
+    assert result["context"] == {"name": "Alice"}
+    (statement,) = result["policyDocument"]["Statement"]
+    assert statement == {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": METHOD_ARN}
+
+
+def test_name_defaults_to_sub(authorize):
+    assert authorize(token({"name": None}))["context"] == {"name": "alice"}
+
+
+def _unsigned(claims):
+    enc = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{enc({'alg': 'none', 'typ': 'JWT'})}.{enc(claims)}."
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        "",
+        "not-a-jwt",
+        "a.b.c",
+        token(key="wrong-secret-wrong-secret-wrong-secret"),
+        token({"exp": int(time.time()) - 60}),
+        token({"nbf": int(time.time()) + 600}),
+        token({"exp": None}),
+        token({"sub": None}),
+        token({"sub": ""}),
+        token({"sub": "x" * 129}),
+        token({"pad": "x" * 9000}),
+        _unsigned({"sub": "alice", "exp": int(time.time()) + 300}),
+    ],
+    ids=["missing", "empty", "garbage", "three-parts", "bad-signature", "expired", "not-yet-valid", "no-exp", "no-sub", "empty-sub", "long-sub", "over-8KB", "alg-none"],
+)
+def test_bad_tokens_are_unauthorized(authorize, bad):
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        authorize(bad)
+
+
+def test_foreign_origin_is_denied(authorize):
+    result = authorize(token(), origin="https://evil.example.net")
+    assert result["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert "context" not in result
+
+
+def test_listed_origin_and_no_origin_are_allowed(authorize):
+    assert authorize(token(), origin="https://chat.example.com")["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert authorize(token())["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+
+
+def test_token_never_reaches_the_logs(authorize, capsys):
+    secret_token = token()
+    with pytest.raises(Exception):
+        authorize(secret_token + "tampered")
+    authorize(secret_token)
+    out = capsys.readouterr()
+    assert secret_token.split(".")[2] not in out.out + out.err
+    assert secret_token not in out.out + out.err
