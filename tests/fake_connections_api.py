@@ -74,3 +74,25 @@ class FakeConnectionsApi:
         if self._loop and self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def main() -> None:
+    """Run standalone (a separate process keeps the server off the measured process's GIL)."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="a local stand-in for @connections, for benchmarks")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeConnectionsApi(latency_ms=args.latency_ms).start()
+    print(server.url, flush=True)
+    try:
+        while True:
+            time.sleep(1)
+            print(f"max_in_flight={server.max_in_flight} calls={server.calls}", flush=True)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Fan-out of one `chat_message` through the real handler, with latency added to every
+`@connections` call, against sequential posting measured in the same run.
+
+The handler runs in this process against moto's DynamoDB server (a separate process); `@connections` is a local stand-in
+in a separate process that sleeps `--latency-ms` per call and reports the most calls it saw
+in flight. Prints one line per configuration and the ratio to sequential.
+
+    .venv/bin/python benchmarks/fanout_bench.py --members 1000 --latency-ms 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common" / "python")]
+
+os.environ.update(
+    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+    CONNECTIONS_TABLE="test-ConnectionsTable", MEMBERSHIPS_TABLE="test-MembershipsTable",
+    MESSAGES_TABLE="test-MessagesTable", IDEMPOTENCY_TABLE="test-IdempotencyTable",
+    POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_LOG_LEVEL="ERROR", POWERTOOLS_METRICS_DISABLED="true",
+)
+
+
+def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_connections_api", "--latency-ms", str(latency_ms)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+class _Context:
+    function_name = "bench"
+    memory_limit_in_mb = 256
+    aws_request_id = "bench"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 29_000
+
+
+def _moto_url(proc: subprocess.Popen) -> str:
+    """moto's server prints its address on start; DynamoDB is reached there, as over the network on AWS."""
+    assert proc.stdout is not None
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if "Running on" in line:
+            return line.split("Running on")[1].split()[0].strip()
+    raise RuntimeError("moto server did not start")
+
+
+def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
+    import boto3
+
+    from tests.support import connect_event, connection_id, create_tables_from_template, load_function, load_template, message_event
+
+    proc, url = start_api(latency_ms)
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = url
+    os.environ["FANOUT_MAX_IN_FLIGHT"] = str(max_in_flight)
+    try:
+        dynamodb_url = _moto_url(moto)
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
+        create_tables_from_template(boto3.client("dynamodb"), load_template())
+        import parley.lambda_adapter as adapter
+        from parley.store import Member
+
+        for n in range(members):
+            adapter._store.add_member(Member("bench", connection_id(n), f"user{n}", f"User {n}", n))
+        from parley.sender import ManagementApiSender
+
+        timings: list[float] = []
+        original_send = ManagementApiSender.send
+
+        def timed_send(self, job):  # the fan-out alone, apart from the DynamoDB calls around it
+            t0 = time.perf_counter()
+            try:
+                return original_send(self, job)
+            finally:
+                timings.append(time.perf_counter() - t0)
+
+        ManagementApiSender.send = timed_send
+        chat = load_function("chat_message")
+        event = message_event(connection_id(0), "user0", {"type": "chat_message", "data": {"roomId": "bench", "message": "hi"}})
+        started = time.perf_counter()
+        response = chat.lambda_handler(event, _Context())
+        elapsed = time.perf_counter() - started
+        reply = json.loads(response["body"])
+    finally:
+        moto.terminate()
+        proc.terminate()
+        tail = proc.communicate(timeout=10)[0].strip().splitlines()
+    observed = max((int(line.split()[0].split("=")[1]) for line in tail if line.startswith("max_in_flight")), default=-1)
+    return {"members": members, "latency_ms": latency_ms, "max_in_flight": max_in_flight, "seconds": elapsed, "fanout_seconds": max(timings),
+            "delivered_to": reply["data"].get("deliveredTo"), "observed_in_flight": observed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--max-in-flight", type=int, default=64)
+    parser.add_argument("--sequential-sample", type=int, default=100,
+                        help="members for the sequential baseline (scaled linearly to --members)")
+    args = parser.parse_args()
+    # Each run is a fresh process so moto state and sender pools never leak between them.
+    if os.environ.get("PARLEY_BENCH_CHILD"):
+        print(json.dumps(run(args.members, args.latency_ms, args.max_in_flight)))
+        return
+    def child(members: int, in_flight: int) -> dict:
+        out = subprocess.run(
+            [sys.executable, __file__, "--members", str(members), "--latency-ms", str(args.latency_ms), "--max-in-flight", str(in_flight)],
+            env={**os.environ, "PARLEY_BENCH_CHILD": "1"}, capture_output=True, text=True, timeout=600, check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    concurrent = child(args.members, args.max_in_flight)
+    sequential = child(args.sequential_sample, 1)
+    sequential_scaled = sequential["fanout_seconds"] * args.members / args.sequential_sample
+    print(f"fan-out to {args.members} connections, +{args.latency_ms:g} ms per @connections call")
+    print(f"  concurrent (max {args.max_in_flight} in flight): fan-out {concurrent['fanout_seconds']:.3f} s "
+          f"(whole handler {concurrent['seconds']:.3f} s, moto's Query of {args.members} members included), "
+          f"deliveredTo={concurrent['delivered_to']}, most in flight seen by the server={concurrent['observed_in_flight']}")
+    print(f"  sequential fan-out: {sequential['fanout_seconds']:.3f} s for {args.sequential_sample} -> {sequential_scaled:.2f} s for {args.members}")
+    print(f"  speed-up vs sequential: {sequential_scaled / concurrent['fanout_seconds']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
