@@ -19,8 +19,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml layers/common/requirements.txt
-	$(BIN)/pip install -q -e '.[dev]' -r layers/common/requirements.txt
+$(VENV)/.installed: $(BIN)/python pyproject.toml layers/common/python/requirements.txt
+	$(BIN)/pip install -q -e '.[dev]' -r layers/common/python/requirements.txt
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv and install Parley (the `parley` command) with its dependencies

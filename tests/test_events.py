@@ -49,7 +49,7 @@ def _template_route_keys() -> set[str]:
 
 def _body(event: dict):
     try:
-        return json.loads(event["body"])
+        return json.loads(event.get("body"))
     except (TypeError, ValueError):
         return None
 

@@ -229,7 +229,9 @@ def test_route_integration_and_permission(resources, key):
     perm = permissions[0]
     assert perm["Action"] == "lambda:InvokeFunction"
     assert perm["Principal"] == "apigateway.amazonaws.com"
-    assert _sub(perm["SourceArn"]) in (API_ARN_PREFIX + f"*/{key}", API_ARN_PREFIX + "*"), perm["SourceArn"]
+    # scoped to this API: this route on any stage (or this stage), or the whole API
+    allowed = {API_ARN_PREFIX + s for s in (f"*/{key}", f"${{StageName}}/{key}", "*/*", "*")}
+    assert _sub(perm["SourceArn"]) in allowed, perm["SourceArn"]
 
 
 @pytest.mark.parametrize("key", list(ROUTES))
