@@ -465,9 +465,10 @@ EXPECTED_GRANTS = {
     "ChatMessageFunction": CLEANUP | {
         ("dynamodb:PutItem", "MessagesTable"),
         ("dynamodb:GetItem", "IdempotencyTable"), ("dynamodb:PutItem", "IdempotencyTable"),
+        ("dynamodb:UpdateItem", "IdempotencyTable"),
     },
-    "TypingFunction": CLEANUP,
-    "MarkReadFunction": CLEANUP | {("dynamodb:UpdateItem", "MembershipsTable")},
+    "TypingFunction": CLEANUP | {("dynamodb:UpdateItem", "IdempotencyTable")},
+    "MarkReadFunction": CLEANUP | {("dynamodb:UpdateItem", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable")},
     "GetHistoryFunction": {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable"),
         ("dynamodb:Query", "MessagesTable"),

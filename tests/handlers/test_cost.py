@@ -12,7 +12,7 @@ def dynamodb_ops(world):
     return ops
 
 
-def test_chat_message_costs_one_query_and_one_put(world):
+def test_chat_message_costs_one_query_one_rate_update_and_one_put(world):
     clients = []
     for n in range(12):
         c = world.connect(f"user{n}")
@@ -21,10 +21,11 @@ def test_chat_message_costs_one_query_and_one_put(world):
     world.operations.clear()
     posts_before = world.posts
     clients[0].send("chat_message", {"roomId": "costly", "message": "hi"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "PutItem": 1})
+    # Query: members (and the membership check); UpdateItem: the rate counter; PutItem: the message.
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1, "PutItem": 1})
     assert world.posts - posts_before == 8  # one per member, the sender's own included; chat_update is the route response
     clients[0].send("chat_message", {"roomId": "costly", "message": "hi", "clientMessageId": "k1"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "PutItem": 2})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1, "PutItem": 2})
 
 
 def test_typing_and_ping_costs(world):
@@ -34,6 +35,6 @@ def test_typing_and_ping_costs(world):
     a.send("ping")
     assert dynamodb_ops(world) == Counter()
     a.send("typing", {"roomId": "r", "isTyping": True})
-    assert dynamodb_ops(world) == Counter({"Query": 1})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
     a.send("get_history", {"roomId": "r"})
     assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1})

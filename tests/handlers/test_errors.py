@@ -142,3 +142,39 @@ def test_internal_error_is_reported_without_a_stack_trace(world, room):
     assert "Traceback" not in json.dumps(frame) and "ResourceNotFound" not in json.dumps(frame)
     assert "request id" in frame["data"]["message"]
     assert bob.take() == []
+
+
+@pytest.fixture
+def tight_limits(monkeypatch):
+    import dataclasses
+
+    import parley.lambda_adapter as adapter
+
+    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=3, signal_rate_limit=2, rate_window_seconds=60))
+
+
+def test_rate_limited_after_the_allowance_with_retry_after(world, room, tight_limits):
+    alice, bob = room
+    for n in range(3):
+        assert alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"})["type"] == "chat_update"
+    alice.take(), bob.take()
+    raw = json.dumps({"type": "chat_message", "data": {"roomId": "lobby", "message": "one too many", "clientMessageId": "z"}})
+    data = assert_one_error(world, alice, raw, "rate_limited", request_type="chat_message", others=[bob])
+    assert 0 < data["retryAfterMs"] <= 60_000 and data["clientMessageId"] == "z"
+    # Typing and read receipts have their own allowance, and another user is unaffected.
+    assert alice.send("typing", {"roomId": "lobby", "isTyping": True}) is None
+    assert bob.send("chat_message", {"roomId": "lobby", "message": "still fine"})["type"] == "chat_update"
+    alice.send("typing", {"roomId": "lobby", "isTyping": False})
+    raw = json.dumps({"type": "typing", "data": {"roomId": "lobby", "isTyping": True}})
+    world.collect(), alice.take(), bob.take()
+    assert_one_error(world, alice, raw, "rate_limited", request_type="typing", others=[bob])
+
+
+def test_rejected_frames_do_not_spend_the_allowance(world, room, tight_limits):
+    alice, bob = room
+    for _ in range(5):
+        alice.send("chat_message", {"roomId": "lobby", "message": ""})  # validation_error
+        alice.send("chat_message", {"roomId": "nowhere", "message": "x"})  # not_a_member
+    alice.take()
+    for n in range(3):
+        assert alice.send("chat_message", {"roomId": "lobby", "message": f"ok{n}"})["type"] == "chat_update"

@@ -24,6 +24,9 @@ class Settings:
     fanout_max_in_flight: int
     connection_ttl_seconds: int
     idempotency_ttl_seconds: int
+    chat_rate_limit: int
+    signal_rate_limit: int
+    rate_window_seconds: int
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -37,6 +40,10 @@ class Settings:
             # API Gateway ends every connection after 2 hours; the margin covers a late $disconnect.
             connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 3600 + 300),
             idempotency_ttl_seconds=_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600),
+            # Per user and window: chat messages, and the cheaper signals (typing, read receipts).
+            chat_rate_limit=_int("CHAT_RATE_LIMIT", 30),
+            signal_rate_limit=_int("SIGNAL_RATE_LIMIT", 120),
+            rate_window_seconds=_int("RATE_WINDOW_SECONDS", 10),
         )
 
 

@@ -19,7 +19,7 @@ from .events import ConnectEvent, DisconnectEvent, MessageEvent
 from .observability import count, logger, metrics, tracer
 from .protocol import ErrorCode, ProtocolError
 from .sender import sender_for
-from .service import Caller, ChatService
+from .service import Caller, ChatService, RateLimits
 from .store import DynamoChatStore
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -41,7 +41,8 @@ def _management_endpoint(domain_name: str, stage: str) -> str:
 
 def _service(domain_name: str, stage: str) -> ChatService:
     sender = sender_for(_management_endpoint(domain_name, stage), settings.fanout_max_in_flight)
-    return ChatService(_store, sender, max_message_length=settings.max_message_length, metric=count)
+    limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds)
+    return ChatService(_store, sender, max_message_length=settings.max_message_length, rate_limits=limits, metric=count)
 
 
 def _caller(context: Any) -> Caller:

@@ -28,6 +28,15 @@ READ_CURSOR_CLOCK_SKEW_MS = 60_000
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """Per-user allowances per window: `chat` for chat messages, `signals` for typing and read receipts."""
+
+    chat: int = 30
+    signals: int = 120
+    window_seconds: int = 10
+
+
+@dataclass(frozen=True)
 class Caller:
     """Who a frame speaks for: always the verified identity from the authorizer, never `data`."""
 
@@ -47,6 +56,7 @@ class ChatService:
         sender: Sender,
         *,
         max_message_length: int = 4000,
+        rate_limits: "RateLimits | None" = None,
         metric: MetricSink = _no_metrics,
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
@@ -54,6 +64,7 @@ class ChatService:
         self._sender = sender
         self.max_message_length = max_message_length
         self._metric = metric
+        self._limits = rate_limits or RateLimits()
         self._now_ms = now_ms
         self._gone: list[tuple[str, str | None, str | None]] = []
         self._forgotten: set[str] = set()
@@ -117,6 +128,7 @@ class ChatService:
     def _on_chat_message(self, request: p.ChatMessageData, caller: Caller) -> Frame:
         room = request.roomId
         members = self._require_member(room, caller)
+        self._spend("chat", self._limits.chat, caller)
         message = ChatMessage(
             room, new_ulid(self._now_ms()), caller.user_id, caller.name, request.message, iso_now(), request.clientMessageId
         )
@@ -137,6 +149,7 @@ class ChatService:
 
     def _on_typing(self, request: p.TypingData, caller: Caller) -> None:
         members = self._require_member(request.roomId, caller)
+        self._spend("signals", self._limits.signals, caller)
         update = {"roomId": request.roomId, "userId": caller.user_id, "isTyping": request.isTyping}
         self._broadcast(members, p.frame("typing_update", update), request.roomId, exclude=caller.connection_id)
         return None
@@ -149,6 +162,7 @@ class ChatService:
                 details=[{"field": "messageId", "message": "must not be later than the newest message"}],
             )
         members = self._require_member(request.roomId, caller)
+        self._spend("signals", self._limits.signals, caller)
         if self._store.advance_read_cursor(request.roomId, caller.user_id, request.messageId):
             update = {"roomId": request.roomId, "messageId": request.messageId, "status": "read", "userId": caller.user_id}
             self._broadcast(members, p.frame("chat_update", update), request.roomId, exclude=caller.connection_id)
@@ -167,6 +181,18 @@ class ChatService:
         if not any(m.connection_id == caller.connection_id for m in members):
             raise _not_a_member(room)
         return members
+
+    def _spend(self, kind: str, limit: int, caller: Caller) -> None:
+        """Charge the user's allowance, after every other check, so a refused frame writes nothing."""
+        retry_after = self._store.take_allowance(kind, caller.user_id, limit, self._limits.window_seconds, self._now_ms())
+        if retry_after is not None:
+            self._metric("RateLimited", 1)
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"Too many {'messages' if kind == 'chat' else 'typing and read updates'}: "
+                f"at most {limit} per {self._limits.window_seconds} s. Retry in {retry_after} ms.",
+                retry_after_ms=retry_after,
+            )
 
     def _send_to_caller(self, caller: Caller, frame: Frame) -> None:
         self._broadcast([Member("", caller.connection_id, caller.user_id, caller.name, 0)], frame, None)

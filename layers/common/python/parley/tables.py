@@ -101,3 +101,14 @@ class IdempotencyRecord(Model):
     text = UnicodeAttribute(attr_name="message")
     timestamp = UnicodeAttribute()
     expires_at = TTLAttribute(attr_name="expiresAt")
+
+
+class RateCounter(Model):
+    """Requests one user made in one fixed window (`key = rate#<kind>#<userId>#<window>`), expired by TTL."""
+
+    class Meta(_Meta):
+        table_name = settings.idempotency_table
+
+    key = UnicodeAttribute(hash_key=True)
+    hits = NumberAttribute(default=0)
+    expires_at = TTLAttribute(attr_name="expiresAt")
