@@ -448,6 +448,8 @@ CLEANUP = {
     ("dynamodb:DeleteItem", "MembershipsTable"),
     ("dynamodb:BatchWriteItem", "MembershipsTable"),
 }
+# Rate-limited functions close a connection that floods (DeleteConnection); nothing else may.
+CLOSE_CONNECTION = ("execute-api:ManageConnections", API_ARN_PREFIX + "${StageName}/DELETE/@connections/*")
 EXPECTED_GRANTS = {
     "ConnectFunction": {("dynamodb:PutItem", "ConnectionsTable")},
     "DisconnectFunction": CLEANUP,
@@ -465,10 +467,12 @@ EXPECTED_GRANTS = {
     "ChatMessageFunction": CLEANUP | {
         ("dynamodb:PutItem", "MessagesTable"),
         ("dynamodb:GetItem", "IdempotencyTable"), ("dynamodb:PutItem", "IdempotencyTable"),
-        ("dynamodb:UpdateItem", "IdempotencyTable"),
+        ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
-    "TypingFunction": CLEANUP | {("dynamodb:UpdateItem", "IdempotencyTable")},
-    "MarkReadFunction": CLEANUP | {("dynamodb:UpdateItem", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable")},
+    "TypingFunction": CLEANUP | {("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION},
+    "MarkReadFunction": CLEANUP | {
+        ("dynamodb:UpdateItem", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+    },
     "GetHistoryFunction": {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable"),
         ("dynamodb:Query", "MessagesTable"),

@@ -153,28 +153,51 @@ def tight_limits(monkeypatch):
     monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=3, signal_rate_limit=2, rate_window_seconds=60))
 
 
+def rate_counters(world):
+    return {i["key"]["S"]: int(i["hits"]["N"]) for i in world.items("IdempotencyTable") if i["key"]["S"].startswith("rate#")}
+
+
 def test_rate_limited_after_the_allowance_with_retry_after(world, room, tight_limits):
     alice, bob = room
     for n in range(3):
         assert alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"})["type"] == "chat_update"
     alice.take(), bob.take()
-    raw = json.dumps({"type": "chat_message", "data": {"roomId": "lobby", "message": "one too many", "clientMessageId": "z"}})
-    data = assert_one_error(world, alice, raw, "rate_limited", request_type="chat_message", others=[bob])
-    assert 0 < data["retryAfterMs"] <= 60_000 and data["clientMessageId"] == "z"
+    messages_before = world.items("MessagesTable")
+    alice.send(raw=json.dumps({"type": "chat_message", "data": {"roomId": "lobby", "message": "too many", "clientMessageId": "z"}}))
+    (frame,) = alice.take()
+    assert frame["data"]["code"] == "rate_limited" and frame["data"]["requestType"] == "chat_message"
+    assert 0 < frame["data"]["retryAfterMs"] <= 60_000 and frame["data"]["clientMessageId"] == "z"
+    assert "Retry in" in frame["data"]["message"]
+    assert world.items("MessagesTable") == messages_before and bob.take() == []
     # Typing and read receipts have their own allowance, and another user is unaffected.
     assert alice.send("typing", {"roomId": "lobby", "isTyping": True}) is None
     assert bob.send("chat_message", {"roomId": "lobby", "message": "still fine"})["type"] == "chat_update"
     alice.send("typing", {"roomId": "lobby", "isTyping": False})
-    raw = json.dumps({"type": "typing", "data": {"roomId": "lobby", "isTyping": True}})
     world.collect(), alice.take(), bob.take()
-    assert_one_error(world, alice, raw, "rate_limited", request_type="typing", others=[bob])
+    alice.send("typing", {"roomId": "lobby", "isTyping": True})
+    assert [f["data"]["code"] for f in alice.take()] == ["rate_limited"] and bob.take() == []
 
 
 def test_rejected_frames_do_not_spend_the_allowance(world, room, tight_limits):
     alice, bob = room
+    counters = rate_counters(world)
     for _ in range(5):
         alice.send("chat_message", {"roomId": "lobby", "message": ""})  # validation_error
         alice.send("chat_message", {"roomId": "nowhere", "message": "x"})  # not_a_member
     alice.take()
-    for n in range(3):
+    assert rate_counters(world) == counters
+    for n in range(2):  # the room fixture's seed message spent one
         assert alice.send("chat_message", {"roomId": "lobby", "message": f"ok{n}"})["type"] == "chat_update"
+
+
+def test_a_flood_far_over_the_limit_closes_the_connection(world, room, tight_limits):
+    alice, bob = room
+    closed = []
+    original = world.backend.delete_connection
+    world.backend.delete_connection = lambda connection_id: (closed.append(connection_id), original(connection_id))
+    for n in range(3 * 10):
+        alice.send("chat_message", {"roomId": "lobby", "message": f"flood {n}"})
+    assert closed == []  # 10x the allowance is tolerated...
+    alice.send("chat_message", {"roomId": "lobby", "message": "one more"})
+    assert len(closed) == 1  # ...beyond it, DeleteConnection
+    assert [f["data"]["message"] for f in bob.take() if f["type"] == "message_received"] == ["flood 0", "flood 1", "flood 2"]

@@ -41,6 +41,7 @@ class FanoutResult:
 
 class Sender(Protocol):
     def send(self, job: FanoutJob) -> FanoutResult: ...
+    def close(self, connection_id: str) -> bool: ...
 
 
 _RETRYABLE_ERRORS = {"LimitExceededException", "ThrottlingException", "TooManyRequestsException"}
@@ -81,7 +82,9 @@ class ManagementApiSender:
         self._credentials = credentials or session.get_credentials()
         client = session.client("apigatewaymanagementapi", endpoint_url=self.endpoint_url, region_name=self._region)
         self._events = client.meta.events
-        self._before_send = f"before-send.{client.meta.service_model.service_id.hyphenize()}.PostToConnection"
+        service = client.meta.service_model.service_id.hyphenize()
+        self._before_send = f"before-send.{service}.PostToConnection"
+        self._before_delete = f"before-send.{service}.DeleteConnection"
         self._pool = urllib3.PoolManager(
             num_pools=4, maxsize=self.max_in_flight, block=True, retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
@@ -115,16 +118,26 @@ class ManagementApiSender:
                 result.failed[connection_id] = reason
         return result
 
-    def _request(self, connection_id: str, payload: bytes) -> tuple[int, str]:
-        """One signed POST; returns the HTTP status and the `x-amzn-ErrorType` it carried."""
+    def close(self, connection_id: str) -> bool:
+        """DeleteConnection: API Gateway closes the socket and runs `$disconnect`. False if already gone."""
+        try:
+            status, _ = self._request(connection_id, b"", method="DELETE")
+        except urllib3.exceptions.HTTPError:
+            return False
+        return 200 <= status < 300
+
+    def _request(self, connection_id: str, payload: bytes, method: str = "POST") -> tuple[int, str]:
+        """One signed call; returns the HTTP status and the `x-amzn-ErrorType` it carried."""
         url = f"{self.endpoint_url}/@connections/{quote(connection_id, safe='')}"
-        request = AWSRequest(method="POST", url=url, data=payload, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"} if method == "POST" else {}
+        request = AWSRequest(method=method, url=url, data=payload, headers=headers)
         SigV4Auth(self._credentials.get_frozen_credentials(), "execute-api", self._region).add_auth(request)
         prepared = request.prepare()
-        _, hooked = self._events.emit_until_response(self._before_send, request=prepared)
+        event = self._before_send if method == "POST" else self._before_delete
+        _, hooked = self._events.emit_until_response(event, request=prepared)
         if hooked is not None:
             return hooked.status_code, hooked.headers.get("x-amzn-ErrorType", "")
-        response = self._pool.urlopen("POST", url, body=payload, headers=dict(prepared.headers.items()), preload_content=True)
+        response = self._pool.urlopen(method, url, body=payload or None, headers=dict(prepared.headers.items()), preload_content=True)
         return response.status, response.headers.get("x-amzn-ErrorType", "")
 
     def _post(self, connection_id: str, payload: bytes) -> tuple[str, str, str]:

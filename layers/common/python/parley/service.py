@@ -23,6 +23,8 @@ MetricSink = Callable[[str, float], None]
 
 # Clean-up triggered by one request is bounded; TTL removes whatever is left.
 MAX_GONE_PER_REQUEST = 200
+# A user sending this many times their allowance in one window is flooding: the connection is closed.
+ABUSE_FACTOR = 10
 # A read cursor may not point this far into the future (ULIDs carry their mint time).
 READ_CURSOR_CLOCK_SKEW_MS = 60_000
 
@@ -183,16 +185,24 @@ class ChatService:
         return members
 
     def _spend(self, kind: str, limit: int, caller: Caller) -> None:
-        """Charge the user's allowance, after every other check, so a refused frame writes nothing."""
-        retry_after = self._store.take_allowance(kind, caller.user_id, limit, self._limits.window_seconds, self._now_ms())
-        if retry_after is not None:
-            self._metric("RateLimited", 1)
-            raise ProtocolError(
-                ErrorCode.RATE_LIMITED,
-                f"Too many {'messages' if kind == 'chat' else 'typing and read updates'}: "
-                f"at most {limit} per {self._limits.window_seconds} s. Retry in {retry_after} ms.",
-                retry_after_ms=retry_after,
-            )
+        """Charge the user's allowance, after every other check, so a rejected frame costs nothing.
+
+        A connection that keeps sending at `ABUSE_FACTOR` times the allowance is closed.
+        """
+        window = self._limits.window_seconds
+        hits, retry_after = self._store.count_request(kind, caller.user_id, window, self._now_ms())
+        if hits <= limit:
+            return
+        self._metric("RateLimited", 1)
+        if hits > limit * ABUSE_FACTOR:
+            self._metric("ConnectionsClosedForAbuse", 1)
+            self._sender.close(caller.connection_id)
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"Too many {'messages' if kind == 'chat' else 'typing and read updates'}: "
+            f"at most {limit} per {window} s. Retry in {retry_after} ms.",
+            retry_after_ms=retry_after,
+        )
 
     def _send_to_caller(self, caller: Caller, frame: Frame) -> None:
         self._broadcast([Member("", caller.connection_id, caller.user_id, caller.name, 0)], frame, None)

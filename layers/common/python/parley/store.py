@@ -77,7 +77,7 @@ class ChatStore(Protocol):
     def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage: ...
     def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage: ...
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool: ...
-    def take_allowance(self, kind: str, user_id: str, limit: int, window_seconds: int, now_ms: int) -> int | None: ...
+    def count_request(self, kind: str, user_id: str, window_seconds: int, now_ms: int) -> tuple[int, int]: ...
 
 
 def _is_condition_failure(error: Exception) -> bool:
@@ -228,24 +228,17 @@ class DynamoChatStore:
         return True
 
     # rate limits ---------------------------------------------------------------------------
-    def take_allowance(self, kind: str, user_id: str, limit: int, window_seconds: int, now_ms: int) -> int | None:
-        """Count one request in the user's current window: None if allowed, else ms until the next window.
+    def count_request(self, kind: str, user_id: str, window_seconds: int, now_ms: int) -> tuple[int, int]:
+        """Count one request in the user's current fixed window.
 
-        One conditional UpdateItem per request; a refused request writes nothing.
+        Returns the requests counted so far in the window (this one included) and the ms until
+        the window ends. One UpdateItem per request; counting refused requests too is what lets
+        the service tell a burst from a flood.
         """
         window_ms = window_seconds * 1000
         window = now_ms // window_ms
         counter = RateCounter(f"rate#{kind}#{user_id}#{window}")
-        try:
-            counter.update(
-                actions=[
-                    RateCounter.hits.add(1),
-                    RateCounter.expires_at.set(timedelta(seconds=2 * window_seconds)),
-                ],
-                condition=RateCounter.hits.does_not_exist() | (RateCounter.hits < limit),
-            )
-        except UpdateError as error:
-            if _is_condition_failure(error):
-                return (window + 1) * window_ms - now_ms
-            raise
-        return None
+        counter.update(
+            actions=[RateCounter.hits.add(1), RateCounter.expires_at.set(timedelta(seconds=2 * window_seconds))]
+        )
+        return int(counter.hits), (window + 1) * window_ms - now_ms
