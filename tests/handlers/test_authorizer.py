@@ -60,6 +60,11 @@ def test_name_defaults_to_sub(authorize):
     assert authorize(token({"name": None}))["context"] == {"name": "alice"}
 
 
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+
+_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def _unsigned(claims):
     enc = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()  # noqa: E731
     return f"{enc({'alg': 'none', 'typ': 'JWT'})}.{enc(claims)}."
@@ -81,8 +86,9 @@ def _unsigned(claims):
         token({"sub": "x" * 129}),
         token({"pad": "x" * 9000}),
         _unsigned({"sub": "alice", "exp": int(time.time()) + 300}),
+        jwt.encode({"sub": "alice", "exp": int(time.time()) + 300}, _RSA_KEY, algorithm="RS256"),
     ],
-    ids=["missing", "empty", "garbage", "three-parts", "bad-signature", "expired", "not-yet-valid", "no-exp", "no-sub", "empty-sub", "long-sub", "over-8KB", "alg-none"],
+    ids=["missing", "empty", "garbage", "three-parts", "bad-signature", "expired", "not-yet-valid", "no-exp", "no-sub", "empty-sub", "long-sub", "over-8KB", "alg-none", "rs256-in-hs256-mode"],
 )
 def test_bad_tokens_are_unauthorized(authorize, bad):
     with pytest.raises(Exception, match="^Unauthorized$"):

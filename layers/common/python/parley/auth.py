@@ -1,14 +1,14 @@
 """JWT verification and the authorizer's policy, kept apart from the Lambda event plumbing.
 
-Only the configured algorithm is accepted, so `alg: none` and HS/RS confusion fail by
-construction. Failures carry a reason for the log, never for the client: API Gateway turns
+Only the configured algorithm is accepted (checked on the header before any key is
+chosen), so `alg: none` and HS/RS confusion fail by construction. Failures carry a reason for the log, never for the client: API Gateway turns
 them into a bare 401.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import jwt
 
@@ -26,9 +26,14 @@ class Identity:
     name: str
 
 
-class HS256Verifier:
-    def __init__(self, secret: Callable[[], str], *, issuer: str | None = None, audience: str | None = None) -> None:
-        self._secret = secret
+class JwtVerifier:
+    """Verifies a token with exactly one algorithm and a key chosen per token."""
+
+    def __init__(
+        self, algorithm: str, key_for: Callable[[str], Any], *, issuer: str | None = None, audience: str | None = None
+    ) -> None:
+        self.algorithm = algorithm
+        self._key_for = key_for
         self._issuer = issuer or None
         self._audience = audience or None
 
@@ -37,20 +42,40 @@ class HS256Verifier:
             raise TokenRejected("no token")
         if len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
             raise TokenRejected("token larger than 8 KB")
-        options = {"require": ["exp", "sub"] + (["iss"] if self._issuer else []) + (["aud"] if self._audience else [])}
+        required = ["exp", "sub"] + (["iss"] if self._issuer else []) + (["aud"] if self._audience else [])
         try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if algorithm != self.algorithm:
+                raise TokenRejected(f"algorithm {algorithm!r} is not the configured {self.algorithm}")
             claims = jwt.decode(
                 token,
-                self._secret(),
-                algorithms=["HS256"],
+                self._key_for(token),
+                algorithms=[self.algorithm],
                 issuer=self._issuer,
                 audience=self._audience,
-                options=options,  # type: ignore[arg-type]
+                options={"require": required},  # type: ignore[typeddict-item]
                 leeway=5,
             )
         except jwt.PyJWTError as error:
             raise TokenRejected(f"{type(error).__name__}: {error}") from None
         return identity_from_claims(claims)
+
+
+def hs256_verifier(secret: Callable[[], str], *, issuer: str | None = None, audience: str | None = None) -> JwtVerifier:
+    """Tokens signed with a shared secret (held in SSM when deployed)."""
+    return JwtVerifier("HS256", lambda token: secret(), issuer=issuer, audience=audience)
+
+
+def rs256_verifier(jwks_url: str, *, issuer: str | None = None, audience: str | None = None) -> JwtVerifier:
+    """Tokens from an identity provider (Cognito, Auth0) whose public keys are published as JWKS.
+
+    Keys are cached for the life of the execution environment and fetched again only for an
+    unknown `kid`, so a warm authorizer makes no network call per connection.
+    """
+    if not jwks_url:
+        raise RuntimeError("JWKS_URL is not set: RS256 mode needs the identity provider's JWKS address")
+    client = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=3)
+    return JwtVerifier("RS256", lambda token: client.get_signing_key_from_jwt(token).key, issuer=issuer, audience=audience)
 
 
 def identity_from_claims(claims: dict) -> Identity:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from aws_lambda_powertools.utilities import parameters
 
-from .auth import HS256Verifier, TokenRejected, origin_allowed, policy
+from .auth import JwtVerifier, TokenRejected, hs256_verifier, origin_allowed, policy, rs256_verifier
 from .observability import logger
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -24,9 +24,18 @@ def _jwt_secret() -> str:
     return parameters.get_parameter(name, decrypt=True, max_age=300)  # type: ignore[return-value]
 
 
-_verifier = HS256Verifier(
-    _jwt_secret, issuer=os.environ.get("JWT_ISSUER") or None, audience=os.environ.get("JWT_AUDIENCE") or None
-)
+def _verifier_from_env() -> JwtVerifier:
+    """AUTH_MODE picks the key source: HS256 (secret in SSM, the default) or RS256 (JWKS_URL)."""
+    mode = os.environ.get("AUTH_MODE", "HS256").upper()
+    claims = {"issuer": os.environ.get("JWT_ISSUER") or None, "audience": os.environ.get("JWT_AUDIENCE") or None}
+    if mode == "HS256":
+        return hs256_verifier(_jwt_secret, **claims)
+    if mode == "RS256":
+        return rs256_verifier(os.environ.get("JWKS_URL", ""), **claims)
+    raise RuntimeError(f"AUTH_MODE must be HS256 or RS256, got {mode!r}")
+
+
+_verifier = _verifier_from_env()
 
 
 def authorizer_route() -> Handler:
