@@ -13,7 +13,7 @@ STAGE ?= local
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup dev test test-python test-node browser build validate bench clean
+.PHONY: setup dev test test-python test-node browser build validate security bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,20 @@ test-node: client/node_modules/.installed ## the browser client's unit tests (No
 test-python: setup browser ## handlers (moto), template, local gateway (real sockets), browser (Chromium)
 	$(BIN)/pytest
 
-test: test-node test-python ## every test
+# Scanners live in their own venv: checkov's pins must not move the project's dependencies.
+SECURITY_VENV := .venv-security
+$(SECURITY_VENV)/.installed:
+	$(PYTHON) -m venv $(SECURITY_VENV)
+	$(SECURITY_VENV)/bin/pip install -q bandit==1.9.4 checkov==3.3.30
+	touch $@
+
+security: setup $(SECURITY_VENV)/.installed ## cfn-lint, checkov on the template, bandit on the Python code
+	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint template.yaml
+	$(SECURITY_VENV)/bin/checkov --config-file .checkov.yaml -f template.yaml
+	$(SECURITY_VENV)/bin/bandit -q -r layers/common/python/parley functions --severity-level medium
+	$(SECURITY_VENV)/bin/bandit -q -r parley_local --severity-level high
+
+test: security test-node test-python ## every test
 
 build: setup ## sam build (into .aws-sam/)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
@@ -50,4 +63,4 @@ validate: setup
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint
 
 clean:
-	rm -rf $(VENV) .aws-sam client/node_modules
+	rm -rf $(VENV) $(SECURITY_VENV) .aws-sam client/node_modules

@@ -1,0 +1,290 @@
+// Type declarations for parley-client.js (Parley chat protocol, version 1).
+// The wire contract is PROTOCOL.md; every frame is `{type, data}`.
+
+export declare const PROTOCOL_VERSION: 1;
+export declare const SERVER_TYPES: readonly ServerType[];
+export declare const CLIENT_TYPES: readonly ClientType[];
+export declare const CLIENT_EVENTS: readonly ClientEventName[];
+export declare const ROOM_ID_RE: RegExp;
+
+// ---- identifiers ---------------------------------------------------------
+
+/** `^[A-Za-z0-9_.:-]{1,64}$` */
+export type RoomId = string;
+/** ULID, 26 characters, sorts by time; assigned by the server. */
+export type MessageId = string;
+/** 1..64 characters, chosen by the client. */
+export type ClientMessageId = string;
+/** ISO-8601 UTC with milliseconds and `Z`, set by the server. */
+export type Timestamp = string;
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** A stored chat message. */
+export interface Message {
+  messageId: MessageId;
+  roomId: RoomId;
+  userId: string;
+  name: string;
+  message: string;
+  timestamp: Timestamp;
+  clientMessageId?: ClientMessageId;
+}
+
+export interface Participant {
+  userId: string;
+  name: string;
+}
+
+// ---- client to server -----------------------------------------------------
+
+export interface ClientFrames {
+  message: { message: JsonValue };
+  join_room: { roomId: RoomId; since?: MessageId; limit?: number };
+  leave_room: { roomId: RoomId };
+  chat_message: { roomId: RoomId; message: string; clientMessageId?: ClientMessageId };
+  typing: { roomId: RoomId; isTyping: boolean };
+  mark_read: { roomId: RoomId; messageId: MessageId };
+  get_history: { roomId: RoomId; before?: MessageId; limit?: number };
+  ping: Record<string, never>;
+}
+export type ClientType = keyof ClientFrames;
+
+// ---- server to client -----------------------------------------------------
+
+export type ErrorCode =
+  | 'invalid_json'
+  | 'unknown_type'
+  | 'validation_error'
+  | 'not_a_member'
+  | 'rate_limited'
+  | 'internal_error';
+
+export interface ChatUpdateDelivered {
+  roomId: RoomId;
+  messageId: MessageId;
+  status: 'delivered';
+  /** Other connections in the room the frame was accepted for (the sender's own not counted). */
+  deliveredTo: number;
+}
+export interface ChatUpdateRead {
+  roomId: RoomId;
+  messageId: MessageId;
+  status: 'read';
+  userId: string;
+}
+
+export interface ServerFrames {
+  message_response: { status: 'received'; message: JsonValue; timestamp: Timestamp };
+  participants_list: { roomId: RoomId; participants: Participant[] };
+  /** Oldest first. */
+  chat_history: { roomId: RoomId; messages: Message[]; hasMore: boolean };
+  user_joined: { roomId: RoomId; userId: string; name: string; timestamp: Timestamp };
+  user_left: { roomId: RoomId; userId: string; timestamp: Timestamp };
+  message_received: Message;
+  chat_update: ChatUpdateDelivered | ChatUpdateRead;
+  typing_update: { roomId: RoomId; userId: string; isTyping: boolean };
+  pong: { timestamp: Timestamp };
+  error: {
+    code: ErrorCode | string;
+    message: string;
+    requestType?: string;
+    clientMessageId?: ClientMessageId;
+    details?: unknown;
+    retryAfterMs?: number;
+  };
+}
+export type ServerType = keyof ServerFrames;
+
+export interface Frame<T extends string = string, D = unknown> {
+  type: T;
+  data: D;
+}
+
+// ---- client events ---------------------------------------------------------
+
+export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface DisconnectInfo {
+  code: number;
+  reason: string;
+  wasClean: boolean;
+  willReconnect: boolean;
+}
+
+export interface ReconnectingInfo {
+  /** 1 for the first retry after a drop. */
+  attempt: number;
+  delayMs: number;
+  lastClose: { code: number; reason: string; wasClean: boolean } | null;
+}
+
+export interface FrameLogEntry {
+  direction: 'in' | 'out';
+  raw: string;
+}
+
+export interface ClientEvents {
+  /** The WebSocket opened (the seed guide's `connect`). */
+  connect: () => void;
+  /** An open WebSocket closed (the seed guide's `disconnect`). */
+  disconnect: (info: DisconnectInfo) => void;
+  /** A reconnect is scheduled after `delayMs`. */
+  reconnecting: (info: ReconnectingInfo) => void;
+  /** The client gave up: refused handshake, expired token, tokenProvider failure, ... */
+  connect_error: (error: ParleyConnectionError) => void;
+  state: (state: ConnectionState) => void;
+  /** Every text frame in and out (for logs). */
+  frame: (entry: FrameLogEntry) => void;
+  /** The send queue was full; the frame was not queued (send() threw). */
+  queue_overflow: (frame: Frame) => void;
+  /** Every server frame, after its own event. */
+  '*': (type: ServerType | string, data: unknown, frame: Frame) => void;
+}
+export type ClientEventName = keyof ClientEvents;
+
+export type EventName = ClientEventName | ServerType;
+export type Listener<E extends string> = E extends ServerType
+  ? (data: ServerFrames[E], frame: Frame<E, ServerFrames[E]>) => void
+  : E extends ClientEventName
+    ? ClientEvents[E]
+    : (data: any, frame: Frame) => void;
+
+// ---- options -----------------------------------------------------------------
+
+export interface BackoffOptions {
+  /** Ceiling of the first retry's delay (default 500 ms). */
+  initialMs?: number;
+  /** Cap of the ceiling (default 30000 ms). */
+  maxMs?: number;
+  /** Growth of the ceiling per attempt (default 2). */
+  factor?: number;
+}
+
+export interface TimerApi {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
+export interface WebSocketLike {
+  readonly readyState?: number;
+  onopen: ((ev: any) => void) | null;
+  onmessage: ((ev: { data: any }) => void) | null;
+  onerror: ((ev: any) => void) | null;
+  onclose: ((ev: { code?: number; reason?: string; wasClean?: boolean }) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export interface ParleyClientOptions {
+  /** `wss://{api-domain}/{stage}` or locally `ws://127.0.0.1:3001/local`; the token is appended as `?token=`. */
+  url: string;
+  /** A JWT. */
+  token?: string | null;
+  /** Called before every attempt (connect and reconnect) for a fresh token. */
+  tokenProvider?: (() => string | Promise<string>) | null;
+  /** Reconnect after an open connection closes (default true). */
+  reconnect?: boolean;
+  backoff?: BackoffOptions;
+  /** Ping period while open (default 5 min; never more than 9 min). */
+  pingIntervalMs?: number;
+  /** Frames kept while disconnected (default 100); beyond it send() throws ParleyError `queue_full`. */
+  maxQueue?: number;
+  /** A handshake not open after this long counts as failed (default 15000 ms). */
+  connectTimeoutMs?: number;
+  /** Frames for a room being rejoined wait for its chat_history at most this long (default 10000 ms). */
+  joinTimeoutMs?: number;
+  /** Retry the first connection too instead of rejecting connect() (default false). */
+  retryInitialConnect?: boolean;
+  /** Give up after this many reconnect attempts in a row (default Infinity). */
+  maxReconnectAttempts?: number;
+  /** WebSocket constructor (default `globalThis.WebSocket`). */
+  WebSocketImpl?: new (url: string) => WebSocketLike;
+  /** Timer functions (default the global ones); for deterministic tests. */
+  timers?: Partial<TimerApi>;
+  /** Random source in [0, 1) for the jitter (default Math.random). */
+  random?: () => number;
+  /** Clock in ms (default Date.now); used for the token's `exp`. */
+  now?: () => number;
+  /** clientMessageId generator (default crypto.randomUUID). */
+  generateId?: () => string;
+}
+
+// ---- errors --------------------------------------------------------------------
+
+export declare class ParleyError extends Error {
+  constructor(code: string, message: string, extra?: Record<string, unknown>);
+  code: string;
+}
+
+/**
+ * `code`:
+ * - `refused`: the first attempt closed before opening (HTTP 401/403, wrong URL, server down); not retried;
+ * - `unauthorized`: expired token or tokenProvider failure; not retried;
+ * - `timeout`: the first attempt did not open within connectTimeoutMs;
+ * - `gave_up`: maxReconnectAttempts reached;
+ * - `closed`: close() was called while connecting;
+ * - `invalid_url`: the WebSocket constructor threw.
+ */
+export declare class ParleyConnectionError extends ParleyError {
+  closeCode?: number;
+}
+
+// ---- the client ------------------------------------------------------------------
+
+export declare function decodeJwtPayload(token: string | null | undefined): Record<string, unknown> | null;
+export declare function backoffDelay(attempt: number, backoff?: BackoffOptions, random?: () => number): number;
+
+export declare class ParleyClient {
+  constructor(options: ParleyClientOptions);
+
+  readonly url: string;
+  token: string | null;
+  readonly state: ConnectionState;
+  readonly isConnected: boolean;
+  /** Reconnect attempts since the socket was last open. */
+  readonly reconnectAttempts: number;
+  /** Rooms joined (rejoined after every reconnect). */
+  readonly rooms: RoomId[];
+  readonly queuedCount: number;
+  readonly pendingClientMessageIds: ClientMessageId[];
+  /** The newest messageId seen in the room: the `since` of the next rejoin. */
+  lastMessageId(roomId: RoomId): MessageId | undefined;
+
+  /** Resolves on open; rejects with ParleyConnectionError on refusal (not retried). */
+  connect(): Promise<void>;
+  /** Close for good (no reconnect). */
+  close(code?: number, reason?: string): void;
+  /** Alias of close(). */
+  disconnect(): void;
+
+  on<E extends EventName>(type: E, fn: Listener<E>): this;
+  on(type: string, fn: (...args: any[]) => void): this;
+  off<E extends EventName>(type: E, fn?: Listener<E>): this;
+  off(type: string, fn?: (...args: any[]) => void): this;
+  once<E extends EventName>(type: E, fn: Listener<E>): this;
+  once(type: string, fn: (...args: any[]) => void): this;
+
+  /** Send `{type, data}`; returns the clientMessageId for `chat_message`. Throws ParleyError `queue_full`. */
+  send(type: 'chat_message', data: ClientFrames['chat_message']): ClientMessageId;
+  send<T extends ClientType>(type: T, data?: ClientFrames[T]): void;
+  /** Any other type (the server answers `unknown_type`). */
+  send<T extends string>(type: T extends ClientType ? never : T, data?: Record<string, unknown>): void;
+  /** The seed guide's message format. */
+  sendMessage(message: { type: string; data?: Record<string, unknown> }): ClientMessageId | void;
+  /** A raw text frame, as is, only while open (for debugging). */
+  sendRaw(text: string): boolean;
+
+  joinRoom(roomId: RoomId, options?: { since?: MessageId; limit?: number }): void;
+  leaveRoom(roomId: RoomId): void;
+  /** Returns the clientMessageId; a re-send after a reconnect keeps it. */
+  sendChatMessage(roomId: RoomId, text: string, options?: { clientMessageId?: ClientMessageId }): ClientMessageId;
+  setTyping(roomId: RoomId, isTyping: boolean): void;
+  markRead(roomId: RoomId, messageId: MessageId): void;
+  getHistory(roomId: RoomId, before?: MessageId, options?: { limit?: number }): void;
+  /** The `message` route; answered with `message_response`. */
+  sendEcho(message: JsonValue): void;
+  ping(): void;
+}
+
+export default ParleyClient;

@@ -1,0 +1,257 @@
+// parley-react.js: the React layer over ParleyClient.
+//
+// It keeps the seed guide's API (WebSocketProvider, useWebSocket() ->
+// {isConnected, connect, disconnect, sendMessage, on, off}, sendMessage({type,
+// data})) and adds useRoom(roomId) -> {messages, participants, typingUsers,
+// send, ...}. React is a peer dependency (>= 18): this file imports it; the
+// core client (../parley-client.js) never does.
+
+import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
+import { ParleyClient } from '../parley-client.js';
+
+const ParleyContext = createContext(null);
+
+const TYPING_EXPIRY_MS = 6000;
+
+function byMessageId(a, b) {
+  return a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0;
+}
+
+/**
+ * The shared state of one room: every useRoom(roomId) in a provider reads
+ * the same store, and the room is joined once and left after the last one
+ * unmounts.
+ */
+export class RoomStore {
+  constructor(client, roomId, { typingExpiryMs = TYPING_EXPIRY_MS, timers } = {}) {
+    this.client = client;
+    this.roomId = roomId;
+    this.typingExpiryMs = typingExpiryMs;
+    this._t = timers || client._t || { setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (id) => clearTimeout(id) };
+    this._messages = new Map();
+    this._typing = new Map(); // userId -> timer
+    this._subs = new Set();
+    this.snapshot = { messages: [], participants: [], typingUsers: [], hasMore: false, joined: false };
+    this._handlers = {
+      chat_history: (d) => {
+        if (d.roomId !== roomId) return;
+        for (const m of d.messages || []) this._messages.set(m.messageId, { ...m, roomId });
+        // hasMore describes the oldest end: only a page at least as old as what we hold may change it.
+        const oldest = (d.messages || [])[0];
+        const hasMore = !oldest || !this.snapshot.messages.length || oldest.messageId <= this.snapshot.messages[0].messageId ? !!d.hasMore : this.snapshot.hasMore;
+        this._set({ messages: this._sorted(), hasMore, joined: true });
+      },
+      message_received: (m) => {
+        if (m.roomId !== roomId) return;
+        this._messages.set(m.messageId, m);
+        this._stopTyping(m.userId, false);
+        this._set({ messages: this._sorted(), typingUsers: [...this._typing.keys()] });
+      },
+      participants_list: (d) => {
+        if (d.roomId !== roomId) return;
+        this._set({ participants: [...(d.participants || [])] });
+      },
+      user_joined: (d) => {
+        if (d.roomId !== roomId) return;
+        const others = this.snapshot.participants.filter((p) => p.userId !== d.userId);
+        this._set({ participants: [...others, { userId: d.userId, name: d.name }] });
+      },
+      user_left: (d) => {
+        if (d.roomId !== roomId) return;
+        this._stopTyping(d.userId, false);
+        this._set({ participants: this.snapshot.participants.filter((p) => p.userId !== d.userId), typingUsers: [...this._typing.keys()] });
+      },
+      typing_update: (d) => {
+        if (d.roomId !== roomId) return;
+        if (d.isTyping) {
+          this._t.clearTimeout(this._typing.get(d.userId));
+          this._typing.set(
+            d.userId,
+            this._t.setTimeout(() => this._stopTyping(d.userId, true), this.typingExpiryMs),
+          );
+          this._set({ typingUsers: [...this._typing.keys()] });
+        } else {
+          this._stopTyping(d.userId, true);
+        }
+      },
+      disconnect: () => {
+        for (const t of this._typing.values()) this._t.clearTimeout(t);
+        this._typing.clear();
+        this._set({ joined: false, typingUsers: [] });
+      },
+    };
+  }
+
+  _sorted() {
+    return [...this._messages.values()].sort(byMessageId);
+  }
+
+  _stopTyping(userId, publish) {
+    if (!this._typing.has(userId)) return;
+    this._t.clearTimeout(this._typing.get(userId));
+    this._typing.delete(userId);
+    if (publish) this._set({ typingUsers: [...this._typing.keys()] });
+  }
+
+  _set(patch) {
+    this.snapshot = { ...this.snapshot, ...patch };
+    for (const fn of [...this._subs]) fn();
+  }
+
+  subscribe = (fn) => {
+    this._subs.add(fn);
+    return () => this._subs.delete(fn);
+  };
+
+  getSnapshot = () => this.snapshot;
+
+  start() {
+    for (const [type, fn] of Object.entries(this._handlers)) this.client.on(type, fn);
+    this.client.joinRoom(this.roomId);
+  }
+
+  stop() {
+    for (const [type, fn] of Object.entries(this._handlers)) this.client.off(type, fn);
+    for (const t of this._typing.values()) this._t.clearTimeout(t);
+    this._typing.clear();
+    this.client.leaveRoom(this.roomId);
+  }
+}
+
+/**
+ * <WebSocketProvider url token|tokenProvider [options] [client] [autoConnect]>.
+ * Pass `client` to share an existing ParleyClient; otherwise one is created
+ * from `url`, `token`/`tokenProvider` and `options` (ParleyClientOptions).
+ */
+export function WebSocketProvider({ url, token, tokenProvider, options, client: givenClient, autoConnect = true, children }) {
+  const [client] = useState(() => givenClient || new ParleyClient({ url, token, tokenProvider, ...(options || {}) }));
+  const [status, setStatus] = useState(() => ({ state: client.state, reconnectAttempts: client.reconnectAttempts, error: null }));
+
+  // A new token is used from the next (re)connect on.
+  useEffect(() => {
+    if (token !== undefined && !givenClient) client.token = token;
+  }, [client, token, givenClient]);
+
+  useEffect(() => {
+    const onState = (state) => setStatus((s) => ({ ...s, state, reconnectAttempts: client.reconnectAttempts }));
+    const onReconnecting = (info) => setStatus((s) => ({ ...s, reconnectAttempts: info.attempt }));
+    const onConnect = () => setStatus((s) => ({ ...s, state: 'open', reconnectAttempts: 0, error: null }));
+    const onError = (error) => setStatus((s) => ({ ...s, error }));
+    client.on('state', onState).on('reconnecting', onReconnecting).on('connect', onConnect).on('connect_error', onError);
+    if (autoConnect) client.connect().catch(() => {}); // the failure arrives as connect_error
+    return () => {
+      client.off('state', onState).off('reconnecting', onReconnecting).off('connect', onConnect).off('connect_error', onError);
+      if (!givenClient) client.close();
+    };
+  }, [client, autoConnect, givenClient]);
+
+  const rooms = useMemo(() => new Map(), [client]); // roomId -> {store, count}
+
+  const value = useMemo(() => {
+    const on = (type, fn) => {
+      client.on(type, fn);
+      return () => client.off(type, fn);
+    };
+    return {
+      client,
+      rooms,
+      state: status.state,
+      isConnected: status.state === 'open',
+      reconnectAttempts: status.reconnectAttempts,
+      error: status.error,
+      connect: () => client.connect(),
+      disconnect: () => client.close(),
+      sendMessage: (message) => client.sendMessage(message),
+      on,
+      off: (type, fn) => {
+        client.off(type, fn);
+      },
+    };
+  }, [client, rooms, status]);
+
+  return createElement(ParleyContext.Provider, { value }, children);
+}
+
+function useParleyContext(hook) {
+  const ctx = useContext(ParleyContext);
+  if (!ctx) throw new Error(`${hook} must be used inside <WebSocketProvider>`);
+  return ctx;
+}
+
+/**
+ * The seed guide's hook: {isConnected, connect, disconnect, sendMessage, on, off},
+ * plus {state, reconnectAttempts, error, client}.
+ * `on(type, fn)` returns a function that removes the listener.
+ */
+export function useWebSocket() {
+  return useParleyContext('useWebSocket');
+}
+
+/** Subscribe to one event type for the lifetime of the component. */
+export function useParleyEvent(type, handler) {
+  const { client } = useParleyContext('useParleyEvent');
+  useEffect(() => {
+    client.on(type, handler);
+    return () => client.off(type, handler);
+  }, [client, type, handler]);
+}
+
+const EMPTY = Object.freeze({ messages: [], participants: [], typingUsers: [], hasMore: false, joined: false });
+const noopSubscribe = () => () => {};
+
+/**
+ * Join `roomId` while mounted (shared by every component using the same room).
+ * Returns {messages, participants, typingUsers, send, setTyping, markRead,
+ * loadOlder, hasMore, joined}. `send(text)` returns the clientMessageId.
+ */
+export function useRoom(roomId) {
+  const { client, rooms } = useParleyContext('useRoom');
+  const [store, setStore] = useState(null);
+
+  useEffect(() => {
+    if (!roomId) {
+      setStore(null);
+      return undefined;
+    }
+    let entry = rooms.get(roomId);
+    if (!entry) {
+      entry = { store: new RoomStore(client, roomId), count: 0 };
+      rooms.set(roomId, entry);
+      entry.store.start();
+    }
+    entry.count += 1;
+    setStore(entry.store);
+    return () => {
+      entry.count -= 1;
+      if (entry.count === 0) {
+        rooms.delete(roomId);
+        entry.store.stop();
+      }
+    };
+  }, [client, rooms, roomId]);
+
+  const live = store && store.roomId === roomId ? store : null;
+  const snap = useSyncExternalStore(live ? live.subscribe : noopSubscribe, live ? live.getSnapshot : () => EMPTY, live ? live.getSnapshot : () => EMPTY);
+
+  const send = useCallback((text) => client.sendChatMessage(roomId, text), [client, roomId]);
+  const setTyping = useCallback((isTyping) => client.setTyping(roomId, isTyping), [client, roomId]);
+  const markRead = useCallback((messageId) => client.markRead(roomId, messageId), [client, roomId]);
+  const loadOlder = useCallback(
+    (limit) => client.getHistory(roomId, snap.messages.length ? snap.messages[0].messageId : undefined, limit ? { limit } : undefined),
+    [client, roomId, snap.messages],
+  );
+
+  return {
+    messages: snap.messages,
+    participants: snap.participants,
+    typingUsers: snap.typingUsers,
+    hasMore: snap.hasMore,
+    joined: snap.joined,
+    send,
+    setTyping,
+    markRead,
+    loadOlder,
+  };
+}
+
+export { ParleyClient };

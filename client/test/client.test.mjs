@@ -1,0 +1,536 @@
+// Unit tests of parley-client.js: run with `node --test client/test/`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { ParleyClient, ParleyConnectionError, backoffDelay, decodeJwtPayload, SERVER_TYPES } from '../parley-client.js';
+import { FakeClock, makeFakeWebSocket, fakeJwt, tick } from '../test-support/fakes.mjs';
+
+const URL_ = 'ws://127.0.0.1:3001/local';
+
+function setup(opts = {}) {
+  const clock = new FakeClock();
+  const WS = makeFakeWebSocket();
+  let n = 0;
+  const randoms = opts.randoms ? [...opts.randoms] : null;
+  const client = new ParleyClient({
+    url: URL_,
+    token: 'tok',
+    WebSocketImpl: WS,
+    timers: clock,
+    now: () => clock.now,
+    random: () => (randoms && randoms.length ? randoms.shift() : 0.5),
+    generateId: () => `cmid-${++n}`,
+    ...opts.client,
+  });
+  const events = [];
+  for (const t of ['connect', 'disconnect', 'reconnecting', 'connect_error', ...SERVER_TYPES]) client.on(t, (d) => events.push([t, d]));
+  return { clock, WS, client, events, last: () => WS.instances[WS.instances.length - 1] };
+}
+
+async function connected(opts) {
+  const s = setup(opts);
+  const p = s.client.connect();
+  s.last().open();
+  await p;
+  return s;
+}
+
+const msg = (roomId, messageId, extra = {}) => ({
+  messageId,
+  roomId,
+  userId: 'bob',
+  name: 'Bob',
+  message: `m ${messageId}`,
+  timestamp: '2025-01-01T00:00:00.000Z',
+  ...extra,
+});
+
+// ---- connecting ------------------------------------------------------------
+
+test('connect() opens the URL with ?token= and resolves on open', async () => {
+  const { client, WS, events } = setup();
+  const p = client.connect();
+  assert.equal(WS.instances.length, 1);
+  assert.equal(WS.instances[0].url, `${URL_}?token=tok`);
+  assert.equal(client.state, 'connecting');
+  WS.instances[0].open();
+  await p;
+  assert.equal(client.isConnected, true);
+  assert.deepEqual(events.map((e) => e[0]), ['connect']);
+});
+
+test('a token is appended with & when the URL already has a query', () => {
+  const { client, WS } = setup({ client: { url: `${URL_}?x=1`, token: 'a b' } });
+  client.connect().catch(() => {});
+  assert.equal(WS.instances[0].url, `${URL_}?x=1&token=a%20b`);
+});
+
+test('every server frame type reaches its listener and "*"', async () => {
+  const { client, last, events } = await connected();
+  const star = [];
+  client.on('*', (type) => star.push(type));
+  for (const t of SERVER_TYPES) last().receive(t, t === 'message_received' ? msg('r', '01A') : { x: t });
+  assert.deepEqual(star, [...SERVER_TYPES]);
+  assert.deepEqual(events.slice(1).map((e) => e[0]), [...SERVER_TYPES]);
+  // off() removes a listener
+  const seen = [];
+  const fn = (d) => seen.push(d);
+  client.on('pong', fn);
+  client.off('pong', fn);
+  last().receive('pong', { timestamp: 't' });
+  assert.deepEqual(seen, []);
+});
+
+test('non-JSON and binary frames are ignored', async () => {
+  const { last, events } = await connected();
+  last().receiveRaw('not json');
+  last().onmessage({ data: new ArrayBuffer(2) });
+  assert.deepEqual(events.map((e) => e[0]), ['connect']);
+});
+
+// ---- 401: no retry ------------------------------------------------------------
+
+test('a refused handshake (401) rejects connect() and is never retried', async () => {
+  const { client, WS, clock, events } = setup();
+  const p = client.connect();
+  WS.instances[0].refuse(); // what a browser sees for HTTP 401: error + close 1006, no open
+  await assert.rejects(p, (err) => err instanceof ParleyConnectionError && err.code === 'refused' && err.closeCode === 1006);
+  clock.advance(24 * 3600 * 1000);
+  await tick();
+  assert.equal(WS.instances.length, 1, 'no second attempt');
+  assert.equal(client.state, 'closed');
+  assert.deepEqual(events.map((e) => e[0]), ['connect_error']);
+  assert.deepEqual(clock.pending(), [], 'no timer left behind');
+});
+
+test('after a drop, an expired token stops the reconnect loop (401 not retried)', async () => {
+  const token = fakeJwt({ sub: 'alice', exp: 100 }); // expires at t=100 s
+  const { client, WS, clock, events, last } = await connected({ client: { token } });
+  clock.advance(200 * 1000);
+  last().drop(1001, 'Going away');
+  // the reconnect timer fires, the token is known to be expired: no socket, connect_error
+  clock.advance(60 * 1000);
+  assert.equal(WS.instances.length, 1);
+  assert.equal(client.state, 'closed');
+  const err = events.find((e) => e[0] === 'connect_error')[1];
+  assert.equal(err.code, 'unauthorized');
+  clock.advance(3600 * 1000);
+  assert.equal(WS.instances.length, 1);
+});
+
+test('a refused reconnect with an expired token is not retried', async () => {
+  const token = fakeJwt({ sub: 'alice', exp: 100 });
+  const { client, WS, clock, last } = await connected({ client: { token } });
+  last().drop();
+  clock.advance(1000); // first retry fires while the token is still valid
+  assert.equal(WS.instances.length, 2);
+  clock.now = 150 * 1000; // now past exp
+  last().refuse();
+  clock.advance(3600 * 1000);
+  assert.equal(WS.instances.length, 2);
+  assert.equal(client.state, 'closed');
+});
+
+test('tokenProvider is asked before every attempt; a failing provider stops', async () => {
+  const tokens = ['t1', 't2'];
+  const { client, WS, clock, events } = setup({ client: { token: null, tokenProvider: async () => tokens.shift() || null } });
+  const p = client.connect();
+  await tick();
+  assert.equal(WS.instances[0].url, `${URL_}?token=t1`);
+  WS.instances[0].open();
+  await p;
+  WS.instances[0].drop();
+  clock.advance(1000);
+  await tick();
+  assert.equal(WS.instances[1].url, `${URL_}?token=t2`);
+  WS.instances[1].refuse(); // server down: retried
+  clock.advance(5000);
+  await tick();
+  assert.equal(WS.instances.length, 2, 'provider returned nothing: no socket');
+  assert.equal(client.state, 'closed');
+  assert.equal(events.filter((e) => e[0] === 'connect_error')[0][1].code, 'unauthorized');
+});
+
+test('retryInitialConnect retries a first attempt that never opened', async () => {
+  const { client, WS, clock } = setup({ client: { retryInitialConnect: true } });
+  const p = client.connect();
+  WS.instances[0].refuse();
+  clock.advance(1000);
+  assert.equal(WS.instances.length, 2);
+  WS.instances[1].open();
+  await p;
+  assert.equal(client.isConnected, true);
+});
+
+test('a handshake that hangs times out and rejects', async () => {
+  const { client, WS, clock } = setup({ client: { connectTimeoutMs: 5000 } });
+  const p = client.connect();
+  clock.advance(5000);
+  await assert.rejects(p, (err) => err.code === 'timeout');
+  assert.ok(WS.instances[0].closedByClient);
+  clock.advance(3600 * 1000);
+  assert.equal(WS.instances.length, 1);
+});
+
+// ---- backoff -------------------------------------------------------------------
+
+test('backoffDelay: full jitter under an exponential ceiling, capped', () => {
+  const b = { initialMs: 100, maxMs: 1000 };
+  assert.equal(backoffDelay(0, b, () => 0.999999), 99);
+  assert.equal(backoffDelay(3, b, () => 0.5), 400);
+  assert.equal(backoffDelay(4, b, () => 0.999999), 999); // 1600 capped at 1000
+  assert.equal(backoffDelay(50, b, () => 0.999999), 999);
+  assert.equal(backoffDelay(7, b, () => 0), 0);
+  for (let i = 0; i < 200; i++) {
+    const d = backoffDelay(i % 12, b);
+    assert.ok(d >= 0 && d < 1000);
+  }
+});
+
+test('reconnects with exponential, jittered, capped delays and resets after open', async () => {
+  const { client, WS, clock, events, last } = await connected({
+    client: { backoff: { initialMs: 100, maxMs: 1000 } },
+    randoms: Array(20).fill(0.999999),
+  });
+  last().drop(1006);
+  const delays = [];
+  for (let i = 0; i < 7; i++) {
+    const r = events.filter((e) => e[0] === 'reconnecting').at(-1)[1];
+    delays.push(r.delayMs);
+    assert.equal(r.attempt, i + 1);
+    assert.equal(client.reconnectAttempts, i + 1);
+    clock.advance(r.delayMs - 1);
+    assert.equal(WS.instances.length, i + 1, 'not before the delay');
+    clock.advance(1);
+    assert.equal(WS.instances.length, i + 2);
+    last().refuse(); // gateway still down: keep trying
+  }
+  assert.deepEqual(delays, [99, 199, 399, 799, 999, 999, 999]);
+  // success resets the attempt counter
+  const r = events.filter((e) => e[0] === 'reconnecting').at(-1)[1];
+  clock.advance(r.delayMs);
+  last().open();
+  assert.equal(client.isConnected, true);
+  assert.equal(client.reconnectAttempts, 0);
+  last().drop();
+  assert.equal(events.filter((e) => e[0] === 'reconnecting').at(-1)[1].delayMs, 99);
+});
+
+test('close() stops reconnecting; reconnect:false does not reconnect', async () => {
+  const a = await connected();
+  a.last().drop();
+  a.client.close();
+  a.clock.advance(3600 * 1000);
+  assert.equal(a.WS.instances.length, 1);
+  assert.equal(a.client.state, 'closed');
+
+  const b = await connected({ client: { reconnect: false } });
+  b.last().drop(1001);
+  b.clock.advance(3600 * 1000);
+  assert.equal(b.WS.instances.length, 1);
+  assert.equal(b.client.state, 'closed');
+  assert.equal(b.events.find((e) => e[0] === 'disconnect')[1].willReconnect, false);
+});
+
+test('maxReconnectAttempts gives up', async () => {
+  const { client, WS, clock, last, events } = await connected({ client: { maxReconnectAttempts: 2 } });
+  last().drop();
+  for (let i = 0; i < 5; i++) {
+    clock.advance(60000);
+    if (last().readyState === 0) last().refuse();
+  }
+  assert.equal(WS.instances.length, 3);
+  assert.equal(client.state, 'closed');
+  assert.equal(events.find((e) => e[0] === 'connect_error')[1].code, 'gave_up');
+});
+
+// ---- ping ------------------------------------------------------------------------
+
+test('pings at least every 9 minutes, even when asked for less often', async () => {
+  const { clock, last } = await connected({ client: { pingIntervalMs: 60 * 60 * 1000 } });
+  clock.advance(9 * 60 * 1000);
+  assert.deepEqual(last().frames(), [{ type: 'ping', data: {} }]);
+  clock.advance(9 * 60 * 1000);
+  assert.equal(last().frames().length, 2);
+});
+
+test('default ping period is under 9 minutes, and pings stop when closed', async () => {
+  const { client, clock, last } = await connected();
+  clock.advance(9 * 60 * 1000 - 1);
+  assert.ok(last().frames().some((f) => f.type === 'ping'));
+  client.close();
+  const n = last().sent.length;
+  clock.advance(60 * 60 * 1000);
+  assert.equal(last().sent.length, n);
+});
+
+// ---- queue -----------------------------------------------------------------------
+
+test('frames sent while disconnected are queued and flushed in order on open', async () => {
+  const { client, WS } = setup();
+  client.sendEcho('one');
+  client.send('mark_read', { roomId: 'x', messageId: '01A' });
+  client.setTyping('x', true); // ephemeral: not queued
+  client.ping(); // not queued
+  assert.equal(client.queuedCount, 2);
+  const p = client.connect();
+  WS.instances[0].open();
+  await p;
+  assert.deepEqual(WS.instances[0].frames(), [
+    { type: 'message', data: { message: 'one' } },
+    { type: 'mark_read', data: { roomId: 'x', messageId: '01A' } },
+  ]);
+  assert.equal(client.queuedCount, 0);
+});
+
+test('the queue is bounded: a send beyond maxQueue throws queue_full and keeps the rest', async () => {
+  const { client, WS } = setup({ client: { maxQueue: 3 } });
+  const overflow = [];
+  client.on('queue_overflow', (f) => overflow.push(f));
+  client.sendEcho(1);
+  client.sendEcho(2);
+  client.sendEcho(3);
+  assert.throws(() => client.sendEcho(4), (err) => err.code === 'queue_full');
+  assert.equal(overflow.length, 1);
+  assert.equal(client.queuedCount, 3);
+  const p = client.connect();
+  WS.instances[0].open();
+  await p;
+  assert.deepEqual(WS.instances[0].frames().map((f) => f.data.message), [1, 2, 3]);
+});
+
+test('frames for a room wait until its rejoin is answered', async () => {
+  const { client, last, clock } = await connected();
+  client.joinRoom('lobby');
+  last().receive('chat_history', { roomId: 'lobby', messages: [], hasMore: false });
+  last().drop();
+  client.sendChatMessage('lobby', 'while away');
+  clock.advance(1000);
+  last().open();
+  // join first; the chat message is held until chat_history for the room
+  assert.deepEqual(last().frames().map((f) => f.type), ['join_room']);
+  last().receive('participants_list', { roomId: 'lobby', participants: [] });
+  last().receive('chat_history', { roomId: 'lobby', messages: [], hasMore: false });
+  assert.deepEqual(last().frames().map((f) => f.type), ['join_room', 'chat_message']);
+});
+
+test('held room frames go anyway after joinTimeoutMs', async () => {
+  const { client, last, clock } = await connected({ client: { joinTimeoutMs: 2000 } });
+  client.joinRoom('lobby');
+  client.sendChatMessage('lobby', 'hi');
+  assert.deepEqual(last().frames().map((f) => f.type), ['join_room']);
+  clock.advance(2000);
+  assert.deepEqual(last().frames().map((f) => f.type), ['join_room', 'chat_message']);
+});
+
+// ---- rejoin with since -------------------------------------------------------------
+
+test('rejoins every room with since = the newest messageId seen there', async () => {
+  const { client, last, clock } = await connected();
+  client.joinRoom('a');
+  client.joinRoom('b');
+  client.joinRoom('c');
+  assert.deepEqual(last().frames(), [
+    { type: 'join_room', data: { roomId: 'a' } },
+    { type: 'join_room', data: { roomId: 'b' } },
+    { type: 'join_room', data: { roomId: 'c' } },
+  ]);
+  last().receive('chat_history', { roomId: 'a', messages: [msg('a', '01H0000000000000000000000A'), msg('a', '01H0000000000000000000000B')], hasMore: false });
+  last().receive('chat_history', { roomId: 'b', messages: [], hasMore: false });
+  last().receive('message_received', msg('a', '01H0000000000000000000000D'));
+  last().receive('message_received', msg('a', '01H0000000000000000000000C')); // out of order: D stays the newest
+  last().receive('message_received', msg('b', '01H0000000000000000000000E'));
+  client.leaveRoom('c');
+  assert.equal(client.lastMessageId('a'), '01H0000000000000000000000D');
+
+  last().drop(1001);
+  clock.advance(1000);
+  last().open();
+  assert.deepEqual(last().frames(), [
+    { type: 'join_room', data: { roomId: 'a', since: '01H0000000000000000000000D' } },
+    { type: 'join_room', data: { roomId: 'b', since: '01H0000000000000000000000E' } },
+  ]);
+});
+
+test('rooms joined while disconnected are joined on open; left rooms are not', async () => {
+  const { client, WS } = setup();
+  client.joinRoom('x');
+  client.joinRoom('y');
+  client.leaveRoom('y');
+  const p = client.connect();
+  WS.instances[0].open();
+  await p;
+  assert.deepEqual(WS.instances[0].frames(), [{ type: 'join_room', data: { roomId: 'x' } }]);
+});
+
+test('sendMessage({type:"join_room"}) (the seed format) registers the room for rejoin', async () => {
+  const { client, last } = await connected();
+  client.sendMessage({ type: 'join_room', data: { roomId: 'seed', userId: 'ignored' } });
+  assert.deepEqual(client.rooms, ['seed']);
+  assert.deepEqual(last().frames(), [{ type: 'join_room', data: { roomId: 'seed' } }]);
+});
+
+test('an invalid roomId is refused locally', () => {
+  const { client } = setup();
+  assert.throws(() => client.joinRoom('bad room!'), (e) => e.code === 'invalid_room');
+});
+
+// ---- no duplicates --------------------------------------------------------------------
+
+test('sendChatMessage returns the clientMessageId it generated', async () => {
+  const { client, last } = await connected();
+  const id = client.sendChatMessage('r', 'hello');
+  assert.equal(id, 'cmid-1');
+  assert.deepEqual(last().frames(), [{ type: 'chat_message', data: { roomId: 'r', message: 'hello', clientMessageId: 'cmid-1' } }]);
+  assert.deepEqual(client.pendingClientMessageIds, ['cmid-1']);
+});
+
+test('an unacknowledged chat_message is re-sent after a reconnect with the same clientMessageId, once', async () => {
+  const { client, last, clock } = await connected();
+  client.joinRoom('r');
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false });
+  const id = client.sendChatMessage('r', 'hello');
+  last().drop(); // dropped before the server's message_received came back
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false });
+  const chats = last().frames().filter((f) => f.type === 'chat_message');
+  assert.deepEqual(chats, [{ type: 'chat_message', data: { roomId: 'r', message: 'hello', clientMessageId: id } }]);
+  // acknowledged now: never sent again
+  last().receive('message_received', msg('r', '01B', { userId: 'alice', clientMessageId: id }));
+  assert.deepEqual(client.pendingClientMessageIds, []);
+  last().drop();
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false });
+  assert.equal(last().frames().filter((f) => f.type === 'chat_message').length, 0);
+});
+
+test('a message found in the rejoin history is not re-sent', async () => {
+  const { client, last, clock } = await connected();
+  client.joinRoom('r');
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false });
+  const id = client.sendChatMessage('r', 'hello');
+  last().drop();
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01C', { clientMessageId: id })], hasMore: false });
+  assert.equal(last().frames().filter((f) => f.type === 'chat_message').length, 0);
+});
+
+test('a message queued while disconnected is sent once, not twice', async () => {
+  const { client, WS } = setup();
+  const id = client.sendChatMessage('r', 'offline');
+  const p = client.connect();
+  WS.instances[0].open();
+  await p;
+  assert.deepEqual(WS.instances[0].frames().filter((f) => f.type === 'chat_message').map((f) => f.data.clientMessageId), [id]);
+});
+
+test('a chat_message refused by validation is not retried', async () => {
+  const { client, last, clock } = await connected();
+  const id = client.sendChatMessage('r', '');
+  last().receive('error', { code: 'validation_error', message: 'bad', requestType: 'chat_message', clientMessageId: id });
+  assert.deepEqual(client.pendingClientMessageIds, []);
+  last().drop();
+  clock.advance(1000);
+  last().open();
+  assert.equal(last().frames().length, 0);
+});
+
+test('rate_limited: the same frame is re-sent after retryAfterMs', async () => {
+  const { client, last, clock } = await connected();
+  const id = client.sendChatMessage('r', 'hi');
+  last().receive('error', { code: 'rate_limited', message: 'slow down', clientMessageId: id, retryAfterMs: 500 });
+  clock.advance(499);
+  assert.equal(last().frames().length, 1);
+  clock.advance(1);
+  assert.deepEqual(last().frames().map((f) => f.data.clientMessageId), [id, id]);
+});
+
+test('message_received is deduplicated by messageId', async () => {
+  const { client, last, events, clock } = await connected();
+  client.joinRoom('r');
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01A')], hasMore: false });
+  last().receive('message_received', msg('r', '01A')); // already in history
+  last().receive('message_received', msg('r', '01B'));
+  last().receive('message_received', msg('r', '01B')); // server retry echo
+  last().drop();
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01C')], hasMore: false });
+  last().receive('message_received', msg('r', '01C'));
+  const got = events.filter((e) => e[0] === 'message_received').map((e) => e[1].messageId);
+  assert.deepEqual(got, ['01B']);
+  // the same messageId in another room is a different message
+  last().receive('message_received', msg('other', '01B'));
+  assert.equal(events.filter((e) => e[0] === 'message_received').length, 2);
+});
+
+// ---- misc ------------------------------------------------------------------------
+
+test('decodeJwtPayload reads a payload and rejects garbage', () => {
+  assert.deepEqual(decodeJwtPayload(fakeJwt({ sub: 'a', exp: 5 })), { sub: 'a', exp: 5 });
+  assert.equal(decodeJwtPayload('nope'), null);
+  assert.equal(decodeJwtPayload(null), null);
+});
+
+test('frame events log every frame in and out', async () => {
+  const { client, last } = await connected();
+  const log = [];
+  client.on('frame', (f) => log.push(f));
+  client.sendEcho('x');
+  last().receive('message_response', { status: 'received', message: 'x', timestamp: 't' });
+  client.sendRaw('{"type":"nope"}');
+  assert.deepEqual(log.map((f) => f.direction), ['out', 'in', 'out']);
+  assert.equal(log[2].raw, '{"type":"nope"}');
+});
+
+test('a throwing listener does not break the client', async () => {
+  const { client, last } = await connected();
+  const orig = console.error;
+  console.error = () => {};
+  try {
+    client.on('pong', () => {
+      throw new Error('boom');
+    });
+    let ok = false;
+    client.on('pong', () => (ok = true));
+    last().receive('pong', { timestamp: 't' });
+    assert.equal(ok, true);
+  } finally {
+    console.error = orig;
+  }
+});
+
+test('connect() while connected resolves at once; connect() after close() reconnects and rejoins', async () => {
+  const { client, WS, last } = await connected();
+  await client.connect();
+  assert.equal(WS.instances.length, 1);
+  client.joinRoom('r');
+  last().receive('message_received', msg('r', '01Z'));
+  client.close();
+  const p = client.connect();
+  last().open();
+  await p;
+  assert.deepEqual(last().frames(), [{ type: 'join_room', data: { roomId: 'r', since: '01Z' } }]);
+});
+
+test('unacknowledged chat messages are bounded too', async () => {
+  const { client } = await connected({ client: { maxQueue: 2 } });
+  client.sendChatMessage('r', 'a');
+  client.sendChatMessage('r', 'b');
+  assert.throws(() => client.sendChatMessage('r', 'c'), (e) => e.code === 'queue_full');
+  assert.equal(client.pendingClientMessageIds.length, 2);
+});
+
+test('a socket already closing gets no frames: they are queued for the next one', async () => {
+  const { client, last, clock } = await connected();
+  last().readyState = 2; // CLOSING, close event not delivered yet
+  client.sendEcho('late');
+  assert.equal(last().sent.length, 0);
+  last().drop();
+  clock.advance(1000);
+  last().open();
+  assert.deepEqual(last().frames(), [{ type: 'message', data: { message: 'late' } }]);
+});

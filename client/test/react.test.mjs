@@ -1,0 +1,227 @@
+// Tests of the React provider (needs `npm ci` in client/ for react + react-test-renderer).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { ParleyClient } from '../parley-client.js';
+import { FakeClock, makeFakeWebSocket } from '../test-support/fakes.mjs';
+
+let React, TR, P;
+try {
+  React = await import('react');
+  TR = (await import('react-test-renderer')).default;
+  P = await import('../react/parley-react.js');
+} catch (err) {
+  if (process.env.CI) throw err; // in CI the dev dependencies must be installed
+}
+const skip = !P && 'react is not installed: run `npm ci` in client/';
+
+globalThis.IS_REACT_ACT_ENVIRONMENT = true;
+
+function makeClient() {
+  const clock = new FakeClock();
+  const WS = makeFakeWebSocket();
+  let n = 0;
+  const client = new ParleyClient({
+    url: 'ws://test/local',
+    token: 't',
+    WebSocketImpl: WS,
+    timers: clock,
+    now: () => clock.now,
+    random: () => 0.5,
+    generateId: () => `c${++n}`,
+  });
+  return { client, clock, WS, last: () => WS.instances.at(-1) };
+}
+
+const h = (...a) => React.createElement(...a);
+
+async function render(el) {
+  let root;
+  const origError = console.error;
+  console.error = (...args) => {
+    if (String(args[0]).includes('react-test-renderer is deprecated')) return;
+    origError(...args);
+  };
+  try {
+    await TR.act(async () => {
+      root = TR.create(el);
+    });
+  } finally {
+    console.error = origError;
+  }
+  return root;
+}
+
+const act = (fn) => TR.act(async () => fn());
+
+test('useWebSocket: isConnected, sendMessage in the seed format, on/off', { skip }, async () => {
+  const { client, last } = makeClient();
+  let api;
+  function Probe() {
+    api = P.useWebSocket();
+    return null;
+  }
+  const root = await render(h(P.WebSocketProvider, { client }, h(Probe)));
+  assert.equal(api.isConnected, false);
+  assert.equal(api.state, 'connecting');
+  await act(() => last().open());
+  assert.equal(api.isConnected, true);
+
+  const got = [];
+  const unsubscribe = api.on('message_response', (d) => got.push(d.message));
+  api.sendMessage({ type: 'message', data: { message: 'hi' } });
+  assert.deepEqual(last().frames(), [{ type: 'message', data: { message: 'hi' } }]);
+  await act(() => last().receive('message_response', { status: 'received', message: 'hi', timestamp: 't' }));
+  unsubscribe();
+  await act(() => last().receive('message_response', { status: 'received', message: 'again', timestamp: 't' }));
+  assert.deepEqual(got, ['hi']);
+
+  const id = api.sendMessage({ type: 'chat_message', data: { roomId: 'r', message: 'x' } });
+  assert.equal(id, 'c1');
+
+  await act(() => api.disconnect());
+  assert.equal(api.isConnected, false);
+  assert.equal(api.state, 'closed');
+  await act(() => root.unmount());
+});
+
+test('reconnect attempts and connect errors are exposed', { skip }, async () => {
+  const { client, last, clock } = makeClient();
+  let api;
+  function Probe() {
+    api = P.useWebSocket();
+    return null;
+  }
+  await render(h(P.WebSocketProvider, { client }, h(Probe)));
+  await act(() => last().open());
+  await act(() => last().drop(1006));
+  assert.equal(api.state, 'reconnecting');
+  assert.equal(api.reconnectAttempts, 1);
+  await act(() => clock.advance(1000));
+  await act(() => last().refuse());
+  assert.equal(api.reconnectAttempts, 2);
+  await act(() => clock.advance(5000));
+  await act(() => last().open());
+  assert.equal(api.isConnected, true);
+  assert.equal(api.reconnectAttempts, 0);
+
+  // a provider that creates its own client and is refused
+  const WS = makeFakeWebSocket();
+  let api2;
+  function Probe2() {
+    api2 = P.useWebSocket();
+    return null;
+  }
+  await render(h(P.WebSocketProvider, { url: 'ws://x/local', token: 'bad', options: { WebSocketImpl: WS } }, h(Probe2)));
+  await act(() => WS.instances[0].refuse());
+  assert.equal(api2.state, 'closed');
+  assert.equal(api2.error.code, 'refused');
+});
+
+test('useRoom: joins, merges history and live messages without duplicates, participants, typing, leaves', { skip }, async () => {
+  const { client, last, clock } = makeClient();
+  let room;
+  function Room({ id }) {
+    room = P.useRoom(id);
+    return h('ul', null, room.messages.map((m) => h('li', { key: m.messageId }, m.message)));
+  }
+  const root = await render(h(P.WebSocketProvider, { client }, h(Room, { id: 'lobby' })));
+  await act(() => last().open());
+  assert.deepEqual(last().frames(), [{ type: 'join_room', data: { roomId: 'lobby' } }]);
+
+  const M = (id, text, userId = 'bob') => ({ messageId: id, roomId: 'lobby', userId, name: userId, message: text, timestamp: 't' });
+  await act(() => {
+    last().receive('participants_list', { roomId: 'lobby', participants: [{ userId: 'alice', name: 'Alice' }] });
+    last().receive('chat_history', { roomId: 'lobby', messages: [M('01A', 'a'), M('01B', 'b')], hasMore: true });
+  });
+  assert.equal(room.joined, true);
+  assert.equal(room.hasMore, true);
+  assert.deepEqual(room.messages.map((m) => m.message), ['a', 'b']);
+
+  await act(() => {
+    last().receive('user_joined', { roomId: 'lobby', userId: 'bob', name: 'Bob', timestamp: 't' });
+    last().receive('typing_update', { roomId: 'lobby', userId: 'bob', isTyping: true });
+    last().receive('message_received', M('01B', 'b')); // duplicate
+    last().receive('message_received', M('01C', 'c'));
+    last().receive('message_received', { ...M('01Z', 'elsewhere'), roomId: 'other' });
+  });
+  assert.deepEqual(room.participants.map((p) => p.userId), ['alice', 'bob']);
+  assert.deepEqual(room.messages.map((m) => m.message), ['a', 'b', 'c']);
+  assert.deepEqual(room.typingUsers, []); // bob's message ended his typing
+
+  await act(() => last().receive('typing_update', { roomId: 'lobby', userId: 'bob', isTyping: true }));
+  assert.deepEqual(room.typingUsers, ['bob']);
+  await act(() => clock.advance(6000));
+  assert.deepEqual(room.typingUsers, [], 'typing expires');
+
+  // rendered
+  assert.deepEqual(root.toJSON().children.map((li) => li.children[0]), ['a', 'b', 'c']);
+
+  // send returns the clientMessageId; setTyping / markRead / loadOlder
+  const id = room.send('hello');
+  room.setTyping(true);
+  room.markRead('01C');
+  room.loadOlder();
+  assert.deepEqual(last().frames().slice(1), [
+    { type: 'chat_message', data: { roomId: 'lobby', message: 'hello', clientMessageId: id } },
+    { type: 'typing', data: { roomId: 'lobby', isTyping: true } },
+    { type: 'mark_read', data: { roomId: 'lobby', messageId: '01C' } },
+    { type: 'get_history', data: { roomId: 'lobby', before: '01A' } },
+  ]);
+
+  // reconnect: rejoin with since, messages kept, nothing doubled
+  await act(() => last().drop());
+  await act(() => clock.advance(1000));
+  await act(() => last().open());
+  assert.deepEqual(last().frames()[0], { type: 'join_room', data: { roomId: 'lobby', since: '01C' } });
+  await act(() => {
+    last().receive('participants_list', { roomId: 'lobby', participants: [{ userId: 'alice', name: 'Alice' }] });
+    last().receive('chat_history', { roomId: 'lobby', messages: [M('01D', 'while away')], hasMore: false });
+  });
+  assert.deepEqual(room.messages.map((m) => m.message), ['a', 'b', 'c', 'while away']);
+  assert.deepEqual(room.participants.map((p) => p.userId), ['alice']);
+
+  await act(() => last().receive('user_left', { roomId: 'lobby', userId: 'alice', timestamp: 't' }));
+  assert.deepEqual(room.participants, []);
+
+  // unmount leaves the room
+  await act(() => root.unmount());
+  assert.deepEqual(last().frames().at(-1), { type: 'leave_room', data: { roomId: 'lobby' } });
+  assert.deepEqual(client.rooms, []);
+});
+
+test('two components in one room share it: joined once, left after the last unmounts', { skip }, async () => {
+  const { client, last } = makeClient();
+  const seen = {};
+  function Room({ name }) {
+    seen[name] = P.useRoom('shared');
+    return null;
+  }
+  function App({ a, b }) {
+    return h(P.WebSocketProvider, { client }, a ? h(Room, { name: 'a' }) : null, b ? h(Room, { name: 'b' }) : null);
+  }
+  const root = await render(h(App, { a: true, b: true }));
+  await act(() => last().open());
+  assert.equal(last().frames().filter((f) => f.type === 'join_room').length, 1);
+  await act(() => last().receive('chat_history', { roomId: 'shared', messages: [{ messageId: '01A', roomId: 'shared', userId: 'u', name: 'u', message: 'x', timestamp: 't' }], hasMore: false }));
+  assert.equal(seen.a.messages.length, 1);
+  assert.equal(seen.b.messages.length, 1);
+  await act(() => root.update(h(App, { a: false, b: true })));
+  assert.equal(last().frames().filter((f) => f.type === 'leave_room').length, 0);
+  await act(() => root.update(h(App, { a: false, b: false })));
+  assert.equal(last().frames().filter((f) => f.type === 'leave_room').length, 1);
+});
+
+test('useWebSocket outside the provider throws a clear error', { skip }, async () => {
+  function Bad() {
+    P.useWebSocket();
+    return null;
+  }
+  const origError = console.error;
+  console.error = () => {};
+  try {
+    await assert.rejects(() => render(h(Bad)), /inside <WebSocketProvider>/);
+  } finally {
+    console.error = origError;
+  }
+});
