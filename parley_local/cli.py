@@ -1,0 +1,170 @@
+"""The `parley` command: `parley dev` (the local gateway), `parley token`, `parley test-connection`.
+
+Why the CLI holds the glue: the gateway core is generic; this is where the
+Parley defaults (stack name, dev secret seeding, client routes, the token
+hint in the banner) are wired in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .console import Console
+from .template import TemplateError, load_stack
+from .tokens import DEFAULT_TTL_S, make_token
+
+
+def _parameter_overrides(items: Sequence[str]) -> dict[str, str]:
+    """`K=V` pairs, or SAM's `ParameterKey=K,ParameterValue=V` form."""
+    out: dict[str, str] = {}
+    for item in items:
+        if item.startswith("ParameterKey="):
+            parts = dict(p.split("=", 1) for p in item.split(",", 1))
+            out[parts["ParameterKey"]] = parts.get("ParameterValue", "")
+        elif "=" in item:
+            k, v = item.split("=", 1)
+            out[k] = v
+        else:
+            raise SystemExit(f"--parameter-overrides: expected KEY=VALUE, got {item!r}")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley", description="Parley developer tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the template's WebSocket API locally (like API Gateway + Lambda + DynamoDB)")
+    dev.add_argument("--template", default="template.yaml", help="SAM template (default: template.yaml)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3001, help="0 picks a free port")
+    dev.add_argument("--stage", default="local")
+    dev.add_argument("--dynamodb-endpoint", default=None, metavar="URL", help="use this DynamoDB (e.g. DynamoDB Local) instead of the embedded moto")
+    dev.add_argument("--post-latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every @connections call (simulates AWS)")
+    dev.add_argument("--post-queue-limit", type=int, default=1000, metavar="N", help="@connections calls waiting on --post-latency-ms before 429")
+    dev.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    dev.add_argument("--stack-name", default="parley")
+    dev.add_argument("--idle-timeout", type=float, default=600.0, metavar="SECONDS", help="AWS: 600")
+    dev.add_argument("--max-connection-duration", type=float, default=7200.0, metavar="SECONDS", help="AWS: 7200")
+    dev.add_argument("--integration-timeout", type=float, default=None, metavar="SECONDS", help="AWS: 29")
+    dev.add_argument("--max-concurrency", type=int, default=32, metavar="N", help="execution environments per function")
+    dev.add_argument("--no-prewarm", action="store_true", help="do not start one worker per function at start-up")
+    dev.add_argument("--quiet", action="store_true", help="no per-invocation log lines")
+
+    tok = sub.add_parser("token", help="print a dev JWT the local stack accepts (secret: $PARLEY_JWT_SECRET)")
+    tok.add_argument("user")
+    tok.add_argument("--name", default=None)
+    tok.add_argument("--ttl", type=int, default=DEFAULT_TTL_S, metavar="SECONDS")
+    tok.add_argument("--issuer", default=None)
+    tok.add_argument("--audience", default=None)
+
+    sub.add_parser("test-connection", help="connect to a Parley endpoint and exercise it", add_help=False)
+    return parser
+
+
+def _raise_open_file_limit() -> None:
+    """1,000 sockets plus worker pipes exceed the 256/1024 default soft limit of macOS/Linux shells."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        if soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+async def run_dev(args: argparse.Namespace) -> int:
+    from . import parley_dev
+    from .server import Gateway, GatewayConfig
+
+    template = Path(args.template)
+    if not template.is_file():
+        print(f"parley dev: template not found: {template}", file=sys.stderr)
+        return 2
+    overrides = _parameter_overrides(args.parameter_overrides)
+    try:
+        stack = load_stack(template, args.stack_name, overrides)
+        origins = parley_dev.local_origins(stack, overrides, args.host, args.port)
+        if origins is not None:  # the browser page is served by this gateway, on this port
+            stack = load_stack(template, args.stack_name, {**overrides, parley_dev.ORIGINS_PARAMETER: origins})
+        stack.api  # noqa: B018 - fail early without a WebSocket API
+    except TemplateError as exc:
+        print(f"parley dev: {exc}", file=sys.stderr)
+        return 2
+    config = GatewayConfig(
+        host=args.host, port=args.port, stage=args.stage,
+        idle_timeout=args.idle_timeout, max_connection_duration=args.max_connection_duration,
+        integration_timeout=args.integration_timeout,
+        post_latency_ms=args.post_latency_ms, post_queue_limit=args.post_queue_limit,
+        max_concurrency=args.max_concurrency, prewarm=not args.no_prewarm,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+    )
+    console = Console()
+    gateway: Gateway | None = None
+    gateway = Gateway(
+        stack, config, console,
+        extra_routes=parley_dev.client_routes(lambda: gateway, template.resolve().parent / "client"),  # type: ignore[arg-type,return-value]
+        before_serving=[parley_dev.seed_jwt_secret],
+    )
+    if args.quiet:
+        console.invocation = lambda *a, **k: None  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second Ctrl-C: give up on the clean shutdown
+            console.line("Forced exit.")
+            os._exit(130)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    _raise_open_file_limit()
+    console.line(f"Starting the local gateway for {template} ...")
+    try:
+        await gateway.start()
+    except OSError as exc:
+        print(f"parley dev: cannot start: {exc}", file=sys.stderr)
+        await gateway.stop()
+        return 1
+    for line in gateway.banner() + parley_dev.banner(gateway):
+        console.line(line)
+    console.line(f"Ready on {gateway.ws_url}  (Ctrl-C to stop)")
+    await stop.wait()
+    console.line(f"Shutting down: closing {len(gateway.connections)} connection(s) with 1001 Going away ...")
+    await gateway.stop()
+    console.line("Stopped.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "test-connection":
+        from .test_connection import main as test_connection_main  # written by the client engineer
+
+        return int(test_connection_main(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    if args.command == "token":
+        try:
+            print(make_token(args.user, args.name, args.ttl, issuer=args.issuer, audience=args.audience))
+        except ValueError as exc:
+            print(f"parley token: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if args.command == "dev":
+        try:
+            return asyncio.run(run_dev(args))
+        except KeyboardInterrupt:
+            return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

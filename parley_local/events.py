@@ -1,0 +1,126 @@
+"""Build the Lambda events API Gateway WebSocket APIs send: CONNECT, MESSAGE, DISCONNECT, REQUEST authorizer.
+
+Pure functions, no I/O, so the shapes can be tested alone. The shapes follow
+AWS's real events (see powertools `tests/events/apiGatewayWebSocketApi*.json`)
+and every one passes powertools' `APIGatewayWebSocket*EventModel`: a handler
+cannot tell it runs locally.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cfn import ACCOUNT_ID, REGION
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def aws_id() -> str:
+    """An id shaped like API Gateway's connection/request/message ids: 16 base64 chars ending in `=`.
+
+    11 random bytes give 15 characters and one `=`; ids with `+` or `/` are
+    redrawn so that they need no escaping in paths or logs.
+    """
+    while True:
+        value = base64.b64encode(os.urandom(11)).decode("ascii")
+        if "+" not in value and "/" not in value:
+            return value
+
+
+def clf_time(epoch_ms: int) -> str:
+    """`requestTime` in Common Log Format, e.g. `11/Nov/2024:11:35:24 +0000` (locale-independent)."""
+    t = time.gmtime(epoch_ms / 1000)
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class ConnectionInfo:
+    """What API Gateway remembers about a connection and repeats in every event."""
+
+    connection_id: str
+    api_id: str
+    stage: str
+    domain_name: str
+    source_ip: str
+    user_agent: str
+    connected_at: int  # epoch ms
+    headers: dict[str, str] = field(default_factory=dict)
+    multi_value_headers: dict[str, list[str]] = field(default_factory=dict)
+    query: dict[str, str] | None = None
+    multi_value_query: dict[str, list[str]] | None = None
+    authorizer: dict[str, Any] | None = None  # {principalId, ...context} once authorized
+
+
+def _request_context(conn: ConnectionInfo, route_key: str, event_type: str, request_id: str, epoch_ms: int) -> dict[str, Any]:
+    ctx: dict[str, Any] = {
+        "routeKey": route_key,
+        "eventType": event_type,
+        "extendedRequestId": request_id,
+        "requestTime": clf_time(epoch_ms),
+        "messageDirection": "IN",
+        "stage": conn.stage,
+        "connectedAt": conn.connected_at,
+        "requestTimeEpoch": epoch_ms,
+        "identity": {"sourceIp": conn.source_ip},
+        "requestId": request_id,
+        "domainName": conn.domain_name,
+        "connectionId": conn.connection_id,
+        "apiId": conn.api_id,
+    }
+    if conn.authorizer is not None:
+        ctx["authorizer"] = dict(conn.authorizer)
+    return ctx
+
+
+def connect_event(conn: ConnectionInfo, request_id: str) -> dict[str, Any]:
+    """The `$connect` event: the handshake's headers and query string (absent when there is none)."""
+    event: dict[str, Any] = {
+        "headers": dict(conn.headers),
+        "multiValueHeaders": {k: list(v) for k, v in conn.multi_value_headers.items()},
+    }
+    if conn.query is not None:
+        event["queryStringParameters"] = dict(conn.query)
+        event["multiValueQueryStringParameters"] = {k: list(v) for k, v in (conn.multi_value_query or {}).items()}
+    event["requestContext"] = _request_context(conn, "$connect", "CONNECT", request_id, now_ms())
+    event["isBase64Encoded"] = False
+    return event
+
+
+def message_event(conn: ConnectionInfo, route_key: str, body: str, request_id: str, message_id: str) -> dict[str, Any]:
+    """A MESSAGE event: the frame's text as `body`, no headers (AWS sends none after the handshake)."""
+    ctx = _request_context(conn, route_key, "MESSAGE", request_id, now_ms())
+    ctx["messageId"] = message_id
+    return {"requestContext": ctx, "body": body, "isBase64Encoded": False}
+
+
+def disconnect_event(conn: ConnectionInfo, request_id: str, status_code: int, reason: str) -> dict[str, Any]:
+    """The `$disconnect` event, with the close code and reason the socket really ended with."""
+    headers = {"Host": conn.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""}
+    ctx = _request_context(conn, "$disconnect", "DISCONNECT", request_id, now_ms())
+    ctx["disconnectStatusCode"] = status_code
+    ctx["disconnectReason"] = reason
+    return {
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "requestContext": ctx,
+        "isBase64Encoded": False,
+    }
+
+
+def method_arn(conn: ConnectionInfo, route_key: str = "$connect") -> str:
+    return f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{conn.api_id}/{conn.stage}/{route_key}"
+
+
+def authorizer_event(conn: ConnectionInfo, request_id: str) -> dict[str, Any]:
+    """The REQUEST authorizer event for `$connect` (the connect event plus `type`, `methodArn`, `stageVariables`)."""
+    event = connect_event(conn, request_id)
+    event.pop("isBase64Encoded", None)
+    return {"type": "REQUEST", "methodArn": method_arn(conn), **event, "stageVariables": {}}

@@ -1,0 +1,371 @@
+"""Run the template's functions the way Lambda does: warm worker processes, one invocation each at a time.
+
+Why subprocesses: each function must see only its own environment variables,
+its own code and layers on sys.path, and must be killable when it exceeds its
+timeout, exactly like a Lambda execution environment. A worker is reused while
+warm; when every worker of a function is busy, an invocation waits for the
+first of (a worker freed, a new worker started), so a slow handler never
+blocks the others, and bursts of short invocations are not each charged a
+cold start on a 2-core laptop. IPC is newline-delimited JSON over pipes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cfn import REGION
+from .console import Console
+from .template import FunctionSpec
+
+WORKER_SCRIPT = str(Path(__file__).with_name("_lambda_worker.py"))
+INIT_TIMEOUT_S = 30.0
+PIPE_LIMIT = 16 * 1024 * 1024
+COLD_START_DELAY_S = 0.1  # how long an invocation waits for a busy warm worker before a cold start begins  # Lambda's response payload limit is 6 MB
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "ASIALOCALGATEWAYKEY0",
+    "AWS_SECRET_ACCESS_KEY": "local-gateway-fake-secret-access-key",
+    "AWS_SESSION_TOKEN": "local-gateway-fake-session-token",
+}
+
+
+@dataclass
+class Invocation:
+    """The outcome of one invocation: a result, or an error in Lambda's shape (`errorMessage`, `errorType`)."""
+
+    request_id: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def function_environment(spec: FunctionSpec, endpoints: dict[str, str]) -> dict[str, str]:
+    """The process environment of one function: template variables, Lambda's reserved ones, endpoints, fake credentials."""
+    env: dict[str, str] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "en_US.UTF-8", "TZ": ":UTC"}
+    if "LD_LIBRARY_PATH" in os.environ:
+        env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
+    env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon locally; a template value wins
+    env.update(spec.environment)
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+            "LAMBDA_TASK_ROOT": str(spec.code_dir),
+            "_HANDLER": spec.handler,
+            # Keep the developer's ~/.aws files (profiles, endpoints) out of the function, as on Lambda.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            **FAKE_CREDENTIALS,
+            **endpoints,
+        }
+    )
+    return env
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class Worker:
+    """One warm execution environment (a `_lambda_worker.py` subprocess)."""
+
+    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, console: Console):
+        self.spec = spec
+        self.proc = proc
+        self.console = console
+        self.init_error: dict[str, Any] | None = None
+        self.alive = True
+        self._seq = 0
+        self._stderr_task = asyncio.create_task(self._forward_stderr())
+
+    @classmethod
+    async def start(cls, spec: FunctionSpec, env: dict[str, str], console: Console) -> "Worker":
+        log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        env = {**env, "AWS_LAMBDA_LOG_STREAM_NAME": log_stream}
+        cfg = {
+            "handler": spec.handler,
+            "sys_path": [str(spec.code_dir), *(str(p) for p in spec.layer_dirs)],
+            "code_dir": str(spec.code_dir),
+            "function_name": spec.name,
+            "function_arn": spec.arn,
+            "memory_mb": spec.memory_mb,
+            "log_stream": log_stream,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
+            limit=PIPE_LIMIT,
+        )
+        worker = cls(spec, proc, console)
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), INIT_TIMEOUT_S)
+            msg = json.loads(line) if line else {"init_error": {"errorMessage": "Runtime exited during init", "errorType": "Runtime.ExitError"}}
+        except (asyncio.TimeoutError, ValueError) as exc:
+            msg = {"init_error": {"errorMessage": f"init failed: {exc!r}", "errorType": "Runtime.InitError"}}
+        except BaseException:
+            worker.kill()
+            raise
+        if "init_error" in msg:
+            worker.init_error = msg["init_error"]
+            worker.kill()
+        return worker
+
+    async def _forward_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        prefix = f"[{self.spec.logical_id}] "
+        try:
+            while True:
+                line = await self.proc.stderr.readline()
+                if not line:
+                    return
+                self.console.line(prefix + line.decode("utf-8", "replace").rstrip("\n"))
+        except (asyncio.CancelledError, ValueError, asyncio.LimitOverrunError):
+            return
+
+    async def invoke(self, event: Any, request_id: str, timeout_s: float) -> Invocation:
+        """Run one invocation; on timeout the worker is killed (and must be replaced), as Lambda does."""
+        if self.init_error is not None:
+            return Invocation(request_id, error=self.init_error)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._seq += 1
+        deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
+        trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+        req = {"id": self._seq, "event": event, "request_id": request_id, "deadline_ms": deadline_ms, "trace_id": trace}
+        try:
+            self.proc.stdin.write(json.dumps(req).encode() + b"\n")
+            await self.proc.stdin.drain()
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
+        except asyncio.TimeoutError:
+            self.kill()
+            msg = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} Task timed out after {timeout_s:.2f} seconds"
+            self.console.line(f"[{self.spec.logical_id}] {msg}")
+            return Invocation(request_id, error={"errorMessage": msg, "errorType": "Sandbox.Timedout"}, timed_out=True)
+        except (ConnectionError, BrokenPipeError, ValueError) as exc:
+            self.kill()
+            return Invocation(request_id, error={"errorMessage": f"Runtime exited: {exc!r}", "errorType": "Runtime.ExitError"})
+        if not line:
+            self.kill()
+            code = await self.proc.wait()
+            return Invocation(request_id, error={"errorMessage": f"Runtime exited with error: exit status {code}", "errorType": "Runtime.ExitError"})
+        reply = json.loads(line)
+        if "error" in reply:
+            return Invocation(request_id, error=reply["error"])
+        return Invocation(request_id, result=reply.get("result"))
+
+    def kill(self) -> None:
+        self.alive = False
+        if self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        if self.proc.stdin is not None:  # lets asyncio close the transport once the process is gone
+            self.proc.stdin.close()
+
+    async def stop(self) -> None:
+        """Ask the worker to exit (EOF on its stdin), killing it if it does not within a second."""
+        self.alive = False
+        if self.proc.returncode is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                await asyncio.wait_for(self.proc.wait(), 1.0)
+            except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
+                self.kill()
+                await self.proc.wait()
+        try:
+            await asyncio.wait_for(self._stderr_task, 1.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            self._stderr_task.cancel()
+
+
+class FunctionPool:
+    """The execution environments of one function: warm idle workers, waiters, and background cold starts."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], console: Console, max_concurrency: int, max_parallel_starts: int = 2):
+        self.spec = spec
+        self.env = env
+        self.console = console
+        self.max_concurrency = max_concurrency
+        self.max_parallel_starts = max_parallel_starts
+        self.idle: collections.deque[Worker] = collections.deque()
+        self.waiters: collections.deque[tuple[float, asyncio.Future[Worker]]] = collections.deque()
+        self.workers: set[Worker] = set()
+        self.starting = 0
+        self.closed = False
+        self._start_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def total(self) -> int:
+        return len(self.workers) + self.starting
+
+    async def prewarm(self) -> None:
+        worker = await self._start_worker()
+        if worker is not None:
+            self.release(worker)
+
+    async def _start_worker(self) -> Worker | None:
+        try:
+            worker = await Worker.start(self.spec, self.env, self.console)
+        except (OSError, ValueError) as exc:
+            self.console.line(f"[{self.spec.logical_id}] could not start a worker: {exc!r}")
+            return None
+        self.workers.add(worker)
+        return worker
+
+    def _delayed_start(self) -> None:
+        """Cold-start only for invocations that have waited COLD_START_DELAY_S; re-arm for the next one."""
+        self._start_timer = None
+        while self.waiters and self.waiters[0][1].done():
+            self.waiters.popleft()
+        if not self.waiters or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        due = self.waiters[0][0] + COLD_START_DELAY_S
+        if loop.time() >= due:
+            self._maybe_start()
+            due = loop.time() + COLD_START_DELAY_S
+        self._start_timer = loop.call_at(due, self._delayed_start)
+
+    def _maybe_start(self) -> None:
+        if self.closed:
+            return
+        while (
+            self.starting < self.max_parallel_starts
+            and self.total < self.max_concurrency
+            and len(self.waiters) > self.starting
+        ):
+            self.starting += 1
+            task = asyncio.create_task(self._background_start())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _background_start(self) -> None:
+        try:
+            worker = await self._start_worker()
+        finally:
+            self.starting -= 1
+        if worker is None:
+            while self.waiters:
+                _, fut = self.waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(WorkerDied(f"cannot start {self.spec.logical_id}"))
+                    break
+            return
+        self.release(worker)
+
+    async def acquire(self) -> Worker:
+        while self.idle:
+            worker = self.idle.pop()  # LIFO: the warmest worker
+            if worker.alive:
+                return worker
+            self.workers.discard(worker)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Worker] = loop.create_future()
+        self.waiters.append((loop.time(), fut))
+        if not self.workers:
+            self._maybe_start()  # nothing warm to wait for: cold start now
+        if self._start_timer is None:
+            # Every worker is busy. Short invocations free one within milliseconds; only a wait
+            # longer than COLD_START_DELAY_S (a slow handler) is worth a cold start, which costs
+            # ~0.5 s of CPU on a laptop and would slow down everything else during a burst.
+            self._start_timer = loop.call_later(COLD_START_DELAY_S, self._delayed_start)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.release(fut.result())
+            raise
+
+    def release(self, worker: Worker) -> None:
+        if not worker.alive:
+            self.workers.discard(worker)
+            self._maybe_start()
+            return
+        if self.closed:
+            return  # close() stops every worker still in self.workers
+        while self.waiters:
+            _, fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(worker)
+                return
+        self.idle.append(worker)
+
+    async def invoke(self, event: Any, request_id: str) -> Invocation:
+        started = time.perf_counter()
+        worker = await self.acquire()
+        try:
+            inv = await worker.invoke(event, request_id, self.spec.timeout_s)
+        finally:
+            if worker.init_error is not None:
+                self.workers.discard(worker)
+            self.release(worker)
+        inv.duration_ms = (time.perf_counter() - started) * 1000
+        return inv
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+        for _, fut in self.waiters:
+            if not fut.done():
+                fut.set_exception(WorkerDied("gateway shutting down"))
+        if self._tasks:  # let cold starts finish so that their processes are stopped, not orphaned
+            await asyncio.wait(list(self._tasks), timeout=INIT_TIMEOUT_S)
+        await asyncio.gather(*(w.stop() for w in list(self.workers)), return_exceptions=True)
+        self.workers.clear()
+        self.idle.clear()
+
+
+class LambdaRuntime:
+    """All functions of the stack. `invoke` never blocks on another function or another invocation."""
+
+    def __init__(self, functions: dict[str, FunctionSpec], endpoints: dict[str, str], console: Console, max_concurrency: int = 32):
+        self.console = console
+        self.pools = {
+            lid: FunctionPool(spec, function_environment(spec, endpoints), console, max_concurrency)
+            for lid, spec in functions.items()
+        }
+
+    async def prewarm(self, logical_ids: list[str] | None = None) -> None:
+        """Start one worker per function (all in parallel), so the first requests are warm."""
+        ids = logical_ids if logical_ids is not None else list(self.pools)
+        await asyncio.gather(*(self.pools[i].prewarm() for i in ids if i in self.pools))
+
+    async def invoke(self, logical_id: str, event: Any, request_id: str | None = None) -> Invocation:
+        request_id = request_id or str(uuid.uuid4())
+        pool = self.pools.get(logical_id)
+        if pool is None:
+            return Invocation(request_id, error={"errorMessage": f"function {logical_id} cannot run locally", "errorType": "ResourceNotFoundException"})
+        try:
+            return await pool.invoke(event, request_id)
+        except WorkerDied as exc:
+            return Invocation(request_id, error={"errorMessage": str(exc), "errorType": "Runtime.Unavailable"})
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)

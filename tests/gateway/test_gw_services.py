@@ -1,0 +1,172 @@
+"""Embedded DynamoDB and SSM, dev tokens, the dev HTTP routes and the `parley` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import jwt
+import pytest
+import websockets
+
+from conftest import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway, wait_for
+from parley_local.dynamodb_local import LocalAws
+from parley_local.tokens import DEV_SECRET_DEFAULT
+from test_gw_websocket import closed_with, connect, my_id, request
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# -- DynamoDB / SSM ------------------------------------------------------------------
+
+
+def test_tables_created_from_the_template(gw: RunningGateway):
+    ddb = gw.gateway.aws.client("dynamodb")
+    table = ddb.describe_table(TableName="fx-items")["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+    gsi = table["GlobalSecondaryIndexes"][0]
+    assert gsi["IndexName"] == "ByGsk" and gsi["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = ddb.describe_time_to_live(TableName="fx-items")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
+    assert ddb.describe_table(TableName="fx-CountersTable")["Table"]["KeySchema"][0]["AttributeName"] == "counter"
+
+
+def test_dev_secret_seeded_into_ssm(gw: RunningGateway):
+    ssm = gw.gateway.aws.client("ssm")
+    value = ssm.get_parameter(Name="/fixture/jwt-secret", WithDecryption=True)["Parameter"]["Value"]
+    assert value == (os.environ.get("PARLEY_JWT_SECRET") or DEV_SECRET_DEFAULT)
+
+
+async def test_handlers_reach_dynamodb_with_boto3_and_pynamodb(gw: RunningGateway):
+    ws = await connect(gw)
+    reply = await request(ws, {"action": "ddb", "pk": f"k{time.time_ns()}"})
+    assert reply == {"items": ["from boto3", "from pynamodb"], "table": "fx-items"}
+    await ws.close()
+
+
+async def test_external_dynamodb_endpoint(gw: RunningGateway, tmp_path: Path):
+    external = gw.gateway.aws.endpoint  # stands in for DynamoDB Local
+    other = RunningGateway(MAIN_TEMPLATE, tmp_path, stack_name="ext", prewarm=False, dynamodb_endpoint=external)
+    await asyncio.to_thread(other.start)
+    try:
+        assert other.gateway.aws.dynamodb_endpoint == external != other.gateway.aws.endpoint
+        assert "ext-items" in gw.gateway.aws.client("dynamodb").list_tables()["TableNames"]
+        ws = await connect(other)
+        pk = f"ext{time.time_ns()}"
+        assert (await request(ws, {"action": "ddb", "pk": pk}))["table"] == "ext-items"
+        await ws.close()
+        items = gw.gateway.aws.client("dynamodb").query(
+            TableName="ext-items", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": pk}})
+        assert items["Count"] == 2
+    finally:
+        await asyncio.to_thread(other.stop)
+    aws = LocalAws(endpoint="http://127.0.0.1:1", dynamodb_endpoint=external)
+    assert aws.env() == {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ENDPOINT_URL_DYNAMODB": external}
+
+
+# -- dev HTTP routes -----------------------------------------------------------------
+
+
+async def test_dev_token_route_and_client_files(tmp_path: Path):
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    (client_dir / "parley-client.js").write_text("export const x = 1;\n")
+    (client_dir / "ws-test.html").write_text("<html>ws-test</html>")
+    g = RunningGateway(SMALL_TEMPLATE, tmp_path / "rec", client_dir=client_dir, prewarm=False)
+    await asyncio.to_thread(g.start)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{g.http_url}/dev/token", params={"user": "alice", "name": "Alice"}) as res:
+                token = (await res.json())["token"]
+            claims = jwt.decode(token, os.environ.get("PARLEY_JWT_SECRET") or DEV_SECRET_DEFAULT, algorithms=["HS256"])
+            assert claims["sub"] == "alice" and claims["name"] == "Alice" and claims["exp"] > time.time()
+            async with http.get(f"{g.http_url}/dev/token") as res:
+                assert res.status == 400
+            async with http.get(f"{g.http_url}/parley-client.js") as res:
+                assert res.status == 200 and "javascript" in res.headers["Content-Type"]
+                assert await res.text() == "export const x = 1;\n"
+            async with http.get(f"{g.http_url}/ws-test") as res:
+                assert res.status == 200 and "text/html" in res.headers["Content-Type"]
+            async with http.get(f"{g.http_url}/parley-client.d.ts") as res:
+                assert res.status == 404  # not written yet: 404, not a crash
+            async with http.get(f"{g.http_url}/local") as res:  # plain GET on the stage, no upgrade
+                assert res.status == 426
+    finally:
+        await asyncio.to_thread(g.stop)
+
+
+# -- parley token --------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "parley_local.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_parley_token():
+    out = _cli("token", "alice", "--name", "Alice", "--ttl", "60", env={"PARLEY_JWT_SECRET": ""})
+    assert out.returncode == 0, out.stderr
+    claims = jwt.decode(out.stdout.strip(), DEV_SECRET_DEFAULT, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["name"] == "Alice" and claims["exp"] - claims["iat"] == 60
+
+    custom = _cli("token", "bob", env={"PARLEY_JWT_SECRET": "a-custom-secret-that-is-long-enough-for-hs256"}).stdout.strip()
+    assert jwt.decode(custom, "a-custom-secret-that-is-long-enough-for-hs256", algorithms=["HS256"])["name"] == "bob"
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(custom, DEV_SECRET_DEFAULT, algorithms=["HS256"])
+
+    expired = _cli("token", "carol", "--ttl", "-5", env={"PARLEY_JWT_SECRET": ""}).stdout.strip()
+    with pytest.raises(jwt.ExpiredSignatureError):
+        jwt.decode(expired, DEV_SECRET_DEFAULT, algorithms=["HS256"])
+
+
+# -- parley dev ----------------------------------------------------------------------
+
+
+async def test_parley_dev_banner_and_ctrl_c(tmp_path: Path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(SMALL_TEMPLATE), "--port", "0",
+         "--stage", "dev", "--no-prewarm", "--parameter-overrides", f"RecordDir={tmp_path}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        def ready() -> str | None:
+            line = proc.stdout.readline()
+            lines.append(line)
+            m = re.match(r"Ready on (ws://\S+)", line)
+            return m.group(1) if m else None
+
+        url = await asyncio.to_thread(wait_for, ready, 30.0, 0.0)
+        banner = "".join(lines)
+        assert re.search(r"^ws://127\.0\.0\.1:\d+/dev$", url)
+        assert f"WebSocket:     {url}" in banner
+        assert re.search(r"\$disconnect\s+->\s+DisconnectFunction", banner)
+        assert re.search(r"echo\s+->\s+EchoFunction\s+\[route response\]", banner)
+        assert "parley token alice" in banner
+
+        ws = await websockets.connect(url, open_timeout=10)
+        conn_id = await my_id(ws)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, workers included
+        code, reason = await closed_with(ws, 15)
+        assert (code, reason) == (1001, "Going away")
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+        rest = proc.stdout.read()
+        assert "Stopped." in rest
+        assert re.search(rf"\$disconnect\s+{re.escape(conn_id)}.*\(close 1001\)", rest)
+        rec = [p for p in tmp_path.glob(f"{conn_id}.DISCONNECT.*.json")]
+        assert rec and json.loads(rec[0].read_text())["event"]["requestContext"]["disconnectStatusCode"] == 1001
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

@@ -1,0 +1,178 @@
+"""Pure logic of the gateway: template resolution, route selection, event shapes, authorizer decisions."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from aws_lambda_powertools.utilities.parser.models import (
+    APIGatewayWebSocketConnectEventModel,
+    APIGatewayWebSocketDisconnectEventModel,
+    APIGatewayWebSocketMessageEventModel,
+)
+
+from parley_local import authorizer as authz
+from parley_local.cfn import Resolver
+from parley_local.events import ConnectionInfo, authorizer_event, aws_id, clf_time, connect_event, disconnect_event, message_event
+from parley_local.routing import RouteSelector
+from parley_local.template import load_stack
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ID_RE = re.compile(r"^[A-Za-z0-9+/]{15}=$")
+
+
+# -- template ------------------------------------------------------------------------
+
+
+def test_fixture_template_discovers_routes_functions_and_tables():
+    stack = load_stack(FIXTURES / "template.yaml", "fx", {"RecordDir": "/tmp/r", "SharedValue": "ov"})
+    api = stack.api
+    assert api.selection_expression == "$request.body.action"
+    assert set(api.routes) >= {"$connect", "$disconnect", "$default", "echo", "1", "noreply", "fail", "env_a", "env_b"}
+    assert api.routes["$connect"].authorizer.function == "AuthFunction"
+    assert api.routes["$connect"].authorizer.identity_sources == ["route.request.querystring.token"]
+    assert api.routes["$disconnect"].function == "DisconnectFunction"  # via !Join + !GetAtt
+    assert api.routes["env_a"].function == "EnvAFunction"  # IntegrationUri is the bare function ARN
+    assert api.routes["echo"].route_response and not api.routes["noreply"].route_response
+    fns = stack.functions
+    assert fns["EnvAFunction"].name == "fx-env-a"
+    assert fns["SlowFunction"].timeout_s == 1.0 and fns["EchoFunction"].timeout_s == 5.0  # Globals, overridden
+    assert fns["EnvAFunction"].environment["FIXTURE_VALUE"] == "value-a"
+    assert fns["EchoFunction"].environment == {"RECORD_DIR": "/tmp/r", "SHARED_VALUE": "ov", "FIXTURE_VALUE": "global"}
+    assert fns["DdbFunction"].environment["ITEMS_TABLE"] == "fx-items"
+    assert fns["EchoFunction"].layer_dirs == [FIXTURES / "layer" / "python"]
+    assert fns["EchoFunction"].code_dir == FIXTURES / "functions"
+    tables = {t.logical_id: t for t in stack.tables}
+    items = tables["ItemsTable"]
+    assert items.name == "fx-items" and items.ttl_attribute == "expiresAt"
+    assert items.create_args["GlobalSecondaryIndexes"][0]["IndexName"] == "ByGsk"
+    assert tables["CountersTable"].create_args["KeySchema"] == [{"AttributeName": "counter", "KeyType": "HASH"}]
+    assert stack.parameters["JwtSecretParameterName"] == "/fixture/jwt-secret"
+
+
+def test_conditions_drop_resources():
+    stack = load_stack(FIXTURES / "template.yaml", "fx", {"UseSimpleTable": "no"})
+    assert [t.logical_id for t in stack.tables] == ["ItemsTable"]
+
+
+def test_intrinsics():
+    doc = {
+        "Parameters": {"Env": {"Type": "String", "Default": "dev"}, "Names": {"Type": "CommaDelimitedList", "Default": "a,b,c"}},
+        "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]}},
+        "Mappings": {"M": {"dev": {"size": "1"}}},
+        "Resources": {
+            "T": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": {"Fn::Sub": "${AWS::StackName}-t-${Env}"}}},
+            "F": {"Type": "AWS::Serverless::Function", "Properties": {}},
+        },
+    }
+    r = Resolver(doc, "st", {})
+    assert r.resolve({"Ref": "T"}) == "st-t-dev"
+    assert r.resolve({"Fn::GetAtt": ["T", "Arn"]}) == "arn:aws:dynamodb:us-east-1:123456789012:table/st-t-dev"
+    assert r.resolve({"Fn::Sub": "${F.Arn}|${AWS::Region}|${AWS::AccountId}|${AWS::Partition}|${!Literal}"}) == (
+        "arn:aws:lambda:us-east-1:123456789012:function:st-F|us-east-1|123456789012|aws|${Literal}"
+    )
+    assert r.resolve({"Fn::Sub": ["${x}-${Env}", {"x": {"Ref": "F"}}]}) == "st-F-dev"
+    assert r.resolve({"Fn::Join": ["-", ["a", {"Ref": "Env"}]]}) == "a-dev"
+    assert r.resolve({"Fn::Select": [1, {"Ref": "Names"}]}) == "b"
+    assert r.resolve({"Fn::Select": [0, {"Fn::Split": [",", "x,y"]}]}) == "x"
+    assert r.resolve({"Fn::If": ["IsProd", "big", "small"]}) == "small"
+    assert r.resolve({"Fn::FindInMap": ["M", {"Ref": "Env"}, "size"]}) == "1"
+    assert r.resolve({"a": {"Fn::If": ["IsProd", 1, {"Ref": "AWS::NoValue"}]}, "b": 2}) == {"b": 2}
+    assert Resolver(doc, "st", {"Env": "prod"}).resolve({"Fn::If": ["IsProd", "big", "small"]}) == "big"
+
+
+# -- routing -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"action": "echo"}', "echo"),
+        ('{"action": 1}', "1"),  # non-string values are stringified
+        ('{"action": true}', "true"),
+        ('{"action": "nope"}', "$default"),
+        ('{"other": "echo"}', "$default"),
+        ("not json", "$default"),
+        ('["echo"]', "$default"),
+        ('{"action": "$connect"}', "$default"),  # never selected by a body
+        ('{"action": "$disconnect"}', "$default"),
+    ],
+)
+def test_route_selection(body, expected):
+    sel = RouteSelector("$request.body.action", ["$connect", "$disconnect", "$default", "echo", "1", "true"])
+    assert sel.select(body) == expected
+
+
+def test_route_selection_nested_path_and_no_default():
+    sel = RouteSelector("${request.body.meta.kind}", ["a"])
+    assert sel.select('{"meta": {"kind": "a"}}') == "a"
+    assert sel.select('{"meta": {"kind": "b"}}') is None  # -> Forbidden frame
+    assert sel.select("{}") is None
+
+
+# -- events --------------------------------------------------------------------------
+
+
+def _info(**kw) -> ConnectionInfo:
+    base = dict(
+        connection_id=aws_id(), api_id="abcdefghij", stage="local", domain_name="127.0.0.1:3001",
+        source_ip="127.0.0.1", user_agent="ua", connected_at=1731324924000,
+        headers={"Host": "127.0.0.1:3001"}, multi_value_headers={"Host": ["127.0.0.1:3001"]},
+    )
+    base.update(kw)
+    return ConnectionInfo(**base)
+
+
+def test_ids_and_request_time():
+    for _ in range(200):
+        assert ID_RE.match(aws_id())
+    assert clf_time(1731324924000) == "11/Nov/2024:11:35:24 +0000"
+
+
+def test_events_pass_powertools_models():
+    info = _info()
+    connect = connect_event(info, aws_id())
+    assert "queryStringParameters" not in connect and connect["isBase64Encoded"] is False
+    APIGatewayWebSocketConnectEventModel.model_validate(connect)
+    with_query = connect_event(_info(query={"token": "t"}, multi_value_query={"token": ["t"]}), aws_id())
+    assert with_query["queryStringParameters"] == {"token": "t"}
+    info.authorizer = {"principalId": "alice", "name": "Alice"}
+    msg = message_event(info, "echo", '{"action":"echo"}', aws_id(), aws_id())
+    assert "headers" not in msg and msg["requestContext"]["authorizer"]["principalId"] == "alice"
+    APIGatewayWebSocketMessageEventModel.model_validate(msg)
+    disc = disconnect_event(info, aws_id(), 1005, "Client-side close frame status not set")
+    assert set(disc["headers"]) == {"Host", "x-api-key", "X-Forwarded-For", "x-restapi"}
+    APIGatewayWebSocketDisconnectEventModel.model_validate(disc)
+    ctx = msg["requestContext"]
+    assert ctx["requestId"] == ctx["extendedRequestId"] and ctx["messageDirection"] == "IN"
+    auth = authorizer_event(_info(query={"token": "t"}), aws_id())
+    assert auth["type"] == "REQUEST" and auth["methodArn"].endswith("/local/$connect")
+
+
+# -- authorizer decisions ------------------------------------------------------------
+
+
+ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdefghij/local/$connect"
+
+
+def _policy(effect: str, resource: str = ARN, **extra):
+    return {"principalId": "u", "policyDocument": {"Version": "2012-10-17", "Statement": [
+        {"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}]}, **extra}
+
+
+def test_authorizer_decisions():
+    assert authz.decide(None, "Unauthorized", ARN).status == 401
+    assert authz.decide(None, "boom", ARN).status == 500
+    assert authz.decide({"x": 1}, None, ARN).status == 500
+    assert authz.decide(_policy("Deny"), None, ARN).status == 403
+    assert authz.decide(_policy("Allow", "arn:aws:execute-api:us-east-1:123456789012:other/*"), None, ARN).status == 403
+    ok = authz.decide(_policy("Allow", "arn:aws:execute-api:*:*:abcdefghij/*", context={"name": "A", "n": 1}), None, ARN)
+    assert ok.status == 200 and ok.authorizer == {"principalId": "u", "name": "A", "n": 1}
+    assert authz.decide(_policy("Allow", context={"bad": {"nested": 1}}), None, ARN).status == 500
+    assert authz.decide(_policy("Allow", context={"big": "x" * 9000}), None, ARN).status == 500
+    assert authz.missing_identity(["route.request.querystring.token"], {}, None)
+    assert authz.missing_identity(["route.request.querystring.token"], {}, {"token": ""})
+    assert not authz.missing_identity(["route.request.querystring.token"], {}, {"token": "t"})
+    assert authz.missing_identity(["route.request.header.Auth"], {"Other": "x"}, None)
+    assert not authz.missing_identity(["route.request.header.Auth"], {"auth": "x"}, None)
