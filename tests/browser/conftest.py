@@ -89,7 +89,9 @@ def _chromium_path() -> str:
     _skip_or_fail("no Chromium: install Debian's `chromium` (apt-get install chromium) or set PARLEY_CHROMIUM")
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running on the main thread while it
+# is alive, which would break every asyncio test collected after the browser tests.
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
     try:
         from playwright import sync_api

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import websockets
 
-from conftest import RunningGateway
+from tests.gateway.conftest import RunningGateway
 from parley_local.tokens import make_token
 
 REPO = Path(__file__).resolve().parents[2]

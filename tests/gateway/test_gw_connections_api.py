@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import websockets
 
-from conftest import RunningGateway, wait_for
+from tests.gateway.conftest import RunningGateway, wait_for
 from test_gw_websocket import closed_with, connect, my_id, request
 
 
@@ -140,7 +140,7 @@ async def test_fanout_results_include_gone(gw: RunningGateway):
 
 
 async def test_shutdown_runs_disconnect_for_open_sockets(tmp_path):
-    from conftest import SMALL_TEMPLATE, RunningGateway as RG
+    from tests.gateway.conftest import SMALL_TEMPLATE, RunningGateway as RG
 
     g = RG(SMALL_TEMPLATE, tmp_path, prewarm=False).start()
     try:

@@ -17,7 +17,7 @@ import jwt
 import pytest
 import websockets
 
-from conftest import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway, wait_for
+from tests.gateway.conftest import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway, wait_for
 from parley_local.dynamodb_local import LocalAws
 from parley_local.tokens import DEV_SECRET_DEFAULT
 from test_gw_websocket import closed_with, connect, my_id, request

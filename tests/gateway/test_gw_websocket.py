@@ -11,7 +11,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import RunningGateway, wait_for
+from tests.gateway.conftest import RunningGateway, wait_for
 
 ID_RE = re.compile(r"^[A-Za-z0-9+/]{15}=$")
 CLF_RE = re.compile(r"^\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000$")

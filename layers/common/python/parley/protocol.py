@@ -137,14 +137,39 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
     return details
 
 
+_NOT_AN_OBJECT = "Frames must be JSON objects like {\"type\": \"ping\", \"data\": {}}."
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} does not fit a double")
+    return value
+
+
 def parse_envelope(body: str | None) -> dict[str, Any]:
-    """The frame as a JSON object; anything else is `invalid_json`."""
+    """The frame as a JSON object; anything else is `invalid_json`.
+
+    Strict JSON only: `NaN`/`Infinity` and numbers that overflow to infinity are refused,
+    and so are `\\ud800`-style escapes that decode to lone surrogates, because anything we
+    accept may be echoed or stored and must be valid JSON in valid UTF-8 on the way out.
+    """
     try:
-        frame = json.loads(body or "")
+        frame = json.loads(body or "", parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
-        raise ProtocolError(ErrorCode.INVALID_JSON, "Frames must be JSON objects like {\"type\": \"ping\", \"data\": {}}.")
+        raise ProtocolError(ErrorCode.INVALID_JSON, _NOT_AN_OBJECT) from None
     if not isinstance(frame, dict):
-        raise ProtocolError(ErrorCode.INVALID_JSON, "Frames must be JSON objects like {\"type\": \"ping\", \"data\": {}}.")
+        raise ProtocolError(ErrorCode.INVALID_JSON, _NOT_AN_OBJECT)
+    try:
+        json.dumps(frame, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON, "Frames must be valid Unicode: a \\u escape may not encode a lone surrogate."
+        ) from None
     return frame
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 from . import protocol as p
 from .ids import iso_now, new_ulid, ulid_time_ms
+from .observability import logger
 from .protocol import ErrorCode, ProtocolError
 from .sender import FanoutJob, FanoutResult, Sender
 from .store import ChatMessage, ChatStore, Member
@@ -134,15 +135,17 @@ class ChatService:
         message = ChatMessage(
             room, new_ulid(self._now_ms()), caller.user_id, caller.name, request.message, iso_now(), request.clientMessageId
         )
-        if message.client_message_id is not None:
-            original = self._store.claim_client_message_id(message)
-            if original is not None:
-                # A retry: make sure the original is stored (the first attempt may have died
-                # between claim and put), store nothing new, and answer the sender only.
-                self._store.put_message(original)
-                self._metric("DuplicateMessages", 1)
-                return p.frame("message_received", original.to_wire())
-        self._store.put_message(message)
+        original = self._store.claim_client_message_id(message) if message.client_message_id else None
+        if original is None:
+            self._store.put_message(message)
+        elif self._store.put_message(original, only_if_new=True):
+            # A retry whose first attempt died between its claim and its put: the original is
+            # stored only now, so the room has not heard it yet.
+            message = original
+        else:
+            # A true duplicate: store nothing new and answer the sender only.
+            self._metric("DuplicateMessages", 1)
+            return p.frame("message_received", original.to_wire())
         self._metric("MessagesStored", 1)
         result = self._broadcast(members, p.frame("message_received", message.to_wire()), room)
         delivered_to = len(result.delivered - {caller.connection_id})
@@ -220,6 +223,10 @@ class ChatService:
             self._gone.extend((cid, targets[cid], room) for cid in result.gone)
         if result.failed:
             self._metric("DeliveryFailures", len(result.failed))
+            logger.warning(
+                "delivery failed after retries",
+                extra={"frame_type": frame["type"], "room": room, "failed": result.failed},
+            )
         return result
 
     def _drain_gone(self) -> None:

@@ -72,7 +72,7 @@ class ChatStore(Protocol):
     def remove_member(self, room_id: str, connection_id: str) -> Member | None: ...
     def rooms_of(self, connection_id: str) -> list[str]: ...
     def remove_memberships(self, connection_id: str, room_ids: list[str]) -> None: ...
-    def put_message(self, message: ChatMessage) -> None: ...
+    def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool: ...
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None: ...
     def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage: ...
     def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage: ...
@@ -148,8 +148,9 @@ class DynamoChatStore:
                 batch.delete(Membership(room_id, MEMBER_PREFIX + connection_id))
 
     # messages ------------------------------------------------------------------------------
-    def put_message(self, message: ChatMessage) -> None:
-        StoredMessage(
+    def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
+        """Store a message; with `only_if_new`, False (and nothing written) when it is already stored."""
+        item = StoredMessage(
             message.room_id,
             message.message_id,
             user_id=message.user_id,
@@ -157,7 +158,14 @@ class DynamoChatStore:
             text=message.text,
             timestamp=message.timestamp,
             client_message_id=message.client_message_id,
-        ).save()
+        )
+        try:
+            item.save(condition=StoredMessage.message_id.does_not_exist() if only_if_new else None)
+        except PutError as error:
+            if only_if_new and _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
         """Record `message` as the one for its clientMessageId; return the earlier one if there is one."""
