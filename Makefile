@@ -56,6 +56,9 @@ security: setup $(SECURITY_VENV)/.installed ## cfn-lint, checkov on the template
 
 test: security test-node test-python ## every test
 
+bench: setup ## every benchmark; rewrites docs/benchmarks.md and its plots (about 10 minutes)
+	$(BIN)/python benchmarks/run_all.py
+
 build: setup ## sam build (into .aws-sam/)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
 
