@@ -1,0 +1,340 @@
+"""Helpers shared by the benchmarks: environment, moto's DynamoDB server, the `@connections`
+stand-in, a Lambda context, and a recorder that turns every DynamoDB call into capacity units
+computed from item sizes by DynamoDB's published rules.
+
+Importing this module sets the environment the handlers read at import, so import it before
+anything from `parley`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER = ROOT / "layers" / "common" / "python"
+for _p in (str(ROOT), str(LAYER)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+TABLE_ENV = dict(
+    CONNECTIONS_TABLE="test-ConnectionsTable", MEMBERSHIPS_TABLE="test-MembershipsTable",
+    MESSAGES_TABLE="test-MessagesTable", IDEMPOTENCY_TABLE="test-IdempotencyTable",
+)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+    POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_LOG_LEVEL="ERROR", POWERTOOLS_METRICS_DISABLED="true",
+    **TABLE_ENV,
+)
+
+# Prices from /work/shared/AWS_WEBSOCKET_REFERENCE.md (us-east-1, late 2026).
+PRICE_APIGW_MESSAGE = 1.00 / 1e6
+PRICE_LAMBDA_REQUEST = 0.20 / 1e6
+PRICE_LAMBDA_ARM_GB_S = 0.0000133334
+PRICE_WRU = 0.625 / 1e6
+PRICE_RRU = 0.125 / 1e6
+LAMBDA_MEMORY_GB = 256 / 1024
+
+
+class Context:
+    function_name = "bench"
+    memory_limit_in_mb = 256
+    aws_request_id = "bench"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 29_000
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    """moto's DynamoDB server on 127.0.0.1 (a separate process, reached over HTTP as on AWS)."""
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if "Running on" in line:
+            url = line.split("Running on")[1].split()[0].strip()
+            # keep draining its output so it never blocks on a full pipe
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+            return proc, url
+    proc.kill()
+    raise RuntimeError("moto server did not start")
+
+
+class ConnectionsStandIn:
+    """tests/fake_connections_api.py in its own process; counts the PostToConnection calls it served."""
+
+    def __init__(self, latency_ms: float = 0.0) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fake_connections_api", "--latency-ms", str(latency_ms)],
+                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        self._lines: list[tuple[float, int, int]] = []  # (received at, calls, max in flight)
+        self._cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = dict(p.split("=") for p in line.split() if "=" in p)
+            with self._cv:
+                self._lines.append((time.monotonic(), int(parts.get("calls", 0)), int(parts.get("max_in_flight", 0))))
+                self._cv.notify_all()
+
+    def calls(self) -> int:
+        """Calls served so far, from a status line the server printed after this moment (it prints every second)."""
+        asked = time.monotonic()
+        with self._cv:
+            ok = self._cv.wait_for(lambda: self._lines and self._lines[-1][0] > asked + 0.01, timeout=5)
+            if not ok:
+                raise RuntimeError("@connections stand-in stopped reporting")
+            return self._lines[-1][1]
+
+    def max_in_flight(self) -> int:
+        """The most calls it has seen in flight at once (from a status line printed after this moment)."""
+        self.calls()
+        with self._cv:
+            return self._lines[-1][2]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# ------------------------------------------------------------------ DynamoDB capacity by item size
+def _number_size(text: str) -> int:
+    digits = text.lstrip("-").replace(".", "").lstrip("0").rstrip("0") or "0"
+    return math.ceil(len(digits) / 2) + 1
+
+
+def value_size(value: dict[str, Any]) -> int:
+    (kind, v), = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        return _number_size(v)
+    if kind == "B":
+        return len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(value_size({kind[0]: x}) for x in v)
+    if kind == "L":
+        return 3 + sum(1 + value_size(x) for x in v)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + value_size(x) for k, x in v.items())
+    return 0
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """DynamoDB item size: attribute names plus values (docs: 'Item sizes and formats')."""
+    return sum(len(name.encode()) + value_size(value) for name, value in item.items())
+
+
+@dataclass
+class TableInfo:
+    keys: tuple[str, ...]
+    indexes: dict[str, tuple[tuple[str, ...], str]]  # name -> (index keys, projection type)
+
+
+def table_infos() -> dict[str, TableInfo]:
+    from tests.support import load_template
+
+    infos = {}
+    for logical_id, resource in load_template()["Resources"].items():
+        if resource["Type"] != "AWS::DynamoDB::Table":
+            continue
+        props = resource["Properties"]
+        indexes = {
+            gsi["IndexName"]: (tuple(k["AttributeName"] for k in gsi["KeySchema"]), gsi["Projection"]["ProjectionType"])
+            for gsi in props.get("GlobalSecondaryIndexes", [])
+        }
+        infos[f"test-{logical_id}"] = TableInfo(tuple(k["AttributeName"] for k in props["KeySchema"]), indexes)
+    return infos
+
+
+@dataclass
+class Tally:
+    rru: float = 0.0
+    wru: float = 0.0
+    moto_units: float = 0.0
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rru": self.rru, "wru": self.wru, "moto_units": self.moto_units, "calls": dict(self.calls)}
+
+
+class CapacityRecorder:
+    """Wraps botocore's `BaseClient._make_api_call` (PynamoDB and boto3 both go through it).
+
+    moto answers ReturnConsumedCapacity with constants (1.0 per write, 0.5 per read, whatever
+    the size), so the units are computed here from the sizes of the items each call read or
+    wrote, keeping a shadow copy of every item so deletes and updates know the old size:
+      write: ceil(KB) per item written (max of old and new), plus 1 per GSI entry written;
+      read: sum of item (or index entry) sizes read by a Query/Scan page, rounded up to 4 KB,
+            0.5 per 4 KB eventually consistent, 1 strongly consistent; GetItem likewise.
+    moto's own figure is kept alongside as `moto_units`.
+    """
+
+    def __init__(self) -> None:
+        self.tables = table_infos()
+        self.shadow: dict[tuple[str, tuple], dict[str, Any]] = {}
+        self.tally: Tally | None = None
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._installed = False
+
+    def install(self) -> "CapacityRecorder":
+        from botocore.client import BaseClient
+
+        original = BaseClient._make_api_call
+        recorder = self
+
+        def wrapped(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+            response = original(client, operation_name, api_params)
+            if client.meta.service_model.service_name == "dynamodb":
+                recorder._observe(client, operation_name, api_params, response)
+            return response
+
+        BaseClient._make_api_call = wrapped  # type: ignore[method-assign]
+        self._original = original
+        return self
+
+    def measure(self) -> "Tally":
+        self.tally = Tally()
+        return self.tally
+
+    def stop(self) -> Tally:
+        tally, self.tally = self.tally or Tally(), None
+        return tally
+
+    # ---- bookkeeping ---------------------------------------------------------------------
+    def _key(self, table: str, item: dict[str, Any]) -> tuple[str, tuple]:
+        return table, tuple(json.dumps(item[k], sort_keys=True) for k in self.tables[table].keys)
+
+    def _index_writes(self, table: str, item: dict[str, Any] | None) -> float:
+        if not item:
+            return 0.0
+        units = 0.0
+        for keys, projection in self.tables[table].indexes.values():
+            if all(k in item for k in keys):  # sparse: only items carrying the index keys
+                attrs = set(keys) | set(self.tables[table].keys)
+                size = item_size({k: item[k] for k in attrs}) if projection == "KEYS_ONLY" else item_size(item)
+                units += math.ceil((size + 100) / 1024)
+        return units
+
+    def _write(self, table: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> float:
+        size = max(item_size(old) if old else 0, item_size(new) if new else 0)
+        units = max(1, math.ceil(size / 1024))
+        # A GSI entry is deleted and/or put when an indexed item is written.
+        units += max(self._index_writes(table, old), self._index_writes(table, new))
+        return units
+
+    @staticmethod
+    def _read_units(nbytes: int, consistent: bool) -> float:
+        return max(1, math.ceil(nbytes / 4096)) * (1.0 if consistent else 0.5)
+
+    def _observe(self, client: Any, op: str, params: dict[str, Any], response: dict[str, Any]) -> None:
+        with self._lock:
+            tally = self.tally
+            units_r = units_w = 0.0
+            table = params.get("TableName", "")
+            if op == "PutItem":
+                key = self._key(table, params["Item"])
+                units_w = self._write(table, self.shadow.get(key), params["Item"])
+                self.shadow[key] = params["Item"]
+            elif op == "DeleteItem":
+                key = self._key(table, params["Key"])
+                units_w = self._write(table, self.shadow.pop(key, None) or response.get("Attributes"), None)
+            elif op == "UpdateItem":
+                key = self._key(table, params["Key"])
+                new = self._fetch(client, table, params["Key"])
+                units_w = self._write(table, self.shadow.get(key), new)
+                if new:
+                    self.shadow[key] = new
+            elif op == "BatchWriteItem":
+                for tname, requests in params["RequestItems"].items():
+                    unprocessed = response.get("UnprocessedItems", {}).get(tname, [])
+                    for request in requests:
+                        if request in unprocessed:
+                            continue
+                        if "PutRequest" in request:
+                            item = request["PutRequest"]["Item"]
+                            key = self._key(tname, item)
+                            units_w += self._write(tname, self.shadow.get(key), item)
+                            self.shadow[key] = item
+                        else:
+                            key = self._key(tname, request["DeleteRequest"]["Key"])
+                            units_w += self._write(tname, self.shadow.pop(key, None), None)
+            elif op == "GetItem":
+                item = self.shadow.get(self._key(table, params["Key"])) or response.get("Item") or {}
+                units_r = self._read_units(item_size(item), bool(params.get("ConsistentRead")))
+            elif op in ("Query", "Scan"):
+                index = params.get("IndexName")
+                nbytes = 0
+                for item in response.get("Items", []):
+                    if index is None and ("ProjectionExpression" in params or "AttributesToGet" in params):
+                        try:  # a projection still reads (and bills) the whole item
+                            item = self.shadow.get(self._key(table, item), item)
+                        except KeyError:
+                            pass
+                    nbytes += item_size(item)
+                units_r = self._read_units(nbytes, bool(params.get("ConsistentRead")))
+            else:
+                return
+            if tally is None:
+                return
+            tally.calls[op] += 1
+            tally.rru += units_r
+            tally.wru += units_w
+            consumed = response.get("ConsumedCapacity")
+            for entry in consumed if isinstance(consumed, list) else [consumed] if consumed else []:
+                tally.moto_units += float(entry.get("CapacityUnits", 0))
+
+    def _fetch(self, client: Any, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The item after an UpdateItem, read past the recorder (it costs nothing in the tally)."""
+        return self._original(client, "GetItem", {"TableName": table, "Key": key, "ConsistentRead": True}).get("Item")
+
+
+def decimal_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(type(value))
+
+
+def patient_dynamodb(read_timeout_seconds: int = 120) -> None:
+    """Give PynamoDB a long read timeout in benchmark processes only.
+
+    moto's response serializer costs about 1 ms per item, so its answer to a Query of a 5,000-member
+    room takes 5-20 s on a busy 2-core machine: past the 5 s timeout the template-tuned tables use
+    (real DynamoDB answers in tens of milliseconds). Call before the first DynamoDB call.
+    """
+    import inspect
+
+    import parley.tables as tables
+
+    for _, model in inspect.getmembers(tables, inspect.isclass):
+        if issubclass(model, tables.Model) and model is not tables.Model and hasattr(model, "Meta"):
+            model.Meta.read_timeout_seconds = read_timeout_seconds
+            model._connection = None  # type: ignore[attr-defined]

@@ -1,0 +1,224 @@
+"""Cost of each request: DynamoDB read/write units and API Gateway messages, turned into
+dollars per million chat messages, against a Scan-per-message design measured in the same run.
+
+The real handlers (`$connect`, `join_room`, `chat_message`, `$disconnect`) run in this process
+against moto's DynamoDB server; `@connections` is the local stand-in, which counts the
+PostToConnection calls it serves. DynamoDB units are computed from the sizes of the items
+each call read or wrote (see `common.CapacityRecorder`); moto's own ConsumedCapacity figures
+are constants and are shown only for comparison. Rooms of 10 and 100 are measured with no other
+connections, then again with 10,000 other connections in 100 other rooms.
+
+    .venv/bin/python benchmarks/cost_bench.py [--others 10000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402  (sets the environment before parley is imported)
+    LAMBDA_MEMORY_GB, PRICE_APIGW_MESSAGE, PRICE_LAMBDA_ARM_GB_S, PRICE_LAMBDA_REQUEST, PRICE_RRU, PRICE_WRU,
+    CapacityRecorder, ConnectionsStandIn, Context, median, start_moto,
+)
+
+import os  # noqa: E402
+
+TEXT = "The quick brown fox jumps over the lazy dog, then checks the chat for new messages from the team."  # 100 chars
+HISTORY = 50  # messages already in the room when join_room runs (join_room returns the newest 50)
+CHATS = 5  # chat_messages measured per variant
+
+
+def lambda_cost(seconds: float) -> float:
+    billed = math.ceil(seconds * 1000) / 1000
+    return PRICE_LAMBDA_REQUEST + LAMBDA_MEMORY_GB * billed * PRICE_LAMBDA_ARM_GB_S
+
+
+def seed_others(count: int, per_room: int, first_id: int) -> float:
+    """`count` connections, each in one of count/per_room other rooms, written as the store writes them."""
+    from parley.tables import Connection, Membership, MEMBER_PREFIX
+    from tests.support import connection_id
+
+    started = time.perf_counter()
+    now = int(time.time() * 1000)
+    from datetime import timedelta
+
+    ttl = timedelta(seconds=7500)
+    with Connection.batch_write() as connections, Membership.batch_write() as memberships:
+        for n in range(count):
+            cid = connection_id(first_id + n)
+            user = f"other{n}"
+            connections.save(Connection(cid, user_id=user, name=f"Other {n}", connected_at=now, expires_at=ttl))
+            memberships.save(Membership(f"other-{n // per_room}", MEMBER_PREFIX + cid, connection_id=cid, user_id=user,
+                                        name=f"Other {n}", joined_at=now, expires_at=ttl))
+    return time.perf_counter() - started
+
+
+def scenario(recorder: CapacityRecorder, api: ConnectionsStandIn, room_size: int, label: str, first_id: int) -> dict:
+    import parley.lambda_adapter as adapter
+    from parley.ids import iso_now, new_ulid
+    from parley.store import ChatMessage, Member
+    from tests.support import connect_event, connection_id, disconnect_event, load_function, message_event
+
+    store = adapter._store
+    room = f"cost-{room_size}-{label}"
+    now = int(time.time() * 1000)
+    for i in range(room_size - 1):
+        cid = connection_id(first_id + i)
+        store.add_connection(cid, f"user{first_id + i}", f"User {i}", now)
+        store.add_member(Member(room, cid, f"user{first_id + i}", f"User {i}", now))
+    for i in range(HISTORY):
+        store.put_message(ChatMessage(room, new_ulid(now - 1000 + i), "user0", "User 0", TEXT, iso_now()))
+    me, user = connection_id(first_id + room_size - 1), "bench-user"
+    handlers = {name: load_function(name) for name in ("connect", "join_room", "chat_message", "disconnect")}
+    results: dict[str, dict] = {}
+    posts_seen = api.calls()
+
+    def measured(name: str, events: list[dict]) -> None:
+        nonlocal posts_seen
+        tallies, seconds, replies = [], [], 0
+        for event in events:
+            recorder.measure()
+            started = time.perf_counter()
+            response = handlers[name].lambda_handler(event, Context())
+            seconds.append(time.perf_counter() - started)
+            tallies.append(recorder.stop())
+            replies += 1 if response.get("body") else 0
+            if name == "chat_message":
+                body = json.loads(response["body"])
+                assert body["type"] == "chat_update", body
+        calls = api.calls()
+        posts, posts_seen = calls - posts_seen, calls
+        k = len(events)
+        ops: dict[str, float] = {}
+        for t in tallies:
+            for op, c in t.calls.items():
+                ops[op] = ops.get(op, 0) + c / k
+        results[name_key(name, events)] = {
+            "rru": sum(t.rru for t in tallies) / k, "wru": sum(t.wru for t in tallies) / k,
+            "moto_units": sum(t.moto_units for t in tallies) / k, "ops": ops,
+            "posts": posts / k, "replies": replies / k, "inbound": 0 if name in ("connect", "disconnect") else 1,
+            "seconds_median": median(seconds),
+        }
+
+    def name_key(name: str, events: list[dict]) -> str:
+        if name == "chat_message":
+            return "chat_message+clientMessageId" if "clientMessageId" in events[0]["body"] else "chat_message"
+        return {"connect": "$connect", "disconnect": "$disconnect"}.get(name, name)
+
+    measured("connect", [connect_event(me, user, "Bench")])
+    measured("join_room", [message_event(me, user, {"type": "join_room", "data": {"roomId": room}}, name="Bench")])
+    measured("chat_message", [message_event(me, user, {"type": "chat_message", "data": {"roomId": room, "message": TEXT}}, name="Bench")
+                              for _ in range(CHATS)])
+    measured("chat_message", [message_event(me, user, {"type": "chat_message", "data": {"roomId": room, "message": TEXT,
+                                                                                         "clientMessageId": f"c{label}{i}"}}, name="Bench")
+                              for i in range(CHATS)])
+    measured("disconnect", [disconnect_event(me, user)])
+    return {"room_size": room_size, "ops": results}
+
+
+def scan_design(recorder: CapacityRecorder) -> dict:
+    """What a Scan of the whole connections table per message reads, measured on the bench table."""
+    import boto3
+
+    client = boto3.client("dynamodb")
+    recorder.measure()
+    started = time.perf_counter()
+    items, pages, kwargs = 0, 0, {"TableName": os.environ["CONNECTIONS_TABLE"], "ReturnConsumedCapacity": "TOTAL"}
+    while True:
+        page = client.scan(**kwargs)
+        items += page["Count"]
+        pages += 1
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    seconds = time.perf_counter() - started
+    tally = recorder.stop()
+    return {"items": items, "pages": pages, "rru": tally.rru, "moto_units": tally.moto_units, "seconds": seconds}
+
+
+def price_rows(data: dict) -> list[dict]:
+    rows = []
+    for n in data["room_sizes"]:
+        ours = data["with_others"][str(n)]["ops"]["chat_message"]
+        seconds = ours["seconds_median"]
+        messages = ours["inbound"] + ours["replies"] + ours["posts"]
+        base = {"room_size": n, "apigw_messages": messages, "lambda_seconds": seconds}
+        rows.append({**base, "design": "Parley (Query the room)", "rru": ours["rru"], "wru": ours["wru"]})
+        rows.append({**base, "design": "Scan all connections per message", "rru": data["scan"]["rru"], "wru": ours["wru"]})
+    for row in rows:
+        row["usd_apigw"] = row["apigw_messages"] * PRICE_APIGW_MESSAGE * 1e6
+        row["usd_lambda"] = lambda_cost(row["lambda_seconds"]) * 1e6
+        row["usd_dynamodb"] = (row["rru"] * PRICE_RRU + row["wru"] * PRICE_WRU) * 1e6
+        row["usd_total"] = row["usd_apigw"] + row["usd_lambda"] + row["usd_dynamodb"]
+    return rows
+
+
+def run(others: int) -> dict:
+    import boto3
+
+    from tests.support import create_tables_from_template, load_template
+
+    api = ConnectionsStandIn(0)
+    moto, url = start_moto()
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = url
+    os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = api.url
+    try:
+        create_tables_from_template(boto3.client("dynamodb"), load_template())
+        recorder = CapacityRecorder().install()
+        data: dict = {"others": others, "room_sizes": [10, 100], "without_others": {}, "with_others": {}}
+        first = 1000
+        for n in data["room_sizes"]:
+            data["without_others"][str(n)] = scenario(recorder, api, n, "alone", first)
+            first += 1000
+        data["scan_without_others"] = scan_design(recorder)
+        data["seed_seconds"] = seed_others(others, 100, 50_000)
+        for n in data["room_sizes"]:
+            data["with_others"][str(n)] = scenario(recorder, api, n, "crowd", first)
+            first += 1000
+        data["scan"] = scan_design(recorder)
+        data["prices"] = price_rows(data)
+        return data
+    finally:
+        moto.terminate()
+        api.stop()
+
+
+def report(data: dict) -> str:
+    lines = [f"DynamoDB units (computed from item sizes; moto's constant figure in brackets) and API Gateway messages per request",
+             f"{'request':32} {'room':>5} {'others':>7} {'RRU':>6} {'WRU':>6} {'(moto)':>7} {'posts':>6} {'frames in+reply':>16} {'calls':40}"]
+    for label, others in (("without_others", 0), ("with_others", data["others"])):
+        for n, sc in data[label].items():
+            for op, r in sc["ops"].items():
+                calls = ", ".join(f"{k} {v:g}" for k, v in sorted(r["ops"].items()))
+                lines.append(f"{op:32} {n:>5} {others:>7} {r['rru']:6.2f} {r['wru']:6.2f} {r['moto_units']:7.2f} {r['posts']:6.1f} "
+                             f"{r['inbound'] + r['replies']:16g} {calls}")
+    for key, others in (("scan_without_others", 0), ("scan", data["others"])):
+        s = data[key]
+        lines.append(f"Scan of the connections table with {others} others: {s['items']} items, {s['pages']} page(s), "
+                     f"{s['rru']:.1f} RRU eventually consistent (moto says {s['moto_units']:g})")
+    lines.append("$ per million chat messages (with the other connections present)")
+    for r in data["prices"]:
+        lines.append(f"  room {r['room_size']:>4} {r['design']:34} API GW {r['usd_apigw']:8.2f}  Lambda {r['usd_lambda']:6.2f}  "
+                     f"DynamoDB {r['usd_dynamodb']:6.2f}  total {r['usd_total']:8.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--others", type=int, default=10_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    data = run(args.others)
+    print(report(data))
+    if args.json:
+        args.json.write_text(json.dumps(data, indent=1))
+
+
+if __name__ == "__main__":
+    main()
