@@ -313,7 +313,7 @@ def test_functions(template, resources):
         assert _prop(resources, logical, "Handler", globals_) == "app.lambda_handler"
         assert _prop(resources, logical, "Runtime", globals_) == "python3.13"
         assert _prop(resources, logical, "Architectures", globals_) == ["arm64"]
-        assert _prop(resources, logical, "Tracing", globals_) == "Active"
+        assert _prop(resources, logical, "Tracing", globals_) == {"Ref": "TracingMode"}
         assert _prop(resources, logical, "MemorySize", globals_) == 256
         assert {"Ref": "CommonLayer"} in _prop(resources, logical, "Layers", globals_)
         timeout = _prop(resources, logical, "Timeout", globals_)

@@ -219,7 +219,8 @@ def oracle(raw: str, state: State) -> Expected:
     bad = field_errors(t, data)
     if bad:
         return reject("validation_error", bad)
-    if t == "mark_read" and ulid_ms(data["messageId"]) > NOW_MS + 60_000:
+    # The clock now, not at collection: a full suite runs these minutes after importing this module.
+    if t == "mark_read" and ulid_ms(data["messageId"]) > int(time.time() * 1000) + 60_000:
         return reject("validation_error", {"messageId"})
 
     alice, bob = state.alice, state.bob

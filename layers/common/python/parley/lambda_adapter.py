@@ -29,7 +29,7 @@ _store = DynamoChatStore(settings.connection_ttl_seconds, settings.idempotency_t
 
 
 def _instrumented(handler: Handler) -> Handler:
-    traced = tracer.capture_lambda_handler(handler)
+    traced = tracer.capture_lambda_handler(handler) if tracer is not None else handler
     flushed = metrics.log_metrics(traced)
     return logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)(flushed)
 

@@ -26,9 +26,15 @@ def _serialize(log: dict[str, Any]) -> str:
     return redact(json.dumps(log, default=str, separators=(",", ":"), ensure_ascii=False))
 
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "parley"), json_serializer=_serialize)
+_SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "parley")
+logger = Logger(service=_SERVICE, json_serializer=_serialize)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Parley"))
-tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "parley"))
+
+# The X-Ray SDK (with wrapt and asyncio) adds about 100 ms to every cold start, and X-Ray bills
+# per trace, i.e. per chat message. So the Tracer exists only where tracing is switched on
+# (template parameter TracingMode=Active clears POWERTOOLS_TRACE_DISABLED).
+TRACING = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() not in ("1", "true", "yes")
+tracer: Tracer | None = Tracer(service=_SERVICE) if TRACING else None
 
 # Requests that broadcast nothing have no metrics; that is normal, not worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
