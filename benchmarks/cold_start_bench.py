@@ -50,30 +50,14 @@ def clients_of(folder: str) -> str:
 
 
 def function_envs() -> dict[str, dict[str, str]]:
-    """folder -> the template's environment for that function (Globals + its own), !Refs resolved."""
-    from tests.support import load_template
+    """folder -> the template's environment for that function, resolved the way `parley dev` does."""
+    from parley_local.template import load_stack
 
-    template = load_template()
-    params = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
-
-    def resolve(value: object) -> str:
-        if isinstance(value, dict) and "Ref" in value:
-            ref = value["Ref"]
-            return params.get(ref, f"test-{ref}")
-        if isinstance(value, dict):
-            return "resolved"
-        return str(value)
-
-    base = {k: resolve(v) for k, v in template["Globals"]["Function"].get("Environment", {}).get("Variables", {}).items()}
-    envs = {}
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
-        props = resource["Properties"]
-        folder = props["CodeUri"].rstrip("/").split("/")[-1]
-        own = {k: resolve(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
-        envs[folder] = {**base, **own, "AWS_LAMBDA_FUNCTION_NAME": logical_id}
-    return envs
+    stack = load_stack(ROOT / "template.yaml", stack_name="bench")
+    return {
+        spec.code_dir.name: {**spec.environment, "AWS_LAMBDA_FUNCTION_NAME": logical_id}
+        for logical_id, spec in stack.functions.items()
+    }
 
 
 def lambda_env(extra: dict[str, str], task_root: Path) -> dict[str, str]:
