@@ -1,20 +1,34 @@
-"""Benchmark of the local gateway (`parley dev`) running the real template.yaml and handlers.
+"""Benchmark of the local gateway (`parley dev`) running the real template.yaml and handlers, over real sockets.
 
-Prints figures (markdown) for:
-1. `ping` round-trip time through the gateway vs a bare `websockets` echo server, same run;
-2. N concurrent connections (default 1000) opened through the authorizer and `$connect`, each served a `ping`;
-3. fan-out of one `chat_message` to a room of N connections with `--post-latency-ms` (default 20).
+Measures, for issue 6 section 4 and the gateway half of section 1:
+1. `ping` round-trip time through the gateway (the `ping` Lambda, route response) against a bare
+   `websockets` echo server measured in the same run: p50/p99 and their ratio;
+2. N concurrent connections (default 1,000) opened through the authorizer and `$connect`: per second;
+   then one `ping` on each at once;
+3. `join_room` latency into a room growing to `--joins` connections;
+4. messages delivered per second with the N connections open: `--rooms` rooms share the N
+   connections, one sender per room sends `--messages` chat messages back to back (each after the
+   previous one's `chat_update`), all senders at once; every `message_received` at a listener counts;
+5. fan-out of one `chat_message` to a room of N connections, `--fanout-repeat` times, for each
+   `--latencies` value of `--post-latency-ms` (one gateway each): first / median / last arrival;
+6. Ctrl-C (SIGINT to the process group) with the N sockets still open (their seeded memberships
+   deleted first): time until `parley dev` has closed them all, run their `$disconnect` and exited.
 
-Usage: .venv/bin/python benchmarks/gateway_bench.py [--connections 1000] [--pings 300] [--post-latency-ms 20]
-Every wait is bounded; the gateway runs as a subprocess on a free 127.0.0.1 port and is stopped with SIGINT.
+Rooms are seeded straight into the embedded DynamoDB with the membership items the handlers write
+(N joins through moto would take O(N^2) time); senders join for real.
+
+Usage: .venv/bin/python benchmarks/gateway_bench.py [--connections 1000] [--latencies 0 20] [--json FILE]
+Every wait is bounded; each gateway runs as a subprocess on a free 127.0.0.1 port.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
+import platform
 import re
 import signal
 import socket
@@ -32,6 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from parley_local.tokens import make_token  # noqa: E402
 
+PING = json.dumps({"type": "ping"})
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -44,194 +60,425 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def summary(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} | {pct(values, 50):.2f} | {pct(values, 95):.2f} | {pct(values, 99):.2f}"
+def stats_ms(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "mean_ms": statistics.mean(values), "p50_ms": pct(values, 50),
+            "p95_ms": pct(values, 95), "p99_ms": pct(values, 99)}
 
 
-async def rtt(url: str, payload: str, n: int, expect: str | None) -> list[float]:
+class Gateway:
+    """`parley dev` in its own process group, with its output kept in a log file."""
+
+    def __init__(self, args: argparse.Namespace, latency_ms: float):
+        self.args = args
+        self.latency_ms = latency_ms
+        self.stack = f"bench{os.getpid()}l{int(latency_ms)}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.ddb_endpoint = ""
+        self.startup_s = 0.0
+        self.log_lines: list[str] = []
+        self.reader: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(REPO / "template.yaml"),
+               "--port", str(free_port()), "--post-latency-ms", f"{self.latency_ms:g}", "--stack-name", self.stack, "--quiet"]
+        self.proc = subprocess.Popen(cmd, cwd=self.args.repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        started = time.monotonic()
+        assert self.proc.stdout is not None
+        while time.monotonic() - started < 120:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit("parley dev exited:\n" + "".join(self.log_lines[-30:]))
+            self.log_lines.append(line)
+            d = re.match(r"\s+DynamoDB:\s+(http://\S+)", line)
+            if d:
+                self.ddb_endpoint = d.group(1)
+            m = re.match(r"Ready on (ws://\S+)", line)
+            if m:
+                self.url = m.group(1)
+                break
+        if not self.url:
+            self.kill()
+            raise SystemExit("parley dev did not become ready within 120 s")
+        self.startup_s = time.monotonic() - started
+        stdout = self.proc.stdout
+        self.reader = asyncio.get_running_loop().run_in_executor(None, lambda: self.log_lines.extend(stdout))
+
+    def ws(self, token: str) -> str:
+        return f"{self.url}?token={token}"
+
+    async def interrupt(self, timeout: float = 90.0) -> dict[str, Any]:
+        """Ctrl-C as a terminal sends it (the whole process group); time until the process has exited."""
+        assert self.proc is not None
+        t = time.perf_counter()
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            code = await asyncio.to_thread(self.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return {"seconds": None, "exit_code": None}
+        seconds = time.perf_counter() - t
+        if self.reader is not None:
+            await asyncio.wait_for(self.reader, 10)
+        return {"seconds": seconds, "exit_code": code}
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+
+class Listener:
+    """One client connection whose frames a background task records as they arrive."""
+
+    def __init__(self, ws: Any, hub: "Hub"):
+        self.ws = ws
+        self.hub = hub
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.hub.record(self, json.loads(raw), time.perf_counter())
+        except websockets.ConnectionClosed:
+            pass
+
+
+class Hub:
+    """Arrival times of `message_received` frames by message id, and other frames by type."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, list[float]] = collections.defaultdict(list)
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def record(self, listener: Listener, frame: dict[str, Any], t: float) -> None:
+        kind = str(frame.get("type"))
+        self.counts[kind] += 1
+        if kind == "message_received":
+            self.messages[str(frame["data"].get("messageId"))].append(t)
+
+    async def wait(self, pred: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out after {timeout} s waiting for {what}")
+            await asyncio.sleep(0.005)
+
+
+def disconnected_1001(log_lines: list[str]) -> set[str]:
+    """Connection ids whose `$disconnect` handler logged `disconnected` with code 1001 (the Parley handler's log line)."""
+    out = set()
+    for line in log_lines:
+        if '"message":"disconnected"' in line and '"code":1001' in line:
+            m = re.search(r'"connection_id":"([^"]+)"', line)
+            if m:
+                out.add(m.group(1))
+    return out
+
+
+async def request(ws: Any, payload: dict[str, Any], kind: str, timeout: float = 120) -> tuple[dict[str, Any], float]:
+    """Send a frame on a connection with no Listener and wait for the first frame of `kind` (others skipped)."""
+    t = time.perf_counter()
+    await ws.send(json.dumps(payload))
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
+        if frame.get("type") == kind:
+            return frame, time.perf_counter() - t
+        if frame.get("type") == "error":
+            raise SystemExit(f"error frame for {payload['type']}: {frame}")
+
+
+async def rtt(url: str, n: int, expect: str | None) -> list[float]:
     async with websockets.connect(url, open_timeout=30, compression=None) as ws:
         out = []
         for i in range(n + 20):
             t = time.perf_counter()
-            await ws.send(payload)
+            await ws.send(PING)
             reply = await asyncio.wait_for(ws.recv(), 10)
             if expect and expect not in reply:
-                raise RuntimeError(f"unexpected reply {reply[:200]}")
+                raise SystemExit(f"unexpected reply {reply[:200]}")
             if i >= 20:  # warm-up excluded
                 out.append((time.perf_counter() - t) * 1000)
         return out
 
 
-async def recv_until(ws: Any, kind: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
-        if frame.get("type") == kind:
-            return frame
-
-
-def seed_room(endpoint: str, room: str) -> int:
-    """Put every open `listener` connection (from the connections table) into `room`."""
+def _ddb(endpoint: str) -> Any:
     import boto3
 
-    ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    names = ddb.list_tables()["TableNames"]
-    stack = f"bench{os.getpid()}-"
-    conn_table = next(n for n in names if n.startswith(stack) and n.endswith("ConnectionsTable"))
-    member_table = next(n for n in names if n.startswith(stack) and n.endswith("MembershipsTable"))
-    ids = [
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def listener_ids(endpoint: str, stack: str) -> list[str]:
+    """The connection ids of the open `listener` connections, from the connections table."""
+    ddb = _ddb(endpoint)
+    conn_table = next(n for n in ddb.list_tables()["TableNames"] if n.startswith(stack + "-") and n.endswith("ConnectionsTable"))
+    return sorted(
         item["connectionId"]["S"]
         for page in ddb.get_paginator("scan").paginate(TableName=conn_table)
         for item in page["Items"]
         if item.get("userId", {}).get("S") == "listener"
-    ]
+    )
+
+
+def seed_rooms(endpoint: str, stack: str, rooms: dict[str, int]) -> dict[str, int]:
+    """Put the open `listener` connections into rooms: {room: how many (0 = all of them)}. Returns the sizes."""
+    ddb = _ddb(endpoint)
+    member_table = next(n for n in ddb.list_tables()["TableNames"] if n.startswith(stack + "-") and n.endswith("MembershipsTable"))
+    ids = listener_ids(endpoint, stack)
     now = int(time.time())
-    items = [
-        {"PutRequest": {"Item": {
+    items, sizes, start = [], {}, 0
+    for room, size in rooms.items():
+        chosen = ids if size == 0 else ids[start:start + size]
+        start += 0 if size == 0 else size
+        sizes[room] = len(chosen)
+        items += [{"PutRequest": {"Item": {
             "roomId": {"S": room}, "memberKey": {"S": f"c#{cid}"}, "connectionId": {"S": cid},
             "userId": {"S": "listener"}, "name": {"S": "Listener"},
-            "joinedAt": {"N": str(now * 1000)},
-            "expiresAt": {"N": str(now + 7500)},
-        }}}
-        for cid in ids
-    ]
+            "joinedAt": {"N": str(now * 1000)}, "expiresAt": {"N": str(now + 7500)},
+        }}} for cid in chosen]
     for i in range(0, len(items), 25):
-        ddb.batch_write_item(RequestItems={member_table: items[i : i + 25]})
-    return len(items)
+        ddb.batch_write_item(RequestItems={member_table: items[i:i + 25]})
+    return sizes
 
 
-async def bench(args: argparse.Namespace) -> None:
-    port = free_port()
-    log = open(args.log, "w")
-    cmd = [sys.executable, "-m", "parley_local.cli", "dev", "--port", str(port), "--post-latency-ms", str(args.post_latency_ms),
-           "--stack-name", f"bench{os.getpid()}", "--quiet"]
-    if args.dynamodb_endpoint:
-        cmd += ["--dynamodb-endpoint", args.dynamodb_endpoint]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    started = time.monotonic()
-    url = None
-    ddb_endpoint = ""
-    while time.monotonic() - started < 120:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit("parley dev exited:\n" + log.name)
-        log.write(line)
-        d = re.match(r"\s+DynamoDB:\s+(http://\S+)", line)
-        if d:
-            ddb_endpoint = d.group(1)
-        m = re.match(r"Ready on (ws://\S+)", line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        raise SystemExit("parley dev did not become ready within 120 s")
-    startup = time.monotonic() - started
-    asyncio.get_running_loop().run_in_executor(None, lambda: [log.write(x) for x in proc.stdout])
+def unseed_rooms(endpoint: str, stack: str, rooms: list[str]) -> int:
+    """Delete every membership of these rooms (so that `$disconnect` finds the listeners in no room)."""
+    ddb = _ddb(endpoint)
+    member_table = next(n for n in ddb.list_tables()["TableNames"] if n.startswith(stack + "-") and n.endswith("MembershipsTable"))
+    keys = [
+        {"roomId": item["roomId"], "memberKey": item["memberKey"]}
+        for room in rooms
+        for page in ddb.get_paginator("query").paginate(
+            TableName=member_table, KeyConditionExpression="roomId = :r", ExpressionAttributeValues={":r": {"S": room}},
+            ProjectionExpression="roomId, memberKey")
+        for item in page["Items"]
+    ]
+    for i in range(0, len(keys), 25):
+        ddb.batch_write_item(RequestItems={member_table: [{"DeleteRequest": {"Key": k}} for k in keys[i:i + 25]]})
+    return len(keys)
 
-    async def echo(ws: Any) -> None:
-        async for msg in ws:
-            await ws.send(msg)
 
-    rows: list[str] = []
-    try:
-        async with serve(echo, "127.0.0.1", 0, compression=None) as server:
-            echo_url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-            ping = json.dumps({"type": "ping"})
-            base = await rtt(echo_url, ping, args.pings, None)
-            through = await rtt(f"{url}?token={make_token('pinger')}", ping, args.pings, '"pong"')
-        rows.append(f"| ping RTT, bare websockets echo server | {args.pings} | {summary(base)} |")
-        rows.append(f"| ping RTT through the gateway (`ping` Lambda, route response) | {args.pings} | {summary(through)} |")
+async def open_listeners(gw: Gateway, n: int, concurrency: int, hub: Hub) -> tuple[list[Listener], float, list[str]]:
+    token = make_token("listener", "Listener", 3600)
+    sem = asyncio.Semaphore(concurrency)
+    errors: list[str] = []
 
-        # N concurrent connections, all one user so that joins announce nothing (no N^2 user_joined storm).
-        token = make_token("listener", "Listener", 3600)
-        sem = asyncio.Semaphore(args.open_concurrency)
-        errors: list[str] = []
+    async def one() -> Any:
+        async with sem:
+            try:
+                return await websockets.connect(gw.ws(token), open_timeout=60, compression=None, max_queue=None)
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                errors.append(type(exc).__name__)
+                return None
 
-        async def open_one() -> Any:
-            async with sem:
-                try:
-                    return await websockets.connect(f"{url}?token={token}", open_timeout=60, compression=None, max_queue=None)
-                except Exception as exc:  # noqa: BLE001 - counted and reported
-                    errors.append(type(exc).__name__)
-                    return None
+    t = time.perf_counter()
+    conns = [c for c in await asyncio.gather(*(one() for _ in range(n))) if c is not None]
+    seconds = time.perf_counter() - t
+    return [Listener(c, hub) for c in conns], seconds, errors
 
-        t = time.perf_counter()
-        conns = [c for c in await asyncio.gather(*(open_one() for _ in range(args.connections))) if c is not None]
-        open_s = time.perf_counter() - t
 
-        async def ping_one(ws: Any) -> bool:
-            await ws.send(ping)
-            return (await recv_until(ws, "pong", 60))["type"] == "pong"
+async def fanout(gw: Gateway, hub: Hub, listeners: list[Listener], room: str, repeat: int) -> dict[str, Any]:
+    """One sender joins `room` (seeded with every listener) and sends `repeat` chat messages, one at a time."""
+    sender = await websockets.connect(gw.ws(make_token(f"sender{int(gw.latency_ms)}", "Sender")), open_timeout=60, max_queue=None)
+    await request(sender, {"type": "join_room", "data": {"roomId": room, "limit": 1}}, "chat_history")
+    runs = []
+    for i in range(repeat):
+        await asyncio.sleep(0.5)  # let the join's announcement (or the previous run) drain
+        t0 = time.perf_counter()
+        update, update_s = await request(sender, {"type": "chat_message", "data": {"roomId": room, "message": f"fan-out {i}"}}, "chat_update")
+        mid = str(update["data"].get("messageId"))
+        arrivals = hub.messages[mid]
+        await hub.wait(lambda: len(arrivals) >= len(listeners), 120, f"{len(listeners)} deliveries of {mid}")
+        ms = sorted((t - t0) * 1000 for t in arrivals)
+        runs.append({"first_ms": ms[0], "median_ms": pct(ms, 50), "last_ms": ms[-1], "update_ms": update_s * 1000,
+                     "delivered": len(ms), "delivered_to": update["data"].get("deliveredTo")})
+    await sender.close()
+    return {"latency_ms": gw.latency_ms, "members": len(listeners), "runs": runs,
+            "last_ms_median": statistics.median(r["last_ms"] for r in runs),
+            "first_ms_median": statistics.median(r["first_ms"] for r in runs)}
 
-        t = time.perf_counter()
-        pongs = sum(await asyncio.gather(*(ping_one(c) for c in conns)))
-        ping_s = time.perf_counter() - t
-        rows.append(f"| {args.connections} connections opened (authorizer + `$connect`), {len(errors)} errors | {len(conns)} | {open_s:.2f} s total | | | |")
-        rows.append(f"| one `ping` on each open connection at once | {pongs} pongs | {ping_s:.2f} s total | | | |")
 
-        # Real joins for latency (a join reads the whole room: O(members) in moto), then the big
-        # room is seeded straight into the embedded DynamoDB with the membership items ARCHITECTURE.md
-        # documents, because N joins through moto would take O(N^2) time on a laptop.
-        join_room = f"joins-{int(time.time())}"
-        join_ms: list[float] = []
-        for c in conns[: args.joins]:
+async def throughput(gw: Gateway, hub: Hub, listeners: list[Listener], rooms: list[str], messages: int) -> dict[str, Any]:
+    """One sender per room, `messages` chat messages each, back to back, all senders at once."""
+    senders = []
+    for i, room in enumerate(rooms):
+        ws = await websockets.connect(gw.ws(make_token(f"talker{i}", f"Talker {i}")), open_timeout=60, max_queue=None)
+        await request(ws, {"type": "join_room", "data": {"roomId": room, "limit": 1}}, "chat_history")
+        senders.append(ws)
+    await asyncio.sleep(1.0)  # the joins' user_joined frames drain
+    sent: list[tuple[str, float]] = []
+
+    async def talk(ws: Any, room: str) -> None:
+        for k in range(messages):
             t = time.perf_counter()
-            await c.send(json.dumps({"type": "join_room", "data": {"roomId": join_room, "limit": 1}}))
-            await recv_until(c, "chat_history", 60)
-            join_ms.append((time.perf_counter() - t) * 1000)
-        rows.append(f"| `join_room`, sequential, room growing to {len(join_ms)} connections | {len(join_ms)} | {summary(join_ms)} |")
+            update, _ = await request(ws, {"type": "chat_message", "data": {"roomId": room, "message": f"m{k}"}}, "chat_update")
+            sent.append((str(update["data"]["messageId"]), t))
 
-        room = f"bench-{int(time.time())}"
-        seeded = await asyncio.to_thread(seed_room, ddb_endpoint, room)
-        sender = await websockets.connect(f"{url}?token={make_token('sender', 'Sender')}", open_timeout=60)
-        await sender.send(json.dumps({"type": "join_room", "data": {"roomId": room, "limit": 1}}))
-        await recv_until(sender, "chat_history", 120)
-        for c in conns:  # drain user_joined for the sender
-            await recv_until(c, "user_joined", 120)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(talk(ws, room) for ws, room in zip(senders, rooms)))
+    per_room = len(listeners) // len(rooms)
+    expected = len(sent) * per_room
+    await hub.wait(lambda: sum(len(hub.messages[m]) for m, _ in sent) >= expected, 120, f"{expected} deliveries")
+    last = max(max(hub.messages[m]) for m, _ in sent)
+    seconds = last - t0
+    latencies = [(t - ts) * 1000 for m, ts in sent for t in hub.messages[m]]
+    for ws in senders:
+        await ws.close()
+    return {"rooms": len(rooms), "room_size": per_room, "senders": len(rooms), "messages_per_sender": messages,
+            "messages": len(sent), "deliveries": expected, "seconds": seconds,
+            "deliveries_per_s": expected / seconds, "messages_per_s": len(sent) / seconds,
+            "latency_p50_ms": pct(latencies, 50), "latency_p99_ms": pct(latencies, 99)}
 
-        arrivals: list[float] = []
 
-        async def receive(ws: Any, t0_ref: list[float]) -> None:
-            await recv_until(ws, "message_received", 120)
-            arrivals.append((time.perf_counter() - t0_ref[0]) * 1000)
+async def run_gateway(args: argparse.Namespace, latency_ms: float, first: bool) -> dict[str, Any]:
+    gw = Gateway(args, latency_ms)
+    gw.start()
+    out: dict[str, Any] = {"latency_ms": latency_ms, "startup_s": gw.startup_s}
+    listeners: list[Listener] = []
+    seeded: list[str] = []
+    try:
+        if first:
+            async def echo(ws: Any) -> None:
+                async for msg in ws:
+                    await ws.send(msg)
 
-        t0 = [0.0]
-        waiters = [asyncio.create_task(receive(c, t0)) for c in conns]
-        t0[0] = time.perf_counter()
-        await sender.send(json.dumps({"type": "chat_message", "data": {"roomId": room, "message": "fan-out"}}))
-        update = await recv_until(sender, "chat_update", 120)
-        done_ms = (time.perf_counter() - t0[0]) * 1000
-        await asyncio.wait_for(asyncio.gather(*waiters), 120)
-        rows.append(f"| room seeded with {seeded} memberships | | | | | |")
-        rows.append(
-            f"| fan-out of one `chat_message` to {len(conns)} connections, post latency {args.post_latency_ms:g} ms: "
-            f"first / median / last arrival, `chat_update` ({update['data'].get('deliveredTo')} delivered) after {done_ms:.0f} ms "
-            f"| {len(arrivals)} | {min(arrivals):.0f} | {pct(arrivals, 50):.0f} | {max(arrivals):.0f} | |"
-        )
-        await sender.close()
-        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+            async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+                echo_url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+                base = await rtt(echo_url, args.pings, None)
+                through = await rtt(gw.ws(make_token("pinger")), args.pings, '"pong"')
+            out["rtt"] = {"echo": stats_ms(base), "gateway": stats_ms(through),
+                          "ratio_p50": pct(through, 50) / pct(base, 50), "ratio_p99": pct(through, 99) / pct(base, 99)}
+            print(f"  ping RTT p50 {pct(base, 50):.2f} ms bare, {pct(through, 50):.2f} ms through the gateway", flush=True)
+
+        hub = Hub()
+        listeners, open_s, errors = await open_listeners(gw, args.connections, args.open_concurrency, hub)
+        out["open"] = {"n": args.connections, "opened": len(listeners), "errors": len(errors), "seconds": open_s,
+                       "per_s": len(listeners) / open_s, "concurrency": args.open_concurrency}
+        print(f"  {len(listeners)} connections opened in {open_s:.2f} s ({len(errors)} errors)", flush=True)
+
+        if first:
+            t = time.perf_counter()
+            pongs = hub.counts["pong"]
+            await asyncio.gather(*(lst.ws.send(PING) for lst in listeners))
+            await hub.wait(lambda: hub.counts["pong"] - pongs >= len(listeners), 120, "pongs")
+            burst_s = time.perf_counter() - t
+            out["ping_burst"] = {"pongs": len(listeners), "seconds": burst_s, "per_s": len(listeners) / burst_s}
+
+            join_ms, joiners = [], []
+            join_room = f"joins-{int(time.time())}"
+            for i in range(args.joins):
+                ws = await websockets.connect(gw.ws(make_token(f"joiner{i}", f"Joiner {i}")), open_timeout=60, max_queue=None)
+                _, s = await request(ws, {"type": "join_room", "data": {"roomId": join_room, "limit": 1}}, "chat_history")
+                join_ms.append(s * 1000)
+                joiners.append(Listener(ws, hub))  # keeps draining the next joiners' user_joined frames
+            if join_ms:
+                out["joins"] = {"room_growing_to": len(join_ms), **stats_ms(join_ms)}
+            await asyncio.gather(*(j.ws.close() for j in joiners))
+
+            rooms = [f"talk-{k}-{int(time.time())}" for k in range(args.rooms)]
+            seeded += rooms
+            await asyncio.to_thread(seed_rooms, gw.ddb_endpoint, gw.stack, {r: len(listeners) // args.rooms for r in rooms})
+            out["throughput"] = await throughput(gw, hub, listeners, rooms, args.messages)
+            print(f"  {out['throughput']['deliveries']} deliveries in {out['throughput']['seconds']:.2f} s", flush=True)
+
+        room = f"fanout-{int(time.time())}"
+        seeded.append(room)
+        await asyncio.to_thread(seed_rooms, gw.ddb_endpoint, gw.stack, {room: 0})
+        out["fanout"] = await fanout(gw, hub, listeners, room, args.fanout_repeat)
+        print(f"  fan-out to {len(listeners)}, +{latency_ms:g} ms: last delivery {out['fanout']['last_ms_median']:.0f} ms (median of {args.fanout_repeat})", flush=True)
+
+        # Ctrl-C with the listeners open but in no room: each `$disconnect` of a member queries its
+        # rooms in moto (O(room) each, O(N^2) for N members of one room), which is not the gateway's time.
+        await asyncio.to_thread(unseed_rooms, gw.ddb_endpoint, gw.stack, seeded)
+        await asyncio.sleep(0.5)
+
+        ids = set(await asyncio.to_thread(listener_ids, gw.ddb_endpoint, gw.stack))
+        closed_before = sum(lst.task.done() for lst in listeners)
+        t = time.perf_counter()
+        stop = asyncio.create_task(gw.interrupt())
+        await asyncio.wait_for(asyncio.gather(*(lst.task for lst in listeners)), 90)
+        all_closed_s = time.perf_counter() - t
+        codes = collections.Counter(lst.ws.close_code for lst in listeners)
+        out["shutdown"] = {**await stop, "open_sockets": len(listeners) - closed_before, "all_closed_s": all_closed_s,
+                           "close_codes": {str(k): v for k, v in codes.items()},
+                           "disconnects": len(ids & disconnected_1001(gw.log_lines))}
+        print(f"  Ctrl-C with {out['shutdown']['open_sockets']} sockets open: exited {out['shutdown']['exit_code']} "
+              f"after {out['shutdown']['seconds']:.1f} s", flush=True)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(60)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-    print(f"parley dev started in {startup:.1f} s (real template.yaml, {os.cpu_count()} CPUs, Python {sys.version.split()[0]})\n")
-    print("| measurement | n | mean ms | p50 ms | p95 ms | p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    print("\n".join(rows))
+        gw.kill()
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    first = result["gateways"][0]
+    r, o = first["rtt"], first["open"]
+    lines = [
+        f"parley dev started in {first['startup_s']:.1f} s (real template.yaml, {result['cpus']} CPUs, Python {result['python']})",
+        "",
+        "| measurement | figure |",
+        "| --- | --- |",
+        f"| ping RTT, bare websockets echo server: p50 / p99 | {r['echo']['p50_ms']:.2f} / {r['echo']['p99_ms']:.2f} ms |",
+        f"| ping RTT through the gateway: p50 / p99 | {r['gateway']['p50_ms']:.2f} / {r['gateway']['p99_ms']:.2f} ms "
+        f"({r['ratio_p50']:.1f}x / {r['ratio_p99']:.1f}x) |",
+    ]
+    for g in result["gateways"]:
+        o = g["open"]
+        lines.append(f"| {o['n']} connections opened (+{g['latency_ms']:g} ms gateway), {o['errors']} errors | "
+                     f"{o['seconds']:.2f} s, {o['per_s']:.0f}/s |")
+    b = first["ping_burst"]
+    lines.append(f"| one ping on each connection at once | {b['seconds']:.2f} s, {b['per_s']:.0f} pongs/s |")
+    if "joins" in first:
+        j = first["joins"]
+        lines.append(f"| join_room into a room growing to {j['room_growing_to']}: p50 / p99 | {j['p50_ms']:.0f} / {j['p99_ms']:.0f} ms |")
+    t = first["throughput"]
+    lines.append(f"| {t['messages']} chat messages in {t['rooms']} rooms of {t['room_size']} | {t['deliveries']} deliveries in "
+                 f"{t['seconds']:.2f} s: {t['deliveries_per_s']:.0f}/s (latency p50 {t['latency_p50_ms']:.0f} ms, p99 {t['latency_p99_ms']:.0f} ms) |")
+    for g in result["gateways"]:
+        f = g["fanout"]
+        lines.append(f"| fan-out to {f['members']}, +{g['latency_ms']:g} ms per post: first / last delivery (median of {len(f['runs'])}) | "
+                     f"{f['first_ms_median']:.0f} / {f['last_ms_median']:.0f} ms |")
+    for g in result["gateways"]:
+        s = g["shutdown"]
+        lines.append(f"| Ctrl-C with {s['open_sockets']} sockets open (+{g['latency_ms']:g} ms gateway) | exit {s['exit_code']} after "
+                     f"{s['seconds']:.1f} s, {s['disconnects']} `$disconnect` |" if s["seconds"] is not None
+                     else f"| Ctrl-C with {s['open_sockets']} sockets open | no exit in 90 s |")
+    return "\n".join(lines)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "connections": args.connections,
+                              "load": os.getloadavg(), "gateways": []}
+    started = time.perf_counter()
+    for i, latency in enumerate(args.latencies):
+        print(f"gateway with --post-latency-ms {latency:g}", flush=True)
+        result["gateways"].append(await run_gateway(args, latency, first=i == 0))
+    result["seconds"] = time.perf_counter() - started
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--pings", type=int, default=300)
-    parser.add_argument("--post-latency-ms", type=float, default=20)
+    parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 20.0], help="--post-latency-ms of each gateway")
+    parser.add_argument("--fanout-repeat", type=int, default=3)
+    parser.add_argument("--rooms", type=int, default=10, help="rooms sharing the connections for the delivery rate")
+    parser.add_argument("--messages", type=int, default=5, help="chat messages per room's sender (rate limit: 30 per 10 s)")
     parser.add_argument("--open-concurrency", type=int, default=50)
     parser.add_argument("--joins", type=int, default=50, help="real join_room calls timed (into a separate room)")
-    parser.add_argument("--dynamodb-endpoint", default=None, help="e.g. a separate moto_server or DynamoDB Local")
-    parser.add_argument("--log", default="/tmp/parley-gateway-bench.log")
-    asyncio.run(bench(parser.parse_args()))
+    parser.add_argument("--repo", type=Path, default=REPO, help="run `parley dev` from this checkout (to compare versions)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    result = asyncio.run(bench(args))
+    print()
+    print(markdown(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

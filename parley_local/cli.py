@@ -39,12 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description="Parley developer tools")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run the template's WebSocket API locally (like API Gateway + Lambda + DynamoDB)")
+    dev = sub.add_parser(
+        "dev", help="run the template's WebSocket API locally (like API Gateway + Lambda + DynamoDB)",
+        epilog="Ctrl-C (or SIGTERM) stops it cleanly, even during start-up: every open socket is closed with 1001 "
+               "and its $disconnect runs, then the functions and moto stop; exit status 0. A second Ctrl-C "
+               "forces the exit (status 130).",
+    )
     dev.add_argument("--template", default="template.yaml", help="SAM template (default: template.yaml)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3001, help="0 picks a free port")
     dev.add_argument("--stage", default="local")
     dev.add_argument("--dynamodb-endpoint", default=None, metavar="URL", help="use this DynamoDB (e.g. DynamoDB Local) instead of the embedded moto")
+    dev.add_argument("--moto-mode", choices=("subprocess", "thread"), default="subprocess",
+                     help="where the embedded moto server runs: its own process (default) or a thread of the gateway")
     dev.add_argument("--post-latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every @connections call (simulates AWS)")
     dev.add_argument("--post-queue-limit", type=int, default=1000, metavar="N", help="@connections calls waiting on --post-latency-ms before 429")
     dev.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
@@ -81,6 +88,23 @@ def _raise_open_file_limit() -> None:
 
 
 async def run_dev(args: argparse.Namespace) -> int:
+    """`parley dev`. Exit status: 0 after a clean stop (Ctrl-C or SIGTERM, also during start-up), 1 when
+    the gateway cannot start, 2 for a bad template, 130 when a second Ctrl-C forces the exit."""
+    console = Console()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second Ctrl-C: give up on the clean shutdown
+            console.line("Forced exit.")
+            os._exit(130)
+        stop.set()
+        console.line("Stopping (Ctrl-C again to force) ...")
+
+    # First thing: a Ctrl-C during start-up must stop what has started, not kill the process half-way.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
     from . import parley_dev
     from .server import Gateway, GatewayConfig
 
@@ -104,9 +128,8 @@ async def run_dev(args: argparse.Namespace) -> int:
         integration_timeout=args.integration_timeout,
         post_latency_ms=args.post_latency_ms, post_queue_limit=args.post_queue_limit,
         max_concurrency=args.max_concurrency, prewarm=not args.no_prewarm,
-        dynamodb_endpoint=args.dynamodb_endpoint,
+        dynamodb_endpoint=args.dynamodb_endpoint, moto_mode=args.moto_mode,
     )
-    console = Console()
     gateway: Gateway | None = None
     gateway = Gateway(
         stack, config, console,
@@ -115,29 +138,34 @@ async def run_dev(args: argparse.Namespace) -> int:
     )
     if args.quiet:
         console.invocation = lambda *a, **k: None  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        if stop.is_set():  # a second Ctrl-C: give up on the clean shutdown
-            console.line("Forced exit.")
-            os._exit(130)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
     _raise_open_file_limit()
+    if stop.is_set():
+        return 0
     console.line(f"Starting the local gateway for {template} ...")
-    try:
-        await gateway.start()
-    except OSError as exc:
-        print(f"parley dev: cannot start: {exc}", file=sys.stderr)
+    starting = asyncio.create_task(gateway.start())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # Ctrl-C during start-up: cancel it, then release what it started
+        starting.cancel()
+        await asyncio.wait({starting})
+        if not starting.cancelled() and starting.exception() is not None:
+            console.line(f"(start-up had failed: {starting.exception()!r})")
+        console.line("Start-up interrupted: stopping what had started ...")
         await gateway.stop()
-        return 1
+        console.line("Stopped.")
+        return 0
+    exc = starting.exception()
+    if exc is not None:
+        stopped.cancel()
+        await gateway.stop()
+        if isinstance(exc, OSError):
+            print(f"parley dev: cannot start: {exc}", file=sys.stderr)
+            return 1
+        raise exc
     for line in gateway.banner() + parley_dev.banner(gateway):
         console.line(line)
     console.line(f"Ready on {gateway.ws_url}  (Ctrl-C to stop)")
-    await stop.wait()
+    await stopped
     console.line(f"Shutting down: closing {len(gateway.connections)} connection(s) with 1001 Going away ...")
     await gateway.stop()
     console.line("Stopped.")
@@ -161,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "dev":
         try:
             return asyncio.run(run_dev(args))
-        except KeyboardInterrupt:
-            return 130
+        except KeyboardInterrupt:  # Ctrl-C before run_dev installed its handler: nothing had started yet
+            return 0
     return 2
 
 

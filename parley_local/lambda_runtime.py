@@ -7,20 +7,34 @@ warm; when every worker of a function is busy, an invocation waits for the
 first of (a worker freed, a new worker started), so a slow handler never
 blocks the others, and bursts of short invocations are not each charged a
 cold start on a 2-core laptop. IPC is newline-delimited JSON over pipes.
+
+When to cold-start another worker (each costs ~0.5 s of CPU: boto3, pydantic,
+powertools imports): an invocation that has waited COLD_START_DELAY_S gets one
+while the function has fewer than BURST_WORKERS (the number of CPUs, at least
+2); beyond that, one start at a time, and only when the pool is stuck (no
+invocation finished during the last STUCK_S: slow or I/O-bound handlers), or
+the invocation has waited SCALE_OUT_WAIT_S while the machine has a CPU to spare
+(load average below the CPU count: otherwise a new worker only adds its import
+to a queue that is waiting for CPU, not for workers). Before this rule, opening 500
+connections at once cold-started ~10 more `$connect` and authorizer workers,
+whose imports cost as much CPU as the 500 handshakes themselves, and on 2 cores
+made every wait longer, which started still more workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .cfn import REGION
 from .console import Console
@@ -29,12 +43,40 @@ from .template import FunctionSpec
 WORKER_SCRIPT = str(Path(__file__).with_name("_lambda_worker.py"))
 INIT_TIMEOUT_S = 30.0
 PIPE_LIMIT = 16 * 1024 * 1024
-COLD_START_DELAY_S = 0.1  # how long an invocation waits for a busy warm worker before a cold start begins  # Lambda's response payload limit is 6 MB
+COLD_START_DELAY_S = 0.1  # how long an invocation waits for a busy warm worker before a cold start begins
+STUCK_S = 0.25  # no invocation finished for this long while one waits: the pool is stuck (slow handlers)
+SCALE_OUT_WAIT_S = 1.0  # a wait this long gets a new worker even while the pool is making progress
+BURST_WORKERS = max(2, os.cpu_count() or 2)  # workers per function started for any wait over COLD_START_DELAY_S
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "ASIALOCALGATEWAYKEY0",
     "AWS_SECRET_ACCESS_KEY": "local-gateway-fake-secret-access-key",
     "AWS_SESSION_TOKEN": "local-gateway-fake-session-token",
 }
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Spawn children with SIGINT and SIGTERM blocked.
+
+    A terminal's Ctrl-C (and a service manager's SIGTERM) reaches the whole process group; the
+    children (workers, moto) ignore both, because the gateway still needs them to run `$disconnect`
+    for every socket, and they exit when the gateway closes their stdin. The blocked mask survives
+    fork and exec, so a signal cannot kill a child while its interpreter starts, before it sets
+    "ignore" itself (then it unblocks them). In this thread a signal is only delayed: pending, and
+    delivered when the mask is restored. The spawn itself (Popen) is synchronous even under
+    `asyncio.create_subprocess_exec`, so overlapping uses only need the last one out to unblock.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [s for s in STOP_SIGNALS if s not in before])
 
 
 @dataclass
@@ -81,6 +123,14 @@ def function_environment(spec: FunctionSpec, endpoints: dict[str, str]) -> dict[
     return env
 
 
+def _cpu_to_spare() -> bool:
+    """Whether another worker could run at all: the 1-minute load average is below the number of CPUs."""
+    try:
+        return os.getloadavg()[0] < (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return True
+
+
 class WorkerDied(Exception):
     pass
 
@@ -110,15 +160,16 @@ class Worker:
             "memory_mb": spec.memory_mb,
             "log_stream": log_stream,
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
-            limit=PIPE_LIMIT,
-        )
+        with stop_signals_blocked():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
+                limit=PIPE_LIMIT,
+            )
         worker = cls(spec, proc, console)
         try:
             assert proc.stdout is not None
@@ -217,6 +268,7 @@ class FunctionPool:
         self.workers: set[Worker] = set()
         self.starting = 0
         self.closed = False
+        self.last_release = 0.0  # loop time an invocation last finished (or a worker became ready)
         self._start_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -246,18 +298,24 @@ class FunctionPool:
         if not self.waiters or self.closed:
             return
         loop = asyncio.get_running_loop()
+        now = loop.time()
         due = self.waiters[0][0] + COLD_START_DELAY_S
-        if loop.time() >= due:
-            self._maybe_start()
-            due = loop.time() + COLD_START_DELAY_S
+        if now >= due:
+            if self.total < BURST_WORKERS:
+                self._maybe_start(cap=BURST_WORKERS)
+            elif now - self.last_release >= STUCK_S or (now - self.waiters[0][0] >= SCALE_OUT_WAIT_S and _cpu_to_spare()):
+                self._maybe_start(parallel=1)
+            due = now + COLD_START_DELAY_S
         self._start_timer = loop.call_at(due, self._delayed_start)
 
-    def _maybe_start(self) -> None:
+    def _maybe_start(self, parallel: int | None = None, cap: int | None = None) -> None:
         if self.closed:
             return
+        limit = self.max_parallel_starts if parallel is None else parallel
+        most = self.max_concurrency if cap is None else min(cap, self.max_concurrency)
         while (
-            self.starting < self.max_parallel_starts
-            and self.total < self.max_concurrency
+            self.starting < limit
+            and self.total < most
             and len(self.waiters) > self.starting
         ):
             self.starting += 1
@@ -303,6 +361,7 @@ class FunctionPool:
             raise
 
     def release(self, worker: Worker) -> None:
+        self.last_release = asyncio.get_running_loop().time()
         if not worker.alive:
             self.workers.discard(worker)
             self._maybe_start()
@@ -335,8 +394,10 @@ class FunctionPool:
         for _, fut in self.waiters:
             if not fut.done():
                 fut.set_exception(WorkerDied("gateway shutting down"))
-        if self._tasks:  # let cold starts finish so that their processes are stopped, not orphaned
-            await asyncio.wait(list(self._tasks), timeout=INIT_TIMEOUT_S)
+        if self._tasks:  # cold starts in progress: cancelling one kills its process (Worker.start)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(list(self._tasks), timeout=5)
         await asyncio.gather(*(w.stop() for w in list(self.workers)), return_exceptions=True)
         self.workers.clear()
         self.idle.clear()

@@ -54,6 +54,7 @@ class GatewayConfig:
     prewarm: bool = True
     dynamodb_endpoint: str | None = None
     close_timeout: float = 5.0
+    moto_mode: str = "subprocess"  # the embedded moto server: its own process, or "thread" (in-process)
 
 
 def _frame(message: str, conn_id: str, request_id: str) -> str:
@@ -88,6 +89,7 @@ class Gateway:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._threads: list[asyncio.Future[Any]] = []  # start-up work run in threads
         self._stopping = False
 
     # -- addresses ----------------------------------------------------------------
@@ -111,10 +113,20 @@ class Gateway:
 
     # -- lifecycle ----------------------------------------------------------------
 
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`asyncio.to_thread`, tracked: if start() is cancelled (Ctrl-C during start-up), the thread
+        cannot be, so stop() waits for it before stopping what it uses or started."""
+        fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._threads.append(fut)
+        return await asyncio.shield(fut)
+
     async def start(self) -> None:
-        """Start local AWS, create tables, bind the port, warm the functions, then accept connections."""
-        self.aws = await asyncio.to_thread(LocalAws.start, self.config.dynamodb_endpoint)
-        await asyncio.to_thread(self.aws.create_tables, self.stack.tables)
+        """Start local AWS, create tables, bind the port, warm the functions, then accept connections.
+
+        Cancellable at any point (Ctrl-C during start-up); stop() then releases whatever was started.
+        """
+        self.aws = await self._in_thread(LocalAws.start, self.config.dynamodb_endpoint, self.config.moto_mode)
+        await self._in_thread(self.aws.create_tables, self.stack.tables)
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((self.config.host, self.config.port))
@@ -165,16 +177,41 @@ class Gateway:
             *(c.close(1001, REASON_GOING_AWAY) for c in list(self.connections.values()) if c.state == OPEN),
             return_exceptions=True,
         )
-        if self._handlers:
-            await asyncio.wait(list(self._handlers), timeout=self.config.close_timeout + 10)
+        await self._wait_for_disconnects()
         if self._background:
             await asyncio.wait(list(self._background), timeout=2)
         if self._runner:
             await self._runner.cleanup()
+        elif self._sock is not None:  # start() was interrupted before serving
+            self._sock.close()
         if self.runtime:
             await self.runtime.close()
+        if self._threads:  # start-up work that may still run in a thread (LocalAws.start, create_tables)
+            done, _ = await asyncio.wait(self._threads, timeout=60)
+            for fut in done:
+                if not fut.cancelled() and fut.exception() is None and isinstance(fut.result(), LocalAws) and self.aws is None:
+                    self.aws = fut.result()
         if self.aws:
             await asyncio.to_thread(self.aws.stop)
+
+    async def _wait_for_disconnects(self, report_every: float = 3.0, stall_limit: float = 35.0) -> None:
+        """Wait for every socket's handler to finish (its close, then its `$disconnect`), however many
+        there are, while they make progress; report every few seconds; give up only after `stall_limit`
+        seconds without one finishing (more than the 29 s integration timeout)."""
+        loop = asyncio.get_running_loop()
+        last_progress = loop.time()
+        while self._handlers:
+            before = len(self._handlers)
+            await asyncio.wait(list(self._handlers), timeout=report_every)
+            if not self._handlers:
+                return
+            now = loop.time()
+            if len(self._handlers) < before:
+                last_progress = now
+            elif now - last_progress >= stall_limit:
+                self.console.line(f"Giving up on {len(self._handlers)} connection(s): no `$disconnect` finished for {stall_limit:.0f} s.")
+                return
+            self.console.line(f"  {len(self._handlers)} connection(s) still closing or running $disconnect ... (Ctrl-C again to force)")
 
     # -- invocations --------------------------------------------------------------
 
@@ -471,13 +508,17 @@ class Gateway:
             lines.append(f"  {key:<{width}}  ->  {target}{suffix}")
         return lines
 
+    def _moto_note(self) -> str:
+        assert self.aws is not None
+        return f" (moto, subprocess pid {self.aws.pid})" if self.aws.pid else " (moto, in-process)"
+
     def banner(self) -> list[str]:
         assert self.aws is not None
         lines = [
             f"Local API Gateway for {self.stack.template_path.name} (API {self.api.name}, id {self.api.api_id})",
             f"  WebSocket:     {self.ws_url}",
             f"  @connections:  {self.connections_url}/@connections/{{connectionId}}",
-            f"  DynamoDB:      {self.aws.dynamodb_endpoint}" + ("" if self.config.dynamodb_endpoint else " (moto, in-process)"),
+            f"  DynamoDB:      {self.aws.dynamodb_endpoint}" + ("" if self.config.dynamodb_endpoint else self._moto_note()),
             f"  Tables:        {', '.join(t.name for t in self.stack.tables) or '(none)'}",
             f"  Route selection: {self.api.selection_expression}",
             "Routes:",

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -170,3 +171,152 @@ async def test_parley_dev_banner_and_ctrl_c(tmp_path: Path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+# -- Ctrl-C --------------------------------------------------------------------------
+
+
+def _group_pids(pgid: int) -> list[int]:
+    """Live processes of a process group (Linux /proc; zombies excluded)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+class DevProcess:
+    """`parley dev` on the small fixture template, in its own process group like a terminal job.
+
+    A thread collects its output, so that every wait on it is bounded even if it hangs silently."""
+
+    def __init__(self, tmp_path: Path, *extra: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(SMALL_TEMPLATE), "--port", "0",
+             "--parameter-overrides", f"RecordDir={tmp_path}", *extra],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+        self._seen = 0
+
+    def read_until(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        def match() -> re.Match[str] | None:
+            while self._seen < len(self.lines):
+                m = re.search(pattern, self.lines[self._seen])
+                self._seen += 1
+                if m:
+                    return m
+            if self.proc.poll() is not None and not self.reader.is_alive() and self._seen >= len(self.lines):
+                raise AssertionError(f"parley dev exited before {pattern!r}:\n" + "".join(self.lines))
+            return None
+
+        return wait_for(match, timeout, 0.02, what=pattern)
+
+    def interrupt(self, whole_group: bool, sig: int = signal.SIGINT) -> None:
+        """Ctrl-C: a terminal signals the whole foreground process group (workers and moto too)."""
+        if whole_group:
+            os.killpg(self.proc.pid, sig)
+        else:
+            os.kill(self.proc.pid, sig)
+
+    def output(self) -> str:
+        self.reader.join(5)
+        return "".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        for pid in _group_pids(self.proc.pid):  # nothing may outlive the test
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+@pytest.mark.parametrize(
+    ("sig", "whole_group"),
+    [(signal.SIGINT, True), (signal.SIGINT, False), (signal.SIGTERM, True)],
+    ids=["ctrl-c-to-process-group", "sigint-to-gateway-only", "sigterm-to-process-group"],
+)
+async def test_one_ctrl_c_stops_promptly_and_runs_every_disconnect(tmp_path: Path, sig: int, whole_group: bool):
+    dev = DevProcess(tmp_path)  # prewarmed: worker processes are in the group when Ctrl-C arrives
+    try:
+        await asyncio.to_thread(dev.read_until, r"DynamoDB:.*\(moto, subprocess pid \d+\)")
+        url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)
+        socks = [await websockets.connect(url, open_timeout=10) for _ in range(3)]
+        ids = [await my_id(s) for s in socks]
+        assert len(_group_pids(dev.proc.pid)) >= 4  # gateway, moto, EchoFunction, DisconnectFunction
+        started = time.monotonic()
+        dev.interrupt(whole_group, sig)
+        for s in socks:
+            assert await closed_with(s, 8) == (1001, "Going away")
+        assert await asyncio.to_thread(dev.proc.wait, 8) == 0  # the report: not stopped within 8 s
+        elapsed = time.monotonic() - started
+        out = dev.output()
+        assert "Stopped." in out and "Traceback" not in out, out
+        for conn_id in ids:
+            rec = wait_for(lambda: sorted(tmp_path.glob(f"{conn_id}.DISCONNECT.*.json")), 2, what=f"$disconnect of {conn_id}")
+            ctx = json.loads(rec[0].read_text())["event"]["requestContext"]
+            assert (ctx["disconnectStatusCode"], ctx["disconnectReason"]) == (1001, "Going away")
+        # workers and moto exit with the gateway (EOF on their stdin), not later
+        wait_for(lambda: not _group_pids(dev.proc.pid), 3, what="no process left in the group")
+        assert elapsed < 8
+    finally:
+        dev.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+async def test_ctrl_c_during_start_up_stops_what_had_started(tmp_path: Path):
+    dev = DevProcess(tmp_path)
+    try:
+        await asyncio.to_thread(dev.read_until, r"Starting the local gateway")
+        await asyncio.sleep(0.3)  # moto and the workers are starting
+        dev.interrupt(whole_group=True)
+        assert await asyncio.to_thread(dev.proc.wait, 8) == 0
+        out = dev.output()
+        assert "Start-up interrupted" in out and "Stopped." in out and "Ready on" not in out, out
+        assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+        wait_for(lambda: not _group_pids(dev.proc.pid), 3, what="no process left in the group")
+    finally:
+        dev.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+async def test_second_ctrl_c_forces_exit_130_and_leaves_nothing_running(tmp_path: Path):
+    dev = DevProcess(tmp_path)
+    try:
+        url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)
+        ws = await websockets.connect(url, open_timeout=10)
+        await ws.send(json.dumps({"action": "echo", "sleep": 4}))  # the socket's handler is busy
+        await asyncio.sleep(0.3)
+        dev.interrupt(whole_group=True)
+        await asyncio.to_thread(dev.read_until, r"Stopping \(Ctrl-C again to force\)", 5)
+        dev.interrupt(whole_group=True)
+        assert await asyncio.to_thread(dev.proc.wait, 5) == 130
+        assert "Forced exit." in dev.output()
+        wait_for(lambda: not _group_pids(dev.proc.pid), 5, what="workers and moto gone after a forced exit")
+    finally:
+        dev.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+async def test_nothing_outlives_a_killed_gateway(tmp_path: Path):
+    """Workers and moto ignore SIGINT/SIGTERM, so they must leave by themselves when the gateway is gone."""
+    dev = DevProcess(tmp_path)
+    try:
+        url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)
+        ws = await websockets.connect(url, open_timeout=10)
+        await ws.send(json.dumps({"action": "echo", "sleep": 4}))  # a worker busy in a handler
+        await asyncio.sleep(0.5)
+        os.kill(dev.proc.pid, signal.SIGKILL)  # the gateway alone
+        await asyncio.to_thread(dev.proc.wait, 5)
+        wait_for(lambda: not _group_pids(dev.proc.pid), 3, what="workers and moto gone with the gateway")
+    finally:
+        dev.kill()

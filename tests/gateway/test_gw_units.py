@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,67 @@ def test_authorizer_decisions():
     assert not authz.missing_identity(["route.request.querystring.token"], {}, {"token": "t"})
     assert authz.missing_identity(["route.request.header.Auth"], {"Other": "x"}, None)
     assert not authz.missing_identity(["route.request.header.Auth"], {"auth": "x"}, None)
+
+
+# -- execution environments: when the pool cold-starts another worker ------------------
+
+
+class _FakeWorker:
+    """Stands in for a worker process: each invocation takes `seconds` of waiting, no CPU."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.alive = True
+        self.init_error = None
+
+    async def invoke(self, event, request_id, timeout_s):
+        from parley_local.lambda_runtime import Invocation
+
+        await asyncio.sleep(self.seconds)
+        return Invocation(request_id, result=event)
+
+    async def stop(self):
+        self.alive = False
+
+
+def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float):
+    from types import SimpleNamespace
+
+    from parley_local import lambda_runtime as lr
+    from parley_local.console import Console
+
+    monkeypatch.setattr(lr, "BURST_WORKERS", 2)
+    monkeypatch.setattr(lr, "_cpu_to_spare", lambda: False)  # as on a busy 2-core machine
+    pool = lr.FunctionPool(SimpleNamespace(timeout_s=5.0, logical_id="Fn"), {}, Console(quiet=True), max_concurrency=32)
+    started: list[_FakeWorker] = []
+
+    async def start_worker():
+        await asyncio.sleep(0.05)  # the cold start
+        worker = _FakeWorker(seconds)
+        pool.workers.add(worker)
+        started.append(worker)
+        return worker
+
+    monkeypatch.setattr(pool, "_start_worker", start_worker)
+    return pool, started
+
+
+async def test_a_burst_of_short_invocations_does_not_cold_start_a_worker_each(monkeypatch: pytest.MonkeyPatch):
+    """1,000 handshakes at once used to cold-start a dozen `$connect` workers (~0.5 s of CPU each) on 2 cores."""
+    pool, started = _fake_pool(monkeypatch, 0.002)
+    await pool.prewarm()
+    results = await asyncio.wait_for(asyncio.gather(*(pool.invoke({"i": i}, f"r{i}") for i in range(300))), 10)
+    assert [r.result["i"] for r in results] == list(range(300))
+    assert len(started) == 2  # the prewarmed one and one more (BURST_WORKERS): the queue keeps moving
+    await pool.close()
+
+
+async def test_slow_invocations_still_get_workers_of_their_own(monkeypatch: pytest.MonkeyPatch):
+    """A stuck pool (no invocation finishing) keeps scaling out, so a slow handler never blocks the others."""
+    pool, started = _fake_pool(monkeypatch, 0.6)
+    await pool.prewarm()
+    t = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(pool.invoke({}, f"r{i}") for i in range(4))), 10)
+    assert time.monotonic() - t < 1.8  # four 0.6 s invocations one after another would take 2.4 s
+    assert len(started) >= 3
+    await pool.close()
