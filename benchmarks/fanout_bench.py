@@ -18,15 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common" / "python")]
-
-os.environ.update(
-    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
-    CONNECTIONS_TABLE="test-ConnectionsTable", MEMBERSHIPS_TABLE="test-MembershipsTable",
-    MESSAGES_TABLE="test-MessagesTable", IDEMPOTENCY_TABLE="test-IdempotencyTable",
-    POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_LOG_LEVEL="ERROR", POWERTOOLS_METRICS_DISABLED="true",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import ROOT, Context, start_moto  # noqa: E402  (also sets the benchmark environment)
 
 
 def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
@@ -38,40 +31,16 @@ def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
-class _Context:
-    function_name = "bench"
-    memory_limit_in_mb = 256
-    aws_request_id = "bench"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000
-
-
-def _moto_url(proc: subprocess.Popen) -> str:
-    """moto's server prints its address on start; DynamoDB is reached there, as over the network on AWS."""
-    assert proc.stdout is not None
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if "Running on" in line:
-            return line.split("Running on")[1].split()[0].strip()
-    raise RuntimeError("moto server did not start")
-
-
 def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
     import boto3
 
-    from tests.support import connect_event, connection_id, create_tables_from_template, load_function, load_template, message_event
+    from tests.support import connection_id, create_tables_from_template, load_function, load_template, message_event
 
     proc, url = start_api(latency_ms)
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    moto, dynamodb_url = start_moto()
     os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = url
     os.environ["FANOUT_MAX_IN_FLIGHT"] = str(max_in_flight)
     try:
-        dynamodb_url = _moto_url(moto)
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
         create_tables_from_template(boto3.client("dynamodb"), load_template())
         import parley.lambda_adapter as adapter
@@ -95,7 +64,7 @@ def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
         chat = load_function("chat_message")
         event = message_event(connection_id(0), "user0", {"type": "chat_message", "data": {"roomId": "bench", "message": "hi"}})
         started = time.perf_counter()
-        response = chat.lambda_handler(event, _Context())
+        response = chat.lambda_handler(event, Context())
         elapsed = time.perf_counter() - started
         reply = json.loads(response["body"])
     finally:
