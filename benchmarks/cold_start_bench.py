@@ -1,8 +1,8 @@
 """Cold start of every function against the floor for the same work, measured in the same run.
 
 For each folder in functions/, a fresh `python -c` process (function dir + layers/common/python
-on sys.path, the template's environment for that function, and the variables Lambda sets, so
-Powertools Tracer is on as with `Tracing: Active`) imports `app` and creates the clients its
+on sys.path, the template's environment for that function with its default parameters (so
+TracingMode=PassThrough: no Tracer, no X-Ray SDK), and the variables Lambda sets) imports `app` and creates the clients its
 first invocation creates, through the project's own code: PynamoDB's DynamoDB client and the
 `@connections` sender for message functions, the Powertools SSM provider for the authorizer.
 The floor is a fresh process doing `import boto3` and creating the same clients with boto3.

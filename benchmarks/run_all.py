@@ -279,8 +279,8 @@ def section_cold_start(d: dict) -> list[str]:
         "```bash", command("cold_start"), "```",
         "",
         "For each function, a fresh `python -c` process with the function folder and `layers/common/python` on `sys.path`, "
-        "the template's environment for that function and the variables Lambda sets (so Powertools Tracer is on, as with "
-        "`Tracing: Active`) imports `app` and creates the clients its first invocation creates, through the project's own "
+        "the template's environment for that function with its default parameters (TracingMode=PassThrough: no Tracer, "
+        "no X-Ray SDK; Active adds about 100 ms) and the variables Lambda sets imports `app` and creates the clients its first invocation creates, through the project's own "
         "code (PynamoDB's DynamoDB client and the `@connections` sender; the Powertools SSM provider for the authorizer). "
         "The floor is a fresh process doing `import boto3` and creating the same clients with boto3 "
         "(`dynamodb` + `apigatewaymanagementapi`, `dynamodb` for `$connect`, `ssm` for the authorizer). "
@@ -304,7 +304,10 @@ def section_cold_start(d: dict) -> list[str]:
         f"({min(r['ratio'] for n, r in d['functions'].items() if r['clients'] == 'dynamodb+apigw'):.2f}-"
         f"{max(r['ratio'] for n, r in d['functions'].items() if r['clients'] == 'dynamodb+apigw'):.2f}x) is this machine's "
         "noise; their median is "
-        f"{sorted(r['ratio'] for r in d['functions'].values() if r['clients'] == 'dynamodb+apigw')[len([1 for r in d['functions'].values() if r['clients'] == 'dynamodb+apigw']) // 2]:.2f}x.",
+        f"{sorted(r['ratio'] for r in d['functions'].values() if r['clients'] == 'dynamodb+apigw')[len([1 for r in d['functions'].values() if r['clients'] == 'dynamodb+apigw']) // 2]:.2f}x. "
+        "What is left above the floor is pydantic (the Powertools Parser models and the protocol models, about 50 ms with "
+        "pydantic_core), `parley` itself (mostly building those pydantic models), Powertools and PynamoDB: all needed by "
+        "the first invocation, so deferring them would only move the cost, not remove it.",
         "",
         f"Where the worst function (`{d['worst']}`) spends its import time, by top-level package "
         "(`python -X importtime`, self time summed, one run), next to the floor:",
