@@ -190,7 +190,7 @@ def run(others: int) -> dict:
 
 
 def report(data: dict) -> str:
-    lines = [f"DynamoDB units (computed from item sizes; moto's constant figure in brackets) and API Gateway messages per request",
+    lines = ["DynamoDB units (computed from item sizes; moto's constant figure in brackets) and API Gateway messages per request",
              f"{'request':32} {'room':>5} {'others':>7} {'RRU':>6} {'WRU':>6} {'(moto)':>7} {'posts':>6} {'frames in+reply':>16} {'calls':40}"]
     for label, others in (("without_others", 0), ("with_others", data["others"])):
         for n, sc in data[label].items():

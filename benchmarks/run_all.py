@@ -93,7 +93,7 @@ def section_fanout(d: dict) -> list[str]:
     ]
     for p in d["points"]:
         lines.append(f"| {p['members']:,} | {p['latency_ms']:g} ms | {p['fanout_seconds']:.3f} s | {p['seconds']:.2f} s | "
-                     f"{p['sequential_estimate_s']:.2f} s | {p["speedup"]:.1f}x | {p["observed_in_flight"] if p["observed_in_flight"] > 0 else "–"} |")
+                     f"{p['sequential_estimate_s']:.2f} s | {p['speedup']:.1f}x | {p['observed_in_flight'] if p['observed_in_flight'] > 0 else '–'} |")
     lines.append("")
     if "goal_speedup" in d:
         g = d["goal_speedup"]
@@ -226,7 +226,7 @@ def section_cost(d: dict) -> list[str]:
         "0.5 RRU per started 4 KB of data read (eventually consistent), 1 when strongly consistent. A 100-character "
         "message is used; join_room finds 50 messages of history.",
         "",
-        f"| request | room | RRU | WRU | moto's figure | PostToConnection | frames in + replies | DynamoDB calls |",
+        "| request | room | RRU | WRU | moto's figure | PostToConnection | frames in + replies | DynamoDB calls |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     grows = []
@@ -245,7 +245,7 @@ def section_cost(d: dict) -> list[str]:
         f"- Goal: the figures do not grow with the {d['others']:,} other connections. Result: "
         + (f"{_ok(True)}: every figure above is identical with 0 and with {d['others']:,} other connections (both runs in this benchmark)."
            if not grows else f"{_ok(False)}: {', '.join(grows)} changed."),
-        f"- `chat_message` to a room of N costs N PostToConnection calls (the sender gets its own `message_received` too) "
+        "- `chat_message` to a room of N costs N PostToConnection calls (the sender gets its own `message_received` too) "
         "plus the inbound frame and the `chat_update` reply: N + 2 API Gateway messages.",
         "",
         f"A Scan of the connections table, as the best-known AWS sample does for every message, measured on the same table: "

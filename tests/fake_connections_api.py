@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
-from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
