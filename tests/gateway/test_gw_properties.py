@@ -42,8 +42,8 @@ from parley_local.tokens import make_token
 from parley_local.ws_limits import FRAME_LIMIT
 from tests.gateway.conftest import RunningGateway, wait_for
 from tests.handlers.test_properties import (
+    assert_one_error,
     CHAT_LIMIT,
-    ERROR_CODES,
     ROUTES,
     SIGNAL_LIMIT,
     TABLES,
@@ -246,20 +246,7 @@ def run(m: Members, make_raw: Any, rejoin: bool = False) -> None:
     after = m.tables.snapshot()
 
     if expected.error is not None:
-        assert len(frames) == 1 and frames[0]["type"] == "error", frames
-        data = frames[0]["data"]
-        assert data["code"] == expected.error and data["code"] in ERROR_CODES, (data, expected)
-        assert isinstance(data["message"], str) and data["message"] and "Traceback" not in data["message"]
-        request_type = expected.request_type
-        if expected.error == "invalid_json" and route != "$default":
-            request_type = route  # the gateway's route selection parsed what the handler refused
-        assert data.get("requestType") == request_type, data
-        assert data.get("clientMessageId") == expected.client_message_id, data
-        if expected.fields is not None:
-            assert {d["field"] for d in data["details"]} == expected.fields, data["details"]
-        if expected.error == "rate_limited":
-            assert type(data["retryAfterMs"]) is int and data["retryAfterMs"] > 0
-        assert bob_frames == [], "a rejected frame reached another member"
+        assert_one_error(frames, bob_frames, expected, route)
     else:
         assert [f["type"] for f in frames] == expected.sender, (frames, expected)
         assert [f["type"] for f in bob_frames] == expected.bob, (bob_frames, expected)

@@ -352,6 +352,24 @@ def assert_rate_only(kind: str, before: dict, after: dict) -> None:
     assert int(new[0]["hits"]["N"]) == (int(old[0]["hits"]["N"]) if old else 0) + 1
 
 
+def assert_one_error(frames: list[dict], bob_frames: list[dict], expected: Expected, route: str) -> None:
+    """Exactly one `error` frame to the sender, with the code, fields and echoes the oracle predicts."""
+    assert len(frames) == 1 and frames[0]["type"] == "error", frames
+    data = frames[0]["data"]
+    assert data["code"] == expected.error and data["code"] in ERROR_CODES, (data, expected)
+    assert isinstance(data["message"], str) and data["message"] and "Traceback" not in data["message"]
+    request_type = expected.request_type
+    if expected.error == "invalid_json" and route != "$default":
+        request_type = route  # API Gateway's parser went deeper than Python's and routed it
+    assert data.get("requestType") == request_type, data
+    assert data.get("clientMessageId") == expected.client_message_id, data
+    if expected.fields is not None:
+        assert {d["field"] for d in data["details"]} == expected.fields, data["details"]
+    if expected.error == "rate_limited":
+        assert type(data["retryAfterMs"]) is int and data["retryAfterMs"] > 0
+    assert bob_frames == [], "a rejected frame reached another member"
+
+
 def run(world, alice, bob, make_raw: Callable[[State], str] | str, unparsable_route: str = "$default") -> None:
     before = snapshot(world)
     state = State(before, alice.connection_id, bob.connection_id)
@@ -371,20 +389,7 @@ def run(world, alice, bob, make_raw: Callable[[State], str] | str, unparsable_ro
         assert_wire_frame(frame)
 
     if expected.error is not None:
-        assert len(frames) == 1 and frames[0]["type"] == "error", frames
-        data = frames[0]["data"]
-        assert data["code"] == expected.error, (data, expected)
-        assert isinstance(data["message"], str) and data["message"] and "Traceback" not in data["message"]
-        request_type = expected.request_type
-        if expected.error == "invalid_json" and delivery.route != "$default":
-            request_type = delivery.route  # API Gateway's parser went deeper than Python's and routed it
-        assert data.get("requestType") == request_type, data
-        assert data.get("clientMessageId") == expected.client_message_id, data
-        if expected.fields is not None:
-            assert {d["field"] for d in data["details"]} == expected.fields, data["details"]
-        if expected.error == "rate_limited":
-            assert type(data["retryAfterMs"]) is int and data["retryAfterMs"] > 0
-        assert bob_frames == [], "a rejected frame reached another member"
+        assert_one_error(frames, bob_frames, expected, delivery.route)
     else:
         assert [f["type"] for f in frames] == expected.sender, (frames, expected)
         assert [f["type"] for f in bob_frames] == expected.bob, (bob_frames, expected)
