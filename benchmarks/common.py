@@ -58,6 +58,37 @@ class Context:
         return 29_000
 
 
+def time_chat_message(room: str = "bench") -> tuple[float, float, dict[str, Any]]:
+    """Invoke the real `chat_message` handler once, as the room's first member (`user0`).
+
+    Returns the whole handler's seconds, the fan-out's seconds (the sender's `send` alone, apart
+    from the DynamoDB calls around it) and the reply frame.
+    """
+    from parley.sender import ManagementApiSender
+    from tests.support import connection_id, load_function, message_event
+
+    timings: list[float] = []
+    original_send = ManagementApiSender.send
+
+    def timed_send(self, job):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        try:
+            return original_send(self, job)
+        finally:
+            timings.append(time.perf_counter() - t0)
+
+    ManagementApiSender.send = timed_send  # type: ignore[method-assign]
+    try:
+        chat = load_function("chat_message")
+        event = message_event(connection_id(0), "user0", {"type": "chat_message", "data": {"roomId": room, "message": "hi"}})
+        started = time.perf_counter()
+        response = chat.lambda_handler(event, Context())
+        elapsed = time.perf_counter() - started
+    finally:
+        ManagementApiSender.send = original_send  # type: ignore[method-assign]
+    return elapsed, max(timings), json.loads(response["body"])
+
+
 def start_moto() -> tuple[subprocess.Popen, str]:
     """moto's DynamoDB server on 127.0.0.1 (a separate process, reached over HTTP as on AWS)."""
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], stdout=subprocess.PIPE,

@@ -15,11 +15,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import ROOT, Context, start_moto  # noqa: E402  (also sets the benchmark environment)
+from benchmarks.common import ROOT, start_moto, time_chat_message  # noqa: E402  (also sets the benchmark environment)
 
 
 def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
@@ -34,7 +33,7 @@ def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
 def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
     import boto3
 
-    from tests.support import connection_id, create_tables_from_template, load_function, load_template, message_event
+    from tests.support import connection_id, create_tables_from_template, load_template
 
     proc, url = start_api(latency_ms)
     moto, dynamodb_url = start_moto()
@@ -48,31 +47,13 @@ def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
 
         for n in range(members):
             adapter._store.add_member(Member("bench", connection_id(n), f"user{n}", f"User {n}", n))
-        from parley.sender import ManagementApiSender
-
-        timings: list[float] = []
-        original_send = ManagementApiSender.send
-
-        def timed_send(self, job):  # the fan-out alone, apart from the DynamoDB calls around it
-            t0 = time.perf_counter()
-            try:
-                return original_send(self, job)
-            finally:
-                timings.append(time.perf_counter() - t0)
-
-        ManagementApiSender.send = timed_send
-        chat = load_function("chat_message")
-        event = message_event(connection_id(0), "user0", {"type": "chat_message", "data": {"roomId": "bench", "message": "hi"}})
-        started = time.perf_counter()
-        response = chat.lambda_handler(event, Context())
-        elapsed = time.perf_counter() - started
-        reply = json.loads(response["body"])
+        elapsed, fanout_seconds, reply = time_chat_message("bench")
     finally:
         moto.terminate()
         proc.terminate()
         tail = proc.communicate(timeout=10)[0].strip().splitlines()
     observed = max((int(line.split()[0].split("=")[1]) for line in tail if line.startswith("max_in_flight")), default=-1)
-    return {"members": members, "latency_ms": latency_ms, "max_in_flight": max_in_flight, "seconds": elapsed, "fanout_seconds": max(timings),
+    return {"members": members, "latency_ms": latency_ms, "max_in_flight": max_in_flight, "seconds": elapsed, "fanout_seconds": fanout_seconds,
             "delivered_to": reply["data"].get("deliveredTo"), "observed_in_flight": observed}
 
 

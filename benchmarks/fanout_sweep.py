@@ -26,13 +26,12 @@ INTEGRATION_TIMEOUT_S = 29.0
 
 def child(members: int, latency_ms: float, in_flight: int) -> dict:
     sys.path.insert(0, str(HERE))
-    import time
 
     import boto3
 
-    from common import ConnectionsStandIn, Context, patient_dynamodb, start_moto
+    from common import ConnectionsStandIn, patient_dynamodb, start_moto, time_chat_message
     from memory_bench import seed
-    from tests.support import connection_id, create_tables_from_template, load_function, load_template, message_event
+    from tests.support import create_tables_from_template, load_template
 
     api = ConnectionsStandIn(latency_ms)
     moto, url = start_moto()
@@ -42,31 +41,13 @@ def child(members: int, latency_ms: float, in_flight: int) -> dict:
         create_tables_from_template(boto3.client("dynamodb"), load_template())
         patient_dynamodb()
         seed("bench", members, 0)
-        from parley.sender import ManagementApiSender
-
-        timings: list[float] = []
-        original_send = ManagementApiSender.send
-
-        def timed_send(self, job):  # type: ignore[no-untyped-def]  # the fan-out alone
-            t0 = time.perf_counter()
-            try:
-                return original_send(self, job)
-            finally:
-                timings.append(time.perf_counter() - t0)
-
-        ManagementApiSender.send = timed_send  # type: ignore[method-assign]
-        chat = load_function("chat_message")
-        event = message_event(connection_id(0), "user0", {"type": "chat_message", "data": {"roomId": "bench", "message": "hi"}})
-        started = time.perf_counter()
-        response = chat.lambda_handler(event, Context())
-        elapsed = time.perf_counter() - started
-        reply = json.loads(response["body"])
+        elapsed, fanout_seconds, reply = time_chat_message("bench")
         observed = api.max_in_flight()
     finally:
         moto.terminate()
         api.stop()
     return {"members": members, "latency_ms": latency_ms, "max_in_flight": in_flight, "seconds": elapsed,
-            "fanout_seconds": max(timings), "delivered_to": reply["data"].get("deliveredTo"), "observed_in_flight": observed}
+            "fanout_seconds": fanout_seconds, "delivered_to": reply["data"].get("deliveredTo"), "observed_in_flight": observed}
 
 
 def point(members: int, latency_ms: float, in_flight: int) -> dict:

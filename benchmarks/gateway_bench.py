@@ -44,6 +44,7 @@ from websockets.asyncio.server import serve
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.dev_process import read_until_ready  # noqa: E402
 from parley_local.tokens import make_token  # noqa: E402
 
 PING = json.dumps({"type": "ping"})
@@ -86,18 +87,10 @@ class Gateway:
                                      start_new_session=True)
         started = time.monotonic()
         assert self.proc.stdout is not None
-        while time.monotonic() - started < 120:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise SystemExit("parley dev exited:\n" + "".join(self.log_lines[-30:]))
-            self.log_lines.append(line)
-            d = re.match(r"\s+DynamoDB:\s+(http://\S+)", line)
-            if d:
-                self.ddb_endpoint = d.group(1)
-            m = re.match(r"Ready on (ws://\S+)", line)
-            if m:
-                self.url = m.group(1)
-                break
+        try:
+            self.url, self.ddb_endpoint = read_until_ready(self.proc.stdout, 120, self.log_lines.append)
+        except EOFError:
+            raise SystemExit("parley dev exited:\n" + "".join(self.log_lines[-30:])) from None
         if not self.url:
             self.kill()
             raise SystemExit("parley dev did not become ready within 120 s")

@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import signal
 import socket
 import subprocess
@@ -47,6 +46,7 @@ from websockets.exceptions import ConnectionClosed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.dev_process import read_until_ready  # noqa: E402
 from parley_local.tokens import make_token  # noqa: E402
 
 CHAT_ALLOWANCE = 30  # template default ChatRateLimit per RateWindowSeconds (10 s)
@@ -86,18 +86,10 @@ class DevServer:
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         assert self.proc.stdout is not None
         log = open(self.log_path, "w")
-        while time.monotonic() - started < timeout:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise SystemExit(f"parley dev exited; see {self.log_path}")
-            log.write(line)
-            d = re.match(r"\s+DynamoDB:\s+(http://\S+)", line)
-            if d:
-                self.ddb_endpoint = d.group(1)
-            m = re.match(r"Ready on (ws://\S+)", line)
-            if m:
-                self.url = m.group(1)
-                break
+        try:
+            self.url, self.ddb_endpoint = read_until_ready(self.proc.stdout, timeout, log.write)
+        except EOFError:
+            raise SystemExit(f"parley dev exited; see {self.log_path}") from None
         if not self.url:
             self.stop()
             raise SystemExit(f"parley dev did not become ready within {timeout:.0f} s")

@@ -43,13 +43,13 @@ from parley_local.ws_limits import FRAME_LIMIT
 from tests.gateway.conftest import RunningGateway, wait_for
 from tests.handlers.test_properties import (
     assert_one_error,
+    assert_tables,
     CHAT_LIMIT,
     ROUTES,
     SIGNAL_LIMIT,
     TABLES,
     Existing,
     State,
-    assert_rate_only,
     assert_wire_frame,
     deep_frame,
     deep_frames,
@@ -253,14 +253,7 @@ def run(m: Members, make_raw: Any, rejoin: bool = False) -> None:
         if expected.check is not None:
             expected.check(frames, bob_frames, state, State(current_window_only(after), m.alice.connection_id, m.bob.connection_id))
 
-    if expected.tables == "unchanged":
-        assert after == before, "the tables changed"
-    elif expected.tables.startswith("rate:"):
-        assert_rate_only(expected.tables[5:], before, after)
-    else:  # accepted: `check` looked at what it should change; nothing else may
-        assert after["ConnectionsTable"] == before["ConnectionsTable"]
-        if not expected.stores_message:
-            assert after["MessagesTable"] == before["MessagesTable"]
+    assert_tables(expected, before, after)
 
 
 # ---- the properties ------------------------------------------------------------------------

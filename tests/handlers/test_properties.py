@@ -352,6 +352,18 @@ def assert_rate_only(kind: str, before: dict, after: dict) -> None:
     assert int(new[0]["hits"]["N"]) == (int(old[0]["hits"]["N"]) if old else 0) + 1
 
 
+def assert_tables(expected: Expected, before: dict, after: dict) -> None:
+    """Rejected frames change nothing (a rate_limited one only its counter); accepted ones only what they should."""
+    if expected.tables == "unchanged":
+        assert after == before, "the tables changed"
+    elif expected.tables.startswith("rate:"):
+        assert_rate_only(expected.tables[5:], before, after)
+    else:  # accepted: `check` looked at what it should change; nothing else may
+        assert after["ConnectionsTable"] == before["ConnectionsTable"]
+        if not expected.stores_message:
+            assert after["MessagesTable"] == before["MessagesTable"]
+
+
 def assert_one_error(frames: list[dict], bob_frames: list[dict], expected: Expected, route: str) -> None:
     """Exactly one `error` frame to the sender, with the code, fields and echoes the oracle predicts."""
     assert len(frames) == 1 and frames[0]["type"] == "error", frames
@@ -398,14 +410,7 @@ def run(world, alice, bob, make_raw: Callable[[State], str] | str, unparsable_ro
         if expected.check is not None:
             expected.check(frames, bob_frames, state, State(after, alice.connection_id, bob.connection_id))
 
-    if expected.tables == "unchanged":
-        assert after == before, "the tables changed"
-    elif expected.tables.startswith("rate:"):
-        assert_rate_only(expected.tables[5:], before, after)
-    else:  # accepted: `check` looked at what it should change; nothing else may
-        assert after["ConnectionsTable"] == before["ConnectionsTable"]
-        if not expected.stores_message:
-            assert after["MessagesTable"] == before["MessagesTable"]
+    assert_tables(expected, before, after)
 
 
 # ---- strategies ----------------------------------------------------------------------------
