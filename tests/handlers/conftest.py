@@ -174,6 +174,10 @@ class World:
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    import parley.lambda_adapter as adapter
+
+    # A new world is a new deployment: no execution environment remembers anyone from the last one.
+    adapter._over_limit.clear()
     with mock_aws():
         create_tables_from_template(boto3.client("dynamodb"), load_template())
         instance = World()

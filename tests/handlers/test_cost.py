@@ -38,3 +38,31 @@ def test_typing_and_ping_costs(world):
     assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
     a.send("get_history", {"roomId": "r"})
     assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1})
+
+
+def test_a_flood_costs_no_query_and_one_counter_write_per_allowance_of_refusals(world, monkeypatch):
+    import dataclasses
+
+    import parley.lambda_adapter as adapter
+
+    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=5, rate_window_seconds=600))
+    flooder = world.connect("flooder")
+    flooder.send("join_room", {"roomId": "big"})
+    for n in range(20):
+        world.connect(f"member{n}").send("join_room", {"roomId": "big"})
+    for n in range(5):
+        assert flooder.send("chat_message", {"roomId": "big", "message": f"ok {n}"})["type"] == "chat_update"
+    world.operations.clear()
+    # The first refusal takes the full checks: the room's Query and the counter.
+    assert flooder.send("chat_message", {"roomId": "big", "message": "over"})["data"]["code"] == "rate_limited"
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
+    posts_before = world.posts
+    per_frame = []
+    for n in range(10):
+        assert flooder.send("chat_message", {"roomId": "big", "message": f"flood {n}"})["data"]["code"] == "rate_limited"
+        per_frame.append(dynamodb_ops(world))
+    # Then: nothing, except every 5th refusal adds the 5 to the shared counter in one UpdateItem.
+    assert per_frame == [Counter()] * 4 + [Counter({"UpdateItem": 1})] + [Counter()] * 4 + [Counter({"UpdateItem": 1})]
+    assert world.posts == posts_before  # refusals are route responses: no @connections call
+    counters = [int(i["hits"]["N"]) for i in world.items("IdempotencyTable") if i["key"]["S"].startswith("rate#chat#flooder#")]
+    assert counters == [5 + 1 + 10]

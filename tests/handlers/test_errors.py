@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 
 import boto3
 import pytest
@@ -201,3 +202,56 @@ def test_a_flood_far_over_the_limit_closes_the_connection(world, room, tight_lim
     alice.send("chat_message", {"roomId": "lobby", "message": "one more"})
     assert len(closed) == 1  # ...beyond it, DeleteConnection
     assert [f["data"]["message"] for f in bob.take() if f["type"] == "message_received"] == ["flood 0", "flood 1", "flood 2"]
+
+
+def test_a_user_over_the_limit_is_refused_before_the_membership_check(world, room, tight_limits):
+    alice, bob = room
+    replies = [alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"}) for n in range(4)]
+    assert [r["type"] for r in replies[:3]] == ["chat_update"] * 3 and replies[3]["data"]["code"] == "rate_limited"
+    alice.take(), bob.take()
+    # A room alice is not in: she is over the allowance, and that is what she must wait for.
+    assert_one_error(world, alice, json.dumps({"type": "chat_message", "data": {"roomId": "nowhere", "message": "x"}}), "rate_limited")
+    # Validation still comes first: bad input is named as such.
+    assert_one_error(world, alice, json.dumps({"type": "chat_message", "data": {"roomId": "lobby", "message": ""}}), "validation_error")
+    # Another user and another allowance are untouched.
+    assert_one_error(world, bob, json.dumps({"type": "chat_message", "data": {"roomId": "nowhere", "message": "x"}}), "not_a_member")
+    assert alice.send("typing", {"roomId": "lobby", "isTyping": True}) is None
+    assert [f["type"] for f in bob.take()] == ["typing_update"]
+
+
+def test_a_flood_spread_over_two_environments_is_still_counted_and_closed(world, room, tight_limits, monkeypatch):
+    """Each Lambda environment remembers its own refusals; the shared counter sees both shares."""
+    import parley.lambda_adapter as adapter
+    from parley.rate_limits import OverLimitMemory
+
+    alice, bob = room
+    closed = []
+    original = world.backend.delete_connection
+    world.backend.delete_connection = lambda connection_id: (closed.append(connection_id), original(connection_id))
+    environments = [OverLimitMemory(), OverLimitMemory()]
+    sent = 0
+    while not closed and sent < 60:
+        monkeypatch.setattr(adapter, "_over_limit", environments[sent % 2])
+        alice.send("chat_message", {"roomId": "lobby", "message": f"flood {sent}"})
+        sent += 1
+    assert [unquote(c) for c in closed] == [alice.connection_id]
+    # 30 counted closes it; each environment may hold back at most one batch (the limit) minus one.
+    assert 31 <= sent <= 31 + 2 * (3 - 1), sent
+    hits = sum(rate_counters(world).values())
+    assert 31 <= hits <= sent, (hits, sent)
+
+
+def test_the_allowance_is_whole_again_in_the_next_window(world, room, monkeypatch):
+    import dataclasses
+    import time
+
+    import parley.lambda_adapter as adapter
+
+    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=2, rate_window_seconds=2))
+    alice, bob = room
+    time.sleep(2 - time.time() % 2 + 0.05)  # start just after a window boundary
+    replies = [alice.send("chat_message", {"roomId": "lobby", "message": f"w1 {n}"}) for n in range(4)]
+    codes = [r["data"]["code"] if r["type"] == "error" else r["type"] for r in replies]
+    assert codes == ["chat_update", "chat_update", "rate_limited", "rate_limited"]
+    time.sleep(2 - time.time() % 2 + 0.05)
+    assert alice.send("chat_message", {"roomId": "lobby", "message": "w2"})["type"] == "chat_update"

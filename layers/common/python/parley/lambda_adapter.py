@@ -19,13 +19,16 @@ from .events import ConnectEvent, DisconnectEvent, MessageEvent
 from .observability import count, logger, metrics, tracer
 from .protocol import ErrorCode, ProtocolError
 from .sender import sender_for
-from .service import Caller, ChatService, RateLimits
+from .rate_limits import OverLimitMemory, RateLimits
+from .service import Caller, ChatService
 from .store import DynamoChatStore
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 KNOWN_TYPES = ", ".join(sorted(p.REQUEST_MODELS))
 _store = DynamoChatStore(settings.connection_ttl_seconds, settings.idempotency_ttl_seconds)
+# Who this environment already refused for flooding lives as long as the environment does.
+_over_limit = OverLimitMemory()
 
 
 def _instrumented(handler: Handler) -> Handler:
@@ -42,7 +45,9 @@ def _management_endpoint(domain_name: str, stage: str) -> str:
 def _service(domain_name: str, stage: str) -> ChatService:
     sender = sender_for(_management_endpoint(domain_name, stage), settings.fanout_max_in_flight)
     limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds)
-    return ChatService(_store, sender, max_message_length=settings.max_message_length, rate_limits=limits, metric=count)
+    return ChatService(
+        _store, sender, max_message_length=settings.max_message_length, rate_limits=limits, over_limit=_over_limit, metric=count
+    )
 
 
 def _caller(context: Any) -> Caller:

@@ -16,6 +16,7 @@ from . import protocol as p
 from .ids import iso_now, new_ulid, ulid_time_ms
 from .observability import logger
 from .protocol import ErrorCode, ProtocolError
+from .rate_limits import ABUSE_FACTOR, OverLimitMemory, RateLimits
 from .sender import FanoutJob, FanoutResult, Sender
 from .store import ChatMessage, ChatStore, Member
 
@@ -24,19 +25,8 @@ MetricSink = Callable[[str, float], None]
 
 # Clean-up triggered by one request is bounded; TTL removes whatever is left.
 MAX_GONE_PER_REQUEST = 200
-# A user sending this many times their allowance in one window is flooding: the connection is closed.
-ABUSE_FACTOR = 10
 # A read cursor may not point this far into the future (ULIDs carry their mint time).
 READ_CURSOR_CLOCK_SKEW_MS = 60_000
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """Per-user allowances per window: `chat` for chat messages, `signals` for typing and read receipts."""
-
-    chat: int = 30
-    signals: int = 120
-    window_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -60,6 +50,7 @@ class ChatService:
         *,
         max_message_length: int = 4000,
         rate_limits: "RateLimits | None" = None,
+        over_limit: "OverLimitMemory | None" = None,
         metric: MetricSink = _no_metrics,
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
@@ -68,6 +59,7 @@ class ChatService:
         self.max_message_length = max_message_length
         self._metric = metric
         self._limits = rate_limits or RateLimits()
+        self._over_limit = over_limit if over_limit is not None else OverLimitMemory()
         self._now_ms = now_ms
         self._gone: list[tuple[str, str | None, str | None]] = []
         self._forgotten: set[str] = set()
@@ -130,6 +122,7 @@ class ChatService:
 
     def _on_chat_message(self, request: p.ChatMessageData, caller: Caller) -> Frame:
         room = request.roomId
+        self._refuse_if_known_over("chat", self._limits.chat, caller)
         members = self._require_member(room, caller)
         self._spend("chat", self._limits.chat, caller)
         message = ChatMessage(
@@ -153,6 +146,7 @@ class ChatService:
         return p.frame("chat_update", reply)
 
     def _on_typing(self, request: p.TypingData, caller: Caller) -> None:
+        self._refuse_if_known_over("signals", self._limits.signals, caller)
         members = self._require_member(request.roomId, caller)
         self._spend("signals", self._limits.signals, caller)
         update = {"roomId": request.roomId, "userId": caller.user_id, "isTyping": request.isTyping}
@@ -166,6 +160,7 @@ class ChatService:
                 "Invalid mark_read: messageId is from the future; send the messageId of a message you received.",
                 details=[{"field": "messageId", "message": "must not be later than the newest message"}],
             )
+        self._refuse_if_known_over("signals", self._limits.signals, caller)
         members = self._require_member(request.roomId, caller)
         self._spend("signals", self._limits.signals, caller)
         if self._store.advance_read_cursor(request.roomId, caller.user_id, request.messageId):
@@ -187,23 +182,45 @@ class ChatService:
             raise _not_a_member(room)
         return members
 
-    def _spend(self, kind: str, limit: int, caller: Caller) -> None:
-        """Charge the user's allowance, after every other check, so a rejected frame costs nothing.
+    def _refuse_if_known_over(self, kind: str, limit: int, caller: Caller) -> None:
+        """Refuse a user this environment already saw over the allowance, before any other I/O.
 
-        A connection that keeps sending at `ABUSE_FACTOR` times the allowance is closed.
+        Such a frame costs no membership Query, and only every `limit`-th one a counter write
+        (which adds the refusals remembered so far), so a flood stays cheap for everyone else.
+        This is why `rate_limited` can come before `not_a_member` for a user who is over.
         """
-        window = self._limits.window_seconds
-        hits, retry_after = self._store.count_request(kind, caller.user_id, window, self._now_ms())
+        now = self._now_ms()
+        refusals = self._over_limit.refuse(kind, caller.user_id, self._limits.window_at(now))
+        if refusals is None:
+            return
+        if refusals >= limit:
+            hits, _ = self._store.count_request(kind, caller.user_id, self._limits.window_seconds, now, hits=refusals)
+            self._over_limit.counted(kind, caller.user_id, refusals)
+            self._close_if_flooding(hits, limit, caller)
+        raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
+
+    def _spend(self, kind: str, limit: int, caller: Caller) -> None:
+        """Charge the user's allowance, after every other check, so a rejected frame costs nothing."""
+        now = self._now_ms()
+        hits, retry_after = self._store.count_request(kind, caller.user_id, self._limits.window_seconds, now)
         if hits <= limit:
             return
-        self._metric("RateLimited", 1)
+        self._over_limit.remember(kind, caller.user_id, self._limits.window_at(now))
+        self._close_if_flooding(hits, limit, caller)
+        raise self._rate_limited(kind, limit, retry_after)
+
+    def _close_if_flooding(self, hits: int, limit: int, caller: Caller) -> None:
+        """A connection that keeps sending at `ABUSE_FACTOR` times the allowance is closed."""
         if hits > limit * ABUSE_FACTOR:
             self._metric("ConnectionsClosedForAbuse", 1)
             self._sender.close(caller.connection_id)
-        raise ProtocolError(
+
+    def _rate_limited(self, kind: str, limit: int, retry_after: int) -> ProtocolError:
+        self._metric("RateLimited", 1)
+        return ProtocolError(
             ErrorCode.RATE_LIMITED,
             f"Too many {'messages' if kind == 'chat' else 'typing and read updates'}: "
-            f"at most {limit} per {window} s. Retry in {retry_after} ms.",
+            f"at most {limit} per {self._limits.window_seconds} s. Retry in {retry_after} ms.",
             retry_after_ms=retry_after,
         )
 
