@@ -13,7 +13,7 @@ STAGE ?= local
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup dev test test-python test-node browser build validate security bench clean
+.PHONY: setup sam-cli dev test test-python test-node browser build validate security bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml layers/common/python/requiremen
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv and install Parley (the `parley` command) with its dependencies
+
+# AWS SAM CLI pins boto3 and pydantic exactly. In its own venv, it cannot hold back the layer's
+# locked versions, which .venv (the tests) installs and `make security` audits.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli==1.170.0
+	touch $@
+
+sam-cli: $(SAM_VENV)/.installed ## AWS SAM CLI in .venv-sam (sam build, sam validate, sam deploy)
 
 dev: setup ## run the local stack: ws://127.0.0.1:$(PORT)/$(STAGE)
 	$(BIN)/parley dev --port $(PORT) --stage $(STAGE)
@@ -38,7 +49,7 @@ client/node_modules/.installed: $(wildcard client/package.json client/package-lo
 test-node: client/node_modules/.installed ## the browser client's unit tests (Node's test runner)
 	node --test client/test/
 
-test-python: setup browser ## handlers (moto), template, local gateway (real sockets), browser (Chromium)
+test-python: setup sam-cli browser ## handlers (moto), template, local gateway (real sockets), browser (Chromium)
 	$(BIN)/pytest
 
 # Scanners live in their own venv: checkov's pins must not move the project's dependencies.
@@ -48,22 +59,29 @@ $(SECURITY_VENV)/.installed:
 	$(SECURITY_VENV)/bin/pip install -q bandit==1.9.4 checkov==3.3.30
 	touch $@
 
-security: setup $(SECURITY_VENV)/.installed ## cfn-lint, checkov on the template, bandit on the Python code
+# The dependency audit is pip-audit (installed in .venv by the dev extras) with a PyPI service that
+# works on this network, and needs PyPI; waivers and their reasons: security/audit-waivers.toml.
+security: setup $(SECURITY_VENV)/.installed ## cfn-lint, checkov on the template, bandit on the Python code, pip-audit on the layer lock
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint template.yaml
 	$(SECURITY_VENV)/bin/checkov --config-file .checkov.yaml -f template.yaml
 	$(SECURITY_VENV)/bin/bandit -q -r layers/common/python/parley functions --severity-level medium
 	$(SECURITY_VENV)/bin/bandit -q -r parley_local --severity-level high
+	$(BIN)/python security/audit_dependencies.py layers/common/python/requirements.txt
+
+.PHONY: lock-layer
+lock-layer: setup ## re-pin layers/common/python/requirements.txt from security/layer-requirements.in, for Linux arm64 / CPython 3.13
+	$(BIN)/python security/lock_layer.py
 
 test: security test-node test-python ## every test
 
 bench: setup ## every benchmark; rewrites docs/benchmarks.md and its plots (about 10 minutes)
 	$(BIN)/python benchmarks/run_all.py
 
-build: setup ## sam build (into .aws-sam/)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
+build: sam-cli ## sam build (into .aws-sam/)
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
 
-validate: setup
-	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint
+validate: sam-cli ## sam validate --lint
+	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
 
 clean:
-	rm -rf $(VENV) $(SECURITY_VENV) .aws-sam client/node_modules
+	rm -rf $(VENV) $(SECURITY_VENV) $(SAM_VENV) .aws-sam client/node_modules

@@ -531,6 +531,9 @@ def test_samconfig(template):
 
 # ------------------------------------------------------------------ sam validate / sam build
 
+SAM_VENV_BIN = ROOT / ".venv-sam" / "bin"  # `make sam-cli`: SAM CLI pins boto3 and pydantic, so it has its own venv
+
+
 def _sam_env() -> dict:
     env = dict(os.environ)
     # sam's python workflow needs `python3.13` on PATH: the venv running these tests has it.
@@ -542,8 +545,10 @@ def _sam_env() -> dict:
 
 
 def _sam() -> str:
-    sam = Path(sys.executable).parent / "sam"
-    return str(sam) if sam.exists() else "sam"
+    for sam in (SAM_VENV_BIN / "sam", Path(sys.executable).parent / "sam"):
+        if sam.exists():
+            return str(sam)
+    return "sam"
 
 
 _timeout_600 = pytest.mark.timeout(600) if importlib.util.find_spec("pytest_timeout") else (lambda f: f)
