@@ -41,6 +41,7 @@ from pip_audit._service.interface import (
     VulnerabilityResult,
     VulnerabilityService,
 )
+from pip._internal.models.index import PyPI
 from pip_audit._service.pypi import PyPIService
 from pip_requirements_parser import RequirementsFile
 from requests.adapters import HTTPAdapter
@@ -48,7 +49,8 @@ from urllib3.util.retry import Retry
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WAIVERS = HERE / "audit-waivers.toml"
-DEFAULT_PYPI_URL = "https://pypi.org"
+# The index pip itself treats as PyPI (pip-audit's own service asks the same one).
+DEFAULT_PYPI_URL = PyPI.url.rstrip("/")
 RELOCK = "change security/layer-requirements.in and run `make lock-layer`"
 
 Pin = tuple[str, Version]  # (canonical name, version)
