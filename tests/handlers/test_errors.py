@@ -247,11 +247,18 @@ def test_the_allowance_is_whole_again_in_the_next_window(world, room, monkeypatc
 
     import parley.lambda_adapter as adapter
 
-    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=2, rate_window_seconds=2))
+    window = 3
+    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=2, rate_window_seconds=window))
     alice, bob = room
-    time.sleep(2 - time.time() % 2 + 0.05)  # start just after a window boundary
-    replies = [alice.send("chat_message", {"roomId": "lobby", "message": f"w1 {n}"}) for n in range(4)]
+    for _ in range(3):  # a machine too busy to send 4 frames inside one window gets another try
+        time.sleep(window - time.time() % window + 0.05)  # start just after a window boundary
+        started = time.time() // window
+        replies = [alice.send("chat_message", {"roomId": "lobby", "message": f"w1 {n}"}) for n in range(4)]
+        if time.time() // window == started:
+            break
+    else:
+        pytest.fail("4 frames never fitted in one 3-s window")
     codes = [r["data"]["code"] if r["type"] == "error" else r["type"] for r in replies]
     assert codes == ["chat_update", "chat_update", "rate_limited", "rate_limited"]
-    time.sleep(2 - time.time() % 2 + 0.05)
+    time.sleep(window - time.time() % window + 0.05)
     assert alice.send("chat_message", {"roomId": "lobby", "message": "w2"})["type"] == "chat_update"
