@@ -26,6 +26,11 @@ class RateLimits:
     def window_at(self, now_ms: int) -> int:
         return now_ms // (self.window_seconds * 1000)
 
+    @property
+    def counter_lifetime_seconds(self) -> int:
+        """A window's counter outlives the window, so a request at its very end still finds it."""
+        return 2 * self.window_seconds
+
     def retry_after_ms(self, now_ms: int) -> int:
         """Time until the current window ends, when the allowance is whole again."""
         window_ms = self.window_seconds * 1000

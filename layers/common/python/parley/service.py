@@ -190,11 +190,12 @@ class ChatService:
         This is why `rate_limited` can come before `not_a_member` for a user who is over.
         """
         now = self._now_ms()
-        refusals = self._over_limit.refuse(kind, caller.user_id, self._limits.window_at(now))
+        window = self._limits.window_at(now)
+        refusals = self._over_limit.refuse(kind, caller.user_id, window)
         if refusals is None:
             return
         if refusals >= limit:
-            hits, _ = self._store.count_request(kind, caller.user_id, self._limits.window_seconds, now, hits=refusals)
+            hits = self._store.count_request(kind, caller.user_id, window, self._limits.counter_lifetime_seconds, hits=refusals)
             self._over_limit.counted(kind, caller.user_id, refusals)
             self._close_if_flooding(hits, limit, caller)
         raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
@@ -202,12 +203,13 @@ class ChatService:
     def _spend(self, kind: str, limit: int, caller: Caller) -> None:
         """Charge the user's allowance, after every other check, so a rejected frame costs nothing."""
         now = self._now_ms()
-        hits, retry_after = self._store.count_request(kind, caller.user_id, self._limits.window_seconds, now)
+        window = self._limits.window_at(now)
+        hits = self._store.count_request(kind, caller.user_id, window, self._limits.counter_lifetime_seconds)
         if hits <= limit:
             return
-        self._over_limit.remember(kind, caller.user_id, self._limits.window_at(now))
+        self._over_limit.remember(kind, caller.user_id, window)
         self._close_if_flooding(hits, limit, caller)
-        raise self._rate_limited(kind, limit, retry_after)
+        raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
 
     def _close_if_flooding(self, hits: int, limit: int, caller: Caller) -> None:
         """A connection that keeps sending at `ABUSE_FACTOR` times the allowance is closed."""

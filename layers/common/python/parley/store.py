@@ -77,7 +77,7 @@ class ChatStore(Protocol):
     def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage: ...
     def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage: ...
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool: ...
-    def count_request(self, kind: str, user_id: str, window_seconds: int, now_ms: int, hits: int = 1) -> tuple[int, int]: ...
+    def count_request(self, kind: str, user_id: str, window: int, keep_seconds: int, hits: int = 1) -> int: ...
 
 
 def _is_condition_failure(error: Exception) -> bool:
@@ -236,17 +236,13 @@ class DynamoChatStore:
         return True
 
     # rate limits ---------------------------------------------------------------------------
-    def count_request(self, kind: str, user_id: str, window_seconds: int, now_ms: int, hits: int = 1) -> tuple[int, int]:
-        """Count `hits` requests in the user's current fixed window, in one UpdateItem.
+    def count_request(self, kind: str, user_id: str, window: int, keep_seconds: int, hits: int = 1) -> int:
+        """Count `hits` requests in the user's fixed window number `window`, in one UpdateItem.
 
-        Returns the requests counted so far in the window (these included) and the ms until
-        the window ends. Counting refused requests too is what lets the service tell a burst
+        Returns the requests counted so far in that window (these included); the counter expires
+        after `keep_seconds`. Counting refused requests too is what lets the service tell a burst
         from a flood; refusals an environment remembered arrive here in batches.
         """
-        window_ms = window_seconds * 1000
-        window = now_ms // window_ms
         counter = RateCounter(f"rate#{kind}#{user_id}#{window}")
-        counter.update(
-            actions=[RateCounter.hits.add(hits), RateCounter.expires_at.set(timedelta(seconds=2 * window_seconds))]
-        )
-        return int(counter.hits), (window + 1) * window_ms - now_ms
+        counter.update(actions=[RateCounter.hits.add(hits), RateCounter.expires_at.set(timedelta(seconds=keep_seconds))])
+        return int(counter.hits)
