@@ -24,6 +24,8 @@ CLIENT_FILES = {
     "/parley-client.d.ts": ("parley-client.d.ts", "text/plain"),
     "/ws-test": ("ws-test.html", "text/html"),
 }
+# parley-client.js imports its modules from ./lib/: every client/lib/*.js is served at /lib/<name>.js.
+CLIENT_MODULES_DIR = "lib"
 
 
 def local_origins(stack: Stack, overrides: dict[str, str], host: str, port: int) -> str | None:
@@ -80,6 +82,9 @@ def client_routes(gateway_ref: Callable[[], Gateway], client_dir: Path) -> Calla
     def add(app: web.Application) -> None:
         for route, (filename, ctype) in CLIENT_FILES.items():
             app.router.add_get(route, serve_file(filename, ctype))  # type: ignore[arg-type]
+        for module in sorted((client_dir / CLIENT_MODULES_DIR).glob("*.js")):
+            name = f"{CLIENT_MODULES_DIR}/{module.name}"
+            app.router.add_get(f"/{name}", serve_file(name, "application/javascript"))  # type: ignore[arg-type]
         app.router.add_get("/dev/token", dev_token)
 
     return add

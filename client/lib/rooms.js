@@ -1,0 +1,128 @@
+// rooms.js: the rooms this client is in, and what it has seen in each.
+//
+// After a reconnect every room is rejoined with `since` = the newest
+// messageId seen there, so the server sends exactly what was missed; frames
+// for a room wait until its `chat_history` (the rejoin's answer) arrives,
+// so a member-only frame never reaches the server before the join. Message
+// ids already seen are remembered (bounded) to drop the duplicates a rejoin
+// or a server retry can bring.
+
+import { ParleyError } from './errors.js';
+import { ROOM_ID_RE } from './protocol.js';
+
+const SEEN_PER_ROOM = 2000;
+
+export class RoomTracker {
+  /**
+   * @param {object} deps {joinTimeoutMs, timers, write(frame), ready()}: `ready` is called when a
+   *   room stops holding its frames (its history arrived or the join timed out).
+   */
+  constructor({ joinTimeoutMs, timers, write, ready }) {
+    this.joinTimeoutMs = joinTimeoutMs;
+    this._t = timers;
+    this._write = write;
+    this._ready = ready;
+    this._rooms = new Map(); // roomId -> {lastMessageId, joined, joinTimer, limit}
+    this._seen = new Map(); // roomId -> {set:Set, order:string[]}
+  }
+
+  get ids() {
+    return [...this._rooms.keys()];
+  }
+
+  lastMessageId(roomId) {
+    const r = this._rooms.get(roomId);
+    return r ? r.lastMessageId : undefined;
+  }
+
+  /** True when frames for this room may go now (not a room of ours, or its join has been answered). */
+  isReady(roomId) {
+    const room = roomId !== undefined ? this._rooms.get(roomId) : undefined;
+    return !room || room.joined;
+  }
+
+  /** Register a room (kept for every rejoin) and, when `connected`, send its join now. */
+  join(roomId, { since, limit } = {}, connected) {
+    if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
+    let room = this._rooms.get(roomId);
+    if (!room) {
+      room = { lastMessageId: since, joined: false, joinTimer: null, limit };
+      this._rooms.set(roomId, room);
+    } else {
+      if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
+      if (limit) room.limit = limit;
+    }
+    if (connected) this._sendJoin(roomId, room);
+  }
+
+  /** Forget a room: it is no longer rejoined and its seen ids are dropped. */
+  leave(roomId) {
+    const room = this._rooms.get(roomId);
+    if (room) {
+      this._t.clearTimeout(room.joinTimer);
+      this._rooms.delete(roomId);
+    }
+    this._seen.delete(roomId);
+  }
+
+  /** On a new socket: join every room, each with `since` = the newest messageId seen there. */
+  rejoinAll() {
+    for (const [roomId, r] of this._rooms) this._sendJoin(roomId, r);
+  }
+
+  /** The socket is gone: every room must be joined again before its frames go. */
+  reset() {
+    for (const r of this._rooms.values()) {
+      r.joined = false;
+      this._t.clearTimeout(r.joinTimer);
+      r.joinTimer = null;
+    }
+  }
+
+  /** A `chat_history` arrived (its messages already marked seen): if the room was being joined, release its frames. */
+  historyArrived(roomId) {
+    const room = this._rooms.get(roomId);
+    if (room && !room.joined) {
+      room.joined = true;
+      this._t.clearTimeout(room.joinTimer);
+      room.joinTimer = null;
+      this._ready();
+    }
+  }
+
+  /** Record a message (with a string messageId) as seen. Returns true if it had been seen before. */
+  markSeen(m) {
+    const roomId = m.roomId;
+    if (typeof roomId !== 'string') return false;
+    let seen = this._seen.get(roomId);
+    if (!seen) {
+      seen = { set: new Set(), order: [] };
+      this._seen.set(roomId, seen);
+    }
+    if (seen.set.has(m.messageId)) return true;
+    seen.set.add(m.messageId);
+    seen.order.push(m.messageId);
+    if (seen.order.length > SEEN_PER_ROOM) seen.set.delete(seen.order.shift());
+    const room = this._rooms.get(roomId);
+    // ULIDs sort by time: keep the greatest as the rejoin `since`.
+    if (room && (!room.lastMessageId || m.messageId > room.lastMessageId)) room.lastMessageId = m.messageId;
+    return false;
+  }
+
+  _sendJoin(roomId, room) {
+    const data = { roomId };
+    if (room.lastMessageId) data.since = room.lastMessageId;
+    if (room.limit) data.limit = room.limit;
+    room.joined = false;
+    this._t.clearTimeout(room.joinTimer);
+    // If no chat_history comes back in time, stop holding the room's frames.
+    room.joinTimer = this._t.setTimeout(() => {
+      room.joinTimer = null;
+      if (this._rooms.get(roomId) === room && !room.joined) {
+        room.joined = true;
+        this._ready();
+      }
+    }, this.joinTimeoutMs);
+    this._write({ type: 'join_room', data });
+  }
+}
