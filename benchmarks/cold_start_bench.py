@@ -51,7 +51,7 @@ def clients_of(folder: str) -> str:
 
 def function_envs() -> dict[str, dict[str, str]]:
     """folder -> the template's environment for that function, resolved the way `parley dev` does."""
-    from parley_local.template import load_stack
+    from parley_local.gateway.template import load_stack
 
     stack = load_stack(ROOT / "template.yaml", stack_name="bench")
     return {

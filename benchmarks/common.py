@@ -19,14 +19,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-LAYER = ROOT / "layers" / "common" / "python"
-for _p in (str(ROOT), str(LAYER)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+from parley_testing.template import LAYER, ROOT  # noqa: F401  (ROOT, LAYER: for the benchmarks)
+
+# The layer is Lambda's /opt/python, not an installed package: it goes on sys.path as Lambda (and
+# pytest's `pythonpath`) puts it, for the benchmarks that run handlers in this process.
+if str(LAYER) not in sys.path:
+    sys.path.insert(0, str(LAYER))
 
 TABLE_ENV = dict(
     CONNECTIONS_TABLE="test-ConnectionsTable", MEMBERSHIPS_TABLE="test-MembershipsTable",
@@ -65,7 +65,8 @@ def time_chat_message(room: str = "bench") -> tuple[float, float, dict[str, Any]
     from the DynamoDB calls around it) and the reply frame.
     """
     from parley.sender import ManagementApiSender
-    from tests.support import connection_id, load_function, message_event
+    from parley_testing.functions import load_function
+    from parley_testing.lambda_events import connection_id, message_event
 
     timings: list[float] = []
     original_send = ManagementApiSender.send
@@ -89,28 +90,11 @@ def time_chat_message(room: str = "bench") -> tuple[float, float, dict[str, Any]
     return elapsed, max(timings), json.loads(response["body"])
 
 
-def start_moto() -> tuple[subprocess.Popen, str]:
-    """moto's DynamoDB server on 127.0.0.1 (a separate process, reached over HTTP as on AWS)."""
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if "Running on" in line:
-            url = line.split("Running on")[1].split()[0].strip()
-            # keep draining its output so it never blocks on a full pipe
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-            return proc, url
-    proc.kill()
-    raise RuntimeError("moto server did not start")
-
-
 class ConnectionsStandIn:
-    """tests/fake_connections_api.py in its own process; counts the PostToConnection calls it served."""
+    """`parley_testing.fake_connections_api` in its own process; counts the PostToConnection calls it served."""
 
     def __init__(self, latency_ms: float = 0.0) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fake_connections_api", "--latency-ms", str(latency_ms)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "parley_testing.fake_connections_api", "--latency-ms", str(latency_ms)],
                                      cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -190,7 +174,7 @@ class TableInfo:
 
 
 def table_infos() -> dict[str, TableInfo]:
-    from tests.support import load_template
+    from parley_testing.template import load_template
 
     infos = {}
     for logical_id, resource in load_template()["Resources"].items():

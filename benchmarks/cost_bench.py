@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from common import (  # noqa: E402  (sets the environment before parley is imported)
     LAMBDA_MEMORY_GB, PRICE_APIGW_MESSAGE, PRICE_LAMBDA_ARM_GB_S, PRICE_LAMBDA_REQUEST, PRICE_RRU, PRICE_WRU,
-    CapacityRecorder, ConnectionsStandIn, Context, median, start_moto,
+    CapacityRecorder, ConnectionsStandIn, Context, median,
 )
 
 import os  # noqa: E402
@@ -42,7 +39,7 @@ def lambda_cost(seconds: float) -> float:
 def seed_others(count: int, per_room: int, first_id: int) -> float:
     """`count` connections, each in one of count/per_room other rooms, written as the store writes them."""
     from parley.tables import Connection, Membership, MEMBER_PREFIX
-    from tests.support import connection_id
+    from parley_testing.lambda_events import connection_id
 
     started = time.perf_counter()
     now = int(time.time() * 1000)
@@ -63,7 +60,8 @@ def scenario(recorder: CapacityRecorder, api: ConnectionsStandIn, room_size: int
     import parley.lambda_adapter as adapter
     from parley.ids import iso_now, new_ulid
     from parley.store import ChatMessage, Member
-    from tests.support import connect_event, connection_id, disconnect_event, load_function, message_event
+    from parley_testing.functions import load_function
+    from parley_testing.lambda_events import connect_event, connection_id, disconnect_event, message_event
 
     store = adapter._store
     room = f"cost-{room_size}-{label}"
@@ -162,10 +160,12 @@ def price_rows(data: dict) -> list[dict]:
 def run(others: int) -> dict:
     import boto3
 
-    from tests.support import create_tables_from_template, load_template
+    from parley_testing.moto_process import MotoServer
+    from parley_testing.template import create_tables_from_template, load_template
 
     api = ConnectionsStandIn(0)
-    moto, url = start_moto()
+    moto = MotoServer().start()
+    url = moto.endpoint
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = url
     os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = api.url
     try:
@@ -185,7 +185,7 @@ def run(others: int) -> dict:
         data["prices"] = price_rows(data)
         return data
     finally:
-        moto.terminate()
+        moto.stop()
         api.stop()
 
 

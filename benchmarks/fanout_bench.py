@@ -15,29 +15,21 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import ROOT, start_moto, time_chat_message  # noqa: E402  (also sets the benchmark environment)
-
-
-def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_connections_api", "--latency-ms", str(latency_ms)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
+from common import ConnectionsStandIn, time_chat_message  # sets the benchmark environment before parley is imported
 
 
 def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
     import boto3
 
-    from tests.support import connection_id, create_tables_from_template, load_template
+    from parley_testing.lambda_events import connection_id
+    from parley_testing.moto_process import MotoServer
+    from parley_testing.template import create_tables_from_template, load_template
 
-    proc, url = start_api(latency_ms)
-    moto, dynamodb_url = start_moto()
-    os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = url
+    api = ConnectionsStandIn(latency_ms)
+    moto = MotoServer().start()
+    dynamodb_url = moto.endpoint
+    os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = api.url
     os.environ["FANOUT_MAX_IN_FLIGHT"] = str(max_in_flight)
     try:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
@@ -48,11 +40,10 @@ def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
         for n in range(members):
             adapter._store.add_member(Member("bench", connection_id(n), f"user{n}", f"User {n}", n))
         elapsed, fanout_seconds, reply = time_chat_message("bench")
+        observed = api.max_in_flight()
     finally:
-        moto.terminate()
-        proc.terminate()
-        tail = proc.communicate(timeout=10)[0].strip().splitlines()
-    observed = max((int(line.split()[0].split("=")[1]) for line in tail if line.startswith("max_in_flight")), default=-1)
+        moto.stop()
+        api.stop()
     return {"members": members, "latency_ms": latency_ms, "max_in_flight": max_in_flight, "seconds": elapsed, "fanout_seconds": fanout_seconds,
             "delivered_to": reply["data"].get("deliveredTo"), "observed_in_flight": observed}
 

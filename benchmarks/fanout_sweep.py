@@ -25,16 +25,16 @@ INTEGRATION_TIMEOUT_S = 29.0
 
 
 def child(members: int, latency_ms: float, in_flight: int) -> dict:
-    sys.path.insert(0, str(HERE))
-
     import boto3
 
-    from common import ConnectionsStandIn, patient_dynamodb, start_moto, time_chat_message
+    from common import ConnectionsStandIn, patient_dynamodb, time_chat_message
     from memory_bench import seed
-    from tests.support import create_tables_from_template, load_template
+    from parley_testing.moto_process import MotoServer
+    from parley_testing.template import create_tables_from_template, load_template
 
     api = ConnectionsStandIn(latency_ms)
-    moto, url = start_moto()
+    moto = MotoServer().start()
+    url = moto.endpoint
     os.environ.update(AWS_ENDPOINT_URL_DYNAMODB=url, AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI=api.url,
                       FANOUT_MAX_IN_FLIGHT=str(in_flight))
     try:
@@ -44,7 +44,7 @@ def child(members: int, latency_ms: float, in_flight: int) -> dict:
         elapsed, fanout_seconds, reply = time_chat_message("bench")
         observed = api.max_in_flight()
     finally:
-        moto.terminate()
+        moto.stop()
         api.stop()
     return {"members": members, "latency_ms": latency_ms, "max_in_flight": in_flight, "seconds": elapsed,
             "fanout_seconds": fanout_seconds, "delivered_to": reply["data"].get("deliveredTo"), "observed_in_flight": observed}

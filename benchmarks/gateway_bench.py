@@ -30,11 +30,8 @@ import json
 import os
 import platform
 import re
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,18 +39,12 @@ from typing import Any
 import websockets
 from websockets.asyncio.server import serve
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from benchmarks.dev_process import read_until_ready  # noqa: E402
-from parley_local.tokens import make_token  # noqa: E402
+from parley_local.tokens import make_token
+from parley_testing.dev_process import DevProcess
+from parley_testing.ports import free_port
+from parley_testing.template import ROOT as REPO
 
 PING = json.dumps({"type": "ping"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], p: float) -> float:
@@ -67,62 +58,45 @@ def stats_ms(values: list[float]) -> dict[str, float]:
 
 
 class Gateway:
-    """`parley dev` in its own process group, with its output kept in a log file."""
+    """`parley dev` (a `DevProcess`: its own process group, its output kept in memory)."""
 
     def __init__(self, args: argparse.Namespace, latency_ms: float):
         self.args = args
         self.latency_ms = latency_ms
         self.stack = f"bench{os.getpid()}l{int(latency_ms)}"
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.ddb_endpoint = ""
-        self.startup_s = 0.0
-        self.log_lines: list[str] = []
-        self.reader: asyncio.Future[None] | None = None
+        self.dev: DevProcess | None = None
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(REPO / "template.yaml"),
-               "--port", str(free_port()), "--post-latency-ms", f"{self.latency_ms:g}", "--stack-name", self.stack, "--quiet"]
-        self.proc = subprocess.Popen(cmd, cwd=self.args.repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        started = time.monotonic()
-        assert self.proc.stdout is not None
+        self.dev = DevProcess(["--template", str(REPO / "template.yaml"), "--port", str(free_port()),
+                               "--post-latency-ms", f"{self.latency_ms:g}", "--stack-name", self.stack, "--quiet"],
+                              cwd=Path(self.args.repo))
         try:
-            self.url, self.ddb_endpoint = read_until_ready(self.proc.stdout, 120, self.log_lines.append)
-        except EOFError:
-            raise SystemExit("parley dev exited:\n" + "".join(self.log_lines[-30:])) from None
-        if not self.url:
-            self.kill()
-            raise SystemExit("parley dev did not become ready within 120 s")
-        self.startup_s = time.monotonic() - started
-        stdout = self.proc.stdout
-        self.reader = asyncio.get_running_loop().run_in_executor(None, lambda: self.log_lines.extend(stdout))
+            self.dev.wait_ready(120)
+        except AssertionError as exc:
+            self.dev.kill()
+            raise SystemExit(f"parley dev did not become ready: {exc}") from None
 
     def ws(self, token: str) -> str:
-        return f"{self.url}?token={token}"
+        assert self.dev is not None
+        return f"{self.dev.ws_url}?token={token}"
 
     async def interrupt(self, timeout: float = 90.0) -> dict[str, Any]:
         """Ctrl-C as a terminal sends it (the whole process group); time until the process has exited."""
-        assert self.proc is not None
+        assert self.dev is not None
         t = time.perf_counter()
-        os.killpg(self.proc.pid, signal.SIGINT)
+        self.dev.interrupt()
         try:
-            code = await asyncio.to_thread(self.proc.wait, timeout)
+            code = await asyncio.to_thread(self.dev.proc.wait, timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             return {"seconds": None, "exit_code": None}
         seconds = time.perf_counter() - t
-        if self.reader is not None:
-            await asyncio.wait_for(self.reader, 10)
+        await asyncio.to_thread(self.dev.reader.join, 10)
         return {"seconds": seconds, "exit_code": code}
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
+        if self.dev is not None:
+            self.dev.kill()
 
 
 class Listener:
@@ -331,7 +305,7 @@ async def throughput(gw: Gateway, hub: Hub, listeners: list[Listener], rooms: li
 async def run_gateway(args: argparse.Namespace, latency_ms: float, first: bool) -> dict[str, Any]:
     gw = Gateway(args, latency_ms)
     gw.start()
-    out: dict[str, Any] = {"latency_ms": latency_ms, "startup_s": gw.startup_s}
+    out: dict[str, Any] = {"latency_ms": latency_ms, "startup_s": gw.dev.ready_s}
     listeners: list[Listener] = []
     seeded: list[str] = []
     try:
@@ -375,22 +349,22 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, first: bool) 
 
             rooms = [f"talk-{k}-{int(time.time())}" for k in range(args.rooms)]
             seeded += rooms
-            await asyncio.to_thread(seed_rooms, gw.ddb_endpoint, gw.stack, {r: len(listeners) // args.rooms for r in rooms})
+            await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, {r: len(listeners) // args.rooms for r in rooms})
             out["throughput"] = await throughput(gw, hub, listeners, rooms, args.messages)
             print(f"  {out['throughput']['deliveries']} deliveries in {out['throughput']['seconds']:.2f} s", flush=True)
 
         room = f"fanout-{int(time.time())}"
         seeded.append(room)
-        await asyncio.to_thread(seed_rooms, gw.ddb_endpoint, gw.stack, {room: 0})
+        await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, {room: 0})
         out["fanout"] = await fanout(gw, hub, listeners, room, args.fanout_repeat)
         print(f"  fan-out to {len(listeners)}, +{latency_ms:g} ms: last delivery {out['fanout']['last_ms_median']:.0f} ms (median of {args.fanout_repeat})", flush=True)
 
         # Ctrl-C with the listeners open but in no room: each `$disconnect` of a member queries its
         # rooms in moto (O(room) each, O(N^2) for N members of one room), which is not the gateway's time.
-        await asyncio.to_thread(unseed_rooms, gw.ddb_endpoint, gw.stack, seeded)
+        await asyncio.to_thread(unseed_rooms, gw.dev.dynamodb_endpoint, gw.stack, seeded)
         await asyncio.sleep(0.5)
 
-        ids = set(await asyncio.to_thread(listener_ids, gw.ddb_endpoint, gw.stack))
+        ids = set(await asyncio.to_thread(listener_ids, gw.dev.dynamodb_endpoint, gw.stack))
         closed_before = sum(lst.task.done() for lst in listeners)
         t = time.perf_counter()
         stop = asyncio.create_task(gw.interrupt())
@@ -399,7 +373,7 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, first: bool) 
         codes = collections.Counter(lst.ws.close_code for lst in listeners)
         out["shutdown"] = {**await stop, "open_sockets": len(listeners) - closed_before, "all_closed_s": all_closed_s,
                            "close_codes": {str(k): v for k, v in codes.items()},
-                           "disconnects": len(ids & disconnected_1001(gw.log_lines))}
+                           "disconnects": len(ids & disconnected_1001(gw.dev.lines))}
         print(f"  Ctrl-C with {out['shutdown']['open_sockets']} sockets open: exited {out['shutdown']['exit_code']} "
               f"after {out['shutdown']['seconds']:.1f} s", flush=True)
     finally:

@@ -31,10 +31,7 @@ import json
 import os
 import platform
 import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -44,18 +41,11 @@ from typing import Any
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from benchmarks.dev_process import read_until_ready  # noqa: E402
-from parley_local.tokens import make_token  # noqa: E402
+from parley_local.tokens import make_token
+from parley_testing.dev_process import DevProcess
+from parley_testing.ports import free_port
 
 CHAT_ALLOWANCE = 30  # template default ChatRateLimit per RateWindowSeconds (10 s)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], p: float) -> float:
@@ -69,62 +59,45 @@ def pct(values: list[float], p: float) -> float:
 
 
 class DevServer:
-    """`parley dev --quiet` on a free 127.0.0.1 port, its output drained to a log file."""
+    """`parley dev --quiet` on a free 127.0.0.1 port (a `DevProcess`), its output in a log file;
+    counts handler errors and tracebacks in it."""
 
     def __init__(self, log_path: str, stack: str):
         self.log_path = log_path
         self.stack = stack
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.ddb_endpoint = ""
+        self.dev: DevProcess | None = None
         self.lines = collections.Counter()
 
+    def _count(self, line: str) -> None:
+        if '"level":"ERROR"' in line:
+            self.lines["handler_error"] += 1
+        elif "Traceback" in line:  # e.g. moto answering a request with a 500 (botocore retries it)
+            self.lines["traceback"] += 1
+        elif '"level":"WARNING"' in line:
+            self.lines["handler_warning"] += 1
+
     def start(self, timeout: float = 120) -> float:
-        cmd = [sys.executable, "-m", "parley_local.cli", "dev", "--host", "127.0.0.1", "--port", str(free_port()),
-               "--stack-name", self.stack, "--quiet"]
-        started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        assert self.proc.stdout is not None
-        log = open(self.log_path, "w")
+        self._log = log = open(self.log_path, "w")
+        self.dev = DevProcess(["--host", "127.0.0.1", "--port", str(free_port()), "--stack-name", self.stack, "--quiet"],
+                              log=log, on_line=self._count)
         try:
-            self.url, self.ddb_endpoint = read_until_ready(self.proc.stdout, timeout, log.write)
-        except EOFError:
-            raise SystemExit(f"parley dev exited; see {self.log_path}") from None
-        if not self.url:
+            self.dev.wait_ready(timeout)
+        except AssertionError:
             self.stop()
-            raise SystemExit(f"parley dev did not become ready within {timeout:.0f} s")
-
-        def drain() -> None:
-            for line in self.proc.stdout:  # type: ignore[union-attr]
-                log.write(line)
-                if '"level":"ERROR"' in line:
-                    self.lines["handler_error"] += 1
-                elif "Traceback" in line:  # e.g. moto answering a request with a 500 (botocore retries it)
-                    self.lines["traceback"] += 1
-                elif '"level":"WARNING"' in line:
-                    self.lines["handler_warning"] += 1
-            log.close()
-
-        threading.Thread(target=drain, daemon=True).start()
-        return time.monotonic() - started
+            raise SystemExit(f"parley dev did not become ready within {timeout:.0f} s; see {self.log_path}") from None
+        return self.dev.ready_s
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        except ProcessLookupError:
-            pass
+        if self.dev is not None:
+            self.dev.stop(signal.SIGINT, 30)
+            self.dev.reader.join(5)
+            self._log.close()
 
     def stored(self, rooms: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The messages stored per room (one paginated Query each; no Scan)."""
         import boto3
 
-        ddb = boto3.client("dynamodb", endpoint_url=self.ddb_endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        ddb = boto3.client("dynamodb", endpoint_url=self.dev.dynamodb_endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
         table = next(n for n in ddb.list_tables()["TableNames"] if n.startswith(self.stack + "-") and n.endswith("MessagesTable"))
         out = {}
         for room in rooms:
@@ -222,7 +195,7 @@ class Bench:
             conn = Conn(idx, user, room)
             t = time.perf_counter()
             conn.ws = await websockets.connect(
-                f"{self.server.url}?token={make_token(user, user.upper(), 3600)}",
+                f"{self.server.dev.ws_url}?token={make_token(user, user.upper(), 3600)}",
                 open_timeout=120, compression=None, max_queue=None, ping_interval=None, close_timeout=5,
             )
             conn.task = asyncio.create_task(conn.read())

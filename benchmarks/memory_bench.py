@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import ConnectionsStandIn, patient_dynamodb, start_moto  # noqa: E402
+from common import ConnectionsStandIn, patient_dynamodb  # sets the benchmark environment before parley is imported
 
 MEMORY_SIZE_MB = 256  # template.yaml Globals
 
@@ -29,7 +27,8 @@ def child(function: str, room: str, members: int, base: int) -> None:
     import resource
 
     from common import Context
-    from tests.support import connection_id, disconnect_event, load_function, message_event
+    from parley_testing.functions import load_function
+    from parley_testing.lambda_events import connection_id, disconnect_event, message_event
 
     patient_dynamodb()
     app = load_function(function)
@@ -53,7 +52,7 @@ def seed(room: str, members: int, base: int) -> None:
     from datetime import timedelta
 
     from parley.tables import MEMBER_PREFIX, Connection, Membership
-    from tests.support import connection_id
+    from parley_testing.lambda_events import connection_id
 
     now, ttl = int(time.time() * 1000), timedelta(seconds=7500)
     with Connection.batch_write() as connections, Membership.batch_write() as memberships:
@@ -67,10 +66,12 @@ def seed(room: str, members: int, base: int) -> None:
 def run(sizes: list[int]) -> dict:
     import boto3
 
-    from tests.support import create_tables_from_template, load_template
+    from parley_testing.moto_process import MotoServer
+    from parley_testing.template import create_tables_from_template, load_template
 
     api = ConnectionsStandIn(0)
-    moto, url = start_moto()
+    moto = MotoServer().start()
+    url = moto.endpoint
     env = {**os.environ, "AWS_ENDPOINT_URL_DYNAMODB": url, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": api.url}
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = url
     runs = []
@@ -88,7 +89,7 @@ def run(sizes: list[int]) -> dict:
                 raise RuntimeError(out.stderr[-3000:])
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     finally:
-        moto.terminate()
+        moto.stop()
         api.stop()
     peak = max(r["peak_mb"] for r in runs)
     return {"memory_size_mb": MEMORY_SIZE_MB, "runs": runs, "peak_mb": peak, "headroom": MEMORY_SIZE_MB / peak}

@@ -1,6 +1,6 @@
 """Parley developer tooling: the `parley` CLI and the local API Gateway WebSocket emulator.
 
-The gateway core (template, events, routing, lambda_runtime, connections_api,
-server, dynamodb_local) is generic to any SAM WebSocket template; everything
-Parley-specific lives in `parley_dev` and `cli`.
+`gateway/` is the emulator, generic to any SAM WebSocket template; `local_aws/` runs the AWS
+services the functions call. Everything Parley-specific is `parley_extras`, `tokens`,
+`connection_check` and `cli`.
 """

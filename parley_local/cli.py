@@ -1,8 +1,8 @@
 """The `parley` command: `parley dev` (the local gateway), `parley token`, `parley test-connection`.
 
-Why the CLI holds the glue: the gateway core is generic; this is where the
-Parley defaults (stack name, dev secret seeding, client routes, the token
-hint in the banner) are wired in.
+Why the CLI holds the glue: the gateway is generic; this is where Parley's
+extras (`parley_extras.ParleyExtras`: client files, dev tokens, the dev
+secret) and defaults are plugged into it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .console import Console
-from .template import TemplateError, load_stack
+from .gateway.console import Console
+from .gateway.template import TemplateError, load_stack
 from .tokens import DEFAULT_TTL_S, make_token
 
 
@@ -90,7 +90,7 @@ def _raise_open_file_limit() -> None:
 async def run_dev(args: argparse.Namespace) -> int:
     """`parley dev`. Exit status: 0 after a clean stop (Ctrl-C or SIGTERM, also during start-up), 1 when
     the gateway cannot start, 2 for a bad template, 130 when a second Ctrl-C forces the exit."""
-    console = Console()
+    console = Console(invocations=not args.quiet)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -105,8 +105,8 @@ async def run_dev(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
-    from . import parley_dev
-    from .server import Gateway, GatewayConfig
+    from . import parley_extras
+    from .gateway.server import Gateway, GatewayConfig
 
     template = Path(args.template)
     if not template.is_file():
@@ -115,9 +115,9 @@ async def run_dev(args: argparse.Namespace) -> int:
     overrides = _parameter_overrides(args.parameter_overrides)
     try:
         stack = load_stack(template, args.stack_name, overrides)
-        origins = parley_dev.local_origins(stack, overrides, args.host, args.port)
+        origins = parley_extras.local_origins(stack, overrides, args.host, args.port)
         if origins is not None:  # the browser page is served by this gateway, on this port
-            stack = load_stack(template, args.stack_name, {**overrides, parley_dev.ORIGINS_PARAMETER: origins})
+            stack = load_stack(template, args.stack_name, {**overrides, parley_extras.ORIGINS_PARAMETER: origins})
         stack.api  # noqa: B018 - fail early without a WebSocket API
     except TemplateError as exc:
         print(f"parley dev: {exc}", file=sys.stderr)
@@ -130,14 +130,7 @@ async def run_dev(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency, prewarm=not args.no_prewarm,
         dynamodb_endpoint=args.dynamodb_endpoint, moto_mode=args.moto_mode,
     )
-    gateway: Gateway | None = None
-    gateway = Gateway(
-        stack, config, console,
-        extra_routes=parley_dev.client_routes(lambda: gateway, template.resolve().parent / "client"),  # type: ignore[arg-type,return-value]
-        before_serving=[parley_dev.seed_jwt_secret],
-    )
-    if args.quiet:
-        console.invocation = lambda *a, **k: None  # type: ignore[method-assign]
+    gateway = Gateway(stack, config, console, extras=parley_extras.ParleyExtras(template.resolve().parent / "client"))
     _raise_open_file_limit()
     if stop.is_set():
         return 0
@@ -162,7 +155,7 @@ async def run_dev(args: argparse.Namespace) -> int:
             print(f"parley dev: cannot start: {exc}", file=sys.stderr)
             return 1
         raise exc
-    for line in gateway.banner() + parley_dev.banner(gateway):
+    for line in gateway.banner():
         console.line(line)
     console.line(f"Ready on {gateway.ws_url}  (Ctrl-C to stop)")
     await stopped
@@ -175,9 +168,9 @@ async def run_dev(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "test-connection":
-        from .test_connection import main as test_connection_main  # written by the client engineer
+        from .connection_check import main as connection_check
 
-        return int(test_connection_main(argv[1:]) or 0)
+        return int(connection_check(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     if args.command == "token":
         try:

@@ -13,7 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from browser_support import ARTIFACTS, CHROMIUM_ARGS, REPO, Gateway, MotoServer, free_port
+from parley_testing.browser import ARTIFACTS, CHROMIUM_ARGS, DevGateway
+from parley_testing.moto_process import MotoServer
+from parley_testing.ports import free_port
+from parley_testing.template import ROOT as REPO
 
 
 def _require_gateway() -> None:
@@ -36,25 +39,25 @@ def log_dir(artifacts: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def moto(log_dir: Path) -> Iterator[MotoServer]:
-    server = MotoServer(log_dir).start()
+    server = MotoServer(log_dir / "moto.log").start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def gateway(log_dir: Path, moto: MotoServer) -> Iterator[Gateway]:
+def gateway(log_dir: Path, moto: MotoServer) -> Iterator[DevGateway]:
     """One `parley dev` for the tests that do not restart it."""
     _require_gateway()
-    gw = Gateway(free_port(), log_dir, moto.endpoint).start()
+    gw = DevGateway(free_port(), log_dir, moto.endpoint).start()
     yield gw
     gw.stop()
 
 
 @pytest.fixture
-def restartable_gateway(log_dir: Path, moto: MotoServer) -> Iterator[Gateway]:
+def restartable_gateway(log_dir: Path, moto: MotoServer) -> Iterator[DevGateway]:
     """A `parley dev` of the test's own, which the test stops and starts."""
     _require_gateway()
-    gw = Gateway(free_port(), log_dir, moto.endpoint).start()
+    gw = DevGateway(free_port(), log_dir, moto.endpoint).start()
     yield gw
     gw.stop()
 
@@ -63,10 +66,10 @@ def restartable_gateway(log_dir: Path, moto: MotoServer) -> Iterator[Gateway]:
 def make_gateway(log_dir: Path, moto: MotoServer) -> Iterator:
     """Start more gateways on the same moto DynamoDB."""
     _require_gateway()
-    started: list[Gateway] = []
+    started: list[DevGateway] = []
 
-    def make() -> Gateway:
-        gw = Gateway(free_port(), log_dir, moto.endpoint).start()
+    def make() -> DevGateway:
+        gw = DevGateway(free_port(), log_dir, moto.endpoint).start()
         started.append(gw)
         return gw
 

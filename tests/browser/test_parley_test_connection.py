@@ -8,8 +8,11 @@ import time
 
 import jwt
 
-from browser_support import REPO, Gateway, free_port
-from parley_local import test_connection as tc
+from parley_local import connection_check as tc
+from parley_local.tokens import DEV_SECRET_DEFAULT, make_token
+from parley_testing.browser import DevGateway
+from parley_testing.ports import free_port
+from parley_testing.template import ROOT as REPO
 
 STEPS = [
     "connect",
@@ -20,7 +23,7 @@ STEPS = [
 ]
 
 
-def test_passes_against_the_local_gateway(gateway: Gateway, capsys):
+def test_passes_against_the_local_gateway(gateway: DevGateway, capsys):
     rc = tc.main([gateway.ws, "--user", "tc-user", "--timeout", "15"])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -30,14 +33,14 @@ def test_passes_against_the_local_gateway(gateway: Gateway, capsys):
     assert "dev token for 'tc-user' from the local gateway" in out
 
 
-def test_signed_dev_token_works_too(gateway: Gateway, capsys):
-    token = tc.sign_dev_token("signed-user", "Signed User")
+def test_signed_dev_token_works_too(gateway: DevGateway, capsys):
+    token = make_token("signed-user", "Signed User")
     rc = tc.main([gateway.ws, "--token", token])
     out = capsys.readouterr().out
     assert rc == 0, out
 
 
-def test_cli_entry_point(gateway: Gateway):
+def test_cli_entry_point(gateway: DevGateway):
     proc = subprocess.run(
         [sys.executable, "-m", "parley_local.cli", "test-connection", gateway.ws],
         cwd=REPO,
@@ -49,16 +52,16 @@ def test_cli_entry_point(gateway: Gateway):
     assert proc.stdout.count("PASS") >= len(STEPS)
 
 
-def test_bad_token_fails_with_401(gateway: Gateway, capsys):
+def test_bad_token_fails_with_401(gateway: DevGateway, capsys):
     rc = tc.main([gateway.ws, "--token", "not-a-jwt"])
     out = capsys.readouterr().out
     assert rc != 0
     assert "FAIL  connect" in out and "401" in out, out
 
 
-def test_expired_or_wrongly_signed_token_fails(gateway: Gateway, capsys):
+def test_expired_or_wrongly_signed_token_fails(gateway: DevGateway, capsys):
     now = int(time.time())
-    expired = jwt.encode({"sub": "old", "iat": now - 7200, "exp": now - 3600}, tc.DEFAULT_SECRET, algorithm="HS256")
+    expired = jwt.encode({"sub": "old", "iat": now - 7200, "exp": now - 3600}, DEV_SECRET_DEFAULT, algorithm="HS256")
     assert tc.main([gateway.ws, "--token", expired]) != 0
     wrong = jwt.encode({"sub": "x", "iat": now, "exp": now + 600}, "some-other-secret-that-is-long-enough-for-hs256", algorithm="HS256")
     assert tc.main([gateway.ws, "--token", wrong]) != 0

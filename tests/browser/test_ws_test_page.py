@@ -6,7 +6,7 @@ import json
 import time
 import urllib.request
 
-from browser_support import Gateway, open_ws_test
+from parley_testing.browser import DevGateway, open_ws_test
 
 from websockets.sync.client import connect as ws_connect
 
@@ -19,7 +19,7 @@ def _wait_message(page, text: str, timeout_ms: int = 15_000) -> None:
     page.locator("#messages li .text", has_text=text).first.wait_for(timeout=timeout_ms)
 
 
-def test_gateway_serves_client_and_page(gateway: Gateway):
+def test_gateway_serves_client_and_page(gateway: DevGateway):
     with urllib.request.urlopen(f"{gateway.http}/parley-client.js", timeout=5) as res:
         body = res.read().decode()
         assert "export class ParleyClient" in body
@@ -28,7 +28,7 @@ def test_gateway_serves_client_and_page(gateway: Gateway):
         assert "import { ParleyClient } from '/parley-client.js'" in res.read().decode()
 
 
-def test_two_pages_chat_in_one_room(context, gateway: Gateway, room_id: str):
+def test_two_pages_chat_in_one_room(context, gateway: DevGateway, room_id: str):
     alice = open_ws_test(context, gateway, "alice", room_id)
     bob = open_ws_test(context, gateway, "bob", room_id)
 
@@ -59,7 +59,7 @@ def test_two_pages_chat_in_one_room(context, gateway: Gateway, room_id: str):
     assert alice.errors == [] and bob.errors == []
 
 
-def test_every_frame_is_logged_and_raw_frames_work(context, gateway: Gateway):
+def test_every_frame_is_logged_and_raw_frames_work(context, gateway: DevGateway):
     page = open_ws_test(context, gateway, "rawuser")
     page.click("#echo")
     page.locator("#log li.in", has_text='"message_response"').wait_for()
@@ -73,7 +73,7 @@ def test_every_frame_is_logged_and_raw_frames_work(context, gateway: Gateway):
     assert page.errors == []
 
 
-def _send_as(gw: Gateway, user: str, room: str, texts: list[str], timeout_s: float = 15) -> list[str]:
+def _send_as(gw: DevGateway, user: str, room: str, texts: list[str], timeout_s: float = 15) -> list[str]:
     """Join `room` as `user` over a plain WebSocket and post `texts`; returns their messageIds."""
     ids = []
     with ws_connect(f"{gw.ws}?token={gw.token(user)}", open_timeout=timeout_s) as ws:
@@ -96,7 +96,7 @@ def _send_as(gw: Gateway, user: str, room: str, texts: list[str], timeout_s: flo
     return ids
 
 
-def test_page_reconnects_after_gateway_restart_and_shows_missed_messages(context, restartable_gateway: Gateway, make_gateway, room_id: str):
+def test_page_reconnects_after_gateway_restart_and_shows_missed_messages(context, restartable_gateway: DevGateway, make_gateway, room_id: str):
     gw = restartable_gateway
     alice = open_ws_test(context, gw, "alice", room_id)
     sockets = []
@@ -135,7 +135,7 @@ def test_page_reconnects_after_gateway_restart_and_shows_missed_messages(context
     assert alice.errors == []
 
 
-def test_refused_token_is_not_retried(context, gateway: Gateway):
+def test_refused_token_is_not_retried(context, gateway: DevGateway):
     page = context.new_page()
     attempts = []
     page.on("websocket", lambda ws: attempts.append(ws.url))
@@ -150,7 +150,7 @@ def test_refused_token_is_not_retried(context, gateway: Gateway):
     assert page.locator("#attempts").inner_text() == "0"
 
 
-def test_ws_test_screenshot(context, gateway: Gateway, artifacts, room_id: str):
+def test_ws_test_screenshot(context, gateway: DevGateway, artifacts, room_id: str):
     bob = open_ws_test(context, gateway, "bob", room_id)
     alice = open_ws_test(context, gateway, "alice", room_id)
     alice.locator("#participants li[data-user-id=bob]").wait_for()

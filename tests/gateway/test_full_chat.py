@@ -11,8 +11,8 @@ from typing import Any, Callable, Iterator
 import pytest
 import websockets
 
-from tests.gateway.conftest import RunningGateway
 from parley_local.tokens import make_token
+from parley_testing.gateway_thread import RunningGateway
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"

@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 import websockets
 
-from tests.gateway.conftest import RunningGateway, wait_for
-from test_gw_websocket import closed_with, connect, my_id, request
+from parley_testing.gateway_thread import RunningGateway
+from parley_testing.waiting import wait_for
+from parley_testing.fixture_clients import closed_with, connect, my_id, request
 
 
 async def test_post_get_delete_with_stage(gw: RunningGateway):
@@ -140,7 +141,7 @@ async def test_fanout_results_include_gone(gw: RunningGateway):
 
 
 async def test_shutdown_runs_disconnect_for_open_sockets(tmp_path):
-    from tests.gateway.conftest import SMALL_TEMPLATE, RunningGateway as RG
+    from parley_testing.gateway_thread import SMALL_TEMPLATE, RunningGateway as RG
 
     g = RG(SMALL_TEMPLATE, tmp_path, prewarm=False).start()
     try:

@@ -39,8 +39,9 @@ from websockets.protocol import State as WsState
 from websockets.sync.client import ClientConnection, connect
 
 from parley_local.tokens import make_token
-from parley_local.ws_limits import FRAME_LIMIT
-from tests.gateway.conftest import RunningGateway, wait_for
+from parley_local.gateway.ws_limits import FRAME_LIMIT
+from parley_testing.gateway_thread import RunningGateway
+from parley_testing.waiting import wait_for
 from tests.handlers.test_properties import (
     assert_one_error,
     assert_tables,

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,10 +17,13 @@ import jwt
 import pytest
 import websockets
 
-from tests.gateway.conftest import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway, wait_for
-from parley_local.dynamodb_local import LocalAws
+from parley_local.local_aws.moto_services import LocalAws
+from parley_testing.gateway_thread import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway
+from parley_testing.dev_process import DevProcess
+from parley_testing.dev_process import group_pids as _group_pids
+from parley_testing.waiting import wait_for
 from parley_local.tokens import DEV_SECRET_DEFAULT
-from test_gw_websocket import closed_with, connect, my_id, request
+from parley_testing.fixture_clients import closed_with, connect, my_id, request
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,21 +137,11 @@ def test_parley_token():
 
 
 async def test_parley_dev_banner_and_ctrl_c(tmp_path: Path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(SMALL_TEMPLATE), "--port", "0",
-         "--stage", "dev", "--no-prewarm", "--parameter-overrides", f"RecordDir={tmp_path}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    lines: list[str] = []
+    dev = small_template_dev(tmp_path, "--stage", "dev", "--no-prewarm")
+    proc = dev.proc
     try:
-        def ready() -> str | None:
-            line = proc.stdout.readline()
-            lines.append(line)
-            m = re.match(r"Ready on (ws://\S+)", line)
-            return m.group(1) if m else None
-
-        url = await asyncio.to_thread(wait_for, ready, 30.0, 0.0)
-        banner = "".join(lines)
+        url = await asyncio.to_thread(dev.wait_ready, 30.0)
+        banner = "".join(dev.lines)
         assert re.search(r"^ws://127\.0\.0\.1:\d+/dev$", url)
         assert f"WebSocket:     {url}" in banner
         assert re.search(r"\$disconnect\s+->\s+DisconnectFunction", banner)
@@ -162,81 +154,21 @@ async def test_parley_dev_banner_and_ctrl_c(tmp_path: Path):
         code, reason = await closed_with(ws, 15)
         assert (code, reason) == (1001, "Going away")
         assert await asyncio.to_thread(proc.wait, 20) == 0
-        rest = proc.stdout.read()
+        rest = dev.output()
         assert "Stopped." in rest
         assert re.search(rf"\$disconnect\s+{re.escape(conn_id)}.*\(close 1001\)", rest)
         rec = [p for p in tmp_path.glob(f"{conn_id}.DISCONNECT.*.json")]
         assert rec and json.loads(rec[0].read_text())["event"]["requestContext"]["disconnectStatusCode"] == 1001
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        dev.kill()
 
 
 # -- Ctrl-C --------------------------------------------------------------------------
 
 
-def _group_pids(pgid: int) -> list[int]:
-    """Live processes of a process group (Linux /proc; zombies excluded)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-class DevProcess:
-    """`parley dev` on the small fixture template, in its own process group like a terminal job.
-
-    A thread collects its output, so that every wait on it is bounded even if it hangs silently."""
-
-    def __init__(self, tmp_path: Path, *extra: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(SMALL_TEMPLATE), "--port", "0",
-             "--parameter-overrides", f"RecordDir={tmp_path}", *extra],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
-        self.reader.start()
-        self._seen = 0
-
-    def read_until(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
-        def match() -> re.Match[str] | None:
-            while self._seen < len(self.lines):
-                m = re.search(pattern, self.lines[self._seen])
-                self._seen += 1
-                if m:
-                    return m
-            if self.proc.poll() is not None and not self.reader.is_alive() and self._seen >= len(self.lines):
-                raise AssertionError(f"parley dev exited before {pattern!r}:\n" + "".join(self.lines))
-            return None
-
-        return wait_for(match, timeout, 0.02, what=pattern)
-
-    def interrupt(self, whole_group: bool, sig: int = signal.SIGINT) -> None:
-        """Ctrl-C: a terminal signals the whole foreground process group (workers and moto too)."""
-        if whole_group:
-            os.killpg(self.proc.pid, sig)
-        else:
-            os.kill(self.proc.pid, sig)
-
-    def output(self) -> str:
-        self.reader.join(5)
-        return "".join(self.lines)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        for pid in _group_pids(self.proc.pid):  # nothing may outlive the test
-            os.kill(pid, signal.SIGKILL)
+def small_template_dev(tmp_path: Path, *extra: str) -> DevProcess:
+    """`parley dev` on the small fixture template, its handlers recording under `tmp_path`."""
+    return DevProcess(["--template", str(SMALL_TEMPLATE), "--port", "0", "--parameter-overrides", f"RecordDir={tmp_path}", *extra])
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
@@ -246,7 +178,7 @@ class DevProcess:
     ids=["ctrl-c-to-process-group", "sigint-to-gateway-only", "sigterm-to-process-group"],
 )
 async def test_one_ctrl_c_stops_promptly_and_runs_every_disconnect(tmp_path: Path, sig: int, whole_group: bool):
-    dev = DevProcess(tmp_path)  # prewarmed: worker processes are in the group when Ctrl-C arrives
+    dev = small_template_dev(tmp_path)  # prewarmed: worker processes are in the group when Ctrl-C arrives
     try:
         await asyncio.to_thread(dev.read_until, r"DynamoDB:.*\(moto, subprocess pid \d+\)")
         url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)
@@ -274,7 +206,7 @@ async def test_one_ctrl_c_stops_promptly_and_runs_every_disconnect(tmp_path: Pat
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
 async def test_ctrl_c_during_start_up_stops_what_had_started(tmp_path: Path):
-    dev = DevProcess(tmp_path)
+    dev = small_template_dev(tmp_path)
     try:
         await asyncio.to_thread(dev.read_until, r"Starting the local gateway")
         await asyncio.sleep(0.3)  # moto and the workers are starting
@@ -290,7 +222,7 @@ async def test_ctrl_c_during_start_up_stops_what_had_started(tmp_path: Path):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
 async def test_second_ctrl_c_forces_exit_130_and_leaves_nothing_running(tmp_path: Path):
-    dev = DevProcess(tmp_path)
+    dev = small_template_dev(tmp_path)
     try:
         url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)
         ws = await websockets.connect(url, open_timeout=10)
@@ -309,7 +241,7 @@ async def test_second_ctrl_c_forces_exit_130_and_leaves_nothing_running(tmp_path
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
 async def test_nothing_outlives_a_killed_gateway(tmp_path: Path):
     """Workers and moto ignore SIGINT/SIGTERM, so they must leave by themselves when the gateway is gone."""
-    dev = DevProcess(tmp_path)
+    dev = small_template_dev(tmp_path)
     try:
         url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)
         ws = await websockets.connect(url, open_timeout=10)

@@ -14,11 +14,11 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketMessageEventModel,
 )
 
-from parley_local import authorizer as authz
-from parley_local.cfn import Resolver
-from parley_local.events import ConnectionInfo, authorizer_event, aws_id, clf_time, connect_event, disconnect_event, message_event
-from parley_local.routing import RouteSelector
-from parley_local.template import load_stack
+from parley_local.gateway import authorizer as authz
+from parley_local.gateway.cfn import Resolver
+from parley_local.gateway.events import ConnectionInfo, authorizer_event, aws_id, clf_time, connect_event, disconnect_event, message_event
+from parley_local.gateway.routing import RouteSelector
+from parley_local.gateway.template import load_stack
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ID_RE = re.compile(r"^[A-Za-z0-9+/]{15}=$")
@@ -192,7 +192,7 @@ class _FakeWorker:
         self.init_error = None
 
     async def invoke(self, event, request_id, timeout_s):
-        from parley_local.lambda_runtime import Invocation
+        from parley_local.gateway.worker_pool import Invocation
 
         await asyncio.sleep(self.seconds)
         return Invocation(request_id, result=event)
@@ -204,8 +204,8 @@ class _FakeWorker:
 def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float):
     from types import SimpleNamespace
 
-    from parley_local import lambda_runtime as lr
-    from parley_local.console import Console
+    from parley_local.gateway import worker_pool as lr
+    from parley_local.gateway.console import Console
 
     monkeypatch.setattr(lr, "BURST_WORKERS", 2)
     monkeypatch.setattr(lr, "_cpu_to_spare", lambda: False)  # as on a busy 2-core machine

@@ -11,34 +11,12 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.gateway.conftest import RunningGateway, wait_for
+from parley_testing.fixture_clients import closed_with, connect, my_id, request
+from parley_testing.gateway_thread import RunningGateway
+from parley_testing.waiting import wait_for
 
 ID_RE = re.compile(r"^[A-Za-z0-9+/]{15}=$")
 CLF_RE = re.compile(r"^\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000$")
-
-
-async def connect(gw: RunningGateway, query: str = "token=allow:alice", **kw):
-    url = gw.ws_url + (f"?{query}" if query else "")
-    return await websockets.connect(url, open_timeout=10, **kw)
-
-
-async def request(ws, payload, timeout: float = 10.0) -> dict:
-    await ws.send(payload if isinstance(payload, str) else json.dumps(payload))
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def my_id(ws) -> str:
-    reply = await request(ws, {"action": "echo"})
-    return reply["requestContext"]["connectionId"]
-
-
-async def closed_with(ws, timeout: float = 5.0) -> tuple[int | None, str | None]:
-    try:
-        await asyncio.wait_for(ws.wait_closed(), timeout)
-    except asyncio.TimeoutError:
-        pytest.fail("the gateway did not close the socket")
-    rcvd = ws.protocol.close_rcvd
-    return (rcvd.code, rcvd.reason) if rcvd else (None, None)
 
 
 # -- handshake -----------------------------------------------------------------------

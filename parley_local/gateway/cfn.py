@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import yaml
 
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
+from ..local_aws.account import ACCOUNT_ID, REGION
+
 PARTITION = "aws"
 
 NO_VALUE = object()  # AWS::NoValue: the enclosing key or list item disappears

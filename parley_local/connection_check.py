@@ -15,16 +15,15 @@ The exit status is 0 when every step passed, 1 when a step failed and 2 when
 it could not connect at all (refused token, nothing listening, ...).
 
 Token: `--token`; otherwise, for a local URL, one from the gateway's
-`/dev/token`; otherwise one signed with the dev secret (`PARLEY_JWT_SECRET`,
-default `parley-dev-secret-not-for-production`). A deployed stack needs
-`--token`.
+`/dev/token`; otherwise one signed with the dev secret (`tokens.make_token`:
+`PARLEY_JWT_SECRET`, default `parley-dev-secret-not-for-production`). A
+deployed stack needs `--token`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import urllib.parse
@@ -32,8 +31,9 @@ import urllib.request
 import uuid
 from typing import Any, Callable
 
+from .tokens import make_token
+
 DEFAULT_URL = "ws://127.0.0.1:3001/local"
-DEFAULT_SECRET = "parley-dev-secret-not-for-production"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 EXIT_OK = 0
@@ -48,14 +48,6 @@ class StepFailed(Exception):
 def _is_local(url: str) -> bool:
     host = urllib.parse.urlsplit(url).hostname or ""
     return host in LOCAL_HOSTS
-
-
-def sign_dev_token(user: str, name: str | None = None, secret: str | None = None, ttl_s: int = 3600) -> str:
-    import jwt  # pyjwt
-
-    now = int(time.time())
-    payload = {"sub": user, "name": name or user, "iat": now, "exp": now + ttl_s}
-    return jwt.encode(payload, secret or os.environ.get("PARLEY_JWT_SECRET") or DEFAULT_SECRET, algorithm="HS256")
 
 
 def fetch_dev_token(ws_url: str, user: str, name: str | None = None, timeout: float = 5.0) -> str:
@@ -284,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:  # noqa: BLE001 (gateway without /dev/token, or down: sign one)
                 token = None
         if not token:
-            token = sign_dev_token(args.user, args.name)
+            try:
+                token = make_token(args.user, args.name, ttl_s=3600)
+            except ValueError as err:
+                out(f"FAIL  connect: --user: {err}")
+                return EXIT_NO_CONNECTION
             out(f"token: signed for {args.user!r} with the dev secret (PARLEY_JWT_SECRET)")
     room = args.room or f"test-connection-{uuid.uuid4().hex[:8]}"
     try:

@@ -1,4 +1,4 @@
-"""Run the template's functions the way Lambda does: warm worker processes, one invocation each at a time.
+"""The Lambda worker pool: run the template's functions the way Lambda does: warm worker processes, one invocation each at a time.
 
 Why subprocesses: each function must see only its own environment variables,
 its own code and layers on sys.path, and must be killable when it exceeds its
@@ -25,58 +25,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from .cfn import REGION
+from ..child_processes import stop_signals_blocked
+from ..local_aws.account import FAKE_CREDENTIALS, REGION
 from .console import Console
 from .template import FunctionSpec
 
-WORKER_SCRIPT = str(Path(__file__).with_name("_lambda_worker.py"))
+WORKER_SCRIPT = str(Path(__file__).with_name("worker_main.py"))
 INIT_TIMEOUT_S = 30.0
 PIPE_LIMIT = 16 * 1024 * 1024
 COLD_START_DELAY_S = 0.1  # how long an invocation waits for a busy warm worker before a cold start begins
 STUCK_S = 0.25  # no invocation finished for this long while one waits: the pool is stuck (slow handlers)
 SCALE_OUT_WAIT_S = 1.0  # a wait this long gets a new worker even while the pool is making progress
 BURST_WORKERS = max(2, os.cpu_count() or 2)  # workers per function started for any wait over COLD_START_DELAY_S
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "ASIALOCALGATEWAYKEY0",
-    "AWS_SECRET_ACCESS_KEY": "local-gateway-fake-secret-access-key",
-    "AWS_SESSION_TOKEN": "local-gateway-fake-session-token",
-}
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def stop_signals_blocked() -> Iterator[None]:
-    """Spawn children with SIGINT and SIGTERM blocked.
-
-    A terminal's Ctrl-C (and a service manager's SIGTERM) reaches the whole process group; the
-    children (workers, moto) ignore both, because the gateway still needs them to run `$disconnect`
-    for every socket, and they exit when the gateway closes their stdin. The blocked mask survives
-    fork and exec, so a signal cannot kill a child while its interpreter starts, before it sets
-    "ignore" itself (then it unblocks them). In this thread a signal is only delayed: pending, and
-    delivered when the mask is restored. The spawn itself (Popen) is synchronous even under
-    `asyncio.create_subprocess_exec`, so overlapping uses only need the last one out to unblock.
-    """
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [s for s in STOP_SIGNALS if s not in before])
 
 
 @dataclass
@@ -136,7 +105,7 @@ class WorkerDied(Exception):
 
 
 class Worker:
-    """One warm execution environment (a `_lambda_worker.py` subprocess)."""
+    """One warm execution environment (a `worker_main.py` subprocess)."""
 
     def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, console: Console):
         self.spec = spec

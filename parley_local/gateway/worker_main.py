@@ -1,6 +1,6 @@
-"""One Lambda execution environment: imports a handler once, then serves invocations one at a time.
+"""The Lambda worker entry point: one execution environment that imports a handler once, then serves invocations one at a time.
 
-Run by `lambda_runtime` as `python -I _lambda_worker.py CONFIG_JSON` (stdlib
+Run by `worker_pool` as `python -I worker_main.py CONFIG_JSON` (stdlib
 only, executed by path, so nothing of the gateway leaks onto the handler's
 sys.path). The IPC channel is newline-delimited JSON: requests on the
 original stdin, replies on the original stdout. The handler's own stdout and
@@ -84,7 +84,7 @@ def main() -> None:
     # environment ignores both; it exits when the gateway closes its stdin, or when the gateway dies.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # spawned with both blocked (lambda_runtime.stop_signals_blocked)
+    if hasattr(signal, "pthread_sigmask"):  # spawned with both blocked (child_processes.stop_signals_blocked)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     cfg = json.loads(sys.argv[1])

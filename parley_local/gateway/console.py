@@ -13,9 +13,10 @@ from typing import TextIO
 
 
 class Console:
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False):
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False, invocations: bool = True):
         self.stream = stream
         self.quiet = quiet
+        self.invocations = invocations  # False: no per-invocation lines (`parley dev --quiet`)
 
     def line(self, text: str) -> None:
         if self.quiet:
@@ -29,4 +30,6 @@ class Console:
 
     def invocation(self, route: str, connection_id: str, duration_ms: float, status: str) -> None:
         """The one line logged per invocation: time, route, connection, duration, status."""
+        if not self.invocations:
+            return
         self.line(f"{time.strftime('%H:%M:%S')} {route:<14} {connection_id} {duration_ms:7.1f} ms  {status}")

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cfn import ACCOUNT_ID, REGION, Resolver, TemplateError, load_yaml
+from ..local_aws.account import ACCOUNT_ID, REGION
+from .cfn import Resolver, TemplateError, load_yaml
 
 __all__ = [
     "AuthorizerSpec",

@@ -1,4 +1,4 @@
-"""Local AWS services for the handlers: moto's server in a subprocess, and the template's tables created in it.
+"""moto's server, in a subprocess, serving every AWS service the functions call (DynamoDB, SSM, ...).
 
 Why: handlers reach DynamoDB, SSM and the rest through the standard
 `AWS_ENDPOINT_URL*` variables, so they need a real HTTP endpoint. moto's
@@ -7,7 +7,7 @@ server provides one on a free 127.0.0.1 port with no Docker;
 still serves SSM and the rest). Tables are created from their CloudFormation
 definitions, keys, indexes and TTL included; existing tables are kept.
 
-Why a subprocess by default (`_moto_server.py`): moto is pure Python; in the
+Why a subprocess by default (`moto_server_main.py`): moto is pure Python; in the
 gateway's process its work (2-3 ms of CPU per `$connect` PutItem, 0.5 s for a
 Query of 1,000 items) competed for the GIL with the event loop serving the
 sockets and `@connections`. Opening 1,000 connections, the gateway process
@@ -27,31 +27,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-import boto3
-from botocore.config import Config
+from ..child_processes import stop_signals_blocked
+from .account import aws_client
+from .tables import TableDefinition, create_tables
 
-from .cfn import REGION
-from .lambda_runtime import FAKE_CREDENTIALS, stop_signals_blocked
-from .template import TableSpec
-
-MOTO_SCRIPT = str(Path(__file__).with_name("_moto_server.py"))
+MOTO_SCRIPT = str(Path(__file__).with_name("moto_server_main.py"))
 MOTO_START_TIMEOUT_S = 60.0
 MOTO_MODES = ("subprocess", "thread")
-
-
-def aws_client(service: str, endpoint_url: str) -> Any:
-    """A boto3 client for a local endpoint, with the gateway's fake credentials."""
-    return boto3.client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-        config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30),
-    )
 
 
 @dataclass
@@ -99,30 +83,13 @@ class LocalAws:
         """The standard boto3 endpoint variables for the functions' environment."""
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint}
 
-    def create_tables(self, tables: list[TableSpec]) -> list[str]:
+    def create_tables(self, tables: Sequence[TableDefinition]) -> list[str]:
         """Create the template's tables (missing ones only) and enable TTL; returns the names created."""
-        ddb = self.client("dynamodb")
-        existing: set[str] = set()
-        for page in ddb.get_paginator("list_tables").paginate():
-            existing.update(page.get("TableNames", []))
-        created: list[str] = []
-        for table in tables:
-            if table.name not in existing:
-                ddb.create_table(**table.create_args)
-                ddb.get_waiter("table_exists").wait(TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-                created.append(table.name)
-            if table.ttl_attribute:
-                current = ddb.describe_time_to_live(TableName=table.name).get("TimeToLiveDescription", {})
-                if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-                    ddb.update_time_to_live(
-                        TableName=table.name,
-                        TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
-                    )
-        return created
+        return create_tables(self.client("dynamodb"), tables)
 
 
 def _start_moto_process() -> subprocess.Popen[bytes]:
-    """Spawn `_moto_server.py` and read the port it listens on (bounded wait)."""
+    """Spawn `moto_server_main.py` and read the port it listens on (bounded wait)."""
     with stop_signals_blocked():  # Ctrl-C must not kill it while it starts: `$disconnect` handlers need it
         proc = subprocess.Popen(
             [sys.executable, "-I", MOTO_SCRIPT, "127.0.0.1"],

@@ -1,6 +1,6 @@
 """The embedded AWS services: moto's server in a process of its own, for the gateway's lifetime.
 
-Run by `dynamodb_local.LocalAws` as `python -I _moto_server.py HOST` (executed by path, like the
+Run by `moto_services.LocalAws` as `python -I moto_server_main.py HOST` (executed by path, like the
 Lambda workers). Why a process and not a thread of the gateway: moto is pure Python, so in the
 gateway's process every DynamoDB call the handlers make (a Query of 1,000 memberships is ~0.5 s
 of CPU) held the GIL against the event loop that serves the sockets and `@connections`; here it
@@ -60,7 +60,7 @@ def memoise_dispatch() -> type:
 def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # spawned with both blocked (lambda_runtime.stop_signals_blocked)
+    if hasattr(signal, "pthread_sigmask"):  # spawned with both blocked (child_processes.stop_signals_blocked)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app

@@ -1,0 +1,35 @@
+"""Spawning the gateway's helper processes (Lambda workers, moto, DynamoDB Local) safely under Ctrl-C.
+
+Why one place: every child the gateway starts must outlive the first Ctrl-C, because the gateway
+still needs its functions and its database while it runs `$disconnect` for every open socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Iterator
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Spawn children with SIGINT and SIGTERM blocked.
+
+    A terminal's Ctrl-C (and a service manager's SIGTERM) reaches the whole process group; the
+    children (workers, moto) ignore both, because the gateway still needs them to run `$disconnect`
+    for every socket, and they exit when the gateway closes their stdin. The blocked mask survives
+    fork and exec, so a signal cannot kill a child while its interpreter starts, before it sets
+    "ignore" itself (then it unblocks them). In this thread a signal is only delayed: pending, and
+    delivered when the mask is restored. The spawn itself (Popen) is synchronous even under
+    `asyncio.create_subprocess_exec`, so overlapping uses only need the last one out to unblock.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [s for s in STOP_SIGNALS if s not in before])

@@ -1,0 +1,56 @@
+"""The lines `parley dev` prints once it is ready: endpoints, tables, and the routes table.
+
+Why apart from the server: it is presentation only, read by people (and by tests that check
+the route table), and it changes for reasons the gateway's behaviour does not.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .template import WebSocketApiSpec
+
+if TYPE_CHECKING:
+    from .server import Gateway
+
+
+def routes_table(api: WebSocketApiSpec) -> list[str]:
+    """One line per route: key -> function, with its authorizer and route response."""
+    width = max([len(k) for k in api.routes] + [9])
+    lines = []
+    order = sorted(api.routes, key=lambda k: (not k.startswith("$"), k))
+    for key in order:
+        route = api.routes[key]
+        target = route.function or "(no Lambda integration)"
+        extras = []
+        if route.authorizer:
+            extras.append(f"authorizer {route.authorizer.function}")
+        if route.route_response:
+            extras.append("route response")
+        suffix = f"  [{', '.join(extras)}]" if extras else ""
+        lines.append(f"  {key:<{width}}  ->  {target}{suffix}")
+    return lines
+
+
+def _database_note(gateway: "Gateway") -> str:
+    aws = gateway.aws
+    assert aws is not None
+    if gateway.config.dynamodb_endpoint:
+        return ""
+    return f" (moto, subprocess pid {aws.pid})" if aws.pid else " (moto, in-process)"
+
+
+def banner(gateway: "Gateway") -> list[str]:
+    """The gateway's own lines (extras add theirs after these)."""
+    assert gateway.aws is not None
+    api, stack = gateway.api, gateway.stack
+    return [
+        f"Local API Gateway for {stack.template_path.name} (API {api.name}, id {api.api_id})",
+        f"  WebSocket:     {gateway.ws_url}",
+        f"  @connections:  {gateway.connections_url}/@connections/{{connectionId}}",
+        f"  DynamoDB:      {gateway.aws.dynamodb_endpoint}" + _database_note(gateway),
+        f"  Tables:        {', '.join(t.name for t in stack.tables) or '(none)'}",
+        f"  Route selection: {api.selection_expression}",
+        "Routes:",
+        *routes_table(api),
+    ]

@@ -1,0 +1,249 @@
+"""The local API Gateway WebSocket API: its lifecycle and its one aiohttp app.
+
+Why one aiohttp app: API Gateway serves the WebSocket endpoint and the
+`@connections` API on the same host; handlers find the latter through
+`AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI=http://HOST:PORT/STAGE`, and an
+application's own HTTP routes (a dev client, dev tokens) hang off the same port
+through one `GatewayExtras` object. Everything here is generic to any SAM
+WebSocket template; behaviour follows AWS_WEBSOCKET_REFERENCE.md wherever a
+client or a handler could tell the difference. What happens on one connection
+is `session.Session`; closing idle ones is `sweeper`; the ready banner is `banner`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from aiohttp import web
+
+from ..local_aws.moto_services import LocalAws
+from . import banner as banner_lines
+from .connection import OPEN, REASON_GOING_AWAY, Connection
+from .connections_api import ConnectionsApi
+from .console import Console
+from .handshake import Handshake
+from .integration import BackgroundTasks, Integration
+from .routing import RouteSelector
+from .session import Session, SessionServices
+from .sweeper import sweep
+from .template import Stack
+from .worker_pool import LambdaRuntime
+
+
+@dataclass
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 3001
+    stage: str = "local"
+    idle_timeout: float = 600.0
+    max_connection_duration: float = 7200.0
+    integration_timeout: float | None = None  # None: the route's (29 s at most)
+    post_latency_ms: float = 0.0
+    post_queue_limit: int = 1000
+    max_concurrency: int = 32
+    prewarm: bool = True
+    dynamodb_endpoint: str | None = None
+    close_timeout: float = 5.0
+    moto_mode: str = "subprocess"  # the embedded moto server: its own process, or "thread" (in-process)
+
+
+class GatewayExtras(Protocol):
+    """An application's additions to the gateway, plugged in as one object (e.g. `ParleyExtras`)."""
+
+    def add_routes(self, app: web.Application, gateway: "Gateway") -> None:
+        """Extra HTTP routes on the gateway's port (added before the catch-all 403)."""
+
+    def before_serving(self, gateway: "Gateway") -> None:
+        """Runs once local AWS is up and before the port accepts connections (e.g. seed a secret)."""
+
+    def banner(self, gateway: "Gateway") -> list[str]:
+        """Lines printed after the gateway's own banner."""
+
+
+class Gateway:
+    """A running local WebSocket API for one SAM stack."""
+
+    def __init__(self, stack: Stack, config: GatewayConfig | None = None, console: Console | None = None,
+                 extras: GatewayExtras | None = None):
+        self.stack = stack
+        self.api = stack.api
+        self.config = config or GatewayConfig()
+        self.console = console or Console()
+        self.extras = extras
+        self.selector = RouteSelector(self.api.selection_expression, self.api.routes.keys())
+        self.connections: dict[str, Connection] = {}
+        self.aws: LocalAws | None = None
+        self.runtime: LambdaRuntime | None = None
+        self.port = self.config.port
+        self.tasks = BackgroundTasks()
+        self._session_tasks: set[asyncio.Task[Any]] = set()
+        self._services: SessionServices | None = None
+        self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._threads: list[asyncio.Future[Any]] = []  # start-up work run in threads
+        self._stopping = False
+
+    # -- addresses ----------------------------------------------------------------
+
+    @property
+    def local_host(self) -> str:
+        host = self.config.host
+        return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.local_host}:{self.port}/{self.config.stage}"
+
+    @property
+    def connections_url(self) -> str:
+        return f"{self.http_url}/{self.config.stage}"
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`asyncio.to_thread`, tracked: if start() is cancelled (Ctrl-C during start-up), the thread
+        cannot be, so stop() waits for it before stopping what it uses or started."""
+        fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._threads.append(fut)
+        return await asyncio.shield(fut)
+
+    async def start(self) -> None:
+        """Start local AWS, create tables, bind the port, warm the functions, then accept connections.
+
+        Cancellable at any point (Ctrl-C during start-up); stop() then releases whatever was started.
+        """
+        self.aws = await self._in_thread(LocalAws.start, self.config.dynamodb_endpoint, self.config.moto_mode)
+        await self._in_thread(self.aws.create_tables, self.stack.tables)
+        self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((self.config.host, self.config.port))
+        self.port = self._sock.getsockname()[1]
+        endpoints = {**self.aws.env(), "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections_url}
+        self.runtime = LambdaRuntime(self.stack.functions, endpoints, self.console, self.config.max_concurrency)
+        integration = Integration(self.runtime, self.tasks, self.config.integration_timeout)
+        self._services = SessionServices(
+            api=self.api, stage=self.config.stage, selector=self.selector, connections=self.connections,
+            handshake=Handshake(self.api, integration, self.console), integration=integration, tasks=self.tasks,
+            console=self.console, close_timeout=self.config.close_timeout, stopping=lambda: self._stopping,
+        )
+        if self.extras is not None:
+            self.extras.before_serving(self)
+        if self.config.prewarm:
+            await self.runtime.prewarm(sorted(self._used_functions()))
+        self._runner = web.AppRunner(self._build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._sock).start()
+        self._sweeper = asyncio.create_task(
+            sweep(self.connections, self.config.idle_timeout, self.config.max_connection_duration, self.tasks.spawn)
+        )
+
+    def _used_functions(self) -> set[str]:
+        used: set[str] = set()
+        for route in self.api.routes.values():
+            if route.function:
+                used.add(route.function)
+            if route.authorizer:
+                used.add(route.authorizer.function)
+        return used
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        if self.extras is not None:
+            self.extras.add_routes(app, self)
+        ConnectionsApi(
+            self.config.stage, self.connections.get, self._delete_connection,
+            self.config.post_latency_ms, self.config.post_queue_limit,
+        ).add_routes(app)
+        app.router.add_get("/{stage}", self._ws_handler)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        return app
+
+    async def stop(self) -> None:
+        """Close every socket with 1001 "Going away", run their `$disconnect`, stop functions and services."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._sweeper:
+            self._sweeper.cancel()
+        await asyncio.gather(
+            *(c.close(1001, REASON_GOING_AWAY) for c in list(self.connections.values()) if c.state == OPEN),
+            return_exceptions=True,
+        )
+        await self._wait_for_sessions()
+        await self.tasks.wait(timeout=2)
+        if self._runner:
+            await self._runner.cleanup()
+        elif self._sock is not None:  # start() was interrupted before serving
+            self._sock.close()
+        if self.runtime:
+            await self.runtime.close()
+        if self._threads:  # start-up work that may still run in a thread (LocalAws.start, create_tables)
+            done, _ = await asyncio.wait(self._threads, timeout=60)
+            for fut in done:
+                if not fut.cancelled() and fut.exception() is None and isinstance(fut.result(), LocalAws) and self.aws is None:
+                    self.aws = fut.result()
+        if self.aws:
+            await asyncio.to_thread(self.aws.stop)
+
+    async def _wait_for_sessions(self, report_every: float = 3.0, stall_limit: float = 35.0) -> None:
+        """Wait for every session to finish (its close, then its `$disconnect`), however many there are,
+        while they make progress; report every few seconds; give up only after `stall_limit` seconds
+        without one finishing (more than the 29 s integration timeout)."""
+        loop = asyncio.get_running_loop()
+        last_progress = loop.time()
+        pending = self._session_tasks
+        while pending:
+            before = len(pending)
+            await asyncio.wait(list(pending), timeout=report_every)
+            if not pending:
+                return
+            now = loop.time()
+            if len(pending) < before:
+                last_progress = now
+            elif now - last_progress >= stall_limit:
+                self.console.line(f"Giving up on {len(pending)} connection(s): no `$disconnect` finished for {stall_limit:.0f} s.")
+                return
+            self.console.line(f"  {len(pending)} connection(s) still closing or running $disconnect ... (Ctrl-C again to force)")
+
+    # -- HTTP ---------------------------------------------------------------------
+
+    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["stage"] != self.config.stage:
+            return web.json_response({"message": "Forbidden"}, status=403, headers={"x-amzn-ErrorType": "ForbiddenException"})
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.json_response({"message": "Upgrade Required"}, status=426)
+        if self._stopping or self._services is None:
+            return web.json_response({"message": "Service Unavailable"}, status=503)
+        task = asyncio.current_task()
+        if task is not None:
+            self._session_tasks.add(task)
+        try:
+            return await Session(self._services, request, self.port).serve()
+        finally:
+            if task is not None:
+                self._session_tasks.discard(task)
+
+    def _delete_connection(self, conn: Connection) -> None:
+        """DeleteConnection: close (1000) now; `$disconnect` follows with "Connection Closed Normally"."""
+        conn.close_code, conn.close_reason = 1000, "Connection Closed Normally"
+        self.tasks.spawn(conn.close(1000, conn.close_reason, frame_reason=""))
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        return web.json_response({"message": "Forbidden"}, status=403, headers={"x-amzn-ErrorType": "ForbiddenException"})
+
+    # -- presentation -------------------------------------------------------------
+
+    def banner(self) -> list[str]:
+        """The ready banner: the gateway's lines, then the extras'."""
+        lines = banner_lines.banner(self)
+        if self.extras is not None:
+            lines += self.extras.banner(self)
+        return lines

@@ -1,0 +1,107 @@
+"""Parley's additions to the generic gateway, as one `GatewayExtras`: the client files, `/ws-test`,
+`/dev/token`, the dev secret in SSM, the Origin allow-list for local pages, and the banner hints.
+
+Why one object: the gateway runs any SAM WebSocket template; only this module knows Parley's
+conventions (the `JwtSecretParameterName` and `AllowedOrigins` template parameters, the
+`client/` folder, dev tokens), so nothing Parley-specific leaks into the emulator's AWS behaviour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from .gateway.server import Gateway
+from .gateway.template import Stack
+from .tokens import DEFAULT_TTL_S, dev_secret, make_token
+
+SECRET_PARAMETER = "JwtSecretParameterName"
+ORIGINS_PARAMETER = "AllowedOrigins"
+CLIENT_FILES = {
+    "/parley-client.js": ("parley-client.js", "application/javascript"),
+    "/parley-client.d.ts": ("parley-client.d.ts", "text/plain"),
+    "/ws-test": ("ws-test.html", "text/html"),
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# parley-client.js imports its modules from ./lib/: every client/lib/*.js is served at /lib/<name>.js.
+CLIENT_MODULES_DIR = "lib"
+
+
+def local_origins(stack: Stack, overrides: dict[str, str], host: str, port: int) -> str | None:
+    """The Origin allow-list for the pages this gateway serves, unless the developer set `AllowedOrigins`."""
+    if ORIGINS_PARAMETER not in stack.parameters or ORIGINS_PARAMETER in overrides or port == 0:
+        return None
+    hosts = ["127.0.0.1", "localhost"] + ([host] if host not in ("127.0.0.1", "localhost", "0.0.0.0", "::", "") else [])
+    return ",".join(f"http://{h}:{port}" for h in hosts)
+
+
+def _authorizer_claims(gateway: Gateway) -> tuple[str | None, str | None]:
+    """`iss`/`aud` the template's authorizer expects (JWT_ISSUER / JWT_AUDIENCE), so dev tokens pass it."""
+    route = gateway.api.routes.get("$connect")
+    if route is None or route.authorizer is None:
+        return None, None
+    fn = gateway.stack.functions.get(route.authorizer.function)
+    env = fn.environment if fn else {}
+    return env.get("JWT_ISSUER") or None, env.get("JWT_AUDIENCE") or None
+
+
+class ParleyExtras:
+    """What `parley dev` serves and does beyond API Gateway (a `gateway.server.GatewayExtras`)."""
+
+    def __init__(self, client_dir: Path):
+        self.client_dir = client_dir
+
+    def before_serving(self, gateway: Gateway) -> None:
+        """Write the dev secret into the local SSM under the template's `JwtSecretParameterName`, if it has one."""
+        name = gateway.stack.parameters.get(SECRET_PARAMETER)
+        if not name or gateway.aws is None:
+            return
+        gateway.aws.client("ssm").put_parameter(Name=str(name), Value=dev_secret(), Type="SecureString", Overwrite=True)
+
+    def add_routes(self, app: web.Application, gateway: Gateway) -> None:
+        for route, (filename, ctype) in CLIENT_FILES.items():
+            app.router.add_get(route, self._client_file(filename, ctype))
+        for module in sorted((self.client_dir / CLIENT_MODULES_DIR).glob("*.js")):
+            name = f"{CLIENT_MODULES_DIR}/{module.name}"
+            app.router.add_get(f"/{name}", self._client_file(name, "application/javascript"))
+
+        async def dev_token(request: web.Request) -> web.Response:
+            return self._dev_token(request, gateway)
+
+        app.router.add_get("/dev/token", dev_token)
+
+    def _client_file(self, filename: str, content_type: str) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            path = self.client_dir / filename
+            if not path.is_file():
+                return web.json_response({"message": f"{filename} not found in {self.client_dir}"}, status=404)
+            return web.Response(body=path.read_bytes(), content_type=content_type, charset="utf-8",
+                                headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+
+        return handler
+
+    @staticmethod
+    def _dev_token(request: web.Request, gateway: Gateway) -> web.Response:
+        user = request.query.get("user", "")
+        if not 1 <= len(user) <= 128:
+            return web.json_response({"message": "query parameter user (1..128 chars) is required"}, status=400)
+        try:
+            ttl = int(request.query.get("ttl", DEFAULT_TTL_S))
+        except ValueError:
+            return web.json_response({"message": "ttl must be an integer"}, status=400)
+        issuer, audience = _authorizer_claims(gateway)
+        token = make_token(user, request.query.get("name") or None, ttl, issuer=issuer, audience=audience)
+        return web.json_response({"token": token}, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"})
+
+    def banner(self, gateway: Gateway) -> list[str]:
+        lines = []
+        if SECRET_PARAMETER in gateway.stack.parameters:
+            lines.append(f"  JWT secret:    SSM {gateway.stack.parameters[SECRET_PARAMETER]} <- $PARLEY_JWT_SECRET (dev default if unset)")
+        lines += [
+            "Get a token:   parley token alice            (or GET " + gateway.http_url + "/dev/token?user=alice&name=Alice)",
+            f"Connect:       python -m websockets '{gateway.ws_url}?token=<token>'",
+            f"Browser:       {gateway.http_url}/ws-test",
+        ]
+        return lines
