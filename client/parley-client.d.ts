@@ -6,6 +6,8 @@ export declare const SERVER_TYPES: readonly ServerType[];
 export declare const CLIENT_TYPES: readonly ClientType[];
 export declare const CLIENT_EVENTS: readonly ClientEventName[];
 export declare const ROOM_ID_RE: RegExp;
+/** The largest client frame, in UTF-8 bytes (32 KB): send() throws ParleyError `frame_too_large` above it. */
+export declare const MAX_CLIENT_FRAME_BYTES: 32768;
 
 // ---- identifiers ---------------------------------------------------------
 
@@ -117,6 +119,8 @@ export interface ReconnectingInfo {
   attempt: number;
   delayMs: number;
   lastClose: { code: number; reason: string; wasClean: boolean } | null;
+  /** Set when the attempt failed before any socket: tokenProvider threw, rejected or timed out (code `token_unavailable`). */
+  error: ParleyConnectionError | null;
 }
 
 export interface FrameLogEntry {
@@ -192,6 +196,10 @@ export interface ParleyClientOptions {
   maxQueue?: number;
   /** A handshake not open after this long counts as failed (default 15000 ms). */
   connectTimeoutMs?: number;
+  /** A tokenProvider call not settled after this long counts as failed, and is retried with the backoff (default 10000 ms). */
+  tokenTimeoutMs?: number;
+  /** A chat message unanswered after this long stops holding its room's next message (default 30000 ms). */
+  ackTimeoutMs?: number;
   /** Frames for a room being rejoined wait for its chat_history at most this long (default 10000 ms). */
   joinTimeoutMs?: number;
   /** Retry the first connection too instead of rejecting connect() (default false). */
@@ -212,6 +220,10 @@ export interface ParleyClientOptions {
 
 // ---- errors --------------------------------------------------------------------
 
+/**
+ * `code`: `queue_full` (maxQueue reached), `frame_too_large` (a frame over MAX_CLIENT_FRAME_BYTES;
+ * `bytes` and `limit` say by how much), `invalid_room`, `invalid_frame`, `invalid_options`.
+ */
 export declare class ParleyError extends Error {
   constructor(code: string, message: string, extra?: Record<string, unknown>);
   code: string;
@@ -220,7 +232,9 @@ export declare class ParleyError extends Error {
 /**
  * `code`:
  * - `refused`: the first attempt closed before opening (HTTP 401/403, wrong URL, server down); not retried;
- * - `unauthorized`: expired token or tokenProvider failure; not retried;
+ * - `unauthorized`: a fixed token past its `exp`, or tokenProvider returned no token or an expired one; not retried;
+ * - `token_unavailable`: tokenProvider threw, rejected or timed out; retried with the backoff (it reaches
+ *   `connect_error` only with `reconnect: false`; otherwise it is the `error` of a `reconnecting` event);
  * - `timeout`: the first attempt did not open within connectTimeoutMs;
  * - `gave_up`: maxReconnectAttempts reached;
  * - `closed`: close() was called while connecting;
@@ -244,6 +258,8 @@ export declare class ParleyClient {
   readonly isConnected: boolean;
   /** Reconnect attempts since the socket was last open. */
   readonly reconnectAttempts: number;
+  /** The ParleyConnectionError that stopped the client (state `closed`); null once a socket opens again. */
+  readonly lastError: ParleyConnectionError | null;
   /** Rooms joined (rejoined after every reconnect). */
   readonly rooms: RoomId[];
   readonly queuedCount: number;

@@ -15,11 +15,12 @@
 import { Connection } from './lib/connection.js';
 import { Emitter } from './lib/emitter.js';
 import { ParleyError } from './lib/errors.js';
+import { checkFrameSize } from './lib/frames.js';
 import { randomId } from './lib/ids.js';
 import { Outbox } from './lib/outbox.js';
 import { RoomTracker } from './lib/rooms.js';
 
-export { PROTOCOL_VERSION, SERVER_TYPES, CLIENT_TYPES, CLIENT_EVENTS, ROOM_ID_RE } from './lib/protocol.js';
+export { PROTOCOL_VERSION, SERVER_TYPES, CLIENT_TYPES, CLIENT_EVENTS, ROOM_ID_RE, MAX_CLIENT_FRAME_BYTES } from './lib/protocol.js';
 export { ParleyError, ParleyConnectionError } from './lib/errors.js';
 export { decodeJwtPayload } from './lib/token.js';
 export { backoffDelay } from './lib/backoff.js';
@@ -32,7 +33,7 @@ export class ParleyClient {
    * @param {object} options see parley-client.d.ts (ParleyClientOptions)
    */
   constructor(options = {}) {
-    const { url, maxQueue = 100, joinTimeoutMs = 10000, WebSocketImpl = globalThis.WebSocket, timers = {}, random = Math.random, generateId = null } = options;
+    const { url, maxQueue = 100, joinTimeoutMs = 10000, ackTimeoutMs = 30000, WebSocketImpl = globalThis.WebSocket, timers = {}, random = Math.random, generateId = null } = options;
     if (!url) throw new ParleyError('invalid_options', 'ParleyClient: `url` is required');
     if (!WebSocketImpl) throw new ParleyError('invalid_options', 'ParleyClient: no WebSocket implementation (pass `WebSocketImpl`)');
     this._t = {
@@ -49,13 +50,17 @@ export class ParleyClient {
         emit,
         opened: () => this._onOpen(),
         frame: (raw) => this._onFrame(raw),
-        down: () => this._rooms.reset(),
+        down: () => {
+          this._rooms.reset();
+          this._outbox.reset();
+        },
         ping: () => write({ type: 'ping', data: {} }),
       },
     );
     this._rooms = new RoomTracker({ joinTimeoutMs, timers: this._t, write, ready: () => this._flush() });
     this._outbox = new Outbox({
       maxQueue,
+      ackTimeoutMs,
       timers: this._t,
       emit,
       write,
@@ -89,6 +94,11 @@ export class ParleyClient {
   /** Reconnect attempts since the socket was last open. */
   get reconnectAttempts() {
     return this._conn.attempt;
+  }
+
+  /** The ParleyConnectionError that stopped the client (state `closed`); null once a socket opens again. */
+  get lastError() {
+    return this._conn.lastError;
   }
 
   /** Rooms this client is in (and rejoins after a reconnect). */
@@ -179,6 +189,8 @@ export class ParleyClient {
     } else if (type === 'chat_history') {
       if (Array.isArray(data.messages)) for (const m of data.messages) if (m && typeof m === 'object') this._received({ ...m, roomId: m.roomId || data.roomId });
       this._rooms.historyArrived(data.roomId);
+    } else if (type === 'chat_update') {
+      this._outbox.delivered(data);
     } else if (type === 'error') {
       this._outbox.refused(data);
     }
@@ -189,7 +201,7 @@ export class ParleyClient {
   /** A message arrived: acknowledge it if it is ours; returns true if it had been seen before. */
   _received(m) {
     if (!m || typeof m.messageId !== 'string') return false;
-    this._outbox.acknowledge(m.clientMessageId);
+    this._outbox.acknowledge(m);
     return this._rooms.markSeen(m);
   }
 
@@ -213,8 +225,9 @@ export class ParleyClient {
     if (type === 'join_room') return this.joinRoom(data.roomId, data);
     if (type === 'leave_room') return this.leaveRoom(data.roomId);
     const frame = { type, data: { ...data } };
+    if (type === 'chat_message' && !frame.data.clientMessageId) frame.data.clientMessageId = this._genId();
+    checkFrameSize(JSON.stringify(frame), type);
     if (type === 'chat_message') {
-      if (!frame.data.clientMessageId) frame.data.clientMessageId = this._genId();
       return this._outbox.submitChat(frame);
     }
     this._outbox.submit(frame);
@@ -229,6 +242,7 @@ export class ParleyClient {
 
   /** Send a raw text frame as is (debugging; only while open). Returns false when not open. */
   sendRaw(text) {
+    checkFrameSize(text, 'raw');
     if (!this._conn.isOpen) return false;
     this._conn.send(text);
     this._events.emit('frame', { direction: 'out', raw: text });

@@ -15,9 +15,16 @@
 //     wrong Origin and a wrong URL all look like this, and no retry fixes any
 //     of them;
 //   - on a reconnect (the socket had been open): the server may just be
-//     down, so it is retried with backoff, unless the token is known to be
-//     unusable: its `exp` has passed or `tokenProvider` failed. Then it stops
-//     with `connect_error` (code "unauthorized") instead of retrying forever.
+//     down (a restarted gateway), so it is retried with backoff, unless the
+//     token is known to be unusable: a fixed token whose `exp` has passed.
+//
+// Tokens: a `tokenProvider` is asked before every attempt. When it throws,
+// rejects or does not answer within `tokenTimeoutMs`, the token server is
+// as unreachable as a down gateway (locally they are the same process), so
+// the attempt is retried with the same backoff. Only a token that cannot
+// work even though it was just fetched is terminal: the provider returned
+// nothing, or a token whose `exp` has passed (`unauthorized`), or the first
+// attempt of `connect()` with it was refused (`refused`).
 
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import { ParleyConnectionError } from './errors.js';
@@ -41,6 +48,7 @@ export class Connection {
       backoff = {},
       pingIntervalMs = 5 * 60 * 1000,
       connectTimeoutMs = 15000,
+      tokenTimeoutMs = 10000,
       retryInitialConnect = false,
       maxReconnectAttempts = Infinity,
       WebSocketImpl,
@@ -55,6 +63,7 @@ export class Connection {
     this.backoff = { ...DEFAULT_BACKOFF, ...backoff };
     this.pingIntervalMs = Math.max(1, Math.min(pingIntervalMs || MAX_PING_INTERVAL_MS, MAX_PING_INTERVAL_MS));
     this.connectTimeoutMs = connectTimeoutMs;
+    this.tokenTimeoutMs = tokenTimeoutMs;
     this.retryInitialConnect = retryInitialConnect;
     this.maxReconnectAttempts = maxReconnectAttempts;
     this._WS = WebSocketImpl;
@@ -71,8 +80,10 @@ export class Connection {
     this._reconnectTimer = null;
     this._pingTimer = null;
     this._connectTimer = null;
+    this._tokenTimer = null;
     this._connectWaiters = [];
     this._lastClose = null;
+    this._lastError = null; // the connect_error that stopped it, until the next open
   }
 
   get state() {
@@ -81,6 +92,11 @@ export class Connection {
 
   get attempt() {
     return this._attempt;
+  }
+
+  /** The ParleyConnectionError that closed the connection for good; null once a socket opens again. */
+  get lastError() {
+    return this._lastError;
   }
 
   /** True when a frame written now goes out on an open socket (not one already closing). */
@@ -115,6 +131,7 @@ export class Connection {
     if (this._state === 'connecting' || this._state === 'reconnecting') return p;
     this._everOpened = false;
     this._attempt = 0;
+    this._lastError = null; // a new cycle: the old failure no longer describes the connection
     this._open(false);
     return p;
   }
@@ -145,31 +162,39 @@ export class Connection {
       return;
     }
     const cycle = ++this._cycle;
-    const failed = (err) =>
-      this._fail(err instanceof ParleyConnectionError ? err : new ParleyConnectionError('unauthorized', `tokenProvider failed: ${err && err.message}`, { cause: err }));
+    const current = () => this._state !== 'closed' && cycle === this._cycle && this._ws === null;
+    const unavailable = (err) => {
+      if (!current()) return;
+      this._t.clearTimeout(this._tokenTimer);
+      this._tokenTimer = null;
+      this._cycle += 1; // a late answer from this provider call is ignored
+      const cause = new ParleyConnectionError('token_unavailable', `tokenProvider failed: ${err && err.message}`, { cause: err });
+      this._retry(null, cause);
+    };
     let result;
     try {
       result = this.tokenProvider();
     } catch (err) {
-      failed(err);
+      unavailable(err);
       return;
     }
-    Promise.resolve(result).then(
-      (t) => {
-        if (this._state === 'closed' || cycle !== this._cycle) return; // close() while waiting
-        if (!t) return failed(new ParleyConnectionError('unauthorized', 'tokenProvider returned no token'));
-        this.token = t;
-        this._openWith(t);
-      },
-      (err) => {
-        if (this._state === 'closed' || cycle !== this._cycle) return;
-        failed(err);
-      },
-    );
+    this._tokenTimer = this._t.setTimeout(() => {
+      this._tokenTimer = null;
+      unavailable(new Error(`no token within ${this.tokenTimeoutMs} ms`));
+    }, this.tokenTimeoutMs);
+    Promise.resolve(result).then((t) => {
+      if (!current()) return;
+      this._t.clearTimeout(this._tokenTimer);
+      this._tokenTimer = null;
+      if (!t) return this._fail(new ParleyConnectionError('unauthorized', 'tokenProvider returned no token'));
+      this.token = t;
+      if (tokenExpired(t, this._now())) return this._fail(new ParleyConnectionError('unauthorized', 'tokenProvider returned a token that has already expired'));
+      this._openWith(t);
+    }, unavailable);
   }
 
   _openWith(token) {
-    if (tokenExpired(this.token, this._now())) {
+    if (!this.tokenProvider && tokenExpired(token, this._now())) {
       this._fail(new ParleyConnectionError('unauthorized', 'the token has expired'));
       return;
     }
@@ -222,6 +247,7 @@ export class Connection {
   _onOpen() {
     this._everOpened = true;
     this._attempt = 0;
+    this._lastError = null;
     this._setState('open');
     this._schedulePing();
     const waiters = this._connectWaiters;
@@ -261,15 +287,24 @@ export class Connection {
       );
       return;
     }
-    if (tokenExpired(this.token, this._now())) {
+    // A fixed token past its `exp` is refused for sure; a tokenProvider gets a fresh one next time.
+    if (!this.tokenProvider && tokenExpired(this.token, this._now())) {
       this._fail(new ParleyConnectionError('unauthorized', 'the token has expired; the server refuses it (401)', { closeCode: info.code }));
       return;
     }
+    this._retry(info, null);
+  }
+
+  /**
+   * An attempt failed in a way a later attempt may not (`info`: the socket's close; `error`: a
+   * token that could not be fetched): back off and try again, or stop if reconnecting is off.
+   */
+  _retry(info, error) {
     if (!this.reconnectEnabled) {
-      this._fail(new ParleyConnectionError('refused', 'connection failed', { closeCode: info.code }));
+      this._fail(error || new ParleyConnectionError('refused', 'connection failed', { closeCode: info.code }));
       return;
     }
-    this._scheduleReconnect();
+    this._scheduleReconnect(error);
   }
 
   _fail(err) {
@@ -285,6 +320,7 @@ export class Connection {
       }
     }
     this._hooks.down();
+    this._lastError = err;
     this._setState('closed');
     this._emit('connect_error', err);
     this._rejectWaiters(err);
@@ -296,7 +332,7 @@ export class Connection {
     for (const w of waiters) w.reject(err);
   }
 
-  _scheduleReconnect() {
+  _scheduleReconnect(error = null) {
     if (this._attempt >= this.maxReconnectAttempts) {
       this._fail(new ParleyConnectionError('gave_up', `gave up after ${this._attempt} reconnect attempts`));
       return;
@@ -304,7 +340,7 @@ export class Connection {
     const delayMs = backoffDelay(this._attempt, this.backoff, this._random);
     this._attempt += 1;
     this._setState('reconnecting');
-    this._emit('reconnecting', { attempt: this._attempt, delayMs, lastClose: this._lastClose });
+    this._emit('reconnecting', { attempt: this._attempt, delayMs, lastClose: this._lastClose, error });
     this._reconnectTimer = this._t.setTimeout(() => {
       this._reconnectTimer = null;
       this._open(true);
@@ -314,7 +350,8 @@ export class Connection {
   _clearTimers() {
     this._t.clearTimeout(this._reconnectTimer);
     this._t.clearTimeout(this._connectTimer);
-    this._reconnectTimer = this._connectTimer = null;
+    this._t.clearTimeout(this._tokenTimer);
+    this._reconnectTimer = this._connectTimer = this._tokenTimer = null;
     this._stopPing();
   }
 

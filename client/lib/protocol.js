@@ -41,3 +41,6 @@ export const CLIENT_EVENTS = Object.freeze([
 ]);
 
 export const ROOM_ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** The largest frame a client may send: API Gateway closes the connection (1009) on a bigger one. */
+export const MAX_CLIENT_FRAME_BYTES = 32 * 1024;

@@ -6,7 +6,7 @@
 // send, ...}. React is a peer dependency (>= 18): this file imports it; the
 // core client (../parley-client.js) never does.
 
-import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
+import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import { ParleyClient } from '../parley-client.js';
 
 const ParleyContext = createContext(null);
@@ -118,6 +118,36 @@ export class RoomStore {
   }
 }
 
+const STATUS_EVENTS = ['state', 'reconnecting', 'connect', 'connect_error'];
+
+/**
+ * {state, reconnectAttempts, error} read from the client itself on every change, so what the
+ * UI shows is never an older state than the client's (no copy kept in React state that an
+ * event could miss).
+ */
+function useConnectionStatus(client) {
+  const cache = useRef(null);
+  const subscribe = useCallback(
+    (onChange) => {
+      for (const type of STATUS_EVENTS) client.on(type, onChange);
+      return () => {
+        for (const type of STATUS_EVENTS) client.off(type, onChange);
+      };
+    },
+    [client],
+  );
+  const getSnapshot = useCallback(() => {
+    const c = cache.current;
+    const state = client.state;
+    const reconnectAttempts = client.reconnectAttempts;
+    const error = client.lastError;
+    if (c && c.client === client && c.state === state && c.reconnectAttempts === reconnectAttempts && c.error === error) return c;
+    cache.current = { client, state, reconnectAttempts, error };
+    return cache.current;
+  }, [client]);
+  return useSyncExternalStore(subscribe, getSnapshot, getSnapshot);
+}
+
 /**
  * <WebSocketProvider url token|tokenProvider [options] [client] [autoConnect]>.
  * Pass `client` to share an existing ParleyClient; otherwise one is created
@@ -125,7 +155,7 @@ export class RoomStore {
  */
 export function WebSocketProvider({ url, token, tokenProvider, options, client: givenClient, autoConnect = true, children }) {
   const [client] = useState(() => givenClient || new ParleyClient({ url, token, tokenProvider, ...(options || {}) }));
-  const [status, setStatus] = useState(() => ({ state: client.state, reconnectAttempts: client.reconnectAttempts, error: null }));
+  const status = useConnectionStatus(client);
 
   // A new token is used from the next (re)connect on.
   useEffect(() => {
@@ -133,14 +163,8 @@ export function WebSocketProvider({ url, token, tokenProvider, options, client: 
   }, [client, token, givenClient]);
 
   useEffect(() => {
-    const onState = (state) => setStatus((s) => ({ ...s, state, reconnectAttempts: client.reconnectAttempts }));
-    const onReconnecting = (info) => setStatus((s) => ({ ...s, reconnectAttempts: info.attempt }));
-    const onConnect = () => setStatus((s) => ({ ...s, state: 'open', reconnectAttempts: 0, error: null }));
-    const onError = (error) => setStatus((s) => ({ ...s, error }));
-    client.on('state', onState).on('reconnecting', onReconnecting).on('connect', onConnect).on('connect_error', onError);
-    if (autoConnect) client.connect().catch(() => {}); // the failure arrives as connect_error
+    if (autoConnect) client.connect().catch(() => {}); // the failure is client.lastError (and connect_error)
     return () => {
-      client.off('state', onState).off('reconnecting', onReconnecting).off('connect', onConnect).off('connect_error', onError);
       if (!givenClient) client.close();
     };
   }, [client, autoConnect, givenClient]);

@@ -2,48 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { ParleyClient, ParleyConnectionError, backoffDelay, decodeJwtPayload, SERVER_TYPES } from '../parley-client.js';
-import { FakeClock, makeFakeWebSocket, fakeJwt, tick } from '../test-support/fakes.mjs';
-
-const URL_ = 'ws://127.0.0.1:3001/local';
-
-function setup(opts = {}) {
-  const clock = new FakeClock();
-  const WS = makeFakeWebSocket();
-  let n = 0;
-  const randoms = opts.randoms ? [...opts.randoms] : null;
-  const client = new ParleyClient({
-    url: URL_,
-    token: 'tok',
-    WebSocketImpl: WS,
-    timers: clock,
-    now: () => clock.now,
-    random: () => (randoms && randoms.length ? randoms.shift() : 0.5),
-    generateId: () => `cmid-${++n}`,
-    ...opts.client,
-  });
-  const events = [];
-  for (const t of ['connect', 'disconnect', 'reconnecting', 'connect_error', ...SERVER_TYPES]) client.on(t, (d) => events.push([t, d]));
-  return { clock, WS, client, events, last: () => WS.instances[WS.instances.length - 1] };
-}
-
-async function connected(opts) {
-  const s = setup(opts);
-  const p = s.client.connect();
-  s.last().open();
-  await p;
-  return s;
-}
-
-const msg = (roomId, messageId, extra = {}) => ({
-  messageId,
-  roomId,
-  userId: 'bob',
-  name: 'Bob',
-  message: `m ${messageId}`,
-  timestamp: '2025-01-01T00:00:00.000Z',
-  ...extra,
-});
+import { ParleyConnectionError, backoffDelay, decodeJwtPayload, SERVER_TYPES } from '../parley-client.js';
+import { fakeJwt, tick } from '../test-support/fakes.mjs';
+import { URL_, connected, msg, setup } from '../test-support/harness.mjs';
 
 // ---- connecting ------------------------------------------------------------
 
