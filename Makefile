@@ -13,7 +13,7 @@ STAGE ?= local
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup sam-cli dev test test-python test-node browser build validate security bench clean
+.PHONY: setup sam-cli dev test test-python test-node example browser build validate security bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ client/node_modules/.installed: $(wildcard client/package.json client/package-lo
 test-node: client/node_modules/.installed ## the browser client's unit tests (Node's test runner)
 	node --test client/test/
 
+# The React example is installed exactly as docs/CLIENT.md says (the `rm` is the documented update
+# step: npm does not re-copy a local folder whose version did not change), then built; the
+# browser tests (tests/browser/test_react_example.py) drive the build.
+example: ## build examples/react-chat with @parley/client installed by the documented command
+	cd examples/react-chat && rm -rf node_modules/@parley/client && npm install ../../client && npm run build
+
 test-python: setup sam-cli browser ## handlers (moto), template, local gateway (real sockets), browser (Chromium)
 	$(BIN)/pytest
 
@@ -72,7 +78,7 @@ security: setup $(SECURITY_VENV)/.installed ## cfn-lint, checkov on the template
 lock-layer: setup ## re-pin layers/common/python/requirements.txt from security/layer-requirements.in, for Linux arm64 / CPython 3.13
 	$(BIN)/python security/lock_layer.py
 
-test: security test-node test-python ## every test
+test: security test-node example test-python ## every test
 
 bench: setup ## every benchmark; rewrites docs/benchmarks.md and its plots (about 10 minutes)
 	$(BIN)/python benchmarks/run_all.py
@@ -84,4 +90,4 @@ validate: sam-cli ## sam validate --lint
 	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
 
 clean:
-	rm -rf $(VENV) $(SECURITY_VENV) $(SAM_VENV) .aws-sam client/node_modules
+	rm -rf $(VENV) $(SECURITY_VENV) $(SAM_VENV) .aws-sam client/node_modules examples/react-chat/node_modules examples/react-chat/dist
