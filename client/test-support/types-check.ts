@@ -1,5 +1,5 @@
 // Compiled (never run) by test/types.test.mjs: the declarations describe real usage.
-import { ParleyClient, ParleyConnectionError, type Message, type ServerFrames } from '../parley-client.js';
+import { MAX_CLIENT_FRAME_BYTES, ParleyClient, ParleyConnectionError, type Message, type ServerFrames } from '../parley-client.js';
 import { WebSocketProvider, useRoom, useWebSocket } from '../react/parley-react.js';
 
 const client = new ParleyClient({
@@ -8,7 +8,12 @@ const client = new ParleyClient({
   backoff: { initialMs: 250, maxMs: 10_000 },
   pingIntervalMs: 60_000,
   maxQueue: 50,
+  tokenTimeoutMs: 5_000,
+  ackTimeoutMs: 20_000,
 });
+const limit: number = MAX_CLIENT_FRAME_BYTES;
+const stopped: ParleyConnectionError | null = client.lastError;
+void [limit, stopped];
 
 client.on('message_received', (m) => {
   const id: string = m.messageId;
@@ -29,7 +34,7 @@ client.on('error', (e) => {
   void retry;
 });
 client.on('disconnect', ({ code, willReconnect }) => void [code, willReconnect]);
-client.on('reconnecting', ({ attempt, delayMs }) => void [attempt, delayMs]);
+client.on('reconnecting', ({ attempt, delayMs, error }) => void [attempt, delayMs, error?.code]);
 client.on('connect_error', (err: ParleyConnectionError) => void err.code);
 client.on('participants_list', (d) => d.participants.map((p) => p.name));
 

@@ -118,6 +118,50 @@ test('reconnect attempts and connect errors are exposed', { skip }, async () => 
   assert.equal(api2.error.code, 'refused');
 });
 
+test('the provider shows the state the client is in: a failing tokenProvider is "reconnecting", never a stale "closed"', { skip }, async () => {
+  const clock = new FakeClock();
+  const WS = makeFakeWebSocket();
+  const answers = ['t1', 'down', 'down', 't2'];
+  const tokenProvider = () => {
+    const a = answers.shift();
+    return a === 'down' ? Promise.reject(new TypeError('Failed to fetch')) : Promise.resolve(a);
+  };
+  const client = new ParleyClient({ url: 'ws://test/local', tokenProvider, WebSocketImpl: WS, timers: clock, now: () => clock.now, random: () => 0.5 });
+  let api;
+  const seen = [];
+  function Probe() {
+    api = P.useWebSocket();
+    seen.push(`${api.state}/${api.reconnectAttempts}/${api.error ? api.error.code : '-'}`);
+    return null;
+  }
+  await render(h(P.WebSocketProvider, { client }, h(Probe)));
+  await act(() => WS.instances[0].open());
+  await act(() => WS.instances[0].drop(1001));
+  for (let i = 0; i < 2; i++) await act(() => clock.advance(1000)); // two attempts whose token fetch fails
+  assert.equal(api.state, 'reconnecting');
+  assert.equal(api.reconnectAttempts, client.reconnectAttempts);
+  assert.equal(api.reconnectAttempts, 3);
+  assert.equal(api.error, null);
+  await act(() => clock.advance(2000));
+  await act(() => WS.instances[1].open());
+  assert.equal(api.state, 'open');
+  assert.ok(!seen.some((x) => x.startsWith('closed')), seen.join(' '));
+  // then a terminal failure is shown as such, with its error, and a new connect() clears it
+  await act(() => client.close());
+  answers.push('');
+  await act(async () => {
+    await client.connect().catch(() => {});
+  });
+  assert.equal(api.state, 'closed');
+  assert.equal(api.error.code, 'unauthorized');
+  answers.push('t3');
+  await act(() => {
+    client.connect().catch(() => {});
+  });
+  assert.equal(api.error, null);
+  assert.equal(api.state, 'connecting');
+});
+
 test('useRoom: joins, merges history and live messages without duplicates, participants, typing, leaves', { skip }, async () => {
   const { client, last, clock } = makeClient();
   let room;
