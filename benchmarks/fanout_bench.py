@@ -23,7 +23,7 @@ from benchmarks.common import ROOT, start_moto, time_chat_message  # noqa: E402 
 
 def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_connections_api", "--latency-ms", str(latency_ms)],
+        [sys.executable, "-m", "parley_testing.connections_api_stub", "--latency-ms", str(latency_ms)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
@@ -42,8 +42,8 @@ def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
     try:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
         create_tables_from_template(boto3.client("dynamodb"), load_template())
-        import parley.lambda_adapter as adapter
-        from parley.store import Member
+        import parley.aws.lambda_routes as adapter
+        from parley.core.model import Member
 
         for n in range(members):
             adapter._store.add_member(Member("bench", connection_id(n), f"user{n}", f"User {n}", n))
