@@ -38,9 +38,9 @@ FLOORS = {
 }
 CLIENTS = {
     "ssm": "from aws_lambda_powertools.utilities.parameters import SSMProvider\nSSMProvider()",
-    "dynamodb": "from parley.tables import Membership\nMembership._get_connection().connection.client",
-    "dynamodb+apigw": "from parley.tables import Membership\nMembership._get_connection().connection.client\n"
-                      f"from parley.sender import sender_for\nsender_for({ENDPOINT!r}, 64)",
+    "dynamodb": "from parley.aws.tables import Membership\nMembership._get_connection().connection.client",
+    "dynamodb+apigw": "from parley.aws.tables import Membership\nMembership._get_connection().connection.client\n"
+                      f"from parley.aws.management_api import sender_for\nsender_for({ENDPOINT!r}, 64)",
 }
 TIMED = "import time as _t\n_t0 = _t.perf_counter()\n{body}\nprint(_t.perf_counter() - _t0)"
 

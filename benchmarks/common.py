@@ -64,9 +64,9 @@ def time_chat_message(room: str = "bench") -> tuple[float, float, dict[str, Any]
     Returns the whole handler's seconds, the fan-out's seconds (the sender's `send` alone, apart
     from the DynamoDB calls around it) and the reply frame.
     """
-    from parley.sender import ManagementApiSender
-    from parley_testing.functions import load_function
+    from parley.aws.management_api import ManagementApiSender
     from parley_testing.lambda_events import connection_id, message_event
+    from parley_testing.functions import load_function
 
     timings: list[float] = []
     original_send = ManagementApiSender.send
@@ -91,10 +91,10 @@ def time_chat_message(room: str = "bench") -> tuple[float, float, dict[str, Any]
 
 
 class ConnectionsStandIn:
-    """`parley_testing.fake_connections_api` in its own process; counts the PostToConnection calls it served."""
+    """parley_testing/connections_api_stub.py in its own process; counts the PostToConnection calls it served."""
 
     def __init__(self, latency_ms: float = 0.0) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "parley_testing.fake_connections_api", "--latency-ms", str(latency_ms)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "parley_testing.connections_api_stub", "--latency-ms", str(latency_ms)],
                                      cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -347,7 +347,7 @@ def patient_dynamodb(read_timeout_seconds: int = 120) -> None:
     """
     import inspect
 
-    import parley.tables as tables
+    import parley.aws.tables as tables
 
     for _, model in inspect.getmembers(tables, inspect.isclass):
         if issubclass(model, tables.Model) and model is not tables.Model and hasattr(model, "Meta"):

@@ -38,7 +38,8 @@ def lambda_cost(seconds: float) -> float:
 
 def seed_others(count: int, per_room: int, first_id: int) -> float:
     """`count` connections, each in one of count/per_room other rooms, written as the store writes them."""
-    from parley.tables import Connection, Membership, MEMBER_PREFIX
+    from parley.aws.keys import MEMBER_PREFIX
+    from parley.aws.tables import Connection, Membership
     from parley_testing.lambda_events import connection_id
 
     started = time.perf_counter()
@@ -57,11 +58,11 @@ def seed_others(count: int, per_room: int, first_id: int) -> float:
 
 
 def scenario(recorder: CapacityRecorder, api: ConnectionsStandIn, room_size: int, label: str, first_id: int) -> dict:
-    import parley.lambda_adapter as adapter
-    from parley.ids import iso_now, new_ulid
-    from parley.store import ChatMessage, Member
-    from parley_testing.functions import load_function
+    import parley.aws.lambda_routes as adapter
+    from parley.core.ids import iso_now, new_ulid
+    from parley.core.model import ChatMessage, Member
     from parley_testing.lambda_events import connect_event, connection_id, disconnect_event, message_event
+    from parley_testing.functions import load_function
 
     store = adapter._store
     room = f"cost-{room_size}-{label}"

@@ -16,7 +16,17 @@ import os
 import subprocess
 import sys
 
-from common import ConnectionsStandIn, time_chat_message  # sets the benchmark environment before parley is imported
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import ROOT, start_moto, time_chat_message  # noqa: E402  (also sets the benchmark environment)
+
+
+def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parley_testing.fake_connections_api", "--latency-ms", str(latency_ms)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
 
 
 def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
@@ -34,8 +44,8 @@ def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
     try:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
         create_tables_from_template(boto3.client("dynamodb"), load_template())
-        import parley.lambda_adapter as adapter
-        from parley.store import Member
+        import parley.aws.lambda_routes as adapter
+        from parley.core.model import Member
 
         for n in range(members):
             adapter._store.add_member(Member("bench", connection_id(n), f"user{n}", f"User {n}", n))

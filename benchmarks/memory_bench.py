@@ -51,7 +51,8 @@ def child(function: str, room: str, members: int, base: int) -> None:
 def seed(room: str, members: int, base: int) -> None:
     from datetime import timedelta
 
-    from parley.tables import MEMBER_PREFIX, Connection, Membership
+    from parley.aws.keys import MEMBER_PREFIX
+    from parley.aws.tables import Connection, Membership
     from parley_testing.lambda_events import connection_id
 
     now, ttl = int(time.time() * 1000), timedelta(seconds=7500)

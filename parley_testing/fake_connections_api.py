@@ -1,7 +1,8 @@
 """A stand-in for AWS's `@connections` endpoint on 127.0.0.1, with scriptable failures.
 
 It answers the way API Gateway does (status, `x-amzn-ErrorType`, JSON body) so the real
-boto3 client and the real sender are exercised over real HTTP.
+sender is exercised over real HTTP: PostToConnection (`script` per connection, `is_gone` for
+410s) and DeleteConnection (recorded in `deleted`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
+from typing import Callable
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -17,10 +19,14 @@ ERROR_TYPES = {410: "GoneException", 413: "PayloadTooLargeException", 429: "Limi
 
 
 class FakeConnectionsApi:
-    def __init__(self, latency_ms: float = 0.0) -> None:
+    def __init__(self, latency_ms: float = 0.0, is_gone: Callable[[str], bool] = lambda connection_id: False) -> None:
         self.latency = latency_ms / 1000
+        self.is_gone = is_gone
         self.script: dict[str, list[int | str]] = {}  # connection id -> statuses to answer, in order
+        self.attempts: dict[str, int] = defaultdict(int)  # PostToConnection calls per connection
         self.received: dict[str, list[bytes]] = defaultdict(list)
+        self.deleted: list[str] = []
+        self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
         self.calls = 0
@@ -37,17 +43,36 @@ class FakeConnectionsApi:
             body = await request.read()
             if self.latency:
                 await asyncio.sleep(self.latency)
-            steps = self.script.get(connection_id)
-            action: int | str = steps.pop(0) if steps else 200
-            if action == "hang":
+            with self._lock:
+                self.attempts[connection_id] += 1
+                steps = self.script.get(connection_id)
+                action: int | str = steps.pop(0) if steps else 200
+            if action == "hang":  # past any sane client timeout; the post is not delivered
                 await asyncio.sleep(1.5)
+                action = 504
+            if action == 200 and self.is_gone(connection_id):
+                action = 410
             if action == 200:
-                self.received[connection_id].append(body)
+                with self._lock:
+                    self.received[connection_id].append(body)
                 return web.Response(status=200)
             status = int(action)
             return web.json_response({"message": ERROR_TYPES.get(status, "")}, status=status, headers={"x-amzn-ErrorType": ERROR_TYPES.get(status, "")})
         finally:
             self.in_flight -= 1
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        connection_id = unquote(request.match_info["id"])
+        self.deleted.append(connection_id)
+        if self.is_gone(connection_id):
+            return web.json_response({"message": ""}, status=410, headers={"x-amzn-ErrorType": "GoneException"})
+        return web.Response(status=204)
+
+    def drain(self) -> dict[str, list[bytes]]:
+        """The payloads delivered since the last drain, per connection."""
+        with self._lock:
+            received, self.received = self.received, defaultdict(list)
+        return received
 
     def start(self) -> "FakeConnectionsApi":
         ready = threading.Event()
@@ -56,6 +81,7 @@ class FakeConnectionsApi:
             self._loop = asyncio.new_event_loop()
             app = web.Application()
             app.router.add_post("/{stage}/@connections/{id}", self._post)
+            app.router.add_delete("/{stage}/@connections/{id}", self._delete)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=2048)

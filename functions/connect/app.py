@@ -1,5 +1,5 @@
 """Lambda entry point for `$connect`: records the connection the authorizer let in."""
 
-from parley.lambda_adapter import connect_route
+from parley.aws.lambda_routes import connect_route
 
 lambda_handler = connect_route()

@@ -1,5 +1,5 @@
 """Lambda entry point for `$disconnect`: removes the connection and announces departures."""
 
-from parley.lambda_adapter import disconnect_route
+from parley.aws.lambda_routes import disconnect_route
 
 lambda_handler = disconnect_route()

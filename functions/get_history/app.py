@@ -1,5 +1,5 @@
 """Lambda entry point for the `get_history` route: the chat logic lives in the `parley` layer."""
 
-from parley.lambda_adapter import message_route
+from parley.aws.lambda_routes import message_route
 
 lambda_handler = message_route("get_history")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from parley.rate_limits import OverLimitMemory, RateLimits
+from parley.core.rate_limits import OverLimitMemory, RateLimits
 
 
 def test_unknown_users_take_the_full_checks():

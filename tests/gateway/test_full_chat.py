@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 
 pytestmark = pytest.mark.skipif(
-    not (TEMPLATE.exists() and (REPO / "layers/common/python/parley/service.py").exists()),
+    not (TEMPLATE.exists() and (REPO / "layers/common/python/parley/core/service.py").exists()),
     reason="needs the real template.yaml and the parley domain",
 )
 

@@ -1,4 +1,4 @@
-"""Handlers under test run exactly as Lambda runs them, against moto's DynamoDB and `@connections`.
+"""Handlers under test run exactly as Lambda runs them, against moto's DynamoDB and a real HTTP `@connections`.
 
 The environment is set before any `parley` module is imported, because table names and
 settings are read once per execution environment, as on Lambda.
@@ -6,11 +6,11 @@ settings are read once per execution environment, as on Lambda.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+import time
 from typing import Any, Iterator
-from urllib.parse import unquote
 
 import pytest
 
@@ -39,29 +39,15 @@ os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
 import boto3  # noqa: E402
 from botocore.client import BaseClient  # noqa: E402
 from moto import mock_aws  # noqa: E402
-from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend, apigatewaymanagementapi_backends  # noqa: E402
-from moto.core.exceptions import JsonRESTError  # noqa: E402
 
-from tests.support import (  # noqa: E402
-    connect_event,
-    connection_id,
-    create_tables_from_template,
-    disconnect_event,
-    load_function,
-    load_template,
-    message_event,
-    split_frames,
-)
+from parley_testing.chat_world import ROUTES, ChatWorld, Client  # noqa: E402
+from parley_testing.memory_store import TABLES  # noqa: E402
+from parley_testing.fake_connections_api import FakeConnectionsApi  # noqa: E402
+from parley_testing.lambda_events import connect_event, connection_id, disconnect_event, message_event  # noqa: E402
+from parley_testing.template import create_tables_from_template, load_template  # noqa: E402
+from parley_testing.functions import load_function  # noqa: E402
 
-ROUTES = ["message", "join_room", "leave_room", "chat_message", "typing", "mark_read", "get_history", "ping"]
 FUNCTIONS = {name: load_function(name) for name in ROUTES + ["default", "connect", "disconnect", "authorizer"]}
-
-
-class GoneException(JsonRESTError):
-    code = 410
-
-    def __init__(self) -> None:
-        super().__init__("GoneException", "")
 
 
 class FakeContext:
@@ -75,56 +61,32 @@ class FakeContext:
         return 29_000
 
 
-@dataclass
-class Client:
-    world: "World"
-    connection_id: str
-    user_id: str
-    name: str
-    inbox: list[dict[str, Any]] = field(default_factory=list)
+class World(ChatWorld):
+    """A fake API Gateway in front of the real handlers: moto plays DynamoDB, and a real HTTP
+    stand-in plays `@connections` (the handlers reach it through the standard endpoint variable)."""
 
-    def send(self, type_name: Any = None, data: Any = None, *, raw: str | None = None) -> dict[str, Any] | None:
-        """Send one frame the way API Gateway would route it; returns the route response frame."""
-        if raw is None:
-            body: dict[str, Any] = {"type": type_name}
-            if data is not None:
-                body["data"] = data
-            raw = json.dumps(body)
-        return self.world.deliver(self, raw)
-
-    def take(self) -> list[dict[str, Any]]:
-        frames, self.inbox = self.inbox, []
-        return frames
-
-    def types(self) -> list[str]:
-        return [frame["type"] for frame in self.take()]
-
-
-class World:
-    """A fake API Gateway in front of the real handlers; moto plays DynamoDB and `@connections`."""
-
-    def __init__(self) -> None:
-        self.clients: dict[str, Client] = {}
+    def __init__(self, connections_api: FakeConnectionsApi, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__()
+        self._monkeypatch = monkeypatch
         self.recording = False
-        self.gone: set[str] = set()
-        self.posts = 0
-        self._counter = 0
         self.dynamodb = boto3.client("dynamodb")
-        self.backend: ApiGatewayManagementApiBackend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-        self.operations: list[str] = []  # every AWS API call the handlers made, in order
+        self.connections_api = connections_api
+        self.operations: list[str] = []  # every AWS API call the handlers made through botocore, in order
 
-    def connect(self, user: str, name: str | None = None) -> Client:
-        self._counter += 1
-        client = Client(self, connection_id(self._counter), user, name or user)
-        result = self.invoke("connect", connect_event(client.connection_id, user, name))
+    def _new_connection_id(self, n: int) -> str:
+        return connection_id(n)
+
+    @property
+    def closed(self) -> list[str]:
+        """Connections the handlers closed with DeleteConnection."""
+        return self.connections_api.deleted
+
+    def _connect(self, client: Client) -> None:
+        result = self.invoke("connect", connect_event(client.connection_id, client.user_id, client.name))
         assert result["statusCode"] == 200
-        self.clients[client.connection_id] = client
-        return client
 
-    def disconnect(self, client: Client) -> None:
-        self.gone.add(client.connection_id)
+    def _disconnect(self, client: Client) -> None:
         self.invoke("disconnect", disconnect_event(client.connection_id, client.user_id))
-        self.collect()
 
     def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
         self.recording = True
@@ -133,63 +95,66 @@ class World:
         finally:
             self.recording = False
 
-    def route_of(self, raw: str) -> str:
-        try:
-            frame = json.loads(raw)
-        except ValueError:
-            return "$default"
-        if not isinstance(frame, dict) or "type" not in frame:
-            return "$default"
-        selected = frame["type"] if isinstance(frame["type"], str) else json.dumps(frame["type"])
-        return selected if selected in ROUTES else "$default"
+    def event_for(self, client: Client, route: str, raw: str) -> dict[str, Any]:
+        return message_event(client.connection_id, client.user_id, raw, route_key=route, name=client.name)
 
-    def deliver(self, client: Client, raw: str) -> dict[str, Any] | None:
-        route = self.route_of(raw)
-        event = message_event(client.connection_id, client.user_id, raw, route_key=route, name=client.name)
+    def _frame(self, client: Client, route: str, raw: str, request_id: str) -> str | None:
+        event = self.event_for(client, route, raw)
+        event["requestContext"]["requestId"] = request_id
         response = self.invoke("default" if route == "$default" else route, event)
-        assert response["statusCode"] == 200
-        self.collect()
-        reply = json.loads(response["body"]) if response.get("body") else None
-        if reply is not None:
-            client.inbox.append(reply)
-        return reply
+        assert response["statusCode"] == 200, response
+        return response.get("body")
 
-    def collect(self) -> None:
-        for cid, connection in list(self.backend.connections.items()):
-            if connection.data:
-                frames = split_frames(connection.data)
-                connection.data = b""
-                self.posts += len(frames)
-                if cid in self.clients:
-                    self.clients[cid].inbox.extend(frames)
+    def _drain_posts(self) -> dict[str, list[bytes]]:
+        return self.connections_api.drain()
+
+    def use_limits(self, *, chat: int, signals: int, window_seconds: int) -> None:
+        import parley.aws.lambda_routes as routes
+
+        self._monkeypatch.setattr(routes, "settings", dataclasses.replace(
+            routes.settings, chat_rate_limit=chat, signal_rate_limit=signals, rate_window_seconds=window_seconds))
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        """Every table read straight from moto's memory: the items a Scan returns, without the four
+        Scans through botocore (which would be most of a property test's run time)."""
+        from moto.dynamodb.models import dynamodb_backends
+
+        backend = dynamodb_backends["123456789012"]["us-east-1"]
+        return {
+            table: sorted((item.to_json()["Attributes"] for item in backend.get_table(f"test-{table}").all_items()), key=json.dumps)
+            for table in TABLES
+        }
 
     def items(self, table: str) -> list[dict[str, Any]]:
         paginator = self.dynamodb.get_paginator("scan")  # test inspection only, never in shipped code
         return [item for page in paginator.paginate(TableName=f"test-{table}") for item in page["Items"]]
 
-    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
-        tables = ["ConnectionsTable", "MembershipsTable", "MessagesTable", "IdempotencyTable"]
-        return {table: sorted(self.items(table), key=json.dumps) for table in tables}
+
+@pytest.fixture(scope="session")
+def connections_api() -> Iterator[FakeConnectionsApi]:
+    api = FakeConnectionsApi().start()
+    yield api
+    api.stop()
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    import parley.lambda_adapter as adapter
+def world(monkeypatch: pytest.MonkeyPatch, connections_api: FakeConnectionsApi) -> Iterator[World]:
+    import parley.aws.lambda_routes as routes
 
     # A new world is a new deployment: no execution environment remembers anyone from the last one.
-    adapter._over_limit.clear()
+    routes._over_limit.clear()
+    connections_api.drain()
+    connections_api.script.clear()
+    connections_api.attempts.clear()
+    connections_api.deleted.clear()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", connections_api.url)
     with mock_aws():
         create_tables_from_template(boto3.client("dynamodb"), load_template())
-        instance = World()
-        original = ApiGatewayManagementApiBackend.post_to_connection
-
-        def post_to_connection(backend: ApiGatewayManagementApiBackend, data: bytes, connection_id: str) -> None:
-            connection_id = unquote(connection_id)  # moto leaves boto3's %3D encoding in the id
-            if connection_id in instance.gone or connection_id not in instance.clients:
-                raise GoneException()
-            original(backend, data, connection_id)
-
-        monkeypatch.setattr(ApiGatewayManagementApiBackend, "post_to_connection", post_to_connection)
+        instance = World(connections_api, monkeypatch)
+        connections_api.is_gone = instance.is_gone
         make_api_call = BaseClient._make_api_call
 
         def recording_call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
@@ -199,4 +164,5 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
         monkeypatch.setattr(BaseClient, "_make_api_call", recording_call)
         yield instance
+        connections_api.is_gone = lambda connection_id: False
         assert not [op for op in instance.operations if op.endswith(":Scan")], "a handler issued a DynamoDB Scan"

@@ -1,5 +1,5 @@
 """Fault injection for the handler tests: DynamoDB throttling at the HTTP level, `@connections`
-failures in moto's backend, a raw-frame sender that keeps the request id, and a log recorder.
+failures scripted in the HTTP stand-in, a raw-frame sender that keeps the request id, and a log recorder.
 
 Throttling is injected where a real throttle arrives: as an HTTP 400 response to the request
 botocore sends (moto's `before-send` stub is wrapped), so botocore's retry handler (PynamoDB's
@@ -13,17 +13,14 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
-from urllib.parse import unquote
+from typing import Any
 
 import pytest
 import urllib3
 from botocore.awsrequest import AWSResponse
-from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
-from moto.core.exceptions import JsonRESTError
 
-from tests.support import message_event
+from parley_testing.chat_world import Delivery
 
 THROTTLE_TYPES = {
     "ProvisionedThroughputExceededException": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -104,108 +101,62 @@ def throttle(world, monkeypatch: pytest.MonkeyPatch) -> DynamoThrottle:
 # ---- @connections --------------------------------------------------------------------------
 
 
-class LimitExceededException(JsonRESTError):
-    code = 429
-
-    def __init__(self) -> None:
-        super().__init__("LimitExceededException", "Rate exceeded")
-
-
-class InternalServerErrorException(JsonRESTError):
-    code = 500
-
-    def __init__(self) -> None:
-        super().__init__("InternalServerErrorException", "Internal server error")
-
-
-FAILURES: dict[str, Callable[[], BaseException]] = {
-    "429": LimitExceededException,
-    "500": InternalServerErrorException,
-    "timeout": lambda: urllib3.exceptions.ReadTimeoutError(None, "/@connections", "Read timed out. (read timeout=5.0)"),
-}
+STATUSES: dict[str, int | str] = {"429": 429, "500": 500, "timeout": "hang"}
+ALWAYS = 10_000  # a failure that does not end within any test
 
 
 @dataclass
 class ConnectionFaults:
-    """`@connections` failing for chosen recipients: `plan[connection_id] = (kind, times)` (times None: always).
+    """`@connections` failing for chosen recipients: `fail(connection_id, kind, times)` (times None: always).
 
-    Only payloads for which `matches(payload)` holds are failed; every call is counted in `attempts`.
+    The stand-in answers each of the recipient's next `times` posts with the failure; `attempts`
+    counts the posts each connection got since the first `fail`.
     """
 
-    monkeypatch: pytest.MonkeyPatch
-    plan: dict[str, tuple[str, int | None]] = field(default_factory=dict)
-    attempts: Counter = field(default_factory=Counter)
-    matches: Callable[[bytes], bool] = lambda payload: b'"type":"message_received"' in payload
+    api: Any
     sleeps: list[float] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        current = ApiGatewayManagementApiBackend.post_to_connection  # conftest's (410 for world.gone)
-        faults = self
-
-        def post_to_connection(backend: ApiGatewayManagementApiBackend, data: bytes, connection_id: str) -> None:
-            cid = unquote(connection_id)
-            if faults.matches(data):
-                with faults._lock:
-                    faults.attempts[cid] += 1
-                    kind, left = faults.plan.get(cid, (None, 0))
-                    fail = kind is not None and (left is None or left > 0)
-                    if fail and left is not None:
-                        faults.plan[cid] = (kind, left - 1)
-                if fail:
-                    raise FAILURES[kind]()
-            current(backend, data, connection_id)
-
-        self.monkeypatch.setattr(ApiGatewayManagementApiBackend, "post_to_connection", post_to_connection)
+    _baseline: Counter | None = None
 
     def fail(self, connection_id: str, kind: str, times: int | None) -> None:
-        self.plan[connection_id] = (kind, times)
+        if self._baseline is None:
+            self._baseline = Counter(self.api.attempts)
+        self.api.script[connection_id] = [STATUSES[kind]] * (ALWAYS if times is None else times)
+
+    def heal(self) -> None:
+        self.api.script.clear()
+
+    @property
+    def attempts(self) -> Counter:
+        return Counter(self.api.attempts) - (self._baseline or Counter())
 
 
 def the_sender() -> Any:
     """The process's cached ManagementApiSender for the test events' endpoint."""
-    from parley import lambda_adapter
-    from parley.sender import sender_for
+    from parley.aws import lambda_routes
+    from parley.aws.management_api import sender_for
 
-    endpoint = lambda_adapter._management_endpoint("abcdef1234.execute-api.us-east-1.amazonaws.com", "test")
-    return sender_for(endpoint, lambda_adapter.settings.fanout_max_in_flight)
+    endpoint = lambda_routes.management_endpoint("abcdef1234.execute-api.us-east-1.amazonaws.com", "test")
+    return sender_for(endpoint, lambda_routes.settings.fanout_max_in_flight)
 
 
 @pytest.fixture
 def connection_faults(world, monkeypatch: pytest.MonkeyPatch) -> ConnectionFaults:
-    faults = ConnectionFaults(monkeypatch)
-    monkeypatch.setattr(the_sender(), "_sleep", faults.sleeps.append)  # backoff recorded, not slept
+    faults = ConnectionFaults(world.connections_api)
+    sender = the_sender()
+    monkeypatch.setattr(sender, "_sleep", faults.sleeps.append)  # backoff recorded, not slept
+    # A hung call must time out well before the stand-in's 1.5 s hang ends.
+    short = urllib3.PoolManager(num_pools=4, maxsize=sender.max_in_flight, block=True, retries=False,
+                                timeout=urllib3.Timeout(connect=0.5, read=0.3))
+    monkeypatch.setattr(sender, "_pool", short)
     return faults
 
 
 # ---- sending raw frames, with the request id ----------------------------------------------
 
 
-@dataclass
-class Delivery:
-    request_id: str
-    route: str
-    body: str | None  # the route response body exactly as the handler returned it
-    reply: dict[str, Any] | None
-
-
-def send_raw(world: Any, client: Any, raw: str, *, unparsable_route: str = "$default") -> Delivery:
-    """`client.send(raw=...)`, but also for frames the harness cannot route (nesting deeper than
-    Python's JSON parser goes: sent to `unparsable_route`, the route API Gateway's own parser
-    may well have picked), and returning the request id and the raw response body."""
-    try:
-        route = world.route_of(raw)
-    except RecursionError:
-        route = unparsable_route
-    event = message_event(client.connection_id, client.user_id, raw, route_key=route, name=client.name)
-    response = world.invoke("default" if route == "$default" else route, event)
-    assert response["statusCode"] == 200, response
-    world.collect()
-    body = response.get("body")
-    reply = json.loads(body) if body else None
-    if reply is not None:
-        client.inbox.append(reply)
-    return Delivery(event["requestContext"]["requestId"], route, body, reply)
+def send_raw(world: Any, client: Any, raw: str) -> Delivery:
+    """`client.send(raw=...)`, returning the request id and the raw route response body too."""
+    return world.deliver(client, raw)
 
 
 def send(world: Any, client: Any, type_name: str, data: Any) -> Delivery:
@@ -235,7 +186,7 @@ class LogRecorder(logging.Handler):
 
 @pytest.fixture
 def logs() -> Any:
-    from parley.observability import logger
+    from parley.aws.observability import logger
 
     recorder = LogRecorder()
     recorder.setFormatter(logger.registered_formatter)

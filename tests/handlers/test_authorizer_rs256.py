@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.handlers.conftest import FakeContext
-from tests.support import load_function
+from parley_testing.functions import load_function
 
 ISSUER = "https://issuer.example.com/"
 AUDIENCE = "parley-web"
@@ -64,9 +64,9 @@ def authorize(jwks_server, monkeypatch):
     monkeypatch.setenv("JWKS_URL", url)
     monkeypatch.setenv("JWT_ISSUER", ISSUER)
     monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
-    import parley.authorizer
+    import parley.aws.authorizer_route
 
-    importlib.reload(parley.authorizer)  # the verifier is built once per environment, from env
+    importlib.reload(parley.aws.authorizer_route)  # the verifier is built once per environment, from env
     function = load_function("authorizer")
 
     def call(token):
@@ -76,7 +76,7 @@ def authorize(jwks_server, monkeypatch):
 
     yield call, hits
     monkeypatch.undo()
-    importlib.reload(parley.authorizer)
+    importlib.reload(parley.aws.authorizer_route)
 
 
 def rs_token(key, claims=None, kid="k1", algorithm="RS256"):

@@ -43,7 +43,7 @@ def test_typing_and_ping_costs(world):
 def test_a_flood_costs_no_query_and_one_counter_write_per_allowance_of_refusals(world, monkeypatch):
     import dataclasses
 
-    import parley.lambda_adapter as adapter
+    import parley.aws.lambda_routes as adapter
 
     monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=5, rate_window_seconds=600))
     flooder = world.connect("flooder")

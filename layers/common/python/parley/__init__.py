@@ -1,8 +1,8 @@
-"""Parley's chat domain, shared by every Lambda function through one layer.
+"""Parley's server side, shared by every Lambda function through one layer.
 
-The modules keep protocol rules (`protocol`), storage (`tables`, `store`), delivery
-(`sender`) and the chat rules themselves (`service`) apart, so the Lambda adapters,
-the local gateway and the tests all drive the same code.
+`parley.core` is the chat itself (protocol, value types, ports, the rules) and imports only the
+standard library and pydantic, so it runs and is tested without AWS. `parley.aws` adapts it to
+Lambda, DynamoDB and the `@connections` API. Dependencies point one way: aws -> core.
 """
 
 PROTOCOL_VERSION = 1

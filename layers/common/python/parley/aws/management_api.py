@@ -1,7 +1,7 @@
-"""Delivery through the `@connections` management API.
+"""`parley.core.ports.Sender` on the `@connections` management API (PostToConnection, DeleteConnection).
 
-A `FanoutJob` is a self-contained unit (payload + recipients) so that very large rooms can
-later be sharded through a queue to a separate fan-out worker running this same code.
+A `FanoutJob` is a self-contained unit (payload + recipients), so very large rooms can be
+sharded across invocations of a fan-out function running this same code.
 """
 
 from __future__ import annotations
@@ -11,37 +11,15 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
-import boto3
 import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.session import get_session
 
-
-@dataclass(frozen=True)
-class FanoutJob:
-    payload: bytes
-    connection_ids: tuple[str, ...]
-
-
-@dataclass
-class FanoutResult:
-    delivered: set[str] = field(default_factory=set)
-    gone: set[str] = field(default_factory=set)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    def merge(self, other: "FanoutResult") -> None:
-        self.delivered |= other.delivered
-        self.gone |= other.gone
-        self.failed.update(other.failed)
-
-
-class Sender(Protocol):
-    def send(self, job: FanoutJob) -> FanoutResult: ...
-    def close(self, connection_id: str) -> bool: ...
+from ..core.model import FanoutJob, FanoutResult
 
 
 _RETRYABLE_ERRORS = {"LimitExceededException", "ThrottlingException", "TooManyRequestsException"}
@@ -57,8 +35,7 @@ class ManagementApiSender:
     It speaks PostToConnection directly (a SigV4-signed POST over a pooled urllib3
     connection) rather than through `client.post_to_connection`: a fan-out makes thousands of
     identical calls, and boto3's per-call pipeline (about 1 ms of CPU each) would dominate
-    the fan-out time. It still fires botocore's `before-send` event on a real client first,
-    so anything hooked there (moto, botocore instrumentation) sees every call.
+    the fan-out time; not building a boto3 client also keeps it off the cold start.
     """
 
     def __init__(
@@ -78,13 +55,7 @@ class ManagementApiSender:
         self.endpoint_url = endpoint_url.rstrip("/")
         self.max_in_flight = max(1, max_in_flight)
         self._region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        session = boto3.Session()
-        self._credentials = credentials or session.get_credentials()
-        client = session.client("apigatewaymanagementapi", endpoint_url=self.endpoint_url, region_name=self._region)
-        self._events = client.meta.events
-        service = client.meta.service_model.service_id.hyphenize()
-        self._before_send = f"before-send.{service}.PostToConnection"
-        self._before_delete = f"before-send.{service}.DeleteConnection"
+        self._credentials = credentials or get_session().get_credentials()
         self._pool = urllib3.PoolManager(
             num_pools=4, maxsize=self.max_in_flight, block=True, retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
@@ -133,10 +104,6 @@ class ManagementApiSender:
         request = AWSRequest(method=method, url=url, data=payload, headers=headers)
         SigV4Auth(self._credentials.get_frozen_credentials(), "execute-api", self._region).add_auth(request)
         prepared = request.prepare()
-        event = self._before_send if method == "POST" else self._before_delete
-        _, hooked = self._events.emit_until_response(event, request=prepared)
-        if hooked is not None:
-            return hooked.status_code, hooked.headers.get("x-amzn-ErrorType", "")
         response = self._pool.urlopen(method, url, body=payload or None, headers=dict(prepared.headers.items()), preload_content=True)
         return response.status, response.headers.get("x-amzn-ErrorType", "")
 

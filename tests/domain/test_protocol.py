@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 
-from parley.ids import is_ulid
+from parley.core.ids import is_ulid
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -1,4 +1,6 @@
-"""PynamoDB models: one class per kind of item, reading like the table design in docs/ARCHITECTURE.md."""
+"""PynamoDB models: one class per kind of item, reading like the table design in docs/ARCHITECTURE.md.
+
+Key formats (prefixes, composite keys) are in `keys`."""
 
 from __future__ import annotations
 
@@ -9,9 +11,6 @@ from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from .config import settings
-
-MEMBER_PREFIX = "c#"
-READ_CURSOR_PREFIX = "r#"
 
 
 class _Meta:

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import unquote
 
-import boto3
 import pytest
 
-from parley.ids import ulid_at
+from parley.core.ids import ulid_at
+from parley.core.rate_limits import OverLimitMemory, RateLimits
+from parley_testing.chat_world import alice_and_bob_in_lobby
 
 
 @pytest.fixture
 def room(world):
-    alice = world.connect("alice")
-    alice.send("join_room", {"roomId": "lobby"})
-    bob = world.connect("bob")
-    bob.send("join_room", {"roomId": "lobby"})
-    alice.send("chat_message", {"roomId": "lobby", "message": "seed"})
-    world.collect()
-    alice.take(), bob.take()
-    return alice, bob
+    return alice_and_bob_in_lobby(world)
 
 
 def assert_one_error(world, client, raw, code, *, request_type=None, fields=None, others=()):
@@ -133,25 +126,9 @@ def test_not_a_member(world, room, type_name, data):
     assert "join_room" in data_["message"]
 
 
-def test_internal_error_is_reported_without_a_stack_trace(world, room):
-    alice, bob = room
-    boto3.client("dynamodb").delete_table(TableName="test-MessagesTable")
-    alice.send("chat_message", {"roomId": "lobby", "message": "into the void", "clientMessageId": "x1"})
-    (frame,) = alice.take()
-    assert frame["data"]["code"] == "internal_error"
-    assert frame["data"]["clientMessageId"] == "x1"
-    assert "Traceback" not in json.dumps(frame) and "ResourceNotFound" not in json.dumps(frame)
-    assert "request id" in frame["data"]["message"]
-    assert bob.take() == []
-
-
 @pytest.fixture
-def tight_limits(monkeypatch):
-    import dataclasses
-
-    import parley.lambda_adapter as adapter
-
-    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=3, signal_rate_limit=2, rate_window_seconds=60))
+def tight_limits(world):
+    world.limits = RateLimits(chat=3, signals=2, window_seconds=60)
 
 
 def rate_counters(world):
@@ -193,9 +170,7 @@ def test_rejected_frames_do_not_spend_the_allowance(world, room, tight_limits):
 
 def test_a_flood_far_over_the_limit_closes_the_connection(world, room, tight_limits):
     alice, bob = room
-    closed = []
-    original = world.backend.delete_connection
-    world.backend.delete_connection = lambda connection_id: (closed.append(connection_id), original(connection_id))
+    closed = world.closed
     for n in range(3 * 10):
         alice.send("chat_message", {"roomId": "lobby", "message": f"flood {n}"})
     assert closed == []  # 10x the allowance is tolerated...
@@ -219,46 +194,33 @@ def test_a_user_over_the_limit_is_refused_before_the_membership_check(world, roo
     assert [f["type"] for f in bob.take()] == ["typing_update"]
 
 
-def test_a_flood_spread_over_two_environments_is_still_counted_and_closed(world, room, tight_limits, monkeypatch):
+def test_a_flood_spread_over_two_environments_is_still_counted_and_closed(world, room, tight_limits):
     """Each Lambda environment remembers its own refusals; the shared counter sees both shares."""
-    import parley.lambda_adapter as adapter
-    from parley.rate_limits import OverLimitMemory
-
     alice, bob = room
-    closed = []
-    original = world.backend.delete_connection
-    world.backend.delete_connection = lambda connection_id: (closed.append(connection_id), original(connection_id))
+    closed = world.closed
     environments = [OverLimitMemory(), OverLimitMemory()]
     sent = 0
     while not closed and sent < 60:
-        monkeypatch.setattr(adapter, "_over_limit", environments[sent % 2])
+        world.over_limit = environments[sent % 2]
         alice.send("chat_message", {"roomId": "lobby", "message": f"flood {sent}"})
         sent += 1
-    assert [unquote(c) for c in closed] == [alice.connection_id]
+    assert closed == [alice.connection_id]
     # 30 counted closes it; each environment may hold back at most one batch (the limit) minus one.
     assert 31 <= sent <= 31 + 2 * (3 - 1), sent
     hits = sum(rate_counters(world).values())
     assert 31 <= hits <= sent, (hits, sent)
 
 
-def test_the_allowance_is_whole_again_in_the_next_window(world, room, monkeypatch):
-    import dataclasses
-    import time
-
-    import parley.lambda_adapter as adapter
-
+def test_the_allowance_is_whole_again_in_the_next_window(world, room):
     window = 3
-    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=2, rate_window_seconds=window))
+    world.limits = RateLimits(chat=2, window_seconds=window)
     alice, bob = room
-    for _ in range(3):  # a machine too busy to send 4 frames inside one window gets another try
-        time.sleep(window - time.time() % window + 0.05)  # start just after a window boundary
-        started = time.time() // window
-        replies = [alice.send("chat_message", {"roomId": "lobby", "message": f"w1 {n}"}) for n in range(4)]
-        if time.time() // window == started:
-            break
-    else:
-        pytest.fail("4 frames never fitted in one 3-s window")
+    world.clock.advance(window * 1000 - world.clock() % (window * 1000))  # the start of a window
+    replies = [alice.send("chat_message", {"roomId": "lobby", "message": f"w1 {n}"}) for n in range(4)]
     codes = [r["data"]["code"] if r["type"] == "error" else r["type"] for r in replies]
     assert codes == ["chat_update", "chat_update", "rate_limited", "rate_limited"]
-    time.sleep(window - time.time() % window + 0.05)
+    assert replies[2]["data"]["retryAfterMs"] == window * 1000
+    world.clock.advance(window * 1000 - 1)  # the last millisecond of the window: still over
+    assert alice.send("chat_message", {"roomId": "lobby", "message": "w1 late"})["data"]["retryAfterMs"] == 1
+    world.clock.advance(1)
     assert alice.send("chat_message", {"roomId": "lobby", "message": "w2"})["type"] == "chat_update"

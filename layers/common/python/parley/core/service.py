@@ -1,4 +1,4 @@
-"""The chat rules of PROTOCOL.md, written once against a `ChatStore` and a `Sender`.
+"""The chat rules of PROTOCOL.md, written once against the ports in `ports`.
 
 Each public method serves one client type and returns the frame for the caller (sent as the
 route response, which costs no `@connections` call) or None. Everything else a request causes
@@ -8,38 +8,32 @@ before the request ends, because `$disconnect` is best effort.
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from . import protocol as p
-from .ids import iso_now, new_ulid, ulid_time_ms
-from .observability import logger
+from .ids import iso_at, new_ulid, ulid_time_ms
+from .model import Caller, ChatMessage, FanoutJob, FanoutResult, Member
+from .ports import ChatStore, Clock, Logger, MetricSink, Sender
 from .protocol import ErrorCode, ProtocolError
 from .rate_limits import ABUSE_FACTOR, OverLimitMemory, RateLimits
-from .sender import FanoutJob, FanoutResult, Sender
-from .store import ChatMessage, ChatStore, Member
 
 Frame = dict[str, Any]
-MetricSink = Callable[[str, float], None]
 
 # Clean-up triggered by one request is bounded; TTL removes whatever is left.
 MAX_GONE_PER_REQUEST = 200
 # A read cursor may not point this far into the future (ULIDs carry their mint time).
 READ_CURSOR_CLOCK_SKEW_MS = 60_000
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who a frame speaks for: always the verified identity from the authorizer, never `data`."""
-
-    connection_id: str
-    user_id: str
-    name: str
+DEFAULT_ROUTE = "$default"
 
 
 def _no_metrics(name: str, value: float) -> None:
     return None
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class ChatService:
@@ -49,10 +43,11 @@ class ChatService:
         sender: Sender,
         *,
         max_message_length: int = 4000,
-        rate_limits: "RateLimits | None" = None,
-        over_limit: "OverLimitMemory | None" = None,
+        rate_limits: RateLimits | None = None,
+        over_limit: OverLimitMemory | None = None,
         metric: MetricSink = _no_metrics,
-        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        logger: Logger | None = None,
+        now_ms: Clock = _wall_clock_ms,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -61,10 +56,37 @@ class ChatService:
         self._limits = rate_limits or RateLimits()
         self._over_limit = over_limit if over_limit is not None else OverLimitMemory()
         self._now_ms = now_ms
+        self._logger: Logger = logger if logger is not None else logging.getLogger(__name__)
         self._gone: list[tuple[str, str | None, str | None]] = []
         self._forgotten: set[str] = set()
 
     # ---- entry points ----------------------------------------------------------------------
+    def handle_frame(self, route_key: str, body: str | None, caller: Caller, *, request_id: str) -> Frame | None:
+        """Serve one WebSocket frame API Gateway routed to `route_key`: the reply, an error frame or None.
+
+        Never raises: bad input becomes one `error` frame, and an unexpected failure becomes
+        `internal_error` quoting `request_id` (logged with its stack trace, never sent).
+        """
+        frame: dict[str, Any] | None = None
+        request_type = None if route_key == DEFAULT_ROUTE else route_key
+        try:
+            frame = p.parse_envelope(body)
+            if route_key == DEFAULT_ROUTE:
+                raw_type = frame.get("type")
+                request_type = raw_type if isinstance(raw_type, str) else None
+                raise p.unknown_type(frame)
+            return self.handle(route_key, frame, caller)
+        except ProtocolError as error:
+            self._logger.info("request rejected", extra={"code": error.code, "details": error.details})
+            return p.error_frame(error, request_type=request_type, client_message_id=p.client_message_id_of(frame))
+        except Exception:
+            self._logger.exception("request failed")
+            error = ProtocolError(
+                ErrorCode.INTERNAL_ERROR,
+                f"Something went wrong on our side; try again. Quote request id {request_id} when reporting it.",
+            )
+            return p.error_frame(error, request_type=request_type, client_message_id=p.client_message_id_of(frame))
+
     def handle(self, type_name: str, frame: dict[str, Any], caller: Caller) -> Frame | None:
         """Validate and serve one client frame of a known type."""
         request = p.parse_request(type_name, frame, max_message_length=self.max_message_length)
@@ -86,10 +108,10 @@ class ChatService:
 
     # ---- client types ----------------------------------------------------------------------
     def _on_message(self, request: p.MessageData, caller: Caller) -> Frame:
-        return p.frame("message_response", {"status": "received", "message": request.message, "timestamp": iso_now()})
+        return p.frame("message_response", {"status": "received", "message": request.message, "timestamp": self._timestamp()})
 
     def _on_ping(self, request: p.PingData, caller: Caller) -> Frame:
-        return p.frame("pong", {"timestamp": iso_now()})
+        return p.frame("pong", {"timestamp": self._timestamp()})
 
     def _on_join_room(self, request: p.JoinRoomData, caller: Caller) -> Frame:
         room = request.roomId
@@ -104,7 +126,7 @@ class ChatService:
             if first_for_user:
                 self._broadcast(
                     others,
-                    p.frame("user_joined", {"roomId": room, "userId": caller.user_id, "name": caller.name, "timestamp": iso_now()}),
+                    p.frame("user_joined", {"roomId": room, "userId": caller.user_id, "name": caller.name, "timestamp": self._timestamp()}),
                     room,
                 )
         self._send_to_caller(caller, p.frame("participants_list", {"roomId": room, "participants": _participants(members)}))
@@ -115,8 +137,7 @@ class ChatService:
         return _history_frame(room, page.messages, page.has_more)
 
     def _on_leave_room(self, request: p.LeaveRoomData, caller: Caller) -> None:
-        removed = self._store.remove_member(request.roomId, caller.connection_id)
-        if removed is not None:
+        if self._store.remove_member(request.roomId, caller.connection_id):
             self._announce_departure(request.roomId, caller.user_id)
         return None
 
@@ -125,8 +146,9 @@ class ChatService:
         self._refuse_if_known_over("chat", self._limits.chat, caller)
         members = self._require_member(room, caller)
         self._spend("chat", self._limits.chat, caller)
+        now = self._now_ms()
         message = ChatMessage(
-            room, new_ulid(self._now_ms()), caller.user_id, caller.name, request.message, iso_now(), request.clientMessageId
+            room, new_ulid(now), caller.user_id, caller.name, request.message, iso_at(now), request.clientMessageId
         )
         original = self._store.claim_client_message_id(message) if message.client_message_id else None
         if original is None:
@@ -175,6 +197,9 @@ class ChatService:
         return _history_frame(request.roomId, page.messages, page.has_more)
 
     # ---- helpers ---------------------------------------------------------------------------
+    def _timestamp(self) -> str:
+        return iso_at(self._now_ms())
+
     def _require_member(self, room: str, caller: Caller) -> list[Member]:
         """The room's members; the same Query is the membership check, so it costs nothing extra."""
         members = self._store.room_members(room)
@@ -242,7 +267,7 @@ class ChatService:
             self._gone.extend((cid, targets[cid], room) for cid in result.gone)
         if result.failed:
             self._metric("DeliveryFailures", len(result.failed))
-            logger.warning(
+            self._logger.warning(
                 "delivery failed after retries",
                 extra={"frame_type": frame["type"], "room": room, "failed": result.failed},
             )
@@ -273,7 +298,7 @@ class ChatService:
         remaining = self._store.room_members(room)
         if any(m.user_id == user_id for m in remaining):
             return
-        self._broadcast(remaining, p.frame("user_left", {"roomId": room, "userId": user_id, "timestamp": iso_now()}), room)
+        self._broadcast(remaining, p.frame("user_left", {"roomId": room, "userId": user_id, "timestamp": self._timestamp()}), room)
 
 
 def _not_a_member(room: str) -> ProtocolError:

@@ -116,6 +116,8 @@ REQUEST_MODELS: dict[str, type[_Data]] = {
     for model in (MessageData, JoinRoomData, LeaveRoomData, ChatMessageData, TypingData, MarkReadData, GetHistoryData, PingData)
 }
 
+KNOWN_TYPES = ", ".join(sorted(REQUEST_MODELS))
+
 _FRIENDLY = {
     "string_pattern_mismatch": "has an invalid format",
     "missing": "is required",
@@ -190,6 +192,14 @@ def parse_request(type_name: str, frame: dict[str, Any], *, max_message_length: 
         details = _field_errors(exc)
         fields = ", ".join(d["field"] for d in details)
         raise ProtocolError(ErrorCode.VALIDATION_ERROR, f"Invalid {type_name}: check {fields}.", details=details) from None
+
+
+def unknown_type(frame: dict[str, Any]) -> ProtocolError:
+    """The error for a frame no route matched (API Gateway sent it to `$default`)."""
+    raw_type = frame.get("type")
+    if raw_type is None:
+        return ProtocolError(ErrorCode.UNKNOWN_TYPE, f"The frame has no `type`: send one of {KNOWN_TYPES}.")
+    return ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown type {raw_type!r}: send one of {KNOWN_TYPES}.")
 
 
 def client_message_id_of(frame: dict[str, Any] | None) -> str | None:

@@ -10,8 +10,9 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-from parley.sender import FanoutJob, ManagementApiSender  # noqa: E402
-from tests.fake_connections_api import FakeConnectionsApi  # noqa: E402
+from parley.aws.management_api import ManagementApiSender  # noqa: E402
+from parley.core.model import FanoutJob  # noqa: E402
+from parley_testing.fake_connections_api import FakeConnectionsApi  # noqa: E402
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The `$connect` REQUEST authorizer's Lambda glue.
 
-Kept out of `lambda_adapter` so the authorizer's cold start imports neither the store nor the
+Kept out of `lambda_routes` so the authorizer's cold start imports neither the store nor the
 sender: it runs before every connection and should be the cheapest function of all.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from aws_lambda_powertools.utilities import parameters
 
-from .auth import JwtVerifier, TokenRejected, hs256_verifier, origin_allowed, policy, rs256_verifier
+from .jwt_verification import JwtVerifier, TokenRejected, hs256_verifier, origin_allowed, policy, rs256_verifier
 from .observability import logger
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]

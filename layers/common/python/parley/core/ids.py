@@ -67,3 +67,8 @@ def iso_now(now: datetime | None = None) -> str:
     """ISO-8601 UTC with milliseconds and `Z`, the only timestamp format the protocol uses."""
     moment = now or datetime.now(timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def iso_at(ms: int) -> str:
+    """`iso_now` for an epoch-millisecond instant, so timestamps follow the service's clock."""
+    return iso_now(datetime.fromtimestamp(ms / 1000, timezone.utc).replace(microsecond=(ms % 1000) * 1000))

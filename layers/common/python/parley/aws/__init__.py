@@ -1,0 +1,1 @@
+"""Adapters from `parley.core` to AWS: Lambda routes, DynamoDB (PynamoDB), `@connections`, Powertools, JWT."""

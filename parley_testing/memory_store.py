@@ -1,0 +1,152 @@
+"""An in-memory `ChatStore` that keeps the DynamoDB store's contract, for driving the rules fast.
+
+It holds the rows the DynamoDB tables would hold (same attribute names, same key formats from
+`parley.aws.keys`), so an oracle that reads tables can read either store, and it honours what
+the rules rely on: conditional writes (idempotency claims, `only_if_new` puts, forward-only read
+cursors, deletes that report whether there was an item), `limit`/`hasMore` pagination in
+ULID order, and rate counters that add up and expire.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+from parley.aws.keys import MEMBER_PREFIX, idempotency_key, member_key, rate_counter_key, read_cursor_key
+from parley.core.model import ChatMessage, HistoryPage, Member
+
+Row = dict[str, Any]
+TABLES = ("ConnectionsTable", "MembershipsTable", "MessagesTable", "IdempotencyTable")
+
+
+class MemoryChatStore:
+    """`parley.core.ports.ChatStore` in dicts; `calls` counts operations like DynamoDB calls."""
+
+    def __init__(self, now_ms: Callable[[], int], *, connection_ttl_seconds: int = 2 * 3600 + 300,
+                 idempotency_ttl_seconds: int = 24 * 3600) -> None:
+        self._now_ms = now_ms
+        self._connection_ttl = connection_ttl_seconds
+        self._idempotency_ttl = idempotency_ttl_seconds
+        self.connections: dict[str, Row] = {}
+        self.memberships: dict[tuple[str, str], Row] = {}  # (roomId, memberKey)
+        self.messages: dict[tuple[str, str], Row] = {}  # (roomId, messageId)
+        self.idempotency: dict[str, Row] = {}  # key
+        self.calls: dict[str, int] = {}
+
+    def _count(self, operation: str) -> None:
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+
+    def _expires(self, seconds: int) -> int:
+        return self._now_ms() // 1000 + seconds
+
+    # connections ---------------------------------------------------------------------------
+    def add_connection(self, connection_id: str, user_id: str, name: str, connected_at_ms: int) -> None:
+        self._count("add_connection")
+        self.connections[connection_id] = {"connectionId": connection_id, "userId": user_id, "name": name,
+                                           "connectedAt": connected_at_ms, "expiresAt": self._expires(self._connection_ttl)}
+
+    def remove_connection(self, connection_id: str) -> None:
+        self._count("remove_connection")
+        self.connections.pop(connection_id, None)
+
+    # memberships ---------------------------------------------------------------------------
+    def room_members(self, room_id: str) -> list[Member]:
+        self._count("room_members")
+        rows = [row for (room, key), row in sorted(self.memberships.items()) if room == room_id and key.startswith(MEMBER_PREFIX)]
+        return [Member(room_id, row["connectionId"], row["userId"], row["name"], row["joinedAt"]) for row in rows]
+
+    def is_member(self, room_id: str, connection_id: str) -> bool:
+        self._count("is_member")
+        return (room_id, member_key(connection_id)) in self.memberships
+
+    def add_member(self, member: Member) -> None:
+        self._count("add_member")
+        self.memberships[(member.room_id, member_key(member.connection_id))] = {
+            "roomId": member.room_id, "memberKey": member_key(member.connection_id), "connectionId": member.connection_id,
+            "userId": member.user_id, "name": member.name, "joinedAt": member.joined_at,
+            "expiresAt": self._expires(self._connection_ttl),
+        }
+
+    def remove_member(self, room_id: str, connection_id: str) -> bool:
+        self._count("remove_member")
+        return self.memberships.pop((room_id, member_key(connection_id)), None) is not None
+
+    def rooms_of(self, connection_id: str) -> list[str]:
+        self._count("rooms_of")
+        return sorted(room for (room, key), row in self.memberships.items() if row.get("connectionId") == connection_id)
+
+    def remove_memberships(self, connection_id: str, room_ids: list[str]) -> None:
+        self._count("remove_memberships")
+        for room_id in room_ids:
+            self.memberships.pop((room_id, member_key(connection_id)), None)
+
+    # messages ------------------------------------------------------------------------------
+    def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
+        self._count("put_message")
+        key = (message.room_id, message.message_id)
+        if only_if_new and key in self.messages:
+            return False
+        row = {"roomId": message.room_id, "messageId": message.message_id, "userId": message.user_id,
+               "name": message.name, "message": message.text, "timestamp": message.timestamp}
+        if message.client_message_id is not None:
+            row["clientMessageId"] = message.client_message_id
+        self.messages[key] = row
+        return True
+
+    def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
+        self._count("claim_client_message_id")
+        assert message.client_message_id is not None
+        key = idempotency_key(message.user_id, message.room_id, message.client_message_id)
+        original = self.idempotency.get(key)
+        if original is None:
+            self.idempotency[key] = {"key": key, "messageId": message.message_id, "userId": message.user_id,
+                                     "name": message.name, "message": message.text, "timestamp": message.timestamp,
+                                     "expiresAt": self._expires(self._idempotency_ttl)}
+            return None
+        return ChatMessage(message.room_id, original["messageId"], original["userId"], original["name"],
+                           original["message"], original["timestamp"], message.client_message_id)
+
+    def _room_messages(self, room_id: str) -> list[ChatMessage]:
+        return [
+            ChatMessage(room, mid, row["userId"], row["name"], row["message"], row["timestamp"], row.get("clientMessageId"))
+            for (room, mid), row in sorted(self.messages.items()) if room == room_id
+        ]
+
+    def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage:
+        self._count("newest_messages")
+        older = [m for m in self._room_messages(room_id) if before is None or m.message_id < before]
+        return HistoryPage(older[-limit:], has_more=len(older) > limit)
+
+    def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
+        self._count("messages_since")
+        newer = [m for m in self._room_messages(room_id) if m.message_id > since]
+        return HistoryPage(newer[:limit], has_more=len(newer) > limit)
+
+    # read cursors --------------------------------------------------------------------------
+    def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:
+        self._count("advance_read_cursor")
+        key = (room_id, read_cursor_key(user_id))
+        current = self.memberships.get(key)
+        if current is not None and current["messageId"] >= message_id:
+            return False
+        self.memberships[key] = {"roomId": room_id, "memberKey": key[1], "messageId": message_id}
+        return True
+
+    # rate limits ---------------------------------------------------------------------------
+    def count_request(self, kind: str, user_id: str, window: int, keep_seconds: int, hits: int = 1) -> int:
+        self._count("count_request")
+        key = rate_counter_key(kind, user_id, window)
+        row = self.idempotency.get(key)  # like UpdateItem ADD: the window is in the key, TTL only tidies
+        total = (row["hits"] if row else 0) + hits
+        self.idempotency[key] = {"key": key, "hits": total, "expiresAt": self._expires(keep_seconds)}
+        return total
+
+    # inspection ----------------------------------------------------------------------------
+    def rows(self) -> dict[str, list[Row]]:
+        """Every row, per table of template.yaml, as DynamoDB would hold it (a deep copy)."""
+        return copy.deepcopy({
+            "ConnectionsTable": list(self.connections.values()),
+            "MembershipsTable": list(self.memberships.values()),
+            "MessagesTable": list(self.messages.values()),
+            "IdempotencyTable": list(self.idempotency.values()),
+        })
