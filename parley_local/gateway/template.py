@@ -2,8 +2,12 @@
 
 Why: nothing is hard-coded. A route, function, environment variable, layer or
 table added to `template.yaml` is live locally on the next start, because this
-module discovers them from the `AWS::ApiGatewayV2::*`, `AWS::Serverless::*`
-and `AWS::DynamoDB::Table` resources (intrinsics resolved by `cfn.Resolver`).
+module discovers them from the `AWS::ApiGatewayV2::*`, `AWS::Lambda::*` and
+`AWS::DynamoDB::Table` resources (intrinsics resolved by `cfn.Resolver`) of the
+template as CloudFormation receives it: a template with the SAM transform is
+first expanded by aws-sam-translator (`sam_transform`). Without a SAM
+interpreter, the built-in reading of `AWS::Serverless::Function`,
+`LayerVersion` and `SimpleTable` (with Globals) is the fallback.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..local_aws.account import ACCOUNT_ID, REGION
+from . import sam_transform
 from .cfn import Resolver, TemplateError, load_yaml
 
 __all__ = [
@@ -27,6 +32,10 @@ __all__ = [
     "WebSocketApiSpec",
     "load_stack",
 ]
+
+SAM_MODES = ("auto", "required", "off")
+# What the built-in reader understands of `AWS::Serverless::*` when the SAM transform cannot run.
+BUILT_IN_SERVERLESS = {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion", "AWS::Serverless::SimpleTable"}
 
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 LAYER_TYPES = ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion")
@@ -77,6 +86,7 @@ class WebSocketApiSpec:
     api_id: str
     selection_expression: str
     routes: dict[str, RouteSpec] = field(default_factory=dict)
+    stage_name: str | None = None  # the template's AWS::ApiGatewayV2::Stage, if it has one
 
 
 @dataclass
@@ -97,6 +107,7 @@ class Stack:
     functions: dict[str, FunctionSpec]
     apis: list[WebSocketApiSpec]
     tables: list[TableSpec]
+    source: str = "template as written"  # how the template was read, for the banner
 
     @property
     def api(self) -> WebSocketApiSpec:
@@ -128,10 +139,10 @@ _FUNCTION_IN_ARN = re.compile(r":function:([A-Za-z0-9_.-]+)")
 
 
 class _Builder:
-    def __init__(self, path: Path, stack_name: str, overrides: dict[str, str]):
+    def __init__(self, path: Path, doc: dict[str, Any], stack_name: str, overrides: dict[str, str]):
         self.path = path
         self.base = path.parent
-        self.doc = load_yaml(path)
+        self.doc = doc
         self.resolver = Resolver(self.doc, stack_name, overrides)
         self.resources: dict[str, dict[str, Any]] = self.doc.get("Resources") or {}
         self.globals: dict[str, Any] = ((self.doc.get("Globals") or {}).get("Function")) or {}
@@ -163,8 +174,8 @@ class _Builder:
         out: dict[str, list[Path]] = {}
         for lid in self.of_type(*LAYER_TYPES):
             props = self.props(lid)
-            uri = props.get("ContentUri") if "ContentUri" in props else props.get("Content")
-            if not isinstance(uri, str):
+            uri = sam_transform.local_code_path(props.get("ContentUri", props.get("Content")))
+            if uri is None:
                 continue
             root = (self.base / uri).resolve()
             built = str((self.resources[lid].get("Metadata") or {}).get("BuildMethod", "")).startswith("python")
@@ -179,8 +190,8 @@ class _Builder:
         out: dict[str, FunctionSpec] = {}
         for lid in self.of_type(*FUNCTION_TYPES):
             props = self.props(lid)
-            code = props.get("CodeUri", props.get("Code", "."))
-            if not isinstance(code, str):
+            code = sam_transform.local_code_path(props.get("CodeUri", props.get("Code", ".")))
+            if code is None:
                 continue  # S3 / inline code cannot run locally
             name = str(self.resolver.ref(lid))
             env = ((props.get("Environment") or {}).get("Variables")) or {}
@@ -223,6 +234,11 @@ class _Builder:
                 selection_expression=str(props.get("RouteSelectionExpression", "$request.body.action")),
             )
             by_api_id[api_id] = lid
+        for lid in self.of_type("AWS::ApiGatewayV2::Stage"):
+            props = self.props(lid)
+            staged = apis.get(by_api_id.get(str(props.get("ApiId")), ""))
+            if staged is not None and staged.stage_name is None and props.get("StageName"):
+                staged.stage_name = str(props["StageName"])
 
         def api_of(props: dict[str, Any]) -> WebSocketApiSpec | None:
             lid = by_api_id.get(str(props.get("ApiId")))
@@ -325,10 +341,44 @@ def _ints(tp: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in tp.items()}
 
 
-def load_stack(path: str | Path, stack_name: str = "local", parameter_overrides: dict[str, str] | None = None) -> Stack:
+def _as_deployed(path: Path, doc: dict[str, Any], overrides: dict[str, str], sam: str) -> tuple[dict[str, Any], str]:
+    """The template CloudFormation would receive, and a line saying how it was obtained.
+
+    `sam`: "auto" expands with aws-sam-translator when the template declares the SAM
+    transform and a SAM interpreter is found (else falls back to the built-in reader);
+    "required" fails instead of falling back; "off" always uses the built-in reader.
+    """
+    if sam not in SAM_MODES:
+        raise ValueError(f"sam must be one of {SAM_MODES}, not {sam!r}")
+    if sam == "off" or not sam_transform.uses_sam_transform(doc):
+        return doc, "template as written (no SAM transform)" if sam != "off" else "built-in reader (SAM transform off)"
+    python = sam_transform.find_sam_python(path.parent)
+    if python is None:
+        if sam == "required":
+            raise TemplateError(f"{path}: no Python with aws-sam-translator found; run `make sam-cli` or set ${sam_transform.SAM_PYTHON_ENV}")
+        beyond = sorted({
+            str(r.get("Type")) for r in (doc.get("Resources") or {}).values()
+            if isinstance(r, dict) and str(r.get("Type", "")).startswith("AWS::Serverless::") and r.get("Type") not in BUILT_IN_SERVERLESS
+        })
+        if beyond:
+            raise TemplateError(
+                f"{path}: {', '.join(beyond)} needs the SAM transform, and no Python with aws-sam-translator was found: "
+                f"run `make sam-cli` (creates .venv-sam) or set ${sam_transform.SAM_PYTHON_ENV} to one"
+            )
+        return doc, "built-in reader: no .venv-sam (run `make sam-cli` for the SAM transform `sam deploy` applies)"
+    expansion = sam_transform.expand(doc, path, overrides, python)
+    how = "cached" if expansion.cached else "expanded now"
+    return expansion.template, f"SAM transform (aws-sam-translator {expansion.translator_version}, {how})"
+
+
+def load_stack(
+    path: str | Path, stack_name: str = "local", parameter_overrides: dict[str, str] | None = None, sam: str = "auto",
+) -> Stack:
     """Read `path` and return everything the gateway needs to serve it locally."""
     p = Path(path).resolve()
-    b = _Builder(p, stack_name, parameter_overrides or {})
+    overrides = parameter_overrides or {}
+    doc, source = _as_deployed(p, load_yaml(p), overrides, sam)
+    b = _Builder(p, doc, stack_name, overrides)
     functions = b.functions()
     return Stack(
         template_path=p,
@@ -337,4 +387,5 @@ def load_stack(path: str | Path, stack_name: str = "local", parameter_overrides:
         functions=functions,
         apis=b.apis(functions),
         tables=b.tables(),
+        source=source,
     )
