@@ -25,7 +25,9 @@ from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
 from .console import Console
 from .handshake import Handshake
+from .handshake_limits import PARSER_LIMITS, request_size_limits
 from .integration import BackgroundTasks, Integration
+from .local_tls import LocalTls, TlsOrPlainSite
 from .routing import RouteSelector
 from .session import Session, SessionServices
 from .sweeper import sweep
@@ -76,6 +78,7 @@ class Gateway:
         self.selector = RouteSelector(self.api.selection_expression, self.api.routes.keys())
         self.connections: dict[str, Connection] = {}
         self.aws: LocalAws | None = None
+        self.tls: LocalTls | None = None
         self.runtime: LambdaRuntime | None = None
         self.port = self.config.port
         self.tasks = BackgroundTasks()
@@ -126,7 +129,11 @@ class Gateway:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((self.config.host, self.config.port))
         self.port = self._sock.getsockname()[1]
-        endpoints = {**self.aws.env(), "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections_url}
+        self.tls = LocalTls.create([self.local_host, self.config.host])
+        endpoints = {
+            **self.aws.env(), "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections_url,
+            "AWS_CA_BUNDLE": str(self.tls.ca_bundle),  # `https://{domainName}/{stage}` reaches this port's TLS side
+        }
         self.runtime = LambdaRuntime(self.stack.functions, endpoints, self.console, self.config.max_concurrency)
         integration = Integration(self.runtime, self.tasks, self.config.integration_timeout)
         self._services = SessionServices(
@@ -138,9 +145,11 @@ class Gateway:
             self.extras.before_serving(self)
         if self.config.prewarm:
             await self.runtime.prewarm(sorted(self._used_functions()))
-        self._runner = web.AppRunner(self._build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self._build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, **PARSER_LIMITS,
+        )
         await self._runner.setup()
-        await web.SockSite(self._runner, self._sock).start()
+        await TlsOrPlainSite(self._runner, self._sock, self.tls.server_context()).start()
         self._sweeper = asyncio.create_task(
             sweep(self.connections, self.config.idle_timeout, self.config.max_connection_duration, self.tasks.spawn)
         )
@@ -155,7 +164,7 @@ class Gateway:
         return used
 
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[request_size_limits])
         if self.extras is not None:
             self.extras.add_routes(app, self)
         ConnectionsApi(
@@ -192,6 +201,8 @@ class Gateway:
                     self.aws = fut.result()
         if self.aws:
             await asyncio.to_thread(self.aws.stop)
+        if self.tls:
+            self.tls.remove()
 
     async def _wait_for_sessions(self, report_every: float = 3.0, stall_limit: float = 35.0) -> None:
         """Wait for every session to finish (its close, then its `$disconnect`), however many there are,
