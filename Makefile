@@ -36,7 +36,8 @@ $(SAM_VENV)/.installed:
 
 sam-cli: $(SAM_VENV)/.installed ## AWS SAM CLI in .venv-sam (sam build, sam validate, sam deploy)
 
-dev: setup ## run the local stack: ws://127.0.0.1:$(PORT)/$(STAGE)
+# .venv-sam also serves `parley dev`: it expands the template with the SAM transform (aws-sam-translator).
+dev: setup sam-cli ## run the local stack: ws://127.0.0.1:$(PORT)/$(STAGE)
 	$(BIN)/parley dev --port $(PORT) --stage $(STAGE)
 
 browser: ## Debian's Chromium for the browser tests (Playwright drives it; it never downloads one)
@@ -83,11 +84,14 @@ test: security test-node example test-python ## every test
 bench: setup ## every benchmark; rewrites docs/benchmarks.md and its plots (about 10 minutes)
 	$(BIN)/python benchmarks/run_all.py
 
-build: sam-cli ## sam build (into .aws-sam/)
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
+# The one build command: the python3.13 build method needs a python3.13 on PATH, which .venv-sam has.
+# CONFIG_ENV=prod builds with samconfig.toml's [prod] section.
+build: sam-cli ## sam build (into .aws-sam/), arm64 / python3.13
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build $(if $(CONFIG_ENV),--config-env $(CONFIG_ENV))
 
-validate: sam-cli ## sam validate --lint
-	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
+TEMPLATES = template.yaml $(sort $(shell find tests/gateway/fixtures -name 'template*.yaml'))
+validate: sam-cli ## sam validate --lint on every template in the repository (Parley's and the gateway's fixtures)
+	@for t in $(TEMPLATES); do AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint --template-file $$t || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(SECURITY_VENV) $(SAM_VENV) .aws-sam client/node_modules examples/react-chat/node_modules examples/react-chat/dist

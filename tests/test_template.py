@@ -497,6 +497,59 @@ def test_secret_decrypt_only_through_ssm(resources):
             assert _sub(condition["kms:ViaService"]) == "ssm.${AWS::Region}.amazonaws.com"
 
 
+# ------------------------------------------------------------------ deploy readiness
+
+def test_a_log_group_with_retention_per_function(template, resources):
+    retention = template["Parameters"]["LogRetentionDays"]
+    assert retention["Default"] in retention["AllowedValues"]
+    groups = _of_type(resources, "AWS::Logs::LogGroup")
+    named = {_sub(g["Properties"]["LogGroupName"]): g for g in groups.values()}
+    assert set(named) == {f"/aws/lambda/${{{logical}}}" for logical in FUNCTIONS}
+    for group in named.values():
+        assert _ref(group["Properties"]["RetentionInDays"]) == "LogRetentionDays"
+
+
+def test_management_endpoint_comes_from_the_api_id_and_region(template):
+    for logical in BROADCASTERS:
+        assert _sub(_env(template, logical)["MANAGEMENT_API_ENDPOINT"]) == \
+            "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}"
+
+
+def test_rs256_without_jwks_url_is_refused_before_deploying(template):
+    from parley_local.template import RuleRefused, load_stack
+
+    rule = template["Rules"]["Rs256NeedsJwksUrl"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "RS256"]}
+    # `parley dev` evaluates the Rules as CloudFormation does before it creates anything.
+    with pytest.raises(RuleRefused, match="JwksUrl"):
+        load_stack(TEMPLATE_PATH, "rules", {"AuthMode": "RS256"})
+    load_stack(TEMPLATE_PATH, "rules", {"AuthMode": "RS256", "JwksUrl": "https://idp.example.com/.well-known/jwks.json"})
+    load_stack(TEMPLATE_PATH, "rules", {"AuthMode": "HS256"})
+
+
+def test_websocketapi_cannot_declare_parleys_routes():
+    """Why template.yaml keeps the raw AWS::ApiGatewayV2 form (docs/ARCHITECTURE.md): the SAM
+    resource accepts only alphanumeric route keys. When a SAM release lifts that, this fails."""
+    from parley_local import sam_transform
+    from parley_local.cfn import TemplateError
+
+    python = sam_transform.find_sam_python(ROOT)
+    if python is None:
+        pytest.skip("no .venv-sam: `make sam-cli`")
+    doc = {
+        "Transform": sam_transform.SAM_TRANSFORM,
+        "Resources": {
+            "Fn": {"Type": "AWS::Serverless::Function", "Properties": {"Runtime": "python3.13", "Handler": "a.b", "CodeUri": "."}},
+            "Api": {"Type": "AWS::Serverless::WebSocketApi", "Properties": {
+                "RouteSelectionExpression": "$request.body.type",
+                "Routes": {key: {"FunctionArn": {"Fn::GetAtt": ["Fn", "Arn"]}} for key in ROUTES},
+            }},
+        },
+    }
+    with pytest.raises(TemplateError, match="join_room.*must be alphanumeric|must be alphanumeric"):
+        sam_transform.expand(doc, TEMPLATE_PATH, {}, python)
+
+
 # ------------------------------------------------------------------ outputs and samconfig
 
 def test_outputs(template):
@@ -510,7 +563,11 @@ def test_outputs(template):
 
 
 def test_samconfig(template):
-    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    text = (ROOT / "samconfig.toml").read_text()
+    # A plain `sam build` needs python3.13 on PATH; `make build` is the documented command.
+    assert not re.search(r"(?<!make )\bsam build\b", text), "samconfig.toml must point at `make build`"
+    assert "make build" in text
+    config = tomllib.loads(text)
     assert str(config["version"]) == "0.1"
     assert config["default"]["build"]["parameters"]["cached"] is True
     assert config["default"]["validate"]["parameters"]["lint"] is True
@@ -554,11 +611,28 @@ def _sam() -> str:
 _timeout_600 = pytest.mark.timeout(600) if importlib.util.find_spec("pytest_timeout") else (lambda f: f)
 
 
-def test_sam_validate_lint(tmp_path):
+def _repo_templates() -> list[Path]:
+    """Every CloudFormation/SAM template in the repository: Parley's and the gateway's fixtures."""
+    fixtures = sorted((ROOT / "tests" / "gateway" / "fixtures").rglob("template*.yaml"))
+    assert len(fixtures) >= 4
+    return [TEMPLATE_PATH, *fixtures]
+
+
+@pytest.mark.parametrize("path", _repo_templates(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_sam_validate_lint(tmp_path, path):
     # cwd is a temp dir so nothing is written into the repo.
     result = subprocess.run(
-        [_sam(), "validate", "--lint", "--template-file", str(TEMPLATE_PATH)],
+        [_sam(), "validate", "--lint", "--template-file", str(path)],
         cwd=tmp_path, env=_sam_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", _repo_templates(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_cfn_lint(path):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(path)],
+        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

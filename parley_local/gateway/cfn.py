@@ -282,6 +282,13 @@ class Resolver:
             return json.dumps(self.resolve(arg), separators=(",", ":"))
         if key == "Fn::Length":
             return len(self.resolve(arg))
+        if key in ("Fn::Contains", "Fn::EachMemberEquals", "Fn::EachMemberIn"):  # the Rules-only functions
+            left, right = (self.resolve(x) for x in arg)
+            if key == "Fn::Contains":
+                return _to_str(right) in [_to_str(v) for v in left]
+            if key == "Fn::EachMemberEquals":
+                return all(_to_str(v) == _to_str(right) for v in left)
+            return all(_to_str(v) in [_to_str(r) for r in right] for v in left)
         if key == "Fn::ImportValue":
             return f"imported-{self.resolve(arg)}"
         raise TemplateError(f"{key} is not supported by the local gateway")

@@ -26,6 +26,7 @@ __all__ = [
     "AuthorizerSpec",
     "FunctionSpec",
     "RouteSpec",
+    "RuleRefused",
     "Stack",
     "TableSpec",
     "TemplateError",
@@ -115,6 +116,10 @@ class Stack:
         if not self.apis:
             raise TemplateError(f"{self.template_path}: no AWS::ApiGatewayV2::Api with ProtocolType WEBSOCKET")
         return self.apis[0]
+
+
+class RuleRefused(TemplateError):
+    """A template Rule's assertion fails for these parameters: CloudFormation would not deploy them."""
 
 
 def _merge_globals(glob: Any, local: Any) -> Any:
@@ -290,6 +295,28 @@ class _Builder:
             route.route_response = route.route_response and rid in with_response
         return list(apis.values())
 
+    # -- rules ------------------------------------------------------------------
+
+    def check_rules(self) -> None:
+        """Refuse parameter values the template's Rules refuse, as CloudFormation does before creating anything.
+
+        A rule that uses what only CloudFormation can answer (`Fn::ValueOf`, `Fn::RefAll` on
+        AWS-specific parameter types) is not checked locally.
+        """
+        for name, rule in (self.doc.get("Rules") or {}).items():
+            try:
+                applies = "RuleCondition" not in rule or self.resolver.resolve(rule["RuleCondition"]) is True
+                if not applies:
+                    continue
+                for assertion in rule.get("Assertions") or []:
+                    if self.resolver.resolve(assertion.get("Assert")) is not True:
+                        why = assertion.get("AssertDescription") or f"rule {name} failed"
+                        raise RuleRefused(f"{self.path.name}: parameters refused by rule {name}: {why}")
+            except RuleRefused:
+                raise
+            except (TemplateError, KeyError, TypeError, ValueError):
+                continue
+
     # -- tables -----------------------------------------------------------------
 
     def tables(self) -> list[TableSpec]:
@@ -379,6 +406,7 @@ def load_stack(
     overrides = parameter_overrides or {}
     doc, source = _as_deployed(p, load_yaml(p), overrides, sam)
     b = _Builder(p, doc, stack_name, overrides)
+    b.check_rules()
     functions = b.functions()
     return Stack(
         template_path=p,
