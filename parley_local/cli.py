@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--template", default="template.yaml", help="SAM template (default: template.yaml)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3001, help="0 picks a free port")
-    dev.add_argument("--stage", default="local")
+    dev.add_argument("--stage", default=None,
+                     help="the stage in the URL (default: the template's stage name, else local)")
     dev.add_argument("--dynamodb-endpoint", default=None, metavar="URL", help="use this DynamoDB (e.g. DynamoDB Local) instead of the embedded moto")
     dev.add_argument("--moto-mode", choices=("subprocess", "thread"), default="subprocess",
                      help="where the embedded moto server runs: its own process (default) or a thread of the gateway")
@@ -123,7 +124,7 @@ async def run_dev(args: argparse.Namespace) -> int:
         print(f"parley dev: {exc}", file=sys.stderr)
         return 2
     config = GatewayConfig(
-        host=args.host, port=args.port, stage=args.stage,
+        host=args.host, port=args.port, stage=args.stage or stack.api.stage_name or "local",
         idle_timeout=args.idle_timeout, max_connection_duration=args.max_connection_duration,
         integration_timeout=args.integration_timeout,
         post_latency_ms=args.post_latency_ms, post_queue_limit=args.post_queue_limit,

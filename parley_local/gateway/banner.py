@@ -46,8 +46,9 @@ def banner(gateway: "Gateway") -> list[str]:
     api, stack = gateway.api, gateway.stack
     return [
         f"Local API Gateway for {stack.template_path.name} (API {api.name}, id {api.api_id})",
+        f"  Template:      {stack.source}",
         f"  WebSocket:     {gateway.ws_url}",
-        f"  @connections:  {gateway.connections_url}/@connections/{{connectionId}}",
+        f"  @connections:  {gateway.connections_url}/@connections/{{connectionId}}  (also https:// on this port)",
         f"  DynamoDB:      {gateway.aws.dynamodb_endpoint}" + _database_note(gateway),
         f"  Tables:        {', '.join(t.name for t in stack.tables) or '(none)'}",
         f"  Route selection: {api.selection_expression}",

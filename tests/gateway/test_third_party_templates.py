@@ -128,3 +128,46 @@ def test_templates_reference_their_own_handlers() -> None:
         for fn in stack.functions.values():
             module = fn.handler.split(".", 1)[0]
             assert (Path(fn.code_dir) / f"{module}.py").is_file(), fn
+
+
+def test_the_expansion_is_cached_by_template_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from parley_local import sam_transform
+
+    monkeypatch.setenv(sam_transform.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    template = tmp_path / "template.yaml"
+    template.write_text(FORMS["AWS::Serverless::WebSocketApi"].read_text())
+    (tmp_path / "handlers").symlink_to(FORMS["AWS::Serverless::WebSocketApi"].parent / "handlers")
+    first = load_stack(template, "tp", sam="required")
+    assert first.source.endswith("expanded now)")
+    assert len(list((tmp_path / "cache").glob("template-*.json"))) == 1
+    again = load_stack(template, "tp", sam="required")
+    assert again.source.endswith("cached)")
+    assert again.api.routes.keys() == first.api.routes.keys()
+    template.write_text(template.read_text().replace("StageName: prod", "StageName: beta"))
+    edited = load_stack(template, "tp", sam="required")
+    assert edited.source.endswith("expanded now)") and edited.api.stage_name == "beta"
+    assert len(list((tmp_path / "cache").glob("template-*.json"))) == 2
+
+
+def test_without_a_sam_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raw form still runs on the built-in reader; the SAM resource says what to install."""
+    from parley_local import sam_transform
+    from parley_local.cfn import TemplateError
+
+    monkeypatch.setattr(sam_transform, "find_sam_python", lambda template_dir: None)
+    raw = load_stack(FORMS["raw AWS::ApiGatewayV2"], "tp")
+    assert raw.source.startswith("built-in reader") and "make sam-cli" in raw.source
+    assert sorted(raw.api.routes) == ["$connect", "$disconnect", "sendmessage", "whoami"]
+    with pytest.raises(TemplateError, match=r"AWS::Serverless::WebSocketApi needs the SAM transform.*make sam-cli"):
+        load_stack(FORMS["AWS::Serverless::WebSocketApi"], "tp")
+    with pytest.raises(TemplateError, match="make sam-cli"):
+        load_stack(FORMS["raw AWS::ApiGatewayV2"], "tp", sam="required")
+
+
+def test_a_template_the_transform_rejects_is_reported_like_sam_validate(tmp_path: Path) -> None:
+    from parley_local.cfn import TemplateError
+
+    template = tmp_path / "template.yaml"
+    template.write_text(FORMS["AWS::Serverless::WebSocketApi"].read_text().replace("        whoami:\n", "        who_am_i:\n"))
+    with pytest.raises(TemplateError, match="who_am_i' must be alphanumeric"):
+        load_stack(template, "tp")
