@@ -18,7 +18,8 @@ import json
 import os
 import re
 import shutil
-import subprocess  # nosec B404 - runs the SAM interpreter on our own script, no shell
+# The SAM interpreter runs our own script, with a fixed argv and no shell.
+import subprocess  # nosec B404
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,6 @@ from .cfn import TemplateError
 
 __all__ = [
     "SAM_TRANSFORM",
-    "CodeLocation",
     "Expansion",
     "expand",
     "find_sam_python",
@@ -63,7 +63,6 @@ class Expansion:
     cache_file: Path
 
 
-CodeLocation = dict[str, Any]
 
 
 def uses_sam_transform(doc: dict[str, Any]) -> bool:
@@ -167,7 +166,7 @@ def expand(doc: dict[str, Any], template_path: Path, parameters: dict[str, str],
         pass
     env = {**os.environ, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
     try:
-        proc = subprocess.run(  # nosec B603 - fixed argv: our interpreter lookup, our script
+        proc = subprocess.run(  # nosec B603
             [str(python), "-I", str(_WORKER)], input=json.dumps(request, default=str),
             capture_output=True, text=True, timeout=TRANSFORM_TIMEOUT_S, env=env, check=False,
         )
