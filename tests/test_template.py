@@ -516,7 +516,7 @@ def test_management_endpoint_comes_from_the_api_id_and_region(template):
 
 
 def test_rs256_without_jwks_url_is_refused_before_deploying(template):
-    from parley_local.template import RuleRefused, load_stack
+    from parley_local.gateway.template import RuleRefused, load_stack
 
     rule = template["Rules"]["Rs256NeedsJwksUrl"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "RS256"]}
@@ -530,8 +530,8 @@ def test_rs256_without_jwks_url_is_refused_before_deploying(template):
 def test_websocketapi_cannot_declare_parleys_routes():
     """Why template.yaml keeps the raw AWS::ApiGatewayV2 form (docs/ARCHITECTURE.md): the SAM
     resource accepts only alphanumeric route keys. When a SAM release lifts that, this fails."""
-    from parley_local import sam_transform
-    from parley_local.cfn import TemplateError
+    from parley_local.gateway import sam_transform
+    from parley_local.gateway.cfn import TemplateError
 
     python = sam_transform.find_sam_python(ROOT)
     if python is None:

@@ -20,6 +20,8 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from parley_local.gateway import sam_transform
+from parley_local.gateway.cfn import TemplateError
 from parley_local.gateway.template import load_stack
 from parley_testing.gateway_thread import FIXTURES, RunningGateway
 
@@ -131,8 +133,6 @@ def test_templates_reference_their_own_handlers() -> None:
 
 
 def test_the_expansion_is_cached_by_template_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from parley_local import sam_transform
-
     monkeypatch.setenv(sam_transform.CACHE_DIR_ENV, str(tmp_path / "cache"))
     template = tmp_path / "template.yaml"
     template.write_text(FORMS["AWS::Serverless::WebSocketApi"].read_text())
@@ -151,9 +151,6 @@ def test_the_expansion_is_cached_by_template_hash(tmp_path: Path, monkeypatch: p
 
 def test_without_a_sam_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     """The raw form still runs on the built-in reader; the SAM resource says what to install."""
-    from parley_local import sam_transform
-    from parley_local.cfn import TemplateError
-
     monkeypatch.setattr(sam_transform, "find_sam_python", lambda template_dir: None)
     raw = load_stack(FORMS["raw AWS::ApiGatewayV2"], "tp")
     assert raw.source.startswith("built-in reader") and "make sam-cli" in raw.source
@@ -165,8 +162,6 @@ def test_without_a_sam_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_template_the_transform_rejects_is_reported_like_sam_validate(tmp_path: Path) -> None:
-    from parley_local.cfn import TemplateError
-
     template = tmp_path / "template.yaml"
     template.write_text(FORMS["AWS::Serverless::WebSocketApi"].read_text().replace("        whoami:\n", "        who_am_i:\n"))
     with pytest.raises(TemplateError, match="who_am_i' must be alphanumeric"):
