@@ -175,7 +175,7 @@ class MemoryChatWorld(ChatWorld):
         self.service().connect(Caller(client.connection_id, client.user_id, client.name), self.clock())
 
     def _disconnect(self, client: Client) -> None:
-        self.service().disconnect(Caller(client.connection_id, client.user_id, client.name))
+        self.service().disconnect(client.connection_id, client.user_id)
 
     def _frame(self, client: Client, route: str, raw: str, request_id: str) -> str | None:
         caller = Caller(client.connection_id, client.user_id, client.name)

@@ -1,17 +1,18 @@
 """The API Gateway events Parley's functions receive: Powertools' WebSocket models plus the
-authorizer's output, which API Gateway adds to every event of an authorized connection."""
+authorizer's output, which API Gateway adds to every event of an authorized connection
+(`$disconnect` alone has a model of its own that requires only what its clean-up needs)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketConnectEventModel,
     APIGatewayWebSocketConnectEventRequestContext,
-    APIGatewayWebSocketDisconnectEventModel,
-    APIGatewayWebSocketDisconnectEventRequestContext,
     APIGatewayWebSocketMessageEventModel,
     APIGatewayWebSocketMessageEventRequestContext,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 
 
 class AuthorizerOutput(BaseModel):
@@ -31,8 +32,28 @@ class ConnectRequestContext(APIGatewayWebSocketConnectEventRequestContext, _Auth
     pass
 
 
-class DisconnectRequestContext(APIGatewayWebSocketDisconnectEventRequestContext, _Authorized):
-    pass
+class DisconnectRequestContext(BaseModel):
+    """Only what `$disconnect` clean-up needs is required: the connection id.
+
+    API Gateway sends this event best effort, and Powertools' model requires fields (headers,
+    identity, close code and reason, the authorizer's context) that an event may lack; a missing
+    or malformed one must not skip the clean-up, which leaves rows behind until their TTL.
+    """
+
+    connection_id: str = Field(alias="connectionId", min_length=1)
+    domain_name: str | None = Field(default=None, alias="domainName")
+    stage: str | None = None
+    disconnect_status_code: int | None = Field(default=None, alias="disconnectStatusCode")
+    disconnect_reason: str | None = Field(default=None, alias="disconnectReason")
+    authorizer: AuthorizerOutput | None = None
+
+    @field_validator("authorizer", mode="wrap")
+    @classmethod
+    def _unknown_when_malformed(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> AuthorizerOutput | None:
+        try:
+            return handler(value)
+        except ValidationError:
+            return None
 
 
 class MessageEvent(APIGatewayWebSocketMessageEventModel):
@@ -43,5 +64,5 @@ class ConnectEvent(APIGatewayWebSocketConnectEventModel):
     request_context: ConnectRequestContext = Field(alias="requestContext")
 
 
-class DisconnectEvent(APIGatewayWebSocketDisconnectEventModel):
+class DisconnectEvent(BaseModel):
     request_context: DisconnectRequestContext = Field(alias="requestContext")

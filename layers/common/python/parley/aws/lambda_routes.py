@@ -35,12 +35,23 @@ def _instrumented(handler: Handler) -> Handler:
     return logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)(flushed)
 
 
-def management_endpoint(domain_name: str, stage: str) -> str:
-    # The standard boto3 variable wins when set (the local gateway sets it); else the API's own URL.
-    return os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or f"https://{domain_name}/{stage}"
+# In order: the standard boto3 override (the local gateway sets it), then the API's execute-api URL
+# that the template sets, which stays right behind a custom domain (there `https://{domainName}/{stage}`
+# from the event has the custom host and a base path, not the stage).
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "MANAGEMENT_API_ENDPOINT")
 
 
-def _service(domain_name: str, stage: str) -> ChatService:
+def management_endpoint(domain_name: str | None, stage: str | None) -> str:
+    """The `@connections` endpoint: an endpoint variable, else the event's `https://{domainName}/{stage}`."""
+    for variable in ENDPOINT_VARIABLES:
+        if os.environ.get(variable):
+            return os.environ[variable]
+    if not domain_name or not stage:
+        raise ValueError(f"no @connections endpoint: the event has no domainName/stage and {' / '.join(ENDPOINT_VARIABLES)} are unset")
+    return f"https://{domain_name}/{stage}"
+
+
+def _service(domain_name: str | None, stage: str | None) -> ChatService:
     sender = sender_for(management_endpoint(domain_name, stage), settings.fanout_max_in_flight)
     limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds)
     return ChatService(
@@ -94,7 +105,8 @@ def disconnect_route() -> Handler:
         ctx = parse(event=event, model=DisconnectEvent).request_context
         logger.append_keys(connection_id=ctx.connection_id, route="$disconnect")
         logger.info("disconnected", extra={"code": ctx.disconnect_status_code, "reason": ctx.disconnect_reason})
-        _service(ctx.domain_name, ctx.stage).disconnect(_caller(ctx))
+        user_id = ctx.authorizer.principal_id if ctx.authorizer is not None else None
+        _service(ctx.domain_name, ctx.stage).disconnect(ctx.connection_id, user_id)
         return {"statusCode": 200}
 
     return _instrumented(handler)

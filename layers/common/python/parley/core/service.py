@@ -98,11 +98,15 @@ class ChatService:
     def connect(self, caller: Caller, connected_at_ms: int) -> None:
         self._store.add_connection(caller.connection_id, caller.user_id, caller.name, connected_at_ms)
 
-    def disconnect(self, caller: Caller) -> None:
-        """Remove the connection everywhere and tell each room it was the user's last connection in."""
-        self._forgotten.add(caller.connection_id)
+    def disconnect(self, connection_id: str, user_id: str | None) -> None:
+        """Remove the connection everywhere and tell each room it was the user's last connection in.
+
+        `user_id` None: the event did not say who it was (no authorizer context); the clean-up
+        still runs, only the departure announcements are skipped.
+        """
+        self._forgotten.add(connection_id)
         try:
-            self._forget_connection(caller.connection_id, caller.user_id, known_room=None)
+            self._forget_connection(connection_id, user_id, known_room=None)
         finally:
             self._drain_gone()
 

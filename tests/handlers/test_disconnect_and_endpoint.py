@@ -1,0 +1,76 @@
+"""`$disconnect` clean-up runs whatever optional fields its event lacks, and the functions find
+`@connections` through the endpoint the template sets before the event's `domainName`."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from parley.aws import lambda_routes
+from parley_testing.chat_world import alice_and_bob_in_lobby
+from parley_testing.lambda_events import disconnect_event
+
+# Each is something the Powertools model requires and an event can arrive without.
+MISSING = {
+    "authorizer context": ("requestContext", "authorizer"),
+    "close code": ("requestContext", "disconnectStatusCode"),
+    "close reason": ("requestContext", "disconnectReason"),
+    "headers": ("headers",),
+    "identity": ("requestContext", "identity"),
+    "connectedAt": ("requestContext", "connectedAt"),
+    "domainName": ("requestContext", "domainName"),
+}
+
+
+def _without(event: dict, path: tuple[str, ...]) -> dict:
+    out = copy.deepcopy(event)
+    parent = out
+    for key in path[:-1]:
+        parent = parent[key]
+    parent.pop(path[-1], None)
+    return out
+
+
+def _rows_of(world, connection_id: str) -> list[str]:
+    return [
+        table for table in ("ConnectionsTable", "MembershipsTable")
+        for item in world.items(table) if item.get("connectionId", {}).get("S") == connection_id
+    ]
+
+
+@pytest.mark.parametrize("missing", list(MISSING))
+def test_disconnect_cleans_up_whatever_is_missing(world, missing):
+    alice, bob = alice_and_bob_in_lobby(world)
+    assert _rows_of(world, bob.connection_id)
+    event = _without(disconnect_event(bob.connection_id, bob.user_id), MISSING[missing])
+    alice.take()
+    world.gone.add(bob.connection_id)
+    assert world.invoke("disconnect", event)["statusCode"] == 200
+    world.collect()  # deliver the posts the function made
+    assert _rows_of(world, bob.connection_id) == []
+    left = [f for f in alice.take() if f["type"] == "user_left"]
+    # Without the authorizer's context the user is unknown: clean-up, but no announcement.
+    assert [f["data"]["userId"] for f in left] == ([] if missing == "authorizer context" else [bob.user_id])
+
+
+def test_a_malformed_authorizer_context_does_not_stop_the_clean_up(world):
+    alice, bob = alice_and_bob_in_lobby(world)
+    event = disconnect_event(bob.connection_id, bob.user_id)
+    event["requestContext"]["authorizer"] = {"principalId": ""}
+    assert world.invoke("disconnect", event)["statusCode"] == 200
+    assert _rows_of(world, bob.connection_id) == []
+
+
+def test_management_endpoint_order(monkeypatch):
+    domain, stage = "chat.example.com", "prod"
+    for variable in lambda_routes.ENDPOINT_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert lambda_routes.management_endpoint(domain, stage) == "https://chat.example.com/prod"
+    with pytest.raises(ValueError, match="MANAGEMENT_API_ENDPOINT"):
+        lambda_routes.management_endpoint(None, stage)
+    execute_api = "https://abcdef1234.execute-api.eu-west-1.amazonaws.com/prod"
+    monkeypatch.setenv("MANAGEMENT_API_ENDPOINT", execute_api)  # what the template sets
+    assert lambda_routes.management_endpoint(domain, stage) == execute_api
+    monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "http://127.0.0.1:3001/local")  # parley dev
+    assert lambda_routes.management_endpoint(domain, stage) == "http://127.0.0.1:3001/local"
