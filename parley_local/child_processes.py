@@ -7,7 +7,11 @@ still needs its functions and its database while it runs `$disconnect` for every
 from __future__ import annotations
 
 import contextlib
+import os
+import selectors
 import signal
+import subprocess
+import time
 from typing import Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -33,3 +37,35 @@ def stop_signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [s for s in STOP_SIGNALS if s not in before])
+
+
+def read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """The first line the child writes on stdout (its "ready" report), waiting at most `timeout` seconds.
+
+    Closes the pipe afterwards: children write nothing else there.
+    """
+    assert proc.stdout is not None
+    line = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            if sel.select(max(0.0, deadline - time.monotonic())):
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                line += chunk
+    proc.stdout.close()
+    return line
+
+
+def stop_by_eof(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """EOF on the child's stdin makes it exit (it ignores signals); killed if it has not within `timeout` s."""
+    if proc.returncode is None:
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout)
+        except (subprocess.TimeoutExpired, OSError):
+            proc.kill()
+            proc.wait(5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import signal
 import sys
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "dev", help="run the template's WebSocket API locally (like API Gateway + Lambda + DynamoDB)",
         epilog="Ctrl-C (or SIGTERM) stops it cleanly, even during start-up: every open socket is closed with 1001 "
-               "and its $disconnect runs, then the functions and moto stop; exit status 0. A second Ctrl-C "
+               "and its $disconnect runs, then the functions, moto and DynamoDB Local stop; exit status 0 (1 if DynamoDB Local died). A second Ctrl-C "
                "forces the exit (status 130).",
     )
     dev.add_argument("--template", default="template.yaml", help="SAM template (default: template.yaml)")
@@ -50,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3001, help="0 picks a free port")
     dev.add_argument("--stage", default=None,
                      help="the stage in the URL (default: the template's stage name, else local)")
-    dev.add_argument("--dynamodb-endpoint", default=None, metavar="URL", help="use this DynamoDB (e.g. DynamoDB Local) instead of the embedded moto")
+    dev.add_argument("--dynamodb", choices=("local", "moto"), default="local",
+                     help="DynamoDB for the functions: AWS's DynamoDB Local, a child process (default; needs Java), "
+                          "or moto's pure-Python one")
+    dev.add_argument("--dynamodb-data", default=None, metavar="DIR", type=Path,
+                     help="keep DynamoDB Local's data in DIR between runs (default: in memory, gone on exit)")
+    dev.add_argument("--dynamodb-endpoint", default=None, metavar="URL", help="use a DynamoDB you run at URL (nothing is started for it)")
     dev.add_argument("--moto-mode", choices=("subprocess", "thread"), default="subprocess",
                      help="where the embedded moto server runs: its own process (default) or a thread of the gateway")
     dev.add_argument("--post-latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every @connections call (simulates AWS)")
@@ -129,8 +135,13 @@ async def run_dev(args: argparse.Namespace) -> int:
         integration_timeout=args.integration_timeout,
         post_latency_ms=args.post_latency_ms, post_queue_limit=args.post_queue_limit,
         max_concurrency=args.max_concurrency, prewarm=not args.no_prewarm,
-        dynamodb_endpoint=args.dynamodb_endpoint, moto_mode=args.moto_mode,
+        dynamodb=args.dynamodb, dynamodb_endpoint=args.dynamodb_endpoint, dynamodb_data=args.dynamodb_data,
+        moto_mode=args.moto_mode,
     )
+    if args.dynamodb_data is not None and (args.dynamodb != "local" or args.dynamodb_endpoint):
+        print("parley dev: --dynamodb-data is for DynamoDB Local: drop --dynamodb moto / --dynamodb-endpoint, or drop --dynamodb-data",
+              file=sys.stderr)
+        return 2
     gateway = Gateway(stack, config, console, extras=parley_extras.ParleyExtras(template.resolve().parent / "client"))
     _raise_open_file_limit()
     if stop.is_set():
@@ -152,18 +163,39 @@ async def run_dev(args: argparse.Namespace) -> int:
     if exc is not None:
         stopped.cancel()
         await gateway.stop()
-        if isinstance(exc, OSError):
-            print(f"parley dev: cannot start: {exc}", file=sys.stderr)
-            return 1
-        raise exc
+        reason = _start_failure(exc, args)
+        if reason is None:
+            raise exc
+        print(f"parley dev: {reason}", file=sys.stderr)
+        return 1
     for line in gateway.banner():
         console.line(line)
     console.line(f"Ready on {gateway.ws_url}  (Ctrl-C to stop)")
-    await stopped
+    failed = asyncio.create_task(gateway.failed.wait())
+    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
     console.line(f"Shutting down: closing {len(gateway.connections)} connection(s) with 1001 Going away ...")
     await gateway.stop()
+    stopped.cancel()
+    failed.cancel()
+    if gateway.failure is not None:
+        print(f"parley dev: {gateway.failure}", file=sys.stderr)
+        return 1
     console.line("Stopped.")
     return 0
+
+
+def _start_failure(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """One line naming the fix for a start-up failure the developer can fix; None for a bug."""
+    from .local_aws.dynamodb_local import DynamoDBLocalError
+
+    if isinstance(exc, DynamoDBLocalError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (f"port {args.port} on {args.host} is already in use (another parley dev?): stop that one, "
+                f"or pick another port (`make dev PORT={args.port + 1}`, or `parley dev --port 0` for any free one)")
+    if isinstance(exc, OSError):
+        return f"cannot start: {exc}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ class ListConsole(Console):
 
 
 class RunningGateway:
-    """`Gateway` + `ParleyExtras` on a free port; `config` is `GatewayConfig` fields plus
+    """`Gateway` + `ParleyExtras` on a free port, DynamoDB from moto unless `dynamodb="local"`; `config` is `GatewayConfig` fields plus
     `overrides` (template parameters) and `stack_name`. `client_dir` defaults to the template's
     folder's `client/`, as `parley dev` does."""
 
@@ -54,6 +54,7 @@ class RunningGateway:
         overrides = {"RecordDir": str(record_dir), **config.pop("overrides", {})}
         self.stack = load_stack(template, config.pop("stack_name", "fx"), overrides)
         self.console = ListConsole()
+        config.setdefault("dynamodb", "moto")  # the emulator's own tests need no Java; tests/dynamodb_local covers it
         cfg = GatewayConfig(host="127.0.0.1", port=0, **config)
         extras = ParleyExtras(client_dir or template.resolve().parent / "client")
         self.gateway = Gateway(self.stack, cfg, self.console, extras=extras)

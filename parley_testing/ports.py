@@ -1,15 +1,12 @@
-"""Free 127.0.0.1 ports for servers the tests and benchmarks start, and whether one accepts connections."""
+"""Free 127.0.0.1 ports (`parley_local.ports.free_port`, the one definition) and whether one accepts connections."""
 
 from __future__ import annotations
 
 import socket
 
+from parley_local.ports import free_port
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now (the OS picks it; bind soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port", "port_accepts"]
 
 
 def port_accepts(port: int, host: str = "127.0.0.1") -> bool:

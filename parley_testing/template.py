@@ -18,14 +18,15 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return load_yaml(path)
 
 
-def create_tables_from_template(client: Any, template: dict[str, Any]) -> dict[str, str]:
-    """Create every AWS::DynamoDB::Table of the template as `test-<LogicalId>`; returns logical id -> table name."""
+def create_tables_from_template(client: Any, template: dict[str, Any], names_by_id: dict[str, str] | None = None) -> dict[str, str]:
+    """Create every AWS::DynamoDB::Table of the template, named `names_by_id[LogicalId]` or
+    `test-<LogicalId>`; returns logical id -> table name."""
     names = {}
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] != "AWS::DynamoDB::Table":
             continue
         props = resource["Properties"]
-        name = f"test-{logical_id}"
+        name = (names_by_id or {}).get(logical_id, f"test-{logical_id}")
         args: dict[str, Any] = {
             "TableName": name,
             "KeySchema": props["KeySchema"],

@@ -32,14 +32,6 @@ def routes_table(api: WebSocketApiSpec) -> list[str]:
     return lines
 
 
-def _database_note(gateway: "Gateway") -> str:
-    aws = gateway.aws
-    assert aws is not None
-    if gateway.config.dynamodb_endpoint:
-        return ""
-    return f" (moto, subprocess pid {aws.pid})" if aws.pid else " (moto, in-process)"
-
-
 def banner(gateway: "Gateway") -> list[str]:
     """The gateway's own lines (extras add theirs after these)."""
     assert gateway.aws is not None
@@ -49,7 +41,7 @@ def banner(gateway: "Gateway") -> list[str]:
         f"  Template:      {stack.source}",
         f"  WebSocket:     {gateway.ws_url}",
         f"  @connections:  {gateway.connections_url}/@connections/{{connectionId}}  (also https:// on this port)",
-        f"  DynamoDB:      {gateway.aws.dynamodb_endpoint}" + _database_note(gateway),
+        f"  DynamoDB:      {gateway.aws.dynamodb_endpoint} ({gateway.aws.describe_dynamodb()})",
         f"  Tables:        {', '.join(t.name for t in stack.tables) or '(none)'}",
         f"  Route selection: {api.selection_expression}",
         "Routes:",

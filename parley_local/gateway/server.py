@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from aiohttp import web
 
-from ..local_aws.moto_services import LocalAws
+from ..local_aws.services import LocalAws
 from . import banner as banner_lines
 from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
@@ -47,7 +48,9 @@ class GatewayConfig:
     post_queue_limit: int = 1000
     max_concurrency: int = 32
     prewarm: bool = True
-    dynamodb_endpoint: str | None = None
+    dynamodb: str = "local"  # DynamoDB Local, or "moto"
+    dynamodb_endpoint: str | None = None  # a DynamoDB the developer runs (neither is started)
+    dynamodb_data: Path | None = None  # DynamoDB Local keeps its data here (None: in memory)
     close_timeout: float = 5.0
     moto_mode: str = "subprocess"  # the embedded moto server: its own process, or "thread" (in-process)
 
@@ -89,6 +92,9 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
         self._threads: list[asyncio.Future[Any]] = []  # start-up work run in threads
         self._stopping = False
+        self.failure: str | None = None  # why the gateway cannot go on (set with `failed`)
+        self.failed = asyncio.Event()
+        self._watchers: set[asyncio.Task[None]] = set()
 
     # -- addresses ----------------------------------------------------------------
 
@@ -123,7 +129,9 @@ class Gateway:
 
         Cancellable at any point (Ctrl-C during start-up); stop() then releases whatever was started.
         """
-        self.aws = await self._in_thread(LocalAws.start, self.config.dynamodb_endpoint, self.config.moto_mode)
+        cfg = self.config
+        self.aws = await self._in_thread(LocalAws.start, cfg.dynamodb, cfg.dynamodb_endpoint, cfg.dynamodb_data, cfg.moto_mode)
+        self._watch_services()
         await self._in_thread(self.aws.create_tables, self.stack.tables)
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -153,6 +161,25 @@ class Gateway:
         self._sweeper = asyncio.create_task(
             sweep(self.connections, self.config.idle_timeout, self.config.max_connection_duration, self.tasks.spawn)
         )
+
+    def _watch_services(self) -> None:
+        """DynamoDB Local is never restarted silently: if it exits while serving, say so and fail."""
+        ddb = self.aws.dynamodb_local if self.aws else None
+        if ddb is None:
+            return
+
+        async def watch() -> None:
+            code = await asyncio.to_thread(ddb.wait)
+            if self._stopping:
+                return
+            self.failure = (f"DynamoDB Local (java pid {ddb.pid}) exited with status {code} while parley dev was running; "
+                            "its in-memory data is gone. Start parley dev again (or use --dynamodb moto).")
+            self.console.line(self.failure)
+            self.failed.set()
+
+        task = asyncio.create_task(watch())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     def _used_functions(self) -> set[str]:
         used: set[str] = set()

@@ -17,7 +17,7 @@ import jwt
 import pytest
 import websockets
 
-from parley_local.local_aws.moto_services import LocalAws
+from parley_local.local_aws.services import LocalAws
 from parley_testing.gateway_thread import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway
 from parley_testing.dev_process import DevProcess
 from parley_testing.dev_process import group_pids as _group_pids
@@ -168,7 +168,8 @@ async def test_parley_dev_banner_and_ctrl_c(tmp_path: Path):
 
 def small_template_dev(tmp_path: Path, *extra: str) -> DevProcess:
     """`parley dev` on the small fixture template, its handlers recording under `tmp_path`."""
-    return DevProcess(["--template", str(SMALL_TEMPLATE), "--port", "0", "--parameter-overrides", f"RecordDir={tmp_path}", *extra])
+    return DevProcess(["--template", str(SMALL_TEMPLATE), "--port", "0", "--dynamodb", "moto",
+                       "--parameter-overrides", f"RecordDir={tmp_path}", *extra])
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")

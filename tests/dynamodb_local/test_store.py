@@ -1,0 +1,198 @@
+"""The real DynamoDB store (the layer's `DynamoChatStore`, through PynamoDB) against AWS's DynamoDB Local.
+
+What moto cannot prove, pinned to DynamoDB Local's behaviour: conditional writes and the errors
+they raise, TTL attributes as epoch seconds, the sparse `ByConnection` index, a room's Query
+going past the 1 MB page limit (moto answers it in one page), BatchWriteItem's unprocessed items,
+and capacity units computed from item sizes (moto reports 1.0 for everything).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+import uuid
+from typing import Any, Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+
+from parley_local.local_aws.dynamodb_local import DynamoDBLocal
+from parley_testing.template import create_tables_from_template, load_template
+
+CONNECTION_TTL_S = 7500
+IDEMPOTENCY_TTL_S = 86400
+
+
+def _models(tables: Any) -> list[type]:
+    return [m for _, m in inspect.getmembers(tables, inspect.isclass)
+            if issubclass(m, tables.Model) and m is not tables.Model and hasattr(m, "Meta")]
+
+
+@pytest.fixture(scope="module")
+def layer(dynamodb_local: DynamoDBLocal, ddb: Any) -> Iterator[tuple[Any, Any]]:
+    """(parley.tables, parley.store) with every model talking to DynamoDB Local, tables created from template.yaml."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(key, value)
+    import parley.store as store_module
+    import parley.tables as tables
+
+    saved = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_local.endpoint
+    models = _models(tables)
+    for model in models:
+        model._connection = None  # a client made earlier (e.g. under moto) must not be reused
+    names = {
+        "ConnectionsTable": tables.Connection.Meta.table_name, "MembershipsTable": tables.Membership.Meta.table_name,
+        "MessagesTable": tables.StoredMessage.Meta.table_name, "IdempotencyTable": tables.IdempotencyRecord.Meta.table_name,
+    }
+    existing = set(ddb.list_tables()["TableNames"])
+    if not set(names.values()) <= existing:
+        create_tables_from_template(ddb, load_template(), names)
+    try:
+        yield tables, store_module
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = saved
+        for model in models:
+            model._connection = None
+
+
+@pytest.fixture
+def store(layer: tuple[Any, Any]) -> Any:
+    return layer[1].DynamoChatStore(CONNECTION_TTL_S, IDEMPOTENCY_TTL_S)
+
+
+def _id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _message(store_module: Any, room: str, n: int, client_id: str | None = None) -> Any:
+    return store_module.ChatMessage(room, f"01J{n:023d}", "alice", "Alice", f"hello {n}", "2026-11-28T21:00:00.000Z", client_id)
+
+
+def test_conditional_put_writes_once_and_raises_condition_failed(layer, store, ddb):
+    tables, store_module = layer
+    room = f"cond-{_id()}"
+    first = _message(store_module, room, 1)
+    assert store.put_message(first, only_if_new=True) is True
+    again = store_module.ChatMessage(room, first.message_id, "mallory", "M", "overwritten?", first.timestamp, None)
+    assert store.put_message(again, only_if_new=True) is False
+    item = ddb.get_item(TableName=tables.StoredMessage.Meta.table_name,
+                        Key={"roomId": {"S": room}, "messageId": {"S": first.message_id}}, ConsistentRead=True)["Item"]
+    assert item["message"] == {"S": "hello 1"} and item["userId"] == {"S": "alice"}
+    with pytest.raises(ClientError) as info:  # the error the store recognises, as DynamoDB Local raises it
+        ddb.put_item(TableName=tables.StoredMessage.Meta.table_name, Item=item, ConditionExpression="attribute_not_exists(messageId)")
+    assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def test_client_message_id_claim_returns_the_first_message(layer, store):
+    _, store_module = layer
+    room = f"idem-{_id()}"
+    first = _message(store_module, room, 1, client_id="c-1")
+    assert store.claim_client_message_id(first) is None
+    retry = _message(store_module, room, 2, client_id="c-1")
+    assert store.claim_client_message_id(retry) == first
+
+
+def test_read_cursor_only_moves_forward(store):
+    room = f"cursor-{_id()}"
+    assert store.advance_read_cursor(room, "alice", "01J0000000000000000000000B") is True
+    assert store.advance_read_cursor(room, "alice", "01J0000000000000000000000A") is False  # older: condition fails
+    assert store.advance_read_cursor(room, "alice", "01J0000000000000000000000B") is False  # same
+    assert store.advance_read_cursor(room, "alice", "01J0000000000000000000000C") is True
+
+
+def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb):
+    tables, store_module = layer
+    conn, room = f"c{_id()}", f"ttl-{_id()}"
+    now = time.time()
+    store.add_connection(conn, "alice", "Alice", int(now * 1000))
+    store.add_member(store_module.Member(room, conn, "alice", "Alice", int(now * 1000)))
+    store.claim_client_message_id(_message(store_module, room, 1, client_id="ttl"))
+    assert store.count_request("chat", "alice", 42, 20) == 1
+    assert store.count_request("chat", "alice", 42, 20, hits=3) == 4
+
+    def expires(table: str, key: dict[str, Any]) -> float:
+        return float(ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["expiresAt"]["N"])
+
+    assert abs(expires(tables.Connection.Meta.table_name, {"connectionId": {"S": conn}}) - (now + CONNECTION_TTL_S)) < 120
+    assert abs(expires(tables.Membership.Meta.table_name, {"roomId": {"S": room}, "memberKey": {"S": "c#" + conn}})
+               - (now + CONNECTION_TTL_S)) < 120
+    key = store_module.idempotency_key("alice", room, "ttl")
+    assert abs(expires(tables.IdempotencyRecord.Meta.table_name, {"key": {"S": key}}) - (now + IDEMPOTENCY_TTL_S)) < 120
+    assert abs(expires(tables.RateCounter.Meta.table_name, {"key": {"S": "rate#chat#alice#42"}}) - (now + 20)) < 120
+    for table in (tables.Connection.Meta.table_name, tables.Membership.Meta.table_name, tables.IdempotencyRecord.Meta.table_name):
+        ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+        assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
+
+
+def test_by_connection_index_is_sparse(layer, store, ddb):
+    tables, store_module = layer
+    conn, rooms = f"c{_id()}", sorted(f"sparse-{_id()}" for _ in range(3))
+    for room in rooms:
+        store.add_member(store_module.Member(room, conn, "alice", "Alice", 1))
+        store.advance_read_cursor(room, "alice", "01J0000000000000000000000A")  # same partition, no connectionId
+    assert sorted(store.rooms_of(conn)) == rooms
+    page = ddb.query(TableName=tables.Membership.Meta.table_name, IndexName="ByConnection",
+                     KeyConditionExpression="connectionId = :c", ExpressionAttributeValues={":c": {"S": conn}})
+    assert page["Count"] == 3  # read cursors carry no connectionId: not in the index
+    assert {frozenset(item) for item in page["Items"]} == {frozenset({"connectionId", "roomId", "memberKey"})}  # KEYS_ONLY
+    store.remove_memberships(conn, rooms)
+    assert store.rooms_of(conn) == []
+    assert all(not store.is_member(room, conn) for room in rooms)
+
+
+def _seed_members(ddb: Any, table: str, room: str, count: int, name: str) -> None:
+    """BatchWriteItem, 25 at a time, retrying what DynamoDB Local leaves unprocessed."""
+    requests = [{"PutRequest": {"Item": {
+        "roomId": {"S": room}, "memberKey": {"S": f"c#big{n:06d}"}, "connectionId": {"S": f"big{n:06d}"},
+        "userId": {"S": f"user{n}"}, "name": {"S": name}, "joinedAt": {"N": str(n)}, "expiresAt": {"N": str(int(time.time()) + 3600)},
+    }}} for n in range(count)]
+    for start in range(0, len(requests), 25):
+        pending = {table: requests[start:start + 25]}
+        for _ in range(10):
+            pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                break
+        assert not pending
+
+
+def test_room_members_query_pages_past_1_mb(layer, store, ddb):
+    """A room whose memberships exceed one 1 MB Query page: the store reads every page."""
+    tables, _ = layer
+    table, room, count = tables.Membership.Meta.table_name, f"big-{_id()}", 3000
+    _seed_members(ddb, table, room, count, "N" * 300)  # ~400 bytes per item: ~1.2 MB in the partition
+    first = ddb.query(TableName=table, KeyConditionExpression="roomId = :r", ExpressionAttributeValues={":r": {"S": room}},
+                      ReturnConsumedCapacity="TOTAL")
+    assert "LastEvaluatedKey" in first and 0 < first["Count"] < count  # DynamoDB stops at 1 MB (moto does not)
+    # capacity from sizes: an eventually consistent read of ~1 MB is ~128 units (moto says 1.0 for any Query)
+    assert 100 <= first["ConsumedCapacity"]["CapacityUnits"] <= 130, first["ConsumedCapacity"]
+    members = store.room_members(room)
+    assert len(members) == count and len({m.connection_id for m in members}) == count
+
+
+def test_remove_memberships_resends_unprocessed_items(layer, store, monkeypatch):
+    """BatchWriteItem may leave items unprocessed (throttling); the store's batch must resend them."""
+    tables, store_module = layer
+    conn, rooms = f"c{_id()}", [f"unproc-{_id()}" for _ in range(5)]
+    for room in rooms:
+        store.add_member(store_module.Member(room, conn, "alice", "Alice", 1))
+    connection = tables.Membership._get_connection()
+    original = connection.batch_write_item
+    calls: list[int] = []
+
+    def first_call_leaves_four(*args: Any, **kwargs: Any) -> Any:
+        deletes = list(kwargs.get("delete_items") or [])
+        calls.append(len(deletes))
+        if len(calls) == 1:
+            original(*args, **{**kwargs, "delete_items": deletes[:1]})
+            return {"UnprocessedItems": {tables.Membership.Meta.table_name: [{"DeleteRequest": {"Key": k}} for k in deletes[1:]]}}
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "batch_write_item", first_call_leaves_four)
+    store.remove_memberships(conn, rooms)
+    assert calls == [5, 4]
+    assert store.rooms_of(conn) == []
