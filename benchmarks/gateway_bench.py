@@ -60,15 +60,17 @@ def stats_ms(values: list[float]) -> dict[str, float]:
 class Gateway:
     """`parley dev` (a `DevProcess`: its own process group, its output kept in memory)."""
 
-    def __init__(self, args: argparse.Namespace, latency_ms: float):
+    def __init__(self, args: argparse.Namespace, latency_ms: float, dynamodb: str):
         self.args = args
         self.latency_ms = latency_ms
-        self.stack = f"bench{os.getpid()}l{int(latency_ms)}"
+        self.dynamodb = dynamodb
+        self.stack = f"bench{os.getpid()}{dynamodb}l{int(latency_ms)}"
         self.dev: DevProcess | None = None
 
     def start(self) -> None:
         self.dev = DevProcess(["--template", str(REPO / "template.yaml"), "--port", str(free_port()),
-                               "--post-latency-ms", f"{self.latency_ms:g}", "--stack-name", self.stack, "--quiet"],
+                               "--post-latency-ms", f"{self.latency_ms:g}", "--stack-name", self.stack, "--quiet",
+                               "--dynamodb", self.dynamodb],
                               cwd=Path(self.args.repo))
         try:
             self.dev.wait_ready(120)
@@ -302,10 +304,11 @@ async def throughput(gw: Gateway, hub: Hub, listeners: list[Listener], rooms: li
             "latency_p50_ms": pct(latencies, 50), "latency_p99_ms": pct(latencies, 99)}
 
 
-async def run_gateway(args: argparse.Namespace, latency_ms: float, first: bool) -> dict[str, Any]:
-    gw = Gateway(args, latency_ms)
+async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str, first: bool) -> dict[str, Any]:
+    gw = Gateway(args, latency_ms, dynamodb)
     gw.start()
-    out: dict[str, Any] = {"latency_ms": latency_ms, "startup_s": gw.dev.ready_s}
+    out: dict[str, Any] = {"latency_ms": latency_ms, "dynamodb": dynamodb, "startup_s": gw.dev.ready_s}
+    print(f"  ready line after {gw.dev.ready_s:.1f} s", flush=True)
     listeners: list[Listener] = []
     seeded: list[str] = []
     try:
@@ -381,39 +384,48 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, first: bool) 
     return out
 
 
+DATABASE_NAMES = {"local": "DynamoDB Local", "moto": "moto"}
+
+
 def markdown(result: dict[str, Any]) -> str:
-    first = result["gateways"][0]
-    r, o = first["rtt"], first["open"]
-    lines = [
-        f"parley dev started in {first['startup_s']:.1f} s (real template.yaml, {result['cpus']} CPUs, Python {result['python']})",
-        "",
-        "| measurement | figure |",
-        "| --- | --- |",
-        f"| ping RTT, bare websockets echo server: p50 / p99 | {r['echo']['p50_ms']:.2f} / {r['echo']['p99_ms']:.2f} ms |",
-        f"| ping RTT through the gateway: p50 / p99 | {r['gateway']['p50_ms']:.2f} / {r['gateway']['p99_ms']:.2f} ms "
-        f"({r['ratio_p50']:.1f}x / {r['ratio_p99']:.1f}x) |",
-    ]
-    for g in result["gateways"]:
+    """One table: every measurement, labelled with the gateway's database (and added @connections latency)."""
+    lines = [f"real template.yaml, {result['cpus']} CPUs, Python {result['python']}", "",
+             "| measurement | database | figure |", "| --- | --- | --- |"]
+    gateways = result["gateways"]
+
+    def row(what: str, g: dict[str, Any], figure: str) -> None:
+        lines.append(f"| {what} | {DATABASE_NAMES[g['dynamodb']]} | {figure} |")
+
+    for g in gateways:
+        row(f"`parley dev` start to ready line (+{g['latency_ms']:g} ms gateway)", g, f"{g['startup_s']:.1f} s")
+    for g in (g for g in gateways if "rtt" in g):
+        r = g["rtt"]
+        row("ping RTT, bare websockets echo server: p50 / p99", g, f"{r['echo']['p50_ms']:.2f} / {r['echo']['p99_ms']:.2f} ms")
+        row("ping RTT through the gateway: p50 / p99", g, f"{r['gateway']['p50_ms']:.2f} / {r['gateway']['p99_ms']:.2f} ms "
+            f"({r['ratio_p50']:.1f}x / {r['ratio_p99']:.1f}x)")
+    for g in gateways:
         o = g["open"]
-        lines.append(f"| {o['n']} connections opened (+{g['latency_ms']:g} ms gateway), {o['errors']} errors | "
-                     f"{o['seconds']:.2f} s, {o['per_s']:.0f}/s |")
-    b = first["ping_burst"]
-    lines.append(f"| one ping on each connection at once | {b['seconds']:.2f} s, {b['per_s']:.0f} pongs/s |")
-    if "joins" in first:
-        j = first["joins"]
-        lines.append(f"| join_room into a room growing to {j['room_growing_to']}: p50 / p99 | {j['p50_ms']:.0f} / {j['p99_ms']:.0f} ms |")
-    t = first["throughput"]
-    lines.append(f"| {t['messages']} chat messages in {t['rooms']} rooms of {t['room_size']} | {t['deliveries']} deliveries in "
-                 f"{t['seconds']:.2f} s: {t['deliveries_per_s']:.0f}/s (latency p50 {t['latency_p50_ms']:.0f} ms, p99 {t['latency_p99_ms']:.0f} ms) |")
-    for g in result["gateways"]:
+        row(f"{o['n']} connections opened (+{g['latency_ms']:g} ms gateway), {o['errors']} errors", g,
+            f"{o['seconds']:.2f} s, {o['per_s']:.0f}/s")
+    for g in (g for g in gateways if "ping_burst" in g):
+        b = g["ping_burst"]
+        row("one ping on each connection at once", g, f"{b['seconds']:.2f} s, {b['per_s']:.0f} pongs/s")
+        if "joins" in g:
+            j = g["joins"]
+            row(f"join_room into a room growing to {j['room_growing_to']}: p50 / p99", g, f"{j['p50_ms']:.0f} / {j['p99_ms']:.0f} ms")
+        t = g["throughput"]
+        row(f"{t['messages']} chat messages in {t['rooms']} rooms of {t['room_size']}", g,
+            f"{t['deliveries']} deliveries in {t['seconds']:.2f} s: {t['deliveries_per_s']:.0f}/s "
+            f"(latency p50 {t['latency_p50_ms']:.0f} ms, p99 {t['latency_p99_ms']:.0f} ms)")
+    for g in gateways:
         f = g["fanout"]
-        lines.append(f"| fan-out to {f['members']}, +{g['latency_ms']:g} ms per post: first / last delivery (median of {len(f['runs'])}) | "
-                     f"{f['first_ms_median']:.0f} / {f['last_ms_median']:.0f} ms |")
-    for g in result["gateways"]:
+        row(f"fan-out to {f['members']}, +{g['latency_ms']:g} ms per post: first / last delivery (median of {len(f['runs'])})", g,
+            f"{f['first_ms_median']:.0f} / {f['last_ms_median']:.0f} ms")
+    for g in gateways:
         s = g["shutdown"]
-        lines.append(f"| Ctrl-C with {s['open_sockets']} sockets open (+{g['latency_ms']:g} ms gateway) | exit {s['exit_code']} after "
-                     f"{s['seconds']:.1f} s, {s['disconnects']} `$disconnect` |" if s["seconds"] is not None
-                     else f"| Ctrl-C with {s['open_sockets']} sockets open | no exit in 90 s |")
+        row(f"Ctrl-C with {s['open_sockets']} sockets open (+{g['latency_ms']:g} ms gateway)", g,
+            f"exit {s['exit_code']} after {s['seconds']:.1f} s, {s['disconnects']} `$disconnect`" if s["seconds"] is not None
+            else "no exit in 90 s")
     return "\n".join(lines)
 
 
@@ -421,9 +433,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "connections": args.connections,
                               "load": os.getloadavg(), "gateways": []}
     started = time.perf_counter()
-    for i, latency in enumerate(args.latencies):
-        print(f"gateway with --post-latency-ms {latency:g}", flush=True)
-        result["gateways"].append(await run_gateway(args, latency, first=i == 0))
+    for dynamodb in args.databases:
+        for i, latency in enumerate(args.latencies):
+            print(f"gateway with --dynamodb {dynamodb} --post-latency-ms {latency:g}", flush=True)
+            result["gateways"].append(await run_gateway(args, latency, dynamodb, first=i == 0))
     result["seconds"] = time.perf_counter() - started
     return result
 
@@ -433,6 +446,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--pings", type=int, default=300)
     parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 20.0], help="--post-latency-ms of each gateway")
+    parser.add_argument("--databases", nargs="+", choices=("local", "moto"), default=["local", "moto"],
+                        help="`parley dev --dynamodb` of each gateway: every measurement runs on each, in this run")
     parser.add_argument("--fanout-repeat", type=int, default=3)
     parser.add_argument("--rooms", type=int, default=10, help="rooms sharing the connections for the delivery rate")
     parser.add_argument("--messages", type=int, default=5, help="chat messages per room's sender (rate limit: 30 per 10 s)")

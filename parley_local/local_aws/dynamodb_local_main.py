@@ -29,8 +29,13 @@ START_TIMEOUT_S = 60.0
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_supervisor() -> None:
-    """In java, before exec: on Linux, be killed if this supervisor is (it may be SIGKILLed)."""
+def _prepare_java() -> None:
+    """In java, before exec: SIGTERM stops it again (this process ignores it, and exec would keep
+    that), and on Linux it is killed if this supervisor is (it may be SIGKILLed)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    if sys.platform != "linux":
+        return
     try:
         import ctypes
 
@@ -56,7 +61,7 @@ def main() -> None:
     tail: collections.deque[str] = collections.deque(maxlen=40)
     java = subprocess.Popen(
         cfg["command"], cwd=cfg["cwd"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True, preexec_fn=_die_with_supervisor if sys.platform == "linux" else None,
+        start_new_session=True, preexec_fn=_prepare_java,
     )
 
     def read_output() -> None:
