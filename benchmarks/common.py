@@ -193,23 +193,22 @@ def table_infos() -> dict[str, TableInfo]:
 class Tally:
     rru: float = 0.0
     wru: float = 0.0
-    moto_units: float = 0.0
+    reported_units: float = 0.0
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rru": self.rru, "wru": self.wru, "moto_units": self.moto_units, "calls": dict(self.calls)}
+        return {"rru": self.rru, "wru": self.wru, "reported_units": self.reported_units, "calls": dict(self.calls)}
 
 
 class CapacityRecorder:
     """Wraps botocore's `BaseClient._make_api_call` (PynamoDB and boto3 both go through it).
 
-    moto answers ReturnConsumedCapacity with constants (1.0 per write, 0.5 per read, whatever
-    the size), so the units are computed here from the sizes of the items each call read or
-    wrote, keeping a shadow copy of every item so deletes and updates know the old size:
+    The units are computed here from the sizes of the items each call read or wrote (DynamoDB's
+    published rules), keeping a shadow copy of every item so deletes and updates know the old size:
       write: ceil(KB) per item written (max of old and new), plus 1 per GSI entry written;
       read: sum of item (or index entry) sizes read by a Query/Scan page, rounded up to 4 KB,
             0.5 per 4 KB eventually consistent, 1 strongly consistent; GetItem likewise.
-    moto's own figure is kept alongside as `moto_units`.
+    moto's own figure is kept alongside as `reported_units`.
     """
 
     def __init__(self) -> None:
@@ -325,7 +324,7 @@ class CapacityRecorder:
             tally.wru += units_w
             consumed = response.get("ConsumedCapacity")
             for entry in consumed if isinstance(consumed, list) else [consumed] if consumed else []:
-                tally.moto_units += float(entry.get("CapacityUnits", 0))
+                tally.reported_units += float(entry.get("CapacityUnits", 0))
 
     def _fetch(self, client: Any, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
         """The item after an UpdateItem, read past the recorder (it costs nothing in the tally)."""

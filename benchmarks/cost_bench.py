@@ -2,13 +2,14 @@
 dollars per million chat messages, against a Scan-per-message design measured in the same run.
 
 The real handlers (`$connect`, `join_room`, `chat_message`, `$disconnect`) run in this process
-against moto's DynamoDB server; `@connections` is the local stand-in, which counts the
-PostToConnection calls it serves. DynamoDB units are computed from the sizes of the items
-each call read or wrote (see `common.CapacityRecorder`); moto's own ConsumedCapacity figures
-are constants and are shown only for comparison. Rooms of 10 and 100 are measured with no other
-connections, then again with 10,000 other connections in 100 other rooms.
+against AWS's DynamoDB Local (`--dynamodb moto`: moto's server); `@connections` is the local
+stand-in, which counts the PostToConnection calls it serves. DynamoDB units are computed from
+the sizes of the items each call read or wrote (see `common.CapacityRecorder`) and printed next
+to the ConsumedCapacity the database reported (DynamoDB Local's comes from item sizes; moto's
+is a constant). Rooms of 10 and 100 are measured with no other connections, then again with
+10,000 other connections in 100 other rooms.
 
-    .venv/bin/python benchmarks/cost_bench.py [--others 10000] [--json out.json]
+    .venv/bin/python benchmarks/cost_bench.py [--others 10000] [--dynamodb local|moto] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from common import (  # noqa: E402  (sets the environment before parley is impor
 
 import os  # noqa: E402
 
+DATABASE_NAMES = {"local": "DynamoDB Local", "moto": "moto"}
 TEXT = "The quick brown fox jumps over the lazy dog, then checks the chat for new messages from the team."  # 100 chars
 HISTORY = 50  # messages already in the room when join_room runs (join_room returns the newest 50)
 CHATS = 5  # chat_messages measured per variant
@@ -100,7 +102,7 @@ def scenario(recorder: CapacityRecorder, api: ConnectionsStandIn, room_size: int
                 ops[op] = ops.get(op, 0) + c / k
         results[name_key(name, events)] = {
             "rru": sum(t.rru for t in tallies) / k, "wru": sum(t.wru for t in tallies) / k,
-            "moto_units": sum(t.moto_units for t in tallies) / k, "ops": ops,
+            "reported_units": sum(t.reported_units for t in tallies) / k, "ops": ops,
             "posts": posts / k, "replies": replies / k, "inbound": 0 if name in ("connect", "disconnect") else 1,
             "seconds_median": median(seconds),
         }
@@ -138,7 +140,7 @@ def scan_design(recorder: CapacityRecorder) -> dict:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     seconds = time.perf_counter() - started
     tally = recorder.stop()
-    return {"items": items, "pages": pages, "rru": tally.rru, "moto_units": tally.moto_units, "seconds": seconds}
+    return {"items": items, "pages": pages, "rru": tally.rru, "reported_units": tally.reported_units, "seconds": seconds}
 
 
 def price_rows(data: dict) -> list[dict]:
@@ -158,21 +160,22 @@ def price_rows(data: dict) -> list[dict]:
     return rows
 
 
-def run(others: int) -> dict:
+def run(others: int, dynamodb: str) -> dict:
     import boto3
 
+    from parley_local.local_aws.dynamodb_local import DynamoDBLocal
     from parley_testing.moto_process import MotoServer
     from parley_testing.template import create_tables_from_template, load_template
 
     api = ConnectionsStandIn(0)
-    moto = MotoServer().start()
-    url = moto.endpoint
-    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = url
+    database = DynamoDBLocal.start() if dynamodb == "local" else MotoServer().start()
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = database.endpoint
     os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = api.url
     try:
         create_tables_from_template(boto3.client("dynamodb"), load_template())
         recorder = CapacityRecorder().install()
-        data: dict = {"others": others, "room_sizes": [10, 100], "without_others": {}, "with_others": {}}
+        data: dict = {"others": others, "room_sizes": [10, 100], "without_others": {}, "with_others": {},
+                      "dynamodb": DATABASE_NAMES[dynamodb]}
         first = 1000
         for n in data["room_sizes"]:
             data["without_others"][str(n)] = scenario(recorder, api, n, "alone", first)
@@ -186,23 +189,23 @@ def run(others: int) -> dict:
         data["prices"] = price_rows(data)
         return data
     finally:
-        moto.stop()
+        database.stop()
         api.stop()
 
 
 def report(data: dict) -> str:
-    lines = ["DynamoDB units (computed from item sizes; moto's constant figure in brackets) and API Gateway messages per request",
-             f"{'request':32} {'room':>5} {'others':>7} {'RRU':>6} {'WRU':>6} {'(moto)':>7} {'posts':>6} {'frames in+reply':>16} {'calls':40}"]
+    lines = [f"DynamoDB units (computed from item sizes; {data['dynamodb']}'s ConsumedCapacity in brackets) and API Gateway messages per request",
+             f"{'request':32} {'room':>5} {'others':>7} {'RRU':>6} {'WRU':>6} {'(DB)':>7} {'posts':>6} {'frames in+reply':>16} {'calls':40}"]
     for label, others in (("without_others", 0), ("with_others", data["others"])):
         for n, sc in data[label].items():
             for op, r in sc["ops"].items():
                 calls = ", ".join(f"{k} {v:g}" for k, v in sorted(r["ops"].items()))
-                lines.append(f"{op:32} {n:>5} {others:>7} {r['rru']:6.2f} {r['wru']:6.2f} {r['moto_units']:7.2f} {r['posts']:6.1f} "
+                lines.append(f"{op:32} {n:>5} {others:>7} {r['rru']:6.2f} {r['wru']:6.2f} {r['reported_units']:7.2f} {r['posts']:6.1f} "
                              f"{r['inbound'] + r['replies']:16g} {calls}")
     for key, others in (("scan_without_others", 0), ("scan", data["others"])):
         s = data[key]
         lines.append(f"Scan of the connections table with {others} others: {s['items']} items, {s['pages']} page(s), "
-                     f"{s['rru']:.1f} RRU eventually consistent (moto says {s['moto_units']:g})")
+                     f"{s['rru']:.1f} RRU eventually consistent ({data['dynamodb']} says {s['reported_units']:g})")
     lines.append("$ per million chat messages (with the other connections present)")
     for r in data["prices"]:
         lines.append(f"  room {r['room_size']:>4} {r['design']:34} API GW {r['usd_apigw']:8.2f}  Lambda {r['usd_lambda']:6.2f}  "
@@ -213,9 +216,10 @@ def report(data: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--others", type=int, default=10_000)
+    parser.add_argument("--dynamodb", choices=("local", "moto"), default="local", help="the database: DynamoDB Local (default) or moto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    data = run(args.others)
+    data = run(args.others, args.dynamodb)
     print(report(data))
     if args.json:
         args.json.write_text(json.dumps(data, indent=1))

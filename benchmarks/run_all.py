@@ -115,6 +115,11 @@ def section_fanout(d: dict) -> list[str]:
     return lines
 
 
+def _db(gateway: dict) -> str:
+    """Which DynamoDB a measured `parley dev` used (results from before the choice existed: moto)."""
+    return {"local": "DynamoDB Local", "moto": "moto"}[gateway.get("dynamodb", "moto")]
+
+
 def section_gateway(d: dict, fan: dict | None) -> list[str]:
     first = d["gateways"][0]
     r, b, t = first["rtt"], first["ping_burst"], first["throughput"]
@@ -125,7 +130,8 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
         "```bash", command("gateway"), "```",
         "",
         "Each run starts a fresh `parley dev` on the real `template.yaml` and handlers (one warm worker process per "
-        "function, more on demand; moto's DynamoDB in its own process) and drives it from the benchmark's process with "
+        "function, more on demand; DynamoDB Local, the default, or moto's DynamoDB, each in its own process: every "
+        "measurement is made on both in the same run) and drives it from the benchmark's process with "
         "Python `websockets` clients, on the same 2 cores. The first gateway adds no latency to `@connections` calls, "
         "the second `--post-latency-ms 20`. Rooms are seeded straight into DynamoDB with the membership items the "
         "handlers write; senders join for real.",
@@ -141,9 +147,11 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
         "| --- | --- |",
     ]
     for g in d["gateways"]:
+        lines.append(f"| `parley dev` start to its ready line ({_db(g)}, +{g['latency_ms']:g} ms) | {g['startup_s']:.1f} s |")
+    for g in d["gateways"]:
         o = g["open"]
         lines.append(f"| connections opened per second: {o['n']:,} at once, {o['concurrency']} handshakes in flight, authorizer + "
-                     f"`$connect` each (gateway +{g['latency_ms']:g} ms) | **{o['per_s']:.0f}/s** ({o['opened']:,} in {o['seconds']:.1f} s, "
+                     f"`$connect` each (gateway +{g['latency_ms']:g} ms, {_db(g)}) | **{o['per_s']:.0f}/s** ({o['opened']:,} in {o['seconds']:.1f} s, "
                      f"{o['errors']} errors) |")
     lines += [
         f"| one `ping` on each of the {n:,} connections at once | {b['per_s']:,.0f} pongs/s ({b['pongs']:,} in {b['seconds']:.2f} s) |",
@@ -161,7 +169,7 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
         done = (f"exit status {s['exit_code']} after **{s['seconds']:.1f} s**; {closed:,} sockets closed with 1001 within "
                 f"{s['all_closed_s']:.1f} s; `$disconnect` ran for {s['disconnects']:,} of them") if s["seconds"] is not None else "did not exit within 90 s"
         lines.append(f"| Ctrl-C (SIGINT to the process group) with {s['open_sockets']:,} sockets open, in no room "
-                     f"(gateway +{g['latency_ms']:g} ms) | {done} |")
+                     f"(gateway +{g['latency_ms']:g} ms, {_db(g)}) | {done} |")
     clean = all(g["shutdown"]["exit_code"] == 0 and g["shutdown"]["disconnects"] == g["shutdown"]["open_sockets"]
                 == g["shutdown"]["close_codes"].get("1001", 0) for g in d["gateways"])
     ok = all(g["open"]["errors"] == 0 and g["open"]["opened"] == n for g in d["gateways"]) and b["pongs"] == n
@@ -192,7 +200,7 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
         p = points.get((f["members"], f["latency_ms"]))
         hl = (f"{p['fanout_seconds']:.2f} s | {p['seconds']:.2f} s | {f['last_ms_median'] / 1000 / p['seconds']:.2f}x"
               if p else "not measured | not measured | –")
-        lines.append(f"| {f['members']:,} | {f['latency_ms']:g} ms | {f['first_ms_median'] / 1000:.2f} s | "
+        lines.append(f"| {f['members']:,} | {f['latency_ms']:g} ms, {_db(g)} | {f['first_ms_median'] / 1000:.2f} s | "
                      f"**{f['last_ms_median'] / 1000:.2f} s** | {upd / 1000:.2f} s | {hl} |")
     lines += [
         "",
@@ -211,22 +219,23 @@ def section_cost(d: dict) -> list[str]:
         "",
         "```bash", command("cost"), "```",
         "",
-        "The real `$connect`, `join_room`, `chat_message` and `$disconnect` handlers run against moto's DynamoDB server, in "
+        f"The real `$connect`, `join_room`, `chat_message` and `$disconnect` handlers run against {d.get('dynamodb', 'moto')}, in "
         f"rooms of 10 and 100, first with no other connections, then with {d['others']:,} other connections in "
         f"{d['others'] // 100} other rooms of 100. PostToConnection calls are counted by the `@connections` stand-in; "
         "inbound frames and route-response replies (the `body` a handler returns) are counted per request, since API "
         "Gateway bills both as messages.",
         "",
-        "**How the DynamoDB units are measured.** PynamoDB asks for `ReturnConsumedCapacity: TOTAL` on every call, and "
-        "moto answers, but with constants (1.0 per write call, 0.5 per read call, whatever the size; 1 per Scan page), "
-        "so those figures are not used. Instead every botocore call is recorded (a wrapper around "
+        "**How the DynamoDB units are measured.** Every botocore call is recorded (a wrapper around "
         "`BaseClient._make_api_call`, in `benchmarks/common.py`) and units are computed from the sizes of the items "
         "each call wrote or read, by DynamoDB's rules: a write is 1 WRU per started KB of the larger of the old and new "
         "item, plus 1 per global-secondary-index entry written (the `ByConnection` index); a Query, Scan or GetItem is "
         "0.5 RRU per started 4 KB of data read (eventually consistent), 1 when strongly consistent. A 100-character "
-        "message is used; join_room finds 50 messages of history.",
+        "message is used; join_room finds 50 messages of history. PynamoDB also asks for `ReturnConsumedCapacity: TOTAL` "
+        "on every call; the database's answer is the next column. DynamoDB Local computes it from item sizes as DynamoDB "
+        "does, and one figure covers reads and writes (TOTAL), so it equals RRU + WRU when the hand computation is right; "
+        "moto answers constants (1.0 per write call, 0.5 per read call, whatever the size).",
         "",
-        "| request | room | RRU | WRU | moto's figure | PostToConnection | frames in + replies | DynamoDB calls |",
+        f"| request | room | RRU | WRU | {d.get('dynamodb', 'moto')}'s ConsumedCapacity | PostToConnection | frames in + replies | DynamoDB calls |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     grows = []
@@ -238,7 +247,7 @@ def section_cost(d: dict) -> list[str]:
             if not same:
                 grows.append(f"{op} in room {n}")
             calls = ", ".join(f"{k} {v:g}" for k, v in sorted(r["ops"].items()))
-            lines.append(f"| `{op}` | {n} | {r['rru']:g} | {r['wru']:g} | {r['moto_units']:g} | {r['posts']:g} | "
+            lines.append(f"| `{op}` | {n} | {r['rru']:g} | {r['wru']:g} | {r['reported_units']:g} | {r['posts']:g} | "
                          f"{r['inbound'] + r['replies']:g} | {calls} |")
     lines += [
         "",
