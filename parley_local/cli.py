@@ -36,6 +36,10 @@ def _parameter_overrides(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description="Parley developer tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--dynamodb-endpoint", default=None, metavar="URL", help="use a DynamoDB you run at URL (nothing is started for it)")
     dev.add_argument("--moto-mode", choices=("subprocess", "thread"), default="subprocess",
                      help="where the embedded moto server runs: its own process (default) or a thread of the gateway")
+    dev.add_argument("--allow-origins", default="", metavar="ORIGIN[,ORIGIN...]",
+                     help="page origins allowed at the handshake, besides the built-in http://localhost:* and "
+                          "http://127.0.0.1:* (e.g. http://192.168.1.20:5173); `make dev ORIGINS=...` passes it")
     dev.add_argument("--post-latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every @connections call (simulates AWS)")
     dev.add_argument("--post-queue-limit", type=int, default=1000, metavar="N", help="@connections calls waiting on --post-latency-ms before 429")
     dev.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
@@ -122,8 +129,8 @@ async def run_dev(args: argparse.Namespace) -> int:
     overrides = _parameter_overrides(args.parameter_overrides)
     try:
         stack = load_stack(template, args.stack_name, overrides)
-        origins = parley_extras.local_origins(stack, overrides, args.host, args.port)
-        if origins is not None:  # the browser page is served by this gateway, on this port
+        origins = parley_extras.local_origins(stack, overrides, args.host, _split(args.allow_origins))
+        if origins is not None:  # pages on this machine (any port) and the developer's own
             stack = load_stack(template, args.stack_name, {**overrides, parley_extras.ORIGINS_PARAMETER: origins})
         stack.api  # noqa: B018 - fail early without a WebSocket API
     except TemplateError as exc:

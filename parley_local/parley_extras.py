@@ -9,7 +9,7 @@ conventions (the `JwtSecretParameterName` and `AllowedOrigins` template paramete
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -29,12 +29,29 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT_MODULES_DIR = "lib"
 
 
-def local_origins(stack: Stack, overrides: dict[str, str], host: str, port: int) -> str | None:
-    """The Origin allow-list for the pages this gateway serves, unless the developer set `AllowedOrigins`."""
-    if ORIGINS_PARAMETER not in stack.parameters or ORIGINS_PARAMETER in overrides or port == 0:
+LOCAL_PAGE_HOSTS = ("127.0.0.1", "localhost")
+
+
+def local_origins(stack: Stack, overrides: dict[str, str], host: str, extra: Sequence[str] = ()) -> str | None:
+    """The Origin allow-list for local work, or None when the template has no `AllowedOrigins`.
+
+    Built in: pages on any port of this machine (the gateway's own /ws-test, a Vite or webpack
+    dev server, ...): `http://localhost:*` means any port of that host, a form the authorizer
+    understands. `--parameter-overrides AllowedOrigins=...` replaces the built-ins; `extra`
+    (`--allow-origins`, `make dev ORIGINS=...`) is added to either. Deployed stacks keep the
+    template's list.
+    """
+    if ORIGINS_PARAMETER not in stack.parameters:
         return None
-    hosts = ["127.0.0.1", "localhost"] + ([host] if host not in ("127.0.0.1", "localhost", "0.0.0.0", "::", "") else [])
-    return ",".join(f"http://{h}:{port}" for h in hosts)
+    if ORIGINS_PARAMETER in overrides:
+        origins = [o.strip().rstrip("/") for o in overrides[ORIGINS_PARAMETER].split(",") if o.strip()]
+        if not origins or "*" in origins:  # any origin already
+            return overrides[ORIGINS_PARAMETER]
+    else:
+        hosts = list(LOCAL_PAGE_HOSTS) + ([host] if host not in (*LOCAL_PAGE_HOSTS, "0.0.0.0", "::", "") else [])
+        origins = [f"http://{h}:*" for h in hosts]
+    origins += [o.strip().rstrip("/") for o in extra if o.strip() and o.strip().rstrip("/") not in origins]
+    return ",".join(origins)
 
 
 def _authorizer_claims(gateway: Gateway) -> tuple[str | None, str | None]:
@@ -96,7 +113,10 @@ class ParleyExtras:
         return web.json_response({"token": token}, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"})
 
     def banner(self, gateway: Gateway) -> list[str]:
-        lines = []
+        lines = [_history_line(gateway)] if gateway.aws is not None else []
+        origins = gateway.stack.parameters.get(ORIGINS_PARAMETER)
+        if origins is not None:
+            lines.append(f"  Page origins:  {origins or '(any)'}  (more: `make dev ORIGINS=http://host:port`)")
         if SECRET_PARAMETER in gateway.stack.parameters:
             lines.append(f"  JWT secret:    SSM {gateway.stack.parameters[SECRET_PARAMETER]} <- $PARLEY_JWT_SECRET (dev default if unset)")
         lines += [
@@ -105,3 +125,14 @@ class ParleyExtras:
             f"Browser:       {gateway.http_url}/ws-test",
         ]
         return lines
+
+
+def _history_line(gateway: Gateway) -> str:
+    """Whether rooms and history outlive this run, and how to get the other behaviour."""
+    assert gateway.aws is not None
+    ddb = gateway.aws.dynamodb_local
+    if ddb is not None and ddb.data_dir is not None:
+        return f"  History:       kept in {ddb.data_dir} across restarts (`make dev FRESH=1` starts empty and leaves it as it is)"
+    if ddb is not None or gateway.config.dynamodb_endpoint is None:
+        return "  History:       in memory: gone when parley dev stops (`make dev` keeps it in .parley/dynamodb)"
+    return f"  History:       in the DynamoDB at {gateway.config.dynamodb_endpoint}"

@@ -1,0 +1,81 @@
+"""Page origins for local work, over real sockets through `parley dev` and the real authorizer:
+any port of localhost / 127.0.0.1 by default, more with --allow-origins (`make dev ORIGINS=...`)
+without dropping those, a refusal that logs the fix, and the deployed default left strict."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any, Iterator
+
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from parley_local.tokens import make_token
+from parley_testing.dev_process import DevProcess
+from parley_testing.template import load_template
+
+
+def start(*extra: str) -> DevProcess:
+    dev = DevProcess(["--port", "0", "--no-prewarm", "--dynamodb", "moto", "--stack-name", f"origins{time.time_ns() % 10**6}", *extra])
+    dev.wait_ready(120)
+    return dev
+
+
+@pytest.fixture(scope="module")
+def default_dev() -> Iterator[DevProcess]:
+    dev = start()
+    yield dev
+    dev.stop()
+
+
+@pytest.fixture(scope="module")
+def extra_dev() -> Iterator[DevProcess]:
+    dev = start("--allow-origins", "http://app.test:8080, http://192.168.1.20:5173")
+    yield dev
+    dev.stop()
+
+
+async def handshake(dev: DevProcess, origin: str) -> int:
+    """The HTTP status of a WebSocket handshake from a page at `origin` (101: accepted)."""
+    try:
+        ws: Any = await websockets.connect(f"{dev.ws_url}?token={make_token('alice')}", origin=origin, open_timeout=30)
+    except InvalidStatus as exc:
+        return exc.response.status_code
+    await ws.close()
+    return 101
+
+
+async def test_pages_on_any_local_port_are_accepted(default_dev: DevProcess):
+    for origin in ("http://localhost:5173", "http://127.0.0.1:8080", "http://localhost:3001"):
+        assert await handshake(default_dev, origin) == 101, origin
+
+
+async def test_other_origins_are_refused_and_the_log_names_the_fix(default_dev: DevProcess):
+    for origin in ("http://evil.example:5173", "https://localhost:5173", "http://localhost.evil.example:80"):
+        assert await handshake(default_dev, origin) == 403, origin
+
+    def logged() -> bool:
+        return any("http://evil.example:5173" in line and "make dev ORIGINS=http://evil.example:5173" in line
+                   for line in default_dev.lines)
+
+    deadline = time.monotonic() + 10
+    while not logged() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert logged(), "".join(default_dev.lines[-20:])
+
+
+async def test_allow_origins_adds_without_dropping_the_built_ins(extra_dev: DevProcess):
+    assert re.search(r"Page origins:\s+http://127\.0\.0\.1:\*,http://localhost:\*,http://app\.test:8080,http://192\.168\.1\.20:5173",
+                     extra_dev.output() if extra_dev.proc.poll() is not None else "".join(extra_dev.lines))
+    for origin in ("http://app.test:8080", "http://192.168.1.20:5173", "http://localhost:5173"):
+        assert await handshake(extra_dev, origin) == 101, origin
+    for origin in ("http://app.test:9090", "http://evil.example:8080"):
+        assert await handshake(extra_dev, origin) == 403, origin
+
+
+def test_the_deployed_default_stays_a_strict_list():
+    default = load_template()["Parameters"]["AllowedOrigins"]["Default"]
+    assert default and "*" not in default
