@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import pytest
 from botocore.exceptions import ClientError
 
+from parley.aws.keys import idempotency_key, rate_counter_key
+from parley.core.model import ChatMessage, Member
 from parley_local.local_aws.dynamodb_local import DynamoDBLocal
 from parley_testing.template import create_tables_from_template, load_template
 
@@ -31,11 +33,11 @@ def _models(tables: Any) -> list[type]:
 
 @pytest.fixture(scope="module")
 def layer(dynamodb_local: DynamoDBLocal, ddb: Any) -> Iterator[tuple[Any, Any]]:
-    """(parley.tables, parley.store) with every model talking to DynamoDB Local, tables created from template.yaml."""
+    """(parley.aws.tables, parley.aws.dynamodb_store) with every model talking to DynamoDB Local, tables created from template.yaml."""
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         os.environ.setdefault(key, value)
-    import parley.store as store_module
-    import parley.tables as tables
+    import parley.aws.dynamodb_store as store_module
+    import parley.aws.tables as tables
 
     saved = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_local.endpoint
@@ -69,16 +71,16 @@ def _id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _message(store_module: Any, room: str, n: int, client_id: str | None = None) -> Any:
-    return store_module.ChatMessage(room, f"01J{n:023d}", "alice", "Alice", f"hello {n}", "2026-11-28T21:00:00.000Z", client_id)
+def _message(room: str, n: int, client_id: str | None = None) -> Any:
+    return ChatMessage(room, f"01J{n:023d}", "alice", "Alice", f"hello {n}", "2026-11-28T21:00:00.000Z", client_id)
 
 
 def test_conditional_put_writes_once_and_raises_condition_failed(layer, store, ddb):
-    tables, store_module = layer
+    tables, _ = layer
     room = f"cond-{_id()}"
-    first = _message(store_module, room, 1)
+    first = _message(room, 1)
     assert store.put_message(first, only_if_new=True) is True
-    again = store_module.ChatMessage(room, first.message_id, "mallory", "M", "overwritten?", first.timestamp, None)
+    again = ChatMessage(room, first.message_id, "mallory", "M", "overwritten?", first.timestamp, None)
     assert store.put_message(again, only_if_new=True) is False
     item = ddb.get_item(TableName=tables.StoredMessage.Meta.table_name,
                         Key={"roomId": {"S": room}, "messageId": {"S": first.message_id}}, ConsistentRead=True)["Item"]
@@ -88,12 +90,11 @@ def test_conditional_put_writes_once_and_raises_condition_failed(layer, store, d
     assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
-def test_client_message_id_claim_returns_the_first_message(layer, store):
-    _, store_module = layer
+def test_client_message_id_claim_returns_the_first_message(store):
     room = f"idem-{_id()}"
-    first = _message(store_module, room, 1, client_id="c-1")
+    first = _message(room, 1, client_id="c-1")
     assert store.claim_client_message_id(first) is None
-    retry = _message(store_module, room, 2, client_id="c-1")
+    retry = _message(room, 2, client_id="c-1")
     assert store.claim_client_message_id(retry) == first
 
 
@@ -106,12 +107,12 @@ def test_read_cursor_only_moves_forward(store):
 
 
 def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb):
-    tables, store_module = layer
+    tables, _ = layer
     conn, room = f"c{_id()}", f"ttl-{_id()}"
     now = time.time()
     store.add_connection(conn, "alice", "Alice", int(now * 1000))
-    store.add_member(store_module.Member(room, conn, "alice", "Alice", int(now * 1000)))
-    store.claim_client_message_id(_message(store_module, room, 1, client_id="ttl"))
+    store.add_member(Member(room, conn, "alice", "Alice", int(now * 1000)))
+    store.claim_client_message_id(_message(room, 1, client_id="ttl"))
     assert store.count_request("chat", "alice", 42, 20) == 1
     assert store.count_request("chat", "alice", 42, 20, hits=3) == 4
 
@@ -121,19 +122,19 @@ def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb):
     assert abs(expires(tables.Connection.Meta.table_name, {"connectionId": {"S": conn}}) - (now + CONNECTION_TTL_S)) < 120
     assert abs(expires(tables.Membership.Meta.table_name, {"roomId": {"S": room}, "memberKey": {"S": "c#" + conn}})
                - (now + CONNECTION_TTL_S)) < 120
-    key = store_module.idempotency_key("alice", room, "ttl")
+    key = idempotency_key("alice", room, "ttl")
     assert abs(expires(tables.IdempotencyRecord.Meta.table_name, {"key": {"S": key}}) - (now + IDEMPOTENCY_TTL_S)) < 120
-    assert abs(expires(tables.RateCounter.Meta.table_name, {"key": {"S": "rate#chat#alice#42"}}) - (now + 20)) < 120
+    assert abs(expires(tables.RateCounter.Meta.table_name, {"key": {"S": rate_counter_key("chat", "alice", 42)}}) - (now + 20)) < 120
     for table in (tables.Connection.Meta.table_name, tables.Membership.Meta.table_name, tables.IdempotencyRecord.Meta.table_name):
         ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
 
 
 def test_by_connection_index_is_sparse(layer, store, ddb):
-    tables, store_module = layer
+    tables, _ = layer
     conn, rooms = f"c{_id()}", sorted(f"sparse-{_id()}" for _ in range(3))
     for room in rooms:
-        store.add_member(store_module.Member(room, conn, "alice", "Alice", 1))
+        store.add_member(Member(room, conn, "alice", "Alice", 1))
         store.advance_read_cursor(room, "alice", "01J0000000000000000000000A")  # same partition, no connectionId
     assert sorted(store.rooms_of(conn)) == rooms
     page = ddb.query(TableName=tables.Membership.Meta.table_name, IndexName="ByConnection",
@@ -176,10 +177,10 @@ def test_room_members_query_pages_past_1_mb(layer, store, ddb):
 
 def test_remove_memberships_resends_unprocessed_items(layer, store, monkeypatch):
     """BatchWriteItem may leave items unprocessed (throttling); the store's batch must resend them."""
-    tables, store_module = layer
+    tables, _ = layer
     conn, rooms = f"c{_id()}", [f"unproc-{_id()}" for _ in range(5)]
     for room in rooms:
-        store.add_member(store_module.Member(room, conn, "alice", "Alice", 1))
+        store.add_member(Member(room, conn, "alice", "Alice", 1))
     connection = tables.Membership._get_connection()
     original = connection.batch_write_item
     calls: list[int] = []

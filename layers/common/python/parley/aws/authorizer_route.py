@@ -51,7 +51,12 @@ def authorizer_route() -> Handler:
             logger.info("token rejected", extra={"reason": str(rejection)})
             raise Exception("Unauthorized")  # API Gateway's contract for a 401
         if not origin_allowed(headers.get("origin"), os.environ.get("ALLOWED_ORIGINS", "")):
-            logger.info("origin refused", extra={"origin": headers.get("origin")})
+            origin = headers.get("origin")
+            logger.warning(
+                f"origin {origin} refused: it is not in ALLOWED_ORIGINS. Locally: `make dev ORIGINS={origin}` "
+                "(parley dev --allow-origins); deployed: add it to the AllowedOrigins parameter",
+                extra={"origin": origin},
+            )
             return policy(identity.user_id, "Deny", method_arn)
         return policy(identity.user_id, "Allow", method_arn, {"name": identity.name})
 

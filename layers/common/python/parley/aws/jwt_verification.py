@@ -89,11 +89,19 @@ def identity_from_claims(claims: dict) -> Identity:
 
 
 def origin_allowed(origin: str | None, allow_list: str) -> bool:
-    """A browser's Origin must be listed; a client without one (not a browser) is not restricted."""
+    """A browser's Origin must be listed; a client without one (not a browser) is not restricted.
+
+    An entry `scheme://host:*` allows that scheme and host on any port (local work: a page on
+    whatever port its dev server picked); nothing else is a pattern.
+    """
     allowed = [entry.strip().rstrip("/") for entry in allow_list.split(",") if entry.strip()]
     if not allowed or "*" in allowed or origin is None:
         return True
-    return origin.rstrip("/") in allowed
+    origin = origin.rstrip("/")
+    if origin in allowed:
+        return True
+    base, _, port = origin.rpartition(":")
+    return port.isdigit() and "//" in base and f"{base}:*" in allowed
 
 
 def policy(principal_id: str, effect: str, resource: str, context: dict[str, str] | None = None) -> dict:
