@@ -39,6 +39,15 @@ def stop_signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [s for s in STOP_SIGNALS if s not in before])
 
 
+def ignore_stop_signals() -> None:
+    """In a child the gateway spawned: ignore SIGINT and SIGTERM for good (the gateway stops it by
+    closing its stdin), then unblock them (`stop_signals_blocked` spawned it with both blocked)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
+
+
 def read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     """The first line the child writes on stdout (its "ready" report), waiting at most `timeout` seconds.
 

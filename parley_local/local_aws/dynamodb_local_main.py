@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+from parley_local.child_processes import ignore_stop_signals
+
 START_TIMEOUT_S = 60.0
 PR_SET_PDEATHSIG = 1
 
@@ -53,10 +55,7 @@ def _accepts(port: int) -> bool:
 
 
 def main() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # spawned with both blocked (child_processes.stop_signals_blocked)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    ignore_stop_signals()
     cfg = json.loads(sys.argv[1])
     tail: collections.deque[str] = collections.deque(maxlen=40)
     java = subprocess.Popen(

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import threading
+
+from parley_local.child_processes import ignore_stop_signals
 
 
 def memoise_dispatch() -> type:
@@ -58,10 +59,7 @@ def memoise_dispatch() -> type:
 
 
 def main() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # spawned with both blocked (child_processes.stop_signals_blocked)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    ignore_stop_signals()
     host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
