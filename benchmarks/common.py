@@ -91,10 +91,10 @@ def time_chat_message(room: str = "bench") -> tuple[float, float, dict[str, Any]
 
 
 class ConnectionsStandIn:
-    """parley_testing/connections_api_stub.py in its own process; counts the PostToConnection calls it served."""
+    """`parley_testing.fake_connections_api` in its own process; counts the PostToConnection calls it served."""
 
     def __init__(self, latency_ms: float = 0.0) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "parley_testing.connections_api_stub", "--latency-ms", str(latency_ms)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "parley_testing.fake_connections_api", "--latency-ms", str(latency_ms)],
                                      cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()

@@ -16,17 +16,7 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import ROOT, start_moto, time_chat_message  # noqa: E402  (also sets the benchmark environment)
-
-
-def start_api(latency_ms: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parley_testing.fake_connections_api", "--latency-ms", str(latency_ms)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
+from common import ConnectionsStandIn, time_chat_message  # sets the benchmark environment before parley is imported
 
 
 def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
