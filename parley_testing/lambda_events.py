@@ -21,7 +21,7 @@ def connection_id(n: int) -> str:
 
 
 def _info(connection: str, user: str | None, name: str | None, headers: dict[str, str] | None = None,
-          query: dict[str, str] | None = None) -> events.ConnectionInfo:
+          query: dict[str, str] | None = None, rooms: str | None = None) -> events.ConnectionInfo:
     headers = headers or {}
     info = events.ConnectionInfo(
         connection_id=connection, api_id=API_ID, stage=STAGE, domain_name=DOMAIN, source_ip="127.0.0.1",
@@ -31,16 +31,18 @@ def _info(connection: str, user: str | None, name: str | None, headers: dict[str
     )
     if user is not None:
         info.authorizer = {"principalId": user, "name": name or user, "integrationLatency": 12}
+        if rooms is not None:
+            info.authorizer["rooms"] = rooms  # as the authorizer encodes a `rooms` claim
     return info
 
 
 def message_event(connection: str, user: str, body: str | dict | list, *, route_key: str | None = None,
-                  name: str | None = None) -> dict[str, Any]:
+                  name: str | None = None, rooms: str | None = None) -> dict[str, Any]:
     """A MESSAGE event; the route key defaults to the body's `type` (what the template's selection picks)."""
     text = body if isinstance(body, str) else json.dumps(body)
     if route_key is None:
         route_key = body.get("type", "$default") if isinstance(body, dict) else "$default"
-    return events.message_event(_info(connection, user, name), route_key, text, events.aws_id(), events.aws_id())
+    return events.message_event(_info(connection, user, name, rooms=rooms), route_key, text, events.aws_id(), events.aws_id())
 
 
 def connect_event(connection: str, user: str, name: str | None = None) -> dict[str, Any]:

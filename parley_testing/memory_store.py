@@ -10,10 +10,19 @@ ULID order, and rate counters that add up and expire.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Callable
 
-from parley.aws.keys import MEMBER_PREFIX, idempotency_key, member_key, rate_counter_key, read_cursor_key
-from parley.core.model import ChatMessage, HistoryPage, Member
+from parley.aws.keys import (
+    MEMBER_PREFIX,
+    ROOM_ACTIVITY_KEY,
+    idempotency_key,
+    member_key,
+    rate_counter_key,
+    read_cursor_key,
+)
+from parley.core.model import LEGACY_MEMBER_ACTIONS, ChangeResult, ChatMessage, HistoryPage, Member
+from parley.core.room_list import RoomActivity
 
 Row = dict[str, Any]
 TABLES = ("ConnectionsTable", "MembershipsTable", "MessagesTable", "IdempotencyTable")
@@ -53,7 +62,8 @@ class MemoryChatStore:
     def room_members(self, room_id: str) -> list[Member]:
         self._count("room_members")
         rows = [row for (room, key), row in sorted(self.memberships.items()) if room == room_id and key.startswith(MEMBER_PREFIX)]
-        return [Member(room_id, row["connectionId"], row["userId"], row["name"], row["joinedAt"]) for row in rows]
+        return [Member(room_id, row["connectionId"], row["userId"], row["name"], row["joinedAt"],
+                       row.get("actions", LEGACY_MEMBER_ACTIONS)) for row in rows]
 
     def is_member(self, room_id: str, connection_id: str) -> bool:
         self._count("is_member")
@@ -63,7 +73,7 @@ class MemoryChatStore:
         self._count("add_member")
         self.memberships[(member.room_id, member_key(member.connection_id))] = {
             "roomId": member.room_id, "memberKey": member_key(member.connection_id), "connectionId": member.connection_id,
-            "userId": member.user_id, "name": member.name, "joinedAt": member.joined_at,
+            "userId": member.user_id, "name": member.name, "joinedAt": member.joined_at, "actions": member.actions,
             "expiresAt": self._expires(self._connection_ttl),
         }
 
@@ -87,7 +97,7 @@ class MemoryChatStore:
         if only_if_new and key in self.messages:
             return False
         row = {"roomId": message.room_id, "messageId": message.message_id, "userId": message.user_id,
-               "name": message.name, "message": message.text, "timestamp": message.timestamp}
+               "name": message.name, "message": message.text, "timestamp": message.timestamp, "reactions": {}}
         if message.client_message_id is not None:
             row["clientMessageId"] = message.client_message_id
         self.messages[key] = row
@@ -106,11 +116,94 @@ class MemoryChatStore:
         return ChatMessage(message.room_id, original["messageId"], original["userId"], original["name"],
                            original["message"], original["timestamp"], message.client_message_id)
 
+    @staticmethod
+    def _message_of(row: Row) -> ChatMessage:
+        return ChatMessage(
+            row["roomId"], row["messageId"], row["userId"], row["name"], row.get("message", ""), row["timestamp"],
+            row.get("clientMessageId"), edited_at=row.get("editedAt"), deleted_by=row.get("deletedBy"),
+            deleted_at=row.get("deletedAt"),
+            reactions={emoji: frozenset(users) for emoji, users in row.get("reactions", {}).items()},
+        )
+
     def _room_messages(self, room_id: str) -> list[ChatMessage]:
-        return [
-            ChatMessage(room, mid, row["userId"], row["name"], row["message"], row["timestamp"], row.get("clientMessageId"))
-            for (room, mid), row in sorted(self.messages.items()) if room == room_id
-        ]
+        return [self._message_of(row) for (room, _), row in sorted(self.messages.items()) if room == room_id]
+
+    # message changes: the conditions of DynamoChatStore's conditional UpdateItems ---------------
+    def _changeable(self, room_id: str, message_id: str) -> Row | None:
+        row = self.messages.get((room_id, message_id))
+        return row if row is not None and "deletedBy" not in row else None
+
+    def _result(self, room_id: str, message_id: str, changed: bool) -> ChangeResult:
+        row = self.messages.get((room_id, message_id))
+        return ChangeResult(changed, self._message_of(row) if row is not None else None)
+
+    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
+        self._count("edit_message")
+        row = self._changeable(room_id, message_id)
+        if row is None or row["userId"] != author_id or row["message"] == text:
+            return self._result(room_id, message_id, False)
+        row.update(message=text, editedAt=edited_at)
+        return self._result(room_id, message_id, True)
+
+    def delete_message(
+        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None
+    ) -> ChangeResult:
+        self._count("delete_message")
+        row = self._changeable(room_id, message_id)
+        if row is None or (author_id is not None and row["userId"] != author_id):
+            return self._result(room_id, message_id, False)
+        row.pop("message", None)
+        row.pop("editedAt", None)
+        row.update(deletedBy=deleted_by, deletedAt=deleted_at, reactions={})
+        return self._result(room_id, message_id, True)
+
+    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int) -> ChangeResult:
+        self._count("react")
+        row = self._changeable(room_id, message_id)
+        if row is None:
+            return self._result(room_id, message_id, False)
+        reactions = row.setdefault("reactions", {})
+        users = reactions.get(emoji, [])
+        if (user_id in users) != remove or (not remove and emoji not in reactions and len(reactions) >= max_distinct):
+            return self._result(room_id, message_id, False)
+        users = sorted(set(users) - {user_id}) if remove else sorted(set(users) | {user_id})
+        if users:
+            reactions[emoji] = users
+        else:
+            del reactions[emoji]  # like DynamoDB: a set left empty is removed
+        return self._result(room_id, message_id, True)
+
+    # unread counts and the rooms list ------------------------------------------------------
+    def open_reader(self, room_id: str, user_id: str) -> str | None:
+        self._count("open_reader")
+        key = (room_id, read_cursor_key(user_id))
+        row = self.memberships.setdefault(key, {"roomId": room_id, "memberKey": key[1]})
+        row["readerId"] = user_id
+        return row.get("messageId")
+
+    def count_messages_after(self, room_id: str, after: str | None, limit: int) -> int:
+        self._count("count_messages_after")
+        return min(limit, sum(1 for (room, mid) in self.messages if room == room_id and (after is None or mid > after)))
+
+    def record_activity(self, message: ChatMessage, preview: dict[str, Any], *, newest_only: bool) -> bool:
+        self._count("record_activity")
+        key = (message.room_id, ROOM_ACTIVITY_KEY)
+        last = self.memberships.get(key, {}).get("lastMessageId")
+        if (last is not None and last >= message.message_id) if newest_only else last != message.message_id:
+            return False
+        self.memberships[key] = {"roomId": message.room_id, "memberKey": ROOM_ACTIVITY_KEY, "lastMessageId": message.message_id,
+                                 "lastMessage": json.dumps(preview, ensure_ascii=False, separators=(",", ":"))}
+        return True
+
+    def reader_rooms(self, user_id: str, limit: int) -> list[RoomActivity]:
+        self._count("reader_rooms")
+        cursors = sorted((row["roomId"], row.get("messageId")) for row in self.memberships.values() if row.get("readerId") == user_id)
+        rooms = []
+        for room_id, cursor in cursors[:limit]:
+            activity = self.memberships.get((room_id, ROOM_ACTIVITY_KEY))
+            last = json.loads(activity["lastMessage"]) if activity else None
+            rooms.append(RoomActivity(room_id, activity["lastMessageId"] if activity else None, cursor, last))
+        return rooms
 
     def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage:
         self._count("newest_messages")
@@ -127,9 +220,9 @@ class MemoryChatStore:
         self._count("advance_read_cursor")
         key = (room_id, read_cursor_key(user_id))
         current = self.memberships.get(key)
-        if current is not None and current["messageId"] >= message_id:
+        if current is not None and current.get("messageId", "") >= message_id:
             return False
-        self.memberships[key] = {"roomId": room_id, "memberKey": key[1], "messageId": message_id}
+        self.memberships[key] = {"roomId": room_id, "memberKey": key[1], "messageId": message_id, "readerId": user_id}
         return True
 
     # rate limits ---------------------------------------------------------------------------

@@ -121,7 +121,7 @@ class State:
         return sorted(i["messageId"] for i in self._items("MessagesTable") if i["roomId"] == room)
 
     def cursor(self, room: str, user: str) -> str | None:
-        found = [i["messageId"] for i in self._items("MembershipsTable") if i["roomId"] == room and i["memberKey"] == "r#" + user]
+        found = [i.get("messageId") for i in self._items("MembershipsTable") if i["roomId"] == room and i["memberKey"] == "r#" + user]
         return found[0] if found else None
 
     def original(self, user: str, room: str, cmid: str) -> str | None:
@@ -150,6 +150,24 @@ def usable_cmid(data: Any) -> str | None:
     return value if type(value) is str and 1 <= len(value) <= 64 else None
 
 
+# Issue 13's frames: judged here up to "no such message"; what a change does to a stored message
+# is tested in tests/domain/test_rooms.py, so the generators (strategies) do not send these.
+MESSAGE_CHANGES = ("edit_message", "delete_message", "react")
+
+
+def is_emoji(value: Any) -> bool:
+    """The emoji rule has its own tests (tests/domain/test_reactions.py); here it is taken as given."""
+    from parley.core.reactions import EmojiError, validate_emoji
+
+    if type(value) is not str or len(value) > 64:
+        return False
+    try:
+        validate_emoji(value)
+    except EmojiError:
+        return False
+    return True
+
+
 def field_errors(type_name: str, data: dict[str, Any]) -> set[str]:
     bad: set[str] = set()
 
@@ -162,7 +180,10 @@ def field_errors(type_name: str, data: dict[str, Any]) -> set[str]:
             bad.add(key)
 
     def is_room(v: Any) -> bool:
-        return type(v) is str and ROOM_RE.fullmatch(v) is not None
+        if type(v) is not str or ROOM_RE.fullmatch(v) is None:
+            return False
+        pieces = v.split(":")  # a `dm:` id must name two different users in sorting order
+        return pieces[0] != "dm" or (len(pieces) == 3 and "" < pieces[1] < pieces[2])
 
     def is_ulid(v: Any) -> bool:
         return type(v) is str and ULID_RE.fullmatch(v) is not None
@@ -172,8 +193,18 @@ def field_errors(type_name: str, data: dict[str, Any]) -> set[str]:
 
     if type_name == "message":
         require("message", lambda v: True)
-    if type_name in ("join_room", "leave_room", "chat_message", "typing", "mark_read", "get_history"):
+    if type_name in ("join_room", "leave_room", "chat_message", "typing", "mark_read", "get_history", *MESSAGE_CHANGES):
         require("roomId", is_room)
+    if type_name in MESSAGE_CHANGES:
+        require("messageId", is_ulid)
+    if type_name == "edit_message":
+        require("message", lambda v: type(v) is str and bool(v.strip()) and len(v) <= MAX_TEXT)
+    if type_name == "react":
+        require("emoji", is_emoji)
+        optional("remove", lambda v: type(v) is bool, nullable=False)
+    if type_name == "get_rooms":
+        optional("limit", lambda v: type(v) is int and 1 <= v <= 50, nullable=False)
+        optional("cursor", lambda v: type(v) is str and 1 <= len(v) <= 128 and "/" in v and v.split("/", 1)[1] != "", nullable=True)
     if type_name == "join_room":
         optional("since", is_ulid, nullable=True)
         optional("limit", is_limit, nullable=False)
@@ -216,6 +247,8 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
 
     alice, bob = state.alice, state.bob
     room = data.get("roomId")
+    if room is not None and t != "leave_room" and room.startswith("dm:") and "alice" not in room.split(":")[1:]:
+        return reject("forbidden")  # a DM belongs to its two users (the deployment is RoomAccess open)
     members = state.members(room) if room else {}
     member = alice in members
     bob_there = bob in members
@@ -262,16 +295,26 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
 
         return Expected(bob=["user_left"] if member and bob_there else [], tables="accepted" if member else "unchanged", check=check_leave)
 
-    if t in ("chat_message", "typing", "mark_read"):
-        kind, limit = ("chat", state.chat_limit) if t == "chat_message" else ("signals", state.signal_limit)
+    if t in ("chat_message", "typing", "mark_read", "get_rooms", *MESSAGE_CHANGES):
+        chat = t in ("chat_message", "edit_message", "delete_message")
+        kind, limit = ("chat", state.chat_limit) if chat else ("signals", state.signal_limit)
         assert state.hits(kind, "alice") + limit <= 10 * limit, "the test would reach the flood limit; raise the limits"
         if state.hits(kind, "alice") > limit:
             # Over the allowance: refused before the membership check, from the environment's memory.
             return reject("rate_limited", tables=f"refused:{kind}:{limit}")
 
+    if t == "get_rooms":
+        if state.hits(kind, "alice") + 1 > limit:
+            return reject("rate_limited", tables=f"rate:{kind}")
+        return Expected(sender=["rooms_list"], tables=f"rate:{kind}")
     # members only from here
     if not member:
         return reject("not_a_member")
+    if t in MESSAGE_CHANGES:
+        if state.hits(kind, "alice") + 1 > limit:
+            return reject("rate_limited", tables=f"rate:{kind}")
+        assert data["messageId"] not in state.messages(room), "changes to stored messages are judged in tests/domain/test_rooms.py"
+        return reject("validation_error", {"messageId"}, tables=f"rate:{kind}")
     if t == "get_history":
         limit, before_id = data.get("limit", 50), data.get("before")
         ids = [i for i in state.messages(room) if not before_id or i < before_id]

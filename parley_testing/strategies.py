@@ -12,7 +12,7 @@ from typing import Any, Callable
 from hypothesis import HealthCheck, example, settings
 from hypothesis import strategies as st
 
-from .chat_world import ROUTES
+from .chat_world import V1_ROUTES
 from .oracle import MAX_TEXT, NOW_MS, ROOM_RE, ULID_RE, State, ulid
 
 SETTINGS = settings(
@@ -111,7 +111,7 @@ def typed_data(draw, type_name: str) -> dict[str, Any]:
 
 @st.composite
 def typed_frames(draw) -> dict[str, Any]:
-    type_name = draw(st.sampled_from(ROUTES + ["chat_message"] * 3 + ["join_room", "typing", "mark_read", "get_history"]))
+    type_name = draw(st.sampled_from(V1_ROUTES + ["chat_message"] * 3 + ["join_room", "typing", "mark_read", "get_history"]))
     frame: dict[str, Any] = {"type": type_name}
     shape = draw(st.integers(0, 39))
     if shape == 0:

@@ -36,6 +36,10 @@ ROUTES = {
     "mark_read": ("mark_read", "MarkReadFunction"),
     "get_history": ("get_history", "GetHistoryFunction"),
     "ping": ("ping", "PingFunction"),
+    "edit_message": ("edit_message", "EditMessageFunction"),
+    "delete_message": ("delete_message", "DeleteMessageFunction"),
+    "react": ("react", "ReactFunction"),
+    "get_rooms": ("get_rooms", "GetRoomsFunction"),
 }
 MESSAGE_ROUTES = [k for k in ROUTES if k not in ("$connect", "$disconnect")]
 FUNCTIONS = {logical: folder for folder, logical in ROUTES.values()} | {"AuthorizerFunction": "authorizer"}
@@ -48,6 +52,7 @@ TABLE_ENV = {
 BROADCASTERS = {
     "DisconnectFunction", "JoinRoomFunction", "LeaveRoomFunction",
     "ChatMessageFunction", "TypingFunction", "MarkReadFunction",
+    "EditMessageFunction", "DeleteMessageFunction", "ReactFunction",
 }
 API_ARN_PREFIX = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/"
 MANAGE_CONNECTIONS_ARNS = {
@@ -293,6 +298,7 @@ def test_stage_and_parameters(template, resources):
         "JwtIssuer": "",
         "JwtAudience": "",
         "AllowedOrigins": "http://127.0.0.1:3001,http://localhost:3001",
+        "RoomAccess": "open",
     }
     for name, default in expected_defaults.items():
         assert str(params[name]["Default"]) == str(default), name
@@ -330,6 +336,7 @@ def test_function_environment(template):
         assert env["POWERTOOLS_SERVICE_NAME"] == "parley"
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Parley"
         assert _ref(env["POWERTOOLS_LOG_LEVEL"]) == "LogLevel"
+        assert _ref(env["ROOM_ACCESS"]) == "RoomAccess"  # the authorizer and every route decide alike
         if logical == "AuthorizerFunction":
             assert not set(TABLE_ENV) & set(env), "the authorizer has no business with the tables"
             assert _ref(env["JWT_SECRET_PARAMETER"]) == "JwtSecretParameterName"
@@ -401,11 +408,15 @@ def test_tables(resources):
 
 def test_memberships_by_connection_index(resources):
     props = resources["MembershipsTable"]["Properties"]
-    [gsi] = props["GlobalSecondaryIndexes"]
+    gsi, by_reader = props["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == "ByConnection"
     assert [(k["AttributeName"], k["KeyType"]) for k in gsi["KeySchema"]] == [("connectionId", "HASH"), ("roomId", "RANGE")]
     assert gsi["Projection"]["ProjectionType"] == "KEYS_ONLY"
     assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}["connectionId"] == "S"
+    # get_rooms: the rooms a user joined or read, with the read cursor the unread count starts from.
+    assert by_reader["IndexName"] == "ByReader"
+    assert [(k["AttributeName"], k["KeyType"]) for k in by_reader["KeySchema"]] == [("readerId", "HASH"), ("roomId", "RANGE")]
+    assert by_reader["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["messageId"]}
 
 
 # ------------------------------------------------------------------ IAM
@@ -459,13 +470,14 @@ EXPECTED_GRANTS = {
     "JoinRoomFunction": CLEANUP | {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:PutItem", "MembershipsTable"),
         ("dynamodb:Query", "MembershipsTable"), ("dynamodb:Query", "MessagesTable"),
+        ("dynamodb:UpdateItem", "MembershipsTable"),
     },
     "LeaveRoomFunction": CLEANUP | {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:DeleteItem", "MembershipsTable"),
         ("dynamodb:Query", "MembershipsTable"),
     },
     "ChatMessageFunction": CLEANUP | {
-        ("dynamodb:PutItem", "MessagesTable"),
+        ("dynamodb:PutItem", "MessagesTable"), ("dynamodb:UpdateItem", "MembershipsTable"),
         ("dynamodb:GetItem", "IdempotencyTable"), ("dynamodb:PutItem", "IdempotencyTable"),
         ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
@@ -476,6 +488,22 @@ EXPECTED_GRANTS = {
     "GetHistoryFunction": {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable"),
         ("dynamodb:Query", "MessagesTable"),
+    },
+    "EditMessageFunction": CLEANUP | {
+        ("dynamodb:GetItem", "MessagesTable"), ("dynamodb:UpdateItem", "MessagesTable"),
+        ("dynamodb:UpdateItem", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+    },
+    "DeleteMessageFunction": CLEANUP | {
+        ("dynamodb:GetItem", "MessagesTable"), ("dynamodb:UpdateItem", "MessagesTable"),
+        ("dynamodb:UpdateItem", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+    },
+    "ReactFunction": CLEANUP | {
+        ("dynamodb:GetItem", "MessagesTable"), ("dynamodb:UpdateItem", "MessagesTable"),
+        ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+    },
+    "GetRoomsFunction": {
+        ("dynamodb:Query", "MembershipsTable/index/ByReader"), ("dynamodb:BatchGetItem", "MembershipsTable"),
+        ("dynamodb:Query", "MessagesTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
     "AuthorizerFunction": {
         ("ssm:GetParameter", SSM_PARAMETER_ARN),

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parley.core.room_list import UNREAD_CAP, RoomActivity, decode_cursor, newest_first_page, unread_fields
+from parley.core.room_list import (
+    UNREAD_CAP,
+    RoomActivity,
+    decode_cursor,
+    newest_first_page,
+    unread_fields,
+    unread_from_page,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +59,23 @@ def test_rooms_without_messages_come_last():
 def test_a_cursor_not_written_by_the_server_is_refused(cursor):
     with pytest.raises(ValueError):
         decode_cursor(cursor)
+
+
+ROOM = [f"01A{n:02d}" for n in range(10)]  # ten message ids in order
+
+
+@given(cursor=st.one_of(st.none(), st.sampled_from(ROOM + ["0", "01A035"])), size=st.integers(0, 10), newest=st.booleans())
+def test_unread_from_a_page_is_exact_or_unknown(cursor, size, newest):
+    """A page is either the newest `size` messages or everything after some message; never a wrong count."""
+    truth = sum(1 for m in ROOM if cursor is None or m > cursor)
+    if newest:
+        ids = ROOM[len(ROOM) - size :]
+        complete_from = "" if size == len(ROOM) else (ids[0] if ids else None)
+    else:
+        since = ROOM[len(ROOM) - size - 1] if size < len(ROOM) else "0"
+        ids = [m for m in ROOM if m > since]
+        complete_from = since
+    counted = unread_from_page(ids, cursor, complete_from=complete_from)
+    assert counted is None or counted == truth
+    if cursor is not None and ids and cursor >= ids[0]:
+        assert counted == truth  # read up to inside the page: no Query needed

@@ -96,7 +96,7 @@ class World(ChatWorld):
             self.recording = False
 
     def event_for(self, client: Client, route: str, raw: str) -> dict[str, Any]:
-        return message_event(client.connection_id, client.user_id, raw, route_key=route, name=client.name)
+        return message_event(client.connection_id, client.user_id, raw, route_key=route, name=client.name, rooms=client.rooms)
 
     def _frame(self, client: Client, route: str, raw: str, request_id: str) -> str | None:
         event = self.event_for(client, route, raw)
@@ -107,6 +107,11 @@ class World(ChatWorld):
 
     def _drain_posts(self) -> dict[str, list[bytes]]:
         return self.connections_api.drain()
+
+    def use_room_access(self, mode: Any) -> None:
+        import parley.aws.lambda_routes as routes
+
+        self._monkeypatch.setattr(routes, "settings", dataclasses.replace(routes.settings, room_access=mode))
 
     def use_limits(self, *, chat: int, signals: int, window_seconds: int) -> None:
         import parley.aws.lambda_routes as routes

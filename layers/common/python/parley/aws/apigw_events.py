@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidatorFunctionWrapHan
 class AuthorizerOutput(BaseModel):
     principal_id: str = Field(alias="principalId", min_length=1)
     name: str | None = None
+    rooms: str | None = None  # the validated `rooms` claim, compactly (`parley.core.access.Grants.encode`)
 
 
 class _Authorized(BaseModel):

@@ -58,6 +58,6 @@ def authorizer_route() -> Handler:
                 extra={"origin": origin},
             )
             return policy(identity.user_id, "Deny", method_arn)
-        return policy(identity.user_id, "Allow", method_arn, {"name": identity.name})
+        return policy(identity.user_id, "Allow", method_arn, identity.context())
 
     return logger.inject_lambda_context(clear_state=True)(handler)

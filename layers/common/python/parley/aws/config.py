@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..core.access import RoomAccessMode
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name, "")
@@ -12,6 +14,15 @@ def _int(name: str, default: int) -> int:
         return int(raw) if raw.strip() else default
     except ValueError as exc:
         raise RuntimeError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+def room_access_mode() -> RoomAccessMode:
+    """ROOM_ACCESS (template parameter RoomAccess): what a token without a `rooms` claim may do."""
+    raw = os.environ.get("ROOM_ACCESS", "").strip() or RoomAccessMode.OPEN.value
+    try:
+        return RoomAccessMode(raw)
+    except ValueError:
+        raise RuntimeError(f"ROOM_ACCESS must be open or token, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,7 @@ class Settings:
     chat_rate_limit: int
     signal_rate_limit: int
     rate_window_seconds: int
+    room_access: RoomAccessMode
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -44,6 +56,7 @@ class Settings:
             chat_rate_limit=_int("CHAT_RATE_LIMIT", 30),
             signal_rate_limit=_int("SIGNAL_RATE_LIMIT", 120),
             rate_window_seconds=_int("RATE_WINDOW_SECONDS", 10),
+            room_access=room_access_mode(),
         )
 
 

@@ -6,13 +6,18 @@ Each operation is one DynamoDB call (or one paginated Query), so the cost of a r
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
+from botocore.exceptions import ClientError
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from ..core.model import ChatMessage, HistoryPage, Member
-from .keys import MEMBER_PREFIX, idempotency_key, member_key, rate_counter_key, read_cursor_key
-from .tables import Connection, IdempotencyRecord, Membership, RateCounter, ReadCursor, StoredMessage
+from ..core.model import LEGACY_MEMBER_ACTIONS, ChangeResult, ChatMessage, HistoryPage, Member
+from ..core.room_list import RoomActivity
+from .keys import MEMBER_PREFIX, ROOM_ACTIVITY_KEY, idempotency_key, member_key, rate_counter_key, read_cursor_key
+from .tables import Connection, IdempotencyRecord, Membership, RateCounter, ReadCursor, RoomActivity as RoomActivityRow
+from .tables import StoredMessage
 
 
 def _is_condition_failure(error: Exception) -> bool:
@@ -30,12 +35,13 @@ def _membership_row(member: Member, ttl: timedelta) -> Membership:
         user_id=member.user_id,
         name=member.name,
         joined_at=member.joined_at,
+        actions=member.actions,
         expires_at=ttl,
     )
 
 
 def _member_of(row: Membership) -> Member:
-    return Member(row.room_id, row.connection_id, row.user_id, row.name, int(row.joined_at))
+    return Member(row.room_id, row.connection_id, row.user_id, row.name, int(row.joined_at), row.actions or LEGACY_MEMBER_ACTIONS)
 
 
 def _message_row(message: ChatMessage) -> StoredMessage:
@@ -47,11 +53,29 @@ def _message_row(message: ChatMessage) -> StoredMessage:
         text=message.text,
         timestamp=message.timestamp,
         client_message_id=message.client_message_id,
+        reactions={},  # there from the start, so `ADD reactions.#emoji` has a map to path into
     )
 
 
 def _message_of(row: StoredMessage) -> ChatMessage:
-    return ChatMessage(row.room_id, row.message_id, row.user_id, row.name, row.text, row.timestamp, row.client_message_id)
+    reactions = row.reactions.as_dict() if row.reactions is not None else {}
+    return ChatMessage(
+        row.room_id,
+        row.message_id,
+        row.user_id,
+        row.name,
+        row.text or "",
+        row.timestamp,
+        row.client_message_id,
+        edited_at=row.edited_at,
+        deleted_by=row.deleted_by,
+        deleted_at=row.deleted_at,
+        reactions={emoji: frozenset(users) for emoji, users in reactions.items() if users},
+    )
+
+
+def _error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
 
 
 def _idempotency_row(message: ChatMessage, ttl: timedelta) -> IdempotencyRecord:
@@ -162,7 +186,7 @@ class DynamoChatStore:
         cursor = ReadCursor(room_id, read_cursor_key(user_id))
         try:
             cursor.update(
-                actions=[ReadCursor.message_id.set(message_id)],
+                actions=[ReadCursor.message_id.set(message_id), ReadCursor.reader_id.set(user_id)],
                 condition=ReadCursor.message_id.does_not_exist() | (ReadCursor.message_id < message_id),
             )
         except UpdateError as error:
@@ -170,6 +194,141 @@ class DynamoChatStore:
                 return False
             raise
         return True
+
+    # message changes: one conditional UpdateItem each ------------------------------------------
+    def _change(self, room_id: str, message_id: str, update: str, condition: str, names: dict[str, str],
+                values: dict[str, Any]) -> ChangeResult:
+        """One conditional UpdateItem; a refused one returns the item as it stood (no extra read)."""
+        client = StoredMessage._get_connection().connection.client
+        try:
+            response = client.update_item(
+                TableName=StoredMessage.Meta.table_name,
+                Key={"roomId": {"S": room_id}, "messageId": {"S": message_id}},
+                UpdateExpression=update,
+                ConditionExpression="attribute_exists(messageId) AND attribute_not_exists(deletedBy) AND " + condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _error_code(error) != "ConditionalCheckFailedException":
+                raise
+            old = error.response.get("Item")
+            return ChangeResult(False, _message_of(StoredMessage.from_raw_data(old)) if old else None)
+        return ChangeResult(True, _message_of(StoredMessage.from_raw_data(response["Attributes"])))
+
+    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
+        return self._change(
+            room_id, message_id,
+            "SET #text = :text, editedAt = :at",
+            "userId = :author AND #text <> :text",
+            {"#text": "message"},
+            {":text": {"S": text}, ":at": {"S": edited_at}, ":author": {"S": author_id}},
+        )
+
+    def delete_message(
+        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None
+    ) -> ChangeResult:
+        values: dict[str, Any] = {":by": {"S": deleted_by}, ":at": {"S": deleted_at}, ":empty": {"M": {}}}
+        condition = "attribute_exists(userId)"
+        if author_id is not None:
+            condition = "userId = :author"
+            values[":author"] = {"S": author_id}
+        return self._change(
+            room_id, message_id,
+            "SET deletedBy = :by, deletedAt = :at, reactions = :empty REMOVE #text, editedAt",
+            condition, {"#text": "message"}, values,
+        )
+
+    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int) -> ChangeResult:
+        values: dict[str, Any] = {":users": {"SS": [user_id]}, ":user": {"S": user_id}}
+        if remove:
+            update, condition = "DELETE reactions.#emoji :users", "contains(reactions.#emoji, :user)"
+        else:
+            update = "ADD reactions.#emoji :users"
+            condition = (
+                "attribute_exists(reactions) AND NOT contains(reactions.#emoji, :user)"
+                " AND (attribute_exists(reactions.#emoji) OR size(reactions) < :max)"
+            )
+            values[":max"] = {"N": str(max_distinct)}
+        try:
+            result = self._change(room_id, message_id, update, condition, {"#emoji": emoji}, values)
+        except ClientError as error:
+            if _error_code(error) != "ValidationException":
+                raise
+            result = ChangeResult(False, None)  # no `reactions` map to path into: an old message, or none
+        if result.changed or (result.message is not None and result.message.deleted):
+            return result
+        # A message stored before reactions existed has no `reactions` map: give it one, once, and retry.
+        if self._add_reactions_map(room_id, message_id):
+            return self._change(room_id, message_id, update, condition, {"#emoji": emoji}, values)
+        return result
+
+    @staticmethod
+    def _add_reactions_map(room_id: str, message_id: str) -> bool:
+        """Give an old message its empty `reactions` map; False when it already had one (or is gone)."""
+        try:
+            StoredMessage._get_connection().connection.client.update_item(
+                TableName=StoredMessage.Meta.table_name,
+                Key={"roomId": {"S": room_id}, "messageId": {"S": message_id}},
+                UpdateExpression="SET reactions = :empty",
+                ConditionExpression="attribute_exists(messageId) AND attribute_not_exists(reactions)",
+                ExpressionAttributeValues={":empty": {"M": {}}},
+            )
+        except ClientError as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # unread counts and the rooms list ------------------------------------------------------
+    def open_reader(self, room_id: str, user_id: str) -> str | None:
+        cursor = ReadCursor(room_id, read_cursor_key(user_id))
+        cursor.update(actions=[ReadCursor.reader_id.set(user_id)])  # ALL_NEW: the cursor comes back with it
+        return cursor.message_id
+
+    def count_messages_after(self, room_id: str, after: str | None, limit: int) -> int:
+        client = StoredMessage._get_connection().connection.client
+        condition, values = "roomId = :room", {":room": {"S": room_id}}
+        if after is not None:
+            condition += " AND messageId > :after"
+            values[":after"] = {"S": after}
+        response = client.query(
+            TableName=StoredMessage.Meta.table_name, KeyConditionExpression=condition,
+            ExpressionAttributeValues=values, Select="COUNT", Limit=limit,
+        )
+        return int(response["Count"])
+
+    def record_activity(self, message: ChatMessage, preview: dict[str, Any], *, newest_only: bool) -> bool:
+        row = RoomActivityRow(message.room_id, ROOM_ACTIVITY_KEY)
+        if newest_only:
+            condition = RoomActivityRow.last_message_id.does_not_exist() | (RoomActivityRow.last_message_id < message.message_id)
+        else:
+            condition = RoomActivityRow.last_message_id == message.message_id
+        try:
+            row.update(
+                actions=[
+                    RoomActivityRow.last_message_id.set(message.message_id),
+                    RoomActivityRow.last_message.set(json.dumps(preview, ensure_ascii=False, separators=(",", ":"))),
+                ],
+                condition=condition,
+            )
+        except UpdateError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def reader_rooms(self, user_id: str, limit: int) -> list[RoomActivity]:
+        cursors = {row.room_id: row.message_id for row in ReadCursor.by_reader.query(user_id, limit=limit)}
+        activity = {row.room_id: row for row in RoomActivityRow.batch_get([(room, ROOM_ACTIVITY_KEY) for room in cursors])}
+        rooms = []
+        for room_id, read_cursor in cursors.items():
+            row = activity.get(room_id)
+            last = json.loads(row.last_message) if row is not None else None
+            rooms.append(RoomActivity(room_id, row.last_message_id if row is not None else None, read_cursor, last))
+        return rooms
 
     # rate limits ---------------------------------------------------------------------------
     def count_request(self, kind: str, user_id: str, window: int, keep_seconds: int, hits: int = 1) -> int:

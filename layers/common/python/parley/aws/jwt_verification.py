@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import jwt
 
+from ..core.access import ClaimError, Grants
+
 MAX_TOKEN_BYTES = 8192
 MAX_USER_ID_LENGTH = 128
 
@@ -24,6 +26,14 @@ class TokenRejected(Exception):
 class Identity:
     user_id: str
     name: str
+    rooms: Grants | None = None  # None: the token has no `rooms` claim (the RoomAccess mode decides)
+
+    def context(self) -> dict[str, str]:
+        """What API Gateway hands every route of the connection (string values only)."""
+        values = {"name": self.name}
+        if self.rooms is not None:
+            values["rooms"] = self.rooms.encode()
+        return values
 
 
 class JwtVerifier:
@@ -85,7 +95,13 @@ def identity_from_claims(claims: dict) -> Identity:
     name = claims.get("name")
     if not isinstance(name, str) or not name.strip():
         name = sub
-    return Identity(user_id=sub, name=name[:128])
+    rooms = None
+    if "rooms" in claims:
+        try:
+            rooms = Grants.from_claim(claims["rooms"])
+        except ClaimError as error:
+            raise TokenRejected(f"rooms claim: {error}") from None
+    return Identity(user_id=sub, name=name[:128], rooms=rooms)
 
 
 def origin_allowed(origin: str | None, allow_list: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 MEMBER_PREFIX = "c#"
 READ_CURSOR_PREFIX = "r#"
+ROOM_ACTIVITY_KEY = "room"  # the room's last message; outside both prefixes, so no member or cursor Query reads it
 
 
 def member_key(connection_id: str) -> str:

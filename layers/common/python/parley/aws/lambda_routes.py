@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from aws_lambda_powertools.utilities.parser import parse
 
+from ..core.access import ClaimError, Grants
 from ..core.model import Caller
 from ..core.rate_limits import OverLimitMemory, RateLimits
 from ..core.service import ChatService
@@ -65,9 +66,22 @@ def _service(domain_name: str | None, stage: str | None) -> ChatService:
     )
 
 
+def _grants(rooms: str | None) -> Grants:
+    """The connection's grants: its claim as the authorizer encoded it, else the RoomAccess mode."""
+    if rooms is None:
+        return Grants.for_mode(settings.room_access)
+    try:
+        return Grants.decode(rooms)
+    except ClaimError as error:  # only our authorizer writes this: refuse everything rather than guess
+        logger.error("unreadable rooms context", extra={"reason": str(error)})
+        return Grants(())
+
+
 def _caller(context: Any) -> Caller:
     authorizer = context.authorizer
-    return Caller(context.connection_id, authorizer.principal_id, authorizer.name or authorizer.principal_id)
+    return Caller(
+        context.connection_id, authorizer.principal_id, authorizer.name or authorizer.principal_id, _grants(authorizer.rooms)
+    )
 
 
 def _reply(frame: dict[str, Any] | None) -> dict[str, Any]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 
-from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
-from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.attributes import MapAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from .config import settings
+from .keys import ROOM_ACTIVITY_KEY
 
 
 class _Meta:
@@ -57,8 +58,22 @@ class Membership(Model):
     user_id = UnicodeAttribute(attr_name="userId")
     name = UnicodeAttribute()
     joined_at = NumberAttribute(attr_name="joinedAt")
+    # What the connection may do in the room, decided at join from its grants (`rw`, `rwm`):
+    # the fan-out reads it from the same Query, so no frame reaches a connection without `r`.
+    actions = UnicodeAttribute(null=True)
     expires_at = TTLAttribute(attr_name="expiresAt")
     by_connection = ByConnectionIndex()
+
+
+class ByReaderIndex(GlobalSecondaryIndex["ReadCursor"]):
+    """The rooms a user joined or read, with their read cursor: `get_rooms` without a Scan."""
+
+    class Meta:
+        index_name = "ByReader"
+        projection = IncludeProjection(["messageId"])
+
+    reader_id = UnicodeAttribute(hash_key=True, attr_name="readerId")
+    room_id = UnicodeAttribute(range_key=True, attr_name="roomId")
 
 
 class ReadCursor(Model):
@@ -69,7 +84,21 @@ class ReadCursor(Model):
 
     room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
     member_key = UnicodeAttribute(range_key=True, attr_name="memberKey")
-    message_id = UnicodeAttribute(attr_name="messageId")
+    message_id = UnicodeAttribute(null=True, attr_name="messageId")  # none until the first mark_read
+    reader_id = UnicodeAttribute(null=True, attr_name="readerId")  # set at join and mark_read: lists the room
+    by_reader = ByReaderIndex()
+
+
+class RoomActivity(Model):
+    """The room's newest message (`memberKey = room`), so `get_rooms` orders rooms without reading history."""
+
+    class Meta(_Meta):
+        table_name = settings.memberships_table
+
+    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
+    member_key = UnicodeAttribute(range_key=True, attr_name="memberKey", default=ROOM_ACTIVITY_KEY)
+    last_message_id = UnicodeAttribute(attr_name="lastMessageId")
+    last_message = UnicodeAttribute(attr_name="lastMessage")  # the preview as JSON, as rooms_list sends it
 
 
 class StoredMessage(Model):
@@ -82,9 +111,13 @@ class StoredMessage(Model):
     message_id = UnicodeAttribute(range_key=True, attr_name="messageId")
     user_id = UnicodeAttribute(attr_name="userId")
     name = UnicodeAttribute()
-    text = UnicodeAttribute(attr_name="message")
+    text = UnicodeAttribute(null=True, attr_name="message")  # removed when deleted
     timestamp = UnicodeAttribute()
     client_message_id = UnicodeAttribute(null=True, attr_name="clientMessageId")
+    edited_at = UnicodeAttribute(null=True, attr_name="editedAt")
+    deleted_by = UnicodeAttribute(null=True, attr_name="deletedBy")  # a tombstone: `message` is removed
+    deleted_at = UnicodeAttribute(null=True, attr_name="deletedAt")
+    reactions = MapAttribute(null=True)  # emoji -> string set of user ids; {} from the start, so ADD can path into it
 
 
 class IdempotencyRecord(Model):

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .access import Grants, RoomAccessMode
+from .reactions import counts
+
+# Members stored before rooms claims existed were admitted when every room was open.
+LEGACY_MEMBER_ACTIONS = "rw"
 
 
 @dataclass(frozen=True)
@@ -12,6 +19,8 @@ class Caller:
     connection_id: str
     user_id: str
     name: str
+    # What the token lets this connection do, from the authorizer context (no read per request).
+    grants: Grants = Grants.for_mode(RoomAccessMode.OPEN)
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,11 @@ class Member:
     user_id: str
     name: str
     joined_at: int
+    actions: str = LEGACY_MEMBER_ACTIONS  # encoded `access` actions, decided at join from the grants
+
+    @property
+    def can_read(self) -> bool:
+        return "r" in self.actions
 
 
 @dataclass(frozen=True)
@@ -31,22 +45,46 @@ class ChatMessage:
     message_id: str
     user_id: str
     name: str
-    text: str
+    text: str  # "" once deleted
     timestamp: str
     client_message_id: str | None = None
+    edited_at: str | None = None
+    deleted_by: str | None = None  # set: a tombstone, the text is gone
+    deleted_at: str | None = None
+    reactions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # emoji -> users
 
-    def to_wire(self) -> dict[str, str]:
-        wire = {
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_by is not None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
             "messageId": self.message_id,
             "roomId": self.room_id,
             "userId": self.user_id,
             "name": self.name,
-            "message": self.text,
             "timestamp": self.timestamp,
         }
+        if self.deleted_by is not None:
+            wire.update(deleted=True, deletedBy=self.deleted_by, deletedAt=self.deleted_at)
+            return wire
+        wire["message"] = self.text
         if self.client_message_id is not None:
             wire["clientMessageId"] = self.client_message_id
+        if self.edited_at is not None:
+            wire["editedAt"] = self.edited_at
+        reaction_counts = counts(self.reactions)
+        if reaction_counts:
+            wire["reactions"] = reaction_counts
         return wire
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """A conditional change to one message: `changed`, and the message as it now stands (None: no such message)."""
+
+    changed: bool
+    message: ChatMessage | None
 
 
 @dataclass(frozen=True)

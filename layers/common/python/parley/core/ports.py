@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Protocol
 
-from .model import ChatMessage, FanoutJob, FanoutResult, HistoryPage, Member
+from .model import ChangeResult, ChatMessage, FanoutJob, FanoutResult, HistoryPage, Member
+from .room_list import RoomActivity
 
 # Epoch milliseconds now; a fake clock in tests makes rate windows and timestamps deterministic.
 Clock = Callable[[], int]
@@ -57,6 +58,39 @@ class ChatStore(Protocol):
 
     def count_request(self, kind: str, user_id: str, window: int, keep_seconds: int, hits: int = 1) -> int:
         """Add `hits` to the user's counter for (`kind`, `window`); the total so far, these included."""
+        ...
+
+    # message changes: one conditional write each; a refused one returns the message as it stood
+    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
+        """Replace the text if the message exists, is not deleted, is `author_id`'s and says something else."""
+        ...
+
+    def delete_message(
+        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None
+    ) -> ChangeResult:
+        """Make the message a tombstone unless it is missing or deleted (or, with `author_id`, someone else's)."""
+        ...
+
+    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int) -> ChangeResult:
+        """Add or remove one user's emoji; unchanged when the message is missing or deleted, the
+        reaction is already (or not) there, or a new emoji would exceed `max_distinct`."""
+        ...
+
+    # unread counts and the rooms list
+    def open_reader(self, room_id: str, user_id: str) -> str | None:
+        """List the room among the user's rooms; returns their read cursor (None: nothing read yet)."""
+        ...
+
+    def count_messages_after(self, room_id: str, after: str | None, limit: int) -> int:
+        """Messages newer than `after` (all when None), counted up to `limit`."""
+        ...
+
+    def record_activity(self, message: ChatMessage, preview: dict[str, Any], *, newest_only: bool) -> bool:
+        """Make `message` the room's last message: when it is newer (`newest_only`), else when it already is."""
+        ...
+
+    def reader_rooms(self, user_id: str, limit: int) -> list[RoomActivity]:
+        """Up to `limit` rooms the user joined or read: read cursor, last message id and preview."""
         ...
 
 

@@ -9,17 +9,42 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, ValidationInfo, field_validator
-from pydantic import StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, ValidationInfo
+from pydantic import StringConstraints, field_validator
 
+from .access import DmRoomIdError, dm_participants
+from .reactions import validate_emoji
+from .room_list import DEFAULT_ROOMS_PAGE, MAX_ROOMS_PAGE, decode_cursor
 from .ids import ULID_PATTERN
 
 ROOM_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
-RoomId = Annotated[StrictStr, StringConstraints(pattern=ROOM_ID_PATTERN)]
+
+def _dm_shape(room_id: str) -> str:
+    """Any room id starting with `dm:` must be a well-formed direct-message id."""
+    try:
+        dm_participants(room_id)
+    except DmRoomIdError as error:
+        raise ValueError(str(error)) from None
+    return room_id
+
+
+def _rooms_cursor(cursor: str) -> str:
+    try:
+        decode_cursor(cursor)
+    except ValueError:
+        raise ValueError("must be the nextCursor of an earlier rooms_list") from None
+    return cursor
+
+
+RoomId = Annotated[StrictStr, StringConstraints(pattern=ROOM_ID_PATTERN), AfterValidator(_dm_shape)]
 MessageId = Annotated[StrictStr, StringConstraints(pattern=ULID_PATTERN)]
 ClientMessageId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
 PageLimit = Annotated[int, Field(strict=True, ge=1, le=100)]
+RoomsPageLimit = Annotated[int, Field(strict=True, ge=1, le=MAX_ROOMS_PAGE)]
+RoomsCursor = Annotated[StrictStr, StringConstraints(min_length=1, max_length=128), AfterValidator(_rooms_cursor)]
+# Bounded before the emoji check runs, so a 4 KB string costs nothing to refuse.
+Emoji = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64), AfterValidator(validate_emoji)]
 
 
 class ErrorCode:
@@ -28,6 +53,7 @@ class ErrorCode:
     VALIDATION_ERROR = "validation_error"
     NOT_A_MEMBER = "not_a_member"
     RATE_LIMITED = "rate_limited"
+    FORBIDDEN = "forbidden"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -41,12 +67,14 @@ class ProtocolError(Exception):
         *,
         details: list[dict[str, str]] | None = None,
         retry_after_ms: int | None = None,
+        context: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
         self.retry_after_ms = retry_after_ms
+        self.context = context  # fields the client acts on, e.g. `roomId` and `action` of a `forbidden`
 
 
 class _Data(BaseModel):
@@ -71,21 +99,51 @@ class LeaveRoomData(_Data):
     roomId: RoomId
 
 
+def _chat_text(value: str, info: ValidationInfo) -> str:
+    limit = (info.context or {}).get("max_message_length", 4000)
+    if not value.strip():
+        raise ValueError("must contain at least one non-whitespace character")
+    if len(value) > limit:
+        raise ValueError(f"must be at most {limit} characters (got {len(value)})")
+    return value
+
+
 class ChatMessageData(_Data):
     type_name = "chat_message"
     roomId: RoomId
     message: StrictStr
     clientMessageId: ClientMessageId | None = None
 
-    @field_validator("message")
-    @classmethod
-    def _length(cls, value: str, info: ValidationInfo) -> str:
-        limit = (info.context or {}).get("max_message_length", 4000)
-        if not value.strip():
-            raise ValueError("must contain at least one non-whitespace character")
-        if len(value) > limit:
-            raise ValueError(f"must be at most {limit} characters (got {len(value)})")
-        return value
+    _length = field_validator("message")(_chat_text)
+
+
+class EditMessageData(_Data):
+    type_name = "edit_message"
+    roomId: RoomId
+    messageId: MessageId
+    message: StrictStr
+
+    _length = field_validator("message")(_chat_text)
+
+
+class DeleteMessageData(_Data):
+    type_name = "delete_message"
+    roomId: RoomId
+    messageId: MessageId
+
+
+class ReactData(_Data):
+    type_name = "react"
+    roomId: RoomId
+    messageId: MessageId
+    emoji: Emoji
+    remove: StrictBool = False
+
+
+class GetRoomsData(_Data):
+    type_name = "get_rooms"
+    limit: RoomsPageLimit = DEFAULT_ROOMS_PAGE
+    cursor: RoomsCursor | None = None
 
 
 class TypingData(_Data):
@@ -113,7 +171,10 @@ class PingData(_Data):
 
 REQUEST_MODELS: dict[str, type[_Data]] = {
     model.type_name: model
-    for model in (MessageData, JoinRoomData, LeaveRoomData, ChatMessageData, TypingData, MarkReadData, GetHistoryData, PingData)
+    for model in (
+        MessageData, JoinRoomData, LeaveRoomData, ChatMessageData, TypingData, MarkReadData, GetHistoryData, PingData,
+        EditMessageData, DeleteMessageData, ReactData, GetRoomsData,
+    )
 }
 
 KNOWN_TYPES = ", ".join(sorted(REQUEST_MODELS))
@@ -232,4 +293,6 @@ def error_frame(
         data["details"] = error.details
     if error.retry_after_ms is not None:
         data["retryAfterMs"] = error.retry_after_ms
+    if error.context:
+        data.update(error.context)
     return frame("error", data)

@@ -12,18 +12,38 @@ skipped over because of another room's move.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 UNREAD_CAP = 100
 DEFAULT_ROOMS_PAGE = 20
 MAX_ROOMS_PAGE = 50
+# get_rooms sorts all of a user's rooms before paging; past this many, the least recently joined
+# (by room id order in the index) are not listed. Bounds the Query and the BatchGetItem calls.
+MAX_LISTED_ROOMS = 500
+PREVIEW_CHARS = 200  # lastMessage carries the start of the text, so a room list stays small
 _CURSOR_SEPARATOR = "/"  # cannot occur in a room id or a ULID
 
 
 def unread_fields(counted: int) -> dict[str, Any]:
     """`counted` is what a Query with Limit UNREAD_CAP + 1 returned."""
     return {"unreadCount": min(counted, UNREAD_CAP), "unreadCapped": counted > UNREAD_CAP}
+
+
+def unread_from_page(ids: Sequence[str], cursor: str | None, *, complete_from: str | None) -> int | None:
+    """Unread messages counted from a history page the join already read, None when it cannot tell.
+
+    `ids` are the page's message ids in order; the page holds every message whose id is at least
+    `complete_from` ("" when it holds the whole room, None when it is not known to reach the newest
+    message). A user who read up to somewhere inside the page costs no extra Query.
+    """
+    if complete_from is None:
+        return None
+    if cursor is None:
+        return len(ids) if complete_from == "" else None
+    if cursor >= complete_from:
+        return sum(1 for message_id in ids if message_id > cursor)
+    return None
 
 
 @dataclass(frozen=True)
@@ -33,10 +53,20 @@ class RoomActivity:
     room_id: str
     last_message_id: str | None  # None: no message yet
     read_cursor: str | None  # the newest message the user marked read; None: none
+    last_message: Mapping[str, Any] | None = field(default=None, compare=False)  # the preview rooms_list sends
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.last_message_id or "", self.room_id)
+
+
+def preview(message_wire: Mapping[str, Any]) -> dict[str, Any]:
+    """A message as `rooms_list` shows it: the wire form with the text cut to PREVIEW_CHARS, no reactions."""
+    shown = {key: value for key, value in message_wire.items() if key not in ("reactions", "clientMessageId")}
+    if isinstance(shown.get("message"), str) and len(shown["message"]) > PREVIEW_CHARS:
+        shown["message"] = shown["message"][:PREVIEW_CHARS]
+        shown["truncated"] = True
+    return shown
 
 
 def encode_cursor(room: RoomActivity) -> str:

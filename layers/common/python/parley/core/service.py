@@ -14,10 +14,13 @@ from typing import Any, Iterable
 
 from . import protocol as p
 from .ids import iso_at, new_ulid, ulid_time_ms
-from .model import Caller, ChatMessage, FanoutJob, FanoutResult, Member
+from .model import Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, HistoryPage, Member
 from .ports import ChatStore, Clock, Logger, MetricSink, Sender
 from .protocol import ErrorCode, ProtocolError
 from .rate_limits import ABUSE_FACTOR, OverLimitMemory, RateLimits
+from .access import Action, RoomAccessMode, allowed_actions, encode_actions
+from .reactions import MAX_DISTINCT_EMOJI
+from .room_list import MAX_LISTED_ROOMS, UNREAD_CAP, newest_first_page, preview, unread_fields, unread_from_page
 
 Frame = dict[str, Any]
 
@@ -119,10 +122,11 @@ class ChatService:
 
     def _on_join_room(self, request: p.JoinRoomData, caller: Caller) -> Frame:
         room = request.roomId
+        actions = self._check_access(caller, room, Action.READ)
         members = self._store.room_members(room)
         already_member = any(m.connection_id == caller.connection_id for m in members)
         if not already_member:
-            me = Member(room, caller.connection_id, caller.user_id, caller.name, self._now_ms())
+            me = Member(room, caller.connection_id, caller.user_id, caller.name, self._now_ms(), encode_actions(actions))
             self._store.add_member(me)
             first_for_user = not any(m.user_id == caller.user_id for m in members)
             others = members
@@ -136,9 +140,25 @@ class ChatService:
         self._send_to_caller(caller, p.frame("participants_list", {"roomId": room, "participants": _participants(members)}))
         if request.since:
             page = self._store.messages_since(room, request.since, request.limit)
+            complete_from = None if page.has_more else request.since
         else:
             page = self._store.newest_messages(room, request.limit)
-        return _history_frame(room, page.messages, page.has_more)
+            complete_from = "" if not page.has_more else page.messages[0].message_id
+        history = _history_frame(room, page.messages, page.has_more)
+        history["data"].update(self._unread_on_join(room, caller, page, complete_from))
+        return history
+
+    def _unread_on_join(self, room: str, caller: Caller, page: HistoryPage, complete_from: str | None) -> dict[str, Any]:
+        """List the room among the user's rooms and count what they have not read.
+
+        The reader UpdateItem returns the read cursor; when it points inside the history page the
+        join already read, the count costs nothing more, else one COUNT Query of at most 101 items.
+        """
+        cursor = self._store.open_reader(room, caller.user_id)
+        counted = unread_from_page([m.message_id for m in page.messages], cursor, complete_from=complete_from)
+        if counted is None:
+            counted = self._store.count_messages_after(room, cursor, UNREAD_CAP + 1)
+        return unread_fields(counted)
 
     def _on_leave_room(self, request: p.LeaveRoomData, caller: Caller) -> None:
         if self._store.remove_member(request.roomId, caller.connection_id):
@@ -147,6 +167,7 @@ class ChatService:
 
     def _on_chat_message(self, request: p.ChatMessageData, caller: Caller) -> Frame:
         room = request.roomId
+        self._check_access(caller, room, Action.WRITE)
         self._refuse_if_known_over("chat", self._limits.chat, caller)
         members = self._require_member(room, caller)
         self._spend("chat", self._limits.chat, caller)
@@ -166,12 +187,14 @@ class ChatService:
             self._metric("DuplicateMessages", 1)
             return p.frame("message_received", original.to_wire())
         self._metric("MessagesStored", 1)
+        self._store.record_activity(message, preview(message.to_wire()), newest_only=True)
         result = self._broadcast(members, p.frame("message_received", message.to_wire()), room)
         delivered_to = len(result.delivered - {caller.connection_id})
         reply = {"roomId": room, "messageId": message.message_id, "status": "delivered", "deliveredTo": delivered_to}
         return p.frame("chat_update", reply)
 
     def _on_typing(self, request: p.TypingData, caller: Caller) -> None:
+        self._check_access(caller, request.roomId, Action.WRITE)
         self._refuse_if_known_over("signals", self._limits.signals, caller)
         members = self._require_member(request.roomId, caller)
         self._spend("signals", self._limits.signals, caller)
@@ -186,6 +209,7 @@ class ChatService:
                 "Invalid mark_read: messageId is from the future; send the messageId of a message you received.",
                 details=[{"field": "messageId", "message": "must not be later than the newest message"}],
             )
+        self._check_access(caller, request.roomId, Action.WRITE)
         self._refuse_if_known_over("signals", self._limits.signals, caller)
         members = self._require_member(request.roomId, caller)
         self._spend("signals", self._limits.signals, caller)
@@ -195,14 +219,114 @@ class ChatService:
         return None
 
     def _on_get_history(self, request: p.GetHistoryData, caller: Caller) -> Frame:
+        self._check_access(caller, request.roomId, Action.READ)
         if not self._store.is_member(request.roomId, caller.connection_id):
             raise _not_a_member(request.roomId)
         page = self._store.newest_messages(request.roomId, request.limit, before=request.before)
         return _history_frame(request.roomId, page.messages, page.has_more)
 
+    def _on_edit_message(self, request: p.EditMessageData, caller: Caller) -> Frame | None:
+        room, message_id = request.roomId, request.messageId
+        self._check_access(caller, room, Action.WRITE)
+        self._refuse_if_known_over("chat", self._limits.chat, caller)
+        members = self._require_member(room, caller)
+        self._spend("chat", self._limits.chat, caller)
+        result = self._store.edit_message(room, message_id, caller.user_id, request.message, self._timestamp())
+        current = self._existing(result, room, message_id)
+        if not result.changed:
+            if current.user_id != caller.user_id:
+                raise _forbidden(room, Action.WRITE, "only its author can edit a message")
+            return p.frame("message_updated", _updated(current))  # the same text again: a retry, nothing to tell
+        self._store.record_activity(current, preview(current.to_wire()), newest_only=False)
+        self._broadcast(members, p.frame("message_updated", _updated(current)), room)
+        return None
+
+    def _on_delete_message(self, request: p.DeleteMessageData, caller: Caller) -> None:
+        room, message_id = request.roomId, request.messageId
+        actions = allowed_actions(caller.grants, caller.user_id, room)
+        if not actions & {Action.WRITE, Action.MODERATE}:
+            raise _forbidden(room, Action.WRITE, "deleting a message needs write (your own) or moderate (anyone's)")
+        self._refuse_if_known_over("chat", self._limits.chat, caller)
+        members = self._require_member(room, caller)
+        self._spend("chat", self._limits.chat, caller)
+        author_only = None if Action.MODERATE in actions else caller.user_id
+        result = self._store.delete_message(room, message_id, caller.user_id, self._timestamp(), author_id=author_only)
+        current = self._existing(result, room, message_id)
+        if not result.changed:
+            raise _forbidden(room, Action.MODERATE, "deleting another user's message needs moderate")
+        self._store.record_activity(current, preview(current.to_wire()), newest_only=False)
+        deleted = {"roomId": room, "messageId": message_id, "deletedBy": caller.user_id}
+        self._broadcast(members, p.frame("message_deleted", deleted), room)
+        return None
+
+    def _on_react(self, request: p.ReactData, caller: Caller) -> Frame | None:
+        room, message_id = request.roomId, request.messageId
+        self._check_access(caller, room, Action.WRITE)
+        self._refuse_if_known_over("signals", self._limits.signals, caller)
+        members = self._require_member(room, caller)
+        self._spend("signals", self._limits.signals, caller)
+        result = self._store.react(
+            room, message_id, caller.user_id, request.emoji, remove=request.remove, max_distinct=MAX_DISTINCT_EMOJI
+        )
+        current = self._existing(result, room, message_id)
+        update = p.frame("reaction_update", {
+            "roomId": room, "messageId": message_id, "userId": caller.user_id, "emoji": request.emoji,
+            "action": "removed" if request.remove else "added", "counts": current.to_wire().get("reactions", {}),
+        })
+        if not result.changed:
+            reacted = caller.user_id in current.reactions.get(request.emoji, frozenset())
+            if reacted != request.remove:
+                return update  # already so: a retry, nothing to tell the room
+            raise ProtocolError(
+                ErrorCode.VALIDATION_ERROR,
+                f"Message {message_id} already has {MAX_DISTINCT_EMOJI} different reactions: react with one of those.",
+                details=[{"field": "emoji", "message": f"at most {MAX_DISTINCT_EMOJI} different emoji per message"}],
+            )
+        self._broadcast(members, update, room)
+        return None
+
+    def _on_get_rooms(self, request: p.GetRoomsData, caller: Caller) -> Frame:
+        """The caller's rooms, newest activity first: one index Query, one BatchGetItem per 100 rooms,
+        and one COUNT Query per listed room that has unread messages."""
+        self._refuse_if_known_over("signals", self._limits.signals, caller)
+        self._spend("signals", self._limits.signals, caller)
+        readable = [
+            room for room in self._store.reader_rooms(caller.user_id, MAX_LISTED_ROOMS)
+            if Action.READ in allowed_actions(caller.grants, caller.user_id, room.room_id)
+        ]
+        page, next_cursor = newest_first_page(readable, request.limit, request.cursor)
+        listed = []
+        for room in page:
+            caught_up = room.last_message_id is None or (room.read_cursor or "") >= room.last_message_id
+            counted = 0 if caught_up else self._store.count_messages_after(room.room_id, room.read_cursor, UNREAD_CAP + 1)
+            listed.append({"roomId": room.room_id, **unread_fields(counted), "lastMessage": room.last_message})
+        return p.frame("rooms_list", {"rooms": listed, "nextCursor": next_cursor})
+
     # ---- helpers ---------------------------------------------------------------------------
     def _timestamp(self) -> str:
         return iso_at(self._now_ms())
+    def _check_access(self, caller: Caller, room: str, action: Action) -> frozenset[Action]:
+        """Refuse an action the token does not grant, from the grants alone: no I/O, before anything else."""
+        actions = allowed_actions(caller.grants, caller.user_id, room)
+        if action not in actions:
+            raise _forbidden(room, action)
+        return actions
+
+    def _existing(self, result: ChangeResult, room: str, message_id: str) -> ChatMessage:
+        """The message a change was made to (or refused on); an error when there is none to change."""
+        if result.message is None:
+            raise ProtocolError(
+                ErrorCode.VALIDATION_ERROR,
+                f"There is no message {message_id} in room {room!r}: use a messageId from this room's history.",
+                details=[{"field": "messageId", "message": "no such message in this room"}],
+            )
+        if result.message.deleted and not result.changed:
+            raise ProtocolError(
+                ErrorCode.VALIDATION_ERROR,
+                f"Message {message_id} is deleted: it can no longer be changed.",
+                details=[{"field": "messageId", "message": "the message is deleted"}],
+            )
+        return result.message
 
     def _require_member(self, room: str, caller: Caller) -> list[Member]:
         """The room's members; the same Query is the membership check, so it costs nothing extra."""
@@ -250,7 +374,7 @@ class ChatService:
         self._metric("RateLimited", 1)
         return ProtocolError(
             ErrorCode.RATE_LIMITED,
-            f"Too many {'messages' if kind == 'chat' else 'typing and read updates'}: "
+            f"Too many {'messages and edits' if kind == 'chat' else 'typing, read and reaction updates'}: "
             f"at most {limit} per {self._limits.window_seconds} s. Retry in {retry_after} ms.",
             retry_after_ms=retry_after,
         )
@@ -261,7 +385,9 @@ class ChatService:
     def _broadcast(
         self, members: Iterable[Member], frame: Frame, room: str | None, *, exclude: str | None = None
     ) -> FanoutResult:
-        targets = {m.connection_id: m.user_id for m in members if m.connection_id != exclude}
+        # A member that may not read the room gets none of its frames (presence, typing, receipts
+        # and reactions included); join never admits one, so this guards only against old rows.
+        targets = {m.connection_id: m.user_id for m in members if m.connection_id != exclude and m.can_read}
         if not targets:
             return FanoutResult()
         result = self._sender.send(FanoutJob(p.encode(frame), tuple(targets)))
@@ -307,6 +433,19 @@ class ChatService:
 
 def _not_a_member(room: str) -> ProtocolError:
     return ProtocolError(ErrorCode.NOT_A_MEMBER, f"You are not in room {room!r}: send join_room first.")
+
+
+def _forbidden(room: str, action: Action, why: str | None = None) -> ProtocolError:
+    reason = why or f"your token does not grant {action.value} in this room"
+    return ProtocolError(
+        ErrorCode.FORBIDDEN,
+        f"Not allowed in room {room!r}: {reason}. Ask for a token that grants it.",
+        context={"roomId": room, "action": action.value},
+    )
+
+
+def _updated(message: ChatMessage) -> dict[str, Any]:
+    return {"roomId": message.room_id, "messageId": message.message_id, "message": message.text, "editedAt": message.edited_at}
 
 
 def _participants(members: list[Member]) -> list[dict[str, str]]:
