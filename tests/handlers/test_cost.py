@@ -67,3 +67,42 @@ def test_a_flood_costs_no_query_and_one_counter_write_per_allowance_of_refusals(
     assert world.posts == posts_before  # refusals are route responses: no @connections call
     counters = [int(i["hits"]["N"]) for i in world.items("IdempotencyTable") if i["key"]["S"].startswith("rate#chat#flooder#")]
     assert counters == [5 + 1 + 10]
+
+
+def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_docs_say(world):
+    """docs/ARCHITECTURE.md "Cost of each request" lists these; a change here changes the bill."""
+    a = world.connect("a", rooms={"lobby": ["read", "write"], "*": ["read"]})
+    b = world.connect("b")
+    for client in (a, b):
+        client.send("join_room", {"roomId": "lobby"})
+    a.send("chat_message", {"roomId": "lobby", "message": "hi"})
+    message_id = [f for f in a.take() if f["type"] == "chat_update"][0]["data"]["messageId"]
+    world.operations.clear()
+    # A refused action is decided from the token: no DynamoDB call at all.
+    assert a.send("chat_message", {"roomId": "elsewhere", "message": "no"})["data"]["code"] == "forbidden"
+    assert dynamodb_ops(world) == Counter()
+    # Query: members; UpdateItem: rate counter, the message (conditional), the room's last message.
+    a.send("edit_message", {"roomId": "lobby", "messageId": message_id, "message": "hello"})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 3})
+    # The same without the room's last message: a reaction does not change it.
+    a.send("react", {"roomId": "lobby", "messageId": message_id, "emoji": "👍"})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 2})
+    # A refused change is explained by the item the failed write returns: still no read.
+    assert b.send("edit_message", {"roomId": "lobby", "messageId": message_id, "message": "x"})["data"]["code"] == "forbidden"
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 2})
+    a.send("delete_message", {"roomId": "lobby", "messageId": message_id})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 3})
+    # Join: members Query, membership PutItem, history Query, the reader item UpdateItem (which
+    # returns the read cursor); the unread COUNT Query only when the cursor is outside the page.
+    c = world.connect("c")
+    world.operations.clear()
+    c.send("join_room", {"roomId": "lobby"})
+    assert dynamodb_ops(world) == Counter({"Query": 2, "PutItem": 1, "UpdateItem": 1})
+    # get_rooms: rate counter, the reader index Query, one BatchGetItem (up to 100 rooms), and one
+    # COUNT Query per listed room with messages after the user's read cursor (c has read nothing).
+    c.send("get_rooms")
+    assert dynamodb_ops(world) == Counter({"UpdateItem": 1, "Query": 2, "BatchGetItem": 1})
+    c.send("mark_read", {"roomId": "lobby", "messageId": message_id})
+    world.operations.clear()
+    c.send("get_rooms")
+    assert dynamodb_ops(world) == Counter({"UpdateItem": 1, "Query": 1, "BatchGetItem": 1})
