@@ -365,3 +365,13 @@ def test_the_events_in_events_folder_drive_the_new_routes(world):
     response = FUNCTIONS["get_rooms"].lambda_handler(event, FakeContext())
     world.recording = False
     assert json.loads(response["body"]) == {"type": "rooms_list", "data": {"rooms": [], "nextCursor": None}}
+
+
+def test_a_message_stored_before_reactions_existed_can_be_reacted_to(world):
+    ann = joined(world, "ann", "old")
+    [legacy] = put_messages("old", 1)
+    boto3.client("dynamodb").update_item(
+        TableName="test-MessagesTable", Key={"roomId": {"S": "old"}, "messageId": {"S": legacy}}, UpdateExpression="REMOVE reactions"
+    )
+    assert ann.send("react", {"roomId": "old", "messageId": legacy, "emoji": "👍"}) is None
+    assert ann.take()[0]["data"]["counts"] == {"👍": 1}
