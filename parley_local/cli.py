@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--ttl", type=int, default=DEFAULT_TTL_S, metavar="SECONDS")
     tok.add_argument("--issuer", default=None)
     tok.add_argument("--audience", default=None)
+    tok.add_argument("--rooms", default=None, metavar="JSON",
+                     help='the rooms claim, e.g. \'{"case-*": ["read", "write"]}\' (see docs/SECURITY.md, "Room access")')
 
     sub.add_parser("test-connection", help="connect to a Parley endpoint and exercise it", add_help=False)
     return parser
@@ -214,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "token":
         try:
-            print(make_token(args.user, args.name, args.ttl, issuer=args.issuer, audience=args.audience))
+            print(make_token(args.user, args.name, args.ttl, issuer=args.issuer, audience=args.audience, rooms=args.rooms))
         except ValueError as exc:
             print(f"parley token: {exc}", file=sys.stderr)
             return 2

@@ -109,7 +109,11 @@ class ParleyExtras:
         except ValueError:
             return web.json_response({"message": "ttl must be an integer"}, status=400)
         issuer, audience = _authorizer_claims(gateway)
-        token = make_token(user, request.query.get("name") or None, ttl, issuer=issuer, audience=audience)
+        try:
+            token = make_token(user, request.query.get("name") or None, ttl, issuer=issuer, audience=audience,
+                               rooms=request.query.get("rooms"))
+        except ValueError as error:
+            return web.json_response({"message": str(error)}, status=400)
         return web.json_response({"token": token}, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"})
 
     def banner(self, gateway: Gateway) -> list[str]:
