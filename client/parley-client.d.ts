@@ -8,6 +8,8 @@ export declare const CLIENT_EVENTS: readonly ClientEventName[];
 export declare const ROOM_ID_RE: RegExp;
 /** The largest client frame, in UTF-8 bytes (32 KB): send() throws ParleyError `frame_too_large` above it. */
 export declare const MAX_CLIENT_FRAME_BYTES: 32768;
+/** `dm:<a>:<b>`, the two user ids in sorting order: the room only those two users may read and write. */
+export declare function dmRoomId(userA: string, userB: string): RoomId;
 
 // ---- identifiers ---------------------------------------------------------
 
@@ -31,7 +33,39 @@ export interface Message {
   message: string;
   timestamp: Timestamp;
   clientMessageId?: ClientMessageId;
+  /** Set once the author edited it. */
+  editedAt?: Timestamp;
+  /** Emoji -> number of users, most used first; absent when none. */
+  reactions?: Record<string, number>;
 }
+
+/** A deleted message as history returns it: no text, no reactions. */
+export interface Tombstone {
+  messageId: MessageId;
+  roomId: RoomId;
+  userId: string;
+  name: string;
+  timestamp: Timestamp;
+  deleted: true;
+  deletedBy: string;
+  deletedAt: Timestamp;
+}
+
+export type HistoryMessage = Message | Tombstone;
+
+/** One room of `rooms_list`. */
+export interface RoomSummary {
+  roomId: RoomId;
+  /** Messages after the user's read cursor, exact up to 100. */
+  unreadCount: number;
+  /** True when there are more than 100 (unreadCount is then 100). */
+  unreadCapped: boolean;
+  /** The newest message (text cut to 200 characters, then `truncated: true`), a tombstone, or null. */
+  lastMessage: (Omit<Message, 'reactions' | 'clientMessageId'> & { truncated?: true }) | Tombstone | null;
+}
+
+/** What a token's `rooms` claim can grant in a room. */
+export type RoomAction = 'read' | 'write' | 'moderate';
 
 export interface Participant {
   userId: string;
@@ -49,6 +83,10 @@ export interface ClientFrames {
   mark_read: { roomId: RoomId; messageId: MessageId };
   get_history: { roomId: RoomId; before?: MessageId; limit?: number };
   ping: Record<string, never>;
+  edit_message: { roomId: RoomId; messageId: MessageId; message: string };
+  delete_message: { roomId: RoomId; messageId: MessageId };
+  react: { roomId: RoomId; messageId: MessageId; emoji: string; remove?: boolean };
+  get_rooms: { limit?: number; cursor?: string };
 }
 export type ClientType = keyof ClientFrames;
 
@@ -60,6 +98,7 @@ export type ErrorCode =
   | 'validation_error'
   | 'not_a_member'
   | 'rate_limited'
+  | 'forbidden'
   | 'internal_error';
 
 export interface ChatUpdateDelivered {
@@ -79,14 +118,25 @@ export interface ChatUpdateRead {
 export interface ServerFrames {
   message_response: { status: 'received'; message: JsonValue; timestamp: Timestamp };
   participants_list: { roomId: RoomId; participants: Participant[] };
-  /** Oldest first. */
-  chat_history: { roomId: RoomId; messages: Message[]; hasMore: boolean };
+  /** Oldest first. `unreadCount`/`unreadCapped` only when it answers join_room. */
+  chat_history: { roomId: RoomId; messages: HistoryMessage[]; hasMore: boolean; unreadCount?: number; unreadCapped?: boolean };
   user_joined: { roomId: RoomId; userId: string; name: string; timestamp: Timestamp };
   user_left: { roomId: RoomId; userId: string; timestamp: Timestamp };
   message_received: Message;
   chat_update: ChatUpdateDelivered | ChatUpdateRead;
   typing_update: { roomId: RoomId; userId: string; isTyping: boolean };
   pong: { timestamp: Timestamp };
+  message_updated: { roomId: RoomId; messageId: MessageId; message: string; editedAt: Timestamp };
+  message_deleted: { roomId: RoomId; messageId: MessageId; deletedBy: string };
+  reaction_update: {
+    roomId: RoomId;
+    messageId: MessageId;
+    userId: string;
+    emoji: string;
+    action: 'added' | 'removed';
+    counts: Record<string, number>;
+  };
+  rooms_list: { rooms: RoomSummary[]; nextCursor: string | null };
   error: {
     code: ErrorCode | string;
     message: string;
@@ -94,6 +144,9 @@ export interface ServerFrames {
     clientMessageId?: ClientMessageId;
     details?: unknown;
     retryAfterMs?: number;
+    /** With `forbidden`: the room and the action the token does not grant. */
+    roomId?: RoomId;
+    action?: RoomAction;
   };
 }
 export type ServerType = keyof ServerFrames;
@@ -250,6 +303,8 @@ export declare function decodeJwtPayload(token: string | null | undefined): Reco
 export declare function backoffDelay(attempt: number, backoff?: BackoffOptions, random?: () => number): number;
 
 export declare class ParleyClient {
+  /** `sub` of the current token (decoded, not verified: for display only), or null. */
+  readonly userId: string | null;
   constructor(options: ParleyClientOptions);
 
   readonly url: string;
@@ -298,6 +353,10 @@ export declare class ParleyClient {
   setTyping(roomId: RoomId, isTyping: boolean): void;
   markRead(roomId: RoomId, messageId: MessageId): void;
   getHistory(roomId: RoomId, before?: MessageId, options?: { limit?: number }): void;
+  editMessage(roomId: RoomId, messageId: MessageId, text: string): void;
+  deleteMessage(roomId: RoomId, messageId: MessageId): void;
+  react(roomId: RoomId, messageId: MessageId, emoji: string, options?: { remove?: boolean }): void;
+  getRooms(options?: { limit?: number; cursor?: string }): void;
   /** The `message` route; answered with `message_response`. */
   sendEcho(message: JsonValue): void;
   ping(): void;

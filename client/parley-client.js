@@ -19,14 +19,15 @@ import { checkFrameSize } from './lib/frames.js';
 import { randomId } from './lib/ids.js';
 import { Outbox } from './lib/outbox.js';
 import { RoomTracker } from './lib/rooms.js';
+import { decodeJwtPayload } from './lib/token.js';
 
-export { PROTOCOL_VERSION, SERVER_TYPES, CLIENT_TYPES, CLIENT_EVENTS, ROOM_ID_RE, MAX_CLIENT_FRAME_BYTES } from './lib/protocol.js';
+export { PROTOCOL_VERSION, SERVER_TYPES, CLIENT_TYPES, CLIENT_EVENTS, ROOM_ID_RE, MAX_CLIENT_FRAME_BYTES, dmRoomId } from './lib/protocol.js';
 export { ParleyError, ParleyConnectionError } from './lib/errors.js';
 export { decodeJwtPayload } from './lib/token.js';
 export { backoffDelay } from './lib/backoff.js';
 
 // Frames that do not wait for a room's rejoin to be answered.
-const ROOMLESS = new Set(['join_room', 'leave_room', 'ping', 'message']);
+const ROOMLESS = new Set(['join_room', 'leave_room', 'ping', 'message', 'get_rooms']);
 
 export class ParleyClient {
   /**
@@ -85,6 +86,12 @@ export class ParleyClient {
 
   get state() {
     return this._conn.state;
+  }
+
+  /** The user id (`sub`) of the current token, or null when there is none (read, not verified: for display only). */
+  get userId() {
+    const claims = decodeJwtPayload(this.token);
+    return claims && typeof claims.sub === 'string' ? claims.sub : null;
   }
 
   get isConnected() {
@@ -281,6 +288,31 @@ export class ParleyClient {
     if (before) data.before = before;
     if (limit) data.limit = limit;
     this.send('get_history', data);
+  }
+
+  /** Edit one's own message: every member gets `message_updated`. */
+  editMessage(roomId, messageId, text) {
+    this.send('edit_message', { roomId, messageId, message: text });
+  }
+
+  /** Delete a message (one's own, or anyone's with `moderate`): every member gets `message_deleted`. */
+  deleteMessage(roomId, messageId) {
+    this.send('delete_message', { roomId, messageId });
+  }
+
+  /** Add (or with `{remove: true}` remove) one emoji reaction: every member gets `reaction_update`. */
+  react(roomId, messageId, emoji, { remove = false } = {}) {
+    const data = { roomId, messageId, emoji };
+    if (remove) data.remove = true;
+    this.send('react', data);
+  }
+
+  /** Ask for the user's rooms, newest activity first: answered with `rooms_list` (pass its `nextCursor` for more). */
+  getRooms({ limit, cursor } = {}) {
+    const data = {};
+    if (limit) data.limit = limit;
+    if (cursor) data.cursor = cursor;
+    this.send('get_rooms', data);
   }
 
   /** The `message` echo route: answered with `message_response`. */

@@ -8,10 +8,11 @@ import type {
   ClientMessageId,
   EventName,
   Listener,
-  Message,
   MessageId,
+  HistoryMessage,
   Participant,
   RoomId,
+  RoomSummary,
 } from '../parley-client.js';
 
 export { ParleyClient } from '../parley-client.js';
@@ -56,8 +57,8 @@ export declare function useWebSocket(): WebSocketContextValue;
 export declare function useParleyEvent<E extends EventName>(type: E, handler: Listener<E>): void;
 
 export interface RoomState {
-  /** Deduplicated by messageId, oldest first. */
-  messages: Message[];
+  /** Deduplicated by messageId, oldest first; edits, deletions (tombstones) and reactions applied. */
+  messages: HistoryMessage[];
   participants: Participant[];
   /** userIds currently typing (other users; expire after 6 s without an update). */
   typingUsers: string[];
@@ -65,6 +66,10 @@ export interface RoomState {
   hasMore: boolean;
   /** The room's chat_history arrived on the current connection. */
   joined: boolean;
+  /** Messages from others after the read cursor: the server's count at join, then kept up locally. */
+  unreadCount: number;
+  /** More than 100 unread at join (unreadCount stays 100 until markRead). */
+  unreadCapped: boolean;
 }
 
 export interface UseRoomResult extends RoomState {
@@ -74,7 +79,27 @@ export interface UseRoomResult extends RoomState {
   markRead(messageId: MessageId): void;
   /** Ask for the page before the oldest message held. */
   loadOlder(limit?: number): void;
+  /** Edit one's own message. */
+  edit(messageId: MessageId, text: string): void;
+  /** Delete a message (one's own, or anyone's with `moderate`). */
+  remove(messageId: MessageId): void;
+  /** Add (or with `{remove: true}` remove) one emoji reaction. */
+  react(messageId: MessageId, emoji: string, options?: { remove?: boolean }): void;
 }
+
+export interface UseRoomsResult {
+  /** The user's rooms, newest activity first. */
+  rooms: RoomSummary[];
+  /** Pass to loadMore: null when there is no next page. */
+  nextCursor: string | null;
+  loading: boolean;
+  /** Ask again from the first page (done on mount and every reconnect). */
+  refresh(): void;
+  /** Append the next page. */
+  loadMore(): void;
+}
+
+export declare function useRooms(options?: { limit?: number }): UseRoomsResult;
 
 export declare function useRoom(roomId: RoomId | null | undefined): UseRoomResult;
 

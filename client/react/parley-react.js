@@ -3,7 +3,7 @@
 // It keeps the seed guide's API (WebSocketProvider, useWebSocket() ->
 // {isConnected, connect, disconnect, sendMessage, on, off}, sendMessage({type,
 // data})) and adds useRoom(roomId) -> {messages, participants, typingUsers,
-// send, ...}. React is a peer dependency (>= 18): this file imports it; the
+// send, edit, remove, react, unreadCount, ...} and useRooms() -> {rooms, ...}. React is a peer dependency (>= 18): this file imports it; the
 // core client (../parley-client.js) never does.
 
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
@@ -31,7 +31,7 @@ export class RoomStore {
     this._messages = new Map();
     this._typing = new Map(); // userId -> timer
     this._subs = new Set();
-    this.snapshot = { messages: [], participants: [], typingUsers: [], hasMore: false, joined: false };
+    this.snapshot = { messages: [], participants: [], typingUsers: [], hasMore: false, joined: false, unreadCount: 0, unreadCapped: false };
     this._handlers = {
       chat_history: (d) => {
         if (d.roomId !== roomId) return;
@@ -39,14 +39,28 @@ export class RoomStore {
         // hasMore describes the oldest end: only a page at least as old as what we hold may change it.
         const oldest = (d.messages || [])[0];
         const hasMore = !oldest || !this.snapshot.messages.length || oldest.messageId <= this.snapshot.messages[0].messageId ? !!d.hasMore : this.snapshot.hasMore;
-        this._set({ messages: this._sorted(), hasMore, joined: true });
+        const patch = { messages: this._sorted(), hasMore, joined: true };
+        // Only join's chat_history counts unread; get_history pages leave the count alone.
+        if (typeof d.unreadCount === 'number') Object.assign(patch, { unreadCount: d.unreadCount, unreadCapped: !!d.unreadCapped });
+        this._set(patch);
       },
       message_received: (m) => {
         if (m.roomId !== roomId) return;
+        const fresh = !this._messages.has(m.messageId);
         this._messages.set(m.messageId, m);
         this._stopTyping(m.userId, false);
-        this._set({ messages: this._sorted(), typingUsers: [...this._typing.keys()] });
+        const patch = { messages: this._sorted(), typingUsers: [...this._typing.keys()] };
+        if (fresh && m.userId !== this._selfId() && !this.snapshot.unreadCapped) patch.unreadCount = this.snapshot.unreadCount + 1;
+        this._set(patch);
       },
+      message_updated: (d) => this._change(d, (m) => ({ ...m, message: d.message, editedAt: d.editedAt })),
+      message_deleted: (d) =>
+        this._change(d, (m) => ({ messageId: m.messageId, roomId: m.roomId, userId: m.userId, name: m.name, timestamp: m.timestamp, deleted: true, deletedBy: d.deletedBy })),
+      reaction_update: (d) =>
+        this._change(d, (m) => {
+          const { reactions, ...rest } = m;
+          return d.counts && Object.keys(d.counts).length ? { ...rest, reactions: { ...d.counts } } : rest;
+        }),
       participants_list: (d) => {
         if (d.roomId !== roomId) return;
         this._set({ participants: [...(d.participants || [])] });
@@ -84,6 +98,24 @@ export class RoomStore {
 
   _sorted() {
     return [...this._messages.values()].sort(byMessageId);
+  }
+
+  /** The user id of this connection's token (for "is this mine"), when the token says. */
+  _selfId() {
+    return this.client.userId;
+  }
+
+  /** Apply an edit, delete or reaction to a message this store holds (others are not loaded yet). */
+  _change(d, update) {
+    if (d.roomId !== this.roomId || !this._messages.has(d.messageId)) return;
+    this._messages.set(d.messageId, update(this._messages.get(d.messageId)));
+    this._set({ messages: this._sorted() });
+  }
+
+  /** The user marked `messageId` read: unread is what this store holds after it (the server's own count moves with it). */
+  markedRead(messageId) {
+    const after = [...this._messages.values()].filter((m) => m.messageId > messageId && m.userId !== this._selfId()).length;
+    this._set({ unreadCount: Math.min(after, this.snapshot.unreadCount), unreadCapped: false });
   }
 
   _stopTyping(userId, publish) {
@@ -220,7 +252,7 @@ export function useParleyEvent(type, handler) {
   }, [client, type, handler]);
 }
 
-const EMPTY = Object.freeze({ messages: [], participants: [], typingUsers: [], hasMore: false, joined: false });
+const EMPTY = Object.freeze({ messages: [], participants: [], typingUsers: [], hasMore: false, joined: false, unreadCount: 0, unreadCapped: false });
 const noopSubscribe = () => () => {};
 
 /**
@@ -259,7 +291,16 @@ export function useRoom(roomId) {
 
   const send = useCallback((text) => client.sendChatMessage(roomId, text), [client, roomId]);
   const setTyping = useCallback((isTyping) => client.setTyping(roomId, isTyping), [client, roomId]);
-  const markRead = useCallback((messageId) => client.markRead(roomId, messageId), [client, roomId]);
+  const markRead = useCallback(
+    (messageId) => {
+      client.markRead(roomId, messageId);
+      if (live) live.markedRead(messageId);
+    },
+    [client, roomId, live],
+  );
+  const edit = useCallback((messageId, text) => client.editMessage(roomId, messageId, text), [client, roomId]);
+  const remove = useCallback((messageId) => client.deleteMessage(roomId, messageId), [client, roomId]);
+  const react = useCallback((messageId, emoji, options) => client.react(roomId, messageId, emoji, options), [client, roomId]);
   const loadOlder = useCallback(
     (limit) => client.getHistory(roomId, snap.messages.length ? snap.messages[0].messageId : undefined, limit ? { limit } : undefined),
     [client, roomId, snap.messages],
@@ -271,11 +312,55 @@ export function useRoom(roomId) {
     typingUsers: snap.typingUsers,
     hasMore: snap.hasMore,
     joined: snap.joined,
+    unreadCount: snap.unreadCount,
+    unreadCapped: snap.unreadCapped,
     send,
     setTyping,
     markRead,
     loadOlder,
+    edit,
+    remove,
+    react,
   };
+}
+
+/**
+ * The user's rooms, newest activity first (`get_rooms`): {rooms, nextCursor,
+ * loading, refresh, loadMore}. Asked for on mount and on every (re)connect;
+ * `refresh()` asks again from the first page, `loadMore()` appends the next.
+ */
+export function useRooms({ limit } = {}) {
+  const { client, isConnected } = useParleyContext('useRooms');
+  const [state, setState] = useState({ rooms: [], nextCursor: null, loading: false, appending: false });
+
+  useEffect(() => {
+    const onList = (d) =>
+      setState((s) => {
+        const incoming = Array.isArray(d.rooms) ? d.rooms : [];
+        if (!s.appending) return { rooms: incoming, nextCursor: d.nextCursor ?? null, loading: false, appending: false };
+        const seen = new Set(incoming.map((r) => r.roomId));
+        return { rooms: [...s.rooms.filter((r) => !seen.has(r.roomId)), ...incoming], nextCursor: d.nextCursor ?? null, loading: false, appending: false };
+      });
+    client.on('rooms_list', onList);
+    return () => client.off('rooms_list', onList);
+  }, [client]);
+
+  const refresh = useCallback(() => {
+    setState((s) => ({ ...s, loading: true, appending: false }));
+    client.getRooms(limit ? { limit } : {});
+  }, [client, limit]);
+
+  const loadMore = useCallback(() => {
+    if (!state.nextCursor) return;
+    setState((s) => ({ ...s, loading: true, appending: true }));
+    client.getRooms({ ...(limit ? { limit } : {}), cursor: state.nextCursor });
+  }, [client, limit, state.nextCursor]);
+
+  useEffect(() => {
+    if (isConnected) refresh();
+  }, [isConnected, refresh]);
+
+  return { rooms: state.rooms, nextCursor: state.nextCursor, loading: state.loading, refresh, loadMore };
 }
 
 export { ParleyClient };

@@ -67,3 +67,43 @@ export function Chat({ roomId }: { roomId: string }) {
 }
 
 export const app = WebSocketProvider({ url: 'ws://127.0.0.1:3001/local', token: 'jwt', children: null });
+
+// Issue 13: edit/delete/react, rooms and DMs.
+import { dmRoomId, type RoomSummary } from '../parley-client.js';
+import { useRooms } from '../react/parley-react.js';
+
+const dm: string = dmRoomId('ann', 'bob');
+client.editMessage(dm, '01JCGW5Z8Q6V3R2N1M0K9J8H7G', 'fixed');
+client.deleteMessage(dm, '01JCGW5Z8Q6V3R2N1M0K9J8H7G');
+client.react(dm, '01JCGW5Z8Q6V3R2N1M0K9J8H7G', '👍', { remove: true });
+client.getRooms({ limit: 10, cursor: 'x' });
+const me: string | null = client.userId;
+client.on('reaction_update', (u) => {
+  const action: 'added' | 'removed' = u.action;
+  const n: number | undefined = u.counts['👍'];
+  void action, n, me;
+});
+client.on('rooms_list', (l) => {
+  const first: RoomSummary | undefined = l.rooms[0];
+  const unread: number | undefined = first?.unreadCount;
+  const next: string | null = l.nextCursor;
+  void unread, next;
+});
+client.on('error', (e) => {
+  if (e.code === 'forbidden') {
+    const action: 'read' | 'write' | 'moderate' | undefined = e.action;
+    void action;
+  }
+});
+
+export function RoomsPanel() {
+  const { rooms, loadMore, nextCursor } = useRooms({ limit: 20 });
+  const room = useRoom(rooms[0]?.roomId);
+  room.edit('01JCGW5Z8Q6V3R2N1M0K9J8H7G', 'x');
+  room.remove('01JCGW5Z8Q6V3R2N1M0K9J8H7G');
+  room.react('01JCGW5Z8Q6V3R2N1M0K9J8H7G', '🎉');
+  const unread: number = room.unreadCount;
+  const capped: boolean = room.unreadCapped;
+  void unread, capped, nextCursor, loadMore;
+  return null;
+}

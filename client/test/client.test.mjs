@@ -495,3 +495,55 @@ test('a socket already closing gets no frames: they are queued for the next one'
   last().open();
   assert.deepEqual(last().frames(), [{ type: 'message', data: { message: 'late' } }]);
 });
+
+// ---- issue 13: edits, deletions, reactions, rooms, DMs -----------------------
+
+test('editMessage, deleteMessage, react and getRooms send the documented frames', async () => {
+  const { client, last } = await connected();
+  client.joinRoom('lobby');
+  last().receive('chat_history', { roomId: 'lobby', messages: [], hasMore: false, unreadCount: 0, unreadCapped: false });
+  last().sent.length = 0;
+  client.editMessage('lobby', '01JCGW5Z8Q6V3R2N1M0K9J8H7G', 'fixed');
+  client.deleteMessage('lobby', '01JCGW5Z8Q6V3R2N1M0K9J8H7G');
+  client.react('lobby', '01JCGW5Z8Q6V3R2N1M0K9J8H7G', '👍');
+  client.react('lobby', '01JCGW5Z8Q6V3R2N1M0K9J8H7G', '👍', { remove: true });
+  client.getRooms();
+  client.getRooms({ limit: 5, cursor: 'c' });
+  assert.deepEqual(last().frames(), [
+    { type: 'edit_message', data: { roomId: 'lobby', messageId: '01JCGW5Z8Q6V3R2N1M0K9J8H7G', message: 'fixed' } },
+    { type: 'delete_message', data: { roomId: 'lobby', messageId: '01JCGW5Z8Q6V3R2N1M0K9J8H7G' } },
+    { type: 'react', data: { roomId: 'lobby', messageId: '01JCGW5Z8Q6V3R2N1M0K9J8H7G', emoji: '👍' } },
+    { type: 'react', data: { roomId: 'lobby', messageId: '01JCGW5Z8Q6V3R2N1M0K9J8H7G', emoji: '👍', remove: true } },
+    { type: 'get_rooms', data: {} },
+    { type: 'get_rooms', data: { limit: 5, cursor: 'c' } },
+  ]);
+});
+
+test('get_rooms does not wait for any room; the new server frames reach their listeners', async () => {
+  const { client, last, events } = await connected();
+  client.getRooms();
+  assert.deepEqual(last().frames().at(-1), { type: 'get_rooms', data: {} });
+  const frames = {
+    message_updated: { roomId: 'r', messageId: 'm', message: 'x', editedAt: 't' },
+    message_deleted: { roomId: 'r', messageId: 'm', deletedBy: 'ann' },
+    reaction_update: { roomId: 'r', messageId: 'm', userId: 'ann', emoji: '👍', action: 'added', counts: { '👍': 1 } },
+    rooms_list: { rooms: [], nextCursor: null },
+  };
+  for (const [type, data] of Object.entries(frames)) last().receive(type, data);
+  assert.deepEqual(events.filter(([t]) => t in frames), Object.entries(frames));
+});
+
+test('dmRoomId sorts the two users and refuses what the server refuses', async () => {
+  const { dmRoomId } = await import('../parley-client.js');
+  assert.equal(dmRoomId('bob', 'ann'), 'dm:ann:bob');
+  assert.equal(dmRoomId('ann', 'bob'), 'dm:ann:bob');
+  assert.equal(dmRoomId('Zed', 'ann'), 'dm:Zed:ann'); // code-unit order, as the server compares
+  for (const [a, b] of [['ann', 'ann'], ['', 'bob'], ['a:b', 'c']]) assert.throws(() => dmRoomId(a, b), TypeError);
+});
+
+test('userId is the token\'s sub', () => {
+  const { client } = setup({ client: { token: fakeJwt({ sub: 'ann', exp: 9e9 }) } });
+  assert.equal(client.userId, 'ann');
+  client.token = null;
+  assert.equal(client.userId, null);
+});

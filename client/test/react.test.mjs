@@ -269,3 +269,77 @@ test('useWebSocket outside the provider throws a clear error', { skip }, async (
     console.error = origError;
   }
 });
+
+test('useRoom: unread from join, edits, tombstones and reactions applied, edit/remove/react send frames', { skip }, async () => {
+  const { client, last } = makeClient();
+  let room;
+  function Room() {
+    room = P.useRoom('lobby');
+    return null;
+  }
+  const root = await render(h(P.WebSocketProvider, { client }, h(Room)));
+  await act(() => last().open());
+  const m1 = { messageId: '01A', roomId: 'lobby', userId: 'bob', name: 'Bob', message: 'helo', timestamp: 't' };
+  const m2 = { ...m1, messageId: '01B', message: 'two' };
+  await act(() => last().receive('chat_history', { roomId: 'lobby', messages: [m1, m2], hasMore: false, unreadCount: 2, unreadCapped: false }));
+  assert.equal(room.unreadCount, 2);
+  await act(() => last().receive('chat_history', { roomId: 'lobby', messages: [], hasMore: false }));
+  assert.equal(room.unreadCount, 2, 'a get_history page does not reset the count');
+  await act(() => last().receive('message_received', { ...m1, messageId: '01C', message: 'three' }));
+  assert.equal(room.unreadCount, 3);
+  await act(() => room.markRead('01B'));
+  assert.equal(room.unreadCount, 1);
+
+  await act(() => last().receive('message_updated', { roomId: 'lobby', messageId: '01A', message: 'hello', editedAt: 'e' }));
+  assert.deepEqual([room.messages[0].message, room.messages[0].editedAt], ['hello', 'e']);
+  await act(() => last().receive('reaction_update', { roomId: 'lobby', messageId: '01A', userId: 'x', emoji: '👍', action: 'added', counts: { '👍': 1 } }));
+  assert.deepEqual(room.messages[0].reactions, { '👍': 1 });
+  await act(() => last().receive('reaction_update', { roomId: 'lobby', messageId: '01A', userId: 'x', emoji: '👍', action: 'removed', counts: {} }));
+  assert.equal(room.messages[0].reactions, undefined);
+  await act(() => last().receive('message_deleted', { roomId: 'lobby', messageId: '01B', deletedBy: 'bob' }));
+  assert.deepEqual(room.messages[1], { messageId: '01B', roomId: 'lobby', userId: 'bob', name: 'Bob', timestamp: 't', deleted: true, deletedBy: 'bob' });
+  await act(() => last().receive('message_updated', { roomId: 'other', messageId: '01A', message: 'not here', editedAt: 'e' }));
+  assert.equal(room.messages[0].message, 'hello', 'frames of another room change nothing');
+
+  last().sent.length = 0;
+  await act(() => {
+    room.edit('01A', 'hi');
+    room.remove('01A');
+    room.react('01A', '🎉', { remove: true });
+  });
+  assert.deepEqual(last().frames(), [
+    { type: 'edit_message', data: { roomId: 'lobby', messageId: '01A', message: 'hi' } },
+    { type: 'delete_message', data: { roomId: 'lobby', messageId: '01A' } },
+    { type: 'react', data: { roomId: 'lobby', messageId: '01A', emoji: '🎉', remove: true } },
+  ]);
+  await act(() => root.unmount());
+});
+
+test('useRooms: asks on connect, lists, pages with loadMore, refreshes after a reconnect', { skip }, async () => {
+  const { client, last, clock } = makeClient();
+  let rooms;
+  function List() {
+    rooms = P.useRooms({ limit: 2 });
+    return null;
+  }
+  const root = await render(h(P.WebSocketProvider, { client }, h(List)));
+  await act(() => last().open());
+  assert.deepEqual(last().frames(), [{ type: 'get_rooms', data: { limit: 2 } }]);
+  const r = (roomId, unreadCount) => ({ roomId, unreadCount, unreadCapped: false, lastMessage: null });
+  await act(() => last().receive('rooms_list', { rooms: [r('a', 1), r('b', 0)], nextCursor: 'k' }));
+  assert.deepEqual(rooms.rooms.map((x) => x.roomId), ['a', 'b']);
+  assert.equal(rooms.nextCursor, 'k');
+  await act(() => rooms.loadMore());
+  assert.deepEqual(last().frames().at(-1), { type: 'get_rooms', data: { limit: 2, cursor: 'k' } });
+  await act(() => last().receive('rooms_list', { rooms: [r('c', 5)], nextCursor: null }));
+  assert.deepEqual(rooms.rooms.map((x) => x.roomId), ['a', 'b', 'c']);
+  await act(() => rooms.loadMore());
+  assert.equal(last().frames().length, 2, 'no next page: nothing asked');
+  await act(() => last().drop(1006));
+  await act(() => clock.advance(5000));
+  await act(() => last().open());
+  assert.deepEqual(last().frames(), [{ type: 'get_rooms', data: { limit: 2 } }]);
+  await act(() => last().receive('rooms_list', { rooms: [r('c', 0)], nextCursor: null }));
+  assert.deepEqual(rooms.rooms.map((x) => x.roomId), ['c'], 'a refresh replaces the list');
+  await act(() => root.unmount());
+});
