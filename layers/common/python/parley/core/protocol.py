@@ -117,25 +117,26 @@ class ChatMessageData(_Data):
     _length = field_validator("message")(_chat_text)
 
 
-class EditMessageData(_Data):
-    type_name = "edit_message"
+class _MessageRef(_Data):
+    """A request about one stored message of a room."""
+
     roomId: RoomId
     messageId: MessageId
+
+
+class EditMessageData(_MessageRef):
+    type_name = "edit_message"
     message: StrictStr
 
     _length = field_validator("message")(_chat_text)
 
 
-class DeleteMessageData(_Data):
+class DeleteMessageData(_MessageRef):
     type_name = "delete_message"
-    roomId: RoomId
-    messageId: MessageId
 
 
-class ReactData(_Data):
+class ReactData(_MessageRef):
     type_name = "react"
-    roomId: RoomId
-    messageId: MessageId
     emoji: Emoji
     remove: StrictBool = False
 

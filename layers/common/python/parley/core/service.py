@@ -228,9 +228,7 @@ class ChatService:
     def _on_edit_message(self, request: p.EditMessageData, caller: Caller) -> Frame | None:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
-        self._refuse_if_known_over("chat", self._limits.chat, caller)
-        members = self._require_member(room, caller)
-        self._spend("chat", self._limits.chat, caller)
+        members = self._admit("chat", room, caller)
         result = self._store.edit_message(room, message_id, caller.user_id, request.message, self._timestamp())
         current = self._existing(result, room, message_id)
         if not result.changed:
@@ -246,9 +244,7 @@ class ChatService:
         actions = allowed_actions(caller.grants, caller.user_id, room)
         if not actions & {Action.WRITE, Action.MODERATE}:
             raise _forbidden(room, Action.WRITE, "deleting a message needs write (your own) or moderate (anyone's)")
-        self._refuse_if_known_over("chat", self._limits.chat, caller)
-        members = self._require_member(room, caller)
-        self._spend("chat", self._limits.chat, caller)
+        members = self._admit("chat", room, caller)
         author_only = None if Action.MODERATE in actions else caller.user_id
         result = self._store.delete_message(room, message_id, caller.user_id, self._timestamp(), author_id=author_only)
         current = self._existing(result, room, message_id)
@@ -262,9 +258,7 @@ class ChatService:
     def _on_react(self, request: p.ReactData, caller: Caller) -> Frame | None:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
-        self._refuse_if_known_over("signals", self._limits.signals, caller)
-        members = self._require_member(room, caller)
-        self._spend("signals", self._limits.signals, caller)
+        members = self._admit("signals", room, caller)
         result = self._store.react(
             room, message_id, caller.user_id, request.emoji, remove=request.remove, max_distinct=MAX_DISTINCT_EMOJI
         )
@@ -305,6 +299,15 @@ class ChatService:
     # ---- helpers ---------------------------------------------------------------------------
     def _timestamp(self) -> str:
         return iso_at(self._now_ms())
+
+    def _admit(self, kind: str, room: str, caller: Caller) -> list[Member]:
+        """The rate and membership checks of a message change, in the order every room action takes them."""
+        limit = self._limits.chat if kind == "chat" else self._limits.signals
+        self._refuse_if_known_over(kind, limit, caller)
+        members = self._require_member(room, caller)
+        self._spend(kind, limit, caller)
+        return members
+
     def _check_access(self, caller: Caller, room: str, action: Action) -> frozenset[Action]:
         """Refuse an action the token does not grant, from the grants alone: no I/O, before anything else."""
         actions = allowed_actions(caller.grants, caller.user_id, room)
