@@ -23,27 +23,7 @@ from parley.core.access import (
     dm_room_id,
     permits,
 )
-
-ACTIONS = ["read", "write", "moderate"]
-
-
-# ---- the oracle: the rules, read literally -----------------------------------------------------
-def oracle_allows(claim: dict[str, list[str]] | None, mode: str, user: str, room: str, action: str) -> bool:
-    if room[:3] == "dm:":
-        pieces = room.split(":")
-        # exactly dm, a, b; both non-empty; a strictly before b
-        assert len(pieces) == 3 and pieces[1] and pieces[2] and pieces[1] < pieces[2]
-        return action in ("read", "write") and user in (pieces[1], pieces[2])
-    if claim is None:
-        return mode == "open" and action in ("read", "write")
-    for pattern, actions in claim.items():
-        if action not in actions:
-            continue
-        if pattern == "*" or pattern == room:
-            return True
-        if pattern[-1] == "*" and room[: len(pattern) - 1] == pattern[:-1]:
-            return True
-    return False
+from parley_testing.access_oracle import ACTIONS, oracle_allows
 
 
 def grants_for(claim: dict[str, list[str]] | None, mode: str) -> Grants:
