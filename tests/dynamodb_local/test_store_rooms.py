@@ -1,0 +1,95 @@
+"""Issue 13's store operations against AWS's DynamoDB Local, where moto could be lenient: conditional
+UpdateItems that return the old item on refusal (`ReturnValuesOnConditionCheckFailure`), `ADD` and
+`DELETE` of string sets inside the `reactions` map (an emptied set disappears), `size()` of that map
+in a condition, an old message without the map, the COUNT Query, and the sparse `ByReader` index
+with BatchGetItem of the rooms' last messages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from parley.core.model import ChatMessage
+from tests.dynamodb_local.test_store import layer, store  # noqa: F401  (fixtures used by name)
+
+
+def _room() -> str:
+    return f"rooms-{uuid.uuid4().hex[:10]}"
+
+
+def _put(store: Any, room: str, n: int, author: str = "alice") -> ChatMessage:
+    message = ChatMessage(room, f"01J{n:023d}", author, author.title(), f"text {n}", "2026-11-28T21:00:00.000Z")
+    store.put_message(message)
+    return message
+
+
+def test_edit_and_delete_are_conditional_and_explain_a_refusal_without_a_read(store):
+    room = _room()
+    message = _put(store, room, 1)
+    edited = store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-28T21:01:00.000Z")
+    assert edited.changed and edited.message.text == "fixed" and edited.message.edited_at == "2026-11-28T21:01:00.000Z"
+    same = store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-28T21:02:00.000Z")
+    assert not same.changed and same.message.edited_at == "2026-11-28T21:01:00.000Z"  # a retry: nothing written
+    other = store.edit_message(room, message.message_id, "mallory", "mine", "2026-11-28T21:02:00.000Z")
+    assert not other.changed and other.message.user_id == "alice" and other.message.text == "fixed"
+    missing = store.edit_message(room, "01J" + "9" * 23, "alice", "x", "t")
+    assert not missing.changed and missing.message is None
+
+    refused = store.delete_message(room, message.message_id, "mallory", "t", author_id="mallory")
+    assert not refused.changed and not refused.message.deleted
+    deleted = store.delete_message(room, message.message_id, "mod", "2026-11-28T21:03:00.000Z", author_id=None)
+    assert deleted.changed and deleted.message.deleted and deleted.message.text == "" and deleted.message.edited_at is None
+    twice = store.delete_message(room, message.message_id, "mod", "t", author_id=None)
+    assert not twice.changed and twice.message.deleted_by == "mod"
+    assert not store.edit_message(room, message.message_id, "alice", "back", "t").changed
+
+
+def test_reactions_are_sets_in_a_map_bounded_in_distinct_emoji(store):
+    room = _room()
+    message = _put(store, room, 1)
+    first = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=2)
+    assert first.changed and first.message.reactions == {"👍": frozenset({"bob"})}
+    assert not store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=2).changed  # once per user
+    assert store.react(room, message.message_id, "cy", "👍", remove=False, max_distinct=2).message.reactions["👍"] == {"bob", "cy"}
+    assert store.react(room, message.message_id, "bob", "🎉", remove=False, max_distinct=2).changed
+    full = store.react(room, message.message_id, "bob", "😂", remove=False, max_distinct=2)
+    assert not full.changed and set(full.message.reactions) == {"👍", "🎉"}  # a third distinct emoji is refused
+    emptied = store.react(room, message.message_id, "bob", "🎉", remove=True, max_distinct=2)
+    assert emptied.changed and set(emptied.message.reactions) == {"👍"}  # the emptied set is gone from the map
+    assert store.react(room, message.message_id, "bob", "😂", remove=False, max_distinct=2).changed  # room again
+
+
+def test_an_old_message_without_the_reactions_map_gets_one(layer, store, ddb):
+    tables, _ = layer
+    room = _room()
+    message = _put(store, room, 1)
+    ddb.update_item(TableName=tables.StoredMessage.Meta.table_name,
+                    Key={"roomId": {"S": room}, "messageId": {"S": message.message_id}}, UpdateExpression="REMOVE reactions")
+    reacted = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20)
+    assert reacted.changed and reacted.message.reactions == {"👍": frozenset({"bob"})}
+    assert store.react(room, "01J" + "9" * 23, "bob", "👍", remove=False, max_distinct=20).message is None
+
+
+def test_unread_count_reader_index_and_room_activity(store):
+    room, other = _room(), _room()
+    ids = [_put(store, room, n).message_id for n in range(1, 8)]
+    assert store.open_reader(room, "ann") is None
+    assert store.count_messages_after(room, None, 101) == 7
+    assert store.count_messages_after(room, ids[2], 101) == 4
+    assert store.count_messages_after(room, None, 5) == 5  # the Limit caps what is read
+    assert store.advance_read_cursor(room, "ann", ids[4])
+    assert store.open_reader(room, "ann") == ids[4]  # the reader UpdateItem returns the cursor
+    store.open_reader(other, "ann")
+
+    last = ChatMessage(room, ids[-1], "alice", "Alice", "text 7", "2026-11-28T21:00:00.000Z")
+    assert store.record_activity(last, {"messageId": ids[-1], "message": "text 7"}, newest_only=True)
+    older = ChatMessage(room, ids[0], "alice", "Alice", "text 1", "t")
+    assert not store.record_activity(older, {"messageId": ids[0]}, newest_only=True)  # never moves back
+    assert not store.record_activity(older, {"messageId": ids[0]}, newest_only=False)  # only the last one is refreshed
+    assert store.record_activity(last, {"messageId": ids[-1], "message": "edited"}, newest_only=False)
+
+    rooms = {r.room_id: r for r in store.reader_rooms("ann", 500)}
+    assert set(rooms) == {room, other}
+    assert (rooms[room].read_cursor, rooms[room].last_message_id, rooms[room].last_message["message"]) == (ids[4], ids[-1], "edited")
+    assert (rooms[other].read_cursor, rooms[other].last_message_id, rooms[other].last_message) == (None, None, None)
+    assert store.reader_rooms("nobody", 500) == []
