@@ -1,0 +1,475 @@
+"""`parley dev` side by side with serverless-offline (in-process) and Flask-SocketIO (gevent), one client, one machine.
+
+Each system runs alone, one after another, with a bare `websockets` echo server measured right
+before it, and gets the same frames (ping, join_room, chat_message; Socket.IO framing for Flask):
+
+- processes and RSS of its process tree once it is ready, before the first client;
+- `ping` round trip p50 (after a warm-up) and its ratio to the echo's;
+- connections opened per second, `--members` of them, `--in-flight` handshakes at a time (these stay
+  open, in no room, for the Ctrl-C row);
+- `--members` more connections each joining one room, one after another: reply time of the first 50
+  and of the last 50 joins (medians);
+- one `chat_message` from a member to that room: time until the last member has `message_received`
+  (median of `--repeat`);
+- those members all disconnect at once: time until the server has run every disconnect handler
+  (counted from its log), and the peak RSS of its tree meanwhile;
+- Ctrl-C (SIGINT to its process group) with the first `--members` sockets still open: time to exit,
+  and how many disconnect handlers ran.
+
+`parley dev` runs with its default log (one line per invocation) unless `--parley-quiet`; run both
+to see what the log costs. Peers are installed by `benchmarks/peers/install.py`; one that cannot be
+installed is reported as such and the others are measured.
+
+    .venv/bin/python benchmarks/peers_bench.py [--members 1000] [--systems parley sls flask] [--json FILE]
+
+Every server listens on a free 127.0.0.1 port in its own process group and is killed at the end;
+every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import websockets
+from websockets.asyncio.server import serve
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.peers import install  # noqa: E402
+from parley_local.tokens import make_token  # noqa: E402
+
+WARMUP, PINGS = 20, 300
+PAGE = 4096
+SYSTEMS = ("parley", "sls", "flask")
+LABELS = {"parley": "`parley dev`", "sls": "serverless-offline 13.9 (in-process)", "flask": "Flask-SocketIO 5.7, gevent"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# ------------------------------------------------------------------ process tree accounting
+def session_tree(sid: int) -> list[int]:
+    """Every live process of one session (each system starts in its own: start_new_session)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields after the name: state, ppid, pgrp, session
+            pids.append(int(entry))
+    return pids
+
+
+def tree_rss_mib(sid: int) -> tuple[int, float]:
+    """(processes, summed RSS in MiB) of the session's tree."""
+    pids, total = session_tree(sid), 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except OSError:
+            pass
+    return len(pids), total / 2**20
+
+
+class RssSampler:
+    """The peak summed RSS of a session's tree, sampled every 50 ms in a thread while active."""
+
+    def __init__(self, sid: int) -> None:
+        self.sid, self.peak, self._stop = sid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss_mib(self.sid)[1])
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+# ------------------------------------------------------------------ wire formats
+class Wire:
+    """Plain `{type, data}` JSON frames (API Gateway and serverless-offline)."""
+
+    def url(self, base: str, user: str) -> str:
+        return base
+
+    async def open(self, ws: Any) -> None:
+        return None
+
+    def encode(self, kind: str, data: dict[str, Any]) -> str:
+        return json.dumps({"type": kind, "data": data})
+
+    def decode(self, raw: str | bytes) -> tuple[str, dict[str, Any]] | None:
+        frame = json.loads(raw)
+        return str(frame.get("type")), frame.get("data") or {}
+
+
+class ParleyWire(Wire):
+    """Parley's URL carries a dev token per user (the authorizer verifies it)."""
+
+    def url(self, base: str, user: str) -> str:
+        return f"{base}?token={make_token(user, user, 3600)}"
+
+
+class SocketIoWire(Wire):
+    """Engine.IO 4 over a WebSocket: `0{open}`, `40` to join the namespace, `42[event, data]`, `2`/`3` pings."""
+
+    def url(self, base: str, user: str) -> str:
+        return f"{base}/socket.io/?EIO=4&transport=websocket"
+
+    async def open(self, ws: Any) -> None:
+        first = await asyncio.wait_for(ws.recv(), 30)
+        if not str(first).startswith("0"):
+            raise ConnectionError(f"unexpected Engine.IO open packet {first!r}")
+        await ws.send("40")
+        while True:
+            packet = str(await asyncio.wait_for(ws.recv(), 30))
+            if packet.startswith("40"):
+                return
+            if packet.startswith("44"):
+                raise ConnectionError(f"namespace refused: {packet}")
+
+    def encode(self, kind: str, data: dict[str, Any]) -> str:
+        return "42" + json.dumps([kind, data])
+
+    def decode(self, raw: str | bytes) -> tuple[str, dict[str, Any]] | None:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if text.startswith("42"):
+            kind, *rest = json.loads(text[2:])
+            return str(kind), (rest[0] if rest else {})
+        return None
+
+
+# ------------------------------------------------------------------ the systems
+@dataclass
+class System:
+    """One server under test: how to start it, how it says it is ready, what its disconnect log line looks like."""
+
+    key: str
+    cmd: list[str]
+    cwd: Path
+    env: dict[str, str]
+    ready: re.Pattern[str]
+    disconnect: re.Pattern[str]
+    wire: Wire
+    port: int
+    url: str = ""
+    proc: subprocess.Popen[str] | None = None
+    lines: list[str] = field(default_factory=list)
+    ready_s: float = 0.0
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        started = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+        got_ready = threading.Event()
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                if not got_ready.is_set() and (m := self.ready.search(line)):
+                    self.url = self.url or (m.group(1) if m.groups() else "")
+                    got_ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        while not got_ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() - started > timeout_s:
+                self.kill()
+                raise RuntimeError(f"{self.key} did not start:\n" + "".join(self.lines[-20:]))
+        self.ready_s = time.monotonic() - started
+
+    def disconnects(self) -> int:
+        return sum(1 for line in list(self.lines) if self.disconnect.search(line))
+
+    async def interrupt(self, timeout_s: float) -> tuple[float | None, int | None]:
+        """Ctrl-C as a terminal sends it (the whole process group); seconds until the process exited."""
+        assert self.proc is not None
+        t = time.perf_counter()
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            code = await asyncio.to_thread(self.proc.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            return None, None
+        return time.perf_counter() - t, code
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def make_system(key: str, parley_quiet: bool) -> System:
+    port = free_port()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    if key == "parley":
+        cmd = [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(REPO / "template.yaml"), "--port", str(port),
+               "--stack-name", f"peers{os.getpid()}"] + (["--quiet"] if parley_quiet else [])
+        return System(key, cmd, REPO, base_env, re.compile(r"Ready on (ws://\S+)"), re.compile(r"\$disconnect\s+\S+\s+[\d.]+ ms"),
+                      ParleyWire(), port)
+    if key == "sls":
+        cmd = [str(install.SLS_BIN), "offline", "start", "--useInProcess", "--websocketPort", str(port),
+               "--httpPort", str(free_port()), "--lambdaPort", str(free_port())]
+        env = {**base_env, "PEER_CONNECTIONS_ENDPOINT": f"http://127.0.0.1:{port}", "SLS_TELEMETRY_DISABLED": "1",
+               "SLS_NOTIFICATIONS_MODE": "off"}
+        return System(key, cmd, install.SLS_DIR, env, re.compile(r"\[websocket\] listening on (ws://\S+)"),
+                      re.compile(r"^peer-disconnect "), Wire(), port)
+    if key == "flask":
+        cmd = [str(install.FLASK_PY), "app.py", str(port)]
+        return System(key, cmd, install.FLASK_DIR, base_env, re.compile(r"peer ready on"), re.compile(r"^peer-disconnect "),
+                      SocketIoWire(), port, url=f"ws://127.0.0.1:{port}")
+    raise ValueError(key)
+
+
+# ------------------------------------------------------------------ clients
+class Client:
+    """One connection whose frames a background task reads: replies go to a queue, `message_received` times are kept."""
+
+    def __init__(self, ws: Any, wire: Wire) -> None:
+        self.ws, self.wire = ws, wire
+        self.replies: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.received: dict[str, float] = {}
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                if raw == "2":  # Engine.IO ping from the server
+                    await self.ws.send("3")
+                    continue
+                frame = self.wire.decode(raw)
+                if frame is None:
+                    continue
+                kind, data = frame
+                if kind == "message_received":
+                    self.received[str(data.get("messageId"))] = time.perf_counter()
+                elif kind in ("pong", "chat_history", "chat_update", "error"):
+                    self.replies.put_nowait(frame)
+        except websockets.ConnectionClosed:
+            pass
+
+    async def request(self, kind: str, data: dict[str, Any], want: str, timeout_s: float = 60) -> tuple[dict[str, Any], float]:
+        t = time.perf_counter()
+        await self.ws.send(self.wire.encode(kind, data))
+        while True:
+            got, payload = await asyncio.wait_for(self.replies.get(), timeout_s)
+            if got == want:
+                return payload, time.perf_counter() - t
+            if got == "error":
+                raise RuntimeError(f"error frame for {kind}: {payload}")
+
+
+async def connect(system: System, user: str) -> Client:
+    ws = await websockets.connect(system.wire.url(system.url, user), open_timeout=60, compression=None, max_queue=None)
+    await system.wire.open(ws)
+    return Client(ws, system.wire)
+
+
+async def echo_rtt_p50() -> float:
+    async def echo(ws: Any) -> None:
+        async for msg in ws:
+            await ws.send(msg)
+
+    async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with websockets.connect(url, compression=None) as ws:
+            times = []
+            for i in range(WARMUP + PINGS):
+                t = time.perf_counter()
+                await ws.send('{"type": "ping", "data": {}}')
+                await asyncio.wait_for(ws.recv(), 10)
+                if i >= WARMUP:
+                    times.append((time.perf_counter() - t) * 1000)
+    return median(times)
+
+
+async def system_rtt_p50(system: System) -> float:
+    client = await connect(system, "pinger")
+    times = []
+    for i in range(WARMUP + PINGS):
+        _, s = await client.request("ping", {}, "pong", 10)
+        if i >= WARMUP:
+            times.append(s * 1000)
+    await client.ws.close()
+    return median(times)
+
+
+async def open_many(system: System, n: int, in_flight: int) -> tuple[list[Client], float, int]:
+    sem = asyncio.Semaphore(in_flight)
+    errors = 0
+
+    async def one(i: int) -> Client | None:
+        nonlocal errors
+        async with sem:
+            try:
+                return await connect(system, f"idle{i}")
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors += 1
+                return None
+
+    t = time.perf_counter()
+    clients = [c for c in await asyncio.gather(*(one(i) for i in range(n))) if c is not None]
+    return clients, time.perf_counter() - t, errors
+
+
+async def wait_until(pred: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+# ------------------------------------------------------------------ one system, every row
+async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
+    n, out = args.members, {"system": system.key}
+    out["echo_p50_ms"] = await echo_rtt_p50()
+    system.start()
+    assert system.proc is not None
+    sid = system.proc.pid
+    out["ready_s"] = system.ready_s
+    await asyncio.sleep(1.0)
+    out["processes"], out["rss_mib"] = tree_rss_mib(sid)
+    print(f"[{system.key}] ready in {system.ready_s:.1f} s; {out['processes']} processes, {out['rss_mib']:.0f} MiB", flush=True)
+
+    out["rtt_p50_ms"] = await system_rtt_p50(system)
+    out["rtt_ratio"] = out["rtt_p50_ms"] / out["echo_p50_ms"]
+    print(f"[{system.key}] ping p50 {out['rtt_p50_ms']:.2f} ms (echo {out['echo_p50_ms']:.2f} ms)", flush=True)
+
+    idle, seconds, errors = await open_many(system, n, args.in_flight)
+    out["open"] = {"n": n, "opened": len(idle), "errors": errors, "seconds": seconds, "per_s": len(idle) / seconds}
+    print(f"[{system.key}] {len(idle)} connections in {seconds:.2f} s ({errors} errors)", flush=True)
+
+    room, members, join_ms = f"bench-{system.key}-{int(time.time())}", [], []
+    deadline = time.monotonic() + args.phase_budget
+    for i in range(n):
+        if time.monotonic() > deadline:
+            break
+        client = await connect(system, f"member{i}")
+        _, s = await client.request("join_room", {"roomId": room, "limit": 1}, "chat_history", 60)
+        members.append(client)
+        join_ms.append(s * 1000)
+    k = min(50, len(join_ms) // 2) or 1
+    out["joins"] = {"n": len(join_ms), "first_ms": median(join_ms[:k]), "last_ms": median(join_ms[-k:]), "window": k}
+    print(f"[{system.key}] {len(join_ms)} joins: first {k} {out['joins']['first_ms']:.1f} ms, last {k} "
+          f"{out['joins']['last_ms']:.1f} ms", flush=True)
+
+    await asyncio.sleep(1.0)  # the last joins' user_joined frames drain
+    lasts = []
+    for r in range(args.repeat):
+        t0 = time.perf_counter()
+        update, _ = await members[0].request("chat_message", {"roomId": room, "message": f"to everyone {r}"}, "chat_update", 60)
+        mid = str(update.get("messageId"))
+        if await wait_until(lambda: all(mid in m.received for m in members), 60):
+            lasts.append((max(m.received[mid] for m in members) - t0) * 1000)
+        await asyncio.sleep(0.3)
+    out["fanout"] = {"members": len(members), "last_ms": median(lasts), "runs": lasts}
+    print(f"[{system.key}] one message to {len(members)}: last delivery {out['fanout']['last_ms']:.0f} ms", flush=True)
+
+    before = system.disconnects()
+    with RssSampler(sid) as sampler:
+        t = time.perf_counter()
+        await asyncio.gather(*(m.ws.close() for m in members), return_exceptions=True)
+        closed_s = time.perf_counter() - t
+        done = await wait_until(lambda: system.disconnects() - before >= len(members), args.phase_budget)
+        leave_s = time.perf_counter() - t
+    out["leave"] = {"members": len(members), "client_close_s": closed_s, "seconds": leave_s if done else None,
+                    "disconnects": system.disconnects() - before, "rss_peak_mib": sampler.peak}
+    print(f"[{system.key}] {len(members)} members left: {out['leave']['disconnects']} disconnects in "
+          f"{leave_s:.1f} s, tree peak {sampler.peak:.0f} MiB", flush=True)
+
+    before = system.disconnects()
+    open_now = sum(1 for c in idle if not c.task.done())
+    seconds_, code = await system.interrupt(args.phase_budget)
+    await asyncio.sleep(0.2)  # the reader thread takes the last lines
+    out["ctrl_c"] = {"open_sockets": open_now, "seconds": seconds_, "exit_code": code,
+                     "disconnects": system.disconnects() - before}
+    print(f"[{system.key}] Ctrl-C with {open_now} open: exit {code} after "
+          f"{'-' if seconds_ is None else f'{seconds_:.1f}'} s, {out['ctrl_c']['disconnects']} disconnects", flush=True)
+    await asyncio.gather(*(c.ws.close() for c in idle), return_exceptions=True)
+    return out
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg(),
+                              "members": args.members, "in_flight": args.in_flight, "parley_log": not args.parley_quiet,
+                              "systems": {}, "skipped": {}}
+    peers = install.install_all() if {"sls", "flask"} & set(args.systems) else {}
+    names = {"sls": "serverless-offline", "flask": "Flask-SocketIO"}
+    for key in args.systems:
+        peer = peers.get(names.get(key, ""))
+        if peer is not None and not peer.ready:
+            result["skipped"][key] = peer.reason
+            print(f"[{key}] not measured: {peer.reason}", flush=True)
+            continue
+        system = make_system(key, args.parley_quiet)
+        try:
+            result["systems"][key] = await measure(system, args)
+        except (RuntimeError, OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
+            result["skipped"][key] = f"failed while measuring: {exc!r}"[:300]
+            print(f"[{key}] failed: {exc!r}", flush=True)
+        finally:
+            system.kill()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--members", type=int, default=1000, help="connections per row (default 1,000)")
+    parser.add_argument("--in-flight", type=int, default=50, help="handshakes in flight while opening connections")
+    parser.add_argument("--repeat", type=int, default=3, help="messages to the room (median of the last delivery)")
+    parser.add_argument("--phase-budget", type=float, default=120.0, help="seconds any one row may take")
+    parser.add_argument("--parley-quiet", action="store_true", help="run `parley dev --quiet` (no per-invocation log)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    result = asyncio.run(bench(args))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
