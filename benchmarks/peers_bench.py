@@ -16,9 +16,10 @@ before it, and gets the same frames (ping, join_room, chat_message; Socket.IO fr
 - Ctrl-C (SIGINT to its process group) with the first `--members` sockets still open: time to exit,
   and how many disconnect handlers ran.
 
-`parley dev` runs with its default log (one line per invocation) unless `--parley-quiet`; run both
-to see what the log costs. Peers are installed by `benchmarks/peers/install.py`; one that cannot be
-installed is reported as such and the others are measured.
+`parley dev` runs twice: with its default log (one line per invocation) and with `--quiet`, to show
+what the log costs (with `--quiet` no disconnect can be counted, so those rows time the client side
+only). Peers are installed by `benchmarks/peers/install.py`; one that cannot be installed is
+reported as such and the others are measured.
 
     .venv/bin/python benchmarks/peers_bench.py [--members 1000] [--systems parley sls flask] [--json FILE]
 
@@ -55,8 +56,9 @@ from parley_local.tokens import make_token  # noqa: E402
 
 WARMUP, PINGS = 20, 300
 PAGE = 4096
-SYSTEMS = ("parley", "sls", "flask")
-LABELS = {"parley": "`parley dev`", "sls": "serverless-offline 13.9 (in-process)", "flask": "Flask-SocketIO 5.7, gevent"}
+SYSTEMS = ("parley", "parley-quiet", "sls", "flask")
+LABELS = {"parley": "`parley dev`", "parley-quiet": "`parley dev --quiet`", "sls": "serverless-offline 13.9 (in-process)",
+          "flask": "Flask-SocketIO 5.7, gevent"}
 
 
 def free_port() -> int:
@@ -184,7 +186,7 @@ class System:
     cwd: Path
     env: dict[str, str]
     ready: re.Pattern[str]
-    disconnect: re.Pattern[str]
+    disconnect: re.Pattern[str] | None  # None: the system logs nothing per disconnect
     wire: Wire
     port: int
     url: str = ""
@@ -213,8 +215,14 @@ class System:
                 raise RuntimeError(f"{self.key} did not start:\n" + "".join(self.lines[-20:]))
         self.ready_s = time.monotonic() - started
 
-    def disconnects(self) -> int:
+    def disconnects(self) -> int | None:
+        if self.disconnect is None:
+            return None
         return sum(1 for line in list(self.lines) if self.disconnect.search(line))
+
+    def disconnects_since(self, before: int | None) -> int | None:
+        now = self.disconnects()
+        return None if now is None or before is None else now - before
 
     async def interrupt(self, timeout_s: float) -> tuple[float | None, int | None]:
         """Ctrl-C as a terminal sends it (the whole process group); seconds until the process exited."""
@@ -240,14 +248,15 @@ class System:
             pass
 
 
-def make_system(key: str, parley_quiet: bool) -> System:
+def make_system(key: str) -> System:
     port = free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    if key == "parley":
+    if key in ("parley", "parley-quiet"):
+        quiet = key == "parley-quiet"
         cmd = [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(REPO / "template.yaml"), "--port", str(port),
-               "--stack-name", f"peers{os.getpid()}"] + (["--quiet"] if parley_quiet else [])
-        return System(key, cmd, REPO, base_env, re.compile(r"Ready on (ws://\S+)"), re.compile(r"\$disconnect\s+\S+\s+[\d.]+ ms"),
-                      ParleyWire(), port)
+               "--stack-name", f"peers{os.getpid()}"] + (["--quiet"] if quiet else [])
+        return System(key, cmd, REPO, base_env, re.compile(r"Ready on (ws://\S+)"),
+                      None if quiet else re.compile(r"\$disconnect\s+\S+\s+[\d.]+ ms"), ParleyWire(), port)
     if key == "sls":
         cmd = [str(install.SLS_BIN), "offline", "start", "--useInProcess", "--websocketPort", str(port),
                "--httpPort", str(free_port()), "--lambdaPort", str(free_port())]
@@ -413,10 +422,11 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         await asyncio.gather(*(m.ws.close() for m in members), return_exceptions=True)
         closed_s = time.perf_counter() - t
-        done = await wait_until(lambda: system.disconnects() - before >= len(members), args.phase_budget)
+        done = before is not None and await wait_until(
+            lambda: (system.disconnects_since(before) or 0) >= len(members), args.phase_budget)
         leave_s = time.perf_counter() - t
     out["leave"] = {"members": len(members), "client_close_s": closed_s, "seconds": leave_s if done else None,
-                    "disconnects": system.disconnects() - before, "rss_peak_mib": sampler.peak}
+                    "disconnects": system.disconnects_since(before), "rss_peak_mib": sampler.peak}
     print(f"[{system.key}] {len(members)} members left: {out['leave']['disconnects']} disconnects in "
           f"{leave_s:.1f} s, tree peak {sampler.peak:.0f} MiB", flush=True)
 
@@ -425,7 +435,7 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     seconds_, code = await system.interrupt(args.phase_budget)
     await asyncio.sleep(0.2)  # the reader thread takes the last lines
     out["ctrl_c"] = {"open_sockets": open_now, "seconds": seconds_, "exit_code": code,
-                     "disconnects": system.disconnects() - before}
+                     "disconnects": system.disconnects_since(before)}
     print(f"[{system.key}] Ctrl-C with {open_now} open: exit {code} after "
           f"{'-' if seconds_ is None else f'{seconds_:.1f}'} s, {out['ctrl_c']['disconnects']} disconnects", flush=True)
     await asyncio.gather(*(c.ws.close() for c in idle), return_exceptions=True)
@@ -434,7 +444,7 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg(),
-                              "members": args.members, "in_flight": args.in_flight, "parley_log": not args.parley_quiet,
+                              "members": args.members, "in_flight": args.in_flight,
                               "systems": {}, "skipped": {}}
     peers = install.install_all() if {"sls", "flask"} & set(args.systems) else {}
     names = {"sls": "serverless-offline", "flask": "Flask-SocketIO"}
@@ -444,7 +454,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             result["skipped"][key] = peer.reason
             print(f"[{key}] not measured: {peer.reason}", flush=True)
             continue
-        system = make_system(key, args.parley_quiet)
+        system = make_system(key)
         try:
             result["systems"][key] = await measure(system, args)
         except (RuntimeError, OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
@@ -455,6 +465,87 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# ------------------------------------------------------------------ docs/benchmarks.md
+def _ms(v: float | None) -> str:
+    return "–" if v is None or v != v else (f"{v:.2f} ms" if v < 10 else f"{v:,.0f} ms")
+
+
+def _s(v: float | None) -> str:
+    return "did not finish" if v is None else f"{v:.1f} s"
+
+
+def _cells(d: dict[str, Any]) -> dict[str, str]:
+    o, j, f, lv, c = d["open"], d["joins"], d["fanout"], d["leave"], d["ctrl_c"]
+    counted = lambda n, of: "" if n is None else f", {n:,} of {of:,} disconnect handlers run"  # noqa: E731
+    return {
+        "rtt": f"{_ms(d['rtt_p50_ms'])} ({d['rtt_ratio']:.1f}x)",
+        "open": f"{o['per_s']:,.0f}" + (f" ({o['errors']} errors)" if o["errors"] else ""),
+        "joins": f"{_ms(j['first_ms'])} -> {_ms(j['last_ms'])}",
+        "fanout": _ms(f["last_ms"]),
+        "idle": f"{d['processes']} process{'es' if d['processes'] != 1 else ''}, {d['rss_mib']:,.0f} MiB; ready in {d['ready_s']:.1f} s",
+        "leave": (f"{_s(lv['seconds'])}" if lv["disconnects"] is not None else f"clients closed in {lv['client_close_s']:.1f} s")
+        + counted(lv["disconnects"], lv["members"]) + f"; tree peak {lv['rss_peak_mib']:,.0f} MiB",
+        "ctrl_c": (f"exit {c['exit_code']} after {_s(c['seconds'])}" if c["seconds"] is not None else "no exit") + counted(c["disconnects"], c["open_sockets"]),
+    }
+
+
+def markdown(d: dict[str, Any], command: str) -> list[str]:
+    """The issue-15 table (rows: measures, columns: systems), the goals as ratios, and the plot."""
+    systems = [k for k in SYSTEMS if k in d["systems"]]
+    cells = {k: _cells(d["systems"][k]) for k in systems}
+    n = d["members"]
+    rows = [("rtt", "`ping` round trip p50 (ratio to a bare echo measured just before)"),
+            ("open", f"connections opened per second, {d['in_flight']} handshakes in flight"),
+            ("joins", f"{n:,} joins one after another: reply time of the first 50 -> last 50"),
+            ("fanout", f"one message to a room of {n:,}: last delivery"),
+            ("idle", "before the first client connects (processes and summed RSS of the tree)"),
+            ("leave", f"{n:,} members of one room disconnect: time until every disconnect handler ran; RSS peak"),
+            ("ctrl_c", f"Ctrl-C with {n:,} sockets open")]
+    lines = ["## `parley dev` side by side with serverless-offline and Flask-SocketIO", "", "```bash", command, "```", "",
+             "One client (Python `websockets`, in the benchmark's process), one machine, the systems one after another, each "
+             "with a bare `websockets` echo server measured right before it. The peers run a minimal handler set mirroring "
+             "`ping`, `join_room` and `chat_message` (`benchmarks/peers/`); `parley dev` runs the real template, handlers, "
+             "authorizer and DynamoDB (moto), so every handshake is two Lambda invocations and a PutItem. "
+             "`parley dev` is measured with its default log (one line per invocation) and with `--quiet`.", "",
+             "| | " + " | ".join(LABELS[k] for k in systems) + " |", "| --- |" + " ---: |" * len(systems)]
+    for key, label in rows:
+        lines.append(f"| {label} | " + " | ".join(cells[k][key] for k in systems) + " |")
+    lines.append("")
+    for key, reason in d.get("skipped", {}).items():
+        lines.append(f"- {LABELS[key]}: not measured ({reason}).")
+    p = d["systems"].get("parley")
+    if p:
+        c = p["ctrl_c"]
+        goals = [
+            (f"at most 4 processes and 300 MiB before the first client, ready within 3 s: {p['processes']}, "
+             f"{p['rss_mib']:.0f} MiB, {p['ready_s']:.1f} s", p["processes"] <= 4 and p["rss_mib"] <= 300 and p["ready_s"] <= 3),
+            (f"at least 1,000 handshakes/s with the authorizer and `$connect`: {p['open']['per_s']:,.0f}/s", p["open"]["per_s"] >= 1000),
+            (f"round trip within 3x a bare echo: {p['rtt_ratio']:.1f}x", p["rtt_ratio"] <= 3),
+            (f"one message to {n:,} delivered to the last member within 0.3 s: {p['fanout']['last_ms'] / 1000:.2f} s",
+             p["fanout"]["last_ms"] <= 300),
+            (f"Ctrl-C with {n:,} sockets open within 3 s, every `$disconnect` run: {_s(c['seconds'])}, {c['disconnects']} run",
+             c["seconds"] is not None and c["seconds"] <= 3 and c["disconnects"] == c["open_sockets"]),
+        ]
+        lines += [f"- Goal (issue 15): {text}: {'**met**' if met else '**not met**'}." for text, met in goals]
+        q = d["systems"].get("parley-quiet")
+        if q:
+            pairs = [("round trip", p["rtt_p50_ms"], q["rtt_p50_ms"]), ("handshakes/s", q["open"]["per_s"], p["open"]["per_s"]),
+                     ("last 50 joins", p["joins"]["last_ms"], q["joins"]["last_ms"]),
+                     ("last delivery", p["fanout"]["last_ms"], q["fanout"]["last_ms"])]
+            worst = max(a / b - 1 for _, a, b in pairs)
+            lines.append("- Goal: the default log costs at most 10% of any figure: "
+                         + ", ".join(f"{name} {a / b - 1:+.0%}" for name, a, b in pairs)
+                         + f": {'**met**' if worst <= 0.10 else '**not met**'} (the rest of the table's `parley dev` column is with the log).")
+        sls = d["systems"].get("sls")
+        if sls:
+            faster = [p["rtt_p50_ms"] <= sls["rtt_p50_ms"], p["open"]["per_s"] >= sls["open"]["per_s"],
+                      p["joins"]["last_ms"] <= sls["joins"]["last_ms"], p["fanout"]["last_ms"] <= sls["fanout"]["last_ms"]]
+            lines.append(f"- Faster than serverless-offline on {sum(faster)} of the 4 timed rows (round trip, handshakes/s, "
+                         "last joins, last delivery).")
+    lines += ["", "![the systems side by side](peers.png)", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
@@ -462,7 +553,6 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=50, help="handshakes in flight while opening connections")
     parser.add_argument("--repeat", type=int, default=3, help="messages to the room (median of the last delivery)")
     parser.add_argument("--phase-budget", type=float, default=120.0, help="seconds any one row may take")
-    parser.add_argument("--parley-quiet", action="store_true", help="run `parley dev --quiet` (no per-invocation log)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     result = asyncio.run(bench(args))

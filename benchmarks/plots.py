@@ -79,6 +79,35 @@ def plot_cold_start(data: dict, path: Path) -> Path:
     return path
 
 
+def plot_peers(data: dict, path: Path) -> Path:
+    """One panel per timed row of benchmarks/peers_bench.py, a bar per system (log scale: they differ by 100x)."""
+    order = [k for k in ("parley", "parley-quiet", "sls", "flask") if k in data["systems"]]
+    names = {"parley": "parley dev", "parley-quiet": "parley dev\n--quiet", "sls": "serverless-\noffline", "flask": "Flask-\nSocketIO"}
+    colors = {"parley": "tab:blue", "parley-quiet": "tab:cyan", "sls": "tab:orange", "flask": "tab:green"}
+    panels = [
+        ("round trip p50 / echo (x)", lambda d: d["rtt_ratio"]),
+        ("handshakes per second", lambda d: d["open"]["per_s"]),
+        ("last 50 joins: reply (ms)", lambda d: d["joins"]["last_ms"]),
+        (f"message to {data['members']:,}: last delivery (ms)", lambda d: d["fanout"]["last_ms"]),
+        ("tree RSS before the first client (MiB)", lambda d: d["rss_mib"]),
+        ("Ctrl-C with sockets open (s)", lambda d: d["ctrl_c"]["seconds"] or 0.0),
+    ]
+    fig, axes = plt.subplots(2, 3, figsize=(10, 6), dpi=110)
+    for ax, (title, value) in zip(axes.flat, panels):
+        values = [value(data["systems"][k]) for k in order]
+        ax.bar([names[k] for k in order], values, color=[colors[k] for k in order])
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:,.3g}", ha="center", va="bottom", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(f"Same client, same machine, one system at a time ({data['members']:,} connections)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fanout", type=Path)
