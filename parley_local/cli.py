@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--max-connection-duration", type=float, default=7200.0, metavar="SECONDS", help="AWS: 7200")
     dev.add_argument("--integration-timeout", type=float, default=None, metavar="SECONDS", help="AWS: 29")
     dev.add_argument("--max-concurrency", type=int, default=32, metavar="N", help="execution environments per function")
-    dev.add_argument("--no-prewarm", action="store_true", help="do not start one worker per function at start-up")
+    dev.add_argument("--prewarm", action="store_true",
+                     help="start one execution environment per function before serving (default: on first invocation, as Lambda)")
+    dev.add_argument("--no-prewarm", action="store_true", help=argparse.SUPPRESS)  # the default since environments start lazily
+    dev.add_argument("--worker-idle-timeout", type=float, default=300.0, metavar="SECONDS",
+                     help="stop an execution environment unused this long (0: never; default 300)")
+    dev.add_argument("--no-reload", action="store_true", help="do not reload functions, the layer or the template when they change")
     dev.add_argument("--quiet", action="store_true", help="no per-invocation log lines")
 
     tok = sub.add_parser("token", help="print a dev JWT the local stack accepts (secret: $PARLEY_JWT_SECRET)")
@@ -143,7 +148,8 @@ async def run_dev(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout, max_connection_duration=args.max_connection_duration,
         integration_timeout=args.integration_timeout,
         post_latency_ms=args.post_latency_ms, post_queue_limit=args.post_queue_limit,
-        max_concurrency=args.max_concurrency, prewarm=not args.no_prewarm,
+        max_concurrency=args.max_concurrency, prewarm=args.prewarm and not args.no_prewarm,
+        worker_idle_timeout=args.worker_idle_timeout, reload=not args.no_reload,
         dynamodb=args.dynamodb, dynamodb_endpoint=args.dynamodb_endpoint, dynamodb_data=args.dynamodb_data,
         moto_mode=args.moto_mode,
     )

@@ -68,25 +68,41 @@ class ConnectionsApi:
             if (request.content_length or 0) > MAX_DATA_BYTES:
                 return error_response(413, "PayloadTooLargeException", "Request entity too large")
             data = await request.read()
-            if len(data) > MAX_DATA_BYTES:
-                return error_response(413, "PayloadTooLargeException", "Request entity too large")
-        if self.latency_s > 0:
-            if self.in_flight >= self.queue_limit:
-                return error_response(429, "LimitExceededException", "Rate exceeded")
-            self.in_flight += 1
-            try:
-                await asyncio.sleep(self.latency_s)
-            finally:
-                self.in_flight -= 1
+            status, error_type, message = await self.post(request.match_info["connection_id"], data)
+            if status != 200:
+                return error_response(status, error_type, message)
+            return web.Response(status=200, headers={"x-amzn-RequestId": aws_id()})
+        if not await self._delay():
+            return error_response(429, "LimitExceededException", "Rate exceeded")
         conn = self.lookup(request.match_info["connection_id"])
         if conn is None or not conn.is_open:
             return error_response(410, "GoneException", "Gone")
         headers = {"x-amzn-RequestId": aws_id()}
-        if request.method == "POST":
-            if not await conn.send(data):
-                return error_response(410, "GoneException", "Gone")
-            return web.Response(status=200, headers=headers)
         if request.method == "GET":
             return web.json_response(conn.description(), headers=headers)
         self.delete(conn)
         return web.Response(status=204, headers=headers)
+
+    async def post(self, connection_id: str, data: bytes) -> tuple[int, str, str]:
+        """PostToConnection: (HTTP status, error type, message), for the HTTP route and for workers' pipes alike."""
+        if len(data) > MAX_DATA_BYTES:
+            return 413, "PayloadTooLargeException", "Request entity too large"
+        if not await self._delay():
+            return 429, "LimitExceededException", "Rate exceeded"
+        conn = self.lookup(connection_id)
+        if conn is None or not conn.is_open or not await conn.send(data):
+            return 410, "GoneException", "Gone"
+        return 200, "", ""
+
+    async def _delay(self) -> bool:
+        """`--post-latency-ms`: wait it out, or False (429) when the queue of waiting calls is full."""
+        if self.latency_s <= 0:
+            return True
+        if self.in_flight >= self.queue_limit:
+            return False
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(self.latency_s)
+        finally:
+            self.in_flight -= 1
+        return True

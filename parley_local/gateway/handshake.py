@@ -91,7 +91,7 @@ class Handshake:
         inv = await self.integration.invoke(auth.function, authorizer_event(info, aws_id()), route)
         error = None if inv.ok else str((inv.error or {}).get("errorMessage", ""))
         decision = authz.decide(inv.result, error, method_arn(info))
-        self.console.invocation("$connect:auth", conn.id, inv.duration_ms, f"{decision.status} {decision.reason}".rstrip())
+        self.console.invocation("$connect:auth", conn.id, inv.duration_ms, f"{decision.status} {decision.reason}".rstrip(), inv.init_ms)
         if decision.status == 200:
             info.authorizer = decision.authorizer
         return decision.status
@@ -106,7 +106,7 @@ class Handshake:
         if route is None or route.function is None:
             return None, {}
         inv = await self.integration.invoke(route.function, connect_event(conn.info, aws_id()), route)
-        self.console.invocation("$connect", conn.id, inv.duration_ms, status_text(inv))
+        self.console.invocation("$connect", conn.id, inv.duration_ms, status_text(inv), inv.init_ms)
         if not inv.ok:
             return refuse(502), {}
         result = inv.result if isinstance(inv.result, dict) else {}

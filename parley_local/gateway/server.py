@@ -8,6 +8,11 @@ through one `GatewayExtras` object. Everything here is generic to any SAM
 WebSocket template; behaviour follows AWS_WEBSOCKET_REFERENCE.md wherever a
 client or a handler could tell the difference. What happens on one connection
 is `session.Session`; closing idle ones is `sweeper`; the ready banner is `banner`.
+
+Redeploys as on AWS: when a function's code, the layer or the template changes on disk
+(`code_watch`), the affected execution environments retire and the next invocation cold-starts
+on the new code; open sockets stay open. A new template's routes and authorizer apply to new
+connections (each session keeps the services it connected with).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from aiohttp import web
 
 from ..local_aws.services import LocalAws
 from . import banner as banner_lines
+from .code_watch import CodeWatcher
 from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
 from .console import Console
@@ -32,7 +38,7 @@ from .local_tls import LocalTls, TlsOrPlainSite
 from .routing import RouteSelector
 from .session import Session, SessionServices
 from .sweeper import sweep
-from .template import Stack
+from .template import Stack, TemplateError, load_stack
 from .worker_pool import LambdaRuntime
 
 
@@ -47,7 +53,10 @@ class GatewayConfig:
     post_latency_ms: float = 0.0
     post_queue_limit: int = 1000
     max_concurrency: int = 32
-    prewarm: bool = True
+    prewarm: bool = False  # True: one environment per function before serving (Lambda starts them on first use)
+    worker_idle_timeout: float = 300.0  # an environment unused this long is stopped (0: never)
+    reload: bool = True  # redeploy functions, the layer and the template when they change on disk
+    reload_interval: float = 0.5  # seconds between two looks at the files
     dynamodb: str = "local"  # DynamoDB Local, or "moto"
     dynamodb_endpoint: str | None = None  # a DynamoDB the developer runs (neither is started)
     dynamodb_data: Path | None = None  # DynamoDB Local keeps its data here (None: in memory)
@@ -83,10 +92,13 @@ class Gateway:
         self.aws: LocalAws | None = None
         self.tls: LocalTls | None = None
         self.runtime: LambdaRuntime | None = None
+        self.connections_api: ConnectionsApi | None = None
+        self._code_watcher: CodeWatcher | None = None
         self.port = self.config.port
         self.tasks = BackgroundTasks()
         self._session_tasks: set[asyncio.Task[Any]] = set()
         self._services: SessionServices | None = None
+        self._integration: Integration | None = None
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -94,7 +106,7 @@ class Gateway:
         self._stopping = False
         self.failure: str | None = None  # why the gateway cannot go on (set with `failed`)
         self.failed = asyncio.Event()
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._code_watchers: set[asyncio.Task[None]] = set()
 
     # -- addresses ----------------------------------------------------------------
 
@@ -142,17 +154,22 @@ class Gateway:
             **self.aws.env(), "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections_url,
             "AWS_CA_BUNDLE": str(self.tls.ca_bundle),  # `https://{domainName}/{stage}` reaches this port's TLS side
         }
-        self.runtime = LambdaRuntime(self.stack.functions, endpoints, self.console, self.config.max_concurrency)
-        integration = Integration(self.runtime, self.tasks, self.config.integration_timeout)
-        self._services = SessionServices(
-            api=self.api, stage=self.config.stage, selector=self.selector, connections=self.connections,
-            handshake=Handshake(self.api, integration, self.console), integration=integration, tasks=self.tasks,
-            console=self.console, close_timeout=self.config.close_timeout, stopping=lambda: self._stopping,
+        self.connections_api = ConnectionsApi(
+            self.config.stage, self.connections.get, self._delete_connection,
+            self.config.post_latency_ms, self.config.post_queue_limit,
         )
+        self.runtime = LambdaRuntime(self.stack.functions, endpoints, self.console, self.config.max_concurrency,
+                                     on_post=self.connections_api.post, idle_timeout_s=self.config.worker_idle_timeout)
+        self.runtime.start_reaper()
+        self._integration = Integration(self.runtime, self.tasks, self.config.integration_timeout)
+        self._services = self._session_services()
         if self.extras is not None:
             self.extras.before_serving(self)
         if self.config.prewarm:
             await self.runtime.prewarm(sorted(self._used_functions()))
+        if self.config.reload:
+            self._code_watcher = CodeWatcher(self._watched_paths(), self._on_files_changed, self.config.reload_interval)
+            self._code_watcher.start()
         self._runner = web.AppRunner(
             self._build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, **PARSER_LIMITS,
         )
@@ -178,8 +195,72 @@ class Gateway:
             self.failed.set()
 
         task = asyncio.create_task(watch())
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        self._code_watchers.add(task)
+        task.add_done_callback(self._code_watchers.discard)
+
+    def _session_services(self) -> SessionServices:
+        assert self._integration is not None
+        return SessionServices(
+            api=self.api, stage=self.config.stage, selector=self.selector, connections=self.connections,
+            handshake=Handshake(self.api, self._integration, self.console), integration=self._integration, tasks=self.tasks,
+            console=self.console, close_timeout=self.config.close_timeout, stopping=lambda: self._stopping,
+        )
+
+    # -- redeploys ----------------------------------------------------------------
+
+    def _watched_paths(self) -> list[Path]:
+        roots = {self.stack.template_path}
+        for spec in self.stack.functions.values():
+            roots.add(spec.code_dir)
+            roots.update(spec.layer_dirs)
+        return sorted(p for p in roots if p.exists())
+
+    async def _on_files_changed(self, paths: set[Path]) -> None:
+        """A deploy of what changed: the template (routes, authorizer, functions), or functions' code and layers."""
+        if self._stopping or self.runtime is None:
+            return
+        if self.stack.template_path in paths:
+            await self._redeploy_template()
+            paths = paths - {self.stack.template_path}
+        if not paths:
+            return
+        hit = {
+            lid for lid, spec in self.stack.functions.items()
+            if any(_under(p, d) for p in paths for d in (spec.code_dir, *spec.layer_dirs))
+        }
+        retired = self.runtime.retire(hit)
+        if retired:
+            names = ", ".join(sorted(_shown(p) for p in paths)[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+            self.console.line(f"Reloaded {', '.join(retired)} ({names} changed): open connections stay; "
+                              "the next invocation cold-starts on the new code")
+
+    async def _redeploy_template(self) -> None:
+        assert self.runtime is not None and self.aws is not None
+        overrides = {k: str(v) for k, v in self.stack.parameters.items()}
+        try:
+            stack = await asyncio.to_thread(load_stack, self.stack.template_path, self.stack.stack_name, overrides)
+            api = stack.api
+            if stack.tables:
+                await asyncio.to_thread(self.aws.create_tables, stack.tables)
+        except Exception as exc:  # noqa: BLE001 - YAML, CloudFormation or table errors alike: keep serving
+            reason = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
+            self.console.line(f"Template changed but not applied ({reason}); still serving the previous template")
+            return
+        added, changed, removed = await self.runtime.replace_functions(stack.functions)
+        routing = [] if api.routes == self.api.routes else ["routes"]
+        auth = lambda a: a.routes.get("$connect") and a.routes["$connect"].authorizer  # noqa: E731
+        if auth(api) != auth(self.api):
+            routing.append("the authorizer")
+        self.stack, self.api = stack, api
+        self.selector = RouteSelector(api.selection_expression, api.routes.keys())
+        self._services = self._session_services()
+        if self._code_watcher is not None:
+            self._code_watcher.roots = self._watched_paths()
+        parts = [f"{what} {', '.join(ids)}" for what, ids in (("new", added), ("changed", changed), ("removed", removed)) if ids]
+        self.console.line(
+            "Template reloaded: " + ("; ".join(parts) or "no function changed")
+            + (f"; {' and '.join(routing)} changed: applies to new connections, open ones keep theirs" if routing else "")
+        )
 
     def _used_functions(self) -> set[str]:
         used: set[str] = set()
@@ -194,10 +275,8 @@ class Gateway:
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[request_size_limits])
         if self.extras is not None:
             self.extras.add_routes(app, self)
-        ConnectionsApi(
-            self.config.stage, self.connections.get, self._delete_connection,
-            self.config.post_latency_ms, self.config.post_queue_limit,
-        ).add_routes(app)
+        assert self.connections_api is not None
+        self.connections_api.add_routes(app)
         app.router.add_get("/{stage}", self._ws_handler)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
@@ -209,6 +288,8 @@ class Gateway:
         self._stopping = True
         if self._sweeper:
             self._sweeper.cancel()
+        if self._code_watcher is not None:
+            self._code_watcher.stop()
         await asyncio.gather(
             *(c.close(1001, REASON_GOING_AWAY) for c in list(self.connections.values()) if c.state == OPEN),
             return_exceptions=True,
@@ -285,3 +366,15 @@ class Gateway:
         if self.extras is not None:
             lines += self.extras.banner(self)
         return lines
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _shown(path: Path) -> str:
+    """A changed file as the developer knows it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -155,7 +155,7 @@ class Session:
         assert route.function is not None
         event = message_event(conn.info, route.key, body, request_id, aws_id())
         inv = await self.s.integration.invoke(route.function, event, route)
-        self.s.console.invocation(route.key, conn.id, inv.duration_ms, status_text(inv))
+        self.s.console.invocation(route.key, conn.id, inv.duration_ms, status_text(inv), inv.init_ms)
         if not inv.ok:
             await conn.send(gateway_frame("Internal server error", conn.id, request_id))
             return
@@ -175,4 +175,4 @@ class Session:
         if route is None or route.function is None:
             return
         inv = await self.s.integration.invoke(route.function, disconnect_event(conn.info, aws_id(), code, reason), route)
-        self.s.console.invocation("$disconnect", conn.id, inv.duration_ms, f"{status_text(inv)} (close {code})")
+        self.s.console.invocation("$disconnect", conn.id, inv.duration_ms, f"{status_text(inv)} (close {code})", inv.init_ms)

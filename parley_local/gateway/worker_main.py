@@ -6,20 +6,31 @@ sys.path). The IPC channel is newline-delimited JSON: requests on the
 original stdin, replies on the original stdout. The handler's own stdout and
 stderr both go to this process's stderr, which the gateway forwards to its
 console with the function name as prefix (Lambda sends both to CloudWatch).
+
+`@connections` over the same pipe: a handler's `PostToConnection` to this gateway's own endpoint
+still goes through botocore (parameter validation, serialization, the client's exceptions), but
+botocore's `before-call` hook hands the request to the gateway as one JSON line instead of an
+HTTP request: no SigV4, no TCP round trip, no aiohttp request in the gateway. Profiling showed
+those costs ~1 ms of CPU per post, so fan-out to 1,000 took a second of CPU in HTTP alone. The
+gateway answers with the status the HTTP API would give (200, 410 Gone, 413, 429).
 """
 
 from __future__ import annotations
 
+import base64
 import decimal
 import importlib
+import itertools
 import json
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
+from urllib.parse import unquote
 
 
 class LambdaContext:
@@ -70,6 +81,110 @@ def _log_error(err: dict[str, Any]) -> None:
     sys.stderr.flush()
 
 
+class Channel:
+    """The pipe to the gateway: invocation requests in, replies and `@connections` posts out.
+
+    A reader thread splits what arrives: answers to posts wake the handler thread that waits for
+    them (a fan-out posts from many threads at once); invocation requests queue for the main loop.
+    """
+
+    def __init__(self, ipc_in: Any, ipc_out: Any) -> None:
+        self._in, self._out = ipc_in, ipc_out
+        self._write_lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._waiting: dict[int, list[Any]] = {}  # post id -> [Event, reply]
+        self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, name="gateway-pipe", daemon=True).start()
+
+    def send_line(self, data: bytes) -> None:
+        with self._write_lock:
+            self._out.write(data + b"\n")
+
+    def _read(self) -> None:
+        for line in self._in:
+            msg = json.loads(line)
+            if "post_reply" in msg:
+                slot = self._waiting.pop(msg["post_reply"], None)
+                if slot is not None:
+                    slot[1] = msg
+                    slot[0].set()
+            else:
+                self.requests.put(msg)
+        self.requests.put(None)  # EOF: the gateway is stopping (or died)
+        for slot in list(self._waiting.values()):
+            slot[0].set()
+
+    def post(self, connection_id: str, data: bytes) -> dict[str, Any]:
+        """One PostToConnection through the gateway; its reply `{status, type, message}`."""
+        seq = next(self._seq)
+        slot: list[Any] = [threading.Event(), None]
+        self._waiting[seq] = slot
+        msg: dict[str, Any] = {"post": seq, "connection_id": connection_id}
+        try:
+            msg["data"] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            msg["data_b64"] = base64.b64encode(data).decode()
+        self.send_line(json.dumps(msg).encode())
+        slot[0].wait()
+        return slot[1] or {"status": 500, "type": "InternalServerError", "message": "the gateway is stopping"}
+
+
+def _pipe_post_hook(channel: Channel) -> Callable[..., Any]:
+    """botocore `before-call` handler: answer PostToConnection from the gateway over the pipe."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.compat import HTTPHeaders
+
+    def before_call(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        connection_id = unquote(params["url_path"].rsplit("/", 1)[-1])
+        body = params.get("body") or b""
+        data = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else body.read()
+        reply = channel.post(connection_id, data)
+        status = int(reply["status"])
+        headers = HTTPHeaders()
+        meta = {"RequestId": reply.get("request_id", ""), "HTTPStatusCode": status, "HTTPHeaders": {}, "RetryAttempts": 0}
+        parsed: dict[str, Any] = {"ResponseMetadata": meta}
+        if status >= 300:
+            parsed["Error"] = {"Code": reply.get("type", ""), "Message": reply.get("message", "")}
+            parsed["message"] = reply.get("message", "")
+        return AWSResponse(params.get("url", ""), status, headers, None), parsed
+
+    return before_call
+
+
+def route_posts_through_pipe(channel: Channel, connections_url: str) -> bool:
+    """Make every botocore client that posts to `connections_url` use the pipe; False until botocore is imported.
+
+    Patched at the class, so clients created before or after (at import or per invocation) are covered;
+    any other endpoint, operation or service goes over HTTP as before.
+    """
+    client_mod = sys.modules.get("botocore.client")
+    if client_mod is None:
+        return False
+    base = client_mod.BaseClient
+    original = base._make_api_call
+    hook = _pipe_post_hook(channel)
+    prefix = connections_url.rstrip("/")
+
+    def make_api_call(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        if operation_name == "PostToConnection" and not getattr(client, "_parley_pipe", False):
+            client._parley_pipe = True
+            if str(client.meta.endpoint_url).rstrip("/") == prefix:
+                client.meta.events.register_first("before-call.apigatewaymanagementapi.PostToConnection", hook)
+        return original(client, operation_name, api_params)
+
+    base._make_api_call = make_api_call
+    return True
+
+
+def _syntax_error(module_name: str, exc: SyntaxError) -> dict[str, Any]:
+    """Lambda's answer to a module that does not compile: `Runtime.UserCodeSyntaxError`."""
+    where = f"{os.path.basename(exc.filename or '')}, line {exc.lineno}"
+    err = _error(exc, "Runtime.UserCodeSyntaxError")
+    err["errorMessage"] = f"Syntax error in module '{module_name}': {exc.msg} ({where})"
+    err["stackTrace"] = [f'  File "{exc.filename}" Line {exc.lineno}\n    {(exc.text or "").strip()}\n']
+    return err
+
+
 def _exit_with_parent(parent: int) -> None:
     """A worker busy in a handler never reads the EOF a dead gateway leaves: leave when orphaned."""
     while True:
@@ -100,6 +215,8 @@ def main() -> None:
         sys.path.insert(0, path)
     os.chdir(cfg["code_dir"])
 
+    channel = Channel(ipc_in, ipc_out)
+
     def send(msg: dict[str, Any]) -> None:
         try:
             data = json.dumps(msg, default=_json_default)
@@ -108,7 +225,7 @@ def main() -> None:
             err["errorMessage"] = f"Unable to marshal response: {exc}"
             _log_error(err)
             data = json.dumps({"id": msg.get("id"), "error": err})
-        ipc_out.write(data.encode() + b"\n")
+        channel.send_line(data.encode())
 
     handler = None
     init_error: dict[str, Any] | None = None
@@ -116,6 +233,8 @@ def main() -> None:
     try:
         module = importlib.import_module(module_name)
         handler = getattr(module, func_name)
+    except SyntaxError as exc:
+        init_error = _syntax_error(module_name, exc)
     except ImportError as exc:
         init_error = _error(exc, "Runtime.ImportModuleError")
         init_error["errorMessage"] = f"Unable to import module '{module_name}': {exc}"
@@ -130,10 +249,12 @@ def main() -> None:
         send({"init_error": init_error})
         return
     send({"ready": True})
+    connections_url = cfg.get("connections_url")
+    piped = not connections_url
 
     while True:
-        line = ipc_in.readline()
-        if not line:  # the gateway is stopping (or died): leave now, as Lambda ends an environment,
+        req = channel.requests.get()
+        if req is None:  # the gateway is stopping (or died): leave now, as Lambda ends an environment,
             # without the interpreter's teardown of boto3 & co (~0.1-0.3 s of CPU per worker, dozens at once)
             for stream in (sys.stdout, sys.stderr):
                 try:
@@ -141,7 +262,8 @@ def main() -> None:
                 except (OSError, ValueError):
                     pass
             os._exit(0)
-        req = json.loads(line)
+        if not piped:  # botocore may be imported only now, by the handler's first invocation
+            piped = route_posts_through_pipe(channel, connections_url)
         os.environ["_X_AMZN_TRACE_ID"] = req.get("trace_id", "")
         ctx = LambdaContext(cfg, req["request_id"], req["deadline_ms"])
         try:
@@ -153,6 +275,8 @@ def main() -> None:
             err.pop("_traceback", None)
             reply = {"id": req["id"], "error": err}
         send(reply)
+        if not piped:
+            piped = route_posts_through_pipe(channel, connections_url)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ made every wait longer, which started still more workers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import json
 import os
@@ -32,7 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ..child_processes import stop_signals_blocked
 from ..local_aws.account import FAKE_CREDENTIALS, REGION
@@ -57,6 +58,7 @@ class Invocation:
     error: dict[str, Any] | None = None
     duration_ms: float = 0.0
     timed_out: bool = False
+    init_ms: float | None = None  # set when this invocation cold-started its environment (Lambda's "Init Duration")
 
     @property
     def ok(self) -> bool:
@@ -104,20 +106,34 @@ class WorkerDied(Exception):
     pass
 
 
+# PostToConnection from a worker, answered by the gateway: (connection id, data) -> (HTTP status, error type, message)
+PostHandler = Callable[[str, bytes], Awaitable[tuple[int, str, str]]]
+
+
 class Worker:
     """One warm execution environment (a `worker_main.py` subprocess)."""
 
-    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, console: Console):
+    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, console: Console,
+                 on_post: PostHandler | None = None, generation: int = 0):
         self.spec = spec
         self.proc = proc
         self.console = console
+        self.on_post = on_post
+        self.generation = generation  # the pool's code generation this environment was started on
         self.init_error: dict[str, Any] | None = None
+        self.init_ms = 0.0
+        self.invocations = 0
+        self.cold = False  # started for a waiting invocation, which has not run yet
+        self.last_used = time.monotonic()
         self.alive = True
         self._seq = 0
+        self._posts: set[asyncio.Task[None]] = set()
         self._stderr_task = asyncio.create_task(self._forward_stderr())
 
     @classmethod
-    async def start(cls, spec: FunctionSpec, env: dict[str, str], console: Console) -> "Worker":
+    async def start(cls, spec: FunctionSpec, env: dict[str, str], console: Console,
+                    on_post: PostHandler | None = None, generation: int = 0) -> "Worker":
+        started = time.perf_counter()
         log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         env = {**env, "AWS_LAMBDA_LOG_STREAM_NAME": log_stream}
         cfg = {
@@ -129,6 +145,8 @@ class Worker:
             "memory_mb": spec.memory_mb,
             "log_stream": log_stream,
         }
+        if on_post is not None:  # PostToConnection to this gateway goes over the pipe (see _lambda_worker)
+            cfg["connections_url"] = env.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "")
         with stop_signals_blocked():
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg),
@@ -139,7 +157,7 @@ class Worker:
                 cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
                 limit=PIPE_LIMIT,
             )
-        worker = cls(spec, proc, console)
+        worker = cls(spec, proc, console, on_post, generation)
         try:
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), INIT_TIMEOUT_S)
@@ -149,8 +167,12 @@ class Worker:
         except BaseException:
             worker.kill()
             raise
+        worker.init_ms = (time.perf_counter() - started) * 1000
         if "init_error" in msg:
             worker.init_error = msg["init_error"]
+            err = worker.init_error
+            console.line(f"[{spec.logical_id}] init failed: {err.get('errorType')}: {err.get('errorMessage')} "
+                         "(each invocation gets this error until the code is fixed; the gateway keeps running)")
             worker.kill()
         return worker
 
@@ -175,10 +197,11 @@ class Worker:
         deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
         trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
         req = {"id": self._seq, "event": event, "request_id": request_id, "deadline_ms": deadline_ms, "trace_id": trace}
+        self.invocations += 1
         try:
             self.proc.stdin.write(json.dumps(req).encode() + b"\n")
             await self.proc.stdin.drain()
-            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
+            line = await asyncio.wait_for(self._reply(), timeout_s)
         except asyncio.TimeoutError:
             self.kill()
             msg = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} Task timed out after {timeout_s:.2f} seconds"
@@ -195,6 +218,28 @@ class Worker:
         if "error" in reply:
             return Invocation(request_id, error=reply["error"])
         return Invocation(request_id, result=reply.get("result"))
+
+    async def _reply(self) -> bytes:
+        """The invocation's reply line; `@connections` posts the handler makes meanwhile are served as they come."""
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line.startswith(b'{"post"'):
+                return line
+            task = asyncio.create_task(self._serve_post(json.loads(line)))
+            self._posts.add(task)
+            task.add_done_callback(self._posts.discard)
+
+    async def _serve_post(self, msg: dict[str, Any]) -> None:
+        assert self.on_post is not None and self.proc.stdin is not None
+        data = msg["data"].encode() if "data" in msg else base64.b64decode(msg.get("data_b64", ""))
+        try:
+            status, error_type, message = await self.on_post(msg["connection_id"], data)
+        except Exception as exc:  # noqa: BLE001 - the handler gets a 500, as from a failing API
+            status, error_type, message = 500, "InternalServerErrorException", repr(exc)
+        reply = {"post_reply": msg["post"], "status": status, "type": error_type, "message": message}
+        if self.proc.returncode is None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(json.dumps(reply).encode() + b"\n")
 
     def kill(self) -> None:
         self.alive = False
@@ -226,10 +271,13 @@ class Worker:
 class FunctionPool:
     """The execution environments of one function: warm idle workers, waiters, and background cold starts."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], console: Console, max_concurrency: int, max_parallel_starts: int = 2):
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], console: Console, max_concurrency: int, max_parallel_starts: int = 2,
+                 on_post: PostHandler | None = None):
         self.spec = spec
         self.env = env
         self.console = console
+        self.on_post = on_post
+        self.generation = 0  # bumped by retire(): environments of an older generation are not reused
         self.max_concurrency = max_concurrency
         self.max_parallel_starts = max_parallel_starts
         self.idle: collections.deque[Worker] = collections.deque()
@@ -250,9 +298,42 @@ class FunctionPool:
         if worker is not None:
             self.release(worker)
 
+    def retire(self, spec: FunctionSpec | None = None, env: dict[str, str] | None = None) -> int:
+        """A deploy: idle environments stop now, busy ones after their invocation; the next invocation cold-starts.
+
+        Returns how many environments were retired.
+        """
+        self.generation += 1
+        if spec is not None:
+            self.spec = spec
+        if env is not None:
+            self.env = env
+        retired = len(self.workers)
+        while self.idle:
+            self._stop_later(self.idle.pop())
+        return retired
+
+    def reap_idle(self, idle_for_s: float) -> int:
+        """Stop environments unused for `idle_for_s` (Lambda reclaims idle ones); returns how many."""
+        now, kept, reaped = time.monotonic(), collections.deque(), 0
+        for worker in self.idle:
+            if now - worker.last_used >= idle_for_s:
+                self._stop_later(worker)
+                reaped += 1
+            else:
+                kept.append(worker)
+        self.idle = kept
+        return reaped
+
+    def _stop_later(self, worker: Worker) -> None:
+        self.workers.discard(worker)
+        task = asyncio.create_task(worker.stop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _start_worker(self) -> Worker | None:
         try:
-            worker = await Worker.start(self.spec, self.env, self.console)
+            worker = await Worker.start(self.spec, self.env, self.console, self.on_post, self.generation)
         except (OSError, ValueError) as exc:
             self.console.line(f"[{self.spec.logical_id}] could not start a worker: {exc!r}")
             return None
@@ -297,6 +378,8 @@ class FunctionPool:
             worker = await self._start_worker()
         finally:
             self.starting -= 1
+        if worker is not None:
+            worker.cold = True  # the invocation that gets it waited for its start: a cold start
         if worker is None:
             while self.waiters:
                 _, fut = self.waiters.popleft()
@@ -331,12 +414,17 @@ class FunctionPool:
 
     def release(self, worker: Worker) -> None:
         self.last_release = asyncio.get_running_loop().time()
-        if not worker.alive:
+        worker.last_used = time.monotonic()
+        if not worker.alive and worker.init_error is None:
             self.workers.discard(worker)
             self._maybe_start()
             return
         if self.closed:
             return  # close() stops every worker still in self.workers
+        if worker.generation != self.generation:  # retired while busy: its code is out of date
+            self._stop_later(worker)
+            self._maybe_start()
+            return
         while self.waiters:
             _, fut = self.waiters.popleft()
             if not fut.done():
@@ -347,6 +435,7 @@ class FunctionPool:
     async def invoke(self, event: Any, request_id: str) -> Invocation:
         started = time.perf_counter()
         worker = await self.acquire()
+        cold, worker.cold = worker.cold, False
         try:
             inv = await worker.invoke(event, request_id, self.spec.timeout_s)
         finally:
@@ -354,6 +443,8 @@ class FunctionPool:
                 self.workers.discard(worker)
             self.release(worker)
         inv.duration_ms = (time.perf_counter() - started) * 1000
+        if cold:
+            inv.init_ms = worker.init_ms
         return inv
 
     async def close(self) -> None:
@@ -373,14 +464,63 @@ class FunctionPool:
 
 
 class LambdaRuntime:
-    """All functions of the stack. `invoke` never blocks on another function or another invocation."""
+    """All functions of the stack. `invoke` never blocks on another function or another invocation.
 
-    def __init__(self, functions: dict[str, FunctionSpec], endpoints: dict[str, str], console: Console, max_concurrency: int = 32):
+    Environments start on a function's first invocation (a cold start, reported on the invocation),
+    more only while invocations wait, and ones idle for `idle_timeout_s` are stopped, as Lambda does.
+    """
+
+    def __init__(self, functions: dict[str, FunctionSpec], endpoints: dict[str, str], console: Console, max_concurrency: int = 32,
+                 on_post: PostHandler | None = None, idle_timeout_s: float = 300.0):
         self.console = console
-        self.pools = {
-            lid: FunctionPool(spec, function_environment(spec, endpoints), console, max_concurrency)
-            for lid, spec in functions.items()
-        }
+        self.endpoints = endpoints
+        self.max_concurrency = max_concurrency
+        self.on_post = on_post
+        self.idle_timeout_s = idle_timeout_s
+        self.pools = {lid: self._pool(spec) for lid, spec in functions.items()}
+        self._reaper: asyncio.Task[None] | None = None
+
+    def _pool(self, spec: FunctionSpec) -> FunctionPool:
+        return FunctionPool(spec, function_environment(spec, self.endpoints), self.console, self.max_concurrency, on_post=self.on_post)
+
+    def start_reaper(self) -> None:
+        if self._reaper is None and self.idle_timeout_s > 0:
+            self._reaper = asyncio.create_task(self._reap())
+
+    async def _reap(self) -> None:
+        tick = min(30.0, max(0.1, self.idle_timeout_s / 4))
+        while True:
+            await asyncio.sleep(tick)
+            for lid, pool in self.pools.items():
+                if reaped := pool.reap_idle(self.idle_timeout_s):
+                    self.console.line(f"[{lid}] {reaped} environment(s) idle for {self.idle_timeout_s:g} s stopped")
+
+    def retire(self, logical_ids: set[str]) -> list[str]:
+        """New code for these functions: their environments retire; returns the ids that had a pool."""
+        done = []
+        for lid in sorted(logical_ids):
+            if lid in self.pools:
+                self.pools[lid].retire()
+                done.append(lid)
+        return done
+
+    async def replace_functions(self, functions: dict[str, FunctionSpec]) -> tuple[list[str], list[str], list[str]]:
+        """A new template: changed functions retire onto their new spec, new ones get pools, removed ones stop.
+
+        Returns (added, changed, removed) logical ids.
+        """
+        added = sorted(set(functions) - set(self.pools))
+        removed = sorted(set(self.pools) - set(functions))
+        changed = sorted(lid for lid in set(functions) & set(self.pools) if functions[lid] != self.pools[lid].spec)
+        for lid in added:
+            self.pools[lid] = self._pool(functions[lid])
+        for lid in changed:
+            spec = functions[lid]
+            self.pools[lid].retire(spec, function_environment(spec, self.endpoints))
+        gone = [self.pools.pop(lid) for lid in removed]
+        if gone:
+            await asyncio.gather(*(p.close() for p in gone), return_exceptions=True)
+        return added, changed, removed
 
     async def prewarm(self, logical_ids: list[str] | None = None) -> None:
         """Start one worker per function (all in parallel), so the first requests are warm."""
@@ -398,4 +538,6 @@ class LambdaRuntime:
             return Invocation(request_id, error={"errorMessage": str(exc), "errorType": "Runtime.Unavailable"})
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)

@@ -70,7 +70,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 GATEWAY_TEXTS = ("Internal server error", "Forbidden")
-INVOCATION = re.compile(r"^\d\d:\d\d:\d\d (\S+)\s+(\S+)\s+[\d.]+ ms  (.*)$")
+INVOCATION = re.compile(r"^\d\d:\d\d:\d\d (\S+)\s+(\S+)\s+[\d.]+ ms  (.*?)(?:  \(cold start, init \d+ ms\))?$")
 WAIT_S = 20.0  # every wait is bounded; a healthy exchange takes milliseconds
 
 

@@ -179,7 +179,7 @@ def small_template_dev(tmp_path: Path, *extra: str) -> DevProcess:
     ids=["ctrl-c-to-process-group", "sigint-to-gateway-only", "sigterm-to-process-group"],
 )
 async def test_one_ctrl_c_stops_promptly_and_runs_every_disconnect(tmp_path: Path, sig: int, whole_group: bool):
-    dev = small_template_dev(tmp_path)  # prewarmed: worker processes are in the group when Ctrl-C arrives
+    dev = small_template_dev(tmp_path, "--prewarm")  # worker processes are in the group when Ctrl-C arrives
     try:
         await asyncio.to_thread(dev.read_until, r"DynamoDB:.*\(moto, subprocess pid \d+\)")
         url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)

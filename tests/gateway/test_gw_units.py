@@ -190,6 +190,10 @@ class _FakeWorker:
         self.seconds = seconds
         self.alive = True
         self.init_error = None
+        self.generation = 0  # the pool's code generation (FunctionPool.retire)
+        self.cold = False
+        self.init_ms = 50.0
+        self.last_used = 0.0
 
     async def invoke(self, event, request_id, timeout_s):
         from parley_local.gateway.worker_pool import Invocation

@@ -1,0 +1,149 @@
+"""Execution environments as Lambda runs them, and redeploys on change, over real sockets (issue 15).
+
+Each test copies the small fixture stack (template, functions, layer) into its own folder, so it
+can edit code and template on disk while a gateway serves them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from parley_testing.fixture_clients import request
+from parley_testing.gateway_thread import FIXTURES, SMALL_TEMPLATE, RunningGateway
+from parley_testing.waiting import wait_for
+
+import websockets
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path) -> Path:
+    """A private copy of the small fixture stack, free to edit."""
+    root = tmp_path / "stack"
+    root.mkdir()
+    shutil.copy(SMALL_TEMPLATE, root / "template.yaml")
+    for folder in ("functions", "layer"):
+        shutil.copytree(FIXTURES / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.fixture
+def live(stack_dir: Path, tmp_path: Path) -> Iterator[RunningGateway]:
+    g = RunningGateway(stack_dir / "template.yaml", tmp_path / "records", reload_interval=0.1, worker_idle_timeout=0).start()
+    yield g
+    g.stop()
+
+
+def environments(g: RunningGateway) -> dict[str, int]:
+    assert g.gateway.runtime is not None
+    return g.call(lambda: {lid: len(p.workers) + p.starting for lid, p in g.gateway.runtime.pools.items()})  # type: ignore[union-attr]
+
+
+def lines_with(g: RunningGateway, text: str) -> list[str]:
+    return [line for line in list(g.console.lines) if text in line]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+async def echo(ws: object) -> dict:
+    return await request(ws, {"action": "echo"})
+
+
+async def test_no_environment_before_the_first_invocation_then_one_cold_start(live: RunningGateway):
+    assert environments(live) == {"DisconnectFunction": 0, "EchoFunction": 0}
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        await echo(ws)
+        await echo(ws)
+    assert environments(live)["EchoFunction"] == 1
+    echo_lines = [line for line in live.console.lines if " echo " in line]
+    assert len(echo_lines) == 2
+    assert "(cold start, init " in echo_lines[0]
+    assert "cold start" not in echo_lines[1]
+
+
+async def test_idle_environments_are_reaped(tmp_path: Path):
+    g = RunningGateway(SMALL_TEMPLATE, tmp_path / "records", worker_idle_timeout=0.3, reload=False).start()
+    try:
+        async with websockets.connect(g.ws_url, open_timeout=10) as ws:
+            await echo(ws)
+            assert environments(g)["EchoFunction"] == 1
+            wait_for(lambda: environments(g)["EchoFunction"] == 0, 10, what="the idle environment stopped")
+            assert lines_with(g, "[EchoFunction] 1 environment(s) idle for 0.3 s stopped")
+            reply = await echo(ws)  # the socket is still served: a new cold start
+            assert reply["route"] == "echo"
+        assert "(cold start" in [line for line in g.console.lines if " echo " in line][-1]
+    finally:
+        g.stop()
+
+
+async def test_code_change_reloads_without_dropping_the_socket(live: RunningGateway, stack_dir: Path):
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        first = await echo(ws)
+        assert "reloaded" not in first
+        edit(stack_dir / "functions" / "echo.py", '"route": event', '"reloaded": True, "route": event')
+        wait_for(lambda: lines_with(live, "Reloaded"), 10, what="the reload line")
+        second = await echo(ws)
+        assert second["reloaded"] is True
+        assert second["requestContext"]["connectionId"] == first["requestContext"]["connectionId"]
+    reloads = lines_with(live, "Reloaded")
+    assert len(reloads) == 1
+    assert "DisconnectFunction, EchoFunction" in reloads[0] and "echo.py changed" in reloads[0]  # one CodeUri for both
+
+
+async def test_layer_change_reloads_the_functions_using_it(live: RunningGateway, stack_dir: Path):
+    layer_file = next((stack_dir / "layer").rglob("fixture_common.py"))
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        await echo(ws)
+        layer_file.write_text(layer_file.read_text() + "\nLAYER_EDITED = True\n")
+        wait_for(lambda: lines_with(live, "fixture_common.py changed"), 10, what="the reload line")
+        assert (await echo(ws))["route"] == "echo"
+    assert "(cold start" in [line for line in live.console.lines if " echo " in line][-1]
+
+
+async def test_syntax_error_is_the_invocations_error_and_the_gateway_keeps_running(live: RunningGateway, stack_dir: Path):
+    source = stack_dir / "functions" / "echo.py"
+    good = source.read_text()
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        await echo(ws)
+        source.write_text(good + "\ndef broken(:\n")
+        wait_for(lambda: lines_with(live, "Reloaded"), 10, what="the reload line")
+        frame = await echo(ws)
+        assert frame["message"] == "Internal server error"  # what API Gateway sends when the integration fails
+        init = wait_for(lambda: lines_with(live, "init failed"), 10, what="the init failure line")
+        assert "Runtime.UserCodeSyntaxError: Syntax error in module 'echo'" in init[0] and "echo.py, line" in init[0]
+        assert "error Runtime.UserCodeSyntaxError" in [line for line in live.console.lines if " echo " in line][-1]
+        source.write_text(good)
+        wait_for(lambda: len(lines_with(live, "Reloaded")) == 2, 10, what="the second reload line")
+        assert (await echo(ws))["route"] == "echo"
+
+
+async def test_template_change_applies_to_new_connections(live: RunningGateway, stack_dir: Path):
+    template = stack_dir / "template.yaml"
+    async with websockets.connect(live.ws_url, open_timeout=10) as before:
+        await echo(before)
+        edit(template, "RouteKey: echo", "RouteKey: shout")
+        line = wait_for(lambda: lines_with(live, "Template reloaded"), 10, what="the template line")[0]
+        assert "routes changed: applies to new connections" in line
+        async with websockets.connect(live.ws_url, open_timeout=10) as after:
+            reply = await request(after, {"action": "shout"})
+            assert reply["route"] == "shout"
+            refused = await request(after, {"action": "echo"})
+            assert refused["message"] == "Forbidden"  # no such route any more, no `$default`
+        assert (await echo(before))["route"] == "echo"  # the open socket keeps the routes it connected with
+
+
+async def test_broken_template_keeps_the_previous_one(live: RunningGateway, stack_dir: Path):
+    (stack_dir / "template.yaml").write_text("Resources: [not, a, map\n")
+    line = wait_for(lambda: lines_with(live, "Template changed but not applied"), 10, what="the refusal line")[0]
+    assert "still serving the previous template" in line
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        assert (await echo(ws))["route"] == "echo"
+    assert json.dumps(environments(live))  # the runtime is intact
