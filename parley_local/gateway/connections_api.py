@@ -53,7 +53,8 @@ class ConnectionsApi:
 
     def add_routes(self, app: web.Application) -> None:
         for path in ("/{stage}/@connections/{connection_id}", "/@connections/{connection_id}"):
-            app.router.add_route("*", path, self.handle)
+            # `handle` is looked up per request, so a test can tell HTTP calls from the workers' piped ones.
+            app.router.add_route("*", path, lambda request: self.handle(request))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         stage = request.match_info.get("stage")
