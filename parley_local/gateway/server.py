@@ -106,7 +106,7 @@ class Gateway:
         self._stopping = False
         self.failure: str | None = None  # why the gateway cannot go on (set with `failed`)
         self.failed = asyncio.Event()
-        self._code_watchers: set[asyncio.Task[None]] = set()
+        self._watchers: set[asyncio.Task[None]] = set()
 
     # -- addresses ----------------------------------------------------------------
 
@@ -195,8 +195,8 @@ class Gateway:
             self.failed.set()
 
         task = asyncio.create_task(watch())
-        self._code_watchers.add(task)
-        task.add_done_callback(self._code_watchers.discard)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     def _session_services(self) -> SessionServices:
         assert self._integration is not None
