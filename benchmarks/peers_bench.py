@@ -249,13 +249,13 @@ class System:
             pass
 
 
-def make_system(key: str) -> System:
+def make_system(key: str, dynamodb: str = "moto") -> System:
     port = free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     if key in ("parley", "parley-quiet"):
         quiet = key == "parley-quiet"
         cmd = [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(REPO / "template.yaml"), "--port", str(port),
-               "--stack-name", f"peers{os.getpid()}"] + (["--quiet"] if quiet else [])
+               "--stack-name", f"peers{os.getpid()}", "--dynamodb", dynamodb] + (["--quiet"] if quiet else [])
         # A disconnect counts when the `$disconnect` handler itself logged it (its own log line, shown with
         # --quiet too): the gateway's invocation line also appears when the 29 s integration timeout fires.
         return System(key, cmd, REPO, base_env, re.compile(r"Ready on (ws://\S+)"), re.compile(r'"message":"disconnected"'),
@@ -450,7 +450,7 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg(),
-                              "members": args.members, "in_flight": args.in_flight,
+                              "members": args.members, "in_flight": args.in_flight, "dynamodb": args.dynamodb,
                               "systems": {}, "skipped": {}}
     peers = install.install_all() if {"sls", "flask"} & set(args.systems) else {}
     names = {"sls": "serverless-offline", "flask": "Flask-SocketIO"}
@@ -460,7 +460,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             result["skipped"][key] = peer.reason
             print(f"[{key}] not measured: {peer.reason}", flush=True)
             continue
-        system = make_system(key)
+        system = make_system(key, args.dynamodb)
         try:
             result["systems"][key] = await measure(system, args)
         except (RuntimeError, OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
@@ -561,6 +561,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=50, help="handshakes in flight while opening connections")
     parser.add_argument("--repeat", type=int, default=3, help="messages to the room (median of the last delivery)")
     parser.add_argument("--phase-budget", type=float, default=120.0, help="seconds any one row may take")
+    parser.add_argument("--dynamodb", choices=("moto", "local"), default="moto",
+                        help="parley dev's DynamoDB (`--dynamodb`): moto, as the figures in docs/benchmarks.md, or DynamoDB Local")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     result = asyncio.run(bench(args))
