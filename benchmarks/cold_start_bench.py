@@ -1,10 +1,11 @@
 """Cold start of every function against the floor for the same work, measured in the same run.
 
-For each folder in functions/, a fresh `python -c` process (function dir + layers/common/python
-on sys.path, the template's environment for that function with its default parameters (so
-TracingMode=PassThrough: no Tracer, no X-Ray SDK), and the variables Lambda sets) imports `app` and creates the clients its
-first invocation creates, through the project's own code: PynamoDB's DynamoDB client and the
-`@connections` sender for message functions, the Powertools SSM provider for the authorizer.
+For each folder in functions/, a fresh `python -c` process (PYTHONPATH: the function dir and
+layers/common/python, where Lambda has /var/task and /opt/python; the template's environment for
+that function with its default parameters (so TracingMode=PassThrough: no Tracer, no X-Ray SDK);
+and the variables Lambda sets) imports `app` and creates the clients its first invocation creates,
+through the project's own code: PynamoDB's DynamoDB client and the `@connections` sender for
+message functions, the Powertools SSM provider for the authorizer.
 The floor is a fresh process doing `import boto3` and creating the same clients with boto3.
 Runs are interleaved in shuffled rounds (one warm-up round discarded) so noise hits all alike.
 
@@ -24,9 +25,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, median
 
-from common import LAYER, ROOT, median  # noqa: E402
+from parley_testing.functions import lambda_import_path
 
 GOAL = 1.25
 ENDPOINT = "https://abcdef1234.execute-api.us-east-1.amazonaws.com/test"
@@ -61,7 +62,7 @@ def function_envs() -> dict[str, dict[str, str]]:
 
 
 def lambda_env(extra: dict[str, str], task_root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "AWS_ENDPOINT_URL"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "AWS_ENDPOINT_URL", "PYTHONPATH"))}
     env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1",
                LAMBDA_TASK_ROOT=str(task_root), AWS_EXECUTION_ENV="AWS_Lambda_python3.13",
                AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", _HANDLER="app.lambda_handler")
@@ -70,8 +71,7 @@ def lambda_env(extra: dict[str, str], task_root: Path) -> dict[str, str]:
 
 
 def function_code(folder: str) -> str:
-    path = f"import sys\nsys.path[:0] = [{str(ROOT / 'functions' / folder)!r}, {str(LAYER)!r}]\n"
-    return path + TIMED.format(body="import app\n" + CLIENTS[clients_of(folder)])
+    return TIMED.format(body="import app\n" + CLIENTS[clients_of(folder)])
 
 
 def run_once(code: str, env: dict[str, str], flags: tuple[str, ...] = ()) -> tuple[float, float, str]:
@@ -101,7 +101,8 @@ def run(repeat: int) -> dict:
     for name, body in FLOORS.items():
         jobs[f"floor:{name}"] = (TIMED.format(body=body), lambda_env({}, Path("/tmp")))
     for folder in folders:
-        jobs[folder] = (function_code(folder), lambda_env(envs.get(folder, {}), ROOT / "functions" / folder))
+        import_path = {"PYTHONPATH": os.pathsep.join(lambda_import_path(folder))}
+        jobs[folder] = (function_code(folder), lambda_env({**envs.get(folder, {}), **import_path}, ROOT / "functions" / folder))
     walls: dict[str, list[float]] = defaultdict(list)
     inner: dict[str, list[float]] = defaultdict(list)
     order = list(jobs)

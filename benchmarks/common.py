@@ -19,14 +19,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from parley_testing.template import LAYER, ROOT  # noqa: F401  (ROOT, LAYER: for the benchmarks)
+from parley_testing.functions import LambdaContext, import_the_layer
+from parley_testing.template import ROOT
 
-# The layer is Lambda's /opt/python, not an installed package: it goes on sys.path as Lambda (and
-# pytest's `pythonpath`) puts it, for the benchmarks that run handlers in this process.
-if str(LAYER) not in sys.path:
-    sys.path.insert(0, str(LAYER))
+import_the_layer()  # the benchmarks run handlers in this process, as Lambda runs them with /opt/python
 
 TABLE_ENV = dict(
     CONNECTIONS_TABLE="test-ConnectionsTable", MEMBERSHIPS_TABLE="test-MembershipsTable",
@@ -47,15 +46,7 @@ PRICE_RRU = 0.125 / 1e6
 LAMBDA_MEMORY_GB = 256 / 1024
 
 
-class Context:
-    function_name = "bench"
-    memory_limit_in_mb = 256
-    aws_request_id = "bench"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000
+Context = partial(LambdaContext, function_name="bench", aws_request_id="bench")
 
 
 def time_chat_message(room: str = "bench") -> tuple[float, float, dict[str, Any]]:

@@ -288,7 +288,7 @@ def section_cold_start(d: dict) -> list[str]:
         "",
         "```bash", command("cold_start"), "```",
         "",
-        "For each function, a fresh `python -c` process with the function folder and `layers/common/python` on `sys.path`, "
+        "For each function, a fresh `python -c` process with the function folder and `layers/common/python` on `PYTHONPATH` (where Lambda has `/var/task` and `/opt/python`), "
         "the template's environment for that function with its default parameters (TracingMode=PassThrough: no Tracer, "
         "no X-Ray SDK; Active adds about 100 ms) and the variables Lambda sets imports `app` and creates the clients its first invocation creates, through the project's own "
         "code (PynamoDB's DynamoDB client and the `@connections` sender; the Powertools SSM provider for the authorizer). "
@@ -310,7 +310,7 @@ def section_cold_start(d: dict) -> list[str]:
         f"- Goal: every function within {d['goal']}x of the floor. Result: {_ok(met)}"
         + ("." if met else f" ({sum(not r['met'] for r in d['functions'].values())} of {len(d['functions'])} functions over)."),
         "",
-        "Every message function imports the same code (`parley.lambda_adapter`); the spread of their ratios "
+        "Every message function imports the same code (`parley.aws.lambda_routes`); the spread of their ratios "
         f"({min(r['ratio'] for n, r in d['functions'].items() if r['clients'] == 'dynamodb+apigw'):.2f}-"
         f"{max(r['ratio'] for n, r in d['functions'].items() if r['clients'] == 'dynamodb+apigw'):.2f}x) is this machine's "
         "noise; their median is "

@@ -1,13 +1,30 @@
-"""Calling the Lambda functions in-process: load `functions/<name>/app.py` as Lambda does, and read
-back what moto's `@connections` backend recorded."""
+"""Calling the Lambda functions in-process: the import path Lambda gives them, loading
+`functions/<name>/app.py` as Lambda does and the context object Lambda passes."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
+import sys
 from typing import Any
 
-from .template import ROOT
+from .template import LAYER, ROOT
+
+
+def lambda_import_path(folder: str) -> list[str]:
+    """The entries Lambda puts first on a function's import path: its own code (the task root,
+    /var/task), then the layer (/opt/python). For processes started as a function would be."""
+    return [str(ROOT / "functions" / folder), str(LAYER)]
+
+
+def import_the_layer() -> None:
+    """Make `import parley` work in this process, as /opt/python makes it work on Lambda.
+
+    The layer is deployed as a folder, not an installed package, so the only way to import it
+    is a path entry: this is the one place outside `parley_local`'s workers that edits sys.path
+    (pytest gets the same entry from `pythonpath` in pyproject.toml).
+    """
+    if str(LAYER) not in sys.path:
+        sys.path.insert(0, str(LAYER))
 
 
 def load_function(folder: str) -> Any:
@@ -20,12 +37,18 @@ def load_function(folder: str) -> Any:
     return module
 
 
-def split_frames(data: bytes) -> list[dict[str, Any]]:
-    """moto appends every PostToConnection payload to one buffer; split it back into frames."""
-    decoder = json.JSONDecoder()
-    text = data.decode("utf-8")
-    frames, index = [], 0
-    while index < len(text):
-        frame, index = decoder.raw_decode(text, index)
-        frames.append(frame)
-    return frames
+class LambdaContext:
+    """The context argument of a handler invoked in-process: what Powertools and the handlers read
+    (name, memory, ARN, request id, and the 29 s integration timeout as the time left)."""
+
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
+
+    def __init__(self, function_name: str = "test", aws_request_id: str = "req-test") -> None:
+        self.function_name = function_name
+        self.aws_request_id = aws_request_id
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 29_000
+

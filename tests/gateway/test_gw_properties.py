@@ -1,6 +1,6 @@
 """Property-based tests of client frames over REAL WebSockets through the local gateway (issue 5, section 4).
 
-The same generated frames as tests/handlers/test_properties.py (non-JSON, JSON that is not an
+The same generated frames as tests/domain/test_properties.py (non-JSON, JSON that is not an
 object, wrong types, deep nesting, huge strings, control characters and unicode, unknown and
 missing fields, unknown types, valid frames of every type), and the same oracle written from
 PROTOCOL.md, but each frame travels as one WebSocket text frame through `parley dev`'s gateway

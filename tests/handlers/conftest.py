@@ -45,20 +45,10 @@ from parley_testing.memory_store import TABLES  # noqa: E402
 from parley_testing.fake_connections_api import FakeConnectionsApi  # noqa: E402
 from parley_testing.lambda_events import connect_event, connection_id, disconnect_event, message_event  # noqa: E402
 from parley_testing.template import create_tables_from_template, load_template  # noqa: E402
-from parley_testing.functions import load_function  # noqa: E402
+from parley_testing.functions import LambdaContext, load_function  # noqa: E402
+from parley_testing.handler_faults import ConnectionFaults, DynamoThrottle, LogRecorder, the_sender  # noqa: E402
 
 FUNCTIONS = {name: load_function(name) for name in ROUTES + ["default", "connect", "disconnect", "authorizer"]}
-
-
-class FakeContext:
-    function_name = "test"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "req-test"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000
 
 
 class World(ChatWorld):
@@ -91,7 +81,7 @@ class World(ChatWorld):
     def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
         self.recording = True
         try:
-            return FUNCTIONS[function].lambda_handler(event, FakeContext())
+            return FUNCTIONS[function].lambda_handler(event, LambdaContext())
         finally:
             self.recording = False
 
@@ -171,3 +161,47 @@ def world(monkeypatch: pytest.MonkeyPatch, connections_api: FakeConnectionsApi) 
         yield instance
         connections_api.is_gone = lambda connection_id: False
         assert not [op for op in instance.operations if op.endswith(":Scan")], "a handler issued a DynamoDB Scan"
+
+
+# ---- faults (parley_testing.handler_faults) -------------------------------------------------
+
+
+@pytest.fixture
+def throttle(world: World, monkeypatch: pytest.MonkeyPatch) -> DynamoThrottle:
+    import botocore.retries.standard as standard
+
+    instance = DynamoThrottle(monkeypatch)
+
+    def no_wait(backoff: Any, context: Any) -> float:
+        instance.retry_delays.append(context.attempt_number)
+        return 0.0
+
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", no_wait)  # retried, just not slept
+    return instance
+
+
+@pytest.fixture
+def connection_faults(world: World, monkeypatch: pytest.MonkeyPatch) -> ConnectionFaults:
+    import urllib3
+
+    faults = ConnectionFaults(world.connections_api)
+    sender = the_sender()
+    monkeypatch.setattr(sender, "_sleep", faults.sleeps.append)  # backoff recorded, not slept
+    # A hung call must time out well before the stand-in's 1.5 s hang ends.
+    short = urllib3.PoolManager(num_pools=4, maxsize=sender.max_in_flight, block=True, retries=False,
+                                timeout=urllib3.Timeout(connect=0.5, read=0.3))
+    monkeypatch.setattr(sender, "_pool", short)
+    return faults
+
+
+@pytest.fixture
+def logs() -> Iterator[LogRecorder]:
+    from parley.aws.observability import logger
+
+    recorder = LogRecorder()
+    recorder.setFormatter(logger.registered_formatter)
+    logger._logger.addHandler(recorder)
+    try:
+        yield recorder
+    finally:
+        logger._logger.removeHandler(recorder)

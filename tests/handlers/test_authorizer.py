@@ -11,7 +11,7 @@ import jwt
 import pytest
 from moto import mock_aws
 
-from tests.handlers.conftest import FUNCTIONS, FakeContext
+from parley_testing.functions import LambdaContext, load_function
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/test/$connect"
@@ -25,6 +25,7 @@ def authorize(monkeypatch):
         from aws_lambda_powertools.utilities import parameters
 
         parameters.clear_caches()
+        authorizer = load_function("authorizer")
 
         def call(token, origin=None):
             headers = {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"}
@@ -36,7 +37,7 @@ def authorize(monkeypatch):
                 "headers": headers,
                 "queryStringParameters": {} if token is None else {"token": token},
             }
-            return FUNCTIONS["authorizer"].lambda_handler(event, FakeContext())
+            return authorizer.lambda_handler(event, LambdaContext())
 
         yield call
 

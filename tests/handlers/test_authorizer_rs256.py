@@ -16,8 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.handlers.conftest import FakeContext
-from parley_testing.functions import load_function
+from parley_testing.functions import LambdaContext, load_function
 
 ISSUER = "https://issuer.example.com/"
 AUDIENCE = "parley-web"
@@ -72,7 +71,7 @@ def authorize(jwks_server, monkeypatch):
     def call(token):
         event = {"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:a/test/$connect",
                  "headers": {}, "queryStringParameters": {"token": token}}
-        return function.lambda_handler(event, FakeContext())
+        return function.lambda_handler(event, LambdaContext())
 
     yield call, hits
     monkeypatch.undo()

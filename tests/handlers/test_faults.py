@@ -12,13 +12,7 @@ import time
 
 import pytest
 
-from tests.handlers.faults import (  # noqa: F401  (fixtures)
-    connection_faults,
-    logs,
-    send,
-    the_sender,
-    throttle,
-)
+from parley_testing.handler_faults import send, the_sender
 
 REQUEST_ID = re.compile(r"request id (\S+?)\.? when")
 

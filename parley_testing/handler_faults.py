@@ -1,5 +1,6 @@
-"""Fault injection for the handler tests: DynamoDB throttling at the HTTP level, `@connections`
-failures scripted in the HTTP stand-in, a raw-frame sender that keeps the request id, and a log recorder.
+"""Fault injection for the handler tests (tests/handlers), used through fixtures in their conftest:
+DynamoDB throttling at the HTTP level, `@connections` failures scripted in the HTTP stand-in, a
+frame sender that keeps the request id, and a log recorder.
 
 Throttling is injected where a real throttle arrives: as an HTTP 400 response to the request
 botocore sends (moto's `before-send` stub is wrapped), so botocore's retry handler (PynamoDB's
@@ -16,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import urllib3
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
-from parley_testing.chat_world import Delivery
+from .chat_world import ChatWorld, Client, Delivery
 
 THROTTLE_TYPES = {
     "ProvisionedThroughputExceededException": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -38,6 +38,7 @@ class DynamoThrottle:
     monkeypatch: pytest.MonkeyPatch
     rules: list[dict[str, Any]] = field(default_factory=list)
     injected: Counter = field(default_factory=Counter)
+    retry_delays: list[int] = field(default_factory=list)  # the attempt number of each retry botocore made
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -82,22 +83,6 @@ class DynamoThrottle:
         return None
 
 
-@pytest.fixture
-def throttle(world, monkeypatch: pytest.MonkeyPatch) -> DynamoThrottle:
-    import botocore.retries.standard as standard
-
-    delays: list[float] = []
-
-    def no_wait(backoff: Any, context: Any) -> float:
-        delays.append(context.attempt_number)
-        return 0.0
-
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", no_wait)  # retried, just not slept
-    instance = DynamoThrottle(monkeypatch)
-    instance.retry_delays = delays  # type: ignore[attr-defined]
-    return instance
-
-
 # ---- @connections --------------------------------------------------------------------------
 
 
@@ -139,28 +124,12 @@ def the_sender() -> Any:
     return sender_for(endpoint, lambda_routes.settings.fanout_max_in_flight)
 
 
-@pytest.fixture
-def connection_faults(world, monkeypatch: pytest.MonkeyPatch) -> ConnectionFaults:
-    faults = ConnectionFaults(world.connections_api)
-    sender = the_sender()
-    monkeypatch.setattr(sender, "_sleep", faults.sleeps.append)  # backoff recorded, not slept
-    # A hung call must time out well before the stand-in's 1.5 s hang ends.
-    short = urllib3.PoolManager(num_pools=4, maxsize=sender.max_in_flight, block=True, retries=False,
-                                timeout=urllib3.Timeout(connect=0.5, read=0.3))
-    monkeypatch.setattr(sender, "_pool", short)
-    return faults
+# ---- sending frames, with the request id ----------------------------------------------
 
 
-# ---- sending raw frames, with the request id ----------------------------------------------
-
-
-def send_raw(world: Any, client: Any, raw: str) -> Delivery:
-    """`client.send(raw=...)`, returning the request id and the raw route response body too."""
-    return world.deliver(client, raw)
-
-
-def send(world: Any, client: Any, type_name: str, data: Any) -> Delivery:
-    return send_raw(world, client, json.dumps({"type": type_name, "data": data}))
+def send(world: ChatWorld, client: Client, type_name: str, data: Any) -> Delivery:
+    """`client.send(...)`, returning the request id and the raw route response body too."""
+    return world.deliver(client, json.dumps({"type": type_name, "data": data}))
 
 
 # ---- logs ---------------------------------------------------------------------------------
@@ -182,16 +151,3 @@ class LogRecorder(logging.Handler):
             line for line in self.lines
             if line.get("correlation_id") == request_id and logging.getLevelName(line.get("level", "DEBUG")) >= floor
         ]
-
-
-@pytest.fixture
-def logs() -> Any:
-    from parley.aws.observability import logger
-
-    recorder = LogRecorder()
-    recorder.setFormatter(logger.registered_formatter)
-    logger._logger.addHandler(recorder)
-    try:
-        yield recorder
-    finally:
-        logger._logger.removeHandler(recorder)
