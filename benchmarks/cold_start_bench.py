@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import ROOT, median
 
-from parley_testing.functions import lambda_import_path
+from parley_testing.functions import lambda_import_env
 
 GOAL = 1.25
 ENDPOINT = "https://abcdef1234.execute-api.us-east-1.amazonaws.com/test"
@@ -61,8 +61,11 @@ def function_envs() -> dict[str, dict[str, str]]:
     }
 
 
-def lambda_env(extra: dict[str, str], task_root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "AWS_ENDPOINT_URL", "PYTHONPATH"))}
+def lambda_env(extra: dict[str, str], folder: str | None) -> dict[str, str]:
+    """The variables Lambda sets for function `folder` (None: a floor process, which is no function)."""
+    task_root = ROOT / "functions" / folder if folder else Path("/tmp")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "AWS_ENDPOINT_URL"))}
+    env.update(lambda_import_env(folder))
     env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1",
                LAMBDA_TASK_ROOT=str(task_root), AWS_EXECUTION_ENV="AWS_Lambda_python3.13",
                AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", _HANDLER="app.lambda_handler")
@@ -99,10 +102,9 @@ def run(repeat: int) -> dict:
     folders = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists())
     jobs: dict[str, tuple[str, dict[str, str]]] = {}
     for name, body in FLOORS.items():
-        jobs[f"floor:{name}"] = (TIMED.format(body=body), lambda_env({}, Path("/tmp")))
+        jobs[f"floor:{name}"] = (TIMED.format(body=body), lambda_env({}, None))
     for folder in folders:
-        import_path = {"PYTHONPATH": os.pathsep.join(lambda_import_path(folder))}
-        jobs[folder] = (function_code(folder), lambda_env({**envs.get(folder, {}), **import_path}, ROOT / "functions" / folder))
+        jobs[folder] = (function_code(folder), lambda_env(envs.get(folder, {}), folder))
     walls: dict[str, list[float]] = defaultdict(list)
     inner: dict[str, list[float]] = defaultdict(list)
     order = list(jobs)

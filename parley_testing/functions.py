@@ -1,19 +1,22 @@
-"""Calling the Lambda functions in-process: the import path Lambda gives them, loading
-`functions/<name>/app.py` as Lambda does and the context object Lambda passes."""
+"""Running the Lambda functions as Lambda does: the import path it gives them (in this process and
+in child processes), loading `functions/<name>/app.py`, and the context object it passes."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from typing import Any
 
 from .template import LAYER, ROOT
 
 
-def lambda_import_path(folder: str) -> list[str]:
-    """The entries Lambda puts first on a function's import path: its own code (the task root,
-    /var/task), then the layer (/opt/python). For processes started as a function would be."""
-    return [str(ROOT / "functions" / folder), str(LAYER)]
+def lambda_import_env(folder: str | None) -> dict[str, str]:
+    """PYTHONPATH for a child process started as function `folder` would be: its own code first
+    (the task root, Lambda's /var/task), then the layer (/opt/python). For a process that is no
+    function, empty: that adds nothing, and keeps the caller's own PYTHONPATH from leaking in."""
+    entries = [ROOT / "functions" / folder, LAYER] if folder else []
+    return {"PYTHONPATH": os.pathsep.join(str(entry) for entry in entries)}
 
 
 def import_the_layer() -> None:
