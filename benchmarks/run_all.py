@@ -60,6 +60,11 @@ def run_benches(results: Path, only: list[str]) -> dict[str, float]:
     return seconds
 
 
+def heading(title: str, bench: str) -> list[str]:
+    """A measured section's title and the command that measured it, which every section starts with."""
+    return [f"## {title}", "", "```bash", command(bench), "```", ""]
+
+
 def _ok(met: bool) -> str:
     return "**met**" if met else "**not met**"
 
@@ -78,10 +83,7 @@ def section_setup(meta: dict) -> list[str]:
 
 def section_fanout(d: dict) -> list[str]:
     lines = [
-        "## Fan-out against room size",
-        "",
-        "```bash", command("fanout"), "```",
-        "",
+        *heading("Fan-out against room size", "fanout"),
         "Each point is a fresh process measuring what `benchmarks/fanout_bench.py` measures (the real `chat_message` handler, "
         "moto's DynamoDB server, the `@connections` stand-in adding 0 or 20 ms to every call, 64 calls in flight), with the "
         "room seeded by BatchWriteItem. "
@@ -126,10 +128,7 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
     r, b, t = first["rtt"], first["ping_burst"], first["throughput"]
     n = d["connections"]
     lines = [
-        "## Local gateway (`parley dev`) over real sockets",
-        "",
-        "```bash", command("gateway"), "```",
-        "",
+        *heading("Local gateway (`parley dev`) over real sockets", "gateway"),
         "Each run starts a fresh `parley dev` on the real `template.yaml` and handlers (one warm worker process per "
         "function, more on demand; DynamoDB Local, the default, or moto's DynamoDB, each in its own process: every "
         "measurement is made on both in the same run) and drives it from the benchmark's process with "
@@ -216,10 +215,7 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
 
 def section_cost(d: dict) -> list[str]:
     lines = [
-        "## Cost per request and per million chat messages",
-        "",
-        "```bash", command("cost"), "```",
-        "",
+        *heading("Cost per request and per million chat messages", "cost"),
         f"The real `$connect`, `join_room`, `chat_message` and `$disconnect` handlers run against {d.get('dynamodb', 'moto')}, in "
         f"rooms of 10 and 100, first with no other connections, then with {d['others']:,} other connections in "
         f"{d['others'] // 100} other rooms of 100. PostToConnection calls are counted by the `@connections` stand-in; "
@@ -284,10 +280,7 @@ def section_cost(d: dict) -> list[str]:
 def section_cold_start(d: dict) -> list[str]:
     met = all(r["met"] for r in d["functions"].values())
     lines = [
-        "## Cold start",
-        "",
-        "```bash", command("cold_start"), "```",
-        "",
+        *heading("Cold start", "cold_start"),
         "For each function, a fresh `python -c` process with the function folder and `layers/common/python` on `PYTHONPATH` (where Lambda has `/var/task` and `/opt/python`), "
         "the template's environment for that function with its default parameters (TracingMode=PassThrough: no Tracer, "
         "no X-Ray SDK; Active adds about 100 ms) and the variables Lambda sets imports `app` and creates the clients its first invocation creates, through the project's own "
@@ -333,10 +326,7 @@ def section_cold_start(d: dict) -> list[str]:
 
 def section_memory(d: dict) -> list[str]:
     lines = [
-        "## Memory",
-        "",
-        "```bash", command("memory"), "```",
-        "",
+        *heading("Memory", "memory"),
         "Peak RSS (`resource.getrusage(...).ru_maxrss`) of a fresh child process that imports the function's `app` and "
         "runs its handler once against a seeded room (moto's DynamoDB server and the `@connections` stand-in, 0 ms added, "
         "64 calls in flight).",
