@@ -15,7 +15,6 @@ Runs are interleaved in shuffled rounds (one warm-up round discarded) so noise h
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -25,7 +24,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import ROOT, median
+from common import ROOT, median, publish
 
 from parley_testing.functions import lambda_import_env
 
@@ -154,9 +153,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     data = run(args.repeat)
-    print(report(data))
-    if args.json:
-        args.json.write_text(json.dumps(data, indent=1))
+    publish(report(data), data, args.json)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from parley_testing.functions import LambdaContext, import_the_layer
@@ -122,6 +123,13 @@ class ConnectionsStandIn:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def publish(report: str, data: dict[str, Any], json_path: Path | None) -> None:
+    """Print a benchmark's report and, with `--json`, keep its figures for run_all.py to render."""
+    print(report)
+    if json_path:
+        json_path.write_text(json.dumps(data, indent=1))
 
 
 def median(values: list[float]) -> float:

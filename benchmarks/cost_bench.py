@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import (  # noqa: E402  (sets the environment before parley is imported)
     LAMBDA_MEMORY_GB, PRICE_APIGW_MESSAGE, PRICE_LAMBDA_ARM_GB_S, PRICE_LAMBDA_REQUEST, PRICE_RRU, PRICE_WRU,
-    CapacityRecorder, ConnectionsStandIn, Context, median,
+    CapacityRecorder, ConnectionsStandIn, Context, median, publish,
 )
 
 import os  # noqa: E402
@@ -220,9 +220,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     data = run(args.others, args.dynamodb)
-    print(report(data))
-    if args.json:
-        args.json.write_text(json.dumps(data, indent=1))
+    publish(report(data), data, args.json)
 
 
 if __name__ == "__main__":

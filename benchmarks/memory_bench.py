@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ConnectionsStandIn, patient_dynamodb  # sets the benchmark environment before parley is imported
+from common import ConnectionsStandIn, patient_dynamodb, publish  # sets the benchmark environment before parley is imported
 
 MEMORY_SIZE_MB = 256  # template.yaml Globals
 
@@ -115,9 +115,7 @@ def main() -> None:
         child(args.child[0], args.child[1], int(args.child[2]), int(args.child[3]))
         return
     data = run(args.sizes)
-    print(report(data))
-    if args.json:
-        args.json.write_text(json.dumps(data, indent=1))
+    publish(report(data), data, args.json)
 
 
 if __name__ == "__main__":
