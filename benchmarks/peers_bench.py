@@ -48,10 +48,10 @@ from typing import Any, Callable
 import websockets
 from websockets.asyncio.server import serve
 
+from parley_local.tokens import make_token
+from peers import install  # benchmarks/peers/, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from benchmarks.peers import install  # noqa: E402
-from parley_local.tokens import make_token  # noqa: E402
 
 WARMUP, PINGS = 20, 300
 PAGE = 4096

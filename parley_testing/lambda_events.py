@@ -8,6 +8,8 @@ import json
 import time
 from typing import Any
 
+import jwt
+
 from parley_local.gateway import events
 
 API_ID = "abcdef1234"
@@ -54,3 +56,18 @@ def connect_event(connection: str, user: str, name: str | None = None) -> dict[s
 
 def disconnect_event(connection: str, user: str, code: int = 1001, reason: str = "Going away") -> dict[str, Any]:
     return events.disconnect_event(_info(connection, user, None), events.aws_id(), code, reason)
+
+
+# ---- the authorizer's input ------------------------------------------------------------------
+
+JWT_SECRET = "s3cret-for-tests-only-0123456789abcdef"  # what the handler tests store under JWT_SECRET_PARAMETER
+AUTHORIZER_METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/test/$connect"
+
+
+def jwt_token(claims: dict[str, Any] | None = None, key: str = JWT_SECRET, algorithm: str = "HS256",
+              headers: dict[str, Any] | None = None) -> str:
+    """A token for the authorizer: `alice`, named Alice, valid 5 minutes; `claims` adds or
+    overrides claims, and a claim set to None is left out."""
+    body = {"sub": "alice", "name": "Alice", "exp": int(time.time()) + 300}
+    body.update(claims or {})
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm=algorithm, headers=headers)

@@ -8,64 +8,15 @@ and capacity units computed from item sizes (moto reports 1.0 for everything).
 
 from __future__ import annotations
 
-import inspect
-import os
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from parley.aws.keys import idempotency_key, rate_counter_key
 from parley.core.model import ChatMessage, Member
-from parley_local.local_aws.dynamodb_local import DynamoDBLocal
-from parley_testing.template import create_tables_from_template, load_template
-
-CONNECTION_TTL_S = 7500
-IDEMPOTENCY_TTL_S = 86400
-
-
-def _models(tables: Any) -> list[type]:
-    return [m for _, m in inspect.getmembers(tables, inspect.isclass)
-            if issubclass(m, tables.Model) and m is not tables.Model and hasattr(m, "Meta")]
-
-
-@pytest.fixture(scope="module")
-def layer(dynamodb_local: DynamoDBLocal, ddb: Any) -> Iterator[tuple[Any, Any]]:
-    """(parley.aws.tables, parley.aws.dynamodb_store) with every model talking to DynamoDB Local, tables created from template.yaml."""
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        os.environ.setdefault(key, value)
-    import parley.aws.dynamodb_store as store_module
-    import parley.aws.tables as tables
-
-    saved = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
-    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_local.endpoint
-    models = _models(tables)
-    for model in models:
-        model._connection = None  # a client made earlier (e.g. under moto) must not be reused
-    names = {
-        "ConnectionsTable": tables.Connection.Meta.table_name, "MembershipsTable": tables.Membership.Meta.table_name,
-        "MessagesTable": tables.StoredMessage.Meta.table_name, "IdempotencyTable": tables.IdempotencyRecord.Meta.table_name,
-    }
-    existing = set(ddb.list_tables()["TableNames"])
-    if not set(names.values()) <= existing:
-        create_tables_from_template(ddb, load_template(), names)
-    try:
-        yield tables, store_module
-    finally:
-        if saved is None:
-            os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
-        else:
-            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = saved
-        for model in models:
-            model._connection = None
-
-
-@pytest.fixture
-def store(layer: tuple[Any, Any]) -> Any:
-    return layer[1].DynamoChatStore(CONNECTION_TTL_S, IDEMPOTENCY_TTL_S)
-
 
 def _id() -> str:
     return uuid.uuid4().hex[:12]
@@ -106,7 +57,8 @@ def test_read_cursor_only_moves_forward(store):
     assert store.advance_read_cursor(room, "alice", "01J0000000000000000000000C") is True
 
 
-def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb):
+def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb, ttl_seconds):
+    connection_ttl_s, idempotency_ttl_s = ttl_seconds
     tables, _ = layer
     conn, room = f"c{_id()}", f"ttl-{_id()}"
     now = time.time()
@@ -119,11 +71,11 @@ def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb):
     def expires(table: str, key: dict[str, Any]) -> float:
         return float(ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["expiresAt"]["N"])
 
-    assert abs(expires(tables.Connection.Meta.table_name, {"connectionId": {"S": conn}}) - (now + CONNECTION_TTL_S)) < 120
+    assert abs(expires(tables.Connection.Meta.table_name, {"connectionId": {"S": conn}}) - (now + connection_ttl_s)) < 120
     assert abs(expires(tables.Membership.Meta.table_name, {"roomId": {"S": room}, "memberKey": {"S": "c#" + conn}})
-               - (now + CONNECTION_TTL_S)) < 120
+               - (now + connection_ttl_s)) < 120
     key = idempotency_key("alice", room, "ttl")
-    assert abs(expires(tables.IdempotencyRecord.Meta.table_name, {"key": {"S": key}}) - (now + IDEMPOTENCY_TTL_S)) < 120
+    assert abs(expires(tables.IdempotencyRecord.Meta.table_name, {"key": {"S": key}}) - (now + idempotency_ttl_s)) < 120
     assert abs(expires(tables.RateCounter.Meta.table_name, {"key": {"S": rate_counter_key("chat", "alice", 42)}}) - (now + 20)) < 120
     for table in (tables.Connection.Meta.table_name, tables.Membership.Meta.table_name, tables.IdempotencyRecord.Meta.table_name):
         ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]

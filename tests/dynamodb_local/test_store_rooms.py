@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from parley.core.model import ChatMessage
-from tests.dynamodb_local.test_store import layer, store  # noqa: F401  (fixtures used by name)
 
 
 def _room() -> str:

@@ -14,7 +14,8 @@ from websockets.exceptions import InvalidStatus
 
 from parley_local.tokens import make_token
 from parley_testing.gateway_thread import RunningGateway
-from tests.gateway.test_full_chat import TEMPLATE, Client, pytestmark  # noqa: F401  (same skip rule)
+from parley_testing.chat_client import Client
+from parley_testing.template import TEMPLATE
 
 
 @pytest.fixture(scope="module")

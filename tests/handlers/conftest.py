@@ -43,7 +43,9 @@ from moto import mock_aws  # noqa: E402
 from parley_testing.chat_world import ROUTES, ChatWorld, Client  # noqa: E402
 from parley_testing.memory_store import TABLES  # noqa: E402
 from parley_testing.fake_connections_api import FakeConnectionsApi  # noqa: E402
-from parley_testing.lambda_events import connect_event, connection_id, disconnect_event, message_event  # noqa: E402
+from parley_testing.lambda_events import (  # noqa: E402
+    AUTHORIZER_METHOD_ARN, JWT_SECRET, connect_event, connection_id, disconnect_event, message_event,
+)
 from parley_testing.template import create_tables_from_template, load_template  # noqa: E402
 from parley_testing.functions import LambdaContext, load_function  # noqa: E402
 from parley_testing.handler_faults import ConnectionFaults, DynamoThrottle, LogRecorder, the_sender  # noqa: E402
@@ -205,3 +207,33 @@ def logs() -> Iterator[LogRecorder]:
         yield recorder
     finally:
         logger._logger.removeHandler(recorder)
+
+
+# ---- the authorizer ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def authorize(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """`authorize(token, origin=None)`: the real authorizer function, its secret in moto's SSM and
+    `https://chat.example.com` its one allowed origin."""
+    with mock_aws():
+        boto3.client("ssm").put_parameter(Name="/parley/test/jwt-secret", Value=JWT_SECRET, Type="SecureString")
+        monkeypatch.setenv("ALLOWED_ORIGINS", "https://chat.example.com")
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()
+        authorizer = load_function("authorizer")
+
+        def call(token, origin=None):
+            headers = {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"}
+            if origin:
+                headers["Origin"] = origin
+            event = {
+                "type": "REQUEST",
+                "methodArn": AUTHORIZER_METHOD_ARN,
+                "headers": headers,
+                "queryStringParameters": {} if token is None else {"token": token},
+            }
+            return authorizer.lambda_handler(event, LambdaContext())
+
+        yield call

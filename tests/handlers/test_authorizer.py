@@ -6,47 +6,11 @@ import base64
 import json
 import time
 
-import boto3
 import jwt
 import pytest
-from moto import mock_aws
 
-from parley_testing.functions import LambdaContext, load_function
-
-SECRET = "s3cret-for-tests-only-0123456789abcdef"
-METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/test/$connect"
-
-
-@pytest.fixture
-def authorize(monkeypatch):
-    with mock_aws():
-        boto3.client("ssm").put_parameter(Name="/parley/test/jwt-secret", Value=SECRET, Type="SecureString")
-        monkeypatch.setenv("ALLOWED_ORIGINS", "https://chat.example.com")
-        from aws_lambda_powertools.utilities import parameters
-
-        parameters.clear_caches()
-        authorizer = load_function("authorizer")
-
-        def call(token, origin=None):
-            headers = {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"}
-            if origin:
-                headers["Origin"] = origin
-            event = {
-                "type": "REQUEST",
-                "methodArn": METHOD_ARN,
-                "headers": headers,
-                "queryStringParameters": {} if token is None else {"token": token},
-            }
-            return authorizer.lambda_handler(event, LambdaContext())
-
-        yield call
-
-
-def token(claims=None, key=SECRET, algorithm="HS256", headers=None):
-    body = {"sub": "alice", "name": "Alice", "exp": int(time.time()) + 300}
-    body.update(claims or {})
-    body = {k: v for k, v in body.items() if v is not None}
-    return jwt.encode(body, key, algorithm=algorithm, headers=headers)
+from parley_testing.lambda_events import AUTHORIZER_METHOD_ARN as METHOD_ARN
+from parley_testing.lambda_events import jwt_token as token
 
 
 def test_valid_token_allows_with_identity(authorize):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.handlers.test_authorizer import authorize, token  # noqa: F401  (the fixture is used by name)
+from parley_testing.lambda_events import JWT_SECRET
+from parley_testing.lambda_events import jwt_token as token
 
 
 def test_a_valid_claim_reaches_the_context_compactly(authorize):
@@ -51,9 +52,7 @@ def _with_null_rooms() -> str:
 
     import jwt
 
-    from tests.handlers.test_authorizer import SECRET
-
-    return jwt.encode({"sub": "alice", "exp": int(time.time()) + 300, "rooms": None}, SECRET, algorithm="HS256")
+    return jwt.encode({"sub": "alice", "exp": int(time.time()) + 300, "rooms": None}, JWT_SECRET, algorithm="HS256")
 
 
 def test_a_claim_of_10000_patterns_is_refused(authorize):

@@ -1,6 +1,7 @@
-"""tests/domain/test_rooms.py through the real Lambda functions on moto, for the wiring: the
-authorizer context's `rooms` reaching every route, DynamoDB's conditional writes, the reader index
-and BatchGetItem as moto implements them. Plus what only DynamoDB has: old items."""
+"""Issue 13's rules (`parley_testing.room_rules`, also run by tests/domain/test_rooms.py) through
+the real Lambda functions on moto, for the wiring: the authorizer context's `rooms` reaching every
+route, DynamoDB's conditional writes, the reader index and BatchGetItem as moto implements them.
+Plus what only DynamoDB has: old items."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import boto3
 
-from tests.domain.test_rooms import (  # noqa: F401  (collected here with the moto `world`)
+from parley_testing.room_rules import (  # noqa: F401  (collected here with the moto `world`; `chat` is a fixture)
     test_forbidden_names_the_room_and_the_action,
     test_a_read_only_member_hears_everything_and_may_say_nothing,
     test_leaving_needs_no_permission,
@@ -36,7 +37,7 @@ from tests.domain.test_rooms import (  # noqa: F401  (collected here with the mo
     joined,
     put_messages,
 )
-from tests.handlers.conftest import FUNCTIONS, FakeContext
+from parley_testing.functions import LambdaContext, load_function
 
 
 def test_a_message_stored_before_reactions_existed_can_be_reacted_to(world):
@@ -52,5 +53,5 @@ def test_a_message_stored_before_reactions_existed_can_be_reacted_to(world):
 def test_the_sample_event_drives_the_new_route(world):
     """events/get_rooms.json is what `sam local invoke -e` sends; its `rooms` context must decode."""
     event = json.loads((Path(__file__).resolve().parents[2] / "events" / "get_rooms.json").read_text())
-    response = FUNCTIONS["get_rooms"].lambda_handler(event, FakeContext())
+    response = load_function("get_rooms").lambda_handler(event, LambdaContext())
     assert json.loads(response["body"]) == {"type": "rooms_list", "data": {"rooms": [], "nextCursor": None}}
