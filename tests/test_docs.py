@@ -137,7 +137,7 @@ def parley_dev_options_named(text: str) -> set[str]:
     `parley dev --help` lists."""
     prose = _FENCE.sub("", text)
     commands = [m.group(0) for m in _FENCE.finditer(text)] + _spans(prose)
-    named = {option for command in commands for tail in re.findall(r"parley dev\b([^#;&|`\n]*)", command)
+    named = {option for command in commands for tail in re.findall(r"(?<!<)parley dev\b([^#;&|`\n]*)", command)
              for option in _OPTION.findall(tail)}
     for paragraph in re.split(r"\n\s*\n", prose):
         if "parley dev --help" in paragraph:
@@ -172,6 +172,7 @@ def test_every_parley_dev_option_the_docs_name_exists():
 def test_the_command_checks_see_a_wrong_command():
     text = ("Run `make dev FRESH=1 COLOUR=red` or `make deploy`.\n\n"
             "```bash\nmake example\nparley dev --port 3002 --turbo  # not --comment\n```\n\n"
-            "`parley dev --help` lists `--quiet` and `--fast`.\n\nAbout parley dev: `sam build --use-container`.\n")
+            "`parley dev --help` lists `--quiet` and `--fast`.\n\nAbout parley dev: `sam build --use-container`.\n"
+            "`py-spy record --pid <parley dev pid> --rate 200`\n")
     assert make_commands(text) == [("example", []), ("dev", ["FRESH", "COLOUR"]), ("deploy", [])]
     assert parley_dev_options_named(text) == {"--port", "--turbo", "--help", "--quiet", "--fast"}
