@@ -72,7 +72,7 @@ def scenario(recorder: CapacityRecorder, api: ConnectionsStandIn, room_size: int
     for i in range(room_size - 1):
         cid = connection_id(first_id + i)
         store.add_connection(cid, f"user{first_id + i}", f"User {i}", now)
-        store.add_member(Member(room, cid, f"user{first_id + i}", f"User {i}", now))
+        store.join_room(Member(room, cid, f"user{first_id + i}", f"User {i}", now))
     for i in range(HISTORY):
         store.put_message(ChatMessage(room, new_ulid(now - 1000 + i), "user0", "User 0", TEXT, iso_now()))
     me, user = connection_id(first_id + room_size - 1), "bench-user"

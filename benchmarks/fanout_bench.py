@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from common import ConnectionsStandIn, time_chat_message  # sets the benchmark environment before parley is imported
 
@@ -38,7 +39,7 @@ def run(members: int, latency_ms: float, max_in_flight: int) -> dict:
         from parley.core.model import Member
 
         for n in range(members):
-            adapter._store.add_member(Member("bench", connection_id(n), f"user{n}", f"User {n}", n))
+            adapter._store.join_room(Member("bench", connection_id(n), f"user{n}", f"User {n}", n))
         elapsed, fanout_seconds, reply = time_chat_message("bench")
         observed = api.max_in_flight()
     finally:

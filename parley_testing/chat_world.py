@@ -17,15 +17,15 @@ from typing import Any
 from parley.core.access import Grants, RoomAccessMode
 from parley.core.model import Caller
 from parley.core.rate_limits import OverLimitMemory, RateLimits
-from parley.core.service import ChatService
+from parley.core.service import DEFAULT_PRESENCE_THRESHOLD, ChatService
 from parley_local.gateway.routing import RouteSelector
 
-from .fakes import FakeClock, RecordingLogger, RecordingMetrics, RecordingSender
+from .fakes import FakeClock, RecordingLogger, RecordingMetrics, RecordingSender, ShardQueue
 from .memory_store import MemoryChatStore
 
 # The frames of the v1 contract, which `oracle` judges; the room features of issue 13 (edit,
 # delete, reactions, the rooms list) have their own tests (tests/domain/test_rooms.py).
-V1_ROUTES = ["message", "join_room", "leave_room", "chat_message", "typing", "mark_read", "get_history", "ping"]
+V1_ROUTES = ["message", "join_room", "leave_room", "chat_message", "typing", "mark_read", "get_history", "get_participants", "ping"]
 ROUTES = V1_ROUTES + ["edit_message", "delete_message", "react", "get_rooms"]
 ROUTER = RouteSelector("$request.body.type", ROUTES + ["$default"])
 
@@ -72,6 +72,8 @@ def dynamodb_json(row: dict[str, Any]) -> dict[str, Any]:
 def _typed(value: Any) -> dict[str, Any]:
     if isinstance(value, int):
         return {"N": str(value)}
+    if isinstance(value, set):  # fan-out claims: a string set
+        return {"SS": sorted(value)}
     if isinstance(value, dict):  # reactions: emoji -> string set of user ids
         return {"M": {key: {"SS": list(users)} for key, users in value.items()}}
     return {"S": value}
@@ -169,7 +171,8 @@ class MemoryChatWorld(ChatWorld):
     new `OverLimitMemory` to play another environment.
     """
 
-    def __init__(self, *, limits: RateLimits | None = None, max_message_length: int = 4000) -> None:
+    def __init__(self, *, limits: RateLimits | None = None, max_message_length: int = 4000,
+                 presence_threshold: int = DEFAULT_PRESENCE_THRESHOLD, fanout_shard_size: int | None = None) -> None:
         super().__init__()
         self.clock = FakeClock()
         self.store = MemoryChatStore(self.clock)
@@ -179,6 +182,10 @@ class MemoryChatWorld(ChatWorld):
         self.limits = limits or RateLimits()
         self.max_message_length = max_message_length
         self.over_limit = OverLimitMemory()
+        self.presence_threshold = presence_threshold
+        # With a shard size, large broadcasts queue shards here; `run_shards` plays the fan-out function.
+        self.fanout_shard_size = fanout_shard_size
+        self.shards = ShardQueue()
         self.room_access = RoomAccessMode.OPEN
 
     def use_room_access(self, mode: RoomAccessMode) -> None:
@@ -196,7 +203,21 @@ class MemoryChatWorld(ChatWorld):
 
     def service(self) -> ChatService:
         return ChatService(self.store, self.sender, max_message_length=self.max_message_length, rate_limits=self.limits,
-                           over_limit=self.over_limit, metric=self.metrics, logger=self.logger, now_ms=self.clock)
+                           over_limit=self.over_limit, metric=self.metrics, logger=self.logger, now_ms=self.clock,
+                           presence_threshold=self.presence_threshold,
+                           shards=self.shards if self.fanout_shard_size else None,
+                           fanout_shard_size=self.fanout_shard_size or 1)
+
+    def run_shards(self) -> None:
+        """Every queued shard, each in its own service (its own invocation)."""
+        while self.shards.jobs:
+            self.service().deliver_shard(self.shards.jobs.pop(0))
+        self.collect()
+
+    def run_presence(self) -> None:
+        """One batch of the presence function: the changes recorded since the last batch."""
+        self.service().announce_presence(self.store.drain_presence())
+        self.collect()
 
     def _connect(self, client: Client) -> None:
         self.service().connect(self._caller(client), self.clock())

@@ -6,7 +6,7 @@ import time
 from collections import defaultdict
 from typing import Any, Callable, Mapping
 
-from parley.core.model import FanoutJob, FanoutResult
+from parley.core.model import FanoutJob, FanoutResult, ShardJob
 
 
 class FakeClock:
@@ -92,3 +92,18 @@ class RecordingLogger:
 
     def exception(self, msg: str, *args: Any, extra: Mapping[str, Any] | None = None) -> None:
         self._log("ERROR", msg, extra)
+
+
+class ShardQueue:
+    """`parley.core.ports.ShardDispatcher` that keeps the jobs for the test to run (or lose)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[ShardJob] = []
+        self.dispatched: list[ShardJob] = []
+        self.refuse: set[int] = set()  # shard numbers to refuse, like a throttled Invoke
+
+    def dispatch(self, jobs: list[ShardJob]) -> list[ShardJob]:
+        accepted = [job for job in jobs if job.shard not in self.refuse]
+        self.jobs.extend(accepted)
+        self.dispatched.extend(accepted)
+        return [job for job in jobs if job.shard in self.refuse]

@@ -13,6 +13,7 @@ import copy
 import json
 from typing import Any, Callable
 
+from parley.aws import keys
 from parley.aws.keys import (
     MEMBER_PREFIX,
     ROOM_ACTIVITY_KEY,
@@ -21,7 +22,11 @@ from parley.aws.keys import (
     rate_counter_key,
     read_cursor_key,
 )
-from parley.core.model import LEGACY_MEMBER_ACTIONS, ChangeResult, ChatMessage, HistoryPage, Member
+from parley.core.ids import new_ulid
+from parley.core.model import (
+    LEGACY_MEMBER_ACTIONS, ChangeResult, ChatMessage, HistoryPage, JoinOutcome, LeaveOutcome, Member, Participant,
+    ParticipantsPage, PresenceChange,
+)
 from parley.core.room_list import RoomActivity
 
 Row = dict[str, Any]
@@ -40,6 +45,8 @@ class MemoryChatStore:
         self.memberships: dict[tuple[str, str], Row] = {}  # (roomId, memberKey)
         self.messages: dict[tuple[str, str], Row] = {}  # (roomId, messageId)
         self.idempotency: dict[str, Row] = {}  # key
+        self.presence: list[PresenceChange] = []  # not yet handed to the presence function
+        self.presence_rows: dict[str, Row] = {}  # every presence record written (TTL removes them in DynamoDB)
         self.calls: dict[str, int] = {}
 
     def _count(self, operation: str) -> None:
@@ -67,7 +74,7 @@ class MemoryChatStore:
 
     def is_member(self, room_id: str, connection_id: str) -> bool:
         self._count("is_member")
-        return (room_id, member_key(connection_id)) in self.memberships
+        return (room_id, keys.member_key(connection_id)) in self.memberships
 
     def add_member(self, member: Member) -> None:
         self._count("add_member")
@@ -77,18 +84,85 @@ class MemoryChatStore:
             "expiresAt": self._expires(self._connection_ttl),
         }
 
-    def remove_member(self, room_id: str, connection_id: str) -> bool:
-        self._count("remove_member")
-        return self.memberships.pop((room_id, member_key(connection_id)), None) is not None
+    def join_room(self, member: Member) -> JoinOutcome:
+        self._count("join_room")
+        key = (member.room_id, keys.member_key(member.connection_id))
+        if key in self.memberships:
+            return JoinOutcome(False, False, self._size(member.room_id))
+        expires = self._expires(self._connection_ttl)
+        self.memberships[key] = {
+            "roomId": member.room_id, "memberKey": key[1], "connectionId": member.connection_id,
+            "userId": member.user_id, "name": member.name, "joinedAt": member.joined_at, "actions": member.actions, "expiresAt": expires,
+        }
+        pkey = (member.room_id, keys.participant_key(member.user_id))
+        participant = self.memberships.setdefault(pkey, {"roomId": member.room_id, "memberKey": pkey[1], "connections": 0})
+        participant.setdefault("name", member.name)  # the earliest connection's name
+        participant.update(userId=member.user_id, expiresAt=expires, connections=participant["connections"] + 1)
+        if participant["connections"] != 1:
+            return JoinOutcome(True, False, self._size(member.room_id))
+        return JoinOutcome(True, True, self._move_size(member.room_id, +1))
+
+    def leave_room(self, room_id: str, connection_id: str, user_id: str | None) -> LeaveOutcome:
+        self._count("leave_room")
+        membership = self.memberships.pop((room_id, keys.member_key(connection_id)), None)
+        if membership is None:
+            return LeaveOutcome(False, False, 0)
+        user_id = membership["userId"] if user_id is None else user_id
+        pkey = (room_id, keys.participant_key(user_id))
+        participant = self.memberships.setdefault(pkey, {"roomId": room_id, "memberKey": pkey[1], "connections": 0})
+        participant["connections"] -= 1
+        if participant["connections"] > 0:
+            return LeaveOutcome(True, False, self._size(room_id))
+        del self.memberships[pkey]
+        return LeaveOutcome(True, True, self._move_size(room_id, -1), participant.get("name", ""))
+
+    def _size(self, room_id: str) -> int:
+        return max(0, self.memberships.get((room_id, keys.ROOM_SIZE_KEY), {}).get("participants", 0))
+
+    def _move_size(self, room_id: str, by: int) -> int:
+        row = self.memberships.setdefault((room_id, keys.ROOM_SIZE_KEY), {"roomId": room_id, "memberKey": keys.ROOM_SIZE_KEY, "participants": 0})
+        row["participants"] += by
+        return max(0, row["participants"])
+
+    def room_size(self, room_id: str) -> int:
+        self._count("room_size")
+        return self._size(room_id)
+
+    def participants(self, room_id: str, *, after_user: str | None, limit: int) -> ParticipantsPage:
+        self._count("participants")
+        after = keys.participant_key(after_user) if after_user is not None else ""
+        rows = [row for (room, key), row in sorted(self.memberships.items())
+                if room == room_id and key.startswith(keys.PARTICIPANT_PREFIX) and key > after]
+        return ParticipantsPage([Participant(row["userId"], row["name"]) for row in rows[:limit]], has_more=len(rows) > limit)
+
+    def has_participant(self, room_id: str, user_id: str) -> bool:
+        self._count("has_participant")
+        return (room_id, keys.participant_key(user_id)) in self.memberships
+
+    def add_presence_change(self, change: PresenceChange) -> None:
+        """Kept in order for `drain_presence`, as the table's stream would hand them on."""
+        self._count("add_presence_change")
+        self.presence.append(change)
+        key = keys.presence_key(new_ulid(change.at_ms))
+        self.presence_rows[key] = {"roomId": change.room_id, "memberKey": key, "userId": change.user_id, "name": change.name,
+                                   "change": "joined" if change.joined else "left", "atMs": change.at_ms}
+
+    def drain_presence(self) -> list[PresenceChange]:
+        """The presence changes recorded since the last drain (the stream's next batch)."""
+        changes, self.presence = self.presence, []
+        return changes
+
+    def claim_deliveries(self, delivery_id: str, shard: int, connection_ids: list[str]) -> list[str]:
+        self._count("claim_deliveries")
+        key = keys.fanout_claim_key(delivery_id, shard)
+        row = self.idempotency.setdefault(key, {"key": key, "claimed": set(), "expiresAt": self._expires(self._idempotency_ttl)})
+        fresh = [cid for cid in connection_ids if cid not in row["claimed"]]
+        row["claimed"] |= set(fresh)
+        return fresh
 
     def rooms_of(self, connection_id: str) -> list[str]:
         self._count("rooms_of")
         return sorted(room for (room, key), row in self.memberships.items() if row.get("connectionId") == connection_id)
-
-    def remove_memberships(self, connection_id: str, room_ids: list[str]) -> None:
-        self._count("remove_memberships")
-        for room_id in room_ids:
-            self.memberships.pop((room_id, member_key(connection_id)), None)
 
     # messages ------------------------------------------------------------------------------
     def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
@@ -106,7 +180,7 @@ class MemoryChatStore:
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
         self._count("claim_client_message_id")
         assert message.client_message_id is not None
-        key = idempotency_key(message.user_id, message.room_id, message.client_message_id)
+        key = keys.idempotency_key(message.user_id, message.room_id, message.client_message_id)
         original = self.idempotency.get(key)
         if original is None:
             self.idempotency[key] = {"key": key, "messageId": message.message_id, "userId": message.user_id,
@@ -218,7 +292,7 @@ class MemoryChatStore:
     # read cursors --------------------------------------------------------------------------
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:
         self._count("advance_read_cursor")
-        key = (room_id, read_cursor_key(user_id))
+        key = (room_id, keys.read_cursor_key(user_id))
         current = self.memberships.get(key)
         if current is not None and current.get("messageId", "") >= message_id:
             return False
@@ -228,7 +302,7 @@ class MemoryChatStore:
     # rate limits ---------------------------------------------------------------------------
     def count_request(self, kind: str, user_id: str, window: int, keep_seconds: int, hits: int = 1) -> int:
         self._count("count_request")
-        key = rate_counter_key(kind, user_id, window)
+        key = keys.rate_counter_key(kind, user_id, window)
         row = self.idempotency.get(key)  # like UpdateItem ADD: the window is in the key, TTL only tidies
         total = (row["hits"] if row else 0) + hits
         self.idempotency[key] = {"key": key, "hits": total, "expiresAt": self._expires(keep_seconds)}
@@ -239,7 +313,7 @@ class MemoryChatStore:
         """Every row, per table of template.yaml, as DynamoDB would hold it (a deep copy)."""
         return copy.deepcopy({
             "ConnectionsTable": list(self.connections.values()),
-            "MembershipsTable": list(self.memberships.values()),
+            "MembershipsTable": list(self.memberships.values()) + list(self.presence_rows.values()),
             "MessagesTable": list(self.messages.values()),
             "IdempotencyTable": list(self.idempotency.values()),
         })

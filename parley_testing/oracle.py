@@ -10,6 +10,7 @@ moto) the same way. `seed_room` sets up the world every property starts from.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -117,6 +118,27 @@ class State:
     def members(self, room: str) -> dict[str, str]:
         return {i["connectionId"]: i["userId"] for i in self._items("MembershipsTable") if i["roomId"] == room and i["memberKey"].startswith("c#")}
 
+    def wire_size(self, message_id: str) -> int:
+        """UTF-8 bytes of the stored message as a Message object on the wire."""
+        (row,) = [i for i in self._items("MessagesTable") if i["messageId"] == message_id]
+        keys = ["messageId", "roomId", "userId", "name", "message", "timestamp", "clientMessageId"]
+        wire = {k: row[k] for k in keys if k in row}
+        return len(json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+    def fit(self, room: str, page: list[str], more: bool, keep_newest: bool) -> tuple[list[str], bool]:
+        """PROTOCOL.md: a chat_history frame stays within 128 KB, dropping from the end the client pages on from."""
+        used = len(json.dumps({"type": "chat_history", "data": {"roomId": room, "messages": [], "hasMore": False}},
+                              ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        kept: list[str] = []
+        for message_id in (reversed(page) if keep_newest else page):
+            size = self.wire_size(message_id) + (1 if kept else 0)
+            if used + size > 128 * 1024:
+                break
+            used += size
+            kept.append(message_id)
+        trimmed = len(kept) < len(page)
+        return (kept[::-1] if keep_newest else kept), more or trimmed
+
     def messages(self, room: str) -> list[str]:
         return sorted(i["messageId"] for i in self._items("MessagesTable") if i["roomId"] == room)
 
@@ -143,6 +165,23 @@ class Expected:
     tables: str = "unchanged"  # or "rate:<kind>", "refused:<kind>:<limit>", or "accepted" (checked by `check`)
     check: Callable[..., None] | None = None  # extra checks on (frames, bob_frames, before, after)
     stores_message: bool = False
+
+
+def cursor_position(cursor: str, room: str) -> str | None:
+    """PROTOCOL.md: a cursor is the server's base64url JSON `{r: roomId, u: userId}`; the user it
+    pages on from, or None when it is not one for this room."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(decoded, dict) or type(decoded.get("u")) is not str or decoded.get("r") != room:
+        return None
+    return decoded["u"]
+
+
+def text_bytes(text: str) -> int:
+    """PROTOCOL.md: the message limit counts UTF-8 bytes of the text as JSON carries it."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
 
 
 def usable_cmid(data: Any) -> str | None:
@@ -193,18 +232,21 @@ def field_errors(type_name: str, data: dict[str, Any]) -> set[str]:
 
     if type_name == "message":
         require("message", lambda v: True)
-    if type_name in ("join_room", "leave_room", "chat_message", "typing", "mark_read", "get_history", *MESSAGE_CHANGES):
+    if type_name in ("join_room", "leave_room", "chat_message", "typing", "mark_read", "get_history", "get_participants", *MESSAGE_CHANGES):
         require("roomId", is_room)
     if type_name in MESSAGE_CHANGES:
         require("messageId", is_ulid)
     if type_name == "edit_message":
-        require("message", lambda v: type(v) is str and bool(v.strip()) and len(v) <= MAX_TEXT)
+        require("message", lambda v: type(v) is str and bool(v.strip()) and text_bytes(v) <= MAX_TEXT)
     if type_name == "react":
         require("emoji", is_emoji)
         optional("remove", lambda v: type(v) is bool, nullable=False)
     if type_name == "get_rooms":
         optional("limit", lambda v: type(v) is int and 1 <= v <= 50, nullable=False)
         optional("cursor", lambda v: type(v) is str and 1 <= len(v) <= 128 and "/" in v and v.split("/", 1)[1] != "", nullable=True)
+    if type_name == "get_participants":
+        optional("cursor", lambda v: type(v) is str and 1 <= len(v) <= 512, nullable=True)
+        optional("limit", is_limit, nullable=False)
     if type_name == "join_room":
         optional("since", is_ulid, nullable=True)
         optional("limit", is_limit, nullable=False)
@@ -212,7 +254,7 @@ def field_errors(type_name: str, data: dict[str, Any]) -> set[str]:
         optional("before", is_ulid, nullable=True)
         optional("limit", is_limit, nullable=False)
     if type_name == "chat_message":
-        require("message", lambda v: type(v) is str and bool(v.strip()) and len(v) <= MAX_TEXT)
+        require("message", lambda v: type(v) is str and bool(v.strip()) and text_bytes(v) <= MAX_TEXT)
         optional("clientMessageId", lambda v: type(v) is str and 1 <= len(v) <= 64, nullable=True)
     if type_name == "typing":
         require("isTyping", lambda v: type(v) is bool)
@@ -268,13 +310,13 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
         ids = state.messages(room)
         if since:
             after_since = [i for i in ids if i > since]
-            page, more = after_since[:limit], len(after_since) > limit
+            page, more = state.fit(room, after_since[:limit], len(after_since) > limit, keep_newest=False)
         else:
-            page, more = ids[-limit:], len(ids) > limit
+            page, more = state.fit(room, ids[-limit:], len(ids) > limit, keep_newest=True)
         users = {u for u in members.values()} | {"alice"}
 
         def check_join(frames, bob_frames, before, after_state):
-            assert {p["userId"] for p in frames[0]["data"]["participants"]} == users
+            assert {p["userId"] for p in frames[0]["data"]["participants"]} == users and frames[0]["data"]["count"] == len(users)
             history = frames[1]["data"]
             assert history["roomId"] == room and [m["messageId"] for m in history["messages"]] == page and history["hasMore"] == more
             assert after_state.members(room).get(alice) == "alice"
@@ -307,6 +349,12 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
         if state.hits(kind, "alice") + 1 > limit:
             return reject("rate_limited", tables=f"rate:{kind}")
         return Expected(sender=["rooms_list"], tables=f"rate:{kind}")
+    after_user = None
+    if t == "get_participants" and data.get("cursor") is not None:
+        after_user = cursor_position(data["cursor"], room)
+        if after_user is None:
+            return reject("validation_error", {"cursor"})
+
     # members only from here
     if not member:
         return reject("not_a_member")
@@ -315,13 +363,28 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
             return reject("rate_limited", tables=f"rate:{kind}")
         assert data["messageId"] not in state.messages(room), "changes to stored messages are judged in tests/domain/test_rooms.py"
         return reject("validation_error", {"messageId"}, tables=f"rate:{kind}")
+    if t == "get_participants":
+        users = sorted(set(members.values()))
+        if after_user is not None and after_user not in users:
+            return reject("validation_error", {"cursor"})  # stale: that participant left
+        rest = [u for u in users if after_user is None or u > after_user]
+        limit = data.get("limit", 100)
+
+        def check_participants(frames, bob_frames, before, after_state):
+            page = frames[0]["data"]
+            assert [p["userId"] for p in page["participants"]] == rest[:limit] and page["count"] == len(users)
+            assert ("nextCursor" in page) == (len(rest) > limit)
+
+        return Expected(sender=["participants_list"], check=check_participants)
     if t == "get_history":
         limit, before_id = data.get("limit", 50), data.get("before")
         ids = [i for i in state.messages(room) if not before_id or i < before_id]
 
+        page, more = state.fit(room, ids[-limit:], len(ids) > limit, keep_newest=True)
+
         def check_history(frames, bob_frames, before, after_state):
             history = frames[0]["data"]
-            assert [m["messageId"] for m in history["messages"]] == ids[-limit:] and history["hasMore"] == (len(ids) > limit)
+            assert [m["messageId"] for m in history["messages"]] == page and history["hasMore"] == more
 
         return Expected(sender=["chat_history"], check=check_history)
     if state.hits(kind, "alice") + 1 > limit:

@@ -5,6 +5,7 @@ missing fields, unknown types, and frames of every type with valid and invalid f
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -72,18 +73,30 @@ invalid_limits = st.one_of(st.sampled_from([0, 101, -1, True, False, 5.0, "5", N
 valid_texts = st.one_of(
     st.text(min_size=1, max_size=40).filter(lambda v: v.strip() != ""),
     st.builds(lambda c, t: c + "x" + t, control_text, control_text),
-    st.integers(MAX_TEXT - 3, MAX_TEXT).map(lambda n: " " + "é" * (n - 1)),
+    st.integers(MAX_TEXT - 3, MAX_TEXT).map(lambda n: " " + "é" * ((n - 1) // 2)),  # 2 bytes each: at the limit
     st.just("y" * MAX_TEXT),
 )
 invalid_texts = st.one_of(
     st.text(st.sampled_from(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u2028\u3000"), min_size=0, max_size=5),
     st.integers(MAX_TEXT + 1, MAX_TEXT + 3).map(lambda n: "y" * n),
+    st.integers(MAX_TEXT // 2 + 1, MAX_TEXT // 2 + 3).map(lambda n: "é" * n),  # under the limit in characters, over in bytes
+    st.integers(MAX_TEXT // 6 + 1, MAX_TEXT // 6 + 3).map(lambda n: "\x01" * n),  # each sent as \u0001
     huge_text.filter(lambda v: len(v) > MAX_TEXT or not v.strip()),
     json_values.filter(lambda v: not isinstance(v, str)),
 )
 valid_cmids = st.one_of(st.sampled_from(["c1", "c2", "c3", "c4"]), st.text(min_size=1, max_size=64), st.none())
 invalid_cmids = st.one_of(st.just(""), st.integers(65, 70).map(lambda n: "k" * n), json_values.filter(lambda v: v is not None and not isinstance(v, str)))
 invalid_flags = st.one_of(st.sampled_from([0, 1, "true", None, [True]]), json_values.filter(lambda v: not isinstance(v, bool)))
+
+def _cursor(room: str, user: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"r": room, "u": user}).encode()).decode().rstrip("=")
+
+
+valid_cursors = st.one_of(st.none(), st.sampled_from([_cursor("lobby", "alice"), _cursor("lobby", "a"), _cursor("side", "alice")]))
+invalid_cursors = st.one_of(
+    st.sampled_from([_cursor("lobby", "mallory"), _cursor("elsewhere", "alice"), _cursor("lobby", "alice") + "x", "e30", ""]),
+    any_text, json_values.filter(lambda v: v is not None and not isinstance(v, str)),
+)
 
 FIELDS: dict[str, dict[str, tuple[st.SearchStrategy, st.SearchStrategy]]] = {
     "message": {"message": (json_values | any_text, json_values)},  # any JSON is valid: there is no invalid value
@@ -94,6 +107,7 @@ FIELDS: dict[str, dict[str, tuple[st.SearchStrategy, st.SearchStrategy]]] = {
     "typing": {"roomId": (valid_rooms, invalid_rooms), "isTyping": (st.booleans(), invalid_flags)},
     "mark_read": {"roomId": (valid_rooms, invalid_rooms), "messageId": (valid_ids, invalid_ids)},
     "get_history": {"roomId": (valid_rooms, invalid_rooms), "before": (valid_ids | st.none(), invalid_ids), "limit": (valid_limits, invalid_limits)},
+    "get_participants": {"roomId": (valid_rooms, invalid_rooms), "cursor": (valid_cursors, invalid_cursors), "limit": (valid_limits, invalid_limits)},
 }
 REQUIRED = {"roomId", "message", "isTyping", "messageId"}
 

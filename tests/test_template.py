@@ -35,6 +35,7 @@ ROUTES = {
     "typing": ("typing", "TypingFunction"),
     "mark_read": ("mark_read", "MarkReadFunction"),
     "get_history": ("get_history", "GetHistoryFunction"),
+    "get_participants": ("get_participants", "GetParticipantsFunction"),
     "ping": ("ping", "PingFunction"),
     "edit_message": ("edit_message", "EditMessageFunction"),
     "delete_message": ("delete_message", "DeleteMessageFunction"),
@@ -42,7 +43,7 @@ ROUTES = {
     "get_rooms": ("get_rooms", "GetRoomsFunction"),
 }
 MESSAGE_ROUTES = [k for k in ROUTES if k not in ("$connect", "$disconnect")]
-FUNCTIONS = {logical: folder for folder, logical in ROUTES.values()} | {"AuthorizerFunction": "authorizer"}
+FUNCTIONS = {logical: folder for folder, logical in ROUTES.values()} | {"AuthorizerFunction": "authorizer", "PresenceFunction": "presence", "FanoutFunction": "fanout"}
 TABLE_ENV = {
     "CONNECTIONS_TABLE": "ConnectionsTable",
     "MEMBERSHIPS_TABLE": "MembershipsTable",
@@ -52,8 +53,9 @@ TABLE_ENV = {
 BROADCASTERS = {
     "DisconnectFunction", "JoinRoomFunction", "LeaveRoomFunction",
     "ChatMessageFunction", "TypingFunction", "MarkReadFunction",
-    "EditMessageFunction", "DeleteMessageFunction", "ReactFunction",
+    "EditMessageFunction", "DeleteMessageFunction", "ReactFunction", "PresenceFunction", "FanoutFunction",
 }
+MEMORY = {"FanoutFunction": 1024}  # the fan-out shards are CPU-bound; everything else 256
 API_ARN_PREFIX = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/"
 MANAGE_CONNECTIONS_ARNS = {
     API_ARN_PREFIX + "${StageName}/POST/@connections/*",
@@ -320,11 +322,13 @@ def test_functions(template, resources):
         assert _prop(resources, logical, "Runtime", globals_) == "python3.13"
         assert _prop(resources, logical, "Architectures", globals_) == ["arm64"]
         assert _prop(resources, logical, "Tracing", globals_) == {"Ref": "TracingMode"}
-        assert _prop(resources, logical, "MemorySize", globals_) == 256
+        assert _prop(resources, logical, "MemorySize", globals_) == MEMORY.get(logical, 256)
         assert {"Ref": "CommonLayer"} in _prop(resources, logical, "Layers", globals_)
         timeout = _prop(resources, logical, "Timeout", globals_)
         if logical == "AuthorizerFunction":
             assert timeout == 10
+        elif logical == "FanoutFunction":
+            assert timeout <= 60, "API Gateway does not invoke it; a shard of FanoutShardSize posts ends well within"
         else:
             assert 1 <= timeout <= 29, f"{logical}: beyond API Gateway's 29 s integration timeout"
 
@@ -457,9 +461,12 @@ CLEANUP = {
     ("dynamodb:Query", "MembershipsTable"),
     ("dynamodb:Query", "MembershipsTable/index/ByConnection"),
     ("dynamodb:DeleteItem", "MembershipsTable"),
-    ("dynamodb:BatchWriteItem", "MembershipsTable"),
+    ("dynamodb:UpdateItem", "MembershipsTable"),
+    ("dynamodb:GetItem", "MembershipsTable"),
+    ("dynamodb:PutItem", "MembershipsTable"),
 }
 # Rate-limited functions close a connection that floods (DeleteConnection); nothing else may.
+SHARD_DISPATCH = ("lambda:InvokeFunction", "FanoutFunction")
 CLOSE_CONNECTION = ("execute-api:ManageConnections", API_ARN_PREFIX + "${StageName}/DELETE/@connections/*")
 EXPECTED_GRANTS = {
     "ConnectFunction": {("dynamodb:PutItem", "ConnectionsTable")},
@@ -479,11 +486,12 @@ EXPECTED_GRANTS = {
     "ChatMessageFunction": CLEANUP | {
         ("dynamodb:PutItem", "MessagesTable"), ("dynamodb:UpdateItem", "MembershipsTable"),
         ("dynamodb:GetItem", "IdempotencyTable"), ("dynamodb:PutItem", "IdempotencyTable"),
-        ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+        ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION, SHARD_DISPATCH,
     },
-    "TypingFunction": CLEANUP | {("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION},
+    "TypingFunction": CLEANUP | {("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION, SHARD_DISPATCH},
     "MarkReadFunction": CLEANUP | {
         ("dynamodb:UpdateItem", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+        SHARD_DISPATCH,
     },
     "GetHistoryFunction": {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable"),
@@ -505,6 +513,9 @@ EXPECTED_GRANTS = {
         ("dynamodb:Query", "MembershipsTable/index/ByReader"), ("dynamodb:BatchGetItem", "MembershipsTable"),
         ("dynamodb:Query", "MessagesTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
+    "GetParticipantsFunction": {("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable")},
+    "PresenceFunction": CLEANUP | {SHARD_DISPATCH},
+    "FanoutFunction": CLEANUP | {("dynamodb:GetItem", "IdempotencyTable"), ("dynamodb:UpdateItem", "IdempotencyTable")},
     "AuthorizerFunction": {
         ("ssm:GetParameter", SSM_PARAMETER_ARN),
         ("kms:Decrypt", "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"),

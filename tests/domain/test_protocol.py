@@ -44,7 +44,7 @@ def test_join_room_sends_participants_then_history_and_announces_once(world):
     alice.send("join_room", {"roomId": "lobby"})
     frames = alice.take()
     assert [f["type"] for f in frames] == ["participants_list", "chat_history"]
-    assert frames[0]["data"] == {"roomId": "lobby", "participants": [{"userId": "alice", "name": "Alice"}]}
+    assert frames[0]["data"] == {"roomId": "lobby", "participants": [{"userId": "alice", "name": "Alice"}], "count": 1}
     assert frames[1]["data"] == {"roomId": "lobby", "messages": [], "hasMore": False, "unreadCount": 0, "unreadCapped": False}
 
     bob = world.connect("bob", "Bob")

@@ -188,8 +188,7 @@ def members(props_gw: RunningGateway) -> Iterator[Members]:
     m = Members(props_gw)
     for peer, rooms in ((m.alice, ["lobby", "side"]), (m.bob, ["lobby"])):
         for room_id in rooms:
-            peer.send("join_room", roomId=room_id)
-            peer.drain()
+            join(peer, room_id)
     for n in range(3):
         m.alice.send("chat_message", roomId="lobby", message=f"seed {n}")
     wait_for(lambda: len(m.tables.snapshot()["MessagesTable"]) == 3, WAIT_S, what="the seed messages")
@@ -200,12 +199,19 @@ def members(props_gw: RunningGateway) -> Iterator[Members]:
     m.bob.close()
 
 
+def join(peer: Peer, room_id: str) -> None:
+    """join_room, waiting for its route response (chat_history, the last frame a join sends):
+    the sentinel of `drain` may come back from its own worker before a slower join is done."""
+    peer.send("join_room", roomId=room_id)
+    seen: list[str] = []
+    wait_for(lambda: seen.extend(peer.drain()) or any('"chat_history"' in f for f in seen), WAIT_S, what=f"join {room_id}")
+
+
 def ensure_in_lobby(m: Members, snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     """Put alice back in `lobby` when a leave_room took her out; returns the tables as they now stand."""
     if m.alice.connection_id in State(snap, "", "").members("lobby"):
         return snap
-    m.alice.send("join_room", roomId="lobby")
-    wait_for(lambda: m.alice.connection_id in State(m.tables.snapshot(), "", "").members("lobby"), WAIT_S, what="re-join")
+    join(m.alice, "lobby")
     m.settle()
     return m.tables.snapshot()
 

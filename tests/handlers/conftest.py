@@ -50,7 +50,7 @@ from parley_testing.template import create_tables_from_template, load_template  
 from parley_testing.functions import LambdaContext, load_function  # noqa: E402
 from parley_testing.handler_faults import ConnectionFaults, DynamoThrottle, LogRecorder, the_sender  # noqa: E402
 
-FUNCTIONS = {name: load_function(name) for name in ROUTES + ["default", "connect", "disconnect", "authorizer"]}
+FUNCTIONS = {name: load_function(name) for name in ROUTES + ["default", "connect", "disconnect", "authorizer", "presence", "fanout"]}
 
 
 class World(ChatWorld):

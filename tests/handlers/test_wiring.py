@@ -70,3 +70,111 @@ def test_each_execution_environment_remembers_its_own_refusals(world, room, monk
         sent += 1
     assert world.closed == [alice.connection_id]
     assert 31 <= sent <= 31 + 2 * (3 - 1), sent
+
+
+@pytest.mark.parametrize("value,ok", [("32000", True), ("32001", False), ("0", False)])
+def test_a_message_limit_that_cannot_fit_a_client_frame_is_refused_at_start(value, ok):
+    import os
+    import subprocess
+    import sys
+
+    import parley
+
+    env = {**os.environ, "MAX_MESSAGE_LENGTH": value}
+    layer = os.path.dirname(os.path.dirname(parley.__file__))
+    out = subprocess.run([sys.executable, "-c", "import parley.aws.config"], cwd=layer, env=env, capture_output=True, text=True, timeout=60)
+    assert (out.returncode == 0) is ok, out.stderr[-500:]
+    if not ok:
+        assert "MAX_MESSAGE_LENGTH must be 1..32000 bytes" in out.stderr
+
+
+def test_participants_page_through_the_function(world, room):
+    alice, bob = room
+    first = alice.send("get_participants", {"roomId": "lobby", "limit": 1})["data"]
+    assert first["participants"] == [{"userId": "alice", "name": "alice"}] and first["count"] == 2
+    rest = alice.send("get_participants", {"roomId": "lobby", "cursor": first["nextCursor"]})["data"]
+    assert rest == {"roomId": "lobby", "participants": [{"userId": "bob", "name": "bob"}], "count": 2}
+    assert alice.send("get_participants", {"roomId": "lobby", "cursor": "forged"})["data"]["code"] == "validation_error"
+
+
+def stream_event(world) -> dict:
+    """What the memberships stream, filtered to `p#` inserts, hands the presence function."""
+    rows = [i for i in world.items("MembershipsTable") if i["memberKey"]["S"].startswith("p#")]
+    return {"Records": [
+        {"eventName": "INSERT", "eventSource": "aws:dynamodb",
+         "dynamodb": {"Keys": {"roomId": r["roomId"], "memberKey": r["memberKey"]}, "NewImage": r, "StreamViewType": "NEW_IMAGE"}}
+        for r in rows
+    ]}
+
+
+def test_a_large_room_hears_presence_through_the_presence_function(world, monkeypatch):
+    import dataclasses
+
+    import parley.aws.lambda_routes as routes
+
+    monkeypatch.setattr(routes, "settings", dataclasses.replace(routes.settings, presence_threshold=3))
+    clients = []
+    for user in ("alice", "bob", "carol", "dave"):
+        client = world.connect(user)
+        client.send("join_room", {"roomId": "hall"})
+        clients.append(client)
+    world.collect()
+    alice = clients[0]
+    assert [f["type"] for f in alice.take()] == ["participants_list", "chat_history", "user_joined"]  # bob: a room of 2
+    event = stream_event(world)
+    assert len(event["Records"]) == 2  # carol and dave joined a room of 3 and more: recorded, not announced
+    assert world.invoke("presence", event) == {"changes": 2}
+    world.collect()
+    (update,) = [f["data"] for f in alice.take()]
+    assert update == {"roomId": "hall", "joined": [{"userId": "carol", "name": "carol"}, {"userId": "dave", "name": "dave"}],
+                      "left": [], "joinedCount": 2, "leftCount": 0, "count": 4}
+
+
+def test_a_large_room_is_delivered_by_the_fanout_function_once_per_connection(world, monkeypatch):
+    import dataclasses
+
+    import parley.aws.lambda_routes as routes
+    from parley_testing.fakes import ShardQueue
+
+    shards = ShardQueue()
+    monkeypatch.setattr(routes, "_shards", shards)
+    monkeypatch.setattr(routes, "settings", dataclasses.replace(routes.settings, fanout_shard_size=2))
+    clients = []
+    for n in range(5):
+        client = world.connect(f"user{n}")
+        client.send("join_room", {"roomId": "hall"})
+        clients.append(client)
+    for job in shards.jobs:  # user_joined to 3 and 4 others went through shards too
+        world.invoke("fanout", job.to_event())
+    shards.jobs.clear()
+    world.collect()
+    for client in clients:
+        client.take()
+    reply = clients[0].send("chat_message", {"roomId": "hall", "message": "to the hall"})
+    assert reply["data"]["status"] == "sent" and reply["data"]["recipients"] == 4
+    assert [len(job.recipients) for job in shards.jobs] == [2, 2, 1]
+    events = [job.to_event() for job in shards.jobs]
+    for event in events + events:  # every shard, then every shard retried
+        world.invoke("fanout", event)
+    world.collect()
+    for client in clients:
+        assert [f["data"]["message"] for f in client.take() if f["type"] == "message_received"] == ["to the hall"]
+
+
+def test_the_shard_dispatcher_queues_one_async_invoke_per_shard():
+    from parley.aws.lambda_invoke import LambdaShardDispatcher
+    from parley.core.model import ShardJob
+
+    calls = []
+
+    class FakeLambda:
+        def invoke(self, **kwargs):
+            calls.append(kwargs)
+
+    dispatcher = LambdaShardDispatcher("parley-FanoutFunction")
+    dispatcher._client = FakeLambda()
+    jobs = [ShardJob("hall", "01ARZ3NDEKTSV4RRFFQ69G5FAV", n, '{"type":"x","data":{}}', (("c1", "u1"),)) for n in range(3)]
+    dispatcher.dispatch(jobs)
+    assert sorted(json.loads(c["Payload"])["shard"] for c in calls) == [0, 1, 2]
+    assert {(c["FunctionName"], c["InvocationType"]) for c in calls} == {("parley-FanoutFunction", "Event")}
+    assert ShardJob.from_event(json.loads(calls[0]["Payload"])) in jobs

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from ..core.access import RoomAccessMode
+from ..core.protocol import MAX_MESSAGE_BYTES_LIMIT
 
 
 def _int(name: str, default: int) -> int:
@@ -39,6 +40,9 @@ class Settings:
     signal_rate_limit: int
     rate_window_seconds: int
     room_access: RoomAccessMode
+    presence_threshold: int
+    fanout_function_name: str
+    fanout_shard_size: int
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -57,7 +61,18 @@ class Settings:
             signal_rate_limit=_int("SIGNAL_RATE_LIMIT", 120),
             rate_window_seconds=_int("RATE_WINDOW_SECONDS", 10),
             room_access=room_access_mode(),
+            # Rooms this large hear arrivals and departures as coalesced presence_update frames.
+            presence_threshold=_int("PRESENCE_THRESHOLD", 100),
+            # Broadcasts to more connections than FANOUT_SHARD_SIZE go to this function in slices;
+            # unset (e.g. a function that never broadcasts to large rooms): never sharded.
+            fanout_function_name=os.environ.get("FANOUT_FUNCTION_NAME", ""),
+            fanout_shard_size=_int("FANOUT_SHARD_SIZE", 100),
         )
 
 
 settings = Settings.from_env()
+if not 1 <= settings.max_message_length <= MAX_MESSAGE_BYTES_LIMIT:
+    raise RuntimeError(
+        f"MAX_MESSAGE_LENGTH must be 1..{MAX_MESSAGE_BYTES_LIMIT} bytes so a chat_message frame fits API Gateway's "
+        f"32 KB client frame, got {settings.max_message_length}"
+    )

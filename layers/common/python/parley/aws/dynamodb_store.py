@@ -13,11 +13,48 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from ..core.model import LEGACY_MEMBER_ACTIONS, ChangeResult, ChatMessage, HistoryPage, Member
+from ..core.ids import new_ulid
+from ..core.model import (
+    LEGACY_MEMBER_ACTIONS,
+    ChangeResult,
+    ChatMessage,
+    HistoryPage,
+    JoinOutcome,
+    LeaveOutcome,
+    Member,
+    Participant,
+    ParticipantsPage,
+    PresenceChange,
+)
 from ..core.room_list import RoomActivity
-from .keys import MEMBER_PREFIX, ROOM_ACTIVITY_KEY, idempotency_key, member_key, rate_counter_key, read_cursor_key
-from .tables import Connection, IdempotencyRecord, Membership, RateCounter, ReadCursor, RoomActivity as RoomActivityRow
-from .tables import StoredMessage
+from .keys import (
+    MEMBER_PREFIX,
+    ROOM_ACTIVITY_KEY,
+    PARTICIPANT_PREFIX,
+    ROOM_SIZE_KEY,
+    fanout_claim_key,
+    idempotency_key,
+    member_key,
+    participant_key,
+    presence_key,
+    rate_counter_key,
+    read_cursor_key,
+)
+from .tables import (
+    Connection,
+    FanoutClaim,
+    IdempotencyRecord,
+    Membership,
+    PresenceRecord,
+    RateCounter,
+    ReadCursor,
+    RoomParticipant,
+    RoomSize,
+    StoredMessage,
+)
+from .tables import RoomActivity as RoomActivityRow
+
+PRESENCE_RECORD_TTL = timedelta(hours=1)
 
 
 def _is_condition_failure(error: Exception) -> bool:
@@ -42,6 +79,22 @@ def _membership_row(member: Member, ttl: timedelta) -> Membership:
 
 def _member_of(row: Membership) -> Member:
     return Member(row.room_id, row.connection_id, row.user_id, row.name, int(row.joined_at), row.actions or LEGACY_MEMBER_ACTIONS)
+
+
+def _participant_of(row: RoomParticipant) -> Participant:
+    return Participant(row.user_id, row.name)
+
+
+def _presence_row(change: PresenceChange) -> PresenceRecord:
+    return PresenceRecord(
+        change.room_id,
+        presence_key(new_ulid(change.at_ms)),
+        user_id=change.user_id,
+        name=change.name,
+        change="joined" if change.joined else "left",
+        at_ms=change.at_ms,
+        expires_at=PRESENCE_RECORD_TTL,
+    )
 
 
 def _message_row(message: ChatMessage) -> StoredMessage:
@@ -123,21 +176,99 @@ class DynamoChatStore:
             return False
         return True
 
-    def add_member(self, member: Member) -> None:
-        _membership_row(member, self._connection_ttl).save()
+    def join_room(self, member: Member) -> JoinOutcome:
+        """A conditional PutItem of the membership, then (when new) one UpdateItem on the user's
+        participant item and, for their first connection, one on the room's size."""
+        try:
+            _membership_row(member, self._connection_ttl).save(condition=Membership.member_key.does_not_exist())
+        except PutError as error:
+            if not _is_condition_failure(error):
+                raise
+            return JoinOutcome(False, False, self.room_size(member.room_id))
+        participant = RoomParticipant(member.room_id, participant_key(member.user_id))
+        participant.update(actions=[
+            RoomParticipant.connections.add(1),
+            RoomParticipant.user_id.set(member.user_id),
+            RoomParticipant.name.set(RoomParticipant.name | member.name),  # the earliest connection's name
+            RoomParticipant.expires_at.set(self._connection_ttl),
+        ])
+        if int(participant.connections) != 1:
+            return JoinOutcome(True, False, self.room_size(member.room_id))
+        return JoinOutcome(True, True, self._move_room_size(member.room_id, +1))
 
-    def remove_member(self, room_id: str, connection_id: str) -> bool:
-        """One conditional DeleteItem: the condition tells whether there was a membership to remove."""
+    def leave_room(self, room_id: str, connection_id: str, user_id: str | None) -> LeaveOutcome:
+        if user_id is None:  # rare: a $disconnect without the authorizer's context; one GetItem more
+            try:
+                user_id = Membership.get(room_id, member_key(connection_id), attributes_to_get=["userId"]).user_id
+            except DoesNotExist:
+                return LeaveOutcome(False, False, 0)
         try:
             Membership(room_id, member_key(connection_id)).delete(condition=Membership.member_key.exists())
         except DeleteError as error:
             if _is_condition_failure(error):
-                return False
+                return LeaveOutcome(False, False, 0)
             raise
+        participant = RoomParticipant(room_id, participant_key(user_id))
+        participant.update(actions=[RoomParticipant.connections.add(-1)])
+        if int(participant.connections) > 0:
+            return LeaveOutcome(True, False, self.room_size(room_id))
+        try:  # unless another connection of the user joined in between
+            participant.delete(condition=RoomParticipant.connections <= 0)
+        except DeleteError as error:
+            if _is_condition_failure(error):
+                return LeaveOutcome(True, False, self.room_size(room_id))
+            raise
+        return LeaveOutcome(True, True, self._move_room_size(room_id, -1), getattr(participant, "name", None) or "")
+
+    def _move_room_size(self, room_id: str, by: int) -> int:
+        size = RoomSize(room_id, ROOM_SIZE_KEY)
+        size.update(actions=[RoomSize.participants.add(by)])
+        return max(0, int(size.participants))
+
+    def room_size(self, room_id: str) -> int:
+        try:
+            return max(0, int(RoomSize.get(room_id, ROOM_SIZE_KEY).participants))
+        except DoesNotExist:
+            return 0
+
+    def participants(self, room_id: str, *, after_user: str | None, limit: int) -> ParticipantsPage:
+        start = {"roomId": {"S": room_id}, "memberKey": {"S": participant_key(after_user)}} if after_user is not None else None
+        rows = list(RoomParticipant.query(
+            room_id, RoomParticipant.member_key.startswith(PARTICIPANT_PREFIX),
+            limit=limit + 1, page_size=limit + 1, last_evaluated_key=start,
+        ))
+        return ParticipantsPage([_participant_of(row) for row in rows[:limit]], has_more=len(rows) > limit)
+
+    def has_participant(self, room_id: str, user_id: str) -> bool:
+        try:
+            RoomParticipant.get(room_id, participant_key(user_id), attributes_to_get=["memberKey"])
+        except DoesNotExist:
+            return False
         return True
+
+    def add_presence_change(self, change: PresenceChange) -> None:
+        _presence_row(change).save()
+
+    def claim_deliveries(self, delivery_id: str, shard: int, connection_ids: list[str]) -> list[str]:
+        """A consistent GetItem of the shard's claims, then one UpdateItem ADD of the rest. A shard's
+        attempts never overlap (Lambda retries an async invocation after the attempt ended)."""
+        key = fanout_claim_key(delivery_id, shard)
+        try:
+            claimed = FanoutClaim.get(key, consistent_read=True).claimed or set()
+        except DoesNotExist:
+            claimed = set()
+        fresh = [cid for cid in connection_ids if cid not in claimed]
+        if fresh:
+            FanoutClaim(key).update(actions=[FanoutClaim.claimed.add(set(fresh)), FanoutClaim.expires_at.set(self._idempotency_ttl)])
+        return fresh
 
     def rooms_of(self, connection_id: str) -> list[str]:
         return [row.room_id for row in Membership.by_connection.query(connection_id)]
+
+    # Used by tools and tests that seed or clear memberships directly (no participant counting);
+    # the chat rules use join_room and leave_room.
+    def add_member(self, member: Member) -> None:
+        _membership_row(member, self._connection_ttl).save()
 
     def remove_memberships(self, connection_id: str, room_ids: list[str]) -> None:
         with Membership.batch_write() as batch:

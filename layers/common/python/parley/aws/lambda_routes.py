@@ -14,12 +14,13 @@ from typing import Any, Callable
 from aws_lambda_powertools.utilities.parser import parse
 
 from ..core.access import ClaimError, Grants
-from ..core.model import Caller
+from ..core.model import Caller, PresenceChange, ShardJob
 from ..core.rate_limits import OverLimitMemory, RateLimits
 from ..core.service import ChatService
 from .apigw_events import ConnectEvent, DisconnectEvent, MessageEvent
 from .config import settings
 from .dynamodb_store import DynamoChatStore
+from .lambda_invoke import LambdaShardDispatcher
 from .management_api import sender_for
 from .observability import count, logger, metrics, tracer
 
@@ -28,6 +29,7 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 _store = DynamoChatStore(settings.connection_ttl_seconds, settings.idempotency_ttl_seconds)
 # Who this environment already refused for flooding lives as long as the environment does.
 _over_limit = OverLimitMemory()
+_shards = LambdaShardDispatcher(settings.fanout_function_name) if settings.fanout_function_name else None
 
 
 def _instrumented(handler: Handler) -> Handler:
@@ -53,7 +55,11 @@ def management_endpoint(domain_name: str | None, stage: str | None) -> str:
 
 
 def _service(domain_name: str | None, stage: str | None) -> ChatService:
-    sender = sender_for(management_endpoint(domain_name, stage), settings.fanout_max_in_flight)
+    return _service_for_endpoint(management_endpoint(domain_name, stage))
+
+
+def _service_for_endpoint(endpoint: str) -> ChatService:
+    sender = sender_for(endpoint, settings.fanout_max_in_flight)
     limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds)
     return ChatService(
         _store,
@@ -63,6 +69,9 @@ def _service(domain_name: str | None, stage: str | None) -> ChatService:
         over_limit=_over_limit,
         metric=count,
         logger=logger,
+        presence_threshold=settings.presence_threshold,
+        shards=_shards,
+        fanout_shard_size=settings.fanout_shard_size,
     )
 
 
@@ -122,5 +131,48 @@ def disconnect_route() -> Handler:
         user_id = ctx.authorizer.principal_id if ctx.authorizer is not None else None
         _service(ctx.domain_name, ctx.stage).disconnect(ctx.connection_id, user_id)
         return {"statusCode": 200}
+
+    return _instrumented(handler)
+
+
+def _presence_change(image: dict[str, Any]) -> PresenceChange:
+    """A `p#` record's NewImage (DynamoDB JSON, as the stream delivers it) as a domain change."""
+    return PresenceChange(
+        image["roomId"]["S"], image["userId"]["S"], image["name"]["S"], image["change"]["S"] == "joined", int(image["atMs"]["N"])
+    )
+
+
+def _broadcast_service() -> ChatService:
+    """The service for functions API Gateway does not invoke: the endpoint comes from the environment."""
+    return _service_for_endpoint(management_endpoint(None, None))
+
+
+def fanout_route() -> Handler:
+    """The fan-out function: one slice of a large room's broadcast (an async invocation per shard).
+
+    An exception fails the invocation, so Lambda retries it (the claims keep anyone from getting
+    it twice) and, after its retries, sends the event to the on-failure queue."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        job = ShardJob.from_event(event)
+        logger.append_keys(route="fanout", room=job.room_id, delivery_id=job.delivery_id, shard=job.shard)
+        result = _broadcast_service().deliver_shard(job)
+        return {"delivered": len(result.delivered), "gone": len(result.gone), "failed": len(result.failed)}
+
+    return _instrumented(handler)
+
+
+def presence_route() -> Handler:
+    """The presence function: a batch of `p#` inserts from the memberships stream (the event
+    source mapping filters and batches them for `PresenceIntervalMs`) becomes at most one
+    `presence_update` per room. A failure raises, so the batch is retried (and, after the
+    mapping's retries, goes to the on-failure queue); joins never wait for it."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        records = [r for r in event.get("Records", []) if r.get("eventName") == "INSERT"]
+        changes = [_presence_change(r["dynamodb"]["NewImage"]) for r in records]
+        logger.append_keys(route="presence")
+        _broadcast_service().announce_presence(changes)
+        return {"changes": len(changes)}
 
     return _instrumented(handler)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from pynamodb.attributes import MapAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.attributes import MapAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -35,6 +35,16 @@ class Connection(Model):
     expires_at = TTLAttribute(attr_name="expiresAt")
 
 
+class _RoomItem(Model):
+    """An item in a room's partition of `MembershipsTable`; `memberKey`'s prefix says which kind (`keys`)."""
+
+    class Meta(_Meta):
+        table_name = settings.memberships_table
+
+    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
+    member_key = UnicodeAttribute(range_key=True, attr_name="memberKey")
+
+
 class ByConnectionIndex(GlobalSecondaryIndex["Membership"]):
     """The rooms of one connection, so disconnect clean-up is a Query, never a Scan."""
 
@@ -46,14 +56,9 @@ class ByConnectionIndex(GlobalSecondaryIndex["Membership"]):
     room_id = UnicodeAttribute(range_key=True, attr_name="roomId")
 
 
-class Membership(Model):
+class Membership(_RoomItem):
     """A connection in a room: `memberKey = c#<connectionId>`. The room's partition is its fan-out list."""
 
-    class Meta(_Meta):
-        table_name = settings.memberships_table
-
-    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
-    member_key = UnicodeAttribute(range_key=True, attr_name="memberKey")
     connection_id = UnicodeAttribute(attr_name="connectionId")
     user_id = UnicodeAttribute(attr_name="userId")
     name = UnicodeAttribute()
@@ -76,14 +81,9 @@ class ByReaderIndex(GlobalSecondaryIndex["ReadCursor"]):
     room_id = UnicodeAttribute(range_key=True, attr_name="roomId")
 
 
-class ReadCursor(Model):
+class ReadCursor(_RoomItem):
     """A user's read position in a room: `memberKey = r#<userId>`, in the room's partition, never expiring."""
 
-    class Meta(_Meta):
-        table_name = settings.memberships_table
-
-    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
-    member_key = UnicodeAttribute(range_key=True, attr_name="memberKey")
     message_id = UnicodeAttribute(null=True, attr_name="messageId")  # none until the first mark_read
     reader_id = UnicodeAttribute(null=True, attr_name="readerId")  # set at join and mark_read: lists the room
     by_reader = ByReaderIndex()
@@ -99,6 +99,36 @@ class RoomActivity(Model):
     member_key = UnicodeAttribute(range_key=True, attr_name="memberKey", default=ROOM_ACTIVITY_KEY)
     last_message_id = UnicodeAttribute(attr_name="lastMessageId")
     last_message = UnicodeAttribute(attr_name="lastMessage")  # the preview as JSON, as rooms_list sends it
+
+
+class RoomParticipant(_RoomItem):
+    """A user in a room (`memberKey = u#<userId>`): how many of their connections are in it.
+
+    Written by join and leave, so neither reads the whole room; expires like a membership, since
+    every one of the user's connections joined before its last refresh.
+    """
+
+    user_id = UnicodeAttribute(attr_name="userId")
+    name = UnicodeAttribute()
+    connections = NumberAttribute(default=0)
+    expires_at = TTLAttribute(attr_name="expiresAt")
+
+
+class RoomSize(_RoomItem):
+    """The room's participant count (`memberKey = n#`), moved by one when a user arrives or leaves."""
+
+    participants = NumberAttribute(default=0)
+
+
+class PresenceRecord(_RoomItem):
+    """An arrival or departure in a large room (`memberKey = p#<ULID>`): the table's stream hands
+    these to the presence function, which coalesces them; TTL removes them after an hour."""
+
+    user_id = UnicodeAttribute(attr_name="userId")
+    name = UnicodeAttribute()
+    change = UnicodeAttribute()  # "joined" or "left"
+    at_ms = NumberAttribute(attr_name="atMs")
+    expires_at = TTLAttribute(attr_name="expiresAt")
 
 
 class StoredMessage(Model):
@@ -132,6 +162,18 @@ class IdempotencyRecord(Model):
     name = UnicodeAttribute()
     text = UnicodeAttribute(attr_name="message")
     timestamp = UnicodeAttribute()
+    expires_at = TTLAttribute(attr_name="expiresAt")
+
+
+class FanoutClaim(Model):
+    """The connections one fan-out shard has claimed (`key = fanout#<deliveryId>#<shard>`), so a
+    retried shard skips them; expired by TTL after a day."""
+
+    class Meta(_Meta):
+        table_name = settings.idempotency_table
+
+    key = UnicodeAttribute(hash_key=True)
+    claimed = UnicodeSetAttribute(default=set)
     expires_at = TTLAttribute(attr_name="expiresAt")
 
 

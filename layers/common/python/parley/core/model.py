@@ -106,8 +106,75 @@ class FanoutResult:
     delivered: set[str] = field(default_factory=set)
     gone: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
+    dispatched: int = 0  # recipients handed to fan-out shards (a large room): delivered later, elsewhere
 
     def merge(self, other: "FanoutResult") -> None:
         self.delivered |= other.delivered
         self.gone |= other.gone
         self.failed.update(other.failed)
+        self.dispatched += other.dispatched
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A user with at least one connection in a room (listed once however many connections)."""
+
+    user_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ParticipantsPage:
+    participants: list[Participant]
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class JoinOutcome:
+    joined: bool  # False: the connection was already in the room (nothing written)
+    first_for_user: bool  # the user's first connection in the room: the room hears of it
+    room_size: int  # participants (users) in the room after the join
+
+
+@dataclass(frozen=True)
+class LeaveOutcome:
+    left: bool  # False: the connection was not in the room (nothing written)
+    last_for_user: bool  # the user's last connection in the room left: the room hears of it
+    room_size: int  # participants (users) in the room after the leave
+    name: str = ""  # the user's display name in the room, when known
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """A user arriving in or leaving a large room, announced in a coalesced `presence_update`."""
+
+    room_id: str
+    user_id: str
+    name: str
+    joined: bool
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One slice of a large room's fan-out, run by one invocation of the fan-out function.
+
+    `delivery_id` (the messageId, or a fresh ULID for other frames) and `shard` name the slice,
+    so a retried invocation skips the connections it already claimed. `recipients` pairs each
+    connection with its user, for the clean-up of connections found gone.
+    """
+
+    room_id: str
+    delivery_id: str
+    shard: int
+    frame: str  # the encoded frame, UTF-8 JSON text
+    recipients: tuple[tuple[str, str], ...]
+
+    def to_event(self) -> dict[str, object]:
+        return {"roomId": self.room_id, "deliveryId": self.delivery_id, "shard": self.shard, "frame": self.frame,
+                "recipients": [list(pair) for pair in self.recipients]}
+
+    @classmethod
+    def from_event(cls, event: dict[str, object]) -> "ShardJob":
+        recipients = tuple((str(c), str(u)) for c, u in event["recipients"])  # type: ignore[union-attr]
+        return cls(str(event["roomId"]), str(event["deliveryId"]), int(event["shard"]), str(event["frame"]), recipients)  # type: ignore[arg-type]

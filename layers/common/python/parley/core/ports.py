@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Protocol
 
-from .model import ChangeResult, ChatMessage, FanoutJob, FanoutResult, HistoryPage, Member
+from .model import (
+    ChangeResult, ChatMessage, FanoutJob, FanoutResult, HistoryPage, JoinOutcome, LeaveOutcome, Member, ParticipantsPage,
+    PresenceChange, ShardJob,
+)
 from .room_list import RoomActivity
 
 # Epoch milliseconds now; a fake clock in tests makes rate windows and timestamps deterministic.
@@ -30,18 +33,39 @@ class ChatStore(Protocol):
 
     def add_connection(self, connection_id: str, user_id: str, name: str, connected_at_ms: int) -> None: ...
     def remove_connection(self, connection_id: str) -> None: ...
-    def room_members(self, room_id: str) -> list[Member]: ...
+    def room_members(self, room_id: str) -> list[Member]:
+        """Every connection in the room: the fan-out list, and the membership check in one read."""
+        ...
+
     def is_member(self, room_id: str, connection_id: str) -> bool: ...
-    def add_member(self, member: Member) -> None: ...
-    def remove_member(self, room_id: str, connection_id: str) -> bool:
-        """Delete the membership; False when there was none (nothing deleted)."""
+    def join_room(self, member: Member) -> JoinOutcome:
+        """Add the connection to the room and count its user in; never reads the whole room."""
+        ...
+
+    def leave_room(self, room_id: str, connection_id: str, user_id: str | None) -> LeaveOutcome:
+        """Remove the connection from the room and count its user out when it was their last
+        (`user_id` None: the user is read from the membership)."""
+        ...
+
+    def room_size(self, room_id: str) -> int: ...
+    def participants(self, room_id: str, *, after_user: str | None, limit: int) -> ParticipantsPage:
+        """Up to `limit` participants in userId order, after `after_user` when given."""
+        ...
+
+    def has_participant(self, room_id: str, user_id: str) -> bool: ...
+    def add_presence_change(self, change: PresenceChange) -> None:
+        """Record an arrival or departure for the presence function (which reads them as a stream)."""
+        ...
+
+    def claim_deliveries(self, delivery_id: str, shard: int, connection_ids: list[str]) -> list[str]:
+        """Mark these connections as being sent `delivery_id`; returns those no earlier attempt of
+        the shard claimed (so a retried shard never posts twice to one connection)."""
         ...
 
     def rooms_of(self, connection_id: str) -> list[str]:
         """The connection's rooms; may lag behind writes (an eventually consistent index)."""
         ...
 
-    def remove_memberships(self, connection_id: str, room_ids: list[str]) -> None: ...
     def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
         """Store a message; with `only_if_new`, False (and nothing written) when it is already stored."""
         ...
@@ -99,3 +123,11 @@ class Sender(Protocol):
 
     def send(self, job: FanoutJob) -> FanoutResult: ...
     def close(self, connection_id: str) -> bool: ...
+
+
+class ShardDispatcher(Protocol):
+    """Hands large-room fan-out slices to parallel invocations (asynchronously)."""
+
+    def dispatch(self, jobs: list[ShardJob]) -> list[ShardJob]:
+        """Queue the jobs; returns those that could not be queued (the caller delivers them itself)."""
+        ...

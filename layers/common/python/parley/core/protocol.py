@@ -6,6 +6,7 @@ the builders return plain dicts that are encoded once per broadcast, not once pe
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Annotated, Any, ClassVar
 
@@ -18,6 +19,16 @@ from .room_list import DEFAULT_ROOMS_PAGE, MAX_ROOMS_PAGE, decode_cursor
 from .ids import ULID_PATTERN
 
 ROOM_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+# API Gateway's limits, in UTF-8 bytes: a frame it sends (route response or @connections post)
+# and a frame a client sends (a browser frame over 32 KB closes the connection).
+MAX_FRAME_BYTES = 128 * 1024
+MAX_CLIENT_FRAME_BYTES = 32 * 1024
+# The most a chat_message frame adds around its text: type, a 64-character roomId and a
+# 64-character clientMessageId (each character \u-escaped at worst). MaxMessageLength may not
+# exceed what is left, so a valid message always fits in one client frame.
+CHAT_FRAME_OVERHEAD_BYTES = 768
+MAX_MESSAGE_BYTES_LIMIT = MAX_CLIENT_FRAME_BYTES - CHAT_FRAME_OVERHEAD_BYTES
 
 
 def _dm_shape(room_id: str) -> str:
@@ -100,11 +111,15 @@ class LeaveRoomData(_Data):
 
 
 def _chat_text(value: str, info: ValidationInfo) -> str:
+    """The limit is in bytes as the text travels (JSON-escaped UTF-8, quotes excluded), the unit
+    API Gateway's 32 KB frame limit is in: 4,000 ASCII characters fit a limit of 4000, as do
+    2,000 two-byte or 666 escaped control characters."""
     limit = (info.context or {}).get("max_message_length", 4000)
     if not value.strip():
         raise ValueError("must contain at least one non-whitespace character")
-    if len(value) > limit:
-        raise ValueError(f"must be at most {limit} characters (got {len(value)})")
+    size = json_text_bytes(value)
+    if size > limit:
+        raise ValueError(f"must be at most {limit} bytes as UTF-8 JSON (got {size}); shorten it or split it in two")
     return value
 
 
@@ -147,6 +162,11 @@ class GetRoomsData(_Data):
     cursor: RoomsCursor | None = None
 
 
+def json_text_bytes(text: str) -> int:
+    """UTF-8 bytes of `text` as a JSON string body (what a client's JSON.stringify sends)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
+
+
 class TypingData(_Data):
     type_name = "typing"
     roomId: RoomId
@@ -166,6 +186,13 @@ class GetHistoryData(_Data):
     limit: PageLimit = 50
 
 
+class GetParticipantsData(_Data):
+    type_name = "get_participants"
+    roomId: RoomId
+    cursor: Annotated[StrictStr, StringConstraints(min_length=1, max_length=512)] | None = None
+    limit: PageLimit = 100
+
+
 class PingData(_Data):
     type_name = "ping"
 
@@ -174,7 +201,7 @@ REQUEST_MODELS: dict[str, type[_Data]] = {
     model.type_name: model
     for model in (
         MessageData, JoinRoomData, LeaveRoomData, ChatMessageData, TypingData, MarkReadData, GetHistoryData, PingData,
-        EditMessageData, DeleteMessageData, ReactData, GetRoomsData,
+        EditMessageData, DeleteMessageData, ReactData, GetRoomsData, GetParticipantsData,
     )
 }
 
@@ -274,12 +301,68 @@ def client_message_id_of(frame: dict[str, Any] | None) -> str | None:
 # ---- server frames -------------------------------------------------------------------------
 
 
+def participants_cursor(room_id: str, after_user: str) -> str:
+    """An opaque `nextCursor`: the room and the last participant of the page, base64url JSON.
+
+    Not a secret: it names a position any member can see. `read_participants_cursor` and the
+    service check it against the request's room and the room as it stands.
+    """
+    raw = json.dumps({"r": room_id, "u": after_user}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def bad_cursor(reason: str) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.VALIDATION_ERROR,
+        f"Invalid get_participants: {reason}; send the nextCursor of this room's last participants_list, or no cursor to start over.",
+        details=[{"field": "cursor", "message": reason}],
+    )
+
+
+def read_participants_cursor(cursor: str, room_id: str) -> str:
+    """The participant a cursor pages on from; `validation_error` for anything this room did not issue."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise bad_cursor("is not a cursor the server issued") from None
+    if not isinstance(decoded, dict) or not isinstance(decoded.get("u"), str) or not isinstance(decoded.get("r"), str):
+        raise bad_cursor("is not a cursor the server issued")
+    if decoded["r"] != room_id:
+        raise bad_cursor("belongs to another room")
+    return decoded["u"]
+
+
 def frame(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": type_name, "data": data}
 
 
 def encode(frame_: dict[str, Any]) -> bytes:
+    """The wire form of a server frame (route responses and posts alike); its length is what API
+    Gateway holds against `MAX_FRAME_BYTES`."""
     return json.dumps(frame_, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def history_frame(
+    room_id: str, messages: list[dict[str, Any]], has_more: bool, *, keep_newest: bool, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`chat_history` with as many of `messages` (oldest first) as fit in `MAX_FRAME_BYTES`.
+
+    A page that does not fit loses messages from the end a client pages on from, and says
+    `hasMore`: the oldest when `keep_newest` (newest/`before` pages: the client asks `before` the
+    first it got), else the newest (`since` pages: the client asks `since` the last it got).
+    """
+    used = len(encode(frame("chat_history", {"roomId": room_id, "messages": [], "hasMore": False, **(extra or {})})))
+    kept: list[dict[str, Any]] = []
+    for message in reversed(messages) if keep_newest else messages:
+        size = len(encode(message)) + (1 if kept else 0)  # the comma between two messages
+        if used + size > MAX_FRAME_BYTES:
+            break
+        used += size
+        kept.append(message)
+    trimmed = len(kept) < len(messages)
+    if keep_newest:
+        kept.reverse()
+    return frame("chat_history", {"roomId": room_id, "messages": kept, "hasMore": has_more or trimmed, **(extra or {})})
 
 
 def error_frame(

@@ -8,14 +8,15 @@ before the request ends, because `$disconnect` is best effort.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Iterable
 
 from . import protocol as p
 from .ids import iso_at, new_ulid, ulid_time_ms
-from .model import Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, HistoryPage, Member
-from .ports import ChatStore, Clock, Logger, MetricSink, Sender
+from .model import Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, HistoryPage, Member, ParticipantsPage, PresenceChange, ShardJob
+from .ports import ChatStore, Clock, Logger, MetricSink, Sender, ShardDispatcher
 from .protocol import ErrorCode, ProtocolError
 from .rate_limits import ABUSE_FACTOR, OverLimitMemory, RateLimits
 from .access import Action, RoomAccessMode, allowed_actions, encode_actions
@@ -29,6 +30,16 @@ MAX_GONE_PER_REQUEST = 200
 # A read cursor may not point this far into the future (ULIDs carry their mint time).
 READ_CURSOR_CLOCK_SKEW_MS = 60_000
 DEFAULT_ROUTE = "$default"
+# participants_list and get_participants pages hold at most this many participants.
+PARTICIPANTS_PAGE = 100
+# Rooms of at least this many participants hear arrivals and departures as coalesced presence_update.
+DEFAULT_PRESENCE_THRESHOLD = 100
+# A presence_update lists at most this many users per direction (the frame stays far below 128 KB).
+PRESENCE_LIST_MAX = 50
+# A broadcast to more connections than this is split into shards for parallel fan-out invocations.
+DEFAULT_FANOUT_SHARD_SIZE = 100
+# A shard claims its connections this many at a time before posting to them.
+SHARD_CLAIM_CHUNK = 64
 
 
 def _no_metrics(name: str, value: float) -> None:
@@ -51,6 +62,9 @@ class ChatService:
         metric: MetricSink = _no_metrics,
         logger: Logger | None = None,
         now_ms: Clock = _wall_clock_ms,
+        presence_threshold: int = DEFAULT_PRESENCE_THRESHOLD,
+        shards: ShardDispatcher | None = None,
+        fanout_shard_size: int = DEFAULT_FANOUT_SHARD_SIZE,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -59,6 +73,9 @@ class ChatService:
         self._limits = rate_limits or RateLimits()
         self._over_limit = over_limit if over_limit is not None else OverLimitMemory()
         self._now_ms = now_ms
+        self.presence_threshold = presence_threshold
+        self._shards = shards
+        self.fanout_shard_size = max(1, fanout_shard_size)
         self._logger: Logger = logger if logger is not None else logging.getLogger(__name__)
         self._gone: list[tuple[str, str | None, str | None]] = []
         self._forgotten: set[str] = set()
@@ -113,6 +130,41 @@ class ChatService:
         finally:
             self._drain_gone()
 
+    def announce_presence(self, changes: list[PresenceChange]) -> None:
+        """Tell each large room who arrived and who left since its last `presence_update`, in one frame.
+
+        `changes` are what join and leave recorded for rooms at or above the presence threshold,
+        in any order, possibly more than once each (a stream retries): a user who came and went
+        (or went and came back) within the batch is not mentioned; otherwise their latest change
+        counts. At most `PRESENCE_LIST_MAX` users are listed per direction; `joinedCount` and
+        `leftCount` give the totals, and `count` the room's size now.
+        """
+        by_room: dict[str, dict[str, list[PresenceChange]]] = {}
+        for change in sorted(changes, key=lambda c: c.at_ms):
+            by_room.setdefault(change.room_id, {}).setdefault(change.user_id, []).append(change)
+        try:
+            for room, users in sorted(by_room.items()):
+                joined, left = [], []
+                for history in users.values():
+                    first, last = history[0], history[-1]
+                    if first.joined != last.joined:
+                        continue  # came and went, or went and came back: no net change
+                    (joined if last.joined else left).append({"userId": last.user_id, "name": last.name})
+                if not joined and not left:
+                    continue
+                update = {
+                    "roomId": room,
+                    "joined": joined[:PRESENCE_LIST_MAX],
+                    "left": left[:PRESENCE_LIST_MAX],
+                    "joinedCount": len(joined),
+                    "leftCount": len(left),
+                    "count": self._store.room_size(room),
+                }
+                self._broadcast(self._store.room_members(room), p.frame("presence_update", update), room)
+                self._metric("PresenceUpdates", 1)
+        finally:
+            self._drain_gone()
+
     # ---- client types ----------------------------------------------------------------------
     def _on_message(self, request: p.MessageData, caller: Caller) -> Frame:
         return p.frame("message_response", {"status": "received", "message": request.message, "timestamp": self._timestamp()})
@@ -123,30 +175,26 @@ class ChatService:
     def _on_join_room(self, request: p.JoinRoomData, caller: Caller) -> Frame:
         room = request.roomId
         actions = self._check_access(caller, room, Action.READ)
-        members = self._store.room_members(room)
-        already_member = any(m.connection_id == caller.connection_id for m in members)
-        if not already_member:
-            me = Member(room, caller.connection_id, caller.user_id, caller.name, self._now_ms(), encode_actions(actions))
-            self._store.add_member(me)
-            first_for_user = not any(m.user_id == caller.user_id for m in members)
-            others = members
-            members = members + [me]
-            if first_for_user:
-                self._broadcast(
-                    others,
-                    p.frame("user_joined", {"roomId": room, "userId": caller.user_id, "name": caller.name, "timestamp": self._timestamp()}),
-                    room,
-                )
-        self._send_to_caller(caller, p.frame("participants_list", {"roomId": room, "participants": _participants(members)}))
+        me = Member(room, caller.connection_id, caller.user_id, caller.name, self._now_ms(), encode_actions(actions))
+        outcome = self._store.join_room(me)
+        if outcome.first_for_user:
+            if outcome.room_size < self.presence_threshold:
+                joined = {"roomId": room, "userId": caller.user_id, "name": caller.name, "timestamp": self._timestamp()}
+                members = self._store.room_members(room)
+                self._broadcast(members, p.frame("user_joined", joined), room, exclude=caller.connection_id)
+            else:
+                self._store.add_presence_change(PresenceChange(room, caller.user_id, caller.name, True, self._now_ms()))
+        participants = self._store.participants(room, after_user=None, limit=PARTICIPANTS_PAGE)
+        self._send_to_caller(caller, _participants_frame(room, participants, outcome.room_size))
         if request.since:
             page = self._store.messages_since(room, request.since, request.limit)
             complete_from = None if page.has_more else request.since
         else:
             page = self._store.newest_messages(room, request.limit)
             complete_from = "" if not page.has_more else page.messages[0].message_id
-        history = _history_frame(room, page.messages, page.has_more)
-        history["data"].update(self._unread_on_join(room, caller, page, complete_from))
-        return history
+        unread = self._unread_on_join(room, caller, page, complete_from)
+        wire = [m.to_wire() for m in page.messages]
+        return p.history_frame(room, wire, page.has_more, keep_newest=not request.since, extra=unread)
 
     def _unread_on_join(self, room: str, caller: Caller, page: HistoryPage, complete_from: str | None) -> dict[str, Any]:
         """List the room among the user's rooms and count what they have not read.
@@ -161,9 +209,18 @@ class ChatService:
         return unread_fields(counted)
 
     def _on_leave_room(self, request: p.LeaveRoomData, caller: Caller) -> None:
-        if self._store.remove_member(request.roomId, caller.connection_id):
-            self._announce_departure(request.roomId, caller.user_id)
+        self._leave(request.roomId, caller.connection_id, caller.user_id)
         return None
+
+    def _on_get_participants(self, request: p.GetParticipantsData, caller: Caller) -> Frame:
+        room = request.roomId
+        after = p.read_participants_cursor(request.cursor, room) if request.cursor else None
+        if not self._store.is_member(room, caller.connection_id):
+            raise _not_a_member(room)
+        if after is not None and not self._store.has_participant(room, after):
+            raise p.bad_cursor("is stale: the participant it pages on from has left; start over without a cursor")
+        page = self._store.participants(room, after_user=after, limit=request.limit)
+        return _participants_frame(room, page, self._store.room_size(room))
 
     def _on_chat_message(self, request: p.ChatMessageData, caller: Caller) -> Frame:
         room = request.roomId
@@ -188,7 +245,11 @@ class ChatService:
             return p.frame("message_received", original.to_wire())
         self._metric("MessagesStored", 1)
         self._store.record_activity(message, preview(message.to_wire()), newest_only=True)
-        result = self._broadcast(members, p.frame("message_received", message.to_wire()), room)
+        result = self._broadcast(members, p.frame("message_received", message.to_wire()), room, delivery_id=message.message_id)
+        if result.dispatched:
+            # A large room: the shards deliver it after this reply; say to how many it is going.
+            recipients = len({m.connection_id for m in members} - {caller.connection_id})
+            return p.frame("chat_update", {"roomId": room, "messageId": message.message_id, "status": "sent", "recipients": recipients})
         delivered_to = len(result.delivered - {caller.connection_id})
         reply = {"roomId": room, "messageId": message.message_id, "status": "delivered", "deliveredTo": delivered_to}
         return p.frame("chat_update", reply)
@@ -223,7 +284,7 @@ class ChatService:
         if not self._store.is_member(request.roomId, caller.connection_id):
             raise _not_a_member(request.roomId)
         page = self._store.newest_messages(request.roomId, request.limit, before=request.before)
-        return _history_frame(request.roomId, page.messages, page.has_more)
+        return p.history_frame(request.roomId, [m.to_wire() for m in page.messages], page.has_more, keep_newest=True)
 
     def _on_edit_message(self, request: p.EditMessageData, caller: Caller) -> Frame | None:
         room, message_id = request.roomId, request.messageId
@@ -386,15 +447,67 @@ class ChatService:
         self._broadcast([Member("", caller.connection_id, caller.user_id, caller.name, 0)], frame, None)
 
     def _broadcast(
-        self, members: Iterable[Member], frame: Frame, room: str | None, *, exclude: str | None = None
+        self, members: Iterable[Member], frame: Frame, room: str | None, *, exclude: str | None = None,
+        delivery_id: str | None = None,
     ) -> FanoutResult:
         # A member that may not read the room gets none of its frames (presence, typing, receipts
         # and reactions included); join never admits one, so this guards only against old rows.
         targets = {m.connection_id: m.user_id for m in members if m.connection_id != exclude and m.can_read}
         if not targets:
             return FanoutResult()
-        result = self._sender.send(FanoutJob(p.encode(frame), tuple(targets)))
         self._metric("FanoutSize", len(targets))
+        if self._shards is not None and room is not None and len(targets) > self.fanout_shard_size:
+            return self._dispatch_shards(targets, frame, room, delivery_id or new_ulid(self._now_ms()))
+        return self._record(self._sender.send(FanoutJob(p.encode(frame), tuple(targets))), targets, frame, room)
+
+    def _dispatch_shards(self, targets: dict[str, str], frame: Frame, room: str, delivery_id: str) -> FanoutResult:
+        """Split a large room's recipients into slices of `fanout_shard_size`, one invocation each."""
+        assert self._shards is not None
+        encoded = p.encode(frame).decode("utf-8")
+        pairs = sorted(targets.items())
+        size = self.fanout_shard_size
+        jobs = [ShardJob(room, delivery_id, n, encoded, tuple(pairs[start:start + size]))
+                for n, start in enumerate(range(0, len(pairs), size))]
+        refused = self._shards.dispatch(jobs)
+        self._metric("FanoutShards", len(jobs))
+        result = FanoutResult(dispatched=len(targets))
+        if refused:
+            # Lambda would not take them (throttled, or no fan-out function where this runs):
+            # deliver those slices here, through the same claims, rather than not at all.
+            self._metric("ShardDispatchFailures", len(refused))
+            self._logger.warning("fan-out shards not queued; delivering them in this invocation",
+                                 extra={"room": room, "shards": [job.shard for job in refused]})
+            for job in refused:
+                result.merge(self._deliver_claimed(job))
+        return result
+
+    def deliver_shard(self, job: ShardJob) -> FanoutResult:
+        """Run one slice of a large room's fan-out (the fan-out function's work).
+
+        Connections are claimed (one conditional write per chunk) before they are posted to, so
+        a retry of a shard that died half way posts only to the ones never claimed: no one gets
+        the frame twice. The price of a crash is live delivery to at most one chunk, which has
+        the message in history (rejoin with `since`).
+        """
+        try:
+            return self._deliver_claimed(job)
+        finally:
+            self._drain_gone()
+
+    def _deliver_claimed(self, job: ShardJob) -> FanoutResult:
+        targets = dict(job.recipients)
+        frame_type = json.loads(job.frame).get("type", "?")
+        total = FanoutResult()
+        ids = [cid for cid, _ in job.recipients]
+        for start in range(0, len(ids), SHARD_CLAIM_CHUNK):
+            fresh = self._store.claim_deliveries(job.delivery_id, job.shard, ids[start:start + SHARD_CLAIM_CHUNK])
+            if fresh:
+                result = self._sender.send(FanoutJob(job.frame.encode("utf-8"), tuple(fresh)))
+                total.merge(self._record(result, targets, {"type": frame_type}, job.room_id))
+        return total
+
+    def _record(self, result: FanoutResult, targets: dict[str, str], frame: Frame, room: str | None) -> FanoutResult:
+        """Queue the gone connections for clean-up, and count and log what failed."""
         if result.gone:
             self._metric("GoneConnections", len(result.gone))
             self._gone.extend((cid, targets[cid], room) for cid in result.gone)
@@ -420,18 +533,21 @@ class ChatService:
         rooms = set(self._store.rooms_of(connection_id))
         if known_room:
             rooms.add(known_room)  # the index is eventually consistent; the room we saw it in is certain
-        if rooms:
-            self._store.remove_memberships(connection_id, sorted(rooms))
+        for room in sorted(rooms):
+            self._leave(room, connection_id, user_id)
         self._store.remove_connection(connection_id)
-        if user_id is not None:
-            for room in sorted(rooms):
-                self._announce_departure(room, user_id)
 
-    def _announce_departure(self, room: str, user_id: str) -> None:
-        remaining = self._store.room_members(room)
-        if any(m.user_id == user_id for m in remaining):
+    def _leave(self, room: str, connection_id: str, user_id: str | None) -> None:
+        """Take the connection out of the room; the room hears of it when it was the user's last
+        (unless who it was is unknown: a `$disconnect` without the authorizer's context)."""
+        outcome = self._store.leave_room(room, connection_id, user_id)
+        if user_id is None or not outcome.last_for_user:
             return
-        self._broadcast(remaining, p.frame("user_left", {"roomId": room, "userId": user_id, "timestamp": self._timestamp()}), room)
+        if outcome.room_size + 1 < self.presence_threshold:  # the room as it was, with the user in it
+            left = {"roomId": room, "userId": user_id, "timestamp": self._timestamp()}
+            self._broadcast(self._store.room_members(room), p.frame("user_left", left), room)
+        else:
+            self._store.add_presence_change(PresenceChange(room, user_id, outcome.name or user_id, False, self._now_ms()))
 
 
 def _not_a_member(room: str) -> ProtocolError:
@@ -451,12 +567,12 @@ def _updated(message: ChatMessage) -> dict[str, Any]:
     return {"roomId": message.room_id, "messageId": message.message_id, "message": message.text, "editedAt": message.edited_at}
 
 
-def _participants(members: list[Member]) -> list[dict[str, str]]:
-    seen: dict[str, dict[str, str]] = {}
-    for member in sorted(members, key=lambda m: m.joined_at):
-        seen.setdefault(member.user_id, {"userId": member.user_id, "name": member.name})
-    return list(seen.values())
-
-
-def _history_frame(room: str, messages: list[ChatMessage], has_more: bool) -> Frame:
-    return p.frame("chat_history", {"roomId": room, "messages": [m.to_wire() for m in messages], "hasMore": has_more})
+def _participants_frame(room: str, page: ParticipantsPage, count: int) -> Frame:
+    data: dict[str, Any] = {
+        "roomId": room,
+        "participants": [{"userId": x.user_id, "name": x.name} for x in page.participants],
+        "count": count,
+    }
+    if page.has_more and page.participants:
+        data["nextCursor"] = p.participants_cursor(room, page.participants[-1].user_id)
+    return p.frame("participants_list", data)
