@@ -92,12 +92,15 @@ def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_do
     assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 2})
     a.send("delete_message", {"roomId": "lobby", "messageId": message_id})
     assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 3})
-    # Join: members Query, membership PutItem, history Query, the reader item UpdateItem (which
-    # returns the read cursor); the unread COUNT Query only when the cursor is outside the page.
+    # Join: membership PutItem (conditional), participant UpdateItem and, for the user's first
+    # connection, room size UpdateItem; the participants page Query; the members Query for
+    # user_joined (a room below the presence threshold only); history Query; the reader item
+    # UpdateItem (which returns the read cursor); the unread COUNT Query only when the cursor is
+    # outside the page.
     c = world.connect("c")
     world.operations.clear()
     c.send("join_room", {"roomId": "lobby"})
-    assert dynamodb_ops(world) == Counter({"Query": 2, "PutItem": 1, "UpdateItem": 1})
+    assert dynamodb_ops(world) == Counter({"Query": 3, "PutItem": 1, "UpdateItem": 3})
     # get_rooms: rate counter, the reader index Query, one BatchGetItem (up to 100 rooms), and one
     # COUNT Query per listed room with messages after the user's read cursor (c has read nothing).
     c.send("get_rooms")
