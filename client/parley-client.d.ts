@@ -87,6 +87,7 @@ export interface ClientFrames {
   delete_message: { roomId: RoomId; messageId: MessageId };
   react: { roomId: RoomId; messageId: MessageId; emoji: string; remove?: boolean };
   get_rooms: { limit?: number; cursor?: string };
+  get_participants: { roomId: RoomId; cursor?: string; limit?: number };
 }
 export type ClientType = keyof ClientFrames;
 
@@ -108,6 +109,14 @@ export interface ChatUpdateDelivered {
   /** Other connections in the room the frame was accepted for (the sender's own not counted). */
   deliveredTo: number;
 }
+/** The answer in a room above the fan-out shard size: stored, and being delivered by parallel shards. */
+export interface ChatUpdateSent {
+  roomId: RoomId;
+  messageId: MessageId;
+  status: 'sent';
+  /** Other connections the shards deliver to. */
+  recipients: number;
+}
 export interface ChatUpdateRead {
   roomId: RoomId;
   messageId: MessageId;
@@ -117,13 +126,14 @@ export interface ChatUpdateRead {
 
 export interface ServerFrames {
   message_response: { status: 'received'; message: JsonValue; timestamp: Timestamp };
-  participants_list: { roomId: RoomId; participants: Participant[] };
+  participants_list: { roomId: RoomId; participants: Participant[]; count: number; nextCursor?: string };
   /** Oldest first. `unreadCount`/`unreadCapped` only when it answers join_room. */
   chat_history: { roomId: RoomId; messages: HistoryMessage[]; hasMore: boolean; unreadCount?: number; unreadCapped?: boolean };
   user_joined: { roomId: RoomId; userId: string; name: string; timestamp: Timestamp };
   user_left: { roomId: RoomId; userId: string; timestamp: Timestamp };
   message_received: Message;
-  chat_update: ChatUpdateDelivered | ChatUpdateRead;
+  chat_update: ChatUpdateDelivered | ChatUpdateSent | ChatUpdateRead;
+  presence_update: { roomId: RoomId; joined: Participant[]; left: Participant[]; count: number };
   typing_update: { roomId: RoomId; userId: string; isTyping: boolean };
   pong: { timestamp: Timestamp };
   message_updated: { roomId: RoomId; messageId: MessageId; message: string; editedAt: Timestamp };

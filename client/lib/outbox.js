@@ -106,7 +106,7 @@ export class Outbox {
 
   /** A `chat_update`: the room's message in flight has been fanned out, so the next may go. */
   delivered(update) {
-    if (update.status !== 'delivered') return;
+    if (update.status !== 'delivered' && update.status !== 'sent') return; // 'sent': a large room's sharded fan-out
     const entry = this._inFlight.get(update.roomId);
     if (entry && entry.messageId !== undefined && entry.messageId === update.messageId) this._release(entry);
   }

@@ -18,6 +18,7 @@ export const SERVER_TYPES = Object.freeze([
   'message_deleted',
   'reaction_update',
   'rooms_list',
+  'presence_update',
 ]);
 
 /** Every client-to-server frame type of PROTOCOL.md. */
@@ -34,6 +35,7 @@ export const CLIENT_TYPES = Object.freeze([
   'delete_message',
   'react',
   'get_rooms',
+  'get_participants',
 ]);
 
 /** Events of the client itself (not frames). */

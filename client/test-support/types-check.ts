@@ -24,6 +24,9 @@ client.on('chat_update', (u) => {
   if (u.status === 'delivered') {
     const n: number = u.deliveredTo;
     void n;
+  } else if (u.status === 'sent') {
+    const n: number = u.recipients;
+    void n;
   } else {
     const who: string = u.userId;
     void who;

@@ -113,3 +113,13 @@ test('leaving a room drops its message in flight and its queue', async () => {
   client.sendChatMessage('r', 'c');
   assert.deepEqual(chats(last()), ['a', 'c']);
 });
+
+test("a large room's chat_update {status: 'sent'} releases the next message; a read receipt does not", async () => {
+  const { client, last } = await connected();
+  const ids = ['a', 'b'].map((t) => client.sendChatMessage('big', t));
+  last().receive('message_received', msg('big', '01A', { userId: 'alice', clientMessageId: ids[0] }));
+  last().receive('chat_update', { roomId: 'big', messageId: '01A', status: 'read', userId: 'bob' });
+  assert.deepEqual(chats(last()), ['a'], 'a read receipt is not the answer to the send');
+  last().receive('chat_update', { roomId: 'big', messageId: '01A', status: 'sent', recipients: 500 });
+  assert.deepEqual(chats(last()), ['a', 'b']);
+});
