@@ -19,8 +19,10 @@ from aiohttp import web
 
 from .connection import Connection
 from .events import aws_id
+from .ws_limits import MESSAGE_LIMIT, message_bytes
 
-MAX_DATA_BYTES = 131_072
+MAX_DATA_BYTES = MESSAGE_LIMIT  # PostToConnection's Data: API Gateway's 128 KB message limit
+TOO_LARGE_MESSAGE = f"Request entity too large: Data is over {MAX_DATA_BYTES} bytes"
 
 
 def error_response(status: int, error_type: str, message: str) -> web.Response:
@@ -67,7 +69,7 @@ class ConnectionsApi:
         data = b""
         if request.method == "POST":
             if (request.content_length or 0) > MAX_DATA_BYTES:
-                return error_response(413, "PayloadTooLargeException", "Request entity too large")
+                return error_response(413, "PayloadTooLargeException", TOO_LARGE_MESSAGE)
             data = await request.read()
             status, error_type, message = await self.post(request.match_info["connection_id"], data)
             if status != 200:
@@ -85,9 +87,13 @@ class ConnectionsApi:
         return web.Response(status=204, headers=headers)
 
     async def post(self, connection_id: str, data: bytes) -> tuple[int, str, str]:
-        """PostToConnection: (HTTP status, error type, message), for the HTTP route and for workers' pipes alike."""
-        if len(data) > MAX_DATA_BYTES:
-            return 413, "PayloadTooLargeException", "Request entity too large"
+        """PostToConnection: (HTTP status, error type, message), for the HTTP route and for workers' pipes alike.
+
+        The size check comes first, so an oversized post is refused (413, nothing sent, the socket
+        left open) on both paths before any latency or connection lookup.
+        """
+        if message_bytes(data) > MAX_DATA_BYTES:
+            return 413, "PayloadTooLargeException", TOO_LARGE_MESSAGE
         if not await self._delay():
             return 429, "LimitExceededException", "Rate exceeded"
         conn = self.lookup(connection_id)

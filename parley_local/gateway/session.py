@@ -22,7 +22,7 @@ from .handshake import Handshake, connection_info
 from .integration import BackgroundTasks, Integration, status_text
 from .routing import RouteSelector
 from .template import RouteSpec, WebSocketApiSpec
-from .ws_limits import MESSAGE_LIMIT, LimitedWebSocketResponse
+from .ws_limits import MESSAGE_LIMIT, MESSAGE_TOO_BIG, LimitedWebSocketResponse, message_bytes
 
 
 def gateway_frame(message: str, conn_id: str, request_id: str) -> str:
@@ -122,7 +122,7 @@ class Session:
                 code = int(getattr(msg.data, "code", 0) or ws.close_code or 1006)
                 if conn.close_code is None:
                     conn.close_code = code
-                    conn.close_reason = "Message too big" if code == 1009 else str(msg.data)
+                    conn.close_reason = MESSAGE_TOO_BIG if code == 1009 else str(msg.data)
                 if not ws.closed:
                     await ws.close(code=code)
                 break
@@ -164,7 +164,27 @@ class Session:
             if reply is not None and not isinstance(reply, str):
                 reply = json.dumps(reply)
             if reply:
-                await conn.send(reply)
+                await self._send_route_response(route.key, reply)
+
+    async def _send_route_response(self, route_key: str, reply: str) -> None:
+        """Deliver a route response, or refuse one over 128 KB: not sent, one loud line, close 1009.
+
+        AWS does not document what it does with an oversized route response. The strictest
+        plausible behaviour is chosen so that code that passes locally cannot fail on AWS: the
+        reply is never delivered and the socket is closed with 1009, as API Gateway closes it
+        for an oversized message in the other direction (docs/ARCHITECTURE.md).
+        """
+        conn = self.conn
+        size = message_bytes(reply)
+        if size <= MESSAGE_LIMIT:
+            await conn.send(reply)
+            return
+        self.s.console.line(
+            f"LIMIT EXCEEDED: route {route_key!r} returned a {size}-byte body for {conn.id}; API Gateway's "
+            f"message limit is {MESSAGE_LIMIT} bytes (128 KB). Not delivered; socket closed with 1009. "
+            "Split it into messages of at most 128 KB."
+        )
+        await conn.close(1009, MESSAGE_TOO_BIG)
 
     async def run_disconnect(self, code: int, reason: str) -> None:
         conn = self.conn

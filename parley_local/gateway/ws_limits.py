@@ -15,7 +15,13 @@ from aiohttp import WSCloseCode, web
 from aiohttp.http_websocket import WebSocketError
 
 FRAME_LIMIT = 32 * 1024
-MESSAGE_LIMIT = 128 * 1024
+MESSAGE_LIMIT = 128 * 1024  # 131,072 bytes: server->client too (PostToConnection, route responses)
+MESSAGE_TOO_BIG = "Message too big"  # the disconnectReason API Gateway reports with 1009
+
+
+def message_bytes(data: str | bytes) -> int:
+    """The size API Gateway measures a message by: its UTF-8 bytes, not its characters."""
+    return len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
 
 
 class FrameLimiter:
