@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
+from parley_local.gateway.connections_api import ConnectionsApi
 from parley_testing.gateway_thread import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway
 
 
@@ -39,3 +40,16 @@ def latency_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGate
     yield g
     g.stop()
 
+
+@pytest.fixture
+def http_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the HTTP requests the gateway's `@connections` route served."""
+    seen: list[str] = []
+    original = ConnectionsApi.handle
+
+    async def counted(self: ConnectionsApi, req: Any) -> Any:
+        seen.append(req.path)
+        return await original(self, req)
+
+    monkeypatch.setattr(ConnectionsApi, "handle", counted)
+    return seen

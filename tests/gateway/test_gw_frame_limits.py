@@ -16,7 +16,6 @@ import aiohttp
 import pytest
 import websockets
 
-from parley_local.gateway.connections_api import ConnectionsApi
 from parley_testing.fixture_clients import closed_with, connect, my_id, request
 from parley_testing.gateway_thread import RunningGateway
 
@@ -63,21 +62,7 @@ async def test_http_post_without_content_length_is_measured_too(gw: RunningGatew
     await ws.close()
 
 
-@pytest.fixture
-def http_posts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Requests that reached the HTTP `@connections` route (a handler's boto3 posts must not: they use the pipe)."""
-    seen: list[str] = []
-    original = ConnectionsApi.handle
-
-    async def noted(self: ConnectionsApi, req: Any) -> Any:
-        seen.append(req.method)
-        return await original(self, req)
-
-    monkeypatch.setattr(ConnectionsApi, "handle", noted)
-    return seen
-
-
-async def test_handler_post_over_the_pipe_gets_413_and_nothing_is_sent(gw: RunningGateway, http_posts: list[str]):
+async def test_handler_post_over_the_pipe_gets_413_and_nothing_is_sent(gw: RunningGateway, http_calls: list[str]):
     ws = await connect(gw)
     conn_id = await my_id(ws)
     await ws.send(json.dumps({"action": "post", "bytes": LIMIT}))
@@ -86,7 +71,7 @@ async def test_handler_post_over_the_pipe_gets_413_and_nothing_is_sent(gw: Runni
 
     # The handler catches client.exceptions.PayloadTooLargeException and returns its status.
     assert await request(ws, {"action": "post", "bytes": LIMIT + 1}) == {"result": "too_large 413"}
-    assert http_posts == []  # both went over the worker pipe
+    assert http_calls == []  # both went over the worker pipe
     await assert_open_and_nothing_else_arrived(ws, gw, conn_id)
     await ws.close()
 

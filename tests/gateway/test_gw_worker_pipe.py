@@ -14,25 +14,10 @@ from typing import Any, Iterator
 import pytest
 import websockets
 
-from parley_local.gateway.connections_api import ConnectionsApi
 from parley_local.tokens import make_token
 from parley_testing.fixture_clients import connect, my_id, request
 from parley_testing.gateway_thread import RunningGateway
 from parley_testing.template import ROOT
-
-
-@pytest.fixture
-def http_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths of the HTTP requests the gateway's `@connections` route served."""
-    seen: list[str] = []
-    original = ConnectionsApi.handle
-
-    async def counted(self: ConnectionsApi, req: Any) -> Any:
-        seen.append(req.path)
-        return await original(self, req)
-
-    monkeypatch.setattr(ConnectionsApi, "handle", counted)
-    return seen
 
 
 async def test_boto3_posts_use_the_pipe_with_the_http_answers(gw: RunningGateway, http_calls: list[str]):
