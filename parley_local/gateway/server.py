@@ -34,6 +34,7 @@ from .console import Console
 from .handshake import Handshake
 from .handshake_limits import PARSER_LIMITS, request_size_limits
 from .integration import BackgroundTasks, Integration
+from .lambda_invoke_api import LambdaInvokeApi
 from .local_tls import LocalTls, TlsOrPlainSite
 from .routing import RouteSelector
 from .session import Session, SessionServices
@@ -93,6 +94,7 @@ class Gateway:
         self.tls: LocalTls | None = None
         self.runtime: LambdaRuntime | None = None
         self.connections_api: ConnectionsApi | None = None
+        self.lambda_api: LambdaInvokeApi | None = None
         self._code_watcher: CodeWatcher | None = None
         self.port = self.config.port
         self.tasks = BackgroundTasks()
@@ -153,6 +155,7 @@ class Gateway:
         endpoints = {
             **self.aws.env(), "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections_url,
             "AWS_CA_BUNDLE": str(self.tls.ca_bundle),  # `https://{domainName}/{stage}` reaches this port's TLS side
+            "AWS_ENDPOINT_URL_LAMBDA": self.http_url,  # a function invoking another one reaches its local worker pool
         }
         self.connections_api = ConnectionsApi(
             self.config.stage, self.connections.get, self._delete_connection,
@@ -161,6 +164,7 @@ class Gateway:
         self.runtime = LambdaRuntime(self.stack.functions, endpoints, self.console, self.config.max_concurrency,
                                      on_post=self.connections_api.post, idle_timeout_s=self.config.worker_idle_timeout)
         self.runtime.start_reaper()
+        self.lambda_api = LambdaInvokeApi(self.runtime, self.tasks, self.console)
         self._integration = Integration(self.runtime, self.tasks, self.config.integration_timeout)
         self._services = self._session_services()
         if self.extras is not None:
@@ -277,6 +281,8 @@ class Gateway:
             self.extras.add_routes(app, self)
         assert self.connections_api is not None
         self.connections_api.add_routes(app)
+        assert self.lambda_api is not None
+        self.lambda_api.add_routes(app)
         app.router.add_get("/{stage}", self._ws_handler)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
