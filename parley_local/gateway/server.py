@@ -35,6 +35,7 @@ from .handshake import Handshake
 from .handshake_limits import PARSER_LIMITS, request_size_limits
 from .integration import BackgroundTasks, Integration
 from .lambda_invoke_api import LambdaInvokeApi
+from .stream_events import StreamEventPoller
 from .local_tls import LocalTls, TlsOrPlainSite
 from .routing import RouteSelector
 from .session import Session, SessionServices
@@ -63,6 +64,7 @@ class GatewayConfig:
     dynamodb_data: Path | None = None  # DynamoDB Local keeps its data here (None: in memory)
     close_timeout: float = 5.0
     moto_mode: str = "subprocess"  # the embedded moto server: its own process, or "thread" (in-process)
+    stream_events: bool = True  # poll DynamoDB streams for the template's stream event sources
 
 
 class GatewayExtras(Protocol):
@@ -95,6 +97,7 @@ class Gateway:
         self.runtime: LambdaRuntime | None = None
         self.connections_api: ConnectionsApi | None = None
         self.lambda_api: LambdaInvokeApi | None = None
+        self.stream_events: StreamEventPoller | None = None
         self._code_watcher: CodeWatcher | None = None
         self.port = self.config.port
         self.tasks = BackgroundTasks()
@@ -171,6 +174,10 @@ class Gateway:
             self.extras.before_serving(self)
         if self.config.prewarm:
             await self.runtime.prewarm(sorted(self._used_functions()))
+        if self.config.stream_events and self.stack.stream_sources:
+            self.stream_events = StreamEventPoller(self.stack.stream_sources, {t.logical_id: t.name for t in self.stack.tables},
+                                                   self.aws.dynamodb_endpoint, self.runtime, self.console)
+            await self.stream_events.start()  # at LATEST before the port serves: no change is missed
         if self.config.reload:
             self._code_watcher = CodeWatcher(self._watched_paths(), self._on_files_changed, self.config.reload_interval)
             self._code_watcher.start()
@@ -301,6 +308,8 @@ class Gateway:
             return_exceptions=True,
         )
         await self._wait_for_sessions()
+        if self.stream_events is not None:  # after $disconnect, whose leaves it may still deliver
+            await self.stream_events.stop()
         await self.tasks.wait(timeout=2)
         if self._runner:
             await self._runner.cleanup()

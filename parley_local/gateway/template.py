@@ -28,6 +28,7 @@ __all__ = [
     "RouteSpec",
     "RuleRefused",
     "Stack",
+    "StreamEventSource",
     "TableSpec",
     "TemplateError",
     "WebSocketApiSpec",
@@ -101,6 +102,21 @@ class TableSpec:
 
 
 @dataclass
+class StreamEventSource:
+    """A DynamoDB stream feeding a function (an event source mapping), as the local poller needs it."""
+
+    logical_id: str  # the AWS::Lambda::EventSourceMapping (or the SAM event) that declares it
+    function: str  # logical id of the FunctionSpec
+    table: str  # logical id of the table whose stream is read
+    stream_arn: str
+    filter_patterns: list[str]  # FilterCriteria.Filters[].Pattern, as written (JSON text)
+    batch_size: int = 100
+    batching_window_s: float = 0.0
+    starting_position: str = "LATEST"
+    max_retries: int = -1  # MaximumRetryAttempts; -1 is Lambda's "until the record expires"
+
+
+@dataclass
 class Stack:
     template_path: Path
     stack_name: str
@@ -109,6 +125,7 @@ class Stack:
     apis: list[WebSocketApiSpec]
     tables: list[TableSpec]
     source: str = "template as written"  # how the template was read, for the banner
+    stream_sources: list[StreamEventSource] = field(default_factory=list)
 
     @property
     def api(self) -> WebSocketApiSpec:
@@ -141,6 +158,7 @@ def _env_str(value: Any) -> str:
 
 
 _FUNCTION_IN_ARN = re.compile(r":function:([A-Za-z0-9_.-]+)")
+_TABLE_IN_STREAM_ARN = re.compile(r":table/([A-Za-z0-9_.-]+)/stream/")
 
 
 class _Builder:
@@ -295,6 +313,46 @@ class _Builder:
             route.route_response = route.route_response and rid in with_response
         return list(apis.values())
 
+    # -- DynamoDB stream event sources --------------------------------------------
+
+    def stream_sources(self, functions: dict[str, FunctionSpec], tables: list[TableSpec]) -> list[StreamEventSource]:
+        """DynamoDB stream mappings: `AWS::Lambda::EventSourceMapping` (what the SAM transform makes)
+        and, for the built-in reader, a Serverless function's `Events` of `Type: DynamoDB`."""
+        table_by_name = {t.name: t.logical_id for t in tables}
+        fn_by_name = {f.name: f.logical_id for f in functions.values()}
+        declared: list[tuple[str, str, dict[str, Any]]] = []  # (declaring id, function logical id, mapping properties)
+        for lid in self.of_type("AWS::Lambda::EventSourceMapping"):
+            props = self.props(lid)
+            fn = _FUNCTION_IN_ARN.search(str(props.get("FunctionName", "")))
+            name = fn.group(1) if fn else str(props.get("FunctionName", ""))
+            if name in fn_by_name:
+                declared.append((lid, fn_by_name[name], {**props, "Stream": props.get("EventSourceArn")}))
+        for lid in self.of_type("AWS::Serverless::Function"):
+            if lid not in functions:
+                continue
+            for event_id, event in (self.props(lid).get("Events") or {}).items():
+                if isinstance(event, dict) and event.get("Type") == "DynamoDB":
+                    declared.append((f"{lid}.{event_id}", lid, event.get("Properties") or {}))
+        out: list[StreamEventSource] = []
+        for lid, fn, props in declared:
+            if str(props.get("Enabled", "true")).lower() == "false":
+                continue
+            arn = str(props.get("Stream", ""))
+            m = _TABLE_IN_STREAM_ARN.search(arn)
+            table = table_by_name.get(m.group(1)) if m else None
+            if table is None:
+                continue  # not a stream of a table this stack creates
+            filters = ((props.get("FilterCriteria") or {}).get("Filters")) or []
+            out.append(StreamEventSource(
+                logical_id=lid, function=fn, table=table, stream_arn=arn,
+                filter_patterns=[str(f.get("Pattern", "")) for f in filters],
+                batch_size=int(props.get("BatchSize", 100)),
+                batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                starting_position=str(props.get("StartingPosition", "LATEST")),
+                max_retries=int(props.get("MaximumRetryAttempts", -1)),
+            ))
+        return out
+
     # -- rules ------------------------------------------------------------------
 
     def check_rules(self) -> None:
@@ -408,12 +466,14 @@ def load_stack(
     b = _Builder(p, doc, stack_name, overrides)
     b.check_rules()
     functions = b.functions()
+    tables = b.tables()
     return Stack(
         template_path=p,
         stack_name=stack_name,
         parameters=b.resolver.parameters,
         functions=functions,
         apis=b.apis(functions),
-        tables=b.tables(),
+        tables=tables,
         source=source,
+        stream_sources=b.stream_sources(functions, tables),
     )

@@ -1,0 +1,96 @@
+"""Large-room presence through the local gateway: join/leave write `p#` records, the gateway polls
+the memberships table's stream like the template's event source mapping (filter, batching
+window) and invokes PresenceFunction, which sends one coalesced `presence_update` per batch.
+Parley's real template with `PresenceThreshold` at its MinValue, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from parley_local.gateway.stream_events import PatternRefused, compile_pattern
+from parley_testing.chat_client import Client
+from parley_testing.gateway_thread import RunningGateway
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+THRESHOLD = 2  # the template's MinValue for PresenceThreshold
+JOINERS = 4
+
+pytestmark = pytest.mark.skipif(
+    not (TEMPLATE.exists() and (REPO / "functions/presence/app.py").exists()),
+    reason="needs the real template.yaml with PresenceFunction",
+)
+
+
+@pytest.fixture(scope="module")
+def presence_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    g = RunningGateway(TEMPLATE, tmp_path_factory.mktemp("records-presence"), stack_name="parley", prewarm=False,
+                       overrides={"PresenceThreshold": str(THRESHOLD)}).start()
+    yield g
+    g.stop()
+
+
+async def _presence_until(client: Client, want: set[str], key: str, room: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """`presence_update` frames for `room` until every user in `want` is listed under `key`."""
+    updates: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not want <= seen:
+        update = await client.expect("presence_update", lambda d: d["roomId"] == room, timeout=max(0.1, deadline - time.monotonic()))
+        updates.append(update)
+        seen |= {u["userId"] for u in update[key]}
+    return updates
+
+
+async def test_a_large_room_hears_joins_and_leaves_as_coalesced_presence_updates(presence_gw: RunningGateway):
+    assert [s.function for s in presence_gw.stack.stream_sources] == ["PresenceFunction"]
+    room = f"hall-{time.time_ns()}"
+    members = [await Client.open(presence_gw, f"m{i}", f"Member {i}") for i in range(THRESHOLD)]
+    for m in members:
+        await m.send("join_room", roomId=room)
+        await m.expect("chat_history")
+    # The room reached the threshold with the last member's join: that one is announced by presence too.
+    for m in members:
+        await _presence_until(m, {members[-1].user}, "joined", room)
+
+    joiners = [await Client.open(presence_gw, f"j{i}", f"Joiner {i}") for i in range(JOINERS)]
+    await asyncio.gather(*(j.send("join_room", roomId=room) for j in joiners))
+    await asyncio.gather(*(j.expect("chat_history") for j in joiners))  # every join answers its caller at once
+    want = {j.user for j in joiners}
+    for m in members:
+        updates = await _presence_until(m, want, "joined", room)
+        assert len(updates) < JOINERS, updates  # coalesced: fewer frames than joins
+        last = updates[-1]
+        assert last["count"] == THRESHOLD + JOINERS and last["left"] == []
+        assert {u["name"] for up in updates for u in up["joined"]} == {f"Joiner {i}" for i in range(JOINERS)}
+        assert not [f for f in m.backlog if f["type"] == "user_joined"]  # no per-join broadcast in a large room
+
+    leavers = joiners[:2]
+    await asyncio.gather(*(j.send("leave_room", roomId=room) for j in leavers))
+    gone = {j.user for j in leavers}
+    for m in members:
+        updates = await _presence_until(m, gone, "left", room)
+        assert updates[-1]["count"] == THRESHOLD + JOINERS - len(leavers)
+        assert not [f for f in m.backlog if f["type"] == "user_left"]
+    assert "DynamoDB stream" in presence_gw.console.text()
+    for c in members + joiners:
+        await c.ws.close()
+
+
+def test_filter_patterns_match_as_lambda_and_unsupported_forms_are_refused():
+    match = compile_pattern('{"eventName": ["INSERT"], "dynamodb": {"Keys": {"memberKey": {"S": [{"prefix": "p#"}]}}}}')
+    record = {"eventName": "INSERT", "dynamodb": {"Keys": {"memberKey": {"S": "p#123#u1"}}}}
+    assert match(record)
+    assert not match({**record, "eventName": "MODIFY"})
+    assert not match({"eventName": "INSERT", "dynamodb": {"Keys": {"memberKey": {"S": "c#abc"}}}})
+    assert not match({"eventName": "INSERT", "dynamodb": {"Keys": {"roomId": {"S": "p#x"}}}})
+    exists = compile_pattern('{"dynamodb": {"OldImage": [{"exists": false}]}}')
+    assert exists({"dynamodb": {}}) and not exists({"dynamodb": {"OldImage": {}}})
+    for unsupported in ('{"eventName": [{"anything-but": ["REMOVE"]}]}', '{"eventName": "INSERT"}', '["INSERT"]', "not json"):
+        with pytest.raises(PatternRefused):
+            compile_pattern(unsupported)
