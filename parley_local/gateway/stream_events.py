@@ -111,6 +111,7 @@ class _Mapping:
     client: Any
     stream_arn: str = ""
     iterators: dict[str, str | None] = field(default_factory=dict)  # shard id -> next iterator (None: closed)
+    last_read: dict[str, str] = field(default_factory=dict)  # shard id -> sequence number of the last record read
     refreshed_at: float = 0.0
 
     def wanted(self, record: dict[str, Any]) -> bool:
@@ -180,6 +181,15 @@ class StreamEventPoller:
             kwargs["ExclusiveStartShardId"] = desc["LastEvaluatedShardId"]
         mapping.refreshed_at = time.monotonic()
 
+    @staticmethod
+    def _reposition(mapping: _Mapping, sid: str) -> None:
+        """A new iterator after the last record read. DynamoDB Local refuses a LATEST iterator taken on an
+        empty shard once records arrive (TrimmedDataAccessException); the table was empty then, so the
+        shard's start is the same place. (An iterator also expires after 15 minutes on AWS.)"""
+        after = mapping.last_read.get(sid)
+        position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after} if after else {"ShardIteratorType": "TRIM_HORIZON"}
+        mapping.iterators[sid] = mapping.client.get_shard_iterator(StreamArn=mapping.stream_arn, ShardId=sid, **position)["ShardIterator"]
+
     def _read(self, mapping: _Mapping) -> list[dict[str, Any]]:
         """One pass over every open shard: the records that pass the filters."""
         if time.monotonic() - mapping.refreshed_at >= SHARD_REFRESH_S:
@@ -188,8 +198,14 @@ class StreamEventPoller:
         for sid, iterator in list(mapping.iterators.items()):
             if iterator is None:
                 continue
-            page = mapping.client.get_records(ShardIterator=iterator, Limit=1000)
+            try:
+                page = mapping.client.get_records(ShardIterator=iterator, Limit=1000)
+            except (mapping.client.exceptions.TrimmedDataAccessException, mapping.client.exceptions.ExpiredIteratorException):
+                self._reposition(mapping, sid)
+                continue
             mapping.iterators[sid] = page.get("NextShardIterator")
+            if page.get("Records"):
+                mapping.last_read[sid] = page["Records"][-1]["dynamodb"]["SequenceNumber"]
             for raw in page.get("Records", []):
                 record = _jsonable(raw)
                 record["eventSourceARN"] = mapping.stream_arn

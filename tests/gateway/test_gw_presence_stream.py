@@ -6,6 +6,7 @@ Parley's real template with `PresenceThreshold` at its MinValue, over real socke
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,6 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from parley_local.gateway.stream_events import PatternRefused, compile_pattern
+from parley_local.local_aws.dynamodb_local import DynamoDBLocalError, find_release
 from parley_testing.chat_client import Client
 from parley_testing.gateway_thread import RunningGateway
 
@@ -27,10 +29,18 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def presence_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+@pytest.fixture(scope="module", params=["moto", "local"])
+def presence_gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """Both stream implementations: moto (the test default) and DynamoDB Local (`parley dev`'s default)."""
+    if request.param == "local":
+        try:
+            find_release()
+        except DynamoDBLocalError as exc:
+            if os.environ.get("CI"):
+                pytest.fail(str(exc), pytrace=False)
+            pytest.skip(str(exc))
     g = RunningGateway(TEMPLATE, tmp_path_factory.mktemp("records-presence"), stack_name="parley", prewarm=False,
-                       overrides={"PresenceThreshold": str(THRESHOLD)}).start()
+                       dynamodb=request.param, overrides={"PresenceThreshold": str(THRESHOLD)}).start()
     yield g
     g.stop()
 
