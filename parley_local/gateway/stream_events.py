@@ -152,6 +152,8 @@ class StreamEventPoller:
                 continue
             await asyncio.to_thread(self._refresh_shards, mapping, True)
             self._tasks.append(asyncio.create_task(self._run(mapping)))
+            self.console.line(f"DynamoDB stream of {table} -> {source.function}: {len(filters)} filter(s), "
+                              f"batches of up to {source.batch_size} every {source.batching_window_s:g} s")
 
     async def stop(self) -> None:
         self._stopping.set()
