@@ -18,7 +18,10 @@ class TableDefinition(Protocol):
 
 
 def create_tables(ddb: Any, tables: Sequence[TableDefinition]) -> list[str]:
-    """Create the missing tables and enable TTL; existing tables are kept. Returns the names created."""
+    """Create the missing tables and enable TTL; existing tables are kept, brought up to the template.
+
+    Returns the names created.
+    """
     existing: set[str] = set()
     for page in ddb.get_paginator("list_tables").paginate():
         existing.update(page.get("TableNames", []))
@@ -26,8 +29,10 @@ def create_tables(ddb: Any, tables: Sequence[TableDefinition]) -> list[str]:
     for table in tables:
         if table.name not in existing:
             ddb.create_table(**table.create_args)
-            ddb.get_waiter("table_exists").wait(TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+            _wait_active(ddb, table.name)
             created.append(table.name)
+        else:
+            upgrade_table(ddb, table)
         if table.ttl_attribute:
             current = ddb.describe_time_to_live(TableName=table.name).get("TimeToLiveDescription", {})
             if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
@@ -36,3 +41,36 @@ def create_tables(ddb: Any, tables: Sequence[TableDefinition]) -> list[str]:
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
                 )
     return created
+
+
+class StaleTableError(Exception):
+    """A kept table lacks something the template declares that cannot be added in place."""
+
+
+def upgrade_table(ddb: Any, table: TableDefinition) -> list[str]:
+    """Bring a kept table up to a newer template: add its stream; refuse a missing index.
+
+    Why: `make dev` keeps the tables in a data folder across restarts, so a table made by an older
+    template may lack the stream a function is fed by (added here, items untouched), or an index a
+    handler Queries. DynamoDB Local fails every later request on a table that gained an index
+    through UpdateTable (seen with the 2026-01-16 release), so a missing index stops the start
+    with the fix instead of leaving a stack whose requests fail. Returns what was added.
+    """
+    described = ddb.describe_table(TableName=table.name)["Table"]
+    present = {index["IndexName"] for index in described.get("GlobalSecondaryIndexes", [])}
+    missing = [index["IndexName"] for index in table.create_args.get("GlobalSecondaryIndexes", []) if index["IndexName"] not in present]
+    if missing:
+        raise StaleTableError(
+            f"table {table.name} was made by an older template: it lacks the index(es) {', '.join(missing)}"
+        )
+    added: list[str] = []
+    wanted_stream = table.create_args.get("StreamSpecification") or {}
+    if wanted_stream.get("StreamEnabled") and not (described.get("StreamSpecification") or {}).get("StreamEnabled"):
+        ddb.update_table(TableName=table.name, StreamSpecification=wanted_stream)
+        _wait_active(ddb, table.name)
+        added.append("stream")
+    return added
+
+
+def _wait_active(ddb: Any, name: str) -> None:
+    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
