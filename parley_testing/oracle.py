@@ -221,8 +221,10 @@ def field_errors(type_name: str, data: dict[str, Any]) -> set[str]:
     def is_room(v: Any) -> bool:
         if type(v) is not str or ROOM_RE.fullmatch(v) is None:
             return False
+        if not v.startswith("dm:"):  # only a `dm:` prefix makes a DM id; plain `dm` is a room like any other
+            return True
         pieces = v.split(":")  # a `dm:` id must name two different users in sorting order
-        return pieces[0] != "dm" or (len(pieces) == 3 and "" < pieces[1] < pieces[2])
+        return len(pieces) == 3 and "" < pieces[1] < pieces[2]
 
     def is_ulid(v: Any) -> bool:
         return type(v) is str and ULID_RE.fullmatch(v) is not None

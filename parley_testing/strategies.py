@@ -219,6 +219,10 @@ def _typed_examples() -> list[dict[str, Any]]:
         ({"type": "mark_read", "data": {"roomId": "lobby", "messageId": Existing(1)}}, True, False),
         ({"type": "leave_room", "data": {"roomId": "side"}}, False, True),
         ({"type": "typing", "data": {"roomId": "side", "isTyping": True}}, False, True),
+        # `dm` alone is an ordinary room id: only a `dm:` prefix makes a direct-message id
+        ({"type": "typing", "data": {"roomId": "dm", "isTyping": False}}, False, False),
+        ({"type": "leave_room", "data": {"roomId": "dm"}}, False, False),
+        ({"type": "join_room", "data": {"roomId": "dm:"}}, False, False),
     ]
     return [{"frame": frame, "ascii_only": ascii_only, "spaced": spaced} for frame, ascii_only, spaced in frames]
 
