@@ -244,8 +244,9 @@ class ChatService:
             self._metric("DuplicateMessages", 1)
             return p.frame("message_received", original.to_wire())
         self._metric("MessagesStored", 1)
-        self._store.record_activity(message, preview(message.to_wire()), newest_only=True)
-        result = self._broadcast(members, p.frame("message_received", message.to_wire()), room, delivery_id=message.message_id)
+        wire = message.to_wire()
+        self._store.record_activity(message, preview(wire), newest_only=True)
+        result = self._broadcast(members, p.frame("message_received", wire), room, delivery_id=message.message_id)
         if result.dispatched:
             # A large room: the shards deliver it after this reply; say to how many it is going.
             recipients = len({m.connection_id for m in members} - {caller.connection_id})
