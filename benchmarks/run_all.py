@@ -33,6 +33,7 @@ BENCHES = {  # name -> (script, extra args, timeout s)
     "cold_start": ("cold_start_bench.py", ["--repeat", "7"], 300),
     "memory": ("memory_bench.py", [], 300),
     "fanout": ("fanout_sweep.py", [], 600),
+    "join_storm": ("join_storm_bench.py", [], 300),
     "gateway": ("gateway_bench.py", [], 600),
     "peers": ("peers_bench.py", [], 900),
 }
@@ -115,6 +116,40 @@ def section_fanout(d: dict) -> list[str]:
                      "as on AWS.")
     lines += ["- Through the local gateway over real sockets, at 1,000 connections: see *Local gateway* below.", "",
               "![fan-out time against room size](fanout.png)", ""]
+    return lines
+
+
+def section_join_storm(d: dict) -> list[str]:
+    base = d["baseline"]
+    lines = [
+        *heading("A 1,000-join storm into one room", "join_storm"),
+        "The real `ChatService` on the in-memory store (the chat rules' own counts, free of I/O): users join one room, a "
+        "given number of them within each presence interval, and the presence function runs once per interval, as the "
+        "memberships table's stream batches it. Posts are counted by the frame each client received (`chat_history` is "
+        "`join_room`'s route response, not a post); store calls are the DynamoDB requests each join makes on AWS. "
+        f"The baseline, in the same run, announces every join to everyone: {base['posts']:,} posts.",
+        "",
+        "| joins per interval | posts | vs every join announced | answering the joiner, per join | `user_joined` (room below "
+        "the threshold) | `presence_update` (batches) | store calls per join |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| every join announced | {base['posts']:,} | 1x | {base['posts_per_join_excluding_announcements']:.2f} | "
+        f"{base['frames'].get('user_joined', 0):,} | – | {base['store_calls_per_join']:.1f} |",
+    ]
+    for run in d["runs"]:
+        lines.append(f"| {run['per_interval']:,} | {run['posts']:,} | {base['posts'] / run['posts']:.0f}x fewer | "
+                     f"{run['posts_per_join_excluding_announcements']:.2f} | {run['frames'].get('user_joined', 0):,} | "
+                     f"{run['frames'].get('presence_update', 0):,} ({run['batches']}) | {run['store_calls_per_join']:.1f} |")
+    worst = max(run["posts_per_join_excluding_announcements"] for run in d["runs"])
+    lines += [
+        "",
+        f"- Goal: at most {d['goal']} PostToConnection calls per join plus the presence announcements. Result: "
+        f"{worst:.2f} per join (the joiner's `participants_list`), {_ok(worst <= d['goal'])}. The announcements are the "
+        f"`user_joined` of the first {run['threshold']} joins (the room is small until then, so each is told to everyone, "
+        "as in a small room) and one `presence_update` per member per interval after that.",
+        "- Through `parley dev` over real sockets (the same storm with DynamoDB Local and the stream poller): see "
+        "*Local gateway* below.",
+        "",
+    ]
     return lines
 
 
@@ -359,7 +394,7 @@ def render(results: Path, meta: dict) -> str:
         return json.loads(path.read_text()) if path.exists() else None
 
     lines = section_setup(meta)
-    for name, fn in (("fanout", section_fanout), ("cost", section_cost), ("cold_start", section_cold_start), ("memory", section_memory)):
+    for name, fn in (("fanout", section_fanout), ("join_storm", section_join_storm), ("cost", section_cost), ("cold_start", section_cold_start), ("memory", section_memory)):
         data = load(name)
         lines += fn(data) if data else [f"## {name}: not run", ""]
     gateway = load("gateway")
