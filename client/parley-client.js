@@ -7,6 +7,7 @@
 //   connection.js  the socket's state machine: tokens, backoff, ping, refusals
 //   rooms.js       rooms to rejoin (with `since`) and message ids already seen
 //   outbox.js      queued frames and chat messages not yet seen back
+//   participants.js each joined room's participants and count, paged and kept up
 //   emitter.js     events, with listeners isolated from the loop
 // Give a `tokenProvider` (async () => token) to fetch a fresh token before
 // every attempt; `retryInitialConnect: true` opts into retrying the first
@@ -18,6 +19,8 @@ import { ParleyError } from './lib/errors.js';
 import { checkFrameSize } from './lib/frames.js';
 import { randomId } from './lib/ids.js';
 import { Outbox } from './lib/outbox.js';
+import { ParticipantTracker } from './lib/participants.js';
+import { ROOM_ID_RE } from './lib/protocol.js';
 import { RoomTracker } from './lib/rooms.js';
 import { decodeJwtPayload } from './lib/token.js';
 
@@ -54,11 +57,19 @@ export class ParleyClient {
         down: () => {
           this._rooms.reset();
           this._outbox.reset();
+          this._participants.reset();
         },
         ping: () => write({ type: 'ping', data: {} }),
       },
     );
     this._rooms = new RoomTracker({ joinTimeoutMs, timers: this._t, write, ready: () => this._flush() });
+    this._participants = new ParticipantTracker({
+      timers: this._t,
+      pageTimeoutMs: joinTimeoutMs,
+      write,
+      emit,
+      canSend: (frame) => this._conn.writable && this._rooms.isReady(frame.data.roomId),
+    });
     this._outbox = new Outbox({
       maxQueue,
       ackTimeoutMs,
@@ -116,6 +127,15 @@ export class ParleyClient {
   /** The newest messageId seen in a room (the `since` of the next rejoin). */
   lastMessageId(roomId) {
     return this._rooms.lastMessageId(roomId);
+  }
+
+  /**
+   * The participants of a joined room as this client knows them: {roomId, participants (userId
+   * order), count (the room's size, from the server), hasMore, loading}. The same object until
+   * it changes (the `participants` event). Empty for a room this client is not in.
+   */
+  participants(roomId) {
+    return this._participants.snapshot(roomId);
   }
 
   /** Number of frames waiting to be sent. */
@@ -200,6 +220,15 @@ export class ParleyClient {
       this._outbox.delivered(data);
     } else if (type === 'error') {
       this._outbox.refused(data);
+      this._participants.error(data);
+    } else if (type === 'participants_list') {
+      this._participants.participantsList(data);
+    } else if (type === 'user_joined') {
+      this._participants.userJoined(data);
+    } else if (type === 'user_left') {
+      this._participants.userLeft(data);
+    } else if (type === 'presence_update') {
+      this._participants.presenceUpdate(data);
     }
     this._events.emit(type, data, frame);
     this._events.emit('*', type, data, frame);
@@ -215,6 +244,7 @@ export class ParleyClient {
   // ---- sending ------------------------------------------------------------
 
   _write(frame) {
+    if (frame.type === 'join_room') this._participants.joinSent(frame.data.roomId);
     const raw = JSON.stringify(frame);
     this._conn.send(raw);
     this._events.emit('frame', { direction: 'out', raw });
@@ -231,6 +261,10 @@ export class ParleyClient {
     data = data && typeof data === 'object' ? data : {};
     if (type === 'join_room') return this.joinRoom(data.roomId, data);
     if (type === 'leave_room') return this.leaveRoom(data.roomId);
+    if (type === 'get_participants' && this._rooms.ids.includes(data.roomId)) {
+      // Tracked, so its answer lands in participants(roomId): a page with a cursor is added, one without replaces.
+      return this._participants.request(data.roomId, { cursor: data.cursor, limit: data.limit });
+    }
     const frame = { type, data: { ...data } };
     if (type === 'chat_message' && !frame.data.clientMessageId) frame.data.clientMessageId = this._genId();
     checkFrameSize(JSON.stringify(frame), type);
@@ -258,6 +292,7 @@ export class ParleyClient {
 
   /** Join a room (and rejoin it after every reconnect). `since`/`limit` as in PROTOCOL.md. */
   joinRoom(roomId, { since, limit } = {}) {
+    if (typeof roomId === 'string' && ROOM_ID_RE.test(roomId)) this._participants.track(roomId);
     this._rooms.join(roomId, { since, limit }, this._conn.isOpen);
   }
 
@@ -265,6 +300,7 @@ export class ParleyClient {
   leaveRoom(roomId) {
     this._rooms.leave(roomId);
     this._outbox.dropRoom(roomId);
+    this._participants.forget(roomId);
     if (this._conn.isOpen) this._write({ type: 'leave_room', data: { roomId } });
   }
 
@@ -313,6 +349,16 @@ export class ParleyClient {
     if (limit) data.limit = limit;
     if (cursor) data.cursor = cursor;
     this.send('get_rooms', data);
+  }
+
+  /**
+   * Ask for the room's next page of participants (`get_participants` with the last `nextCursor`);
+   * the answer lands in participants(roomId) and fires `participants`. Throws ParleyError
+   * `no_more_participants` (hasMore is false), `participants_loading` (a page is on its way),
+   * `not_joined` (joinRoom first) or `not_ready` (the room is being joined or the socket is down).
+   */
+  loadMoreParticipants(roomId, { limit } = {}) {
+    this._participants.loadMore(roomId, { limit });
   }
 
   /** The `message` echo route: answered with `message_response`. */

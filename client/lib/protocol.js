@@ -47,6 +47,7 @@ export const CLIENT_EVENTS = Object.freeze([
   'state',
   'frame',
   'queue_overflow',
+  'participants',
   '*',
 ]);
 

@@ -1,0 +1,239 @@
+// participants.js: who is in each joined room, and how many, for rooms of 10 and of 10,000.
+//
+// The server sends a room's first page of participants (at most 100, in userId order, with the
+// room's `count` and a `nextCursor` when there are more) on every join, further pages on
+// `get_participants`, and then changes: `user_joined`/`user_left` in a small room, one
+// coalesced `presence_update` (with the room's `count`) per interval in a large one. This
+// module folds all of them into one list per room:
+//   - a first page (a join's answer, or a page asked for without a cursor) replaces the list,
+//     so a rejoin after a reconnect leaves no ghost and no duplicate;
+//   - a page asked for with a cursor is added to it (deduplicated by userId);
+//   - joins and leaves are applied; `count` is taken from the frames that carry it and kept
+//     up by one per user_joined/user_left otherwise.
+// An `error` frame names no room, so at most one get_participants is on the wire per client:
+// an error about get_participants belongs to the one in flight. A `validation_error` on its
+// cursor (the participant it paged on from has left) restarts paging from the first page
+// once; a first page that fails is not retried.
+
+import { ParleyError } from './errors.js';
+
+const byUserId = (a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0);
+
+function isParticipant(p) {
+  return !!p && typeof p === 'object' && typeof p.userId === 'string' && p.userId !== '';
+}
+
+export class ParticipantTracker {
+  /**
+   * @param {object} deps {timers, pageTimeoutMs, write(frame), canSend(frame), emit(type, ...args)}:
+   *   `canSend` says whether a frame for the room may go now (an open socket and an answered join).
+   */
+  constructor({ timers, pageTimeoutMs, write, canSend, emit }) {
+    this._t = timers;
+    this.pageTimeoutMs = pageTimeoutMs;
+    this._write = write;
+    this._canSend = canSend;
+    this._emit = emit;
+    this._rooms = new Map(); // roomId -> {members: Map, count, nextCursor, expect: [], waiting, snapshot}
+    this._inFlight = null; // {roomId, cursor, timer}: the one get_participants on the wire
+    this._waiting = []; // [{roomId, cursor, limit}] pages asked for while another was in flight
+  }
+
+  /** The room's participants as known now: {roomId, participants, count, hasMore, loading}. */
+  snapshot(roomId) {
+    const room = this._rooms.get(roomId);
+    if (!room) return { roomId, participants: [], count: 0, hasMore: false, loading: false };
+    if (!room.snapshot) {
+      room.snapshot = Object.freeze({
+        roomId,
+        participants: Object.freeze([...room.members.values()].sort(byUserId)),
+        count: room.count,
+        hasMore: this._hasMore(room),
+        loading: this._loading(roomId),
+      });
+    }
+    return room.snapshot;
+  }
+
+  /** Keep the participants of a room this client joins (until forget()). */
+  track(roomId) {
+    if (!this._rooms.has(roomId)) this._rooms.set(roomId, { members: new Map(), count: 0, nextCursor: undefined, expect: [], snapshot: null });
+  }
+
+  /** The client left the room: drop what is known of it, and any page it was waiting for. */
+  forget(roomId) {
+    if (!this._rooms.delete(roomId)) return;
+    this._waiting = this._waiting.filter((w) => w.roomId !== roomId);
+    if (this._inFlight && this._inFlight.roomId === roomId) this._release();
+    this._emit('participants', this.snapshot(roomId));
+  }
+
+  /** A join_room went out: its participants_list (a first page) is on the way. */
+  joinSent(roomId) {
+    const room = this._rooms.get(roomId);
+    if (room) room.expect.push('first');
+  }
+
+  /** The socket is gone: no answer to anything sent on it will come. The lists stay until the rejoin's first page replaces them. */
+  reset() {
+    const touched = new Set(this._waiting.map((w) => w.roomId));
+    if (this._inFlight) {
+      touched.add(this._inFlight.roomId);
+      this._t.clearTimeout(this._inFlight.timer);
+      this._inFlight = null;
+    }
+    this._waiting = [];
+    for (const room of this._rooms.values()) room.expect = [];
+    for (const roomId of touched) this._changed(roomId);
+  }
+
+  /**
+   * Ask for the room's next page (`loadMoreParticipants`): with the last `nextCursor`, or from the
+   * first page when the list is short of `count` without a cursor (some joiners of a large room
+   * were not listed by name). Throws ParleyError when there is nothing to ask for.
+   */
+  loadMore(roomId, { limit } = {}) {
+    const room = this._rooms.get(roomId);
+    if (!room) throw new ParleyError('not_joined', `loadMoreParticipants: not in room ${roomId}; joinRoom first`);
+    if (this._loading(roomId) || room.expect.includes('first')) {
+      throw new ParleyError('participants_loading', `loadMoreParticipants: a participants page of room ${roomId} is already on its way; wait for the 'participants' event`);
+    }
+    if (!this._hasMore(room)) {
+      throw new ParleyError('no_more_participants', `loadMoreParticipants: every participant of room ${roomId} is loaded (hasMore is false)`);
+    }
+    this.request(roomId, { cursor: room.nextCursor, limit });
+  }
+
+  /** Send get_participants (now, or after the page in flight); a page without cursor replaces the list when it comes. */
+  request(roomId, { cursor, limit } = {}) {
+    const room = this._rooms.get(roomId);
+    if (!room) throw new ParleyError('not_joined', `get_participants: not in room ${roomId}; joinRoom first`);
+    const page = { roomId, cursor, limit };
+    if (!this._canSend(this._frame(page))) {
+      throw new ParleyError('not_ready', `get_participants: room ${roomId} is not joined on an open connection yet; its first page comes with the join`);
+    }
+    if (this._inFlight) this._waiting.push(page);
+    else this._send(page);
+    this._changed(roomId);
+  }
+
+  // ---- frames from the server -------------------------------------------------
+
+  participantsList(d) {
+    const room = this._rooms.get(d.roomId);
+    if (!room) return;
+    const kind = room.expect.shift(); // 'first', {cursor} of a page, or undefined (unasked)
+    const page = Array.isArray(d.participants) ? d.participants.filter(isParticipant) : [];
+    const replaces = kind === 'first' || (kind && !kind.cursor);
+    if (replaces) room.members = new Map();
+    for (const p of page) room.members.set(p.userId, { userId: p.userId, name: typeof p.name === 'string' ? p.name : p.userId });
+    if (typeof d.count === 'number') room.count = d.count;
+    // An unasked page (a raw send) adds who it lists but says nothing about where paging stands.
+    if (kind) room.nextCursor = typeof d.nextCursor === 'string' && d.nextCursor ? d.nextCursor : undefined;
+    if (kind && kind !== 'first' && this._inFlight && this._inFlight.roomId === d.roomId) this._release();
+    this._changed(d.roomId);
+  }
+
+  userJoined(d) {
+    const room = this._rooms.get(d.roomId);
+    if (!room || typeof d.userId !== 'string') return;
+    if (!room.members.has(d.userId)) room.count = Math.max(room.count + 1, room.members.size + 1);
+    room.members.set(d.userId, { userId: d.userId, name: typeof d.name === 'string' ? d.name : d.userId });
+    this._changed(d.roomId);
+  }
+
+  userLeft(d) {
+    const room = this._rooms.get(d.roomId);
+    if (!room || typeof d.userId !== 'string') return;
+    if (room.members.delete(d.userId)) room.count = Math.max(room.count - 1, room.members.size);
+    // Not listed: either not loaded yet (the list is short of count) or already gone.
+    else if (this._hasMore(room)) room.count = Math.max(room.count - 1, room.members.size);
+    else return;
+    this._changed(d.roomId);
+  }
+
+  presenceUpdate(d) {
+    const room = this._rooms.get(d.roomId);
+    if (!room) return;
+    for (const p of Array.isArray(d.left) ? d.left : []) if (isParticipant(p)) room.members.delete(p.userId);
+    for (const p of Array.isArray(d.joined) ? d.joined : []) {
+      if (isParticipant(p)) room.members.set(p.userId, { userId: p.userId, name: typeof p.name === 'string' ? p.name : p.userId });
+    }
+    if (typeof d.count === 'number') room.count = d.count;
+    this._changed(d.roomId);
+  }
+
+  /** An `error` frame: if it answers the get_participants in flight, settle that page. */
+  error(d) {
+    if (d.requestType !== 'get_participants' || !this._inFlight) return;
+    const { roomId, cursor } = this._inFlight;
+    const room = this._rooms.get(roomId);
+    if (room) {
+      const i = room.expect.findIndex((k) => k !== 'first');
+      if (i >= 0) room.expect.splice(i, 1);
+    }
+    this._release();
+    const staleCursor = d.code === 'validation_error' && cursor && Array.isArray(d.details) && d.details.some((x) => x && x.field === 'cursor');
+    if (room && staleCursor) {
+      // Start over from the first page, once: a first page has no cursor to be stale.
+      room.nextCursor = undefined;
+      const page = { roomId, cursor: undefined, limit: undefined };
+      if (this._canSend(this._frame(page))) {
+        if (this._inFlight) this._waiting.push(page);
+        else this._send(page);
+      }
+    }
+    this._changed(roomId);
+  }
+
+  // ---- internals -----------------------------------------------------------------
+
+  _hasMore(room) {
+    return room.nextCursor !== undefined || room.members.size < room.count;
+  }
+
+  _loading(roomId) {
+    return (this._inFlight !== null && this._inFlight.roomId === roomId) || this._waiting.some((w) => w.roomId === roomId);
+  }
+
+  _frame({ roomId, cursor, limit }) {
+    const data = { roomId };
+    if (cursor) data.cursor = cursor;
+    if (limit) data.limit = limit;
+    return { type: 'get_participants', data };
+  }
+
+  _send(page) {
+    const room = this._rooms.get(page.roomId);
+    room.expect.push({ cursor: page.cursor });
+    // No answer at all (a lost frame): stop waiting, so the next page can be asked for.
+    const timer = this._t.setTimeout(() => {
+      if (this._inFlight !== entry) return;
+      const i = room.expect.findIndex((k) => k !== 'first');
+      if (i >= 0) room.expect.splice(i, 1);
+      this._release();
+      this._changed(page.roomId);
+    }, this.pageTimeoutMs);
+    const entry = { roomId: page.roomId, cursor: page.cursor, timer };
+    this._inFlight = entry;
+    this._write(this._frame(page));
+  }
+
+  /** The page in flight is settled: send the next one waiting, if its room still takes it. */
+  _release() {
+    if (this._inFlight) this._t.clearTimeout(this._inFlight.timer);
+    this._inFlight = null;
+    while (this._waiting.length && !this._inFlight) {
+      const next = this._waiting.shift();
+      if (this._rooms.has(next.roomId) && this._canSend(this._frame(next))) this._send(next);
+      this._changed(next.roomId);
+    }
+  }
+
+  _changed(roomId) {
+    const room = this._rooms.get(roomId);
+    if (!room) return;
+    room.snapshot = null;
+    this._emit('participants', this.snapshot(roomId));
+  }
+}
