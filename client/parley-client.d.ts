@@ -72,6 +72,19 @@ export interface Participant {
   name: string;
 }
 
+/** What the client knows of a joined room's participants (`participants(roomId)`, the `participants` event). */
+export interface ParticipantsState {
+  roomId: RoomId;
+  /** Each user once, in userId order: the pages loaded so far, with joins and leaves applied. */
+  readonly participants: readonly Participant[];
+  /** The room's participants as the server last counted them ("N online"); may exceed `participants.length`. */
+  count: number;
+  /** More participants than are listed: loadMoreParticipants() fetches them. */
+  hasMore: boolean;
+  /** A get_participants page of this room is on its way. */
+  loading: boolean;
+}
+
 // ---- client to server -----------------------------------------------------
 
 export interface ClientFrames {
@@ -133,7 +146,8 @@ export interface ServerFrames {
   user_left: { roomId: RoomId; userId: string; timestamp: Timestamp };
   message_received: Message;
   chat_update: ChatUpdateDelivered | ChatUpdateSent | ChatUpdateRead;
-  presence_update: { roomId: RoomId; joined: Participant[]; left: Participant[]; count: number };
+  /** A large room's arrivals and departures since the last one; at most 50 named per direction, `joinedCount`/`leftCount` the totals. */
+  presence_update: { roomId: RoomId; joined: Participant[]; left: Participant[]; joinedCount: number; leftCount: number; count: number };
   typing_update: { roomId: RoomId; userId: string; isTyping: boolean };
   pong: { timestamp: Timestamp };
   message_updated: { roomId: RoomId; messageId: MessageId; message: string; editedAt: Timestamp };
@@ -205,6 +219,8 @@ export interface ClientEvents {
   frame: (entry: FrameLogEntry) => void;
   /** The send queue was full; the frame was not queued (send() threw). */
   queue_overflow: (frame: Frame) => void;
+  /** A joined room's participants or count changed (or a page started or settled); the same object participants(roomId) returns. */
+  participants: (state: ParticipantsState) => void;
   /** Every server frame, after its own event. */
   '*': (type: ServerType | string, data: unknown, frame: Frame) => void;
 }
@@ -285,7 +301,8 @@ export interface ParleyClientOptions {
 
 /**
  * `code`: `queue_full` (maxQueue reached), `frame_too_large` (a frame over MAX_CLIENT_FRAME_BYTES;
- * `bytes` and `limit` say by how much), `invalid_room`, `invalid_frame`, `invalid_options`.
+ * `bytes` and `limit` say by how much), `invalid_room`, `invalid_frame`, `invalid_options`;
+ * from loadMoreParticipants: `no_more_participants`, `participants_loading`, `not_joined`, `not_ready`.
  */
 export declare class ParleyError extends Error {
   constructor(code: string, message: string, extra?: Record<string, unknown>);
@@ -331,6 +348,8 @@ export declare class ParleyClient {
   readonly pendingClientMessageIds: ClientMessageId[];
   /** The newest messageId seen in the room: the `since` of the next rejoin. */
   lastMessageId(roomId: RoomId): MessageId | undefined;
+  /** The room's participants and count as known now; the same object until the `participants` event. Empty for a room not joined. */
+  participants(roomId: RoomId): ParticipantsState;
 
   /** Resolves on open; rejects with ParleyConnectionError on refusal (not retried). */
   connect(): Promise<void>;
@@ -367,6 +386,11 @@ export declare class ParleyClient {
   deleteMessage(roomId: RoomId, messageId: MessageId): void;
   react(roomId: RoomId, messageId: MessageId, emoji: string, options?: { remove?: boolean }): void;
   getRooms(options?: { limit?: number; cursor?: string }): void;
+  /**
+   * Fetch the room's next participants page (get_participants with the last nextCursor). Throws
+   * ParleyError `no_more_participants`, `participants_loading`, `not_joined` or `not_ready`.
+   */
+  loadMoreParticipants(roomId: RoomId, options?: { limit?: number }): void;
   /** The `message` route; answered with `message_response`. */
   sendEcho(message: JsonValue): void;
   ping(): void;

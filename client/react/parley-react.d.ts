@@ -11,6 +11,7 @@ import type {
   MessageId,
   HistoryMessage,
   Participant,
+  ParticipantsState,
   RoomId,
   RoomSummary,
 } from '../parley-client.js';
@@ -59,7 +60,10 @@ export declare function useParleyEvent<E extends EventName>(type: E, handler: Li
 export interface RoomState {
   /** Deduplicated by messageId, oldest first; edits, deletions (tombstones) and reactions applied. */
   messages: HistoryMessage[];
-  participants: Participant[];
+  /** The participants the client has loaded (userId order): the first page, joins and leaves applied; useParticipants pages on. */
+  participants: readonly Participant[];
+  /** The room's participants as the server counts them ("N online"), right in rooms too large to list. */
+  participantCount: number;
   /** userIds currently typing (other users; expire after 6 s without an update). */
   typingUsers: string[];
   /** Older history exists (from the last chat_history page at the oldest end). */
@@ -100,6 +104,14 @@ export interface UseRoomsResult {
 }
 
 export declare function useRooms(options?: { limit?: number }): UseRoomsResult;
+
+export interface UseParticipantsResult extends Omit<ParticipantsState, 'roomId'> {
+  /** Fetch the next page; does nothing when hasMore is false or a page is on its way. */
+  loadMore(options?: { limit?: number }): void;
+}
+
+/** A joined room's participants and count, kept by the client (it does not join the room: useRoom does). */
+export declare function useParticipants(roomId: RoomId | null | undefined): UseParticipantsResult;
 
 export declare function useRoom(roomId: RoomId | null | undefined): UseRoomResult;
 

@@ -2,8 +2,9 @@
 //
 // It keeps the seed guide's API (WebSocketProvider, useWebSocket() ->
 // {isConnected, connect, disconnect, sendMessage, on, off}, sendMessage({type,
-// data})) and adds useRoom(roomId) -> {messages, participants, typingUsers,
-// send, edit, remove, react, unreadCount, ...} and useRooms() -> {rooms, ...}. React is a peer dependency (>= 18): this file imports it; the
+// data})) and adds useRoom(roomId) -> {messages, participants, participantCount,
+// typingUsers, send, edit, remove, react, unreadCount, ...}, useParticipants(roomId)
+// -> {participants, count, hasMore, loading, loadMore} and useRooms() -> {rooms, ...}. React is a peer dependency (>= 18): this file imports it; the
 // core client (../parley-client.js) never does.
 
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
@@ -31,7 +32,7 @@ export class RoomStore {
     this._messages = new Map();
     this._typing = new Map(); // userId -> timer
     this._subs = new Set();
-    this.snapshot = { messages: [], participants: [], typingUsers: [], hasMore: false, joined: false, unreadCount: 0, unreadCapped: false };
+    this.snapshot = { messages: [], participants: [], participantCount: 0, typingUsers: [], hasMore: false, joined: false, unreadCount: 0, unreadCapped: false };
     this._handlers = {
       chat_history: (d) => {
         if (d.roomId !== roomId) return;
@@ -61,19 +62,18 @@ export class RoomStore {
           const { reactions, ...rest } = m;
           return d.counts && Object.keys(d.counts).length ? { ...rest, reactions: { ...d.counts } } : rest;
         }),
-      participants_list: (d) => {
+      // The client keeps the room's participants (pages, joins, leaves, presence): mirror them.
+      participants: (d) => {
         if (d.roomId !== roomId) return;
-        this._set({ participants: [...(d.participants || [])] });
-      },
-      user_joined: (d) => {
-        if (d.roomId !== roomId) return;
-        const others = this.snapshot.participants.filter((p) => p.userId !== d.userId);
-        this._set({ participants: [...others, { userId: d.userId, name: d.name }] });
+        this._set({ participants: d.participants, participantCount: d.count });
       },
       user_left: (d) => {
         if (d.roomId !== roomId) return;
-        this._stopTyping(d.userId, false);
-        this._set({ participants: this.snapshot.participants.filter((p) => p.userId !== d.userId), typingUsers: [...this._typing.keys()] });
+        this._stopTyping(d.userId, true);
+      },
+      presence_update: (d) => {
+        if (d.roomId !== roomId) return;
+        for (const p of Array.isArray(d.left) ? d.left : []) if (p) this._stopTyping(p.userId, true);
       },
       typing_update: (d) => {
         if (d.roomId !== roomId) return;
@@ -140,6 +140,8 @@ export class RoomStore {
   start() {
     for (const [type, fn] of Object.entries(this._handlers)) this.client.on(type, fn);
     this.client.joinRoom(this.roomId);
+    const known = this.client.participants(this.roomId);
+    this._set({ participants: known.participants, participantCount: known.count });
   }
 
   stop() {
@@ -252,7 +254,7 @@ export function useParleyEvent(type, handler) {
   }, [client, type, handler]);
 }
 
-const EMPTY = Object.freeze({ messages: [], participants: [], typingUsers: [], hasMore: false, joined: false, unreadCount: 0, unreadCapped: false });
+const EMPTY = Object.freeze({ messages: [], participants: [], participantCount: 0, typingUsers: [], hasMore: false, joined: false, unreadCount: 0, unreadCapped: false });
 const noopSubscribe = () => () => {};
 
 /**
@@ -309,6 +311,7 @@ export function useRoom(roomId) {
   return {
     messages: snap.messages,
     participants: snap.participants,
+    participantCount: snap.participantCount,
     typingUsers: snap.typingUsers,
     hasMore: snap.hasMore,
     joined: snap.joined,
@@ -322,6 +325,50 @@ export function useRoom(roomId) {
     remove,
     react,
   };
+}
+
+/**
+ * A joined room's participants as the client keeps them: {participants, count, hasMore,
+ * loading, loadMore}. It does not join the room (useRoom or client.joinRoom does); `count` is
+ * the room's size from the server, so "N online" is right before every page is loaded.
+ * `loadMore()` asks for the next page and does nothing when there is none or one is on its way
+ * (client.loadMoreParticipants throws for those; the hook's callers are buttons and scroll ends).
+ */
+export function useParticipants(roomId) {
+  const { client } = useParleyContext('useParticipants');
+  const subscribe = useCallback(
+    (onChange) => {
+      const fn = (d) => {
+        if (d.roomId === roomId) onChange();
+      };
+      client.on('participants', fn);
+      return () => client.off('participants', fn);
+    },
+    [client, roomId],
+  );
+  // participants() returns the same object until the room changes; an unknown room gets a new
+  // empty one per call, so it is cached here (useSyncExternalStore needs a stable snapshot).
+  const empty = useRef(null);
+  const getSnapshot = useCallback(() => {
+    const snap = client.participants(roomId);
+    if (snap.participants.length || snap.count || snap.hasMore || snap.loading) return snap;
+    if (!empty.current || empty.current.roomId !== roomId) empty.current = snap;
+    return empty.current;
+  }, [client, roomId]);
+  const snap = useSyncExternalStore(subscribe, getSnapshot, getSnapshot);
+  const loadMore = useCallback(
+    (options) => {
+      const now = client.participants(roomId);
+      if (!now.hasMore || now.loading) return;
+      try {
+        client.loadMoreParticipants(roomId, options);
+      } catch (err) {
+        if (!err || (err.code !== 'not_ready' && err.code !== 'participants_loading')) throw err;
+      }
+    },
+    [client, roomId],
+  );
+  return { participants: snap.participants, count: snap.count, hasMore: snap.hasMore, loading: snap.loading, loadMore };
 }
 
 /**

@@ -110,3 +110,22 @@ export function RoomsPanel() {
   void unread, capped, nextCursor, loadMore;
   return null;
 }
+
+// Issue 12: a room's participants and count.
+import { type ParticipantsState } from '../parley-client.js';
+import { useParticipants } from '../react/parley-react.js';
+
+const known: ParticipantsState = client.participants('lobby');
+const online: number = known.count;
+if (known.hasMore && !known.loading) client.loadMoreParticipants('lobby', { limit: 50 });
+client.on('participants', (state) => void [state.roomId, state.participants[0]?.name, state.count]);
+client.on('presence_update', (d) => void [d.joined.length, d.joinedCount, d.count]);
+void online;
+
+export function Members({ roomId }: { roomId: string }) {
+  const { participants, count, hasMore, loading, loadMore } = useParticipants(roomId);
+  const { participantCount } = useRoom(roomId);
+  if (hasMore && !loading) loadMore({ limit: 100 });
+  void [participants.map((p) => p.userId), count, participantCount];
+  return null;
+}

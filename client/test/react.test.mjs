@@ -343,3 +343,46 @@ test('useRooms: asks on connect, lists, pages with loadMore, refreshes after a r
   assert.deepEqual(rooms.rooms.map((x) => x.roomId), ['c'], 'a refresh replaces the list');
   await act(() => root.unmount());
 });
+
+test('useParticipants: the room\'s list and count from the client, paged with loadMore; useRoom shows the same count', { skip }, async () => {
+  const { client, last } = makeClient();
+  let members, room;
+  function Members({ id }) {
+    members = P.useParticipants(id);
+    return h('ul', null, members.participants.map((p) => h('li', { key: p.userId }, p.name)));
+  }
+  function Room({ id }) {
+    room = P.useRoom(id);
+    return h(Members, { id });
+  }
+  const root = await render(h(P.WebSocketProvider, { client }, h(Room, { id: 'hall' })));
+  assert.deepEqual([members.participants, members.count, members.hasMore, members.loading], [[], 0, false, false]);
+  members.loadMore(); // nothing to load yet: no frame, no throw
+  await act(() => last().open());
+  const ann = { userId: 'ann', name: 'Ann' };
+  await act(() => {
+    last().receive('participants_list', { roomId: 'hall', participants: [ann], count: 250, nextCursor: 'C1' });
+    last().receive('chat_history', { roomId: 'hall', messages: [], hasMore: false });
+  });
+  assert.deepEqual([members.participants, members.count, members.hasMore], [[ann], 250, true]);
+  assert.equal(room.participantCount, 250);
+
+  await act(() => members.loadMore({ limit: 100 }));
+  assert.deepEqual(last().frames().at(-1), { type: 'get_participants', data: { roomId: 'hall', cursor: 'C1', limit: 100 } });
+  assert.equal(members.loading, true);
+  members.loadMore(); // on its way: ignored
+  assert.equal(last().frames().filter((f) => f.type === 'get_participants').length, 1);
+  await act(() => last().receive('participants_list', { roomId: 'hall', participants: [{ userId: 'bob', name: 'Bob' }], count: 250, nextCursor: 'C2' }));
+  assert.deepEqual(members.participants.map((p) => p.userId), ['ann', 'bob']);
+  assert.equal(members.loading, false);
+
+  await act(() => {
+    last().receive('typing_update', { roomId: 'hall', userId: 'bob', isTyping: true });
+    last().receive('presence_update', { roomId: 'hall', joined: [{ userId: 'cat', name: 'Cat' }], left: [{ userId: 'bob', name: 'Bob' }], joinedCount: 1, leftCount: 1, count: 250 });
+  });
+  assert.deepEqual(members.participants.map((p) => p.userId), ['ann', 'cat']);
+  assert.deepEqual(room.participants.map((p) => p.userId), ['ann', 'cat']);
+  assert.deepEqual(room.typingUsers, [], 'who left stops typing');
+  assert.deepEqual(root.toJSON().children.map((li) => li.children[0]), ['Ann', 'Cat']);
+  await act(() => root.unmount());
+});
