@@ -36,8 +36,10 @@ CHROMIUM_ARGS = [
 class DevGateway:
     """`parley dev --quiet` on 127.0.0.1:`port`, its output in a log file per start; stop and start again at will."""
 
-    def __init__(self, port: int, log_dir: Path, dynamodb_endpoint: str | None = None, extra_origins: tuple[str, ...] = ()):
+    def __init__(self, port: int, log_dir: Path, dynamodb_endpoint: str | None = None, extra_origins: tuple[str, ...] = (),
+                 overrides: dict[str, str] | None = None):
         self.port = port
+        self.overrides = dict(overrides or {})  # more template parameters, e.g. {"PresenceThreshold": "2"}
         self.extra_origins = extra_origins  # pages served elsewhere (e.g. the React example's static server)
         self.dynamodb_endpoint = dynamodb_endpoint
         self.log_dir = log_dir
@@ -60,7 +62,7 @@ class DevGateway:
             args += ["--template", os.environ["PARLEY_E2E_TEMPLATE"]]
         # the page is served from this port, and the handshake's Origin check must accept it
         origins = [f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}", *self.extra_origins]
-        args += ["--parameter-overrides", "AllowedOrigins=" + ",".join(origins)]
+        args += ["--parameter-overrides", "AllowedOrigins=" + ",".join(origins), *(f"{k}={v}" for k, v in self.overrides.items())]
         if self.dynamodb_endpoint:
             args += ["--dynamodb-endpoint", self.dynamodb_endpoint]
         self.log = self.log_dir / f"gateway-{self.port}-{self.starts}.log"
