@@ -108,6 +108,7 @@ def test_two_users_chat_type_and_survive_a_gateway_restart(context, example_site
     bob = _open(context, example_site, gw, "bob", room_id)
     alice.locator("#participants li[data-user-id=bob]").wait_for()
     bob.locator("#participants li[data-user-id=alice]").wait_for()
+    alice.locator("#participant-count", has_text="2").wait_for()  # useParticipants' count
 
     # typing, then chat
     alice.fill("#chat-input", "hello b")

@@ -1,9 +1,11 @@
-// One room through useRoom: messages, participants, who is typing, and a composer.
+// One room through useRoom: messages, who is typing and a composer; the member list and
+// "N online" through useParticipants, right in a room of 10 and of 10,000.
 import { useState } from 'react';
-import { useRoom } from '@parley/client/react';
+import { useParticipants, useRoom } from '@parley/client/react';
 
 export default function ChatRoom({ roomId, me }) {
-  const { messages, participants, typingUsers, joined, send, setTyping } = useRoom(roomId);
+  const { messages, typingUsers, joined, send, setTyping } = useRoom(roomId);
+  const { participants, count, hasMore, loading, loadMore } = useParticipants(roomId);
   const [text, setText] = useState('');
   const [problem, setProblem] = useState('');
   const othersTyping = typingUsers.filter((u) => u !== me);
@@ -54,7 +56,9 @@ export default function ChatRoom({ roomId, me }) {
         {problem && <p id="problem">{problem}</p>}
       </section>
       <aside>
-        <h3>In the room</h3>
+        <h3>
+          In the room: <span id="participant-count">{count}</span> online
+        </h3>
         <ul id="participants">
           {participants.map((p) => (
             <li key={p.userId} data-user-id={p.userId}>
@@ -62,6 +66,11 @@ export default function ChatRoom({ roomId, me }) {
             </li>
           ))}
         </ul>
+        {hasMore && (
+          <button id="participants-more" type="button" disabled={loading} onClick={() => loadMore()}>
+            Show more
+          </button>
+        )}
       </aside>
     </main>
   );
