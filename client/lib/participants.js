@@ -9,7 +9,9 @@
 //     so a rejoin after a reconnect leaves no ghost and no duplicate;
 //   - a page asked for with a cursor is added to it (deduplicated by userId);
 //   - joins and leaves are applied; `count` is taken from the frames that carry it and kept
-//     up by one per user_joined/user_left otherwise.
+//     up by one per user_joined/user_left otherwise. A presence_update names at most 50 users
+//     per direction: when it names fewer than it counts, the list may hold ghosts or miss
+//     people, so the room is marked for a re-read from the first page (hasMore).
 // An `error` frame names no room, so at most one get_participants is on the wire per client:
 // an error about get_participants belongs to the one in flight. A `validation_error` on its
 // cursor (the participant it paged on from has left) restarts paging from the first page
@@ -34,7 +36,10 @@ export class ParticipantTracker {
     this._write = write;
     this._canSend = canSend;
     this._emit = emit;
-    this._rooms = new Map(); // roomId -> {members: Map, count, nextCursor, expect: [], waiting, snapshot}
+    // roomId -> {members: Map userId -> Participant, count, nextCursor, resync, expect, snapshot}:
+    // `expect` lists the answers on their way, oldest first: {first: true, timer} for a join,
+    // {cursor} for a get_participants page (cursor undefined: a first page asked for).
+    this._rooms = new Map();
     this._inFlight = null; // {roomId, cursor, timer}: the one get_participants on the wire
     this._waiting = []; // [{roomId, cursor, limit}] pages asked for while another was in flight
   }
@@ -57,21 +62,33 @@ export class ParticipantTracker {
 
   /** Keep the participants of a room this client joins (until forget()). */
   track(roomId) {
-    if (!this._rooms.has(roomId)) this._rooms.set(roomId, { members: new Map(), count: 0, nextCursor: undefined, expect: [], snapshot: null });
+    if (!this._rooms.has(roomId)) this._rooms.set(roomId, { members: new Map(), count: 0, nextCursor: undefined, resync: false, expect: [], snapshot: null });
   }
 
   /** The client left the room: drop what is known of it, and any page it was waiting for. */
   forget(roomId) {
-    if (!this._rooms.delete(roomId)) return;
+    const room = this._rooms.get(roomId);
+    if (!room) return;
+    this._clearExpected(room);
+    this._rooms.delete(roomId);
     this._waiting = this._waiting.filter((w) => w.roomId !== roomId);
     if (this._inFlight && this._inFlight.roomId === roomId) this._release();
     this._emit('participants', this.snapshot(roomId));
   }
 
-  /** A join_room went out: its participants_list (a first page) is on the way. */
+  /**
+   * A join_room went out: its participants_list (a first page) is on the way. A join refused
+   * (`forbidden`) or lost gets none: after pageTimeoutMs it is no longer waited for.
+   */
   joinSent(roomId) {
     const room = this._rooms.get(roomId);
-    if (room) room.expect.push('first');
+    if (!room) return;
+    const entry = { first: true, timer: null };
+    entry.timer = this._t.setTimeout(() => {
+      const i = room.expect.indexOf(entry);
+      if (i >= 0) room.expect.splice(i, 1);
+    }, this.pageTimeoutMs);
+    room.expect.push(entry);
   }
 
   /** The socket is gone: no answer to anything sent on it will come. The lists stay until the rejoin's first page replaces them. */
@@ -83,25 +100,25 @@ export class ParticipantTracker {
       this._inFlight = null;
     }
     this._waiting = [];
-    for (const room of this._rooms.values()) room.expect = [];
+    for (const room of this._rooms.values()) this._clearExpected(room);
     for (const roomId of touched) this._changed(roomId);
   }
 
   /**
    * Ask for the room's next page (`loadMoreParticipants`): with the last `nextCursor`, or from the
-   * first page when the list is short of `count` without a cursor (some joiners of a large room
-   * were not listed by name). Throws ParleyError when there is nothing to ask for.
+   * first page when the list is short of `count` without a cursor or a presence_update did not
+   * name everyone it counted. Throws ParleyError when there is nothing to ask for.
    */
   loadMore(roomId, { limit } = {}) {
     const room = this._rooms.get(roomId);
     if (!room) throw new ParleyError('not_joined', `loadMoreParticipants: not in room ${roomId}; joinRoom first`);
-    if (this._loading(roomId) || room.expect.includes('first')) {
+    if (this._loading(roomId) || room.expect.some((k) => k.first)) {
       throw new ParleyError('participants_loading', `loadMoreParticipants: a participants page of room ${roomId} is already on its way; wait for the 'participants' event`);
     }
     if (!this._hasMore(room)) {
       throw new ParleyError('no_more_participants', `loadMoreParticipants: every participant of room ${roomId} is loaded (hasMore is false)`);
     }
-    this.request(roomId, { cursor: room.nextCursor, limit });
+    this.request(roomId, { cursor: room.resync ? undefined : room.nextCursor, limit });
   }
 
   /** Send get_participants (now, or after the page in flight); a page without cursor replaces the list when it comes. */
@@ -122,15 +139,19 @@ export class ParticipantTracker {
   participantsList(d) {
     const room = this._rooms.get(d.roomId);
     if (!room) return;
-    const kind = room.expect.shift(); // 'first', {cursor} of a page, or undefined (unasked)
+    const kind = room.expect.shift(); // a join's, a page's, or undefined (unasked)
+    if (kind && kind.first) this._t.clearTimeout(kind.timer);
     const page = Array.isArray(d.participants) ? d.participants.filter(isParticipant) : [];
-    const replaces = kind === 'first' || (kind && !kind.cursor);
-    if (replaces) room.members = new Map();
+    const replaces = kind && !kind.cursor;
+    if (replaces) {
+      room.members = new Map();
+      room.resync = false;
+    }
     for (const p of page) room.members.set(p.userId, { userId: p.userId, name: typeof p.name === 'string' ? p.name : p.userId });
     if (typeof d.count === 'number') room.count = d.count;
     // An unasked page (a raw send) adds who it lists but says nothing about where paging stands.
     if (kind) room.nextCursor = typeof d.nextCursor === 'string' && d.nextCursor ? d.nextCursor : undefined;
-    if (kind && kind !== 'first' && this._inFlight && this._inFlight.roomId === d.roomId) this._release();
+    if (kind && !kind.first && this._inFlight && this._inFlight.roomId === d.roomId) this._release();
     this._changed(d.roomId);
   }
 
@@ -155,10 +176,14 @@ export class ParticipantTracker {
   presenceUpdate(d) {
     const room = this._rooms.get(d.roomId);
     if (!room) return;
-    for (const p of Array.isArray(d.left) ? d.left : []) if (isParticipant(p)) room.members.delete(p.userId);
-    for (const p of Array.isArray(d.joined) ? d.joined : []) {
+    const left = Array.isArray(d.left) ? d.left : [];
+    const joined = Array.isArray(d.joined) ? d.joined : [];
+    for (const p of left) if (isParticipant(p)) room.members.delete(p.userId);
+    for (const p of joined) {
       if (isParticipant(p)) room.members.set(p.userId, { userId: p.userId, name: typeof p.name === 'string' ? p.name : p.userId });
     }
+    // Not everyone was named: who is listed can no longer be trusted until a first page.
+    if (d.leftCount > left.length || d.joinedCount > joined.length) room.resync = true;
     if (typeof d.count === 'number') room.count = d.count;
     this._changed(d.roomId);
   }
@@ -169,7 +194,7 @@ export class ParticipantTracker {
     const { roomId, cursor } = this._inFlight;
     const room = this._rooms.get(roomId);
     if (room) {
-      const i = room.expect.findIndex((k) => k !== 'first');
+      const i = room.expect.findIndex((k) => !k.first);
       if (i >= 0) room.expect.splice(i, 1);
     }
     this._release();
@@ -189,7 +214,12 @@ export class ParticipantTracker {
   // ---- internals -----------------------------------------------------------------
 
   _hasMore(room) {
-    return room.nextCursor !== undefined || room.members.size < room.count;
+    return room.resync || room.nextCursor !== undefined || room.members.size < room.count;
+  }
+
+  _clearExpected(room) {
+    for (const k of room.expect) if (k.first) this._t.clearTimeout(k.timer);
+    room.expect = [];
   }
 
   _loading(roomId) {
@@ -209,7 +239,7 @@ export class ParticipantTracker {
     // No answer at all (a lost frame): stop waiting, so the next page can be asked for.
     const timer = this._t.setTimeout(() => {
       if (this._inFlight !== entry) return;
-      const i = room.expect.findIndex((k) => k !== 'first');
+      const i = room.expect.findIndex((k) => !k.first);
       if (i >= 0) room.expect.splice(i, 1);
       this._release();
       this._changed(page.roomId);

@@ -198,6 +198,32 @@ test('joiners a presence_update counts but does not name make hasMore true; load
   assert.deepEqual([ids(client.participants('hall')), client.participants('hall').hasMore], [['a', 'b', 'c', 'd', 'e'], false]);
 });
 
+test('a presence_update that names fewer users than it counts marks the list for a re-read from the first page', async () => {
+  const { client, last } = await inRoom('hall', { participants: people('a', 'b', 'c', 'd'), count: 400, nextCursor: 'C1' });
+  // 60 left, 50 named (b among them): the ten unnamed may be listed here still.
+  last().receive('presence_update', { roomId: 'hall', joined: [], left: people('b'), joinedCount: 0, leftCount: 60, count: 340 });
+  let snap = client.participants('hall');
+  assert.deepEqual([ids(snap), snap.count, snap.hasMore], [['a', 'c', 'd'], 340, true]);
+  client.loadMoreParticipants('hall');
+  assert.deepEqual(sentOf(last(), 'get_participants').at(-1).data, { roomId: 'hall' }, 'from the first page, not after C1');
+  last().receive('participants_list', { roomId: 'hall', participants: people('a', 'd'), count: 340, nextCursor: 'C5' });
+  snap = client.participants('hall');
+  assert.deepEqual([ids(snap), snap.hasMore], [['a', 'd'], true]);
+  client.loadMoreParticipants('hall');
+  assert.deepEqual(sentOf(last(), 'get_participants').at(-1).data, { roomId: 'hall', cursor: 'C5' }, 'then pages on as usual');
+});
+
+test('a join that is never answered with participants_list stops blocking loadMoreParticipants after joinTimeoutMs', async () => {
+  const { client, last, clock } = await inRoom('big', { participants: people('a'), count: 3, nextCursor: 'C1' }, { client: { joinTimeoutMs: 5000 } });
+  client.joinRoom('big'); // again, on the open connection: its answer is lost
+  assert.throws(() => client.loadMoreParticipants('big'), refusal('participants_loading'));
+  clock.advance(5000);
+  client.loadMoreParticipants('big');
+  assert.deepEqual(sentOf(last(), 'get_participants').at(-1).data, { roomId: 'big', cursor: 'C1' });
+  last().receive('participants_list', { roomId: 'big', participants: people('b', 'c'), count: 3 });
+  assert.deepEqual(ids(client.participants('big')), ['a', 'b', 'c'], 'the page appends: the lost join is not waited for');
+});
+
 // ---- reconnect, rejoin, leave ---------------------------------------------------------
 
 test("after a reconnect the rejoin's first page replaces the list: no ghost, no duplicate, and extra pages are dropped", async () => {
