@@ -277,7 +277,7 @@ export interface ParleyClientOptions {
   connectTimeoutMs?: number;
   /** A tokenProvider call not settled after this long counts as failed, and is retried with the backoff (default 10000 ms). */
   tokenTimeoutMs?: number;
-  /** A chat message unanswered after this long stops holding its room's next message (default 30000 ms). */
+  /** A chat message unanswered after this long stops holding its room's next message, and a participants page the next page (default 30000 ms). */
   ackTimeoutMs?: number;
   /** Frames for a room being rejoined wait for its chat_history at most this long (default 10000 ms). */
   joinTimeoutMs?: number;
@@ -388,7 +388,7 @@ export declare class ParleyClient {
   getRooms(options?: { limit?: number; cursor?: string }): void;
   /**
    * Fetch the room's next participants page (get_participants with the last nextCursor). Throws
-   * ParleyError `no_more_participants`, `participants_loading`, `not_joined` or `not_ready`.
+   * ParleyError `no_more_participants`, `participants_loading`, `not_joined` or `not_ready` (socket down).
    */
   loadMoreParticipants(roomId: RoomId, options?: { limit?: number }): void;
   /** The `message` route; answered with `message_response`. */

@@ -65,9 +65,10 @@ export class ParleyClient {
     this._rooms = new RoomTracker({ joinTimeoutMs, timers: this._t, write, ready: () => this._flush() });
     this._participants = new ParticipantTracker({
       timers: this._t,
-      pageTimeoutMs: joinTimeoutMs,
+      pageTimeoutMs: ackTimeoutMs, // beyond API Gateway's 29 s integration timeout: an answer can still come until then
       write,
       emit,
+      isOpen: () => this._conn.writable,
       canSend: (frame) => this._conn.writable && this._rooms.isReady(frame.data.roomId),
     });
     this._outbox = new Outbox({
@@ -193,7 +194,9 @@ export class ParleyClient {
   }
 
   _flush() {
-    if (this._conn.state === 'open') this._outbox.flush();
+    if (this._conn.state !== 'open') return;
+    this._outbox.flush();
+    this._participants.pump();
   }
 
   // ---- receiving ----------------------------------------------------------
@@ -355,7 +358,8 @@ export class ParleyClient {
    * Ask for the room's next page of participants (`get_participants` with the last `nextCursor`);
    * the answer lands in participants(roomId) and fires `participants`. Throws ParleyError
    * `no_more_participants` (hasMore is false), `participants_loading` (a page is on its way),
-   * `not_joined` (joinRoom first) or `not_ready` (the room is being joined or the socket is down).
+   * `not_joined` (joinRoom first) or `not_ready` (the socket is down; the rejoin brings a first page).
+   * While the room's join is being answered the page waits for it.
    */
   loadMoreParticipants(roomId, { limit } = {}) {
     this._participants.loadMore(roomId, { limit });

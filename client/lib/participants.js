@@ -27,13 +27,15 @@ function isParticipant(p) {
 
 export class ParticipantTracker {
   /**
-   * @param {object} deps {timers, pageTimeoutMs, write(frame), canSend(frame), emit(type, ...args)}:
-   *   `canSend` says whether a frame for the room may go now (an open socket and an answered join).
+   * @param {object} deps {timers, pageTimeoutMs, write(frame), isOpen(), canSend(frame), emit(type, ...args)}:
+   *   `isOpen` says whether the socket takes frames now, `canSend` whether a frame for the room
+   *   may go now (an open socket and an answered join).
    */
-  constructor({ timers, pageTimeoutMs, write, canSend, emit }) {
+  constructor({ timers, pageTimeoutMs, write, isOpen, canSend, emit }) {
     this._t = timers;
     this.pageTimeoutMs = pageTimeoutMs;
     this._write = write;
+    this._isOpen = isOpen;
     this._canSend = canSend;
     this._emit = emit;
     // roomId -> {members: Map userId -> Participant, count, nextCursor, resync, expect, snapshot}:
@@ -121,17 +123,30 @@ export class ParticipantTracker {
     this.request(roomId, { cursor: room.resync ? undefined : room.nextCursor, limit });
   }
 
-  /** Send get_participants (now, or after the page in flight); a page without cursor replaces the list when it comes. */
+  /**
+   * Send get_participants now, or once the page in flight is answered and the room's join is
+   * (its chat_history); a page without cursor replaces the list when it comes. Refused while the
+   * socket is down: the rejoin brings a first page anyway.
+   */
   request(roomId, { cursor, limit } = {}) {
     const room = this._rooms.get(roomId);
     if (!room) throw new ParleyError('not_joined', `get_participants: not in room ${roomId}; joinRoom first`);
-    const page = { roomId, cursor, limit };
-    if (!this._canSend(this._frame(page))) {
-      throw new ParleyError('not_ready', `get_participants: room ${roomId} is not joined on an open connection yet; its first page comes with the join`);
+    if (!this._isOpen()) {
+      throw new ParleyError('not_ready', `get_participants: not connected; room ${roomId}'s first page comes with the rejoin`);
     }
-    if (this._inFlight) this._waiting.push(page);
-    else this._send(page);
+    this._waiting.push({ roomId, cursor, limit });
+    this.pump();
     this._changed(roomId);
+  }
+
+  /** Send the first waiting page that may go now, unless one is in flight (called when a room's join is answered too). */
+  pump() {
+    if (this._inFlight) return;
+    this._waiting = this._waiting.filter((w) => this._rooms.has(w.roomId));
+    const i = this._waiting.findIndex((w) => this._canSend(this._frame(w)));
+    if (i < 0) return;
+    const [next] = this._waiting.splice(i, 1);
+    this._send(next);
   }
 
   // ---- frames from the server -------------------------------------------------
@@ -202,10 +217,9 @@ export class ParticipantTracker {
     if (room && staleCursor) {
       // Start over from the first page, once: a first page has no cursor to be stale.
       room.nextCursor = undefined;
-      const page = { roomId, cursor: undefined, limit: undefined };
-      if (this._canSend(this._frame(page))) {
-        if (this._inFlight) this._waiting.push(page);
-        else this._send(page);
+      if (this._isOpen()) {
+        this._waiting.push({ roomId, cursor: undefined, limit: undefined });
+        this.pump();
       }
     }
     this._changed(roomId);
@@ -249,15 +263,11 @@ export class ParticipantTracker {
     this._write(this._frame(page));
   }
 
-  /** The page in flight is settled: send the next one waiting, if its room still takes it. */
+  /** The page in flight is settled: send the next one waiting that may go. */
   _release() {
     if (this._inFlight) this._t.clearTimeout(this._inFlight.timer);
     this._inFlight = null;
-    while (this._waiting.length && !this._inFlight) {
-      const next = this._waiting.shift();
-      if (this._rooms.has(next.roomId) && this._canSend(this._frame(next))) this._send(next);
-      this._changed(next.roomId);
-    }
+    this.pump();
   }
 
   _changed(roomId) {

@@ -69,6 +69,21 @@ test('a second loadMoreParticipants while a page is on its way is refused, and s
   assert.throws(() => client.loadMoreParticipants('other'), refusal('participants_loading'), 'its first page comes with the join');
 });
 
+test("loadMoreParticipants on the join's first page (before its chat_history) waits for the join, then goes", async () => {
+  const { client, last } = await connected();
+  client.joinRoom('big');
+  client.on('participants', (snap) => {
+    if (snap.hasMore && !snap.loading) client.loadMoreParticipants('big');
+  });
+  last().receive('participants_list', { roomId: 'big', participants: people('a'), count: 2, nextCursor: 'C1' });
+  assert.equal(client.participants('big').loading, true);
+  assert.equal(sentOf(last(), 'get_participants').length, 0, 'not before the join is answered (not_a_member otherwise)');
+  last().receive('chat_history', { roomId: 'big', messages: [], hasMore: false });
+  assert.deepEqual(sentOf(last(), 'get_participants').map((f) => f.data), [{ roomId: 'big', cursor: 'C1' }]);
+  last().receive('participants_list', { roomId: 'big', participants: people('b'), count: 2 });
+  assert.deepEqual([ids(client.participants('big')), client.participants('big').hasMore], [['a', 'b'], false]);
+});
+
 test('while disconnected loadMoreParticipants is refused (the rejoin brings the first page)', async () => {
   const { client, last, WS } = await inRoom('big', { participants: people('a'), count: 3, nextCursor: 'C1' });
   last().drop(1006);
@@ -95,8 +110,8 @@ test('pages of two rooms go one at a time (an error frame names no room), the se
   assert.equal(client.participants('r2').loading, false);
 });
 
-test('a page that is never answered stops holding the room after joinTimeoutMs', async () => {
-  const { client, last, clock } = await inRoom('big', { participants: people('a'), count: 3, nextCursor: 'C1' }, { client: { joinTimeoutMs: 5000 } });
+test('a page that is never answered stops holding the room after ackTimeoutMs', async () => {
+  const { client, last, clock } = await inRoom('big', { participants: people('a'), count: 3, nextCursor: 'C1' }, { client: { ackTimeoutMs: 5000 } });
   client.loadMoreParticipants('big');
   clock.advance(4999);
   assert.equal(client.participants('big').loading, true);
@@ -213,8 +228,9 @@ test('a presence_update that names fewer users than it counts marks the list for
   assert.deepEqual(sentOf(last(), 'get_participants').at(-1).data, { roomId: 'hall', cursor: 'C5' }, 'then pages on as usual');
 });
 
-test('a join that is never answered with participants_list stops blocking loadMoreParticipants after joinTimeoutMs', async () => {
-  const { client, last, clock } = await inRoom('big', { participants: people('a'), count: 3, nextCursor: 'C1' }, { client: { joinTimeoutMs: 5000 } });
+test('a join that is never answered stops blocking loadMoreParticipants after ackTimeoutMs (and joinTimeoutMs)', async () => {
+  const timeouts = { ackTimeoutMs: 5000, joinTimeoutMs: 5000 };
+  const { client, last, clock } = await inRoom('big', { participants: people('a'), count: 3, nextCursor: 'C1' }, { client: timeouts });
   client.joinRoom('big'); // again, on the open connection: its answer is lost
   assert.throws(() => client.loadMoreParticipants('big'), refusal('participants_loading'));
   clock.advance(5000);
