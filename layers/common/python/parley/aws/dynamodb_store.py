@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from ..core.ids import new_ulid
@@ -250,17 +251,20 @@ class DynamoChatStore:
         _presence_row(change).save()
 
     def claim_deliveries(self, delivery_id: str, shard: int, connection_ids: list[str]) -> list[str]:
-        """A consistent GetItem of the shard's claims, then one UpdateItem ADD of the rest. A shard's
-        attempts never overlap (Lambda retries an async invocation after the attempt ended)."""
-        key = fanout_claim_key(delivery_id, shard)
-        try:
-            claimed = FanoutClaim.get(key, consistent_read=True).claimed or set()
-        except DoesNotExist:
-            claimed = set()
-        fresh = [cid for cid in connection_ids if cid not in claimed]
-        if fresh:
-            FanoutClaim(key).update(actions=[FanoutClaim.claimed.add(set(fresh)), FanoutClaim.expires_at.set(self._idempotency_ttl)])
-        return fresh
+        """One UpdateItem ADD of the connections to the shard's claims, answering the item as it was
+        before (ALL_OLD: the claims item is small, and returning it costs no read units; moto leaves
+        an unchanged set out of UPDATED_OLD): the fresh ones are those not claimed. One round trip per
+        chunk (a GetItem first would double a shard's DynamoDB wait), and atomic, so not even two
+        overlapping attempts could both claim a connection."""
+        if not connection_ids:
+            return []
+        response = FanoutClaim._get_connection().update_item(
+            fanout_claim_key(delivery_id, shard),
+            actions=[FanoutClaim.claimed.add(set(connection_ids)), FanoutClaim.expires_at.set(self._idempotency_ttl)],
+            return_values=ALL_OLD,
+        )
+        before = set(response.get("Attributes", {}).get("claimed", {}).get("SS", []))
+        return [cid for cid in connection_ids if cid not in before]
 
     def rooms_of(self, connection_id: str) -> list[str]:
         return [row.room_id for row in Membership.by_connection.query(connection_id)]
