@@ -78,8 +78,16 @@ def _membership_row(member: Member, ttl: timedelta) -> Membership:
     )
 
 
-def _member_of(row: Membership) -> Member:
-    return Member(row.room_id, row.connection_id, row.user_id, row.name, int(row.joined_at), row.actions or LEGACY_MEMBER_ACTIONS)
+_MEMBER_ATTRIBUTES = [Membership.connection_id.attr_name, Membership.user_id.attr_name, Membership.name.attr_name,
+                      Membership.joined_at.attr_name, Membership.actions.attr_name]
+
+
+def _member_of_item(room_id: str, item: dict[str, Any]) -> Member:
+    """A membership item as the Query returns it (DynamoDB JSON, `_MEMBER_ATTRIBUTES`) as a `Member`."""
+    actions = item.get(Membership.actions.attr_name, {}).get("S")
+    return Member(room_id, item[Membership.connection_id.attr_name]["S"], item[Membership.user_id.attr_name]["S"],
+                  item[Membership.name.attr_name]["S"], int(item[Membership.joined_at.attr_name]["N"]),
+                  actions or LEGACY_MEMBER_ACTIONS)
 
 
 def _participant_of(row: RoomParticipant) -> Participant:
@@ -168,7 +176,23 @@ class DynamoChatStore:
 
     # memberships ---------------------------------------------------------------------------
     def room_members(self, room_id: str) -> list[Member]:
-        return [_member_of(row) for row in Membership.query(room_id, Membership.member_key.startswith(MEMBER_PREFIX))]
+        """Every membership of the room: a Query paged at 1 MB, read through PynamoDB's connection
+        rather than its models, and only the attributes a `Member` holds.
+
+        Why: this Query is the fan-out list, and building a model per item cost about 60 us of CPU
+        per member, 0.6 s at a room of 10,000 on one vCPU (at 1024 MB, 1 s); the raw items and the
+        projection make it about 22 us (benchmarks/lambda_share_bench.py). A projection bills the
+        same read units."""
+        members, start = [], None
+        while True:
+            page = Membership._get_connection().query(
+                room_id, range_key_condition=Membership.member_key.startswith(MEMBER_PREFIX),
+                attributes_to_get=_MEMBER_ATTRIBUTES, exclusive_start_key=start,
+            )
+            members += [_member_of_item(room_id, item) for item in page.get("Items", [])]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return members
 
     def is_member(self, room_id: str, connection_id: str) -> bool:
         try:
