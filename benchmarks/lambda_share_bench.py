@@ -128,7 +128,7 @@ def seed_room(room: str, members: int, first: int) -> float:
                                       joined_at=now, expires_at=ttl))
 
     step = 2500
-    with ThreadPoolExecutor(int(os.environ.get("SEED_THREADS", "4"))) as pool:
+    with ThreadPoolExecutor(4) as pool:
         list(pool.map(write, [range(s, min(s + step, first + members)) for s in range(first, first + members, step)]))
     return time.perf_counter() - started
 
