@@ -8,6 +8,7 @@ anything from `parley`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -44,10 +45,97 @@ PRICE_LAMBDA_REQUEST = 0.20 / 1e6
 PRICE_LAMBDA_ARM_GB_S = 0.0000133334
 PRICE_WRU = 0.625 / 1e6
 PRICE_RRU = 0.125 / 1e6
-LAMBDA_MEMORY_GB = 256 / 1024
 
 
 Context = partial(LambdaContext, function_name="bench", aws_request_id="bench")
+
+
+# ------------------------------------------------------------------ Lambda's CPU share and price
+CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
+CFS_PERIOD_US = 100_000
+MAX_CPU_SHARES = 262_144
+VCPU_MB = 1769  # Lambda: 1,769 MB of MemorySize buys one vCPU, and CPU scales linearly with memory
+
+
+def vcpu_share(memory_mb: int) -> float:
+    return memory_mb / VCPU_MB
+
+
+def memory_size(function_id: str) -> int:
+    """A function's MemorySize in template.yaml (its own, else the Globals one)."""
+    from parley_testing.template import load_template
+
+    template = load_template()
+    own = template["Resources"][function_id]["Properties"].get("MemorySize")
+    return int(own if own is not None else template["Globals"]["Function"]["MemorySize"])
+
+
+def lambda_usd(memory_mb: int, seconds: float) -> float:
+    """One arm64 invocation's price: the request, plus GB-s with the duration billed per started ms."""
+    billed = math.ceil(seconds * 1000) / 1000
+    return PRICE_LAMBDA_REQUEST + memory_mb / 1024 * billed * PRICE_LAMBDA_ARM_GB_S
+
+
+def cgroup_unavailable() -> str | None:
+    """None when a Lambda CPU share can be imposed here (a writable cgroup-v1 CPU controller), else why not."""
+    if not (CPU_CGROUP / "cpu.cfs_quota_us").exists():
+        return f"no cgroup-v1 CPU controller at {CPU_CGROUP}"
+    probe = CPU_CGROUP / f"parley-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as error:
+        return f"cannot create a cgroup under {CPU_CGROUP}: {error}"
+    return None
+
+
+class CpuGroup:
+    """A cgroup-v1 CPU group holding this process (all its threads, and the processes it starts
+    afterwards until they move): with `memory_mb`, capped at that MemorySize's share of one CPU,
+    a CFS quota of `100000 * MemorySize / 1769` us per 100000 us, as Lambda allots it; without,
+    uncapped. Either way it gets the largest CPU weight, so that on a machine busy with other
+    work (other engineers' tests share these 2 cores) the group gets its share when it needs it:
+    the weight only matters under contention, the quota is the cap.
+
+    On exit every process still in the group (this one included) is moved back to the root
+    group and the group is removed."""
+
+    def __init__(self, memory_mb: int | None = None, role: str = "bench") -> None:
+        self.memory_mb = memory_mb
+        self.path = CPU_CGROUP / f"parley-{role}-{os.getpid()}"
+        self.quota_us = CFS_PERIOD_US * memory_mb // VCPU_MB if memory_mb else -1
+
+    def __enter__(self) -> "CpuGroup":
+        self.path.mkdir()
+        try:
+            (self.path / "cpu.shares").write_text(str(MAX_CPU_SHARES))
+            (self.path / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(self.quota_us))
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            self.path.rmdir()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            try:
+                (CPU_CGROUP / "cgroup.procs").write_text(pid)
+            except ProcessLookupError:  # exited meanwhile
+                pass
+        self.path.rmdir()
+
+
+def CpuQuota(memory_mb: int) -> CpuGroup:  # noqa: N802  (reads as the context it is)
+    """This process at MemorySize's CPU share (see CpuGroup); the services it calls stay outside."""
+    return CpuGroup(memory_mb, role="lambda")
+
+
+def ServicesGroup() -> contextlib.AbstractContextManager[Any]:  # noqa: N802
+    """Uncapped, with the largest weight: for the process that starts DynamoDB Local and the
+    stand-ins (which inherit the group), so AWS's side is not starved by other work here.
+    Nothing where no cgroup can be made."""
+    return contextlib.nullcontext() if cgroup_unavailable() else CpuGroup(None, role="services")
 
 
 def time_chat_message(room: str = "bench") -> tuple[float, float, dict[str, Any]]:
@@ -233,6 +321,12 @@ class CapacityRecorder:
         BaseClient._make_api_call = wrapped  # type: ignore[method-assign]
         self._original = original
         return self
+
+    def uninstall(self) -> None:
+        """Stop recording: timed runs must not pay for this bookkeeping (or its extra GetItems)."""
+        from botocore.client import BaseClient
+
+        BaseClient._make_api_call = self._original  # type: ignore[method-assign]
 
     def measure(self) -> "Tally":
         self.tally = Tally()

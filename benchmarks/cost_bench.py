@@ -9,33 +9,41 @@ to the ConsumedCapacity the database reported (DynamoDB Local's comes from item 
 is a constant). Rooms of 10 and 100 are measured with no other connections, then again with
 10,000 other connections in 100 other rooms.
 
+The Lambda price uses `chat_message`'s duration at the CPU share of its MemorySize in
+template.yaml (`common.CpuQuota`: this process in a cgroup CPU quota of MemorySize/1769 of a
+CPU, the database and the `@connections` stand-in uncapped, +20 ms per post), timed with the
+capacity recorder switched off. Where no cgroup can be made it says so and uses the uncapped
+time. The floor is what API Gateway alone bills for the messages PROTOCOL.md requires.
+
     .venv/bin/python benchmarks/cost_bench.py [--others 10000] [--dynamodb local|moto] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
 import time
 from pathlib import Path
 
 from common import (  # noqa: E402  (sets the environment before parley is imported)
-    LAMBDA_MEMORY_GB, PRICE_APIGW_MESSAGE, PRICE_LAMBDA_ARM_GB_S, PRICE_LAMBDA_REQUEST, PRICE_RRU, PRICE_WRU,
-    CapacityRecorder, ConnectionsStandIn, Context, median, publish,
+    PRICE_APIGW_MESSAGE, PRICE_RRU, PRICE_WRU,
+    CapacityRecorder, ConnectionsStandIn, Context, CpuQuota, ServicesGroup, cgroup_unavailable, lambda_usd, median, memory_size, publish,
 )
 
 import os  # noqa: E402
+
+# The timed messages come from one user, many more than the chat allowance per window allows.
+# The allowance's counter write is made (and billed) whatever the limit.
+os.environ["CHAT_RATE_LIMIT"] = "1000000"
 
 DATABASE_NAMES = {"local": "DynamoDB Local", "moto": "moto"}
 TEXT = "The quick brown fox jumps over the lazy dog, then checks the chat for new messages from the team."  # 100 chars
 HISTORY = 50  # messages already in the room when join_room runs (join_room returns the newest 50)
 CHATS = 5  # chat_messages measured per variant
-
-
-def lambda_cost(seconds: float) -> float:
-    billed = math.ceil(seconds * 1000) / 1000
-    return PRICE_LAMBDA_REQUEST + LAMBDA_MEMORY_GB * billed * PRICE_LAMBDA_ARM_GB_S
+TIMED_CHATS = 7  # chat_messages timed at the Lambda CPU share per room
+POST_LATENCY_MS = 20.0  # what each PostToConnection waits (the Lambda time includes the fan-out)
+GOAL_RATIO = 1.15  # issue 12: $ per million messages in a room of 10 within this of the API Gateway floor
 
 
 def seed_others(count: int, per_room: int, first_id: int) -> float:
@@ -120,7 +128,39 @@ def scenario(recorder: CapacityRecorder, api: ConnectionsStandIn, room_size: int
                                                                                          "clientMessageId": f"c{label}{i}"}}, name="Bench")
                               for i in range(CHATS)])
     measured("disconnect", [disconnect_event(me, user)])
-    return {"room_size": room_size, "ops": results}
+    return {"room_size": room_size, "ops": results, "room": room, "sender": [me, user]}
+
+
+def time_at_share(scenarios: dict[str, dict], memory_mb: int) -> dict:
+    """The `chat_message` handler's duration in each scenario's room at `memory_mb`'s CPU share
+    (median of TIMED_CHATS; the capacity recorder must be off: its bookkeeping is not the handler's)."""
+    from parley_testing.functions import load_function
+    from parley_testing.lambda_events import message_event
+
+    import parley.aws.lambda_routes as adapter
+    from parley.core.model import Member
+
+    chat = load_function("chat_message")
+    why_not = cgroup_unavailable()
+    seconds: dict[str, float] = {}
+    for n, sc in scenarios.items():
+        me, user = sc["sender"]
+        now = int(time.time() * 1000)
+        adapter._store.add_connection(me, user, "Bench", now)  # back in the room its scenario ended by leaving
+        adapter._store.join_room(Member(sc["room"], me, user, "Bench", now))
+        event = message_event(me, user, {"type": "chat_message", "data": {"roomId": sc["room"], "message": TEXT}}, name="Bench")
+        times = []
+        for attempt in range(TIMED_CHATS + 1):  # the first one warms
+            with CpuQuota(memory_mb) if why_not is None and attempt else contextlib.nullcontext():
+                started = time.perf_counter()
+                response = chat.lambda_handler(event, Context())
+                elapsed = time.perf_counter() - started
+            reply = json.loads(response["body"])
+            assert reply["type"] == "chat_update" and reply["data"]["deliveredTo"] == int(n) - 1, reply
+            times.append(elapsed)
+        seconds[n] = median(times[1:])
+    return {"memory_mb": memory_mb, "at_share": why_not is None, "why_not": why_not, "seconds": seconds,
+            "post_latency_ms": POST_LATENCY_MS}
 
 
 def scan_design(recorder: CapacityRecorder) -> dict:
@@ -145,19 +185,35 @@ def scan_design(recorder: CapacityRecorder) -> dict:
 
 def price_rows(data: dict) -> list[dict]:
     rows = []
+    memory = data["lambda"]["memory_mb"]
     for n in data["room_sizes"]:
         ours = data["with_others"][str(n)]["ops"]["chat_message"]
-        seconds = ours["seconds_median"]
+        seconds = data["lambda"]["seconds"][str(n)]
         messages = ours["inbound"] + ours["replies"] + ours["posts"]
-        base = {"room_size": n, "apigw_messages": messages, "lambda_seconds": seconds}
+        base = {"room_size": n, "apigw_messages": messages, "lambda_seconds": seconds, "memory_mb": memory,
+                "floor_usd": floor_messages(n) * PRICE_APIGW_MESSAGE * 1e6}
         rows.append({**base, "design": "Parley (Query the room)", "rru": ours["rru"], "wru": ours["wru"]})
         rows.append({**base, "design": "Scan all connections per message", "rru": data["scan"]["rru"], "wru": ours["wru"]})
     for row in rows:
         row["usd_apigw"] = row["apigw_messages"] * PRICE_APIGW_MESSAGE * 1e6
-        row["usd_lambda"] = lambda_cost(row["lambda_seconds"]) * 1e6
+        row["usd_lambda"] = lambda_usd(memory, row["lambda_seconds"]) * 1e6
         row["usd_dynamodb"] = (row["rru"] * PRICE_RRU + row["wru"] * PRICE_WRU) * 1e6
         row["usd_total"] = row["usd_apigw"] + row["usd_lambda"] + row["usd_dynamodb"]
+        row["floor_ratio"] = row["usd_total"] / row["floor_usd"]
     return rows
+
+
+def floor_messages(room_size: int) -> int:
+    """The API Gateway messages PROTOCOL.md requires for one chat_message in a room of N: the inbound
+    frame, `message_received` to each of the N connections (the sender's own included) and the
+    `chat_update` reply to the sender."""
+    return 1 + room_size + 1
+
+
+def goal(data: dict) -> dict:
+    row = next(r for r in data["prices"] if r["room_size"] == 10 and r["design"].startswith("Parley"))
+    return {"room_size": 10, "floor_messages": floor_messages(10), "floor_usd": row["floor_usd"], "total_usd": row["usd_total"],
+            "ratio": row["floor_ratio"], "goal": GOAL_RATIO, "met": row["floor_ratio"] <= GOAL_RATIO}
 
 
 def run(others: int, dynamodb: str) -> dict:
@@ -167,7 +223,7 @@ def run(others: int, dynamodb: str) -> dict:
     from parley_testing.moto_process import MotoServer
     from parley_testing.template import create_tables_from_template, load_template
 
-    api = ConnectionsStandIn(0)
+    api = ConnectionsStandIn(POST_LATENCY_MS)
     database = DynamoDBLocal.start() if dynamodb == "local" else MotoServer().start()
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = database.endpoint
     os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = api.url
@@ -186,7 +242,10 @@ def run(others: int, dynamodb: str) -> dict:
             data["with_others"][str(n)] = scenario(recorder, api, n, "crowd", first)
             first += 1000
         data["scan"] = scan_design(recorder)
+        recorder.uninstall()
+        data["lambda"] = time_at_share(data["with_others"], memory_size("ChatMessageFunction"))
         data["prices"] = price_rows(data)
+        data["goal"] = goal(data)
         return data
     finally:
         database.stop()
@@ -206,10 +265,18 @@ def report(data: dict) -> str:
         s = data[key]
         lines.append(f"Scan of the connections table with {others} others: {s['items']} items, {s['pages']} page(s), "
                      f"{s['rru']:.1f} RRU eventually consistent ({data['dynamodb']} says {s['reported_units']:g})")
-    lines.append("$ per million chat messages (with the other connections present)")
+    lam = data["lambda"]
+    share = (f"at {lam['memory_mb']} MB's CPU share" if lam["at_share"]
+             else f"uncapped ({lam['why_not']}: no Lambda CPU share imposed)")
+    lines.append(f"$ per million chat messages (with the other connections present; chat_message's Lambda time {share}, "
+                 f"+{lam['post_latency_ms']:g} ms per post)")
     for r in data["prices"]:
-        lines.append(f"  room {r['room_size']:>4} {r['design']:34} API GW {r['usd_apigw']:8.2f}  Lambda {r['usd_lambda']:6.2f}  "
-                     f"DynamoDB {r['usd_dynamodb']:6.2f}  total {r['usd_total']:8.2f}")
+        lines.append(f"  room {r['room_size']:>4} {r['design']:34} API GW {r['usd_apigw']:8.2f}  Lambda {r['usd_lambda']:6.2f} "
+                     f"({r['lambda_seconds'] * 1000:.0f} ms)  DynamoDB {r['usd_dynamodb']:6.2f}  total {r['usd_total']:8.2f}  "
+                     f"{r['floor_ratio']:.3f}x the API Gateway floor (${r['floor_usd']:.2f})")
+    g = data["goal"]
+    lines.append(f"Goal: room of 10 within {g['goal']}x of the floor ({g['floor_messages']} messages, ${g['floor_usd']:.2f}/M): "
+                 f"{g['ratio']:.3f}x, {'met' if g['met'] else 'NOT met'}")
     return "\n".join(lines)
 
 
@@ -219,7 +286,8 @@ def main() -> None:
     parser.add_argument("--dynamodb", choices=("local", "moto"), default="local", help="the database: DynamoDB Local (default) or moto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    data = run(args.others, args.dynamodb)
+    with ServicesGroup():  # DynamoDB Local and the stand-in get their CPU on a busy machine
+        data = run(args.others, args.dynamodb)
     publish(report(data), data, args.json)
 
 

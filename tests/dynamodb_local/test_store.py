@@ -149,3 +149,17 @@ def test_remove_memberships_resends_unprocessed_items(layer, store, monkeypatch)
     store.remove_memberships(conn, rooms)
     assert calls == [5, 4]
     assert store.rooms_of(conn) == []
+
+
+def test_delivery_claims_answer_only_the_connections_never_claimed(layer, store, ddb):
+    tables, _ = layer
+    delivery = f"01J{_id()}"
+    assert store.claim_deliveries(delivery, 0, ["c1", "c2"]) == ["c1", "c2"]
+    assert store.claim_deliveries(delivery, 0, ["c2", "c3", "c1", "c4"]) == ["c3", "c4"]  # a retried shard
+    assert store.claim_deliveries(delivery, 0, ["c1", "c4"]) == []
+    assert store.claim_deliveries(delivery, 1, ["c1"]) == ["c1"]  # another shard's claims are its own
+    assert store.claim_deliveries(delivery, 0, []) == []
+    key = {"key": {"S": f"fanout#{delivery}#0"}}
+    item = ddb.get_item(TableName=tables.FanoutClaim.Meta.table_name, Key=key, ConsistentRead=True)["Item"]
+    assert set(item["claimed"]["SS"]) == {"c1", "c2", "c3", "c4"}
+    assert int(item["expiresAt"]["N"]) > time.time() + 3600  # expired by TTL, a day later

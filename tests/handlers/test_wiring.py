@@ -161,20 +161,85 @@ def test_a_large_room_is_delivered_by_the_fanout_function_once_per_connection(wo
         assert [f["data"]["message"] for f in client.take() if f["type"] == "message_received"] == ["to the hall"]
 
 
-def test_the_shard_dispatcher_queues_one_async_invoke_per_shard():
+class InvokeEndpoint:
+    """Lambda's Invoke API on 127.0.0.1, answering each call with the next scripted status (202 after)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        import http.server
+        import threading
+
+        self.calls: list[dict] = []
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                endpoint.calls.append({"path": self.path, "headers": dict(self.headers), "event": json.loads(body)})
+                status = statuses.pop(0) if statuses else 202
+                self.send_response(status)
+                if status != 202:
+                    self.send_header("x-amzn-ErrorType", {429: "TooManyRequestsException", 404: "ResourceNotFoundException"}[status])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def invoke_endpoint(monkeypatch):
+    endpoints = []
+
+    def start(statuses: list[int]) -> InvokeEndpoint:
+        endpoint = InvokeEndpoint(statuses)
+        endpoints.append(endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint.url)
+        return endpoint
+
+    yield start
+    for endpoint in endpoints:
+        endpoint.server.shutdown()
+
+
+def _jobs(count: int):
+    from parley.core.model import ShardJob
+
+    return [ShardJob("hall", "01ARZ3NDEKTSV4RRFFQ69G5FAV", n, '{"type":"x","data":{}}', (("c1", "u1"),)) for n in range(count)]
+
+
+def test_the_shard_dispatcher_queues_one_signed_async_invoke_per_shard(invoke_endpoint):
     from parley.aws.lambda_invoke import LambdaShardDispatcher
     from parley.core.model import ShardJob
 
-    calls = []
+    endpoint = invoke_endpoint([])
+    jobs = _jobs(3)
+    assert LambdaShardDispatcher("arn:aws:lambda:us-east-1:123456789012:function:parley-Fanout").dispatch(jobs) == []
+    assert sorted(c["event"]["shard"] for c in endpoint.calls) == [0, 1, 2]
+    assert {c["path"] for c in endpoint.calls} == {
+        "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Aparley-Fanout/invocations"}
+    for call in endpoint.calls:
+        assert call["headers"]["X-Amz-Invocation-Type"] == "Event"
+        authorization = call["headers"]["Authorization"]
+        assert authorization.startswith("AWS4-HMAC-SHA256 Credential=") and "/us-east-1/lambda/aws4_request" in authorization
+        assert "x-amz-invocation-type" in authorization  # the invocation type is signed, so it cannot be changed on the way
+        assert ShardJob.from_event(call["event"]) in jobs
 
-    class FakeLambda:
-        def invoke(self, **kwargs):
-            calls.append(kwargs)
 
-    dispatcher = LambdaShardDispatcher("parley-FanoutFunction")
-    dispatcher._client = FakeLambda()
-    jobs = [ShardJob("hall", "01ARZ3NDEKTSV4RRFFQ69G5FAV", n, '{"type":"x","data":{}}', (("c1", "u1"),)) for n in range(3)]
-    dispatcher.dispatch(jobs)
-    assert sorted(json.loads(c["Payload"])["shard"] for c in calls) == [0, 1, 2]
-    assert {(c["FunctionName"], c["InvocationType"]) for c in calls} == {("parley-FanoutFunction", "Event")}
-    assert ShardJob.from_event(json.loads(calls[0]["Payload"])) in jobs
+def test_a_throttled_invoke_is_retried_and_a_refused_one_handed_back(invoke_endpoint):
+    from parley.aws.lambda_invoke import LambdaShardDispatcher
+
+    sleeps: list[float] = []
+    endpoint = invoke_endpoint([429, 429])
+    [job] = _jobs(1)
+    assert LambdaShardDispatcher("parley-Fanout", sleep=sleeps.append).dispatch([job]) == []
+    assert len(endpoint.calls) == 3 and len(sleeps) == 2  # queued on the third attempt, after two backoffs
+    endpoint = invoke_endpoint([404])
+    assert LambdaShardDispatcher("parley-Missing", sleep=sleeps.append).dispatch([job]) == [job]  # never retried
+    assert len(endpoint.calls) == 1 and len(sleeps) == 2
+    endpoint = invoke_endpoint([429] * 5)
+    assert LambdaShardDispatcher("parley-Busy", sleep=sleeps.append).dispatch([job]) == [job]  # throttled after every retry
+    assert len(endpoint.calls) == 5

@@ -2,50 +2,85 @@
 
 Lambda queues each event, runs the fan-out function on it (in parallel, one environment per
 shard), retries a failed one twice, and sends one that still fails to the function's on-failure
-destination (a queue, alarmed). boto3 is imported on the first large room only: most
-invocations never shard, and a boto3 client costs tens of milliseconds of cold start.
+destination (a queue, alarmed).
+
+The Invoke calls are SigV4-signed POSTs over a pooled connection (`signed_http`), not boto3's
+`invoke`: boto3 costs about 3 ms of CPU per call, which at `chat_message`'s CPU share made the
+hand-off of a 10,000-member room's 100 shards take seconds (benchmarks/lambda_share_bench.py).
+Nothing is built until the first large room: most invocations never shard.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
+from urllib.parse import quote
+
+import urllib3
 
 from ..core.model import ShardJob
+from .signed_http import backoff_s, retryable, signed_request
 
 # Invoke calls in flight while handing out one broadcast's shards.
-MAX_PARALLEL_INVOKES = 16
+MAX_PARALLEL_INVOKES = 32
+# Throttled or failed Invoke calls are retried this many times in all, with capped backoff.
+MAX_ATTEMPTS = 5
+
+
+def lambda_endpoint(region: str) -> str:
+    """Where the Lambda API is: the standard boto3 endpoint variables (`parley dev` sets the first), else AWS's."""
+    return (os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL")
+            or f"https://lambda.{region}.amazonaws.com").rstrip("/")
 
 
 class LambdaShardDispatcher:
-    def __init__(self, function_name: str) -> None:
+    def __init__(self, function_name: str, *, sleep: Callable[[float], None] = time.sleep,
+                 backoff_base: float = 0.05, backoff_cap: float = 1.0) -> None:
         self.function_name = function_name
-        self._client: Any = None
+        self._sleep = sleep
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._ready: tuple[Any, str, str, ThreadPoolExecutor] | None = None
         self._lock = threading.Lock()
 
-    def _lambda(self) -> Any:
+    def _client(self) -> tuple[Any, str, str, ThreadPoolExecutor]:
+        """Credentials, region, the Invoke URL and the threads, made once per environment."""
         with self._lock:
-            if self._client is None:
-                import boto3
-                from botocore.config import Config
+            if self._ready is None:
+                from botocore.session import get_session
 
-                self._client = boto3.client("lambda", config=Config(retries={"mode": "standard", "max_attempts": 5}))
-            return self._client
+                region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+                url = f"{lambda_endpoint(region)}/2015-03-31/functions/{quote(self.function_name, safe='')}/invocations"
+                self._pool = urllib3.PoolManager(num_pools=2, maxsize=MAX_PARALLEL_INVOKES, block=True, retries=False,
+                                                 timeout=urllib3.Timeout(connect=2.0, read=5.0))
+                threads = ThreadPoolExecutor(max_workers=MAX_PARALLEL_INVOKES, thread_name_prefix="invoke")
+                self._ready = (get_session().get_credentials(), region, url, threads)
+            return self._ready
+
+    def _invoke(self, job: ShardJob) -> ShardJob | None:
+        """Queue one shard (202); the job back when Lambda would not take it after the retries."""
+        credentials, region, url, _ = self._client()
+        payload = json.dumps(job.to_event(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        headers = {"X-Amz-Invocation-Type": "Event", "Content-Type": "application/json"}
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                status, error_type = signed_request(self._pool, credentials, "lambda", region, "POST", url, payload, headers)
+                if status == 202:
+                    return None
+                if not retryable(status, error_type):
+                    return job  # no such function, not allowed, payload too large: retrying cannot help
+            except urllib3.exceptions.HTTPError:  # timeouts, refused, reset
+                pass
+            if attempt + 1 < MAX_ATTEMPTS:
+                self._sleep(backoff_s(attempt, self._backoff_base, self._backoff_cap))
+        return job
 
     def dispatch(self, jobs: list[ShardJob]) -> list[ShardJob]:
         """Queue every shard; returns the ones Lambda did not accept (throttled after retries, or
         no such function where this runs), for the caller to deliver itself."""
-        client = self._lambda()
-
-        def invoke(job: ShardJob) -> ShardJob | None:
-            payload = json.dumps(job.to_event(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            try:
-                client.invoke(FunctionName=self.function_name, InvocationType="Event", Payload=payload)
-            except Exception:  # botocore's ClientError and connection errors alike: not queued
-                return job
-            return None
-
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_INVOKES, len(jobs)) or 1) as pool:
-            return [job for job in pool.map(invoke, jobs) if job is not None]
+        threads = self._client()[3]
+        return [job for job in threads.map(self._invoke, jobs) if job is not None]

@@ -7,7 +7,6 @@ sharded across invocations of a fan-out function running this same code.
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,14 +14,10 @@ from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
 import urllib3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.session import get_session
 
 from ..core.model import FanoutJob, FanoutResult
-
-
-_RETRYABLE_ERRORS = {"LimitExceededException", "ThrottlingException", "TooManyRequestsException"}
+from .signed_http import backoff_s, retryable, signed_request
 
 
 class ManagementApiSender:
@@ -32,10 +27,10 @@ class ManagementApiSender:
     connection errors and timeouts, are retried with capped exponential backoff and full
     jitter; what still fails is reported in `failed` so the caller can tell the sender.
 
-    It speaks PostToConnection directly (a SigV4-signed POST over a pooled urllib3
-    connection) rather than through `client.post_to_connection`: a fan-out makes thousands of
-    identical calls, and boto3's per-call pipeline (about 1 ms of CPU each) would dominate
-    the fan-out time; not building a boto3 client also keeps it off the cold start.
+    It speaks PostToConnection directly (`signed_http`: a SigV4-signed POST over a pooled
+    urllib3 connection) rather than through `client.post_to_connection`: a fan-out makes
+    thousands of identical calls, and boto3's per-call pipeline (about 1 ms of CPU each) would
+    dominate the fan-out time; not building a boto3 client also keeps it off the cold start.
     """
 
     def __init__(
@@ -101,29 +96,24 @@ class ManagementApiSender:
         """One signed call; returns the HTTP status and the `x-amzn-ErrorType` it carried."""
         url = f"{self.endpoint_url}/@connections/{quote(connection_id, safe='')}"
         headers = {"Content-Type": "application/json"} if method == "POST" else {}
-        request = AWSRequest(method=method, url=url, data=payload, headers=headers)
-        SigV4Auth(self._credentials.get_frozen_credentials(), "execute-api", self._region).add_auth(request)
-        prepared = request.prepare()
-        response = self._pool.urlopen(method, url, body=payload or None, headers=dict(prepared.headers.items()), preload_content=True)
-        return response.status, response.headers.get("x-amzn-ErrorType", "")
+        return signed_request(self._pool, self._credentials, "execute-api", self._region, method, url, payload, headers)
 
     def _post(self, connection_id: str, payload: bytes) -> tuple[str, str, str]:
         reason = ""
         for attempt in range(self._max_attempts):
             try:
                 status, error_type = self._request(connection_id, payload)
-                error_type = error_type.split(":")[0]
                 if 200 <= status < 300:
                     return connection_id, "delivered", ""
                 if status == 410:
                     return connection_id, "gone", error_type or "GoneException"
                 reason = error_type or f"HTTP {status}"
-                if not (status == 429 or status >= 500 or error_type in _RETRYABLE_ERRORS):
+                if not retryable(status, error_type):
                     return connection_id, "failed", reason
             except urllib3.exceptions.HTTPError as error:  # timeouts, refused, reset
                 reason = type(error).__name__
             if attempt + 1 < self._max_attempts:
-                self._sleep(random.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt)))
+                self._sleep(backoff_s(attempt, self._backoff_base, self._backoff_cap))
         return connection_id, "failed", reason
 
 
