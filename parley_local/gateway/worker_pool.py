@@ -331,6 +331,16 @@ class FunctionPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def preinitialize(self) -> None:
+        """Start one environment ahead of the first invocation, as Lambda's proactive initialization does
+        (its init is not reported on the invocation that uses it); nothing when one exists or is starting."""
+        if self.closed or self.workers or self.starting:
+            return
+        self.starting += 1
+        task = asyncio.create_task(self._background_start(cold=False))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _start_worker(self) -> Worker | None:
         try:
             worker = await Worker.start(self.spec, self.env, self.console, self.on_post, self.generation)
@@ -373,13 +383,13 @@ class FunctionPool:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _background_start(self) -> None:
+    async def _background_start(self, cold: bool = True) -> None:
         try:
             worker = await self._start_worker()
         finally:
             self.starting -= 1
         if worker is not None:
-            worker.cold = True  # the invocation that gets it waited for its start: a cold start
+            worker.cold = cold  # True: the invocation that gets it waited for its start (a cold start)
         if worker is None:
             while self.waiters:
                 _, fut = self.waiters.popleft()
@@ -526,6 +536,12 @@ class LambdaRuntime:
         """Start one worker per function (all in parallel), so the first requests are warm."""
         ids = logical_ids if logical_ids is not None else list(self.pools)
         await asyncio.gather(*(self.pools[i].prewarm() for i in ids if i in self.pools))
+
+    def preinitialize(self, logical_id: str) -> None:
+        """One environment of this function, started now in the background unless it has one (see FunctionPool)."""
+        pool = self.pools.get(logical_id)
+        if pool is not None:
+            pool.preinitialize()
 
     async def invoke(self, logical_id: str, event: Any, request_id: str | None = None) -> Invocation:
         request_id = request_id or str(uuid.uuid4())
