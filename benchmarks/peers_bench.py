@@ -55,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 WARMUP, PINGS = 20, 300
 PAGE = 4096
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SYSTEMS = ("parley", "parley-quiet", "sls", "flask")
 ROWS = ("rtt", "open", "room", "ctrl_c")
 LABELS = {"parley": "`parley dev`", "parley-quiet": "`parley dev --quiet`", "sls": "serverless-offline 13.9 (in-process)",
@@ -109,6 +110,74 @@ def tree_rss_mib(sid: int) -> tuple[int, float]:
         except OSError:
             pass
     return len(pids), total / 2**20
+
+
+def _process_label(pid: int) -> str:
+    """What a process of a system's tree is: a function's environment (by logical id), DynamoDB Local, moto, the server."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "exited"
+    if m := re.search(r'"function_name": "([^"]+)"', cmd):  # {stack}-{logical id}
+        return m.group(1).split("-")[1] if "-" in m.group(1) else m.group(1)
+    exe = cmd.split(" ")[0].rsplit("/", 1)[-1]
+    if exe == "java":
+        return "DynamoDB Local (JVM)"
+    for needle, label in (("dynamodb_local_main", "DynamoDB Local supervisor"), ("moto_server", "moto"), ("parley_local.cli", "gateway")):
+        if needle in cmd:
+            return label
+    return exe or "other"
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+class CpuMeter:
+    """CPU seconds each process of a system's tree (and this client) spent during a row, by process label.
+
+    Processes are sampled every 50 ms, so one that exits during the row (Ctrl-C) keeps its last reading."""
+
+    def __init__(self, sid: int) -> None:
+        self.sid = sid
+        self.start = {pid: _cpu_s(pid) for pid in session_tree(sid)}
+        self.last: dict[int, float] = dict(self.start)
+        self.labels = {pid: _process_label(pid) for pid in self.start}
+        self.client_start = time.process_time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for pid in session_tree(self.sid):
+            if pid not in self.labels:
+                self.labels[pid] = _process_label(pid)
+            self.last[pid] = max(self.last.get(pid, 0.0), _cpu_s(pid))
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self) -> "CpuMeter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sample()
+
+    def seconds(self) -> dict[str, float]:
+        by_label: dict[str, float] = {"benchmark client": time.process_time() - self.client_start}
+        for pid, cpu in self.last.items():
+            label = self.labels.get(pid, "other")
+            by_label[label] = by_label.get(label, 0.0) + cpu - self.start.get(pid, 0.0)
+        return {k: round(v, 2) for k, v in sorted(by_label.items(), key=lambda kv: -kv[1]) if v >= 0.005}
 
 
 class RssSampler:
@@ -407,9 +476,11 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
 
     idle: list[Client] = []
     if rows & {"open", "ctrl_c"}:
-        idle, seconds, errors = await open_many(system, n, args.in_flight)
-        out["open"] = {"n": n, "opened": len(idle), "errors": errors, "seconds": seconds, "per_s": len(idle) / seconds}
-        print(f"[{system.key}] {len(idle)} connections in {seconds:.2f} s ({errors} errors)", flush=True)
+        with CpuMeter(sid) as cpu:
+            idle, seconds, errors = await open_many(system, n, args.in_flight)
+        out["open"] = {"n": n, "opened": len(idle), "errors": errors, "seconds": seconds, "per_s": len(idle) / seconds,
+                       "cpu_s": cpu.seconds()}
+        print(f"[{system.key}] {len(idle)} connections in {seconds:.2f} s ({errors} errors); CPU s {out['open']['cpu_s']}", flush=True)
     if "room" in rows:
         await room_rows(system, args, out, sid)
     if "ctrl_c" in rows:
@@ -469,12 +540,15 @@ async def ctrl_c_row(system: System, args: argparse.Namespace, out: dict[str, An
     leave = out.get("leave")
     backlog = leave["members"] - (leave["disconnects"] or 0) if leave else 0  # still running from the previous row
     open_now = sum(1 for c in idle if not c.task.done())
-    seconds_, code = await system.interrupt(args.phase_budget)
+    assert system.proc is not None
+    with CpuMeter(system.proc.pid) as cpu:
+        seconds_, code = await system.interrupt(args.phase_budget)
     await asyncio.sleep(0.2)  # the reader thread takes the last lines
     out["ctrl_c"] = {"open_sockets": open_now, "seconds": seconds_, "exit_code": code, "backlog": backlog,
-                     "disconnects": system.disconnects_since(before, on_stop=True)}
+                     "disconnects": system.disconnects_since(before, on_stop=True), "cpu_s": cpu.seconds()}
     print(f"[{system.key}] Ctrl-C with {open_now} open: exit {code} after "
-          f"{'-' if seconds_ is None else f'{seconds_:.1f}'} s, {out['ctrl_c']['disconnects']} disconnects", flush=True)
+          f"{'-' if seconds_ is None else f'{seconds_:.1f}'} s, {out['ctrl_c']['disconnects']} disconnects; "
+          f"CPU s {out['ctrl_c']['cpu_s']}", flush=True)
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
