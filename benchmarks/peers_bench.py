@@ -155,8 +155,8 @@ class CpuMeter:
 
     def _sample(self) -> None:
         for pid in session_tree(self.sid):
-            if pid not in self.labels:
-                self.labels[pid] = _process_label(pid)
+            if pid not in self.labels or (pid != self.sid and self.labels[pid] == "gateway"):
+                self.labels[pid] = _process_label(pid)  # a child between fork and exec still shows its parent's command
             self.last[pid] = max(self.last.get(pid, 0.0), _cpu_s(pid))
 
     def _run(self) -> None:
@@ -476,11 +476,14 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
 
     idle: list[Client] = []
     if rows & {"open", "ctrl_c"}:
+        first_line = len(system.lines)
         with CpuMeter(sid) as cpu:
             idle, seconds, errors = await open_many(system, n, args.in_flight)
+        cold = sum("(cold start" in line for line in system.lines[first_line:])
         out["open"] = {"n": n, "opened": len(idle), "errors": errors, "seconds": seconds, "per_s": len(idle) / seconds,
-                       "cpu_s": cpu.seconds()}
-        print(f"[{system.key}] {len(idle)} connections in {seconds:.2f} s ({errors} errors); CPU s {out['open']['cpu_s']}", flush=True)
+                       "cpu_s": cpu.seconds(), "cold_starts": cold}
+        print(f"[{system.key}] {len(idle)} connections in {seconds:.2f} s ({errors} errors, {cold} cold starts logged); "
+              f"CPU s {out['open']['cpu_s']}", flush=True)
     if "room" in rows:
         await room_rows(system, args, out, sid)
     if "ctrl_c" in rows:

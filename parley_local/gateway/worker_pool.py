@@ -14,7 +14,7 @@ while the function has fewer than BURST_WORKERS (the number of CPUs, at least
 2); beyond that, one start at a time, and only when the pool is stuck (no
 invocation finished during the last STUCK_S: slow or I/O-bound handlers), or
 the invocation has waited SCALE_OUT_WAIT_S while the machine has a CPU to spare
-(half a CPU idle over the last quarter second: otherwise a new worker only adds its import
+(half a CPU idle over the last second: otherwise a new worker only adds its import
 to a queue that is waiting for CPU, not for workers). Before this rule, opening 500
 connections at once cold-started ~10 more `$connect` and authorizer workers,
 whose imports cost as much CPU as the 500 handshakes themselves, and on 2 cores
@@ -95,14 +95,14 @@ def function_environment(spec: FunctionSpec, endpoints: dict[str, str]) -> dict[
 
 
 class CpuIdleMeter:
-    """The machine's idle CPUs over the last quarter second or so, from /proc/stat's counters.
+    """The machine's idle CPUs over the last second or so, from /proc/stat's counters.
 
     Why not the load average: it trails by a minute. At the start of a burst (1,000 handshakes,
     or the `$disconnect` of every socket on Ctrl-C) it still reads "idle" while the burst has
     taken every CPU, and each environment started then only adds its ~0.7 s import to the queue.
     """
 
-    WINDOW_S = 0.25
+    WINDOW_S = 1.0  # sustained idleness, not a gap between two bursts of another process
 
     def __init__(self) -> None:
         self._then = self._read()
@@ -135,7 +135,7 @@ _CPU_IDLE = CpuIdleMeter()
 
 
 def _cpu_to_spare() -> bool:
-    """Whether another worker could run now: half a CPU idle over the last window (or, where
+    """Whether another worker could run now: half a CPU idle over the last second (or, where
     /proc/stat is missing, a 1-minute load average below the number of CPUs)."""
     idle = _CPU_IDLE.idle_cpus()
     if idle is not None:
@@ -404,7 +404,7 @@ class FunctionPool:
         loop = asyncio.get_running_loop()
         now = loop.time()
         due = self.waiters[0][0] + COLD_START_DELAY_S
-        spare = _cpu_to_spare()  # every tick, so that its window is the last quarter second, not the quiet before
+        spare = _cpu_to_spare()  # every tick, so that its window is the last second, not the quiet before the burst
         if now >= due:
             if self.total < BURST_WORKERS:
                 self._maybe_start(cap=BURST_WORKERS)

@@ -256,7 +256,7 @@ def test_cpu_idle_meter_reads_the_last_window_not_the_load_average(monkeypatch: 
     monkeypatch.setattr(lr.CpuIdleMeter, "_read", staticmethod(lambda: next(readings)))
     monkeypatch.setattr(lr.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(lr.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-    clock = iter([0.0, 0.3, 0.6, 0.7])  # the last look is within the window: the same answer
+    clock = iter([0.0, 1.2, 2.4, 2.5])  # the last look is within the window: the same answer
     monkeypatch.setattr(lr.time, "monotonic", lambda: next(clock))
     meter = lr.CpuIdleMeter()
     monkeypatch.setattr(lr, "_CPU_IDLE", meter)
