@@ -139,31 +139,22 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-class CpuMeter:
-    """CPU seconds each process of a system's tree (and this client) spent during a row, by process label.
-
-    Processes are sampled every 50 ms, so one that exits during the row (Ctrl-C) keeps its last reading."""
+class TreeSampler:
+    """Samples a system's process tree every 50 ms in a thread while in its `with` block, and once at its end."""
 
     def __init__(self, sid: int) -> None:
-        self.sid = sid
-        self.start = {pid: _cpu_s(pid) for pid in session_tree(sid)}
-        self.last: dict[int, float] = dict(self.start)
-        self.labels = {pid: _process_label(pid) for pid in self.start}
-        self.client_start = time.process_time()
-        self._stop = threading.Event()
+        self.sid, self._stop = sid, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        for pid in session_tree(self.sid):
-            if pid not in self.labels or (pid != self.sid and self.labels[pid] == "gateway"):
-                self.labels[pid] = _process_label(pid)  # a child between fork and exec still shows its parent's command
-            self.last[pid] = max(self.last.get(pid, 0.0), _cpu_s(pid))
+        raise NotImplementedError
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.is_set():
             self._sample()
+            self._stop.wait(0.05)
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> "TreeSampler":
         self._thread.start()
         return self
 
@@ -171,6 +162,25 @@ class CpuMeter:
         self._stop.set()
         self._thread.join(2)
         self._sample()
+
+
+class CpuMeter(TreeSampler):
+    """CPU seconds each process of a system's tree (and this client) spent during a row, by process label.
+
+    A process that exits during the row (Ctrl-C) keeps its last reading."""
+
+    def __init__(self, sid: int) -> None:
+        super().__init__(sid)
+        self.start = {pid: _cpu_s(pid) for pid in session_tree(sid)}
+        self.last: dict[int, float] = dict(self.start)
+        self.labels = {pid: _process_label(pid) for pid in self.start}
+        self.client_start = time.process_time()
+
+    def _sample(self) -> None:
+        for pid in session_tree(self.sid):
+            if pid not in self.labels or (pid != self.sid and self.labels[pid] == "gateway"):
+                self.labels[pid] = _process_label(pid)  # a child between fork and exec still shows its parent's command
+            self.last[pid] = max(self.last.get(pid, 0.0), _cpu_s(pid))
 
     def seconds(self) -> dict[str, float]:
         by_label: dict[str, float] = {"benchmark client": time.process_time() - self.client_start}
@@ -180,25 +190,15 @@ class CpuMeter:
         return {k: round(v, 2) for k, v in sorted(by_label.items(), key=lambda kv: -kv[1]) if v >= 0.005}
 
 
-class RssSampler:
-    """The peak summed RSS of a session's tree, sampled every 50 ms in a thread while active."""
+class RssSampler(TreeSampler):
+    """The peak summed RSS of a session's tree."""
 
     def __init__(self, sid: int) -> None:
-        self.sid, self.peak, self._stop = sid, 0.0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(sid)
+        self.peak = 0.0
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss_mib(self.sid)[1])
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(2)
+    def _sample(self) -> None:
+        self.peak = max(self.peak, tree_rss_mib(self.sid)[1])
 
 
 # ------------------------------------------------------------------ wire formats
