@@ -55,7 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 WARMUP, PINGS = 20, 300
 PAGE = 4096
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SYSTEMS = ("parley", "parley-quiet", "sls", "flask")
+ROWS = ("rtt", "open", "room", "ctrl_c")
 LABELS = {"parley": "`parley dev`", "parley-quiet": "`parley dev --quiet`", "sls": "serverless-offline 13.9 (in-process)",
           "flask": "Flask-SocketIO 5.7, gevent"}
 
@@ -72,8 +74,9 @@ def median(values: list[float]) -> float:
 
 # ------------------------------------------------------------------ process tree accounting
 def session_tree(sid: int) -> list[int]:
-    """Every live process of one session (each system starts in its own: start_new_session)."""
-    pids = []
+    """Every live process of one system: its session (each system starts in its own: start_new_session)
+    and every descendant that left it (DynamoDB Local's JVM runs in a session of its own)."""
+    members, children = set(), {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -82,10 +85,19 @@ def session_tree(sid: int) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == sid and fields[0] != "Z":  # fields after the name: state, ppid, pgrp, session
-            pids.append(int(entry))
-    return pids
+        fields = stat.rsplit(")", 1)[1].split()  # fields after the name: state, ppid, pgrp, session
+        if fields[0] == "Z":
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        if int(fields[3]) == sid:
+            members.add(int(entry))
+    todo = list(members)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in members:
+                members.add(child)
+                todo.append(child)
+    return sorted(members)
 
 
 def tree_rss_mib(sid: int) -> tuple[int, float]:
@@ -100,25 +112,93 @@ def tree_rss_mib(sid: int) -> tuple[int, float]:
     return len(pids), total / 2**20
 
 
-class RssSampler:
-    """The peak summed RSS of a session's tree, sampled every 50 ms in a thread while active."""
+def _process_label(pid: int) -> str:
+    """What a process of a system's tree is: a function's environment (by logical id), DynamoDB Local, moto, the server."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "exited"
+    if m := re.search(r'"function_name": "([^"]+)"', cmd):  # {stack}-{logical id}
+        return m.group(1).split("-")[1] if "-" in m.group(1) else m.group(1)
+    exe = cmd.split(" ")[0].rsplit("/", 1)[-1]
+    if exe == "java":
+        return "DynamoDB Local (JVM)"
+    for needle, label in (("dynamodb_local_main", "DynamoDB Local supervisor"), ("moto_server", "moto"), ("parley_local.cli", "gateway")):
+        if needle in cmd:
+            return label
+    return exe or "other"
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+class TreeSampler:
+    """Samples a system's process tree every 50 ms in a thread while in its `with` block, and once at its end."""
 
     def __init__(self, sid: int) -> None:
-        self.sid, self.peak, self._stop = sid, 0.0, threading.Event()
+        self.sid, self._stop = sid, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss_mib(self.sid)[1])
+            self._sample()
             self._stop.wait(0.05)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> "TreeSampler":
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(2)
+        self._sample()
+
+
+class CpuMeter(TreeSampler):
+    """CPU seconds each process of a system's tree (and this client) spent during a row, by process label.
+
+    A process that exits during the row (Ctrl-C) keeps its last reading."""
+
+    def __init__(self, sid: int) -> None:
+        super().__init__(sid)
+        self.start = {pid: _cpu_s(pid) for pid in session_tree(sid)}
+        self.last: dict[int, float] = dict(self.start)
+        self.labels = {pid: _process_label(pid) for pid in self.start}
+        self.client_start = time.process_time()
+
+    def _sample(self) -> None:
+        for pid in session_tree(self.sid):
+            if pid not in self.labels or (pid != self.sid and self.labels[pid] == "gateway"):
+                self.labels[pid] = _process_label(pid)  # a child between fork and exec still shows its parent's command
+            self.last[pid] = max(self.last.get(pid, 0.0), _cpu_s(pid))
+
+    def seconds(self) -> dict[str, float]:
+        by_label: dict[str, float] = {"benchmark client": time.process_time() - self.client_start}
+        for pid, cpu in self.last.items():
+            label = self.labels.get(pid, "other")
+            by_label[label] = by_label.get(label, 0.0) + cpu - self.start.get(pid, 0.0)
+        return {k: round(v, 2) for k, v in sorted(by_label.items(), key=lambda kv: -kv[1]) if v >= 0.005}
+
+
+class RssSampler(TreeSampler):
+    """The peak summed RSS of a session's tree."""
+
+    def __init__(self, sid: int) -> None:
+        super().__init__(sid)
+        self.peak = 0.0
+
+    def _sample(self) -> None:
+        self.peak = max(self.peak, tree_rss_mib(self.sid)[1])
 
 
 # ------------------------------------------------------------------ wire formats
@@ -249,16 +329,18 @@ class System:
             pass
 
 
-def make_system(key: str, dynamodb: str = "moto") -> System:
+def make_system(key: str, dynamodb: str = "moto", repo: Path = REPO) -> System:
     port = free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     if key in ("parley", "parley-quiet"):
         quiet = key == "parley-quiet"
-        cmd = [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(REPO / "template.yaml"), "--port", str(port),
+        python = repo / ".venv" / "bin" / "python"  # that checkout's own install of parley_local
+        cmd = [str(python if python.exists() else sys.executable), "-m", "parley_local.cli", "dev", "--template",
+               str(repo / "template.yaml"), "--port", str(port),
                "--stack-name", f"peers{os.getpid()}", "--dynamodb", dynamodb] + (["--quiet"] if quiet else [])
         # A disconnect counts when the `$disconnect` handler itself logged it (its own log line, shown with
         # --quiet too): the gateway's invocation line also appears when the 29 s integration timeout fires.
-        return System(key, cmd, REPO, base_env, re.compile(r"Ready on (ws://\S+)"), re.compile(r'"message":"disconnected"'),
+        return System(key, cmd, repo, base_env, re.compile(r"Ready on (ws://\S+)"), re.compile(r'"message":"disconnected"'),
                       ParleyWire(), port, stop_disconnect=re.compile(r'^(?=.*"message":"disconnected")(?=.*"code":1001)'))
     if key == "sls":
         cmd = [str(install.SLS_BIN), "offline", "start", "--useInProcess", "--websocketPort", str(port),
@@ -386,14 +468,33 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     out["processes"], out["rss_mib"] = tree_rss_mib(sid)
     print(f"[{system.key}] ready in {system.ready_s:.1f} s; {out['processes']} processes, {out['rss_mib']:.0f} MiB", flush=True)
 
-    out["rtt_p50_ms"] = await system_rtt_p50(system)
-    out["rtt_ratio"] = out["rtt_p50_ms"] / out["echo_p50_ms"]
-    print(f"[{system.key}] ping p50 {out['rtt_p50_ms']:.2f} ms (echo {out['echo_p50_ms']:.2f} ms)", flush=True)
+    rows = set(args.rows)
+    if "rtt" in rows:
+        out["rtt_p50_ms"] = await system_rtt_p50(system)
+        out["rtt_ratio"] = out["rtt_p50_ms"] / out["echo_p50_ms"]
+        print(f"[{system.key}] ping p50 {out['rtt_p50_ms']:.2f} ms (echo {out['echo_p50_ms']:.2f} ms)", flush=True)
 
-    idle, seconds, errors = await open_many(system, n, args.in_flight)
-    out["open"] = {"n": n, "opened": len(idle), "errors": errors, "seconds": seconds, "per_s": len(idle) / seconds}
-    print(f"[{system.key}] {len(idle)} connections in {seconds:.2f} s ({errors} errors)", flush=True)
+    idle: list[Client] = []
+    if rows & {"open", "ctrl_c"}:
+        first_line = len(system.lines)
+        with CpuMeter(sid) as cpu:
+            idle, seconds, errors = await open_many(system, n, args.in_flight)
+        cold = sum("(cold start" in line for line in system.lines[first_line:])
+        out["open"] = {"n": n, "opened": len(idle), "errors": errors, "seconds": seconds, "per_s": len(idle) / seconds,
+                       "cpu_s": cpu.seconds(), "cold_starts": cold}
+        print(f"[{system.key}] {len(idle)} connections in {seconds:.2f} s ({errors} errors, {cold} cold starts logged); "
+              f"CPU s {out['open']['cpu_s']}", flush=True)
+    if "room" in rows:
+        await room_rows(system, args, out, sid)
+    if "ctrl_c" in rows:
+        await ctrl_c_row(system, args, out, idle)
+    await asyncio.gather(*(c.ws.close() for c in idle), return_exceptions=True)
+    return out
 
+
+async def room_rows(system: System, args: argparse.Namespace, out: dict[str, Any], sid: int) -> None:
+    """Joins one after another into one room, one message to it, then every member leaves at once."""
+    n = args.members
     room, members, join_ms = f"bench-{system.key}-{int(time.time())}", [], []
     deadline = time.monotonic() + args.phase_budget
     for i in range(n):
@@ -435,17 +536,22 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     print(f"[{system.key}] {len(members)} members left: {out['leave']['disconnects']} disconnects in "
           f"{leave_s:.1f} s, tree peak {sampler.peak:.0f} MiB", flush=True)
 
+
+async def ctrl_c_row(system: System, args: argparse.Namespace, out: dict[str, Any], idle: list[Client]) -> None:
+    """Ctrl-C with the idle connections open: seconds to exit, and how many disconnect handlers ran."""
     before = system.disconnects(on_stop=True)
-    backlog = len(members) - (out["leave"]["disconnects"] or 0)  # still running from the previous row
+    leave = out.get("leave")
+    backlog = leave["members"] - (leave["disconnects"] or 0) if leave else 0  # still running from the previous row
     open_now = sum(1 for c in idle if not c.task.done())
-    seconds_, code = await system.interrupt(args.phase_budget)
+    assert system.proc is not None
+    with CpuMeter(system.proc.pid) as cpu:
+        seconds_, code = await system.interrupt(args.phase_budget)
     await asyncio.sleep(0.2)  # the reader thread takes the last lines
     out["ctrl_c"] = {"open_sockets": open_now, "seconds": seconds_, "exit_code": code, "backlog": backlog,
-                     "disconnects": system.disconnects_since(before, on_stop=True)}
+                     "disconnects": system.disconnects_since(before, on_stop=True), "cpu_s": cpu.seconds()}
     print(f"[{system.key}] Ctrl-C with {open_now} open: exit {code} after "
-          f"{'-' if seconds_ is None else f'{seconds_:.1f}'} s, {out['ctrl_c']['disconnects']} disconnects", flush=True)
-    await asyncio.gather(*(c.ws.close() for c in idle), return_exceptions=True)
-    return out
+          f"{'-' if seconds_ is None else f'{seconds_:.1f}'} s, {out['ctrl_c']['disconnects']} disconnects; "
+          f"CPU s {out['ctrl_c']['cpu_s']}", flush=True)
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -460,7 +566,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             result["skipped"][key] = peer.reason
             print(f"[{key}] not measured: {peer.reason}", flush=True)
             continue
-        system = make_system(key, args.dynamodb)
+        system = make_system(key, args.dynamodb, args.repo)
         try:
             result["systems"][key] = await measure(system, args)
         except (RuntimeError, OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
@@ -563,6 +669,10 @@ def main() -> None:
     parser.add_argument("--phase-budget", type=float, default=120.0, help="seconds any one row may take")
     parser.add_argument("--dynamodb", choices=("moto", "local"), default="moto",
                         help="parley dev's DynamoDB (`--dynamodb`): moto, as the figures in docs/benchmarks.md, or DynamoDB Local")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
+                        help="measure only these rows (the ready line and the idle tree are always measured): "
+                             "rtt, open (handshakes/s), room (joins, fan-out, leave), ctrl_c (needs the open connections)")
+    parser.add_argument("--repo", type=Path, default=REPO, help="run `parley dev` from this checkout (its .venv), e.g. main's for a before/after")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     result = asyncio.run(bench(args))

@@ -91,6 +91,7 @@ class Session:
         conn.ws = ws
         conn.state = OPEN
         conn.touch()
+        self._preinitialize_disconnect()
         if self.s.stopping():
             await conn.close(1001, REASON_GOING_AWAY)
         code, reason = await self._receive_loop(ws)
@@ -98,6 +99,14 @@ class Session:
         self.s.connections.pop(conn.id, None)
         await self.run_disconnect(code, reason)
         return ws
+
+    def _preinitialize_disconnect(self) -> None:
+        """An open socket will need `$disconnect`: its first environment starts now, in the background
+        (Lambda's proactive initialization), so that neither the first disconnect nor a Ctrl-C with
+        every socket open waits for its cold start. Costs one environment once a client is connected."""
+        route = self.s.api.routes.get("$disconnect")
+        if route is not None and route.function is not None:
+            self.s.integration.runtime.preinitialize(route.function)
 
     async def _receive_loop(self, ws: web.WebSocketResponse) -> tuple[int, str]:
         """Read frames until the socket ends; returns the close code and reason `$disconnect` reports."""

@@ -69,6 +69,19 @@ async def test_no_environment_before_the_first_invocation_then_one_cold_start(li
     assert "cold start" not in echo_lines[1]
 
 
+async def test_an_open_socket_starts_one_disconnect_environment_ahead_of_its_disconnect(live: RunningGateway):
+    """Lambda's proactive initialization: the `$disconnect` an open socket will need does not wait for a cold start."""
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        wait_for(lambda: environments(live)["DisconnectFunction"] == 1, 30, what="the $disconnect environment started")
+        await echo(ws)
+        async with websockets.connect(live.ws_url, open_timeout=10) as second:
+            await echo(second)
+        assert environments(live)["DisconnectFunction"] == 1  # one, however many sockets open
+    wait_for(lambda: len(lines_with(live, "$disconnect")) == 2, 10, what="both $disconnect lines")
+    assert not [line for line in lines_with(live, "$disconnect") if "cold start" in line]
+    assert environments(live)["DisconnectFunction"] == 1
+
+
 async def test_idle_environments_are_reaped(tmp_path: Path):
     g = RunningGateway(SMALL_TEMPLATE, tmp_path / "records", worker_idle_timeout=0.3, reload=False).start()
     try:

@@ -206,6 +206,27 @@ async def test_one_ctrl_c_stops_promptly_and_runs_every_disconnect(tmp_path: Pat
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+async def test_ctrl_c_with_many_sockets_open_runs_every_disconnect(tmp_path: Path):
+    """Issue 15: Ctrl-C with hundreds of sockets open closes each with 1001 and runs each one's `$disconnect`."""
+    n = 200
+    dev = small_template_dev(tmp_path)
+    try:
+        url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)
+        socks = await asyncio.gather(*(websockets.connect(url, open_timeout=30, compression=None) for _ in range(n)))
+        dev.interrupt(whole_group=True)
+        codes = await asyncio.gather(*(closed_with(s, 30) for s in socks))
+        assert set(codes) == {(1001, "Going away")}
+        assert await asyncio.to_thread(dev.proc.wait, 60) == 0
+        out = dev.output()
+        assert "Stopped." in out and "Traceback" not in out and "Giving up" not in out, out
+        records = [json.loads(p.read_text())["event"]["requestContext"] for p in tmp_path.glob("*.DISCONNECT.*.json")]
+        assert len({ctx["connectionId"] for ctx in records}) == n
+        assert {(ctx["disconnectStatusCode"], ctx["disconnectReason"]) for ctx in records} == {(1001, "Going away")}
+    finally:
+        dev.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
 async def test_ctrl_c_during_start_up_stops_what_had_started(tmp_path: Path):
     dev = small_template_dev(tmp_path)
     try:

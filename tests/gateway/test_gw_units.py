@@ -246,3 +246,20 @@ async def test_slow_invocations_still_get_workers_of_their_own(monkeypatch: pyte
     assert time.monotonic() - t < 1.8  # four 0.6 s invocations one after another would take 2.4 s
     assert len(started) >= 3
     await pool.close()
+
+
+def test_cpu_idle_meter_reads_the_last_window_not_the_load_average(monkeypatch: pytest.MonkeyPatch):
+    """A burst that has just taken every CPU means no CPU to spare, though the 1-minute load average still looks idle."""
+    from parley_local.gateway import worker_pool as lr
+
+    readings = iter([(1000, 2000), (1000 + 950, 2000 + 1000), (1950 + 10, 3000 + 1000)])  # (idle ticks, all ticks)
+    monkeypatch.setattr(lr.CpuIdleMeter, "_read", staticmethod(lambda: next(readings)))
+    monkeypatch.setattr(lr.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(lr.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    clock = iter([0.0, 1.2, 2.4, 2.5])  # the last look is within the window: the same answer
+    monkeypatch.setattr(lr.time, "monotonic", lambda: next(clock))
+    meter = lr.CpuIdleMeter()
+    monkeypatch.setattr(lr, "_CPU_IDLE", meter)
+    assert lr._cpu_to_spare()  # 95% idle over the first window: 1.9 CPUs
+    assert not lr._cpu_to_spare()  # 1% idle over the next: the burst has every CPU
+    assert meter.idle_cpus() == pytest.approx(0.02)
