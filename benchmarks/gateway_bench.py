@@ -333,6 +333,20 @@ async def join_storm(gw: Gateway, listeners: list[Listener], room: str, timeout:
             "presence_updates": gw_counts(listeners, "presence_update"), "user_joined": gw_counts(listeners, "user_joined")}
 
 
+async def settle(hub: Hub, quiet_s: float, timeout: float) -> float:
+    """Wait until no listener has received a frame for `quiet_s` (at most `timeout`); returns the time waited."""
+    t0 = time.monotonic()
+    total, quiet_since = -1, t0
+    while time.monotonic() - t0 < timeout:
+        now_total = sum(hub.counts.values())
+        if now_total != total:
+            total, quiet_since = now_total, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+        await asyncio.sleep(0.1)
+    return time.monotonic() - t0
+
+
 def gw_counts(listeners: list[Listener], kind: str) -> int:
     """How many listeners got at least one frame of `kind`."""
     return sum(kind in lst.seen for lst in listeners)
@@ -430,7 +444,7 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
             print(f"  join storm of {s['clients']}: {s['joined']} joined, {s['errors']} error frames {s['error_codes']}, "
                   f"all within {s['all_joined_s'] if s['all_joined_s'] is None else round(s['all_joined_s'], 1)} s; "
                   f"environments at peak {s['peak_environments']}", flush=True)
-            await asyncio.sleep(2 * 1.0)  # the last presence_update (PresenceIntervalMs) goes out first
+            s["settle_s"] = await settle(hub, quiet_s=2.0, timeout=60)  # the storm's last presence_update frames go out first
         else:
             await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, {room: 0})
         out["fanout"] = await fanout(gw, hub, listeners, room, args.fanout_repeat)
