@@ -11,7 +11,12 @@ Measures, for issue 6 section 4 and the gateway half of section 1:
    previous one's `chat_update`), all senders at once; every `message_received` at a listener counts;
 5. fan-out of one `chat_message` to a room of N connections, `--fanout-repeat` times, for each
    `--latencies` value of `--post-latency-ms` (one gateway each): first / median / last arrival;
-6. Ctrl-C (SIGINT to the process group) with the N sockets still open (their seeded memberships
+6. a join storm (issues 11 and 12), on the gateway with `--storm-latency` (default +20 ms): the N
+   connections, each its own user, send `join_room` into one new room all at once; error frames
+   (by code), time until every client has its `participants_list` and `chat_history` (target 60 s),
+   and the worker environments each function ended with; then the fan-out of measurement 5 runs in
+   that room, joined for real, instead of a seeded one (target: every member within 1 s);
+7. Ctrl-C (SIGINT to the process group) with the N sockets still open (their memberships
    deleted first): time until `parley dev` has closed them all, run their `$disconnect` and exited.
 
 Rooms are seeded straight into the embedded DynamoDB with the membership items the handlers write
@@ -40,7 +45,7 @@ import websockets
 from websockets.asyncio.server import serve
 
 from parley_local.tokens import make_token
-from parley_testing.dev_process import DevProcess
+from parley_testing.dev_process import DevProcess, group_pids
 from parley_testing.ports import free_port
 from parley_testing.template import ROOT as REPO
 
@@ -107,6 +112,8 @@ class Listener:
     def __init__(self, ws: Any, hub: "Hub"):
         self.ws = ws
         self.hub = hub
+        self.seen: dict[str, float] = {}  # frame type -> when it first arrived
+        self.errors: list[dict[str, Any]] = []
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -126,7 +133,12 @@ class Hub:
 
     def record(self, listener: Listener, frame: dict[str, Any], t: float) -> None:
         kind = str(frame.get("type"))
+        if "type" not in frame and "message" in frame:  # API Gateway's own answer: "Endpoint request timed out", ...
+            kind = f"gateway: {frame['message']}"
         self.counts[kind] += 1
+        listener.seen.setdefault(kind, t)
+        if kind == "error" or kind.startswith("gateway: "):
+            listener.errors.append(frame.get("data") or {"code": kind})
         if kind == "message_received":
             self.messages[str(frame["data"].get("messageId"))].append(t)
 
@@ -158,7 +170,7 @@ async def request(ws: Any, payload: dict[str, Any], kind: str, timeout: float = 
         frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
         if frame.get("type") == kind:
             return frame, time.perf_counter() - t
-        if frame.get("type") == "error":
+        if frame.get("type") == "error" or ("type" not in frame and "message" in frame):
             raise SystemExit(f"error frame for {payload['type']}: {frame}")
 
 
@@ -190,7 +202,7 @@ def listener_ids(endpoint: str, stack: str) -> list[str]:
         item["connectionId"]["S"]
         for page in ddb.get_paginator("scan").paginate(TableName=conn_table)
         for item in page["Items"]
-        if item.get("userId", {}).get("S") == "listener"
+        if item.get("userId", {}).get("S", "").startswith("listener")
     )
 
 
@@ -232,12 +244,14 @@ def unseed_rooms(endpoint: str, stack: str, rooms: list[str]) -> int:
     return len(keys)
 
 
-async def open_listeners(gw: Gateway, n: int, concurrency: int, hub: Hub) -> tuple[list[Listener], float, list[str]]:
-    token = make_token("listener", "Listener", 3600)
+async def open_listeners(gw: Gateway, n: int, concurrency: int, hub: Hub, distinct_users: bool = False) -> tuple[list[Listener], float, list[str]]:
+    """`n` connections of the user `listener`, or (`distinct_users`) of `n` users `listener-<i>`."""
+    shared = make_token("listener", "Listener", 3600)
     sem = asyncio.Semaphore(concurrency)
     errors: list[str] = []
 
-    async def one() -> Any:
+    async def one(i: int) -> Any:
+        token = make_token(f"listener-{i}", f"Listener {i}", 3600) if distinct_users else shared
         async with sem:
             try:
                 return await websockets.connect(gw.ws(token), open_timeout=60, compression=None, max_queue=None)
@@ -246,7 +260,7 @@ async def open_listeners(gw: Gateway, n: int, concurrency: int, hub: Hub) -> tup
                 return None
 
     t = time.perf_counter()
-    conns = [c for c in await asyncio.gather(*(one() for _ in range(n))) if c is not None]
+    conns = [c for c in await asyncio.gather(*(one(i) for i in range(n))) if c is not None]
     seconds = time.perf_counter() - t
     return [Listener(c, hub) for c in conns], seconds, errors
 
@@ -258,18 +272,123 @@ async def fanout(gw: Gateway, hub: Hub, listeners: list[Listener], room: str, re
     runs = []
     for i in range(repeat):
         await asyncio.sleep(0.5)  # let the join's announcement (or the previous run) drain
+        cpu0 = await asyncio.to_thread(stack_cpu_s, gw.dev.pid)
         t0 = time.perf_counter()
         update, update_s = await request(sender, {"type": "chat_message", "data": {"roomId": room, "message": f"fan-out {i}"}}, "chat_update")
         mid = str(update["data"].get("messageId"))
         arrivals = hub.messages[mid]
-        await hub.wait(lambda: len(arrivals) >= len(listeners), 120, f"{len(listeners)} deliveries of {mid}")
-        ms = sorted((t - t0) * 1000 for t in arrivals)
+        deadline = time.monotonic() + 60  # a listener whose join failed gets nothing: report how many did
+        while len(arrivals) < len(listeners) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        ms = sorted((t - t0) * 1000 for t in arrivals) or [float("nan")]
+        cpu = await asyncio.to_thread(cpu_since, gw.dev.pid, cpu0)
         runs.append({"first_ms": ms[0], "median_ms": pct(ms, 50), "last_ms": ms[-1], "update_ms": update_s * 1000,
-                     "delivered": len(ms), "delivered_to": update["data"].get("deliveredTo")})
+                     "delivered": len(arrivals), "delivered_to": update["data"].get("deliveredTo"), "cpu_s": cpu})
     await sender.close()
     return {"latency_ms": gw.latency_ms, "members": len(listeners), "runs": runs,
+            "all_delivered": all(r["delivered"] >= len(listeners) for r in runs),
             "last_ms_median": statistics.median(r["last_ms"] for r in runs),
             "first_ms_median": statistics.median(r["first_ms"] for r in runs)}
+
+
+def stack_cpu_s(pgid: int) -> dict[str, float]:
+    """CPU seconds used so far by `parley dev`'s processes, by role: its process group, plus DynamoDB Local's
+    JVM (a child of a process in the group, in a session of its own). Lets a figure measured on a busy
+    machine say how much of the 2 cores the stack itself needed."""
+    group = set(group_pids(pgid))
+    tick = os.sysconf("SC_CLK_TCK")
+    out: collections.Counter[str] = collections.Counter()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(entry.name) not in group and int(fields[1]) not in group:
+            continue
+        if argv[0].endswith(b"java"):
+            role = "database"
+        elif len(argv) > 3 and argv[2].endswith(b"worker_main.py"):
+            role = json.loads(argv[3]).get("function_name", "?").rsplit("-", 1)[-1]
+        elif b"parley_local.cli" in argv:
+            role = "gateway"
+        else:
+            role = "database" if any(b"moto" in a for a in argv) else "other"
+        out[role] += (int(fields[11]) + int(fields[12])) / tick
+    return dict(out)
+
+
+def cpu_since(pgid: int, before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by role since `before` (environments started meanwhile count from zero)."""
+    now = stack_cpu_s(pgid)
+    return {role: round(now[role] - before.get(role, 0.0), 2) for role in sorted(now) if now[role] - before.get(role, 0.0) >= 0.01}
+
+
+def worker_counts(pgid: int) -> dict[str, int]:
+    """Live Lambda environments (`worker_main.py` processes) of `parley dev`'s process group, by function."""
+    counts: collections.Counter[str] = collections.Counter()
+    for pid in group_pids(pgid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 3 and argv[2].endswith(b"worker_main.py"):
+            counts[json.loads(argv[3]).get("function_name", "?")] += 1
+    return dict(counts)
+
+
+async def join_storm(gw: Gateway, listeners: list[Listener], room: str, timeout: float) -> dict[str, Any]:
+    """Every listener sends `join_room` into `room` at once; until each has `participants_list` and
+    `chat_history` (or an error), at most `timeout` s. Errors are counted by code: an `error` frame's,
+    or `gateway: <message>` for API Gateway's own answers (the integration timed out or failed)."""
+    assert gw.dev is not None
+    frame = json.dumps({"type": "join_room", "data": {"roomId": room, "limit": 1}})
+    pgid = gw.dev.pid
+    peak: dict[str, int] = {}
+
+    def answered(lst: Listener) -> bool:
+        return bool(lst.errors) or ("chat_history" in lst.seen and "participants_list" in lst.seen)
+
+    cpu0 = await asyncio.to_thread(stack_cpu_s, pgid)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(lst.ws.send(frame) for lst in listeners))
+    sent_s = time.perf_counter() - t0
+    deadline = time.monotonic() + timeout
+    while not all(answered(lst) for lst in listeners) and time.monotonic() < deadline:
+        for fn, k in (await asyncio.to_thread(worker_counts, pgid)).items():
+            peak[fn] = max(peak.get(fn, 0), k)
+        await asyncio.sleep(0.25)
+    done = [lst for lst in listeners if "chat_history" in lst.seen and "participants_list" in lst.seen]
+    ends = sorted(max(lst.seen["chat_history"], lst.seen["participants_list"]) - t0 for lst in done)
+    codes = collections.Counter(str(e.get("code")) for lst in listeners for e in lst.errors)
+    all_s = ends[-1] if len(done) == len(listeners) and ends else None
+    return {"clients": len(listeners), "joined": len(done), "errors": sum(codes.values()), "error_codes": dict(codes),
+            "send_s": sent_s, "all_joined_s": all_s, "p50_s": pct(ends, 50) if ends else None,
+            "p99_s": pct(ends, 99) if ends else None, "timeout_s": timeout,
+            "peak_environments": peak, "environments_after": await asyncio.to_thread(worker_counts, pgid),
+            "cpu_s": await asyncio.to_thread(cpu_since, pgid, cpu0),
+            "presence_updates": gw_counts(listeners, "presence_update"), "user_joined": gw_counts(listeners, "user_joined")}
+
+
+async def settle(hub: Hub, quiet_s: float, timeout: float) -> float:
+    """Wait until no listener has received a frame for `quiet_s` (at most `timeout`); returns the time waited."""
+    t0 = time.monotonic()
+    total, quiet_since = -1, t0
+    while time.monotonic() - t0 < timeout:
+        now_total = sum(hub.counts.values())
+        if now_total != total:
+            total, quiet_since = now_total, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+        await asyncio.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def gw_counts(listeners: list[Listener], kind: str) -> int:
+    """How many listeners got at least one frame of `kind`."""
+    return sum(kind in lst.seen for lst in listeners)
 
 
 async def throughput(gw: Gateway, hub: Hub, listeners: list[Listener], rooms: list[str], messages: int) -> dict[str, Any]:
@@ -326,7 +445,8 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
             print(f"  ping RTT p50 {pct(base, 50):.2f} ms bare, {pct(through, 50):.2f} ms through the gateway", flush=True)
 
         hub = Hub()
-        listeners, open_s, errors = await open_listeners(gw, args.connections, args.open_concurrency, hub)
+        storm = args.storm and latency_ms == args.storm_latency
+        listeners, open_s, errors = await open_listeners(gw, args.connections, args.open_concurrency, hub, distinct_users=storm)
         out["open"] = {"n": args.connections, "opened": len(listeners), "errors": len(errors), "seconds": open_s,
                        "per_s": len(listeners) / open_s, "concurrency": args.open_concurrency}
         print(f"  {len(listeners)} connections opened in {open_s:.2f} s ({len(errors)} errors)", flush=True)
@@ -358,9 +478,21 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
 
         room = f"fanout-{int(time.time())}"
         seeded.append(room)
-        await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, {room: 0})
-        out["fanout"] = await fanout(gw, hub, listeners, room, args.fanout_repeat)
-        print(f"  fan-out to {len(listeners)}, +{latency_ms:g} ms: last delivery {out['fanout']['last_ms_median']:.0f} ms (median of {args.fanout_repeat})", flush=True)
+        if storm:
+            s = out["storm"] = await join_storm(gw, listeners, room, args.storm_timeout)
+            print(f"  join storm of {s['clients']}: {s['joined']} joined, {s['errors']} error frames {s['error_codes']}, "
+                  f"all within {s['all_joined_s'] if s['all_joined_s'] is None else round(s['all_joined_s'], 1)} s; "
+                  f"environments at peak {s['peak_environments']}", flush=True)
+            s["settle_s"] = await settle(hub, quiet_s=2.0, timeout=60)  # the storm's last presence_update frames go out first
+        else:
+            await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, {room: 0})
+        if storm and s["all_joined_s"] is None:
+            out["fanout"] = None  # joins still queued: a sender's join would wait behind them; no room to measure yet
+            print("  fan-out skipped: the storm's joins were not all answered", flush=True)
+        else:
+            out["fanout"] = await fanout(gw, hub, listeners, room, args.fanout_repeat)
+            print(f"  fan-out to {len(listeners)}, +{latency_ms:g} ms: last delivery {out['fanout']['last_ms_median']:.0f} ms "
+                  f"(median of {args.fanout_repeat})", flush=True)
 
         # Ctrl-C with the listeners open but in no room: each `$disconnect` of a member queries its
         # rooms in moto (O(room) each, O(N^2) for N members of one room), which is not the gateway's time.
@@ -385,6 +517,50 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
 
 
 DATABASE_NAMES = {"local": "DynamoDB Local", "moto": "moto"}
+FANOUT_TARGET_MS = 500  # issue 11: last of 1,000 deliveries, no added latency
+STORM_JOIN_TARGET_S = 60  # issues 11 and 12: every client of the storm answered, no error frame
+STORM_FANOUT_TARGET_MS = 1000  # issue 12: then one chat_message to all of them, +20 ms per post
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    """`12.3 s (gateway 1.0, functions 8.1, database 3.2)`: CPU seconds the stack used, by role."""
+    gateway, database = cpu.get("gateway", 0.0), cpu.get("database", 0.0)
+    functions = sum(v for k, v in cpu.items() if k not in ("gateway", "database", "other"))
+    return f"{sum(cpu.values()):.1f} s (gateway {gateway:.1f}, functions {functions:.1f}, database {database:.1f})"
+
+
+def storm_environments(storm: dict[str, Any]) -> int:
+    return sum(k for fn, k in storm["peak_environments"].items() if fn.endswith("-JoinRoomFunction"))
+
+
+def targets(result: dict[str, Any]) -> list[str]:
+    """Each target of issues 11 and 12 measured here, per database: figure and met / not met."""
+    out = []
+    for g in result["gateways"]:
+        db, f = DATABASE_NAMES[g["dynamodb"]], g["fanout"]
+        if f is not None and g["latency_ms"] == 0 and f["members"] >= 1000:
+            ok = f["all_delivered"] and f["last_ms_median"] <= FANOUT_TARGET_MS
+            out.append(f"{db}: last of {f['members']} deliveries, no added latency: {f['last_ms_median']:.0f} ms "
+                       f"(target {FANOUT_TARGET_MS} ms){_lost(f)}: {'met' if ok else 'not met'}")
+        if "storm" in g:
+            st = g["storm"]
+            ok = st["errors"] == 0 and st["all_joined_s"] is not None and st["all_joined_s"] <= STORM_JOIN_TARGET_S
+            out.append(f"{db}: join storm of {st['clients']}: {st['errors']} failed joins, "
+                       + (f"all answered in {st['all_joined_s']:.1f} s" if st["all_joined_s"] is not None else f"{st['joined']} answered")
+                       + f" (target: none failed, all within {STORM_JOIN_TARGET_S} s): {'met' if ok else 'not met'}")
+            if f is None:
+                out.append(f"{db}: then one chat_message to all of them (target {STORM_FANOUT_TARGET_MS} ms): not measured "
+                           "(the joins were not all answered): not met")
+                continue
+            ok = f["all_delivered"] and f["last_ms_median"] < STORM_FANOUT_TARGET_MS
+            out.append(f"{db}: then one chat_message to the {f['members']}, +{g['latency_ms']:g} ms per post: last delivery "
+                       f"{f['last_ms_median']:.0f} ms (target {STORM_FANOUT_TARGET_MS} ms){_lost(f)}: {'met' if ok else 'not met'}")
+    return out
+
+
+def _lost(fanout_result: dict[str, Any]) -> str:
+    short = [r["delivered"] for r in fanout_result["runs"] if r["delivered"] < fanout_result["members"]]
+    return f", only {min(short)} of {fanout_result['members']} delivered" if short else ""
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -417,10 +593,18 @@ def markdown(result: dict[str, Any]) -> str:
         row(f"{t['messages']} chat messages in {t['rooms']} rooms of {t['room_size']}", g,
             f"{t['deliveries']} deliveries in {t['seconds']:.2f} s: {t['deliveries_per_s']:.0f}/s "
             f"(latency p50 {t['latency_p50_ms']:.0f} ms, p99 {t['latency_p99_ms']:.0f} ms)")
-    for g in gateways:
+    for g in (g for g in gateways if "storm" in g):
+        st = g["storm"]
+        row(f"join storm: {st['clients']} clients send join_room into one room at once (+{g['latency_ms']:g} ms per post)", g,
+            f"{st['joined']} answered, {st['errors']} failed {st['error_codes'] or ''}; "
+            + (f"all within {st['all_joined_s']:.1f} s (p50 {st['p50_s']:.1f} s)" if st["all_joined_s"] is not None
+               else f"not all within {st['timeout_s']:g} s")
+            + f"; JoinRoom environments at peak {storm_environments(st)}; CPU {cpu_text(st['cpu_s'])}")
+    for g in (g for g in gateways if g["fanout"] is not None):
         f = g["fanout"]
-        row(f"fan-out to {f['members']}, +{g['latency_ms']:g} ms per post: first / last delivery (median of {len(f['runs'])})", g,
-            f"{f['first_ms_median']:.0f} / {f['last_ms_median']:.0f} ms")
+        where = "the storm's room" if "storm" in g else "a seeded room"
+        row(f"fan-out to {f['members']} in {where}, +{g['latency_ms']:g} ms per post: first / last delivery (median of {len(f['runs'])})", g,
+            f"{f['first_ms_median']:.0f} / {f['last_ms_median']:.0f} ms; CPU {cpu_text(f['runs'][-1]['cpu_s'])}")
     for g in gateways:
         s = g["shutdown"]
         row(f"Ctrl-C with {s['open_sockets']} sockets open (+{g['latency_ms']:g} ms gateway)", g,
@@ -453,12 +637,19 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5, help="chat messages per room's sender (rate limit: 30 per 10 s)")
     parser.add_argument("--open-concurrency", type=int, default=50)
     parser.add_argument("--joins", type=int, default=50, help="real join_room calls timed (into a separate room)")
+    parser.add_argument("--storm", type=int, choices=(0, 1), default=1,
+                        help="1: on the --storm-latency gateway the connections are distinct users who join one room at once")
+    parser.add_argument("--storm-latency", type=float, default=20.0, help="--post-latency-ms of the gateway that gets the join storm")
+    parser.add_argument("--storm-timeout", type=float, default=90.0, help="how long the storm's joins are waited for (target: 60 s)")
     parser.add_argument("--repo", type=Path, default=REPO, help="run `parley dev` from this checkout (to compare versions)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     result = asyncio.run(bench(args))
     print()
     print(markdown(result))
+    print()
+    for line in targets(result):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

@@ -160,6 +160,7 @@ def _db(gateway: dict) -> str:
 
 
 def section_gateway(d: dict, fan: dict | None) -> list[str]:
+    from gateway_bench import cpu_text
     first = d["gateways"][0]
     r, b, t = first["rtt"], first["ping_burst"], first["throughput"]
     n = d["connections"]
@@ -170,7 +171,8 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
         "measurement is made on both in the same run) and drives it from the benchmark's process with "
         "Python `websockets` clients, on the same 2 cores. The first gateway adds no latency to `@connections` calls, "
         "the second `--post-latency-ms 20`. Rooms are seeded straight into DynamoDB with the membership items the "
-        "handlers write; senders join for real.",
+        "handlers write; senders join for real, and on the second gateway the connections are distinct users who all "
+        "join one room at once (the join storm below).",
         "",
         "| `ping` round trip (one connection, after 20 warm-up pings) | n | p50 | p99 |",
         "| --- | ---: | ---: | ---: |",
@@ -230,22 +232,58 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     points = {(p["members"], p["latency_ms"]): p for p in (fan or {}).get("points", [])}
-    for g in d["gateways"]:
+    for g in (g for g in d["gateways"] if g["fanout"] is not None):
         f = g["fanout"]
         upd = statistics.median(x["update_ms"] for x in f["runs"])
         p = points.get((f["members"], f["latency_ms"]))
         hl = (f"{p['fanout_seconds']:.2f} s | {p['seconds']:.2f} s | {f['last_ms_median'] / 1000 / p['seconds']:.2f}x"
               if p else "not measured | not measured | –")
-        lines.append(f"| {f['members']:,} | {f['latency_ms']:g} ms, {_db(g)} | {f['first_ms_median'] / 1000:.2f} s | "
+        room = ", the storm's room" if "storm" in g else ""
+        lines.append(f"| {f['members']:,} | {f['latency_ms']:g} ms, {_db(g)}{room} | {f['first_ms_median'] / 1000:.2f} s | "
                      f"**{f['last_ms_median'] / 1000:.2f} s** | {upd / 1000:.2f} s | {hl} |")
     lines += [
         "",
-        "- Before the first delivery, the handler reads the room: moto answers a Query of 1,000 memberships in about "
-        "0.5 s of CPU (real DynamoDB: tens of ms). Then 1,000 PostToConnection calls (64 in flight) go through the "
-        "gateway's `@connections` API to the sockets: each costs the handler, the gateway and the client well under "
-        "a millisecond of CPU, on the same 2 cores.",
+        "- A room above `FanoutShardSize` (100) is delivered by FanoutFunction shards, which `parley dev` invokes through "
+        "its local Lambda Invoke API, as on AWS: the `chat_message` handler stores the message, queues the shards and "
+        "answers; each shard posts to its 100 members. Every handler, the gateway, the database and the 1,000 client "
+        "sockets share the same 2 cores. CPU the stack used for the last fan-out of each gateway (all of its processes, "
+        "DynamoDB Local's JVM included; the client's not): "
+        + "; ".join(f"{_db(g)} +{g['latency_ms']:g} ms: {cpu_text(g['fanout']['runs'][-1].get('cpu_s', {}))}"
+                    for g in d["gateways"] if g["fanout"] is not None) + ".",
         "",
+        *section_storm(d),
     ]
+    return lines
+
+
+def section_storm(d: dict) -> list[str]:
+    """The join storm of issues 11 and 12, per database, and every gateway target with met / not met."""
+    from gateway_bench import storm_environments, targets  # the same verdicts the benchmark printed
+
+    storms = [g for g in d["gateways"] if "storm" in g]
+    if not storms:
+        return []
+
+    lines = [
+        f"Join storm (issues 11 and 12): on the +{storms[0]['latency_ms']:g} ms gateway the {storms[0]['storm']['clients']:,} "
+        "connections, each its own user, send `join_room` into one new room at once, as a new user's load test would. "
+        "A join counts as answered when its client has both `participants_list` and `chat_history`; it fails on an "
+        "`error` frame or on API Gateway's own answer (`Endpoint request timed out`, `Internal server error`). Then, once "
+        "no frame has arrived for 2 s, one `chat_message` goes to the room.",
+        "",
+        "| database | answered | failed | all answered after | p50 | JoinRoom environments at peak | CPU the stack used meanwhile | then `chat_message`: last of the room |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for g in storms:
+        st, f = g["storm"], g["fanout"]
+        then = f"{f['last_ms_median'] / 1000:.2f} s" if f is not None else "not measured"
+        failed = f"{st['errors']}" + (f" ({', '.join(f'{k}: {v}' for k, v in st['error_codes'].items())})" if st["error_codes"] else "")
+        after = f"{st['all_joined_s']:.1f} s" if st["all_joined_s"] is not None else f"not within {st['timeout_s']:g} s"
+        p50 = f"{st['p50_s']:.1f} s" if st["p50_s"] is not None else "–"
+        lines.append(f"| {_db(g)} | {st['joined']:,} of {st['clients']:,} | {failed} | {after} | {p50} | {storm_environments(st)} | "
+                     f"{cpu_text(st.get('cpu_s', {}))} | {then} |")
+    lines += ["", "Targets measured here:", "", *(f"- {t.replace(': met', ': **met**').replace(': not met', ': **not met**')}"
+                                                 for t in targets(d)), ""]
     return lines
 
 

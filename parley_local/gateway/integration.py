@@ -4,6 +4,15 @@ Why apart from the session: the handshake (authorizer, `$connect`), every MESSAG
 `$disconnect` invoke the same way; API Gateway stops waiting at the integration timeout while
 the function runs on to its own timeout, so the invocation is a task of its own that shutdown
 still waits for.
+
+When the timeout starts: on AWS a burst of invocations (1,000 clients joining a room at once)
+gets one execution environment each, so each answers in its own run time (its cold start
+included). Locally the pool runs a few environments on the laptop's cores and the rest wait for
+one to be free. That wait is the laptop's, not the function's: counting it against the 29 s made
+a join storm end in "Endpoint request timed out" for handlers that each ran in milliseconds,
+which AWS would never answer. So the timeout counts from when an environment began to serve the
+invocation (its cold start, if one was started for it); the wait before it is reported on the
+console, so a developer sees that the local machine, not the handler, was the bottleneck.
 """
 
 from __future__ import annotations
@@ -11,12 +20,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Awaitable
 
 from .template import RouteSpec
 from .worker_pool import Invocation, LambdaRuntime
 
 DEFAULT_INTEGRATION_TIMEOUT_MS = 29_000
+QUEUE_NOTE_S = 1.0  # a wait for a busy environment longer than this is reported on the console
+QUEUE_REPORT_EVERY_S = 5.0  # at most one such line per function per this many seconds
 
 
 class BackgroundTasks:
@@ -46,21 +58,61 @@ class Integration:
         self.runtime = runtime
         self.tasks = tasks
         self.timeout_s = timeout_s  # None: the route's own (29 s at most)
+        self._queued: dict[str, _QueueWaits] = {}
 
     async def invoke(self, function: str, event: dict[str, Any], route: RouteSpec | None) -> Invocation:
         limit = self.timeout_s
         if limit is None:
             limit = (route.integration_timeout_ms if route else DEFAULT_INTEGRATION_TIMEOUT_MS) / 1000
-        task = self.tasks.spawn(self.runtime.invoke(function, event))
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        began: asyncio.Future[float] = loop.create_future()
+
+        def on_start(at: float) -> None:
+            if not began.done():
+                began.set_result(at)
+
+        task = self.tasks.spawn(self.runtime.invoke(function, event, on_start=on_start))
         started = time.perf_counter()
+        await asyncio.wait([task, began], return_when=asyncio.FIRST_COMPLETED)  # the wait for an environment
+        if task.done():
+            return task.result()
+        start = max(arrived, began.result())
+        self._note_wait(function, start - arrived)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), limit)
+            return await asyncio.wait_for(asyncio.shield(task), max(0.0, start + limit - loop.time()))
         except asyncio.TimeoutError:
             # The function keeps running to its own timeout, as on AWS.
             return Invocation(
                 str(uuid.uuid4()), error={"errorMessage": "Endpoint request timed out", "errorType": "IntegrationTimeout"},
                 duration_ms=(time.perf_counter() - started) * 1000, timed_out=True,
             )
+
+    def _note_wait(self, function: str, waited_s: float) -> None:
+        if waited_s < QUEUE_NOTE_S:
+            return
+        waits = self._queued.setdefault(function, _QueueWaits())
+        waits.count += 1
+        waits.longest_s = max(waits.longest_s, waited_s)
+        now = time.monotonic()
+        if now - waits.reported_at < QUEUE_REPORT_EVERY_S:
+            return
+        pool = self.runtime.pools.get(function)
+        running = pool.total if pool is not None else 0
+        self.runtime.console.line(
+            f"[{function}] {waits.count} invocation(s) waited up to {waits.longest_s:.1f} s for one of its {running} local "
+            "execution environment(s) to be free (on AWS each would get its own): this machine, not the handler, is the "
+            "bottleneck; the integration timeout counts from the start of each run")
+        self._queued[function] = _QueueWaits(reported_at=now)
+
+
+@dataclass
+class _QueueWaits:
+    """Invocations of one function that waited long for an environment, since the last console line."""
+
+    count: int = 0
+    longest_s: float = 0.0
+    reported_at: float = float("-inf")
 
 
 def status_text(inv: Invocation) -> str:

@@ -152,6 +152,7 @@ class WorkerDied(Exception):
 
 # PostToConnection from a worker, answered by the gateway: (connection id, data) -> (HTTP status, error type, message)
 PostHandler = Callable[[str, bytes], Awaitable[tuple[int, str, str]]]
+StartCallback = Callable[[float], None]
 
 
 class Worker:
@@ -487,10 +488,12 @@ class FunctionPool:
                 return
         self.idle.append(worker)
 
-    async def invoke(self, event: Any, request_id: str) -> Invocation:
+    async def invoke(self, event: Any, request_id: str, on_start: StartCallback | None = None) -> Invocation:
         started = time.perf_counter()
         worker = await self.acquire()
         cold, worker.cold = worker.cold, False
+        if on_start is not None:  # when its environment began to serve it: now, or when its cold start began
+            on_start(asyncio.get_running_loop().time() - (worker.init_ms / 1000 if cold else 0.0))
         try:
             inv = await worker.invoke(event, request_id, self.spec.timeout_s)
         finally:
@@ -588,13 +591,15 @@ class LambdaRuntime:
         if pool is not None:
             pool.preinitialize()
 
-    async def invoke(self, logical_id: str, event: Any, request_id: str | None = None) -> Invocation:
+    async def invoke(self, logical_id: str, event: Any, request_id: str | None = None,
+                     on_start: StartCallback | None = None) -> Invocation:
+        """`on_start(loop_time)` is told when an environment began to serve it (after any wait for a busy one)."""
         request_id = request_id or str(uuid.uuid4())
         pool = self.pools.get(logical_id)
         if pool is None:
             return Invocation(request_id, error={"errorMessage": f"function {logical_id} cannot run locally", "errorType": "ResourceNotFoundException"})
         try:
-            return await pool.invoke(event, request_id)
+            return await pool.invoke(event, request_id, on_start)
         except WorkerDied as exc:
             return Invocation(request_id, error={"errorMessage": str(exc), "errorType": "Runtime.Unavailable"})
 

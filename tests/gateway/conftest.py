@@ -31,6 +31,16 @@ def small_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGatewa
 
 
 @pytest.fixture(scope="session")
+def one_environment_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """At most one execution environment per function (a laptop's pool under a burst); integration timeout 1 s."""
+    g = RunningGateway(
+        SMALL_TEMPLATE, tmp_path_factory.mktemp("records-one-env"), integration_timeout=1.0, max_concurrency=1, prewarm=False,
+    ).start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="session")
 def latency_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     """`--post-latency-ms 300` with a queue of 3: the fourth concurrent @connections call gets 429."""
     g = RunningGateway(

@@ -301,6 +301,24 @@ async def test_integration_timeout(small_gw: RunningGateway):
     await ws.close()
 
 
+async def test_wait_for_a_busy_environment_is_not_counted_against_the_integration_timeout(one_environment_gw: RunningGateway):
+    """Three runs of 0.6 s at once on one environment: the last is answered after ~1.8 s, past the 1 s
+    integration timeout, because it ran for 0.6 s (on AWS each would have had its own environment);
+    the wait is reported on the console. A run longer than the timeout still times out."""
+    gw = one_environment_gw
+    sockets = [await connect(gw, "") for _ in range(3)]
+    await request(sockets[0], {"action": "echo"})  # the one environment is warm
+    started = time.monotonic()
+    replies = await asyncio.gather(*(request(ws, {"action": "echo", "sleep": 0.6}) for ws in sockets))
+    assert [r.get("route") for r in replies] == ["echo"] * 3, replies
+    assert time.monotonic() - started > 1.5  # they did take turns
+    wait_for(lambda: "waited up to" in gw.console.text() and "the integration timeout counts from the start of each run" in gw.console.text(), 5)
+    frame = await request(sockets[0], {"action": "echo", "sleep": 1.5})
+    assert frame["message"] == "Internal server error"  # its own run is over the timeout
+    for ws in sockets:
+        await ws.close()
+
+
 async def test_function_environments_are_isolated(gw: RunningGateway):
     ws = await connect(gw)
     a = await request(ws, {"action": "env_a"})
