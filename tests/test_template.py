@@ -517,7 +517,7 @@ EXPECTED_GRANTS = {
     },
     "GetParticipantsFunction": {("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable")},
     "PresenceFunction": CLEANUP | {SHARD_DISPATCH},
-    "FanoutFunction": CLEANUP | {("dynamodb:GetItem", "IdempotencyTable"), ("dynamodb:UpdateItem", "IdempotencyTable")},
+    "FanoutFunction": CLEANUP | {("dynamodb:UpdateItem", "IdempotencyTable")},  # a claim is one UpdateItem
     "AuthorizerFunction": {
         ("ssm:GetParameter", SSM_PARAMETER_ARN),
         ("kms:Decrypt", "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"),
