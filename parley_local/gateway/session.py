@@ -101,9 +101,10 @@ class Session:
         return ws
 
     def _preinitialize_disconnect(self) -> None:
-        """An open socket will need `$disconnect`: its first environment starts now, in the background
-        (Lambda's proactive initialization), so that neither the first disconnect nor a Ctrl-C with
-        every socket open waits for its cold start. Costs one environment once a client is connected."""
+        """An open socket will need `$disconnect`: its first environment starts in the background once
+        the machine has a CPU to spare (Lambda's proactive initialization), so that neither the first
+        disconnect nor a Ctrl-C with every socket open waits for its cold start. Costs one environment
+        once a client is connected."""
         route = self.s.api.routes.get("$disconnect")
         if route is not None and route.function is not None:
             self.s.integration.runtime.preinitialize(route.function)

@@ -46,6 +46,8 @@ PIPE_LIMIT = 16 * 1024 * 1024
 COLD_START_DELAY_S = 0.1  # how long an invocation waits for a busy warm worker before a cold start begins
 STUCK_S = 0.25  # no invocation finished for this long while one waits: the pool is stuck (slow handlers)
 SCALE_OUT_WAIT_S = 1.0  # a wait this long gets a new worker even while the pool is making progress
+PREINIT_DELAY_S = 1.0  # a proactive initialization waits this long, then until a CPU is spare ...
+PREINIT_ATTEMPTS = 5  # ... looking once a PREINIT_DELAY_S, this many times at most
 BURST_WORKERS = max(2, os.cpu_count() or 2)  # workers per function started for any wait over COLD_START_DELAY_S
 
 
@@ -332,6 +334,7 @@ class FunctionPool:
         self.closed = False
         self.last_release = 0.0  # loop time an invocation last finished (or a worker became ready)
         self._start_timer: asyncio.TimerHandle | None = None
+        self._preinit_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -378,8 +381,20 @@ class FunctionPool:
 
     def preinitialize(self) -> None:
         """Start one environment ahead of the first invocation, as Lambda's proactive initialization does
-        (its init is not reported on the invocation that uses it); nothing when one exists or is starting."""
+        (its init is not reported on the invocation that uses it); nothing when one exists or is starting.
+
+        Not at once: PREINIT_DELAY_S later, and with a CPU to spare (or after PREINIT_ATTEMPTS looks), so
+        that it does not slow the first invocations of the client that asked for it (their cold starts)."""
+        if self.closed or self.workers or self.starting or self._preinit_timer is not None:
+            return
+        self._preinit_timer = asyncio.get_running_loop().call_later(PREINIT_DELAY_S, self._preinit_when_idle, 1)
+
+    def _preinit_when_idle(self, attempt: int) -> None:
+        self._preinit_timer = None
         if self.closed or self.workers or self.starting:
+            return
+        if attempt < PREINIT_ATTEMPTS and not _cpu_to_spare():  # on a machine busy for longer: start all the same
+            self._preinit_timer = asyncio.get_running_loop().call_later(PREINIT_DELAY_S, self._preinit_when_idle, attempt + 1)
             return
         self.starting += 1
         task = asyncio.create_task(self._background_start(cold=False))
@@ -507,8 +522,9 @@ class FunctionPool:
 
     async def close(self) -> None:
         self.closed = True
-        if self._start_timer is not None:
-            self._start_timer.cancel()
+        for timer in (self._start_timer, self._preinit_timer):
+            if timer is not None:
+                timer.cancel()
         for _, fut in self.waiters:
             if not fut.done():
                 fut.set_exception(WorkerDied("gateway shutting down"))

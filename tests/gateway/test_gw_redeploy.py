@@ -77,6 +77,7 @@ async def test_an_open_socket_starts_one_disconnect_environment_ahead_of_its_dis
         async with websockets.connect(live.ws_url, open_timeout=10) as second:
             await echo(second)
         assert environments(live)["DisconnectFunction"] == 1  # one, however many sockets open
+        wait_for(lambda: lines_with(live, "$disconnect"), 10, what="the second socket's $disconnect")  # not overlapping the next
     wait_for(lambda: len(lines_with(live, "$disconnect")) == 2, 10, what="both $disconnect lines")
     assert not [line for line in lines_with(live, "$disconnect") if "cold start" in line]
     assert environments(live)["DisconnectFunction"] == 1
