@@ -503,14 +503,15 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
         closed_before = sum(lst.task.done() for lst in listeners)
         t = time.perf_counter()
         stop = asyncio.create_task(gw.interrupt())
-        await asyncio.wait_for(asyncio.gather(*(lst.task for lst in listeners)), 90)
-        all_closed_s = time.perf_counter() - t
+        _, still_open = await asyncio.wait([lst.task for lst in listeners], timeout=90)
+        all_closed_s = time.perf_counter() - t if not still_open else None
         codes = collections.Counter(lst.ws.close_code for lst in listeners)
         out["shutdown"] = {**await stop, "open_sockets": len(listeners) - closed_before, "all_closed_s": all_closed_s,
                            "close_codes": {str(k): v for k, v in codes.items()},
                            "disconnects": len(ids & disconnected_1001(gw.dev.lines))}
-        print(f"  Ctrl-C with {out['shutdown']['open_sockets']} sockets open: exited {out['shutdown']['exit_code']} "
-              f"after {out['shutdown']['seconds']:.1f} s", flush=True)
+        sd = out["shutdown"]
+        print(f"  Ctrl-C with {sd['open_sockets']} sockets open: " + (f"exited {sd['exit_code']} after {sd['seconds']:.1f} s"
+              if sd["seconds"] is not None else "no exit within 90 s (killed)"), flush=True)
     finally:
         gw.kill()
     return out
@@ -621,6 +622,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         for i, latency in enumerate(args.latencies):
             print(f"gateway with --dynamodb {dynamodb} --post-latency-ms {latency:g}", flush=True)
             result["gateways"].append(await run_gateway(args, latency, dynamodb, first=i == 0))
+            if args.json:  # after each gateway, so that a later failure keeps what was measured
+                args.json.write_text(json.dumps(result, indent=1))
     result["seconds"] = time.perf_counter() - started
     return result
 

@@ -204,8 +204,9 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
     for g in d["gateways"]:
         s = g["shutdown"]
         closed = s["close_codes"].get("1001", 0)
-        done = (f"exit status {s['exit_code']} after **{s['seconds']:.1f} s**; {closed:,} sockets closed with 1001 within "
-                f"{s['all_closed_s']:.1f} s; `$disconnect` ran for {s['disconnects']:,} of them") if s["seconds"] is not None else "did not exit within 90 s"
+        within = f"within {s['all_closed_s']:.1f} s" if s["all_closed_s"] is not None else "(not all within 90 s)"
+        done = (f"exit status {s['exit_code']} after **{s['seconds']:.1f} s**; {closed:,} sockets closed with 1001 {within}; "
+                f"`$disconnect` ran for {s['disconnects']:,} of them") if s["seconds"] is not None else "did not exit within 90 s"
         lines.append(f"| Ctrl-C (SIGINT to the process group) with {s['open_sockets']:,} sockets open, in no room "
                      f"(gateway +{g['latency_ms']:g} ms, {_db(g)}) | {done} |")
     clean = all(g["shutdown"]["exit_code"] == 0 and g["shutdown"]["disconnects"] == g["shutdown"]["open_sockets"]
