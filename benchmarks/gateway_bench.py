@@ -597,7 +597,7 @@ def markdown(result: dict[str, Any]) -> str:
     for g in (g for g in gateways if "storm" in g):
         st = g["storm"]
         row(f"join storm: {st['clients']} clients send join_room into one room at once (+{g['latency_ms']:g} ms per post)", g,
-            f"{st['joined']} answered, {st['errors']} failed {st['error_codes'] or ''}; "
+            f"{st['joined']} answered, {st['errors']} failed{' ' + str(st['error_codes']) if st['error_codes'] else ''}; "
             + (f"all within {st['all_joined_s']:.1f} s (p50 {st['p50_s']:.1f} s)" if st["all_joined_s"] is not None
                else f"not all within {st['timeout_s']:g} s")
             + f"; JoinRoom environments at peak {storm_environments(st)}; CPU {cpu_text(st['cpu_s'])}")

@@ -226,7 +226,7 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
         "",
         "Fan-out of one `chat_message` to a room of all the connections, through the gateway over real sockets: time from "
         "the sender's frame to the first and to the last of the listeners receiving `message_received` (median of "
-        f"{len(first['fanout']['runs'])} messages), next to the handler-level figures measured in this run by "
+        f"{max((len(g['fanout']['runs']) for g in d['gateways'] if g['fanout']), default=0)} messages), next to the handler-level figures measured in this run by "
         "`benchmarks/fanout_sweep.py` (the same handler against moto and the `@connections` stand-in, no sockets).",
         "",
         "| members | added latency | first delivery | last delivery | `chat_update` to the sender | handler-level fan-out | handler-level whole handler | last delivery / whole handler |",
@@ -259,7 +259,7 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
 
 def section_storm(d: dict) -> list[str]:
     """The join storm of issues 11 and 12, per database, and every gateway target with met / not met."""
-    from gateway_bench import storm_environments, targets  # the same verdicts the benchmark printed
+    from gateway_bench import cpu_text, storm_environments, targets  # the same verdicts the benchmark printed
 
     storms = [g for g in d["gateways"] if "storm" in g]
     if not storms:
