@@ -503,14 +503,15 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
         closed_before = sum(lst.task.done() for lst in listeners)
         t = time.perf_counter()
         stop = asyncio.create_task(gw.interrupt())
-        await asyncio.wait_for(asyncio.gather(*(lst.task for lst in listeners)), 90)
-        all_closed_s = time.perf_counter() - t
+        _, still_open = await asyncio.wait([lst.task for lst in listeners], timeout=90)
+        all_closed_s = time.perf_counter() - t if not still_open else None
         codes = collections.Counter(lst.ws.close_code for lst in listeners)
         out["shutdown"] = {**await stop, "open_sockets": len(listeners) - closed_before, "all_closed_s": all_closed_s,
                            "close_codes": {str(k): v for k, v in codes.items()},
                            "disconnects": len(ids & disconnected_1001(gw.dev.lines))}
-        print(f"  Ctrl-C with {out['shutdown']['open_sockets']} sockets open: exited {out['shutdown']['exit_code']} "
-              f"after {out['shutdown']['seconds']:.1f} s", flush=True)
+        sd = out["shutdown"]
+        print(f"  Ctrl-C with {sd['open_sockets']} sockets open: " + (f"exited {sd['exit_code']} after {sd['seconds']:.1f} s"
+              if sd["seconds"] is not None else "no exit within 90 s (killed)"), flush=True)
     finally:
         gw.kill()
     return out
@@ -596,7 +597,7 @@ def markdown(result: dict[str, Any]) -> str:
     for g in (g for g in gateways if "storm" in g):
         st = g["storm"]
         row(f"join storm: {st['clients']} clients send join_room into one room at once (+{g['latency_ms']:g} ms per post)", g,
-            f"{st['joined']} answered, {st['errors']} failed {st['error_codes'] or ''}; "
+            f"{st['joined']} answered, {st['errors']} failed{' ' + str(st['error_codes']) if st['error_codes'] else ''}; "
             + (f"all within {st['all_joined_s']:.1f} s (p50 {st['p50_s']:.1f} s)" if st["all_joined_s"] is not None
                else f"not all within {st['timeout_s']:g} s")
             + f"; JoinRoom environments at peak {storm_environments(st)}; CPU {cpu_text(st['cpu_s'])}")
@@ -621,6 +622,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         for i, latency in enumerate(args.latencies):
             print(f"gateway with --dynamodb {dynamodb} --post-latency-ms {latency:g}", flush=True)
             result["gateways"].append(await run_gateway(args, latency, dynamodb, first=i == 0))
+            if args.json:  # after each gateway, so that a later failure keeps what was measured
+                args.json.write_text(json.dumps(result, indent=1))
     result["seconds"] = time.perf_counter() - started
     return result
 
