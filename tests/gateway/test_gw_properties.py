@@ -191,8 +191,11 @@ def members(props_gw: RunningGateway) -> Iterator[Members]:
             join(peer, room_id)
     for n in range(3):
         m.alice.send("chat_message", roomId="lobby", message=f"seed {n}")
+    # Each seed's chat_update (its route response, sent after its fan-out) must be in before the
+    # properties start: a stored message's frames can still be on their way on a busy machine.
+    seen: list[str] = []
+    wait_for(lambda: seen.extend(m.alice.drain()) or sum('"chat_update"' in f for f in seen) == 3, WAIT_S, what="the seed messages' replies")
     wait_for(lambda: len(m.tables.snapshot()["MessagesTable"]) == 3, WAIT_S, what="the seed messages")
-    time.sleep(0.2)
     m.settle()
     yield m
     m.alice.close()
