@@ -12,6 +12,7 @@ import base64
 import json
 import subprocess
 import sys
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -19,7 +20,7 @@ import websockets
 
 from parley_local.tokens import make_token
 from parley_testing.fixture_clients import connect, my_id, request
-from parley_testing.gateway_thread import RunningGateway
+from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
 from parley_testing.template import ROOT
 
 WORKER_DIR = ROOT / "parley_local" / "gateway"
@@ -51,6 +52,26 @@ async def test_posts_from_64_threads_each_get_their_own_answer(gw: RunningGatewa
     assert frames.count("batched") == 100
     assert [await asyncio.wait_for(b.recv(), 10) for _ in range(100)] == ["batched"] * 100
     assert http_calls == []
+    await a.close()
+    await b.close()
+
+
+@pytest.fixture(scope="module")
+def slow_posts_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    g = RunningGateway(MAIN_TEMPLATE, tmp_path_factory.mktemp("records-pipe-latency"), post_latency_ms=250, prewarm=False).start()
+    yield g
+    g.stop()
+
+
+async def test_post_latency_applies_to_each_post_of_a_batch(slow_posts_gw: RunningGateway):
+    """`--post-latency-ms` delays every piped post, and the posts of one batch wait side by side, not in turn."""
+    a, b = await connect(slow_posts_gw), await connect(slow_posts_gw)
+    b_id = await my_id(b)
+    started = time.monotonic()
+    assert await request(a, {"action": "post", "op": "fanout", "targets": [b_id] * 8, "text": "slow"}, 20) == {"results": ["ok"] * 8}
+    elapsed = time.monotonic() - started
+    assert [await asyncio.wait_for(b.recv(), 5) for _ in range(8)] == ["slow"] * 8
+    assert 0.25 <= elapsed < 1.5  # one after another would take 2 s
     await a.close()
     await b.close()
 
