@@ -10,10 +10,12 @@ console with the function name as prefix (Lambda sends both to CloudWatch).
 `@connections` over the same pipe: a handler's `PostToConnection` to this gateway's own endpoint
 still goes through its client (boto3: parameter validation, serialization, the client's
 exceptions; or a hand-signed urllib3 POST), but the worker hands the request to the gateway as
-one JSON line instead of an HTTP request (botocore's `before-call` hook, before signing; or at
-urllib3's connection pool): no TCP round trip, no aiohttp request in the gateway. Profiling showed
-those costs ~1 ms of CPU per post, so fan-out to 1,000 took a second of CPU in HTTP alone. The
-gateway answers with the status the HTTP API would give (200, 410 Gone, 413, 429).
+JSON on the pipe instead of an HTTP request (botocore's `before-call` hook, before signing; or at
+urllib3's pool manager and connection pool, with the signature skipped): no TCP round trip, no
+aiohttp request in the gateway. Profiling showed those costs ~1 ms of CPU per post, so fan-out to
+1,000 took a second of CPU in HTTP alone. Posts that arrive together travel as one batch line and
+come back as one reply line (`Channel`); each gets the status the HTTP API would give (200,
+410 Gone, 413, 429).
 """
 
 from __future__ import annotations
