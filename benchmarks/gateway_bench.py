@@ -445,7 +445,7 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
             print(f"  ping RTT p50 {pct(base, 50):.2f} ms bare, {pct(through, 50):.2f} ms through the gateway", flush=True)
 
         hub = Hub()
-        storm = args.storm and latency_ms == args.storm_latency
+        storm = args.storm and latency_ms == args.storm_latency and not args.fanout_only
         listeners, open_s, errors = await open_listeners(gw, args.connections, args.open_concurrency, hub, distinct_users=storm)
         out["open"] = {"n": args.connections, "opened": len(listeners), "errors": len(errors), "seconds": open_s,
                        "per_s": len(listeners) / open_s, "concurrency": args.open_concurrency}
@@ -494,6 +494,8 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
             print(f"  fan-out to {len(listeners)}, +{latency_ms:g} ms: last delivery {out['fanout']['last_ms_median']:.0f} ms "
                   f"(median of {args.fanout_repeat})", flush=True)
 
+        if args.fanout_only:
+            return out
         # Ctrl-C with the listeners open but in no room: each `$disconnect` of a member queries its
         # rooms in moto (O(room) each, O(N^2) for N members of one room), which is not the gateway's time.
         await asyncio.to_thread(unseed_rooms, gw.dev.dynamodb_endpoint, gw.stack, seeded)
@@ -606,7 +608,7 @@ def markdown(result: dict[str, Any]) -> str:
         where = "the storm's room" if "storm" in g else "a seeded room"
         row(f"fan-out to {f['members']} in {where}, +{g['latency_ms']:g} ms per post: first / last delivery (median of {len(f['runs'])})", g,
             f"{f['first_ms_median']:.0f} / {f['last_ms_median']:.0f} ms; CPU {cpu_text(f['runs'][-1]['cpu_s'])}")
-    for g in gateways:
+    for g in (g for g in gateways if "shutdown" in g):
         s = g["shutdown"]
         row(f"Ctrl-C with {s['open_sockets']} sockets open (+{g['latency_ms']:g} ms gateway)", g,
             f"exit {s['exit_code']} after {s['seconds']:.1f} s, {s['disconnects']} `$disconnect`" if s["seconds"] is not None
@@ -621,7 +623,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     for dynamodb in args.databases:
         for i, latency in enumerate(args.latencies):
             print(f"gateway with --dynamodb {dynamodb} --post-latency-ms {latency:g}", flush=True)
-            result["gateways"].append(await run_gateway(args, latency, dynamodb, first=i == 0))
+            result["gateways"].append(await run_gateway(args, latency, dynamodb, first=i == 0 and not args.fanout_only))
             if args.json:  # after each gateway, so that a later failure keeps what was measured
                 args.json.write_text(json.dumps(result, indent=1))
     result["seconds"] = time.perf_counter() - started
@@ -644,6 +646,8 @@ def main() -> None:
                         help="1: on the --storm-latency gateway the connections are distinct users who join one room at once")
     parser.add_argument("--storm-latency", type=float, default=20.0, help="--post-latency-ms of the gateway that gets the join storm")
     parser.add_argument("--storm-timeout", type=float, default=90.0, help="how long the storm's joins are waited for (target: 60 s)")
+    parser.add_argument("--fanout-only", action="store_true",
+                        help="measure only the fan-out (5): no ping, join, throughput, storm or Ctrl-C measurements")
     parser.add_argument("--repo", type=Path, default=REPO, help="run `parley dev` from this checkout (to compare versions)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

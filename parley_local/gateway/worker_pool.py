@@ -175,6 +175,7 @@ class Worker:
         self.alive = True
         self._seq = 0
         self._posts: set[asyncio.Task[None]] = set()
+        self._post_replies: list[list[Any]] = []  # answered posts whose replies go out at the end of this loop turn
         self._stderr_task = asyncio.create_task(self._forward_stderr())
 
     @classmethod
@@ -271,22 +272,35 @@ class Worker:
         assert self.proc.stdout is not None
         while True:
             line = await self.proc.stdout.readline()
-            if not line.startswith(b'{"post"'):
+            if not line.startswith(b'{"posts"'):
                 return line
-            task = asyncio.create_task(self._serve_post(json.loads(line)))
-            self._posts.add(task)
-            task.add_done_callback(self._posts.discard)
+            loop = asyncio.get_running_loop()
+            for post in json.loads(line)["posts"]:
+                # Started eagerly: a post that completes without waiting (no --post-latency-ms, socket
+                # writable) costs no task scheduling; its reply joins this loop turn's batch.
+                task = asyncio.Task(self._serve_post(post), loop=loop, eager_start=True)
+                if not task.done():
+                    self._posts.add(task)
+                    task.add_done_callback(self._posts.discard)
 
-    async def _serve_post(self, msg: dict[str, Any]) -> None:
-        assert self.on_post is not None and self.proc.stdin is not None
-        data = msg["data"].encode() if "data" in msg else base64.b64decode(msg.get("data_b64", ""))
+    async def _serve_post(self, post: list[Any]) -> None:
+        """One post of a `{"posts": [[id, connection_id, data, base64?], ...]}` batch (worker_main.Channel)."""
+        assert self.on_post is not None
+        seq, connection_id, text = post[0], post[1], post[2]
+        data = base64.b64decode(text) if len(post) > 3 and post[3] else text.encode()
         try:
-            status, error_type, message = await self.on_post(msg["connection_id"], data)
+            status, error_type, message = await self.on_post(connection_id, data)
         except Exception as exc:  # noqa: BLE001 - the handler gets a 500, as from a failing API
             status, error_type, message = 500, "InternalServerErrorException", repr(exc)
-        reply = {"post_reply": msg["post"], "status": status, "type": error_type, "message": message}
-        if self.proc.returncode is None and not self.proc.stdin.is_closing():
-            self.proc.stdin.write(json.dumps(reply).encode() + b"\n")
+        if not self._post_replies:
+            asyncio.get_running_loop().call_soon(self._send_post_replies)
+        self._post_replies.append([seq, status, error_type, message])
+
+    def _send_post_replies(self) -> None:
+        """The replies of every post answered in one loop turn, as one `{"post_replies": [...]}` line."""
+        replies, self._post_replies = self._post_replies, []
+        if self.proc.returncode is None and self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(json.dumps({"post_replies": replies}).encode() + b"\n")
 
     def kill(self) -> None:
         self.alive = False

@@ -8,7 +8,11 @@ route) or signs its own urllib3 POST (Parley's `ManagementApiSender`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import subprocess
+import sys
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -16,8 +20,10 @@ import websockets
 
 from parley_local.tokens import make_token
 from parley_testing.fixture_clients import connect, my_id, request
-from parley_testing.gateway_thread import RunningGateway
+from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
 from parley_testing.template import ROOT
+
+WORKER_DIR = ROOT / "parley_local" / "gateway"
 
 
 async def test_boto3_posts_use_the_pipe_with_the_http_answers(gw: RunningGateway, http_calls: list[str]):
@@ -32,6 +38,108 @@ async def test_boto3_posts_use_the_pipe_with_the_http_answers(gw: RunningGateway
     assert http_calls == []
     await a.close()
     await b.close()
+
+
+async def test_posts_from_64_threads_each_get_their_own_answer(gw: RunningGateway, http_calls: list[str]):
+    """Posts that arrive together travel as batches: each must still come back with its own status."""
+    a, b = await connect(gw), await connect(gw)
+    a_id, b_id = await my_id(a), await my_id(b)
+    targets = [(a_id, b_id, f"GONE{i:011d}=")[i % 3] for i in range(300)]
+    await a.send(json.dumps({"action": "post", "op": "fanout", "targets": targets, "text": "batched"}))
+    frames = [await asyncio.wait_for(a.recv(), 10) for _ in range(101)]
+    results = json.loads(next(f for f in frames if f != "batched"))["results"]
+    assert results == [("ok", "ok", "gone")[i % 3] for i in range(300)]
+    assert frames.count("batched") == 100
+    assert [await asyncio.wait_for(b.recv(), 10) for _ in range(100)] == ["batched"] * 100
+    assert http_calls == []
+    await a.close()
+    await b.close()
+
+
+@pytest.fixture(scope="module")
+def slow_posts_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    g = RunningGateway(MAIN_TEMPLATE, tmp_path_factory.mktemp("records-pipe-latency"), post_latency_ms=250, prewarm=False).start()
+    yield g
+    g.stop()
+
+
+async def test_post_latency_applies_to_each_post_of_a_batch(slow_posts_gw: RunningGateway):
+    """`--post-latency-ms` delays every piped post, and the posts of one batch wait side by side, not in turn."""
+    a, b = await connect(slow_posts_gw), await connect(slow_posts_gw)
+    b_id = await my_id(b)
+    started = time.monotonic()
+    assert await request(a, {"action": "post", "op": "fanout", "targets": [b_id] * 8, "text": "slow"}, 20) == {"results": ["ok"] * 8}
+    elapsed = time.monotonic() - started
+    assert [await asyncio.wait_for(b.recv(), 5) for _ in range(8)] == ["slow"] * 8
+    assert 0.25 <= elapsed < 1.5  # one after another would take 2 s
+    await a.close()
+    await b.close()
+
+
+CHANNEL_SCRIPT = r"""
+import json, os, sys, threading
+import worker_main as wm
+import botocore.client
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from urllib3 import PoolManager
+
+to_worker, from_gateway = os.pipe()
+to_gateway, from_worker = os.pipe()
+channel = wm.Channel(os.fdopen(to_worker, "rb"), os.fdopen(from_worker, "wb", buffering=0))
+posts = []
+
+def gateway():  # answers like ConnectionsApi.post: 413 over 128 KB, 410 for unknown ids
+    out = os.fdopen(from_gateway, "wb", buffering=0)
+    for line in os.fdopen(to_gateway, "rb"):
+        batch = json.loads(line)["posts"]
+        posts.extend(batch)
+        replies = [[p[0], 413, "PayloadTooLargeException", "too large"] if len(p[2]) > 131072 else
+                   [p[0], 200, "", ""] if p[1] == "open" else [p[0], 410, "GoneException", "Gone"] for p in batch]
+        out.write(json.dumps({"post_replies": replies}).encode() + b"\n")
+        if any(p[1] == "last" for p in batch):
+            out.close()
+            return
+
+threading.Thread(target=gateway, daemon=True).start()
+prefix = "http://127.0.0.1:9/dev"
+assert wm.route_posts_through_pipe(channel, prefix, set())
+pool = PoolManager(retries=False)
+out = {}
+out["open"] = pool.urlopen("POST", prefix + "/@connections/open", body=b"\xff\x00binary").status
+gone = pool.urlopen("POST", prefix + "/@connections/other", body=b"x")
+out["gone"] = [gone.status, gone.headers.get("x-amzn-ErrorType")]
+out["large"] = pool.urlopen("POST", prefix + "/@connections/open", body=b"x" * 131073).status
+out["data"] = posts[0][2:]
+creds = Credentials("AKIDEXAMPLE", "secret")
+signed = {}
+for url in (prefix + "/@connections/open", "http://127.0.0.1:9/elsewhere/@connections/open"):
+    req = AWSRequest(method="POST", url=url, data=b"{}")
+    SigV4Auth(creds, "execute-api", "us-east-1").add_auth(req)
+    signed[url] = req.headers["Authorization"]
+out["piped_auth"], out["other_auth"] = signed.values()
+out["last"] = channel.post("last", b"bye")["status"]
+threading.Event().wait(0.2)  # the reader has seen EOF
+out["after_eof"] = channel.post("open", b"late")["status"]
+print(json.dumps(out))
+"""
+
+
+def test_channel_batches_answers_and_signing_outside_the_pipe():
+    """The worker side of the pipe on its own: binary data, 410 with its error type, 413, EOF; and
+    SigV4 skipped only for posts the pipe answers (any other URL is signed for real)."""
+    proc = subprocess.run([sys.executable, "-c", CHANNEL_SCRIPT], cwd=WORKER_DIR, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["open"] == 200
+    assert out["gone"] == [410, "GoneException"]
+    assert out["large"] == 413
+    assert base64.b64decode(out["data"][0]) == b"\xff\x00binary" and out["data"][1] is True  # not UTF-8: base64
+    assert "Signature=not-needed-over-the-pipe" in out["piped_auth"]
+    assert out["other_auth"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "not-needed" not in out["other_auth"]
+    assert out["last"] == 410
+    assert out["after_eof"] == 500
 
 
 @pytest.fixture(scope="module")
