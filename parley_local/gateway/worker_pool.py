@@ -547,13 +547,8 @@ class FunctionPool:
         return dropped
 
     async def close(self) -> None:
+        self.stop_starting()
         self.closed = True
-        for timer in (self._start_timer, self._preinit_timer):
-            if timer is not None:
-                timer.cancel()
-        for _, fut in self.waiters:
-            if not fut.done():
-                fut.set_exception(WorkerDied("gateway shutting down"))
         if self._tasks:  # cold starts in progress: cancelling one kills its process (Worker.start)
             for task in self._tasks:
                 task.cancel()
