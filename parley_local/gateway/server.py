@@ -303,6 +303,8 @@ class Gateway:
             self._sweeper.cancel()
         if self._code_watcher is not None:
             self._code_watcher.stop()
+        if self.runtime:  # from now on only what the `$disconnect`s need may start an environment
+            self.runtime.stop_starting(self._only_for_clients())
         await asyncio.gather(
             *(c.close(1001, REASON_GOING_AWAY) for c in list(self.connections.values()) if c.state == OPEN),
             return_exceptions=True,
@@ -326,6 +328,14 @@ class Gateway:
             await asyncio.to_thread(self.aws.stop)
         if self.tls:
             self.tls.remove()
+
+    def _only_for_clients(self) -> set[str]:
+        """The functions that only serve clients ($connect, the authorizer, message routes): a stopping
+        gateway needs none of them. `$disconnect`'s function stays, and so does every function reached
+        otherwise (stream consumers, a fan-out invoked by another function), which a `$disconnect` may need."""
+        used = self._used_functions()
+        route = self.api.routes.get("$disconnect")
+        return used - ({route.function} if route is not None and route.function else set())
 
     async def _wait_for_sessions(self, report_every: float = 3.0, stall_limit: float = 35.0) -> None:
         """Wait for every session to finish (its close, then its `$disconnect`), however many there are,

@@ -11,14 +11,20 @@ cold start on a 2-core laptop. IPC is newline-delimited JSON over pipes.
 When to cold-start another worker (each costs ~0.5 s of CPU: boto3, pydantic,
 powertools imports): an invocation that has waited COLD_START_DELAY_S gets one
 while the function has fewer than BURST_WORKERS (the number of CPUs, at least
-2); beyond that, one start at a time, and only when the pool is stuck (no
-invocation finished during the last STUCK_S: slow or I/O-bound handlers), or
-the invocation has waited SCALE_OUT_WAIT_S while the machine has a CPU to spare
-(half a CPU idle over the last second: otherwise a new worker only adds its import
-to a queue that is waiting for CPU, not for workers). Before this rule, opening 500
-connections at once cold-started ~10 more `$connect` and authorizer workers,
-whose imports cost as much CPU as the 500 handshakes themselves, and on 2 cores
-made every wait longer, which started still more workers.
+2); beyond that, one start at a time, and only while the machine has a CPU to
+spare (half a CPU idle over the last second) and either the pool is stuck (no
+invocation finished during the last STUCK_S: slow or I/O-bound handlers) or the
+invocation has waited SCALE_OUT_WAIT_S. Without a spare CPU a new worker only adds
+its import to a queue that is waiting for CPU, not for workers: opening 500
+connections at once cold-started ~10 more `$connect` and authorizer workers, whose
+imports cost as much CPU as the 500 handshakes themselves; and a join storm on moto
+(one busy process) looked "stuck" to the pool, which grew JoinRoom to 25-32
+environments that only added contention (issue 15).
+
+When the gateway stops, `LambdaRuntime.stop_starting` drains the pools that shutdown
+does not need: no environment starts for them any more, and invocations still waiting
+for one are not run (their sockets are closing), so Ctrl-C after a storm does not keep
+a queue of hundreds of handlers running against the `$disconnect`s.
 """
 
 from __future__ import annotations
@@ -346,6 +352,7 @@ class FunctionPool:
         self.workers: set[Worker] = set()
         self.starting = 0
         self.closed = False
+        self.draining = False  # the gateway is stopping and does not need this function: no start, no wait
         self.last_release = 0.0  # loop time an invocation last finished (or a worker became ready)
         self._start_timer: asyncio.TimerHandle | None = None
         self._preinit_timer: asyncio.TimerHandle | None = None
@@ -399,13 +406,13 @@ class FunctionPool:
 
         Not at once: PREINIT_DELAY_S later, and with a CPU to spare (or after PREINIT_ATTEMPTS looks), so
         that it does not slow the first invocations of the client that asked for it (their cold starts)."""
-        if self.closed or self.workers or self.starting or self._preinit_timer is not None:
+        if self.closed or self.draining or self.workers or self.starting or self._preinit_timer is not None:
             return
         self._preinit_timer = asyncio.get_running_loop().call_later(PREINIT_DELAY_S, self._preinit_when_idle, 1)
 
     def _preinit_when_idle(self, attempt: int) -> None:
         self._preinit_timer = None
-        if self.closed or self.workers or self.starting:
+        if self.closed or self.draining or self.workers or self.starting:
             return
         if attempt < PREINIT_ATTEMPTS and not _cpu_to_spare():  # on a machine busy for longer: start all the same
             self._preinit_timer = asyncio.get_running_loop().call_later(PREINIT_DELAY_S, self._preinit_when_idle, attempt + 1)
@@ -429,7 +436,7 @@ class FunctionPool:
         self._start_timer = None
         while self.waiters and self.waiters[0][1].done():
             self.waiters.popleft()
-        if not self.waiters or self.closed:
+        if not self.waiters or self.closed or self.draining:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -438,13 +445,13 @@ class FunctionPool:
         if now >= due:
             if self.total < BURST_WORKERS:
                 self._maybe_start(cap=BURST_WORKERS)
-            elif now - self.last_release >= STUCK_S or (now - self.waiters[0][0] >= SCALE_OUT_WAIT_S and spare):
+            elif spare and (now - self.last_release >= STUCK_S or now - self.waiters[0][0] >= SCALE_OUT_WAIT_S):
                 self._maybe_start(parallel=1)
             due = now + COLD_START_DELAY_S
         self._start_timer = loop.call_at(due, self._delayed_start)
 
     def _maybe_start(self, parallel: int | None = None, cap: int | None = None) -> None:
-        if self.closed:
+        if self.closed or self.draining:
             return
         limit = self.max_parallel_starts if parallel is None else parallel
         most = self.max_concurrency if cap is None else min(cap, self.max_concurrency)
@@ -480,6 +487,8 @@ class FunctionPool:
             if worker.alive:
                 return worker
             self.workers.discard(worker)
+        if self.draining:
+            raise WorkerDied(f"{self.spec.logical_id} not run: the gateway is stopping")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Worker] = loop.create_future()
         self.waiters.append((loop.time(), fut))
@@ -534,14 +543,26 @@ class FunctionPool:
             inv.init_ms = worker.init_ms
         return inv
 
-    async def close(self) -> None:
-        self.closed = True
+    def stop_starting(self) -> int:
+        """The gateway is stopping and no longer needs this function: no environment starts for it any
+        more (cold starts under way finish and serve no one), and the invocations still waiting for one
+        fail now instead of running after their socket has gone. Returns how many were waiting."""
+        self.draining = True
         for timer in (self._start_timer, self._preinit_timer):
             if timer is not None:
                 timer.cancel()
-        for _, fut in self.waiters:
+        self._start_timer = self._preinit_timer = None
+        dropped = 0
+        while self.waiters:
+            _, fut = self.waiters.popleft()
             if not fut.done():
-                fut.set_exception(WorkerDied("gateway shutting down"))
+                fut.set_exception(WorkerDied(f"{self.spec.logical_id} not run: the gateway is stopping"))
+                dropped += 1
+        return dropped
+
+    async def close(self) -> None:
+        self.stop_starting()
+        self.closed = True
         if self._tasks:  # cold starts in progress: cancelling one kills its process (Worker.start)
             for task in self._tasks:
                 task.cancel()
@@ -632,6 +653,14 @@ class LambdaRuntime:
             return await pool.invoke(event, request_id, on_start)
         except WorkerDied as exc:
             return Invocation(request_id, error={"errorMessage": str(exc), "errorType": "Runtime.Unavailable"})
+
+    def stop_starting(self, logical_ids: set[str]) -> None:
+        """Shutdown has begun and these functions are not needed for it: none starts an environment any
+        more, and the invocations waiting for one are not run; those already running finish (each bounded
+        by its timeout). The others (`$disconnect`'s) still scale within the concurrency limit, while a CPU is spare."""
+        for lid in sorted(logical_ids & set(self.pools)):
+            if dropped := self.pools[lid].stop_starting():
+                self.console.line(f"[{lid}] {dropped} invocation(s) still waiting for an environment not run: the gateway is stopping")
 
     async def close(self) -> None:
         if self._reaper is not None:

@@ -226,6 +226,58 @@ async def test_ctrl_c_with_many_sockets_open_runs_every_disconnect(tmp_path: Pat
         dev.kill()
 
 
+def _environments_of(pgid: int, function: str) -> set[int]:
+    """The live execution environments (`worker_main.py` processes) of one function in a process group."""
+    pids = set()
+    for pid in _group_pids(pgid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 3 and argv[2].endswith(b"worker_main.py") and function.encode() in argv[3]:
+            pids.add(pid)
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+async def test_ctrl_c_during_a_storm_starts_no_environment_and_runs_no_queued_invocation(tmp_path: Path):
+    """Issue 15: Ctrl-C while a storm of slow messages waits for environments. Shutdown used to go on
+    serving that queue (its cold starts included) before the `$disconnect`s could run: after a join
+    storm it took over 90 s. Now the queue is dropped, no message environment starts, every socket
+    still gets 1001 and its `$disconnect`, and the gateway exits within the handlers' own run time."""
+    n, sleep_s = 30, 4.0
+    dev = small_template_dev(tmp_path, "--max-concurrency", "8")
+    try:
+        url = (await asyncio.to_thread(dev.read_until, r"Ready on (ws://\S+)")).group(1)
+        socks = await asyncio.gather(*(websockets.connect(url, open_timeout=30, compression=None) for _ in range(n)))
+        await asyncio.gather(*(s.send(json.dumps({"action": "echo", "sleep": sleep_s})) for s in socks))
+        await asyncio.to_thread(wait_for, lambda: _environments_of(dev.proc.pid, "EchoFunction"), 15, 0.05, "an echo environment")
+        await asyncio.sleep(1.0)  # the first echoes run; the rest wait for an environment
+        started = time.monotonic()
+        dev.interrupt(whole_group=True)
+        await asyncio.sleep(0.3)  # a cold start already under way when the signal arrived may still spawn
+        before = _environments_of(dev.proc.pid, "EchoFunction")
+        after: set[int] = set()
+        while dev.proc.poll() is None and time.monotonic() - started < 20:
+            after |= _environments_of(dev.proc.pid, "EchoFunction")
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+        assert dev.proc.poll() == 0, f"not stopped within {elapsed:.0f} s"
+        assert after <= before, f"{len(after - before)} EchoFunction environment(s) started after Ctrl-C"
+        assert set(await asyncio.gather(*(closed_with(s, 5) for s in socks))) == {(1001, "Going away")}
+        out = dev.output()
+        assert "Stopped." in out and "Traceback" not in out and "Giving up" not in out, out
+        dropped = re.search(r"\[EchoFunction\] (\d+) invocation\(s\) still waiting for an environment not run", out)
+        assert dropped, out
+        ran = len(list(tmp_path.glob("*.MESSAGE.*.json")))
+        assert ran + int(dropped.group(1)) == n and ran < n  # each echo either ran (it began before Ctrl-C) or was dropped
+        assert elapsed < sleep_s + 5  # the running echoes finish (or are stopped); the queue is not served
+        disconnects = {json.loads(p.read_text())["event"]["requestContext"]["connectionId"] for p in tmp_path.glob("*.DISCONNECT.*.json")}
+        assert len(disconnects) == n
+    finally:
+        dev.kill()
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
 async def test_ctrl_c_during_start_up_stops_what_had_started(tmp_path: Path):
     dev = small_template_dev(tmp_path)

@@ -205,14 +205,14 @@ class _FakeWorker:
         self.alive = False
 
 
-def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float):
+def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bool = False):
     from types import SimpleNamespace
 
     from parley_local.gateway import worker_pool as lr
     from parley_local.gateway.console import Console
 
     monkeypatch.setattr(lr, "BURST_WORKERS", 2)
-    monkeypatch.setattr(lr, "_cpu_to_spare", lambda: False)  # as on a busy 2-core machine
+    monkeypatch.setattr(lr, "_cpu_to_spare", lambda: cpu_to_spare)  # False: as on a busy 2-core machine
     pool = lr.FunctionPool(SimpleNamespace(timeout_s=5.0, logical_id="Fn"), {}, Console(quiet=True), max_concurrency=32)
     started: list[_FakeWorker] = []
 
@@ -238,13 +238,46 @@ async def test_a_burst_of_short_invocations_does_not_cold_start_a_worker_each(mo
 
 
 async def test_slow_invocations_still_get_workers_of_their_own(monkeypatch: pytest.MonkeyPatch):
-    """A stuck pool (no invocation finishing) keeps scaling out, so a slow handler never blocks the others."""
-    pool, started = _fake_pool(monkeypatch, 0.6)
+    """A stuck pool (no invocation finishing) keeps scaling out while a CPU is spare, so a slow handler never blocks the others."""
+    pool, started = _fake_pool(monkeypatch, 0.6, cpu_to_spare=True)
     await pool.prewarm()
     t = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*(pool.invoke({}, f"r{i}") for i in range(4))), 10)
     assert time.monotonic() - t < 1.8  # four 0.6 s invocations one after another would take 2.4 s
     assert len(started) >= 3
+    await pool.close()
+
+
+async def test_a_stuck_pool_without_a_spare_cpu_does_not_scale_out(monkeypatch: pytest.MonkeyPatch):
+    """Issue 15: a join storm on moto (one busy process) looks stuck to the pool (no invocation finishes for
+    0.25 s), which grew JoinRoom to 25-32 environments that only added contention. No CPU, no new worker."""
+    pool, started = _fake_pool(monkeypatch, 0.6, cpu_to_spare=False)
+    await pool.prewarm()
+    await asyncio.wait_for(asyncio.gather(*(pool.invoke({}, f"r{i}") for i in range(6))), 10)
+    assert len(started) == 2  # the prewarmed one and BURST_WORKERS' second: the queue drains on them
+    await pool.close()
+
+
+async def test_a_draining_pool_starts_nothing_and_drops_its_queue(monkeypatch: pytest.MonkeyPatch):
+    """Shutdown: the invocation running finishes; those waiting fail at once; later ones fail without waiting."""
+    from parley_local.gateway.worker_pool import WorkerDied
+
+    pool, started = _fake_pool(monkeypatch, 0.3, cpu_to_spare=True)
+    await pool.prewarm()
+    running = asyncio.ensure_future(pool.invoke({"i": 0}, "r0"))
+    waiting = [asyncio.ensure_future(pool.invoke({}, f"r{i}")) for i in range(1, 5)]
+    await asyncio.sleep(0.01)
+    assert pool.stop_starting() == 4
+    assert (await running).result == {"i": 0}
+    for task in waiting:
+        with pytest.raises(WorkerDied):
+            await task
+    await asyncio.sleep(0.3)  # the start timer would have fired by now
+    assert len(started) == 1 and pool.starting == 0
+    assert (await pool.invoke({"i": 5}, "r5")).result == {"i": 5}  # an idle environment still serves
+    pool.idle.clear()
+    with pytest.raises(WorkerDied):
+        await asyncio.wait_for(pool.invoke({}, "r6"), 1)  # none idle: no wait, no start
     await pool.close()
 
 
