@@ -10,13 +10,11 @@ ULID order, and rate counters that add up and expire.
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any, Callable
 
 from parley.aws import keys
 from parley.aws.keys import (
     MEMBER_PREFIX,
-    ROOM_ACTIVITY_KEY,
     idempotency_key,
     member_key,
     rate_counter_key,
@@ -259,24 +257,14 @@ class MemoryChatStore:
         self._count("count_messages_after")
         return min(limit, sum(1 for (room, mid) in self.messages if room == room_id and (after is None or mid > after)))
 
-    def record_activity(self, message: ChatMessage, preview: dict[str, Any], *, newest_only: bool) -> bool:
-        self._count("record_activity")
-        key = (message.room_id, ROOM_ACTIVITY_KEY)
-        last = self.memberships.get(key, {}).get("lastMessageId")
-        if (last is not None and last >= message.message_id) if newest_only else last != message.message_id:
-            return False
-        self.memberships[key] = {"roomId": message.room_id, "memberKey": ROOM_ACTIVITY_KEY, "lastMessageId": message.message_id,
-                                 "lastMessage": json.dumps(preview, ensure_ascii=False, separators=(",", ":"))}
-        return True
-
     def reader_rooms(self, user_id: str, limit: int) -> list[RoomActivity]:
         self._count("reader_rooms")
         cursors = sorted((row["roomId"], row.get("messageId")) for row in self.memberships.values() if row.get("readerId") == user_id)
         rooms = []
         for room_id, cursor in cursors[:limit]:
-            activity = self.memberships.get((room_id, ROOM_ACTIVITY_KEY))
-            last = json.loads(activity["lastMessage"]) if activity else None
-            rooms.append(RoomActivity(room_id, activity["lastMessageId"] if activity else None, cursor, last))
+            self._count("newest_message")  # DynamoChatStore: one Query, newest first, Limit 1, per room
+            history = self._room_messages(room_id)
+            rooms.append(RoomActivity.of(room_id, cursor, history[-1] if history else None))
         return rooms
 
     def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage:

@@ -512,8 +512,7 @@ EXPECTED_GRANTS = {
         ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
     "GetRoomsFunction": {
-        ("dynamodb:Query", "MembershipsTable/index/ByReader"), ("dynamodb:BatchGetItem", "MembershipsTable"),
-        ("dynamodb:Query", "MessagesTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+        ("dynamodb:Query", "MembershipsTable/index/ByReader"), ("dynamodb:Query", "MessagesTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
     "GetParticipantsFunction": {("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable")},
     "PresenceFunction": CLEANUP | {SHARD_DISPATCH},

@@ -69,7 +69,7 @@ def test_an_old_message_without_the_reactions_map_gets_one(layer, store, ddb):
     assert store.react(room, "01J" + "9" * 23, "bob", "👍", remove=False, max_distinct=20).message is None
 
 
-def test_unread_count_reader_index_and_room_activity(store):
+def test_unread_count_reader_index_and_newest_message_of_each_room(store):
     room, other = _room(), _room()
     ids = [_put(store, room, n).message_id for n in range(1, 8)]
     assert store.open_reader(room, "ann") is None
@@ -80,15 +80,33 @@ def test_unread_count_reader_index_and_room_activity(store):
     assert store.open_reader(room, "ann") == ids[4]  # the reader UpdateItem returns the cursor
     store.open_reader(other, "ann")
 
-    last = ChatMessage(room, ids[-1], "alice", "Alice", "text 7", "2026-11-28T21:00:00.000Z")
-    assert store.record_activity(last, {"messageId": ids[-1], "message": "text 7"}, newest_only=True)
-    older = ChatMessage(room, ids[0], "alice", "Alice", "text 1", "t")
-    assert not store.record_activity(older, {"messageId": ids[0]}, newest_only=True)  # never moves back
-    assert not store.record_activity(older, {"messageId": ids[0]}, newest_only=False)  # only the last one is refreshed
-    assert store.record_activity(last, {"messageId": ids[-1], "message": "edited"}, newest_only=False)
-
+    # The preview is the newest message as it stands: edited, reacted to (reactions left out).
+    assert store.edit_message(room, ids[-1], "alice", "edited", "2026-11-28T21:01:00.000Z").changed
+    assert store.react(room, ids[-1], "bob", "👍", remove=False, max_distinct=20).changed
+    assert store.edit_message(room, ids[0], "alice", "old edit", "2026-11-28T21:02:00.000Z").changed  # not the newest
     rooms = {r.room_id: r for r in store.reader_rooms("ann", 500)}
     assert set(rooms) == {room, other}
-    assert (rooms[room].read_cursor, rooms[room].last_message_id, rooms[room].last_message["message"]) == (ids[4], ids[-1], "edited")
+    assert (rooms[room].read_cursor, rooms[room].last_message_id) == (ids[4], ids[-1])
+    assert rooms[room].last_message == {"roomId": room, "messageId": ids[-1], "userId": "alice", "name": "Alice",
+                                        "message": "edited", "timestamp": "2026-11-28T21:00:00.000Z",
+                                        "editedAt": "2026-11-28T21:01:00.000Z"}
     assert (rooms[other].read_cursor, rooms[other].last_message_id, rooms[other].last_message) == (None, None, None)
+
+    # Deleting the newest message leaves its tombstone as the preview, the room's place unchanged.
+    assert store.delete_message(room, ids[-1], "alice", "2026-11-28T21:03:00.000Z", author_id="alice").changed
+    shown = {r.room_id: r for r in store.reader_rooms("ann", 500)}[room]
+    assert shown.last_message_id == ids[-1] and shown.last_message["deletedBy"] == "alice" and "message" not in shown.last_message
+
+
+def test_reader_rooms_reads_many_rooms_side_by_side_each_with_its_own_newest(store):
+    rooms = [_room() for _ in range(40)]
+    for n, room in enumerate(rooms):
+        _put(store, room, n + 1)
+        _put(store, room, n + 100)
+        store.open_reader(room, "zed")
+    listed = {r.room_id: r for r in store.reader_rooms("zed", 500)}
+    assert {room: (r.last_message_id, r.last_message["message"]) for room, r in listed.items()} == {
+        room: (f"01J{n + 100:023d}", f"text {n + 100}") for n, room in enumerate(rooms)
+    }
+    assert len(store.reader_rooms("zed", 7)) == 7
     assert store.reader_rooms("nobody", 500) == []

@@ -6,7 +6,8 @@ Each operation is one DynamoDB call (or one paginated Query), so the cost of a r
 
 from __future__ import annotations
 
-import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +31,6 @@ from ..core.model import (
 from ..core.room_list import RoomActivity
 from .keys import (
     MEMBER_PREFIX,
-    ROOM_ACTIVITY_KEY,
     PARTICIPANT_PREFIX,
     ROOM_SIZE_KEY,
     fanout_claim_key,
@@ -53,9 +53,11 @@ from .tables import (
     RoomSize,
     StoredMessage,
 )
-from .tables import RoomActivity as RoomActivityRow
 
 PRESENCE_RECORD_TTL = timedelta(hours=1)
+# get_rooms reads each listed room's newest message; this many Queries at once keeps 500 rooms
+# (MAX_LISTED_ROOMS) to a few dozen round trips in a 256 MB function.
+ROOM_READS_IN_FLIGHT = 16
 
 
 def _is_condition_failure(error: Exception) -> bool:
@@ -164,6 +166,8 @@ class DynamoChatStore:
     def __init__(self, connection_ttl_seconds: int, idempotency_ttl_seconds: int) -> None:
         self._connection_ttl = timedelta(seconds=connection_ttl_seconds)
         self._idempotency_ttl = timedelta(seconds=idempotency_ttl_seconds)
+        self._reads_pool: ThreadPoolExecutor | None = None
+        self._reads_lock = threading.Lock()
 
     # connections ---------------------------------------------------------------------------
     def add_connection(self, connection_id: str, user_id: str, name: str, connected_at_ms: int) -> None:
@@ -459,35 +463,29 @@ class DynamoChatStore:
         )
         return int(response["Count"])
 
-    def record_activity(self, message: ChatMessage, preview: dict[str, Any], *, newest_only: bool) -> bool:
-        row = RoomActivityRow(message.room_id, ROOM_ACTIVITY_KEY)
-        if newest_only:
-            condition = RoomActivityRow.last_message_id.does_not_exist() | (RoomActivityRow.last_message_id < message.message_id)
-        else:
-            condition = RoomActivityRow.last_message_id == message.message_id
-        try:
-            row.update(
-                actions=[
-                    RoomActivityRow.last_message_id.set(message.message_id),
-                    RoomActivityRow.last_message.set(json.dumps(preview, ensure_ascii=False, separators=(",", ":"))),
-                ],
-                condition=condition,
-            )
-        except UpdateError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
-
     def reader_rooms(self, user_id: str, limit: int) -> list[RoomActivity]:
+        """The reader index Query, then each room's newest message, the Queries run side by side
+        so a user in many rooms waits for the slowest one, not their sum."""
         cursors = {row.room_id: row.message_id for row in ReadCursor.by_reader.query(user_id, limit=limit)}
-        activity = {row.room_id: row for row in RoomActivityRow.batch_get([(room, ROOM_ACTIVITY_KEY) for room in cursors])}
-        rooms = []
-        for room_id, read_cursor in cursors.items():
-            row = activity.get(room_id)
-            last = json.loads(row.last_message) if row is not None else None
-            rooms.append(RoomActivity(room_id, row.last_message_id if row is not None else None, read_cursor, last))
-        return rooms
+        client = StoredMessage._get_connection().connection.client  # made here, shared by the threads
+        newest = self._reads().map(lambda room_id: self._newest_message(client, room_id), cursors)
+        return [RoomActivity.of(room_id, cursors[room_id], message) for room_id, message in zip(cursors, newest)]
+
+    def _reads(self) -> ThreadPoolExecutor:
+        with self._reads_lock:
+            if self._reads_pool is None:
+                self._reads_pool = ThreadPoolExecutor(max_workers=ROOM_READS_IN_FLIGHT, thread_name_prefix="rooms")
+            return self._reads_pool
+
+    @staticmethod
+    def _newest_message(client: Any, room_id: str) -> ChatMessage | None:
+        """One Query, newest first, Limit 1: the same read units as a GetItem of a copy of it."""
+        response = client.query(
+            TableName=StoredMessage.Meta.table_name, KeyConditionExpression="roomId = :room",
+            ExpressionAttributeValues={":room": {"S": room_id}}, ScanIndexForward=False, Limit=1,
+        )
+        items = response.get("Items") or []
+        return _message_of(StoredMessage.from_raw_data(items[0])) if items else None
 
     # rate limits ---------------------------------------------------------------------------
     def count_request(self, kind: str, user_id: str, window: int, keep_seconds: int, hits: int = 1) -> int:

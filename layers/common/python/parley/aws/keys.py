@@ -3,13 +3,14 @@
 Memberships (`c#`), read cursors (`r#`), participants (`u#`), the room's size (`n#`) and presence
 changes (`p#`) share the room's partition; idempotency records and rate counters
 share `IdempotencyTable`. Their prefixes keep each kind of item apart within its table.
+Tables deployed before `get_rooms` read history may still hold a `memberKey = "room"` item per
+room (the old last-message copy): outside every prefix, nothing reads or writes it any more.
 """
 
 from __future__ import annotations
 
 MEMBER_PREFIX = "c#"
 READ_CURSOR_PREFIX = "r#"
-ROOM_ACTIVITY_KEY = "room"  # the room's last message; outside both prefixes, so no member or cursor Query reads it
 PARTICIPANT_PREFIX = "u#"
 PRESENCE_PREFIX = "p#"
 ROOM_SIZE_KEY = "n#"

@@ -11,7 +11,6 @@ from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyPr
 from pynamodb.models import Model
 
 from .config import settings
-from .keys import ROOM_ACTIVITY_KEY
 
 
 class _Meta:
@@ -87,18 +86,6 @@ class ReadCursor(_RoomItem):
     message_id = UnicodeAttribute(null=True, attr_name="messageId")  # none until the first mark_read
     reader_id = UnicodeAttribute(null=True, attr_name="readerId")  # set at join and mark_read: lists the room
     by_reader = ByReaderIndex()
-
-
-class RoomActivity(Model):
-    """The room's newest message (`memberKey = room`), so `get_rooms` orders rooms without reading history."""
-
-    class Meta(_Meta):
-        table_name = settings.memberships_table
-
-    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
-    member_key = UnicodeAttribute(range_key=True, attr_name="memberKey", default=ROOM_ACTIVITY_KEY)
-    last_message_id = UnicodeAttribute(attr_name="lastMessageId")
-    last_message = UnicodeAttribute(attr_name="lastMessage")  # the preview as JSON, as rooms_list sends it
 
 
 class RoomParticipant(_RoomItem):

@@ -109,12 +109,9 @@ class ChatStore(Protocol):
         """Messages newer than `after` (all when None), counted up to `limit`."""
         ...
 
-    def record_activity(self, message: ChatMessage, preview: dict[str, Any], *, newest_only: bool) -> bool:
-        """Make `message` the room's last message: when it is newer (`newest_only`), else when it already is."""
-        ...
-
     def reader_rooms(self, user_id: str, limit: int) -> list[RoomActivity]:
-        """Up to `limit` rooms the user joined or read: read cursor, last message id and preview."""
+        """Up to `limit` rooms the user joined or read, each with its read cursor and its newest
+        message as it stands now (`RoomActivity.of`): one read of history per room, none written per message."""
         ...
 
 

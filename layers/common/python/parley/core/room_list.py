@@ -5,7 +5,8 @@ UNREAD_CAP (+1 to know there were more): a room with 10,000 unread messages cost
 one with 101, and the client shows "100+".
 
 `get_rooms` orders the user's rooms by their newest message (a ULID, so time order is string
-order), ties by room id, and pages with an opaque cursor holding the last key it returned:
+order), read from history when the list is asked for (nothing is written per message for it),
+ties by room id, and pages with an opaque cursor holding the last key it returned:
 a room whose activity moves while the user pages appears at most once per page and is never
 skipped over because of another room's move.
 """
@@ -15,11 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from .model import ChatMessage
+
 UNREAD_CAP = 100
 DEFAULT_ROOMS_PAGE = 20
 MAX_ROOMS_PAGE = 50
 # get_rooms sorts all of a user's rooms before paging; past this many, the least recently joined
-# (by room id order in the index) are not listed. Bounds the Query and the BatchGetItem calls.
+# (by room id order in the index) are not listed. Bounds the index Query and the newest-message
+# Queries (one per room).
 MAX_LISTED_ROOMS = 500
 PREVIEW_CHARS = 200  # lastMessage carries the start of the text, so a room list stays small
 _CURSOR_SEPARATOR = "/"  # cannot occur in a room id or a ULID
@@ -54,6 +58,13 @@ class RoomActivity:
     last_message_id: str | None  # None: no message yet
     read_cursor: str | None  # the newest message the user marked read; None: none
     last_message: Mapping[str, Any] | None = field(default=None, compare=False)  # the preview rooms_list sends
+
+    @classmethod
+    def of(cls, room_id: str, read_cursor: str | None, newest: ChatMessage | None) -> RoomActivity:
+        """The room as its newest message (edited or deleted as it now stands) shows it."""
+        if newest is None:
+            return cls(room_id, None, read_cursor)
+        return cls(room_id, newest.message_id, read_cursor, preview(newest.to_wire()))
 
     @property
     def key(self) -> tuple[str, str]:

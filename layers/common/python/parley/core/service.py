@@ -21,7 +21,7 @@ from .protocol import ErrorCode, ProtocolError
 from .rate_limits import ABUSE_FACTOR, OverLimitMemory, RateLimits
 from .access import Action, RoomAccessMode, allowed_actions, encode_actions
 from .reactions import MAX_DISTINCT_EMOJI
-from .room_list import MAX_LISTED_ROOMS, UNREAD_CAP, newest_first_page, preview, unread_fields, unread_from_page
+from .room_list import MAX_LISTED_ROOMS, UNREAD_CAP, newest_first_page, unread_fields, unread_from_page
 
 Frame = dict[str, Any]
 
@@ -244,9 +244,7 @@ class ChatService:
             self._metric("DuplicateMessages", 1)
             return p.frame("message_received", original.to_wire())
         self._metric("MessagesStored", 1)
-        wire = message.to_wire()
-        self._store.record_activity(message, preview(wire), newest_only=True)
-        result = self._broadcast(members, p.frame("message_received", wire), room, delivery_id=message.message_id)
+        result = self._broadcast(members, p.frame("message_received", message.to_wire()), room, delivery_id=message.message_id)
         if result.dispatched:
             # A large room: the shards deliver it after this reply; say to how many it is going.
             recipients = len({m.connection_id for m in members} - {caller.connection_id})
@@ -297,7 +295,6 @@ class ChatService:
             if current.user_id != caller.user_id:
                 raise _forbidden(room, Action.WRITE, "only its author can edit a message")
             return p.frame("message_updated", _updated(current))  # the same text again: a retry, nothing to tell
-        self._store.record_activity(current, preview(current.to_wire()), newest_only=False)
         self._broadcast(members, p.frame("message_updated", _updated(current)), room)
         return None
 
@@ -312,7 +309,6 @@ class ChatService:
         current = self._existing(result, room, message_id)
         if not result.changed:
             raise _forbidden(room, Action.MODERATE, "deleting another user's message needs moderate")
-        self._store.record_activity(current, preview(current.to_wire()), newest_only=False)
         deleted = {"roomId": room, "messageId": message_id, "deletedBy": caller.user_id}
         self._broadcast(members, p.frame("message_deleted", deleted), room)
         return None
@@ -342,8 +338,9 @@ class ChatService:
         return None
 
     def _on_get_rooms(self, request: p.GetRoomsData, caller: Caller) -> Frame:
-        """The caller's rooms, newest activity first: one index Query, one BatchGetItem per 100 rooms,
-        and one COUNT Query per listed room that has unread messages."""
+        """The caller's rooms, newest activity first: one index Query, one newest-message Query per
+        room (so a message writes nothing for this list), and one COUNT Query per listed room that
+        has unread messages."""
         self._refuse_if_known_over("signals", self._limits.signals, caller)
         self._spend("signals", self._limits.signals, caller)
         readable = [
