@@ -217,7 +217,7 @@ def section_gateway(d: dict, fan: dict | None) -> list[str]:
         f"- Goal (issue 3): {n:,} concurrent connections opened and served with no error. Result: {_ok(ok)} "
         f"(handshake errors: {' and '.join(str(g['open']['errors']) for g in d['gateways'])}; {b['pongs']:,} of {n:,} pings answered).",
         f"- Ctrl-C stops cleanly (exit status 0, every open socket closed with 1001 and its `$disconnect` run): {_ok(clean)}. "
-        "The time is those `$disconnect` invocations (a Query and a DeleteItem in moto each); with a few sockets open "
+        "The time is those `$disconnect` invocations (about 5-7 ms of handler CPU each, mostly its two DynamoDB calls); with a few sockets open "
         "`parley dev` exits in about half a second (measured while writing this benchmark). A `$disconnect` of a member "
         "of a room also reads the room, so members of large rooms take longer.",
         "- Every handshake runs two Lambda invocations (authorizer, `$connect`) and a DynamoDB PutItem before the upgrade. "
