@@ -60,6 +60,19 @@ PRESENCE_RECORD_TTL = timedelta(hours=1)
 ROOM_READS_IN_FLIGHT = 16
 
 
+def _table(model: Any) -> Any:
+    """The model's PynamoDB table connection (one botocore client and pool per environment), for the
+    few calls its model API cannot make cheaply: projected raw Queries, ALL_OLD return values,
+    hand-written expressions. The one place this store reaches past the models (PynamoDB keeps it
+    private); tests/dynamodb_local pins every call made through it."""
+    return model._get_connection()
+
+
+def _client(model: Any) -> Any:
+    """The botocore client under `_table(model)`; built on first use, so touch it before threads share it."""
+    return _table(model).connection.client
+
+
 def _is_condition_failure(error: Exception) -> bool:
     return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
 
@@ -189,7 +202,7 @@ class DynamoChatStore:
         same read units."""
         members, start = [], None
         while True:
-            page = Membership._get_connection().query(
+            page = _table(Membership).query(
                 room_id, range_key_condition=Membership.member_key.startswith(MEMBER_PREFIX),
                 attributes_to_get=_MEMBER_ATTRIBUTES, exclusive_start_key=start,
             )
@@ -286,7 +299,7 @@ class DynamoChatStore:
         overlapping attempts could both claim a connection."""
         if not connection_ids:
             return []
-        response = FanoutClaim._get_connection().update_item(
+        response = _table(FanoutClaim).update_item(
             fanout_claim_key(delivery_id, shard),
             actions=[FanoutClaim.claimed.add(set(connection_ids)), FanoutClaim.expires_at.set(self._idempotency_ttl)],
             return_values=ALL_OLD,
@@ -362,7 +375,7 @@ class DynamoChatStore:
     def _change(self, room_id: str, message_id: str, update: str, condition: str, names: dict[str, str],
                 values: dict[str, Any]) -> ChangeResult:
         """One conditional UpdateItem; a refused one returns the item as it stood (no extra read)."""
-        client = StoredMessage._get_connection().connection.client
+        client = _client(StoredMessage)
         try:
             response = client.update_item(
                 TableName=StoredMessage.Meta.table_name,
@@ -432,7 +445,7 @@ class DynamoChatStore:
     def _add_reactions_map(room_id: str, message_id: str) -> bool:
         """Give an old message its empty `reactions` map; False when it already had one (or is gone)."""
         try:
-            StoredMessage._get_connection().connection.client.update_item(
+            _client(StoredMessage).update_item(
                 TableName=StoredMessage.Meta.table_name,
                 Key={"roomId": {"S": room_id}, "messageId": {"S": message_id}},
                 UpdateExpression="SET reactions = :empty",
@@ -452,7 +465,7 @@ class DynamoChatStore:
         return cursor.message_id
 
     def count_messages_after(self, room_id: str, after: str | None, limit: int) -> int:
-        client = StoredMessage._get_connection().connection.client
+        client = _client(StoredMessage)
         condition, values = "roomId = :room", {":room": {"S": room_id}}
         if after is not None:
             condition += " AND messageId > :after"
@@ -467,7 +480,7 @@ class DynamoChatStore:
         """The reader index Query, then each room's newest message, the Queries run side by side
         so a user in many rooms waits for the slowest one, not their sum."""
         cursors = {row.room_id: row.message_id for row in ReadCursor.by_reader.query(user_id, limit=limit)}
-        client = StoredMessage._get_connection().connection.client  # made here, shared by the threads
+        client = _client(StoredMessage)  # made here, shared by the threads
         newest = self._reads().map(lambda room_id: self._newest_message(client, room_id), cursors)
         return [RoomActivity.of(room_id, cursors[room_id], message) for room_id, message in zip(cursors, newest)]
 
@@ -481,7 +494,7 @@ class DynamoChatStore:
     def _newest_message(client: Any, room_id: str) -> ChatMessage | None:
         """One Query, newest first, Limit 1: the same read units as a GetItem of a copy of it."""
         response = client.query(
-            TableName=StoredMessage.Meta.table_name, KeyConditionExpression="roomId = :room",
+            TableName=StoredMessage.Meta.table_name, KeyConditionExpression=f"{StoredMessage.room_id.attr_name} = :room",
             ExpressionAttributeValues={":room": {"S": room_id}}, ScanIndexForward=False, Limit=1,
         )
         items = response.get("Items") or []
