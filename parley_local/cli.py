@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "dev", help="run the template's WebSocket API locally (like API Gateway + Lambda + DynamoDB)",
         epilog="Ctrl-C (or SIGTERM) stops it cleanly, even during start-up: every open socket is closed with 1001 "
-               "and its $disconnect runs, then the functions, moto and DynamoDB Local stop; exit status 0 (1 if DynamoDB Local died). A second Ctrl-C "
+               "and its $disconnect runs, then the functions, DynamoDB Local and moto (if it ran) stop; exit status 0 (1 if DynamoDB Local died). A second Ctrl-C "
                "forces the exit (status 130).",
     )
     dev.add_argument("--template", default="template.yaml", help="SAM template (default: template.yaml)")
@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep DynamoDB Local's data in DIR between runs (default: in memory, gone on exit)")
     dev.add_argument("--dynamodb-endpoint", default=None, metavar="URL", help="use a DynamoDB you run at URL (nothing is started for it)")
     dev.add_argument("--moto-mode", choices=("subprocess", "thread"), default="subprocess",
-                     help="where the embedded moto server runs: its own process (default) or a thread of the gateway")
+                     help="where moto's server runs when something needs it (--dynamodb moto, or a function calling an AWS "
+                          "service other than DynamoDB, SSM, Lambda Invoke and @connections): its own process (default) "
+                          "or a thread of the gateway")
     dev.add_argument("--allow-origins", default="", metavar="ORIGIN[,ORIGIN...]",
                      help="page origins allowed at the handshake, besides the built-in http://localhost:* and "
                           "http://127.0.0.1:* (e.g. http://192.168.1.20:5173); `make dev ORIGINS=...` passes it")

@@ -73,9 +73,8 @@ class ParleyExtras:
     def before_serving(self, gateway: Gateway) -> None:
         """Write the dev secret into the local SSM under the template's `JwtSecretParameterName`, if it has one."""
         name = gateway.stack.parameters.get(SECRET_PARAMETER)
-        if not name or gateway.aws is None:
-            return
-        gateway.aws.client("ssm").put_parameter(Name=str(name), Value=dev_secret(), Type="SecureString", Overwrite=True)
+        if name:
+            gateway.parameter_store.put(str(name), dev_secret(), "SecureString", overwrite=True)
 
     def add_routes(self, app: web.Application, gateway: Gateway) -> None:
         for route, (filename, ctype) in CLIENT_FILES.items():

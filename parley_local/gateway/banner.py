@@ -43,7 +43,15 @@ def banner(gateway: "Gateway") -> list[str]:
         f"  @connections:  {gateway.connections_url}/@connections/{{connectionId}}  (also https:// on this port)",
         f"  DynamoDB:      {gateway.aws.dynamodb_endpoint} ({gateway.aws.describe_dynamodb()})",
         f"  Tables:        {', '.join(t.name for t in stack.tables) or '(none)'}",
+        f"  Other AWS:     SSM on this port; any other service from moto, started on its first call ({_moto_state(gateway)})",
         f"  Route selection: {api.selection_expression}",
         "Routes:",
         *routes_table(api),
     ]
+
+
+def _moto_state(gateway: "Gateway") -> str:
+    assert gateway.aws is not None
+    if gateway.aws.moto is None:
+        return "not running"
+    return f"running, pid {gateway.aws.pid}" if gateway.aws.pid else "running in-process"

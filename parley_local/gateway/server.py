@@ -25,6 +25,9 @@ from typing import Any, Callable, Protocol
 
 from aiohttp import web
 
+from ..local_aws.account import load_client_models
+from ..local_aws.other_services import OtherAwsServices
+from ..local_aws.parameter_store import ParameterStore
 from ..local_aws.services import LocalAws
 from . import banner as banner_lines
 from .code_watch import CodeWatcher
@@ -93,6 +96,8 @@ class Gateway:
         self.selector = RouteSelector(self.api.selection_expression, self.api.routes.keys())
         self.connections: dict[str, Connection] = {}
         self.aws: LocalAws | None = None
+        self.parameter_store = ParameterStore()  # SSM, served on this port
+        self._other_services: OtherAwsServices | None = None
         self.tls: LocalTls | None = None
         self.runtime: LambdaRuntime | None = None
         self.connections_api: ConnectionsApi | None = None
@@ -147,7 +152,10 @@ class Gateway:
         Cancellable at any point (Ctrl-C during start-up); stop() then releases whatever was started.
         """
         cfg = self.config
+        # botocore's models load while DynamoDB Local's JVM starts (both are on the way to ready)
+        clients_loaded = asyncio.ensure_future(self._in_thread(load_client_models, ("dynamodb", "dynamodbstreams")))
         self.aws = await self._in_thread(LocalAws.start, cfg.dynamodb, cfg.dynamodb_endpoint, cfg.dynamodb_data, cfg.moto_mode)
+        await clients_loaded
         self._watch_services()
         await self._in_thread(self.aws.create_tables, self.stack.tables)
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM)
@@ -157,6 +165,8 @@ class Gateway:
         self.tls = LocalTls.create([self.local_host, self.config.host])
         endpoints = {
             **self.aws.env(), "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": self.connections_url,
+            "AWS_ENDPOINT_URL_SSM": self.http_url,  # `parameter_store`
+            "AWS_ENDPOINT_URL": self.http_url,  # any other service: `other_services` forwards it
             "AWS_CA_BUNDLE": str(self.tls.ca_bundle),  # `https://{domainName}/{stage}` reaches this port's TLS side
             "AWS_ENDPOINT_URL_LAMBDA": self.http_url,  # a function invoking another one reaches its local worker pool
         }
@@ -283,13 +293,16 @@ class Gateway:
         return used
 
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[request_size_limits])
+        assert self.aws is not None
+        self._other_services = OtherAwsServices(self.aws, self.console.line)
+        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[request_size_limits, self._other_services.middleware])
         if self.extras is not None:
             self.extras.add_routes(app, self)
         assert self.connections_api is not None
         self.connections_api.add_routes(app)
         assert self.lambda_api is not None
         self.lambda_api.add_routes(app)
+        self.parameter_store.add_routes(app, self._not_found)
         app.router.add_get("/{stage}", self._ws_handler)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
@@ -313,6 +326,8 @@ class Gateway:
         if self.stream_events is not None:  # after $disconnect, whose leaves it may still deliver
             await self.stream_events.stop()
         await self.tasks.wait(timeout=2)
+        if self._other_services is not None:
+            await self._other_services.close()
         if self._runner:
             await self._runner.cleanup()
         elif self._sock is not None:  # start() was interrupted before serving

@@ -1,15 +1,20 @@
-"""The local AWS the functions see: moto for every service, and DynamoDB from DynamoDB Local
-(default), moto (`--dynamodb moto`) or an endpoint the developer runs (`--dynamodb-endpoint`).
+"""The local AWS the functions see: DynamoDB from DynamoDB Local (default), moto (`--dynamodb moto`)
+or an endpoint the developer runs (`--dynamodb-endpoint`); moto's server for any other service,
+started on the first call that needs it.
 
-Why a composite: the functions get one set of `AWS_ENDPOINT_URL*` variables, and the gateway one
-object to start, describe and stop, whichever DynamoDB serves them. moto and DynamoDB Local start
-in parallel: each takes seconds, and the ready line waits for both.
+Why a composite: the gateway gets one object to start, describe and stop, whichever DynamoDB
+serves the functions. SSM, Lambda `Invoke` and `@connections` are the gateway's own
+(`parameter_store`, `gateway/lambda_invoke_api`, `gateway/connections_api`); everything else a
+function might call (STS, S3, SQS, ...) reaches the gateway's port through `AWS_ENDPOINT_URL` and
+is forwarded (`other_services`). Why moto starts only on demand: Parley's functions never call
+such a service, and moto's process held 237 MiB of the 391 MiB `parley dev` took before its first
+client, and a second of the ready line.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,37 +28,41 @@ DYNAMODB_CHOICES = ("local", "moto")
 
 @dataclass
 class LocalAws:
-    """The endpoints the functions use: `endpoint` (moto: SSM and the rest) and `dynamodb_endpoint`."""
+    """DynamoDB's endpoint for the functions, and moto once something asked for it."""
 
-    endpoint: str
     dynamodb_endpoint: str
     moto: EmbeddedMoto | None = None
     dynamodb_local: DynamoDBLocal | None = None
+    moto_mode: str = "subprocess"
+    _moto_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stopped: bool = False
 
     @classmethod
     def start(cls, dynamodb: str = "local", dynamodb_endpoint: str | None = None, data_dir: Path | None = None,
               moto_mode: str = "subprocess") -> "LocalAws":
-        """Start moto and, unless DynamoDB is moto's or external, DynamoDB Local (blocking: call it from a thread)."""
+        """Start the DynamoDB the functions use, unless it is external (blocking: call it from a thread)."""
         if dynamodb not in DYNAMODB_CHOICES:
             raise ValueError(f"unknown DynamoDB {dynamodb!r}: expected one of {DYNAMODB_CHOICES}")
-        if dynamodb_endpoint or dynamodb == "moto":
+        if dynamodb_endpoint:
+            return cls(dynamodb_endpoint, moto_mode=moto_mode)
+        if dynamodb == "moto":
             moto = EmbeddedMoto.start(moto_mode)
-            return cls(moto.endpoint, dynamodb_endpoint or moto.endpoint, moto=moto)
-        with ThreadPoolExecutor(2, thread_name_prefix="local-aws") as pool:
-            moto_f = pool.submit(EmbeddedMoto.start, moto_mode)
-            ddb_f = pool.submit(DynamoDBLocal.start, data_dir)
-            moto_err, ddb_err = moto_f.exception(), ddb_f.exception()
-        if moto_err or ddb_err:
-            for fut, err in ((moto_f, moto_err), (ddb_f, ddb_err)):
-                if err is None:
-                    fut.result().stop()
-            raise ddb_err or moto_err  # type: ignore[misc]
-        moto, ddb = moto_f.result(), ddb_f.result()
-        return cls(moto.endpoint, ddb.endpoint, moto=moto, dynamodb_local=ddb)
+            return cls(moto.endpoint, moto=moto, moto_mode=moto_mode)
+        ddb = DynamoDBLocal.start(data_dir)
+        return cls(ddb.endpoint, dynamodb_local=ddb, moto_mode=moto_mode)
+
+    def moto_endpoint(self) -> str:
+        """moto's endpoint, starting its server on the first call (blocking: call it from a thread)."""
+        with self._moto_lock:
+            if self._stopped:
+                raise RuntimeError("the local AWS services are stopping")
+            if self.moto is None:
+                self.moto = EmbeddedMoto.start(self.moto_mode)
+            return self.moto.endpoint
 
     @property
     def pid(self) -> int | None:
-        """moto's subprocess pid (None in thread mode)."""
+        """moto's subprocess pid (None when it has not started, or in thread mode)."""
         return self.moto.pid if self.moto else None
 
     def describe_dynamodb(self) -> str:
@@ -67,17 +76,20 @@ class LocalAws:
         return "external"
 
     def stop(self) -> None:
-        for service in (self.dynamodb_local, self.moto):
-            if service is not None:
-                service.stop()
-        self.dynamodb_local = self.moto = None
+        with self._moto_lock:
+            self._stopped = True
+            for service in (self.dynamodb_local, self.moto):
+                if service is not None:
+                    service.stop()
+            self.dynamodb_local = self.moto = None
 
     def client(self, service: str) -> Any:
-        return aws_client(service, self.dynamodb_endpoint if service == "dynamodb" else self.endpoint)
+        """A boto3 client for DynamoDB (the gateway's tables) or, starting it if need be, moto."""
+        return aws_client(service, self.dynamodb_endpoint if service == "dynamodb" else self.moto_endpoint())
 
     def env(self) -> dict[str, str]:
-        """The standard boto3 endpoint variables for the functions' environment."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint}
+        """The standard boto3 endpoint variable for DynamoDB (the gateway adds its own services')."""
+        return {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint}
 
     def create_tables(self, tables: Sequence[TableDefinition]) -> list[str]:
         """Create the template's tables (missing ones only) and enable TTL; returns the names created.

@@ -6,6 +6,7 @@ UpdateTimeToLive calls; only the endpoint differs.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, Sequence
 
 
@@ -20,27 +21,31 @@ class TableDefinition(Protocol):
 def create_tables(ddb: Any, tables: Sequence[TableDefinition]) -> list[str]:
     """Create the missing tables and enable TTL; existing tables are kept, brought up to the template.
 
-    Returns the names created.
+    Returns the names created. The tables are independent, so they are made at once (one thread
+    each, one thread-safe client): it is on the path to `parley dev`'s ready line.
     """
     existing: set[str] = set()
     for page in ddb.get_paginator("list_tables").paginate():
         existing.update(page.get("TableNames", []))
-    created: list[str] = []
-    for table in tables:
-        if table.name not in existing:
-            ddb.create_table(**table.create_args)
-            _wait_active(ddb, table.name)
-            created.append(table.name)
-        else:
-            upgrade_table(ddb, table)
-        if table.ttl_attribute:
-            current = ddb.describe_time_to_live(TableName=table.name).get("TimeToLiveDescription", {})
-            if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-                ddb.update_time_to_live(
-                    TableName=table.name,
-                    TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
-                )
-    return created
+    with ThreadPoolExecutor(max(1, min(len(tables), 8)), thread_name_prefix="create-table") as pool:
+        made = list(pool.map(lambda table: _make_table(ddb, table, table.name not in existing), tables))
+    return [table.name for table, new in zip(tables, made) if new]
+
+
+def _make_table(ddb: Any, table: TableDefinition, missing: bool) -> bool:
+    if missing:
+        ddb.create_table(**table.create_args)
+        _wait_active(ddb, table.name)
+    else:
+        upgrade_table(ddb, table)
+    if table.ttl_attribute:
+        current = ddb.describe_time_to_live(TableName=table.name).get("TimeToLiveDescription", {})
+        if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            ddb.update_time_to_live(
+                TableName=table.name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+            )
+    return missing
 
 
 class StaleTableError(Exception):

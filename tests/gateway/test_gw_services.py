@@ -17,6 +17,7 @@ import jwt
 import pytest
 import websockets
 
+from parley_local.local_aws.account import aws_client
 from parley_local.local_aws.services import LocalAws
 from parley_testing.gateway_thread import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway
 from parley_testing.dev_process import DevProcess
@@ -44,7 +45,7 @@ def test_tables_created_from_the_template(gw: RunningGateway):
 
 
 def test_dev_secret_seeded_into_ssm(gw: RunningGateway):
-    ssm = gw.gateway.aws.client("ssm")
+    ssm = aws_client("ssm", gw.gateway.http_url)  # the gateway serves SSM itself (`parameter_store`)
     value = ssm.get_parameter(Name="/fixture/jwt-secret", WithDecryption=True)["Parameter"]["Value"]
     assert value == (os.environ.get("PARLEY_JWT_SECRET") or DEV_SECRET_DEFAULT)
 
@@ -57,11 +58,12 @@ async def test_handlers_reach_dynamodb_with_boto3_and_pynamodb(gw: RunningGatewa
 
 
 async def test_external_dynamodb_endpoint(gw: RunningGateway, tmp_path: Path):
-    external = gw.gateway.aws.endpoint  # stands in for DynamoDB Local
+    external = gw.gateway.aws.dynamodb_endpoint  # moto's, standing in for a DynamoDB the developer runs
     other = RunningGateway(MAIN_TEMPLATE, tmp_path, stack_name="ext", prewarm=False, dynamodb_endpoint=external)
     await asyncio.to_thread(other.start)
     try:
-        assert other.gateway.aws.dynamodb_endpoint == external != other.gateway.aws.endpoint
+        assert other.gateway.aws.dynamodb_endpoint == external
+        assert other.gateway.aws.moto is None  # nothing else started: moto waits for a call that needs it
         assert "ext-items" in gw.gateway.aws.client("dynamodb").list_tables()["TableNames"]
         ws = await connect(other)
         pk = f"ext{time.time_ns()}"
@@ -72,8 +74,7 @@ async def test_external_dynamodb_endpoint(gw: RunningGateway, tmp_path: Path):
         assert items["Count"] == 2
     finally:
         await asyncio.to_thread(other.stop)
-    aws = LocalAws(endpoint="http://127.0.0.1:1", dynamodb_endpoint=external)
-    assert aws.env() == {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ENDPOINT_URL_DYNAMODB": external}
+    assert LocalAws(dynamodb_endpoint=external).env() == {"AWS_ENDPOINT_URL_DYNAMODB": external}
 
 
 # -- dev HTTP routes -----------------------------------------------------------------
