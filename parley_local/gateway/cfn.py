@@ -53,8 +53,12 @@ class TemplateError(Exception):
     """The template is malformed or uses something the local gateway cannot resolve."""
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that understands the CloudFormation short-form tags (`!Ref` ...)."""
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader that understands the CloudFormation short-form tags (`!Ref` ...).
+
+    libyaml's parser when PyYAML has it (the same safe constructors): the pure-Python one took
+    about 0.13 s of `parley dev`'s start for Parley's template, and the template is read twice.
+    """
 
 
 def _make_constructor(fn_name: str) -> Callable[[yaml.SafeLoader, yaml.Node], dict[str, Any]]:
