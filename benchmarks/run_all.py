@@ -1,11 +1,14 @@
-"""Run every benchmark, draw the plots, and rewrite the measured sections of docs/benchmarks.md.
+"""Run the benchmarks, draw the plots, and rewrite each measured section of docs/benchmarks.md.
 
-Each benchmark runs in its own process and writes JSON; the Markdown between the
-`<!-- measured:begin -->` and `<!-- measured:end -->` markers is regenerated from that JSON
-(everything outside the markers, such as the hand-written fan-out section, is kept).
+Each benchmark runs in its own process and writes JSON. Each one's section of the document sits
+between its own markers, `<!-- measured:NAME begin ... -->` and `<!-- measured:NAME end -->`,
+and is regenerated from that JSON; a benchmark that was not run leaves its section as it was,
+and everything outside the markers (the analysis, the before/after comparisons) is written by
+hand and kept. A section that is not in the document yet is added at its end.
 
-    .venv/bin/python benchmarks/run_all.py              # everything, about 8-12 minutes on 2 cores
-    .venv/bin/python benchmarks/run_all.py --render-only --results /tmp/parley-bench
+    .venv/bin/python benchmarks/run_all.py                # everything (make bench), about 25 minutes on 2 cores
+    .venv/bin/python benchmarks/run_all.py --only cost    # one benchmark; only its section changes
+    .venv/bin/python benchmarks/run_all.py --render-only --only cost   # again from the JSON in --results
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- measured:begin (written by benchmarks/run_all.py; edits here are overwritten) -->", "<!-- measured:end -->"
+BEGIN = "<!-- measured:{name} begin (written by benchmarks/run_all.py from its JSON; edits inside are overwritten) -->"
+END = "<!-- measured:{name} end -->"
 PY = ".venv/bin/python"
 BUDGET_S = 25 * 60  # the peers benchmark runs three systems one after another
 
@@ -71,16 +75,14 @@ def _ok(met: bool) -> str:
     return "**met**" if met else "**not met**"
 
 
-def section_setup(meta: dict) -> list[str]:
-    return [
-        "## How the measured sections below were made",
-        "",
-        f"Run {meta['date']} by `{PY} benchmarks/run_all.py` ({meta['total_s']:.0f} s in all) on {meta['cpus']} cores, "
-        f"Python {meta['python']}, load average {meta['load']} at the start (other engineers' tests share these cores, "
-        "so every comparison below is a ratio against a baseline measured in the same run). Each benchmark can be run "
-        "alone with the command shown in its section; add `--json FILE` to keep its figures.",
-        "",
-    ]
+def run_line(meta: dict | None) -> str:
+    """When, where and under what load one benchmark ran: the figures below it are that run's."""
+    if not meta:
+        return "Measured before run dates were recorded per benchmark."
+    return (f"Measured {meta['date']} by `{PY} benchmarks/run_all.py` ({meta['seconds']:.0f} s) on {meta['cpus']} cores, "
+            f"Python {meta['python']}, load average {meta['load']} at its start (other work shares these cores, so the "
+            "comparisons are ratios against a baseline measured in the same run). Add `--json FILE` to the command to keep "
+            "the figures.")
 
 
 def section_fanout(d: dict) -> list[str]:
@@ -527,62 +529,60 @@ def section_memory(d: dict) -> list[str]:
     return lines
 
 
-def section_todo() -> list[str]:
-    return ["## Not measured yet", "",
-            "- Local gateway (`parley dev`): `ping` round trip p50/p99 against a bare `websockets` echo server, connections "
-            "opened per second, messages delivered per second with 1,000 connections; and fan-out through the gateway "
-            "over real sockets up to 1,000 connections.", ""]
-
-
-def render(results: Path, meta: dict) -> str:
+def render(results: Path, meta: dict, only: list[str]) -> dict[str, list[str]]:
+    """The sections of the benchmarks in `only` whose JSON is in `results`, by benchmark name."""
     def load(name: str) -> dict | None:
         path = results / f"{name}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    lines = section_setup(meta)
-    for name, fn in (("fanout", section_fanout), ("join_storm", section_join_storm), ("cost", section_cost),
-                     ("lambda_share", section_lambda_share), ("cold_start", section_cold_start), ("memory", section_memory)):
+    builders = {"fanout": section_fanout, "join_storm": section_join_storm, "cost": section_cost,
+                "lambda_share": section_lambda_share, "cold_start": section_cold_start, "memory": section_memory,
+                "gateway": lambda d: section_gateway(d, load("fanout"))}
+    sections: dict[str, list[str]] = {}
+    for name in only:
         data = load(name)
-        lines += fn(data) if data else [f"## {name}: not run", ""]
-    gateway = load("gateway")
-    if gateway:
-        lines += section_gateway(gateway, load("fanout"))
-    else:
-        lines += section_todo()
-    peers = load("peers")
-    if peers:
-        import peers_bench
+        if data is None:
+            continue
+        if name == "peers":
+            import peers_bench
 
-        lines += peers_bench.markdown(peers, command("peers"))
-    return "\n".join(lines)
+            lines = peers_bench.markdown(data, command("peers"))
+        else:
+            lines = builders[name](data)
+        after_command = lines.index("```", 3) + 1  # every section opens with its heading and command
+        sections[name] = [*lines[:after_command], "", run_line(meta.get(name)), *lines[after_command:]]
+    return sections
 
 
-def write_doc(body: str) -> None:
-    text = DOC.read_text()
-    block = f"{BEGIN}\n\n{body.rstrip()}\n\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
+def write_doc(sections: dict[str, list[str]]) -> list[str]:
+    """Replace each section between its markers (or add it at the end); returns the names added."""
+    text, added = DOC.read_text(), []
+    for name, lines in sections.items():
+        begin, end = BEGIN.format(name=name), END.format(name=name)
+        block = begin + "\n\n" + "\n".join(lines).rstrip() + "\n\n" + end
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            text = head + block + rest.split(end, 1)[1]
+        else:
+            text, added = text.rstrip() + "\n\n" + block + "\n", [*added, name]
     DOC.write_text(text)
+    return added
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("/tmp/parley-bench"))
     parser.add_argument("--only", nargs="+", choices=list(BENCHES), default=list(BENCHES))
-    parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the sections from the JSON in --results")
     args = parser.parse_args()
     meta_path = args.results / "meta.json"
-    if args.render_only:
-        meta = json.loads(meta_path.read_text())
-    else:
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if not args.render_only:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        started = time.monotonic()
-        seconds = run_benches(args.results, args.only)
-        meta = {"date": datetime.date.today().isoformat(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                "load": load, "total_s": time.monotonic() - started, "seconds": seconds}
+        for name, seconds in run_benches(args.results, args.only).items():
+            meta[name] = {"date": datetime.date.today().isoformat(), "cpus": os.cpu_count(),
+                          "python": platform.python_version(), "load": load, "seconds": seconds}
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())  # the next one starts under this
         meta_path.write_text(json.dumps(meta))
     import plots
 
@@ -590,10 +590,12 @@ def main() -> None:
     for name, fn, png in (("fanout", plots.plot_fanout, "fanout.png"), ("cost", plots.plot_cost, "cost.png"),
                           ("cold_start", plots.plot_cold_start, "cold_start.png"), ("peers", plots.plot_peers, "peers.png")):
         path = args.results / f"{name}.json"
-        if path.exists():
+        if name in args.only and path.exists():
             fn(json.loads(path.read_text()), docs / png)
-    write_doc(render(args.results, meta))
-    print(f"wrote {DOC.relative_to(ROOT)} and plots in docs/")
+    sections = render(args.results, meta, args.only)
+    added = write_doc(sections)
+    print(f"rewrote {', '.join(sections) or 'no'} section(s) of {DOC.relative_to(ROOT)}"
+          + (f" (added at its end: {', '.join(added)})" if added else ""))
 
 
 if __name__ == "__main__":
