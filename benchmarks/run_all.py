@@ -76,13 +76,16 @@ def _ok(met: bool) -> str:
 
 
 def run_line(meta: dict | None) -> str:
-    """When, where and under what load one benchmark ran: the figures below it are that run's."""
+    """When, where and under what load one benchmark ran: the figures below it are that run's.
+
+    `meta` is what run_all recorded, or what was recorded by hand for a run made outside it
+    (`by`: the command(s), `load`: as read then)."""
     if not meta:
         return "Measured before run dates were recorded per benchmark."
-    return (f"Measured {meta['date']} by `{PY} benchmarks/run_all.py` ({meta['seconds']:.0f} s) on {meta['cpus']} cores, "
-            f"Python {meta['python']}, load average {meta['load']} at its start (other work shares these cores, so the "
-            "comparisons are ratios against a baseline measured in the same run). Add `--json FILE` to the command to keep "
-            "the figures.")
+    by = meta.get("by") or f"`{PY} benchmarks/run_all.py`"
+    return (f"Measured {meta['date']} by {by} ({meta['seconds']:.0f} s) on {meta['cpus']} cores, Python {meta['python']}, "
+            f"load average {meta['load']} at its start (other work shares these cores; where a figure is a ratio, its "
+            "baseline was measured in the same run). Add `--json FILE` to the command to keep the figures.")
 
 
 def section_fanout(d: dict) -> list[str]:
