@@ -116,7 +116,7 @@ def section_fanout(d: dict) -> list[str]:
                      f"the whole handler took up to {g['handler_s']:.1f} s here, most of it moto's Query.")
     zero = [p for p in d["points"] if p["latency_ms"] == 0]
     if zero:
-        lines.append(f"- With no latency added, concurrency buys nothing on 2 busy cores "
+        lines.append(f"- With no latency added, concurrency buys little on 2 busy cores "
                      f"({min(p['speedup'] for p in zero):.1f}-{max(p['speedup'] for p in zero):.1f}x of sequential): each call "
                      "costs CPU (signing, HTTP) under one GIL; the bound in flight pays off when each call waits on the network, "
                      "as on AWS.")
