@@ -329,7 +329,7 @@ class System:
             pass
 
 
-def make_system(key: str, dynamodb: str = "moto", repo: Path = REPO) -> System:
+def make_system(key: str, dynamodb: str = "local", repo: Path = REPO) -> System:
     port = free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     if key in ("parley", "parley-quiet"):
@@ -619,7 +619,8 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
              "One client (Python `websockets`, in the benchmark's process), one machine, the systems one after another, each "
              "with a bare `websockets` echo server measured right before it. The peers run a minimal handler set mirroring "
              "`ping`, `join_room` and `chat_message` (`benchmarks/peers/`); `parley dev` runs the real template, handlers, "
-             "authorizer and DynamoDB (moto), so every handshake is two Lambda invocations and a PutItem. "
+             f"authorizer and DynamoDB ({'moto' if d.get('dynamodb', 'moto') == 'moto' else 'DynamoDB Local, its default'}), "
+             "so every handshake is two Lambda invocations and a PutItem. "
              "`parley dev` is measured with its default log (one line per invocation) and with `--quiet`.", "",
              "| | " + " | ".join(LABELS[k] for k in systems) + " |", "| --- |" + " ---: |" * len(systems)]
     for key, label in rows:
@@ -667,8 +668,9 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=50, help="handshakes in flight while opening connections")
     parser.add_argument("--repeat", type=int, default=3, help="messages to the room (median of the last delivery)")
     parser.add_argument("--phase-budget", type=float, default=120.0, help="seconds any one row may take")
-    parser.add_argument("--dynamodb", choices=("moto", "local"), default="moto",
-                        help="parley dev's DynamoDB (`--dynamodb`): moto, as the figures in docs/benchmarks.md, or DynamoDB Local")
+    parser.add_argument("--dynamodb", choices=("moto", "local"), default="local",
+                        help="parley dev's DynamoDB (`--dynamodb`): DynamoDB Local, its default, or moto (the peers table "
+                             "before 2026-11-29 was measured on moto)")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
                         help="measure only these rows (the ready line and the idle tree are always measured): "
                              "rtt, open (handshakes/s), room (joins, fan-out, leave), ctrl_c (needs the open connections)")
