@@ -63,6 +63,8 @@ def findings(root: Path) -> tuple[list[str], set[tuple[str, str]]]:
             if source == THIS_FILE:
                 continue  # it holds the forbidden forms as data
             relative = source.relative_to(root).as_posix()
+            if any(part.startswith(".") or part == "node_modules" for part in Path(relative).parts):
+                continue  # installed, not ours: e.g. the peers benchmark's own .venv and npm packages
             tree = ast.parse(source.read_text(encoding="utf-8"), relative)
             docstrings = _docstrings(tree)
 
