@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.parser import parse
 
 from ..core.access import ClaimError, Grants
 from ..core.model import BadFanoutEvent, Caller, PresenceChange, ShardJob, fanout_work_of_event
+from ..core.ports import ShardDispatcher
 from ..core.rate_limits import OverLimitMemory, RateLimits
 from ..core.service import ChatService
 from .apigw_events import ConnectEvent, DisconnectEvent, MessageEvent
@@ -58,7 +59,8 @@ def _service(domain_name: str | None, stage: str | None) -> ChatService:
     return _service_for_endpoint(management_endpoint(domain_name, stage))
 
 
-def _service_for_endpoint(endpoint: str, shards: LambdaShardDispatcher | None = _shards) -> ChatService:
+def _service_for_endpoint(endpoint: str, shards: ShardDispatcher | None = None) -> ChatService:
+    """`shards`: where large rooms' fan-out goes; None: this environment's `_shards` (FANOUT_FUNCTION_NAME)."""
     sender = sender_for(endpoint, settings.fanout_max_in_flight)
     limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds)
     return ChatService(
@@ -70,7 +72,7 @@ def _service_for_endpoint(endpoint: str, shards: LambdaShardDispatcher | None = 
         metric=count,
         logger=logger,
         presence_threshold=settings.presence_threshold,
-        shards=shards,
+        shards=shards if shards is not None else _shards,
         fanout_shard_size=settings.fanout_shard_size,
         fanout_page_size=settings.fanout_page_size,
     )
@@ -143,21 +145,22 @@ def _presence_change(image: dict[str, Any]) -> PresenceChange:
     )
 
 
-def _broadcast_service(shards: LambdaShardDispatcher | None = _shards) -> ChatService:
+def _broadcast_service(shards: ShardDispatcher | None = None) -> ChatService:
     """The service for functions API Gateway does not invoke: the endpoint comes from the environment."""
     return _service_for_endpoint(management_endpoint(None, None), shards)
 
 
-def _own_shards() -> LambdaShardDispatcher:
+def _own_shards() -> ShardDispatcher | None:
     """A continuation dispatches its shards to this same function: Lambda names it in the environment
     (the template cannot: a function's own `!Ref` in its variables is a circular reference)."""
     global _self_shards
-    if _self_shards is None:
-        _self_shards = LambdaShardDispatcher(os.environ["AWS_LAMBDA_FUNCTION_NAME"])
+    name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    if _self_shards is None and name:
+        _self_shards = LambdaShardDispatcher(name)
     return _self_shards
 
 
-_self_shards: LambdaShardDispatcher | None = None
+_self_shards: ShardDispatcher | None = None
 
 
 def fanout_route() -> Handler:
