@@ -243,6 +243,21 @@ class MemoryChatWorld(ChatWorld):
         return self.sender.closed
 
 
+def crowd(world: MemoryChatWorld, count: int, room: str = "hall", *, first: int = 0) -> list[Client]:
+    """`count` users (`u0000`, `u0001`, ... from `first`, named `User <n>`) joined to `room`, with the
+    presence batch and the fan-out their joins caused run, and their inboxes emptied."""
+    clients = []
+    for n in range(first, first + count):
+        client = world.connect(f"u{n:04d}", f"User {n}")
+        client.send("join_room", {"roomId": room})
+        clients.append(client)
+    world.run_presence()
+    world.run_shards()
+    for client in clients:
+        client.take()
+    return clients
+
+
 def alice_and_bob_in_lobby(world: ChatWorld) -> tuple[Client, Client]:
     """alice and bob in `lobby` after one message from alice, inboxes emptied."""
     alice = world.connect("alice")

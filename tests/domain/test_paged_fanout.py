@@ -9,7 +9,7 @@ import json
 import pytest
 
 from parley.core.model import BadFanoutEvent, RoomContinuation, ShardJob, fanout_work_of_event
-from parley_testing.chat_world import MemoryChatWorld
+from parley_testing.chat_world import MemoryChatWorld, crowd
 
 PAGE, SHARD = 25, 10
 
@@ -18,25 +18,13 @@ def paged_world() -> MemoryChatWorld:
     return MemoryChatWorld(fanout_shard_size=SHARD, fanout_page_size=PAGE, presence_threshold=10_000)
 
 
-def room_of(world: MemoryChatWorld, count: int, room: str = "hall", first: int = 0):
-    clients = []
-    for n in range(first, first + count):
-        client = world.connect(f"u{n:04d}")
-        client.send("join_room", {"roomId": room})
-        clients.append(client)
-    world.run_shards()
-    for client in clients:
-        client.take()
-    return clients
-
-
 def received(client) -> list[str]:
     return [f["data"]["messageId"] for f in client.take() if f["type"] == "message_received"]
 
 
 def test_a_room_beyond_one_page_reads_one_page_here_and_the_rest_in_one_continuation():
     world = paged_world()
-    clients = room_of(world, 101)
+    clients = crowd(world, 101)
     world.shards.dispatched.clear()
     reads, plans = world.store.calls.get("room_members_page", 0), world.store.calls.get("plan_fanout_page", 0)
     reply = clients[0].send("chat_message", {"roomId": "hall", "message": "to all"})
@@ -57,7 +45,7 @@ def test_a_room_beyond_one_page_reads_one_page_here_and_the_rest_in_one_continua
 
 def test_a_room_of_exactly_one_page_is_served_as_before_without_a_continuation():
     world = paged_world()
-    clients = room_of(world, PAGE)
+    clients = crowd(world, PAGE)
     world.shards.dispatched.clear()
     reply = clients[0].send("chat_message", {"roomId": "hall", "message": "x"})
     assert reply["data"]["recipients"] == PAGE - 1
@@ -84,7 +72,7 @@ class CrashAfter:
 @pytest.mark.parametrize("accepted", [0, 2, 4, 7])
 def test_a_retried_continuation_delivers_to_no_one_twice_even_when_members_joined_and_left(accepted):
     world = paged_world()
-    clients = room_of(world, 120)
+    clients = crowd(world, 120)
     clients[0].send("chat_message", {"roomId": "hall", "message": "once"})
     continuation = next(j for j in world.shards.jobs if isinstance(j, RoomContinuation))
     world.shards.jobs.remove(continuation)
@@ -99,7 +87,7 @@ def test_a_retried_continuation_delivers_to_no_one_twice_even_when_members_joine
     leaving = ordered[30::9]
     for client in leaving:
         client.send("leave_room", {"roomId": "hall"})
-    newcomers = room_of(world, 30, first=500)
+    newcomers = crowd(world, 30, first=500)
     world.shards.jobs.clear()  # (the newcomers' own joins queued nothing that matters here)
     # Lambda's retry of the same event, and a duplicate delivery of it.
     world.service().run_fanout(RoomContinuation.from_event(json.loads(json.dumps(continuation.to_event()))))
@@ -115,7 +103,7 @@ def test_a_retried_continuation_delivers_to_no_one_twice_even_when_members_joine
 
 def test_a_continuation_lambda_would_not_take_is_run_by_the_handler_itself():
     world = paged_world()
-    clients = room_of(world, 60)
+    clients = crowd(world, 60)
     world.shards.refuse_continuations = True
     world.shards.dispatched.clear()
     clients[0].send("chat_message", {"roomId": "hall", "message": "anyway"})
@@ -127,7 +115,7 @@ def test_a_continuation_lambda_would_not_take_is_run_by_the_handler_itself():
 
 def test_without_a_dispatcher_a_paged_room_is_read_whole_and_sent_here():
     world = MemoryChatWorld(fanout_page_size=PAGE, presence_threshold=10_000)
-    clients = room_of(world, 60)
+    clients = crowd(world, 60)
     reply = clients[0].send("chat_message", {"roomId": "hall", "message": "direct"})
     assert reply["data"]["status"] == "delivered" and reply["data"]["deliveredTo"] == 59
     assert all(len(received(c)) == 1 for c in clients)
@@ -135,7 +123,7 @@ def test_without_a_dispatcher_a_paged_room_is_read_whole_and_sent_here():
 
 def test_typing_beyond_one_page_skips_the_typist_in_the_continuation_too():
     world = paged_world()
-    clients = room_of(world, 80)
+    clients = crowd(world, 80)
     typist = max(clients, key=lambda c: c.connection_id)  # in the continuation's part of the room
     typist.send("typing", {"roomId": "hall", "isTyping": True})
     world.run_shards()
@@ -145,7 +133,7 @@ def test_typing_beyond_one_page_skips_the_typist_in_the_continuation_too():
 
 def test_a_member_beyond_the_first_page_passes_the_membership_check_and_a_stranger_does_not():
     world = paged_world()
-    clients = room_of(world, 40)
+    clients = crowd(world, 40)
     last = max(clients, key=lambda c: c.connection_id)
     assert last.send("chat_message", {"roomId": "hall", "message": "from page 2"})["data"]["status"] == "sent"
     stranger = world.connect("zz-stranger")

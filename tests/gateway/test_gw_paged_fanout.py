@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from parley_testing.chat_client import Client
+from parley_testing.chat_client import joined_clients
 from parley_testing.gateway_thread import RunningGateway
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,10 +38,7 @@ def paged_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGatewa
 
 async def test_a_room_beyond_one_page_is_delivered_to_every_member_once(paged_gw: RunningGateway):
     room = f"paged-{time.time_ns()}"
-    clients = [await Client.open(paged_gw, f"p{i:02d}", f"Member {i}") for i in range(MEMBERS)]
-    for c in clients:
-        await c.send("join_room", roomId=room)
-        await c.expect("chat_history")
+    clients = await joined_clients(paged_gw, room, MEMBERS, "p")
     sender = clients[-1]
     await sender.send("chat_message", roomId=room, message="to every page", clientMessageId="paged-1")
     update = await sender.expect("chat_update", timeout=30)

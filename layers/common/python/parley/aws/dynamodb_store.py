@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pynamodb.constants import ALL_OLD
+from pynamodb.constants import ALL_OLD, UPDATED_NEW
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from ..core.ids import new_ulid
@@ -555,6 +555,12 @@ class DynamoChatStore:
     def count_request(self, kind: str, user_id: str, window: int, keep_seconds: int, hits: int = 1) -> int:
         """One UpdateItem (ADD). Counting refused requests too is what lets the service tell a burst
         from a flood; refusals an environment remembered arrive here in batches."""
-        counter = RateCounter(rate_counter_key(kind, user_id, window))
-        counter.update(actions=[RateCounter.hits.add(hits), RateCounter.expires_at.set(timedelta(seconds=keep_seconds))])
-        return int(counter.hits)
+        # Through the table connection, not `RateCounter(...).update()`: every room action makes this
+        # call, and the model's bookkeeping around it (an instance, ALL_NEW deserialised into it) cost
+        # 0.5-0.9 ms of CPU of the call's 1.4-2.5 ms in this machine's measurements.
+        response = _table(RateCounter).update_item(
+            rate_counter_key(kind, user_id, window),
+            actions=[RateCounter.hits.add(hits), RateCounter.expires_at.set(timedelta(seconds=keep_seconds))],
+            return_values=UPDATED_NEW,
+        )
+        return int(response["Attributes"][RateCounter.hits.attr_name]["N"])
