@@ -470,6 +470,7 @@ def section_lambda_share(d: dict) -> list[str]:
         "shards and the continuation (32 Invokes in flight). The continuation's part does grow: it reads the rest a page "
         "at a time (one Query and one page-plan PutItem per page; in brackets the reading, most of it DynamoDB Local paging "
         "a large partition) and dispatches each page's shards as it goes, so the first of them start long before it ends.",
+        "",
     ]
     for r in d["end_to_end"]:
         if r["target_s"] is None:

@@ -57,7 +57,7 @@ BROADCASTERS = {
 }
 # Sized at the Lambda CPU share (docs/benchmarks.md): the fan-out shards and the dispatch of a
 # large room are CPU-bound; everything else 256.
-MEMORY = {"FanoutFunction": 1769, "ChatMessageFunction": 1024}
+MEMORY = {"FanoutFunction": 1769, "ChatMessageFunction": 512}
 API_ARN_PREFIX = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/"
 MANAGE_CONNECTIONS_ARNS = {
     API_ARN_PREFIX + "${StageName}/POST/@connections/*",
