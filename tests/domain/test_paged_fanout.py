@@ -113,6 +113,18 @@ def test_a_continuation_lambda_would_not_take_is_run_by_the_handler_itself():
     assert world.metrics.totals["ShardDispatchFailures"] == 1
 
 
+def test_a_continuation_run_where_no_dispatcher_is_wired_delivers_its_shards_itself():
+    world = paged_world()
+    clients = crowd(world, 70)
+    continuation = RoomContinuation("hall", "01JDQ3VY9Z8X7W6V5T4S3R2Q1P", '{"type":"ping"}', sorted(world.clients)[9], 1)
+    world.fanout_shard_size = None  # the service has no dispatcher
+    world.service().run_fanout(continuation)
+    world.collect()
+    got = {c.connection_id: [f["type"] for f in c.take()] for c in clients}
+    assert [cid for cid, types in got.items() if types] == sorted(world.clients)[10:]
+    assert all(types == ["ping"] for types in got.values() if types)
+
+
 def test_without_a_dispatcher_a_paged_room_is_read_whole_and_sent_here():
     world = MemoryChatWorld(fanout_page_size=PAGE, presence_threshold=10_000)
     clients = crowd(world, 60)

@@ -520,9 +520,8 @@ class ChatService:
         return self._dispatch([continuation, *jobs], len(targets))
 
     def _dispatch(self, work: list[ShardJob] | list[FanoutWork], recipients: int) -> FanoutResult:
-        """Queue fan-out work on the dispatcher; run here what it would not take."""
-        assert self._shards is not None
-        refused = self._shards.dispatch(work)
+        """Queue fan-out work on the dispatcher; run here what it would not take (all of it without one)."""
+        refused = self._shards.dispatch(work) if self._shards is not None else list(work)
         shards = [job for job in work if isinstance(job, ShardJob)]
         self._metric("FanoutShards", len(shards))
         result = FanoutResult(dispatched=recipients)
