@@ -10,19 +10,25 @@ after `--invoke-latency-ms` (20) and records when it accepted each shard.
 Measured parts (warm environments: each child runs its handler once uncapped before timing):
 - `chat_message` in a room of 10 and, with sharding on, the dispatching `chat_message` in a room
   of 1,000, at several MemorySizes: the handler's duration, and for the large room when the
-  Invoke stand-in accepted each shard (the real `LambdaShardDispatcher`, boto3 included);
+  Invoke stand-in accepted each shard (the real `LambdaShardDispatcher`);
+- for a room beyond one page (`FanoutPageSize`, 1,000), the continuation the handler handed the
+  rest of the room to: the real fan-out function's `run_fanout` on the event the Invoke stand-in
+  accepted, at FanoutFunction's share, reading the room's remaining pages, recording their page
+  plans and dispatching their shards (when the stand-in accepted each);
 - one fan-out shard (`ChatService.deliver_shard`: claims in DynamoDB, then the posts) at several
   MemorySizes and shard sizes.
 
 Last post in a large room is *composed*, because this machine has 2 cores and a room of 10,000
 is 100 shards that Lambda runs at once in 100 environments of their own, which cannot all run
 here at their share at the same time:
-    last post = max over shards (accepted_i - handler start + invoke start + shard time_i)
-where accepted_i is measured with the handler at its share, shard time_i is a shard measured
-alone at the fan-out function's share (sampled: every shard of a room is the same work, so the
-slowest of `--shard-samples` shards stands for each), and invoke start (`--invoke-start-ms`,
-100) is the time Lambda takes from accepting an async event to starting a warm environment on
-it, which AWS does not publish: stated, not measured.
+    last post = max(handler's shards: accepted_i + invoke start + shard time,
+                    the continuation's: continuation accepted + invoke start + its shard j accepted
+                                        (from the continuation's start) + invoke start + shard time)
+where the handler's times are measured with the handler at its share, the continuation's at
+FanoutFunction's, shard time is a shard measured alone at the fan-out function's share (sampled:
+every shard of a room is the same work, so the slowest of `--shard-samples` shards stands for
+each), and invoke start (`--invoke-start-ms`, 100) is the time Lambda takes from accepting an
+async event to starting a warm environment on it, which AWS does not publish: stated, not measured.
 
 Where the cgroup CPU controller is not writable (not Linux, not root, cgroup v2 only) it says so
 and exits 0 without figures.
@@ -57,7 +63,7 @@ TARGETS_S = {1000: 0.5, 10_000: 3.0}  # issue 12: last post within this long of 
 # ------------------------------------------------------------------ the Lambda Invoke stand-in
 class InvokeStandIn:
     """Lambda's Invoke API on 127.0.0.1 (an aiohttp server on its own thread, uncapped): answers
-    an async Invoke with 202 after `latency_ms`, and records when it accepted which shard."""
+    an async Invoke with 202 after `latency_ms`, and records when it accepted which shard or continuation."""
 
     def __init__(self, latency_ms: float) -> None:
         self.latency = latency_ms / 1000
@@ -76,9 +82,13 @@ class InvokeStandIn:
         event = json.loads(await request.read())
         await asyncio.sleep(self.latency)
         with self._lock:
-            self.accepted.append({"at": time.monotonic(), "delivery_id": event["deliveryId"], "shard": event["shard"],
-                                  "recipients": len(event["recipients"]),
-                                  "async": request.headers.get("X-Amz-Invocation-Type") == "Event"})
+            record = {"at": time.monotonic(), "delivery_id": event["deliveryId"],
+                      "async": request.headers.get("X-Amz-Invocation-Type") == "Event"}
+            if "continueAfter" in event:
+                record["continuation"] = event
+            else:
+                record.update(shard=event["shard"], recipients=len(event["recipients"]))
+            self.accepted.append(record)
         return web.Response(status=202)
 
     def _serve(self) -> None:
@@ -143,17 +153,7 @@ def child_chat_message(spec: dict[str, Any]) -> dict[str, Any]:
     import parley.aws.lambda_routes as routes
 
     runs: list[dict[str, Any]] = []
-    queries: list[float] = []
-    read_room = routes._store.room_members
-
-    def timed_read(room_id: str) -> Any:  # how much of the handler is reading the room
-        t0 = time.monotonic()
-        try:
-            return read_room(room_id)
-        finally:
-            queries.append(time.monotonic() - t0)
-
-    routes._store.room_members = timed_read  # type: ignore[method-assign]
+    queries = timed_room_reads(routes._store)
 
     def invoke(room: str, first: int) -> dict[str, Any]:
         event = message_event(connection_id(first), f"user{first}", {"type": "chat_message", "data": {"roomId": room, "message": "hi"}})
@@ -172,6 +172,46 @@ def child_chat_message(spec: dict[str, Any]) -> dict[str, Any]:
             with CpuQuota(memory):
                 for _ in range(repeat):
                     runs.append({"room": room, "memory_mb": memory, **invoke(room, first)})
+    return {"runs": runs}
+
+
+def timed_room_reads(store: Any) -> list[float]:
+    """Record how long each read of a room's memberships takes (how much of a duration is reading the room)."""
+    queries: list[float] = []
+    read_page = store.room_members_page
+
+    def timed(room_id: str, **kwargs: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            return read_page(room_id, **kwargs)
+        finally:
+            queries.append(time.monotonic() - t0)
+
+    store.room_members_page = timed
+    return queries
+
+
+def child_continuation(spec: dict[str, Any]) -> dict[str, Any]:
+    """The fan-out function on the continuations the handler handed out (warm-up uncapped on a
+    small room, then each one timed at FanoutFunction's share): it reads the rest of the room,
+    records each page's plan and dispatches the page's shards to the Invoke stand-in."""
+    import parley.aws.lambda_routes as routes
+    from parley.core.ids import new_ulid
+    from parley.core.model import RoomContinuation
+    from parley_testing.lambda_events import connection_id
+
+    service = routes._service_for_endpoint(os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"])
+    queries = timed_room_reads(routes._store)
+    room, first = spec["warm"]
+    service.run_fanout(RoomContinuation(room, new_ulid(), '{"type":"warm"}', connection_id(first + 1), 1))
+    runs = []
+    with CpuQuota(spec["memory_mb"]):
+        for event in spec["events"]:
+            queries.clear()
+            started = time.monotonic()
+            service.run_fanout(RoomContinuation.from_event(event))
+            runs.append({"delivery_id": event["deliveryId"], "started": started, "seconds": time.monotonic() - started,
+                         "read_room_s": sum(queries)})
     return {"runs": runs}
 
 
@@ -219,16 +259,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     chat_mb, fanout_mb = memory_size("ChatMessageFunction"), memory_size("FanoutFunction")
     shard_size = int(load_template()["Parameters"]["FanoutShardSize"]["Default"])
+    page_size = int(load_template()["Parameters"]["FanoutPageSize"]["Default"])
     api = ConnectionsStandIn(args.post_latency_ms)
     invoke_api = InvokeStandIn(args.invoke_latency_ms)
     database = DynamoDBLocal.start()
     env = {"AWS_ENDPOINT_URL_DYNAMODB": database.endpoint, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": api.url,
            "AWS_ENDPOINT_URL_LAMBDA": invoke_api.url, "FANOUT_FUNCTION_NAME": FANOUT_FUNCTION,
-           "FANOUT_SHARD_SIZE": str(shard_size), "CHAT_RATE_LIMIT": "1000000"}  # many timed messages from one user
+           "FANOUT_SHARD_SIZE": str(shard_size), "FANOUT_PAGE_SIZE": str(page_size),
+           "CHAT_RATE_LIMIT": "1000000"}  # many timed messages from one user
     os.environ.update(env)
     data: dict[str, Any] = {"post_latency_ms": args.post_latency_ms, "invoke_latency_ms": args.invoke_latency_ms,
                             "invoke_start_ms": args.invoke_start_ms, "chat_message_mb": chat_mb, "fanout_mb": fanout_mb,
-                            "shard_size": shard_size, "memory_sizes": args.memory_mb, "rooms": args.rooms,
+                            "shard_size": shard_size, "page_size": page_size, "memory_sizes": args.memory_mb, "rooms": args.rooms,
                             "shard_samples": args.shard_samples, "repeat": args.repeat, "seed_seconds": {}}
     try:
         create_tables_from_template(boto3.client("dynamodb"), load_template())
@@ -242,13 +284,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             first += n
         print(f"seeded {', '.join(f'{n:,}' for n in data['seed_seconds'])} members "
               f"in {sum(data['seed_seconds'].values()):.1f} s", flush=True)
-        chat = run_child("chat_message", {"rooms": rooms}, env, timeout=600)
+        chat = run_child("chat_message", {"rooms": rooms}, env, timeout=900)
+        handed_on = []
         for r in chat["runs"]:
             accepted = invoke_api.accepted_for(r["message_id"])
-            r["shards"] = len(accepted)
-            r["last_accepted_s"] = max((a["at"] - r["started"] for a in accepted), default=None)
-            r["first_accepted_s"] = min((a["at"] - r["started"] for a in accepted), default=None)
+            shards = [a for a in accepted if "continuation" not in a]
+            r["shards"] = len(shards)
+            r["last_accepted_s"] = max((a["at"] - r["started"] for a in shards), default=None)
+            r["first_accepted_s"] = min((a["at"] - r["started"] for a in shards), default=None)
             assert all(a["async"] for a in accepted)
+            continuations = [a for a in accepted if "continuation" in a]
+            assert len(continuations) <= 1, "one continuation per broadcast"
+            if continuations:
+                r["continuation_accepted_s"] = continuations[0]["at"] - r["started"]
+                handed_on.append(continuations[0]["continuation"])
+        if handed_on:
+            spec = {"memory_mb": fanout_mb, "events": handed_on, "warm": [f"room-{SMALL_ROOM}", rooms[0][1]]}
+            continued = {c["delivery_id"]: c for c in run_child("continuation", spec, env, timeout=900)["runs"]}
+            for r in chat["runs"]:
+                c = continued.get(r["message_id"])
+                if c is None:
+                    continue
+                after = [a for a in invoke_api.accepted_for(r["message_id"]) if a["at"] >= c["started"]]
+                r["continuation"] = {"seconds": c["seconds"], "read_room_s": c["read_room_s"], "shards": len(after),
+                                     "last_accepted_s": max(a["at"] - c["started"] for a in after)}
         data["chat_message"] = chat["runs"]
         pairs = [[m, shard_size] for m in args.memory_mb] + [[fanout_mb, s] for s in args.shard_sizes if s != shard_size]
         data["shard"] = run_child("shard", {"pairs": pairs, "samples": args.shard_samples}, env, timeout=600)["runs"]
@@ -289,17 +348,42 @@ def compose(data: dict[str, Any]) -> None:
     rooms = []
     for n in data["rooms"]:
         mine = [r for r in runs if r["room"] == f"room-{n}" and r["memory_mb"] == chat_mb]
-        composed = sorted(r["last_accepted_s"] + start_s + shard_s for r in mine)
+        composed = sorted(last_post(r, start_s, shard_s) for r in mine)
         last = composed[len(composed) // 2]
         target = TARGETS_S.get(n)
-        rooms.append({"members": n, "shards": mine[0]["shards"], "handler_s": statistics.median(r["seconds"] for r in mine),
+        handed_on = [r for r in mine if "continuation" in r]
+
+        def med(values: Any) -> float | None:
+            values = list(values)
+            return statistics.median(values) if values else None
+
+        shards = mine[0]["shards"] + (handed_on[0]["continuation"]["shards"] if handed_on else 0)
+        continuation_s = med(r["continuation"]["seconds"] for r in handed_on)
+        rooms.append({"members": n, "shards": shards, "handler_shards": mine[0]["shards"],
+                      "handler_s": statistics.median(r["seconds"] for r in mine),
                       "read_room_s": statistics.median(r["read_room_s"] for r in mine),
                       "last_accepted_s": statistics.median(r["last_accepted_s"] for r in mine), "shard_s": shard_s,
+                      "continuation_accepted_s": med(r["continuation_accepted_s"] for r in handed_on),
+                      "continuation_s": continuation_s,
+                      "continuation_read_s": med(r["continuation"]["read_room_s"] for r in handed_on),
+                      "continuation_last_accepted_s": med(r["continuation"]["last_accepted_s"] for r in handed_on),
                       "last_post_s": last, "runs": len(mine), "target_s": target,
                       "met": None if target is None else last <= target,
                       "lambda_usd_per_m": (lambda_usd(chat_mb, statistics.median(r["seconds"] for r in mine))
-                                           + mine[0]["shards"] * lambda_usd(fanout_mb, shard_s)) * 1e6})
+                                           + (lambda_usd(fanout_mb, continuation_s) if continuation_s else 0)
+                                           + shards * lambda_usd(fanout_mb, shard_s)) * 1e6})
     data["end_to_end"] = rooms
+
+
+def last_post(run: dict[str, Any], start_s: float, shard_s: float) -> float:
+    """When the last member is posted to, from the handler's start: the later of its own page's last
+    shard and the continuation's last shard (the continuation starts an invoke start after it was
+    accepted, and each of its shards an invoke start after it accepted that one)."""
+    handler = run["last_accepted_s"] + start_s + shard_s if run["last_accepted_s"] is not None else 0.0
+    if "continuation" not in run:
+        return handler
+    continued = run["continuation_accepted_s"] + start_s + run["continuation"]["last_accepted_s"] + start_s + shard_s
+    return max(handler, continued)
 
 
 def report(data: dict[str, Any]) -> str:
@@ -321,9 +405,13 @@ def report(data: dict[str, Any]) -> str:
                  f"{data['fanout_mb']} MB, +{data['invoke_start_ms']:g} ms from an accepted event to a warm shard's start")
     for r in data["end_to_end"]:
         verdict = "report" if r["target_s"] is None else f"target {r['target_s']:g} s: {'met' if r['met'] else 'NOT met'}"
+        continued = ("" if r["continuation_s"] is None else
+                     f"; continuation accepted {r['continuation_accepted_s']:.3f} s, ran {r['continuation_s']:.3f} s at "
+                     f"{data['fanout_mb']} MB (reading {r['continuation_read_s']:.3f} s), its last shard accepted "
+                     f"{r['continuation_last_accepted_s']:.3f} s after its start")
         lines.append(f"  {r['members']:7,} members, {r['shards']:4d} shards: handler {r['handler_s']:.3f} s (reading the room "
-                     f"{r['read_room_s']:.3f} s), last shard accepted "
-                     f"{r['last_accepted_s']:.3f} s, + {data['invoke_start_ms'] / 1000:.3f} + shard {r['shard_s']:.3f} s = "
+                     f"{r['read_room_s']:.3f} s), its last shard accepted {r['last_accepted_s']:.3f} s{continued}; "
+                     f"+ {data['invoke_start_ms'] / 1000:.3f} s per invoke start + shard {r['shard_s']:.3f} s = "
                      f"last post {r['last_post_s']:.3f} s ({verdict})")
     return "\n".join(lines)
 
@@ -344,7 +432,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, spec = args.child
-        print(json.dumps({"chat_message": child_chat_message, "shard": child_shard}[kind](json.loads(spec))))
+        children = {"chat_message": child_chat_message, "continuation": child_continuation, "shard": child_shard}
+        print(json.dumps(children[kind](json.loads(spec))))
         return
     why_not = cgroup_unavailable()
     if why_not:

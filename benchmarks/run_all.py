@@ -366,9 +366,14 @@ def section_cost(d: dict) -> list[str]:
         f"{_ok(g['met'])}. Above the floor: DynamoDB ${ours['usd_dynamodb']:.2f} ({ours['rru']:g} RRU + {ours['wru']:g} WRU: "
         f"{', '.join(f'{k} {v:g}' for k, v in sorted(d['with_others'][str(g['room_size'])]['ops']['chat_message']['ops'].items()))}) "
         f"and Lambda ${ours['usd_lambda']:.2f}, ${over:.2f} in all against the ${g['floor_usd'] * (g['goal'] - 1):.2f} the goal allows.",
-        "",
-        "![cost per million chat messages](cost.png)", "",
     ]
+    tvs = d["lambda"].get("together_vs_sequential")
+    if tvs:
+        lines.append(
+            f"- The room's members Query and the rate counter's UpdateItem are sent together (one round trip of waiting, "
+            f"not two). The same run timed the room of {g['room_size']} both ways, interleaved ({tvs['rounds']} rounds): "
+            f"{tvs['together'] * 1000:.0f} ms together, {tvs['sequential'] * 1000:.0f} ms one after the other (as before).")
+    lines += ["", "![cost per million chat messages](cost.png)", ""]
     return lines
 
 
@@ -426,37 +431,53 @@ def section_lambda_share(d: dict) -> list[str]:
                          f"{-(-1000 // r['shard_size'])} / {-(-10_000 // r['shard_size'])} | ${r['usd_per_m']:.2f} |")
     lines += [
         "",
-        f"**Last post in a large room, composed.** `chat_message` at {d['chat_message_mb']} MB, shards of {d['shard_size']} at "
-        f"{d['fanout_mb']} MB. This machine has 2 cores; on Lambda a room of 10,000 is {-(-10_000 // d['shard_size'])} shards "
+        f"**Last post in a large room, composed.** `chat_message` at {d['chat_message_mb']} MB, the continuation and shards of "
+        f"{d['shard_size']} at {d['fanout_mb']} MB. `chat_message` reads at most one page of the room "
+        f"(`FanoutPageSize`, {d.get('page_size', 1000):,}) and dispatches that page's shards; a larger room's rest goes to one "
+        "continuation (an async invocation of FanoutFunction), which reads the remaining pages and dispatches their shards. "
+        f"This machine has 2 cores; on Lambda a room of 10,000 is {-(-10_000 // d['shard_size'])} shards "
         "running at once in environments of their own, each with its own share of a CPU, which cannot all run here at "
         "their share at the same time. So the time is composed from parts each measured at its own share: "
-        "*last post = max over shards (when the Invoke stand-in accepted the shard, measured from the handler's start "
-        "with the real handler and `LambdaShardDispatcher` at `chat_message`'s share + invoke start + the shard's "
-        "duration measured alone at FanoutFunction's share)*. Every shard of a room is the same work (a slice of "
+        "*last post = the later of (the handler's page: its last shard accepted by the Invoke stand-in, measured from the "
+        "handler's start with the real handler and `LambdaShardDispatcher` at `chat_message`'s share, + invoke start + "
+        "the slowest shard) and (the rest: the continuation accepted, from the handler's start + invoke start + its last "
+        "shard accepted, from its own start, measured with the real fan-out function running the event the handler handed "
+        "out at FanoutFunction's share + invoke start + the slowest shard)*. Every shard of a room is the same work (a slice of "
         f"{d['shard_size']} connections), so shards are sampled: the slowest of {d['shard_samples']} stands for each. "
         f"*Invoke start* ({d['invoke_start_ms']:g} ms) is the time from Lambda accepting an async event to a warm "
         "environment starting on it. AWS does not publish it, so it is stated, not measured: an event goes through "
         "Lambda's internal queue and a poller before the invoke, which observers put at tens of ms; 100 ms is taken "
         "to be on the safe side. Cold environments would add the fan-out function's cold start (see *Cold start*).",
         "",
-        "| members | shards | handler duration (reading the room) | last shard accepted | + invoke start | + slowest shard | **last post** | goal |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| members | shards (handler's + continuation's) | handler duration (reading the room) | handler's last shard accepted "
+        "| continuation accepted | continuation duration (reading the room) | its last shard accepted | invoke start (each) "
+        "| slowest shard | **last post** | goal |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in d["end_to_end"]:
         goal = (f"within {r['target_s']:g} s: {_ok(r['met'])}" if r["target_s"] is not None else "report it")
-        lines.append(f"| {r['members']:,} | {r['shards']} | {r['handler_s']:.2f} s ({r['read_room_s']:.2f} s) | {r['last_accepted_s']:.2f} s | "
+        handed_on = r.get("continuation_s") is not None
+        continued = (f"{r['continuation_accepted_s']:.2f} s | {r['continuation_s']:.2f} s ({r['continuation_read_s']:.2f} s) | "
+                     f"{r['continuation_last_accepted_s']:.2f} s" if handed_on else "– | – | –")
+        handler_shards = r.get("handler_shards", r["shards"])
+        lines.append(f"| {r['members']:,} | {r['shards']} ({handler_shards} + {r['shards'] - handler_shards}) | "
+                     f"{r['handler_s']:.2f} s ({r['read_room_s']:.2f} s) | {r['last_accepted_s']:.2f} s | {continued} | "
                      f"{d['invoke_start_ms'] / 1000:.2f} s | {r['shard_s']:.2f} s | **{r['last_post_s']:.2f} s** | {goal} |")
     lines += [
         "",
         f"Rooms above 10,000 are timed with one message, smaller ones with {d.get('repeat', 3)} (the median is shown). "
-        "The handler's part grows with the room: it reads every membership (one Query, paged at 1 MB; the time in "
-        "brackets: about 22 us of the function's CPU per member at one vCPU, measured uncapped, the rest DynamoDB "
-        "Local paging a large partition) and hands out one Invoke per shard (32 in flight); the shards' part does not.",
+        "The handler's part no longer grows with the room: it reads one page (in brackets) and hands out that page's "
+        "shards and the continuation (32 Invokes in flight). The continuation's part does grow: it reads the rest a page "
+        "at a time (one Query and one page-plan PutItem per page; in brackets the reading, most of it DynamoDB Local paging "
+        "a large partition) and dispatches each page's shards as it goes, so the first of them start long before it ends.",
+        "",
     ]
     for r in d["end_to_end"]:
         if r["target_s"] is None:
-            lines.append(f"- {r['members']:,} members: the handler took {r['handler_s']:.1f} s of `chat_message`'s 28 s Timeout, "
-                         f"and its {r['shards']:,} shards would run at once: Lambda's default concurrency is 1,000 per account "
+            cont = (f"; the continuation read and dispatched the rest in {r['continuation_s']:.1f} s of FanoutFunction's "
+                    "120 s Timeout" if r.get("continuation_s") is not None else "")
+            lines.append(f"- {r['members']:,} members: the handler took {r['handler_s']:.2f} s of `chat_message`'s 28 s Timeout{cont}. "
+                         f"Its {r['shards']:,} shards would run at once: Lambda's default concurrency is 1,000 per account "
                          "and Region, shared by every function, so a room this size needs a raised quota (or a larger "
                          "`FanoutShardSize`), else Lambda queues the shards it cannot run yet and the last post comes later.")
     lines.append("")

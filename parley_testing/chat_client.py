@@ -51,3 +51,12 @@ class Client:
         except (AssertionError, asyncio.TimeoutError):
             return
         raise AssertionError(f"{self.user} got an unexpected {type_}")
+
+
+async def joined_clients(gw: RunningGateway, room: str, count: int, prefix: str) -> list[Client]:
+    """`count` users (`<prefix>00`, `<prefix>01`, ...) connected and joined to `room` one after another."""
+    clients = [await Client.open(gw, f"{prefix}{i:02d}", f"User {i}") for i in range(count)]
+    for client in clients:
+        await client.send("join_room", roomId=room)
+        await client.expect("chat_history")
+    return clients

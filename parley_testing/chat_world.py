@@ -17,7 +17,7 @@ from typing import Any
 from parley.core.access import Grants, RoomAccessMode
 from parley.core.model import Caller
 from parley.core.rate_limits import OverLimitMemory, RateLimits
-from parley.core.service import DEFAULT_PRESENCE_THRESHOLD, ChatService
+from parley.core.service import DEFAULT_FANOUT_PAGE_SIZE, DEFAULT_PRESENCE_THRESHOLD, ChatService
 from parley_local.gateway.routing import RouteSelector
 
 from .fakes import FakeClock, RecordingLogger, RecordingMetrics, RecordingSender, ShardQueue
@@ -172,7 +172,8 @@ class MemoryChatWorld(ChatWorld):
     """
 
     def __init__(self, *, limits: RateLimits | None = None, max_message_length: int = 4000,
-                 presence_threshold: int = DEFAULT_PRESENCE_THRESHOLD, fanout_shard_size: int | None = None) -> None:
+                 presence_threshold: int = DEFAULT_PRESENCE_THRESHOLD, fanout_shard_size: int | None = None,
+                 fanout_page_size: int = DEFAULT_FANOUT_PAGE_SIZE) -> None:
         super().__init__()
         self.clock = FakeClock()
         self.store = MemoryChatStore(self.clock)
@@ -185,6 +186,7 @@ class MemoryChatWorld(ChatWorld):
         self.presence_threshold = presence_threshold
         # With a shard size, large broadcasts queue shards here; `run_shards` plays the fan-out function.
         self.fanout_shard_size = fanout_shard_size
+        self.fanout_page_size = fanout_page_size
         self.shards = ShardQueue()
         self.room_access = RoomAccessMode.OPEN
 
@@ -206,12 +208,12 @@ class MemoryChatWorld(ChatWorld):
                            over_limit=self.over_limit, metric=self.metrics, logger=self.logger, now_ms=self.clock,
                            presence_threshold=self.presence_threshold,
                            shards=self.shards if self.fanout_shard_size else None,
-                           fanout_shard_size=self.fanout_shard_size or 1)
+                           fanout_shard_size=self.fanout_shard_size or 1, fanout_page_size=self.fanout_page_size)
 
     def run_shards(self) -> None:
-        """Every queued shard, each in its own service (its own invocation)."""
+        """Every queued shard and continuation, each in its own service (its own invocation)."""
         while self.shards.jobs:
-            self.service().deliver_shard(self.shards.jobs.pop(0))
+            self.service().run_fanout(self.shards.jobs.pop(0))
         self.collect()
 
     def run_presence(self) -> None:
@@ -239,6 +241,21 @@ class MemoryChatWorld(ChatWorld):
     @property
     def closed(self) -> list[str]:
         return self.sender.closed
+
+
+def crowd(world: MemoryChatWorld, count: int, room: str = "hall", *, first: int = 0) -> list[Client]:
+    """`count` users (`u0000`, `u0001`, ... from `first`, named `User <n>`) joined to `room`, with the
+    presence batch and the fan-out their joins caused run, and their inboxes emptied."""
+    clients = []
+    for n in range(first, first + count):
+        client = world.connect(f"u{n:04d}", f"User {n}")
+        client.send("join_room", {"roomId": room})
+        clients.append(client)
+    world.run_presence()
+    world.run_shards()
+    for client in clients:
+        client.take()
+    return clients
 
 
 def alice_and_bob_in_lobby(world: ChatWorld) -> tuple[Client, Client]:

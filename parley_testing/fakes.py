@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from parley.core.model import FanoutJob, FanoutResult, ShardJob
+from parley.core.model import FanoutJob, FanoutResult, FanoutWork, RoomContinuation
 
 
 class FakeClock:
@@ -98,12 +98,16 @@ class ShardQueue:
     """`parley.core.ports.ShardDispatcher` that keeps the jobs for the test to run (or lose)."""
 
     def __init__(self) -> None:
-        self.jobs: list[ShardJob] = []
-        self.dispatched: list[ShardJob] = []
+        self.jobs: list[FanoutWork] = []
+        self.dispatched: list[FanoutWork] = []
         self.refuse: set[int] = set()  # shard numbers to refuse, like a throttled Invoke
+        self.refuse_continuations = False
 
-    def dispatch(self, jobs: list[ShardJob]) -> list[ShardJob]:
-        accepted = [job for job in jobs if job.shard not in self.refuse]
+    def _refused(self, job: FanoutWork) -> bool:
+        return self.refuse_continuations if isinstance(job, RoomContinuation) else job.shard in self.refuse
+
+    def dispatch(self, jobs: Sequence[FanoutWork]) -> list[FanoutWork]:
+        accepted = [job for job in jobs if not self._refused(job)]
         self.jobs.extend(accepted)
         self.dispatched.extend(accepted)
-        return [job for job in jobs if job.shard in self.refuse]
+        return [job for job in jobs if self._refused(job)]

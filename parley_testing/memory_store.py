@@ -22,8 +22,8 @@ from parley.aws.keys import (
 )
 from parley.core.ids import new_ulid
 from parley.core.model import (
-    LEGACY_MEMBER_ACTIONS, ChangeResult, ChatMessage, HistoryPage, JoinOutcome, LeaveOutcome, Member, Participant,
-    ParticipantsPage, PresenceChange,
+    LEGACY_MEMBER_ACTIONS, ChangeResult, ChatMessage, HistoryPage, JoinOutcome, LeaveOutcome, Member, MembersPage,
+    PagePlan, Participant, ParticipantsPage, PresenceChange, RequestCharge,
 )
 from parley.core.room_list import RoomActivity
 
@@ -66,9 +66,34 @@ class MemoryChatStore:
     # memberships ---------------------------------------------------------------------------
     def room_members(self, room_id: str) -> list[Member]:
         self._count("room_members")
-        rows = [row for (room, key), row in sorted(self.memberships.items()) if room == room_id and key.startswith(MEMBER_PREFIX)]
+        return self._members(room_id, "", None)
+
+    def _members(self, room_id: str, after: str, upto: str | None) -> list[Member]:
+        """The room's members with connection ids in (`after`, `upto`], in key order."""
+        low, high = member_key(after), member_key(upto) if upto is not None else None
+        rows = [row for (room, key), row in sorted(self.memberships.items())
+                if room == room_id and key.startswith(MEMBER_PREFIX) and key > low and (high is None or key <= high)]
         return [Member(room_id, row["connectionId"], row["userId"], row["name"], row["joinedAt"],
                        row.get("actions", LEGACY_MEMBER_ACTIONS)) for row in rows]
+
+    def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None) -> MembersPage:
+        self._count("room_members_page")
+        members = self._members(room_id, after or "", upto)
+        if limit is None:
+            return MembersPage(members, more=False)
+        return MembersPage(members[:limit], more=len(members) > limit)
+
+    def first_page_and_count(self, room_id: str, limit: int, charge: RequestCharge) -> tuple[MembersPage, int]:
+        """In order here; the DynamoDB store sends the two together."""
+        hits = self.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds)
+        return self.room_members_page(room_id, after=None, limit=limit), hits
+
+    def plan_fanout_page(self, delivery_id: str, after: str, plan: PagePlan) -> PagePlan:
+        self._count("plan_fanout_page")
+        key = keys.fanout_plan_key(delivery_id, after)
+        row = self.idempotency.setdefault(key, {"key": key, "firstShard": plan.first_shard, "bounds": list(plan.bounds),
+                                                "more": plan.more, "expiresAt": self._expires(self._idempotency_ttl)})
+        return PagePlan(row["firstShard"], tuple(row["bounds"]), row["more"])
 
     def is_member(self, room_id: str, connection_id: str) -> bool:
         self._count("is_member")

@@ -1,8 +1,9 @@
 """The property-test oracle: from a raw frame and the tables as they stand, what PROTOCOL.md says
 must happen (the replies to the sender and to the other member of the room, and the table
 changes), or exactly one `error` frame with its code and fields and no table change at all (a
-`rate_limited` rejection may count the request in its `rate#` counter, nothing else; once a user
-is over, that count arrives in batches and `rate_limited` comes before `not_a_member`).
+`rate_limited` or a room action's `not_a_member` rejection may count the request in its `rate#`
+counter, nothing else; once a user is over, that count arrives in batches and `rate_limited` comes
+before `not_a_member`).
 
 It reads tables, not a model, so it judges any `ChatWorld` (in memory or the real handlers on
 moto) the same way. `seed_room` sets up the world every property starts from.
@@ -357,12 +358,14 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
         if after_user is None:
             return reject("validation_error", {"cursor"})
 
-    # members only from here
+    # members only from here. A room action's members Query and rate counter go out together:
+    # over the allowance it is rate_limited, else a non-member's frame is not_a_member, both counted.
+    charged = t in ("chat_message", "typing", "mark_read", *MESSAGE_CHANGES)
+    if charged and state.hits(kind, "alice") + 1 > limit:
+        return reject("rate_limited", tables=f"rate:{kind}")
     if not member:
-        return reject("not_a_member")
+        return reject("not_a_member", tables=f"rate:{kind}" if charged else "unchanged")
     if t in MESSAGE_CHANGES:
-        if state.hits(kind, "alice") + 1 > limit:
-            return reject("rate_limited", tables=f"rate:{kind}")
         assert data["messageId"] not in state.messages(room), "changes to stored messages are judged in tests/domain/test_rooms.py"
         return reject("validation_error", {"messageId"}, tables=f"rate:{kind}")
     if t == "get_participants":
@@ -389,8 +392,6 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
             assert [m["messageId"] for m in history["messages"]] == page and history["hasMore"] == more
 
         return Expected(sender=["chat_history"], check=check_history)
-    if state.hits(kind, "alice") + 1 > limit:
-        return reject("rate_limited", tables=f"rate:{kind}")
     if t == "typing":
         return Expected(bob=["typing_update"] if bob_there else [], tables=f"rate:{kind}")
     if t == "mark_read":

@@ -16,7 +16,17 @@ def room(world):
     return alice_and_bob_in_lobby(world)
 
 
-def assert_one_error(world, client, raw, code, *, request_type=None, fields=None, others=()):
+def without_counter(snapshot, key_prefix):
+    """The tables without the one rate counter a refused frame may be charged to."""
+    return {**snapshot, "IdempotencyTable": [i for i in snapshot["IdempotencyTable"] if not i["key"]["S"].startswith(key_prefix)]}
+
+
+def counter_hits(snapshot, key_prefix) -> int:
+    return sum(int(i["hits"]["N"]) for i in snapshot["IdempotencyTable"] if i["key"]["S"].startswith(key_prefix))
+
+
+def assert_one_error(world, client, raw, code, *, request_type=None, fields=None, others=(), charged=None):
+    """`charged`: the frame counts once against that rate counter (`rate#<kind>#<user>#`); nothing else changes."""
     before = world.snapshot()
     client.send(raw=raw)
     frames = client.take()
@@ -31,7 +41,11 @@ def assert_one_error(world, client, raw, code, *, request_type=None, fields=None
         assert data["requestType"] == request_type
     if fields is not None:
         assert sorted(d["field"] for d in data["details"]) == sorted(fields)
-    assert world.snapshot() == before, "a rejected frame changed the tables"
+    after = world.snapshot()
+    if charged is not None:
+        assert counter_hits(after, charged) == counter_hits(before, charged) + 1, "the refused frame was not counted"
+        before, after = without_counter(before, charged), without_counter(after, charged)
+    assert after == before, "a rejected frame changed the tables"
     for other in others:
         assert other.take() == []
     return data
@@ -122,7 +136,11 @@ def test_not_a_member(world, room, type_name, data):
     outsider.send("join_room", {"roomId": "elsewhere2"})
     outsider.take()
     raw = json.dumps({"type": type_name, "data": {**data, "roomId": "lobby"}})
-    data_ = assert_one_error(world, outsider, raw, "not_a_member", request_type=type_name, others=[alice, bob])
+    # A room action's members Query and rate counter go out together, so the refused frame counts
+    # against the outsider's allowance (and only that); get_history is not rate limited.
+    kind = {"chat_message": "chat", "typing": "signals", "mark_read": "signals"}.get(type_name)
+    charged = f"rate#{kind}#mallory#" if kind else None
+    data_ = assert_one_error(world, outsider, raw, "not_a_member", request_type=type_name, others=[alice, bob], charged=charged)
     assert "join_room" in data_["message"]
 
 
@@ -156,16 +174,19 @@ def test_rate_limited_after_the_allowance_with_retry_after(world, room, tight_li
     assert [f["data"]["code"] for f in alice.take()] == ["rate_limited"] and bob.take() == []
 
 
-def test_rejected_frames_do_not_spend_the_allowance(world, room, tight_limits):
+def test_invalid_frames_do_not_spend_the_allowance_and_frames_to_a_room_one_is_not_in_do(world, room, tight_limits):
     alice, bob = room
     counters = rate_counters(world)
     for _ in range(5):
-        alice.send("chat_message", {"roomId": "lobby", "message": ""})  # validation_error
-        alice.send("chat_message", {"roomId": "nowhere", "message": "x"})  # not_a_member
+        alice.send("chat_message", {"roomId": "lobby", "message": ""})  # validation_error: refused before any I/O
     alice.take()
     assert rate_counters(world) == counters
-    for n in range(2):  # the room fixture's seed message spent one
-        assert alice.send("chat_message", {"roomId": "lobby", "message": f"ok{n}"})["type"] == "chat_update"
+    # not_a_member: the room's Query and the counter's UpdateItem go out together, so it is
+    # counted (3 per window here), and a flood of them is limited like any other.
+    codes = [alice.send("chat_message", {"roomId": "nowhere", "message": "x"})["data"]["code"] for _ in range(4)]
+    assert codes == ["not_a_member"] * 3 + ["rate_limited"]
+    assert alice.send("chat_message", {"roomId": "lobby", "message": "now over"})["data"]["code"] == "rate_limited"
+    assert bob.send("chat_message", {"roomId": "lobby", "message": "bob's own allowance"})["type"] == "chat_update"
 
 
 def test_a_flood_far_over_the_limit_closes_the_connection(world, room, tight_limits):
@@ -189,7 +210,8 @@ def test_a_user_over_the_limit_is_refused_before_the_membership_check(world, roo
     # Validation still comes first: bad input is named as such.
     assert_one_error(world, alice, json.dumps({"type": "chat_message", "data": {"roomId": "lobby", "message": ""}}), "validation_error")
     # Another user and another allowance are untouched.
-    assert_one_error(world, bob, json.dumps({"type": "chat_message", "data": {"roomId": "nowhere", "message": "x"}}), "not_a_member")
+    assert_one_error(world, bob, json.dumps({"type": "chat_message", "data": {"roomId": "nowhere", "message": "x"}}), "not_a_member",
+                     charged="rate#chat#bob#")
     assert alice.send("typing", {"roomId": "lobby", "isTyping": True}) is None
     assert [f["type"] for f in bob.take()] == ["typing_update"]
 

@@ -6,19 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
-from parley_testing.chat_world import MemoryChatWorld
-
-
-def crowd(world, count: int, room: str = "hall"):
-    clients = []
-    for n in range(count):
-        client = world.connect(f"u{n:04d}", f"User {n}")
-        client.send("join_room", {"roomId": room})
-        clients.append(client)
-    world.run_presence()
-    for client in clients:
-        client.take()
-    return clients
+from parley_testing.chat_world import MemoryChatWorld, crowd
 
 
 def test_participants_come_in_pages_of_at_most_100_with_the_room_count():

@@ -8,20 +8,7 @@ import json
 import pytest
 
 from parley.core.model import ShardJob
-from parley_testing.chat_world import MemoryChatWorld
-
-
-def room_of(world, count: int):
-    clients = []
-    for n in range(count):
-        client = world.connect(f"u{n:04d}")
-        client.send("join_room", {"roomId": "hall"})
-        clients.append(client)
-    world.run_presence()
-    world.run_shards()  # user_joined to rooms above the shard size went through shards too
-    for client in clients:
-        client.take()
-    return clients
+from parley_testing.chat_world import MemoryChatWorld, crowd
 
 
 def received(client) -> list[str]:
@@ -30,7 +17,7 @@ def received(client) -> list[str]:
 
 def test_a_large_room_is_acknowledged_at_once_and_delivered_by_shards():
     world = MemoryChatWorld(fanout_shard_size=100, presence_threshold=10_000)
-    clients = room_of(world, 250)
+    clients = crowd(world, 250)
     posts = world.sender.posts
     reply = clients[0].send("chat_message", {"roomId": "hall", "message": "to everyone"})
     assert reply["data"] == {"roomId": "hall", "messageId": reply["data"]["messageId"], "status": "sent", "recipients": 249}
@@ -44,7 +31,7 @@ def test_a_large_room_is_acknowledged_at_once_and_delivered_by_shards():
 
 def test_a_shard_retried_after_a_crash_posts_to_no_one_twice():
     world = MemoryChatWorld(fanout_shard_size=100, presence_threshold=10_000)
-    clients = room_of(world, 150)
+    clients = crowd(world, 150)
     clients[0].send("chat_message", {"roomId": "hall", "message": "once"})
     job, other = world.shards.jobs
     world.shards.jobs.clear()
@@ -76,7 +63,7 @@ def test_a_shard_retried_after_a_crash_posts_to_no_one_twice():
 
 def test_typing_in_a_large_room_goes_through_shards_too_and_small_rooms_do_not():
     world = MemoryChatWorld(fanout_shard_size=10, presence_threshold=10_000)
-    big = room_of(world, 12)
+    big = crowd(world, 12)
     big[0].send("typing", {"roomId": "hall", "isTyping": True})  # 11 others: over 10
     assert [len(j.recipients) for j in world.shards.jobs] == [10, 1]
     world.run_shards()
@@ -91,7 +78,7 @@ def test_typing_in_a_large_room_goes_through_shards_too_and_small_rooms_do_not()
 
 def test_gone_connections_found_by_a_shard_are_cleaned_up():
     world = MemoryChatWorld(fanout_shard_size=5, presence_threshold=10_000)
-    clients = room_of(world, 8)
+    clients = crowd(world, 8)
     world.gone.add(clients[3].connection_id)
     clients[0].send("chat_message", {"roomId": "hall", "message": "x"})
     world.run_shards()
@@ -102,7 +89,7 @@ def test_gone_connections_found_by_a_shard_are_cleaned_up():
 
 def test_shards_lambda_would_not_take_are_delivered_by_the_handler_itself():
     world = MemoryChatWorld(fanout_shard_size=4, presence_threshold=10_000)
-    clients = room_of(world, 10)
+    clients = crowd(world, 10)
     world.shards.refuse = {0, 2}
     reply = clients[0].send("chat_message", {"roomId": "hall", "message": "anyway"})
     assert reply["data"]["status"] == "sent" and [j.shard for j in world.shards.jobs] == [1]

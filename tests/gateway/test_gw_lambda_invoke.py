@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from parley_testing.chat_client import Client
+from parley_testing.chat_client import joined_clients
 from parley_testing.gateway_thread import RunningGateway
 from parley_testing.waiting import wait_for
 
@@ -46,10 +46,7 @@ def _lambda(gw: RunningGateway):
 
 async def test_sharded_chat_message_reaches_every_member_once(sharded_gw: RunningGateway):
     room = f"big-{time.time_ns()}"
-    clients = [await Client.open(sharded_gw, f"u{i:02d}", f"User {i}") for i in range(MEMBERS)]
-    for c in clients:
-        await c.send("join_room", roomId=room)
-        await c.expect("chat_history")
+    clients = await joined_clients(sharded_gw, room, MEMBERS, "u")
     sender = clients[0]
     await sender.send("chat_message", roomId=room, message="to the whole room", clientMessageId="big-1")
     update = await sender.expect("chat_update", timeout=30)

@@ -161,6 +161,43 @@ def test_a_large_room_is_delivered_by_the_fanout_function_once_per_connection(wo
         assert [f["data"]["message"] for f in client.take() if f["type"] == "message_received"] == ["to the hall"]
 
 
+def test_a_room_beyond_one_page_is_continued_by_the_fanout_function_and_retries_deliver_once(world, monkeypatch):
+    import dataclasses
+
+    import parley.aws.lambda_routes as routes
+    from parley.core.model import RoomContinuation
+    from parley_testing.fakes import ShardQueue
+
+    shards = ShardQueue()
+    monkeypatch.setattr(routes, "_shards", shards)
+    monkeypatch.setattr(routes, "_self_shards", shards)  # the fan-out function dispatches to itself
+    monkeypatch.setattr(routes, "settings", dataclasses.replace(routes.settings, fanout_shard_size=2, fanout_page_size=3))
+    clients = []
+    for n in range(8):
+        client = world.connect(f"user{n}")
+        client.send("join_room", {"roomId": "hall"})
+        clients.append(client)
+
+    def run_queued() -> None:
+        while shards.jobs:
+            world.invoke("fanout", shards.jobs.pop(0).to_event())
+
+    run_queued()
+    world.collect()
+    for client in clients:
+        client.take()
+    reply = clients[0].send("chat_message", {"roomId": "hall", "message": "to every page"})
+    assert reply["data"]["status"] == "sent" and reply["data"]["recipients"] == 7  # the room's size counter
+    (continuation,) = [job for job in shards.jobs if isinstance(job, RoomContinuation)]
+    assert [len(job.recipients) for job in shards.jobs if job is not continuation] == [2, 1]  # the handler's page of 3
+    world.invoke("fanout", continuation.to_event())  # the continuation, then Lambda's retry of it
+    world.invoke("fanout", continuation.to_event())
+    run_queued()
+    world.collect()
+    for client in clients:
+        assert [f["data"]["message"] for f in client.take() if f["type"] == "message_received"] == ["to every page"]
+
+
 class InvokeEndpoint:
     """Lambda's Invoke API on 127.0.0.1, answering each call with the next scripted status (202 after)."""
 

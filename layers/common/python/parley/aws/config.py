@@ -43,6 +43,7 @@ class Settings:
     presence_threshold: int
     fanout_function_name: str
     fanout_shard_size: int
+    fanout_page_size: int
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -67,6 +68,8 @@ class Settings:
             # unset (e.g. a function that never broadcasts to large rooms): never sharded.
             fanout_function_name=os.environ.get("FANOUT_FUNCTION_NAME", ""),
             fanout_shard_size=_int("FANOUT_SHARD_SIZE", 100),
+            # A request reads this many of a room's connections itself; the fan-out function reads the rest.
+            fanout_page_size=_int("FANOUT_PAGE_SIZE", 1000),
         )
 
 

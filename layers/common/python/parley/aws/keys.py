@@ -42,3 +42,8 @@ def rate_counter_key(kind: str, user_id: str, window: int) -> str:
 
 def fanout_claim_key(delivery_id: str, shard: int) -> str:
     return f"fanout#{delivery_id}#{shard}"
+
+
+def fanout_plan_key(delivery_id: str, after: str) -> str:
+    """How a continuation cut the page of the room after connection `after` (`PagePlan`)."""
+    return f"fanplan#{delivery_id}#{after}"

@@ -1,4 +1,5 @@
-"""`parley.core.ports.ShardDispatcher` on Lambda's asynchronous Invoke: one event per fan-out shard.
+"""`parley.core.ports.ShardDispatcher` on Lambda's asynchronous Invoke: one event per fan-out shard
+(and one for the reading of a large room beyond the handler's page, a `RoomContinuation`).
 
 Lambda queues each event, runs the fan-out function on it (in parallel, one environment per
 shard), retries a failed one twice, and sends one that still fails to the function's on-failure
@@ -17,12 +18,12 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
 import urllib3
 
-from ..core.model import ShardJob
+from ..core.model import FanoutWork
 from .signed_http import backoff_s, retryable, signed_request
 
 # Invoke calls in flight while handing out one broadcast's shards.
@@ -61,8 +62,8 @@ class LambdaShardDispatcher:
                 self._ready = (get_session().get_credentials(), region, url, threads)
             return self._ready
 
-    def _invoke(self, job: ShardJob) -> ShardJob | None:
-        """Queue one shard (202); the job back when Lambda would not take it after the retries."""
+    def _invoke(self, job: FanoutWork) -> FanoutWork | None:
+        """Queue one shard or continuation (202); the job back when Lambda would not take it after the retries."""
         credentials, region, url, _ = self._client()
         payload = json.dumps(job.to_event(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = {"X-Amz-Invocation-Type": "Event", "Content-Type": "application/json"}
@@ -79,8 +80,8 @@ class LambdaShardDispatcher:
                 self._sleep(backoff_s(attempt, self._backoff_base, self._backoff_cap))
         return job
 
-    def dispatch(self, jobs: list[ShardJob]) -> list[ShardJob]:
-        """Queue every shard; returns the ones Lambda did not accept (throttled after retries, or
-        no such function where this runs), for the caller to deliver itself."""
+    def dispatch(self, jobs: Sequence[FanoutWork]) -> list[FanoutWork]:
+        """Queue every job; returns the ones Lambda did not accept (throttled after retries, or
+        no such function where this runs), for the caller to run itself."""
         threads = self._client()[3]
         return [job for job in threads.map(self._invoke, jobs) if job is not None]

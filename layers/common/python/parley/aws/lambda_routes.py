@@ -14,7 +14,8 @@ from typing import Any, Callable
 from aws_lambda_powertools.utilities.parser import parse
 
 from ..core.access import ClaimError, Grants
-from ..core.model import Caller, PresenceChange, ShardJob
+from ..core.model import BadFanoutEvent, Caller, PresenceChange, ShardJob, fanout_work_of_event
+from ..core.ports import ShardDispatcher
 from ..core.rate_limits import OverLimitMemory, RateLimits
 from ..core.service import ChatService
 from .apigw_events import ConnectEvent, DisconnectEvent, MessageEvent
@@ -58,7 +59,8 @@ def _service(domain_name: str | None, stage: str | None) -> ChatService:
     return _service_for_endpoint(management_endpoint(domain_name, stage))
 
 
-def _service_for_endpoint(endpoint: str) -> ChatService:
+def _service_for_endpoint(endpoint: str, shards: ShardDispatcher | None = None) -> ChatService:
+    """`shards`: where large rooms' fan-out goes; None: this environment's `_shards` (FANOUT_FUNCTION_NAME)."""
     sender = sender_for(endpoint, settings.fanout_max_in_flight)
     limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds)
     return ChatService(
@@ -70,8 +72,9 @@ def _service_for_endpoint(endpoint: str) -> ChatService:
         metric=count,
         logger=logger,
         presence_threshold=settings.presence_threshold,
-        shards=_shards,
+        shards=shards if shards is not None else _shards,
         fanout_shard_size=settings.fanout_shard_size,
+        fanout_page_size=settings.fanout_page_size,
     )
 
 
@@ -142,21 +145,42 @@ def _presence_change(image: dict[str, Any]) -> PresenceChange:
     )
 
 
-def _broadcast_service() -> ChatService:
+def _broadcast_service(shards: ShardDispatcher | None = None) -> ChatService:
     """The service for functions API Gateway does not invoke: the endpoint comes from the environment."""
-    return _service_for_endpoint(management_endpoint(None, None))
+    return _service_for_endpoint(management_endpoint(None, None), shards)
+
+
+def _own_shards() -> ShardDispatcher | None:
+    """A continuation dispatches its shards to this same function: Lambda names it in the environment
+    (the template cannot: a function's own `!Ref` in its variables is a circular reference)."""
+    global _self_shards
+    name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    if _self_shards is None and name:
+        _self_shards = LambdaShardDispatcher(name)
+    return _self_shards
+
+
+_self_shards: ShardDispatcher | None = None
 
 
 def fanout_route() -> Handler:
-    """The fan-out function: one slice of a large room's broadcast (an async invocation per shard).
+    """The fan-out function: one slice of a large room's broadcast, or the reading of the rest of a
+    room beyond the handler's page (which dispatches that part's slices); an async invocation each.
 
-    An exception fails the invocation, so Lambda retries it (the claims keep anyone from getting
-    it twice) and, after its retries, sends the event to the on-failure queue."""
+    An exception fails the invocation, so Lambda retries it (the claims, and the continuation's
+    recorded page plans, keep anyone from getting it twice) and, after its retries, sends the event
+    to the on-failure queue. So does an event Parley cannot have sent (validated, never acted on)."""
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        job = ShardJob.from_event(event)
-        logger.append_keys(route="fanout", room=job.room_id, delivery_id=job.delivery_id, shard=job.shard)
-        result = _broadcast_service().deliver_shard(job)
+        logger.append_keys(route="fanout")
+        try:
+            work = fanout_work_of_event(event)
+        except BadFanoutEvent as error:
+            logger.error("fan-out event refused", extra={"reason": str(error)})
+            raise
+        where = {"shard": work.shard} if isinstance(work, ShardJob) else {"continue_after": work.after}
+        logger.append_keys(room=work.room_id, delivery_id=work.delivery_id, **where)
+        result = _broadcast_service(_own_shards()).run_fanout(work)
         return {"delivered": len(result.delivered), "gone": len(result.gone), "failed": len(result.failed)}
 
     return _instrumented(handler)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 
-from pynamodb.attributes import MapAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.attributes import (
+    BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute,
+)
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -161,6 +163,20 @@ class FanoutClaim(Model):
 
     key = UnicodeAttribute(hash_key=True)
     claimed = UnicodeSetAttribute(default=set)
+    expires_at = TTLAttribute(attr_name="expiresAt")
+
+
+class FanoutPlan(Model):
+    """How a continuation cut one page of a large room into shards (`key = fanplan#<deliveryId>#<after>`),
+    written once, so every attempt cuts that page alike (`parley.core.model.PagePlan`); TTL after a day."""
+
+    class Meta(_Meta):
+        table_name = settings.idempotency_table
+
+    key = UnicodeAttribute(hash_key=True)
+    first_shard = NumberAttribute(attr_name="firstShard")
+    bounds = ListAttribute(of=UnicodeAttribute)
+    more = BooleanAttribute()
     expires_at = TTLAttribute(attr_name="expiresAt")
 
 

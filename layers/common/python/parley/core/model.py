@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -124,6 +125,48 @@ class Participant:
 
 
 @dataclass(frozen=True)
+class MembersPage:
+    """Up to one page of a room's connections, in connection-id order (the memberships' key order)."""
+
+    members: list[Member]
+    more: bool  # the room has connections after the last one listed
+
+    @property
+    def next_after(self) -> str | None:
+        """Where the next page starts (after this connection id); None when this was the last page."""
+        return self.members[-1].connection_id if self.more and self.members else None
+
+
+@dataclass(frozen=True)
+class RequestCharge:
+    """One request counted against a user's allowance: the rate counter of (`kind`, `window`)."""
+
+    kind: str
+    user_id: str
+    window: int
+    keep_seconds: int
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """How one page of a large room's remaining connections was cut into shards, recorded once per
+    (delivery, page start) so that every attempt of a continuation cuts that page the same way.
+
+    `bounds` holds the last connection id of each shard: shard `first_shard + i` is the room's
+    connections after `bounds[i - 1]` (or the page start) up to `bounds[i]`, whoever they are at the
+    time it is read. `more`: the room went on after `bounds[-1]` when the page was planned.
+    """
+
+    first_shard: int
+    bounds: tuple[str, ...]
+    more: bool
+
+    @property
+    def next_shard(self) -> int:
+        return self.first_shard + len(self.bounds)
+
+
+@dataclass(frozen=True)
 class ParticipantsPage:
     participants: list[Participant]
     has_more: bool
@@ -178,3 +221,71 @@ class ShardJob:
     def from_event(cls, event: dict[str, object]) -> "ShardJob":
         recipients = tuple((str(c), str(u)) for c, u in event["recipients"])  # type: ignore[union-attr]
         return cls(str(event["roomId"]), str(event["deliveryId"]), int(event["shard"]), str(event["frame"]), recipients)  # type: ignore[arg-type]
+
+
+# A connection id as API Gateway (and `parley dev`) mints them; a continuation's cursor must be one.
+CONNECTION_ID_RE = re.compile(r"^[A-Za-z0-9+/=_-]{1,128}$")
+_ROOM_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_DELIVERY_ID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+MAX_SHARDS = 1_000_000
+
+
+class BadFanoutEvent(ValueError):
+    """An event the fan-out function cannot have been sent by Parley: refused, never acted on."""
+
+
+@dataclass(frozen=True)
+class RoomContinuation:
+    """The rest of a large room's broadcast: read the room after `after` and dispatch its shards.
+
+    The handler that accepted the frame reads one page of the room, dispatches that page's shards
+    (numbered from 0) and hands this to ONE asynchronous invocation of the fan-out function, whose
+    shards are numbered from `first_shard`. It is built by the server only (no field comes from a
+    client), and `from_event` still validates every field, so a malformed or foreign event can only
+    fail, never read another room's partition or post anything.
+    """
+
+    room_id: str
+    delivery_id: str
+    frame: str  # the encoded frame, UTF-8 JSON text
+    after: str  # the connection id the page read by the handler ended with
+    first_shard: int
+    exclude: str | None = None  # a connection the frame is not for (the typist's own)
+
+    def to_event(self) -> dict[str, object]:
+        event: dict[str, object] = {"continueAfter": self.after, "roomId": self.room_id, "deliveryId": self.delivery_id,
+                                    "firstShard": self.first_shard, "frame": self.frame}
+        if self.exclude is not None:
+            event["exclude"] = self.exclude
+        return event
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, object]) -> "RoomContinuation":
+        room, delivery, after = event.get("roomId"), event.get("deliveryId"), event.get("continueAfter")
+        first, frame, exclude = event.get("firstShard"), event.get("frame"), event.get("exclude")
+        if not (isinstance(room, str) and _ROOM_ID_RE.match(room)):
+            raise BadFanoutEvent("roomId is not a room id")
+        if not (isinstance(delivery, str) and _DELIVERY_ID_RE.match(delivery)):
+            raise BadFanoutEvent("deliveryId is not a ULID")
+        if not (isinstance(after, str) and CONNECTION_ID_RE.match(after)):
+            raise BadFanoutEvent("continueAfter is not a connection id")
+        if exclude is not None and not (isinstance(exclude, str) and CONNECTION_ID_RE.match(exclude)):
+            raise BadFanoutEvent("exclude is not a connection id")
+        if not (type(first) is int and 0 <= first < MAX_SHARDS):
+            raise BadFanoutEvent("firstShard is not a shard number")
+        if not isinstance(frame, str):
+            raise BadFanoutEvent("frame is not text")
+        return cls(room, delivery, frame, after, first, exclude)
+
+
+FanoutWork = ShardJob | RoomContinuation
+
+
+def fanout_work_of_event(event: Mapping[str, object]) -> FanoutWork:
+    """The fan-out function's event as the work it names: a continuation, or one shard."""
+    if "continueAfter" in event:
+        return RoomContinuation.from_event(event)
+    try:
+        return ShardJob.from_event(dict(event))
+    except (KeyError, TypeError, ValueError) as error:
+        raise BadFanoutEvent(f"not a shard: {error!r}") from None

@@ -6,11 +6,11 @@ are the production adapters, `parley_testing` holds the in-memory ones.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from .model import (
-    ChangeResult, ChatMessage, FanoutJob, FanoutResult, HistoryPage, JoinOutcome, LeaveOutcome, Member, ParticipantsPage,
-    PresenceChange, ShardJob,
+    ChangeResult, ChatMessage, FanoutJob, FanoutResult, FanoutWork, HistoryPage, JoinOutcome, LeaveOutcome, Member,
+    MembersPage, PagePlan, ParticipantsPage, PresenceChange, RequestCharge,
 )
 from .room_list import RoomActivity
 
@@ -35,6 +35,23 @@ class ChatStore(Protocol):
     def remove_connection(self, connection_id: str) -> None: ...
     def room_members(self, room_id: str) -> list[Member]:
         """Every connection in the room: the fan-out list, and the membership check in one read."""
+        ...
+
+    def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None) -> MembersPage:
+        """The room's connections in connection-id order: after `after` (from the start when None),
+        at most `limit` of them (all when None), and none after `upto` when given. One Query (paged
+        at 1 MB), so a broadcast reads a large room a page at a time."""
+        ...
+
+    def first_page_and_count(self, room_id: str, limit: int, charge: RequestCharge) -> tuple[MembersPage, int]:
+        """`room_members_page(room_id, after=None, limit=limit)` and `count_request` for `charge`,
+        as two calls sent together (DynamoDB: side by side, so a room action waits for one round
+        trip, not two); returns the page and the counter's new total."""
+        ...
+
+    def plan_fanout_page(self, delivery_id: str, after: str, plan: PagePlan) -> PagePlan:
+        """Record how the page after `after` is cut into shards, unless an earlier attempt already
+        did; returns the plan that holds (one conditional write, answered with the old plan)."""
         ...
 
     def is_member(self, room_id: str, connection_id: str) -> bool: ...
@@ -123,8 +140,9 @@ class Sender(Protocol):
 
 
 class ShardDispatcher(Protocol):
-    """Hands large-room fan-out slices to parallel invocations (asynchronously)."""
+    """Hands large-room fan-out work to parallel invocations (asynchronously): slices of the
+    room (`ShardJob`) and, for a room beyond one page, the reading of the rest (`RoomContinuation`)."""
 
-    def dispatch(self, jobs: list[ShardJob]) -> list[ShardJob]:
-        """Queue the jobs; returns those that could not be queued (the caller delivers them itself)."""
+    def dispatch(self, jobs: Sequence[FanoutWork]) -> list[FanoutWork]:
+        """Queue the jobs; returns those that could not be queued (the caller runs them itself)."""
         ...

@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from bisect import bisect_left
 from typing import Any, Iterable
 
 from . import protocol as p
 from .ids import iso_at, new_ulid, ulid_time_ms
-from .model import Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, HistoryPage, Member, ParticipantsPage, PresenceChange, ShardJob
+from .model import (
+    Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, FanoutWork, HistoryPage, Member, MembersPage, PagePlan,
+    ParticipantsPage, PresenceChange, RequestCharge, RoomContinuation, ShardJob,
+)
 from .ports import ChatStore, Clock, Logger, MetricSink, Sender, ShardDispatcher
 from .protocol import ErrorCode, ProtocolError
 from .rate_limits import ABUSE_FACTOR, OverLimitMemory, RateLimits
@@ -40,6 +44,9 @@ PRESENCE_LIST_MAX = 50
 DEFAULT_FANOUT_SHARD_SIZE = 100
 # A shard claims its connections this many at a time before posting to them.
 SHARD_CLAIM_CHUNK = 64
+# A request reads at most this many of a room's connections itself; a broadcast to a larger room
+# hands the reading of the rest to one continuation invocation of the fan-out function.
+DEFAULT_FANOUT_PAGE_SIZE = 1000
 
 
 def _no_metrics(name: str, value: float) -> None:
@@ -65,6 +72,7 @@ class ChatService:
         presence_threshold: int = DEFAULT_PRESENCE_THRESHOLD,
         shards: ShardDispatcher | None = None,
         fanout_shard_size: int = DEFAULT_FANOUT_SHARD_SIZE,
+        fanout_page_size: int = DEFAULT_FANOUT_PAGE_SIZE,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -76,6 +84,7 @@ class ChatService:
         self.presence_threshold = presence_threshold
         self._shards = shards
         self.fanout_shard_size = max(1, fanout_shard_size)
+        self.fanout_page_size = max(1, fanout_page_size)
         self._logger: Logger = logger if logger is not None else logging.getLogger(__name__)
         self._gone: list[tuple[str, str | None, str | None]] = []
         self._forgotten: set[str] = set()
@@ -160,7 +169,7 @@ class ChatService:
                     "leftCount": len(left),
                     "count": self._store.room_size(room),
                 }
-                self._broadcast(self._store.room_members(room), p.frame("presence_update", update), room)
+                self._broadcast(self._read_room(room), p.frame("presence_update", update), room)
                 self._metric("PresenceUpdates", 1)
         finally:
             self._drain_gone()
@@ -180,8 +189,7 @@ class ChatService:
         if outcome.first_for_user:
             if outcome.room_size < self.presence_threshold:
                 joined = {"roomId": room, "userId": caller.user_id, "name": caller.name, "timestamp": self._timestamp()}
-                members = self._store.room_members(room)
-                self._broadcast(members, p.frame("user_joined", joined), room, exclude=caller.connection_id)
+                self._broadcast(self._read_room(room), p.frame("user_joined", joined), room, exclude=caller.connection_id)
             else:
                 self._store.add_presence_change(PresenceChange(room, caller.user_id, caller.name, True, self._now_ms()))
         participants = self._store.participants(room, after_user=None, limit=PARTICIPANTS_PAGE)
@@ -225,9 +233,7 @@ class ChatService:
     def _on_chat_message(self, request: p.ChatMessageData, caller: Caller) -> Frame:
         room = request.roomId
         self._check_access(caller, room, Action.WRITE)
-        self._refuse_if_known_over("chat", self._limits.chat, caller)
-        members = self._require_member(room, caller)
-        self._spend("chat", self._limits.chat, caller)
+        page = self._admit("chat", room, caller)
         now = self._now_ms()
         message = ChatMessage(
             room, new_ulid(now), caller.user_id, caller.name, request.message, iso_at(now), request.clientMessageId
@@ -244,10 +250,12 @@ class ChatService:
             self._metric("DuplicateMessages", 1)
             return p.frame("message_received", original.to_wire())
         self._metric("MessagesStored", 1)
-        result = self._broadcast(members, p.frame("message_received", message.to_wire()), room, delivery_id=message.message_id)
+        result = self._broadcast(page, p.frame("message_received", message.to_wire()), room, delivery_id=message.message_id)
         if result.dispatched:
-            # A large room: the shards deliver it after this reply; say to how many it is going.
-            recipients = len({m.connection_id for m in members} - {caller.connection_id})
+            # A large room: the shards deliver it after this reply; say to how many it is going. Beyond
+            # one page this invocation never reads the whole room: the size counter says (users, not tabs).
+            recipients = (max(0, self._store.room_size(room) - 1) if page.more
+                          else len({m.connection_id for m in page.members} - {caller.connection_id}))
             return p.frame("chat_update", {"roomId": room, "messageId": message.message_id, "status": "sent", "recipients": recipients})
         delivered_to = len(result.delivered - {caller.connection_id})
         reply = {"roomId": room, "messageId": message.message_id, "status": "delivered", "deliveredTo": delivered_to}
@@ -255,11 +263,9 @@ class ChatService:
 
     def _on_typing(self, request: p.TypingData, caller: Caller) -> None:
         self._check_access(caller, request.roomId, Action.WRITE)
-        self._refuse_if_known_over("signals", self._limits.signals, caller)
-        members = self._require_member(request.roomId, caller)
-        self._spend("signals", self._limits.signals, caller)
+        page = self._admit("signals", request.roomId, caller)
         update = {"roomId": request.roomId, "userId": caller.user_id, "isTyping": request.isTyping}
-        self._broadcast(members, p.frame("typing_update", update), request.roomId, exclude=caller.connection_id)
+        self._broadcast(page, p.frame("typing_update", update), request.roomId, exclude=caller.connection_id)
         return None
 
     def _on_mark_read(self, request: p.MarkReadData, caller: Caller) -> None:
@@ -270,12 +276,10 @@ class ChatService:
                 details=[{"field": "messageId", "message": "must not be later than the newest message"}],
             )
         self._check_access(caller, request.roomId, Action.WRITE)
-        self._refuse_if_known_over("signals", self._limits.signals, caller)
-        members = self._require_member(request.roomId, caller)
-        self._spend("signals", self._limits.signals, caller)
+        page = self._admit("signals", request.roomId, caller)
         if self._store.advance_read_cursor(request.roomId, caller.user_id, request.messageId):
             update = {"roomId": request.roomId, "messageId": request.messageId, "status": "read", "userId": caller.user_id}
-            self._broadcast(members, p.frame("chat_update", update), request.roomId, exclude=caller.connection_id)
+            self._broadcast(page, p.frame("chat_update", update), request.roomId, exclude=caller.connection_id)
         return None
 
     def _on_get_history(self, request: p.GetHistoryData, caller: Caller) -> Frame:
@@ -288,14 +292,14 @@ class ChatService:
     def _on_edit_message(self, request: p.EditMessageData, caller: Caller) -> Frame | None:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
-        members = self._admit("chat", room, caller)
+        page = self._admit("chat", room, caller)
         result = self._store.edit_message(room, message_id, caller.user_id, request.message, self._timestamp())
         current = self._existing(result, room, message_id)
         if not result.changed:
             if current.user_id != caller.user_id:
                 raise _forbidden(room, Action.WRITE, "only its author can edit a message")
             return p.frame("message_updated", _updated(current))  # the same text again: a retry, nothing to tell
-        self._broadcast(members, p.frame("message_updated", _updated(current)), room)
+        self._broadcast(page, p.frame("message_updated", _updated(current)), room)
         return None
 
     def _on_delete_message(self, request: p.DeleteMessageData, caller: Caller) -> None:
@@ -303,20 +307,20 @@ class ChatService:
         actions = allowed_actions(caller.grants, caller.user_id, room)
         if not actions & {Action.WRITE, Action.MODERATE}:
             raise _forbidden(room, Action.WRITE, "deleting a message needs write (your own) or moderate (anyone's)")
-        members = self._admit("chat", room, caller)
+        page = self._admit("chat", room, caller)
         author_only = None if Action.MODERATE in actions else caller.user_id
         result = self._store.delete_message(room, message_id, caller.user_id, self._timestamp(), author_id=author_only)
         current = self._existing(result, room, message_id)
         if not result.changed:
             raise _forbidden(room, Action.MODERATE, "deleting another user's message needs moderate")
         deleted = {"roomId": room, "messageId": message_id, "deletedBy": caller.user_id}
-        self._broadcast(members, p.frame("message_deleted", deleted), room)
+        self._broadcast(page, p.frame("message_deleted", deleted), room)
         return None
 
     def _on_react(self, request: p.ReactData, caller: Caller) -> Frame | None:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
-        members = self._admit("signals", room, caller)
+        page = self._admit("signals", room, caller)
         result = self._store.react(
             room, message_id, caller.user_id, request.emoji, remove=request.remove, max_distinct=MAX_DISTINCT_EMOJI
         )
@@ -334,7 +338,7 @@ class ChatService:
                 f"Message {message_id} already has {MAX_DISTINCT_EMOJI} different reactions: react with one of those.",
                 details=[{"field": "emoji", "message": f"at most {MAX_DISTINCT_EMOJI} different emoji per message"}],
             )
-        self._broadcast(members, update, room)
+        self._broadcast(page, update, room)
         return None
 
     def _on_get_rooms(self, request: p.GetRoomsData, caller: Caller) -> Frame:
@@ -359,13 +363,22 @@ class ChatService:
     def _timestamp(self) -> str:
         return iso_at(self._now_ms())
 
-    def _admit(self, kind: str, room: str, caller: Caller) -> list[Member]:
-        """The rate and membership checks of a message change, in the order every room action takes them."""
+    def _admit(self, kind: str, room: str, caller: Caller) -> MembersPage:
+        """The rate and membership checks of every room action; the room's first page, its fan-out list.
+
+        The members Query and the rate counter's UpdateItem go out together (one round trip of
+        waiting, not two), so every frame that reaches them is charged to the user's allowance,
+        a `not_a_member` one included: that costs the member nothing, and makes a flood of
+        frames to a room the user is not in as limited (and as cheap to refuse) as any other.
+        Over the allowance, `rate_limited` comes first; then `not_a_member`.
+        """
         limit = self._limits.chat if kind == "chat" else self._limits.signals
         self._refuse_if_known_over(kind, limit, caller)
-        members = self._require_member(room, caller)
-        self._spend(kind, limit, caller)
-        return members
+        charge = self._charge(kind, caller)
+        page, hits = self._store.first_page_and_count(room, self.fanout_page_size, charge)
+        self._refuse_if_over(charge, hits, limit, caller)
+        self._require_member(room, caller, page)
+        return page
 
     def _check_access(self, caller: Caller, room: str, action: Action) -> frozenset[Action]:
         """Refuse an action the token does not grant, from the grants alone: no I/O, before anything else."""
@@ -390,12 +403,17 @@ class ChatService:
             )
         return result.message
 
-    def _require_member(self, room: str, caller: Caller) -> list[Member]:
-        """The room's members; the same Query is the membership check, so it costs nothing extra."""
-        members = self._store.room_members(room)
-        if not any(m.connection_id == caller.connection_id for m in members):
+    def _require_member(self, room: str, caller: Caller, page: MembersPage) -> None:
+        """The room's first page is the membership check, so it costs nothing extra, except in a
+        room beyond one page whose first page does not hold the caller: one GetItem more."""
+        if any(m.connection_id == caller.connection_id for m in page.members):
+            return
+        if not (page.more and self._store.is_member(room, caller.connection_id)):
             raise _not_a_member(room)
-        return members
+
+    def _read_room(self, room: str) -> MembersPage:
+        """The room's first page: the whole room up to `fanout_page_size` connections."""
+        return self._store.room_members_page(room, after=None, limit=self.fanout_page_size)
 
     def _refuse_if_known_over(self, kind: str, limit: int, caller: Caller) -> None:
         """Refuse a user this environment already saw over the allowance, before any other I/O.
@@ -416,13 +434,20 @@ class ChatService:
         raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
 
     def _spend(self, kind: str, limit: int, caller: Caller) -> None:
-        """Charge the user's allowance, after every other check, so a rejected frame costs nothing."""
-        now = self._now_ms()
-        window = self._limits.window_at(now)
-        hits = self._store.count_request(kind, caller.user_id, window, self._limits.counter_lifetime_seconds)
+        """Charge the user's allowance (get_rooms: no room to read, so nothing to send it with)."""
+        charge = self._charge(kind, caller)
+        hits = self._store.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds)
+        self._refuse_if_over(charge, hits, limit, caller)
+
+    def _charge(self, kind: str, caller: Caller) -> RequestCharge:
+        return RequestCharge(kind, caller.user_id, self._limits.window_at(self._now_ms()), self._limits.counter_lifetime_seconds)
+
+    def _refuse_if_over(self, charge: RequestCharge, hits: int, limit: int, caller: Caller) -> None:
+        """After a counter write: past the allowance, remember the user and refuse the frame."""
         if hits <= limit:
             return
-        self._over_limit.remember(kind, caller.user_id, window)
+        kind, now = charge.kind, self._now_ms()
+        self._over_limit.remember(kind, caller.user_id, charge.window)
         self._close_if_flooding(hits, limit, caller)
         raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
 
@@ -445,39 +470,79 @@ class ChatService:
         self._broadcast([Member("", caller.connection_id, caller.user_id, caller.name, 0)], frame, None)
 
     def _broadcast(
-        self, members: Iterable[Member], frame: Frame, room: str | None, *, exclude: str | None = None,
+        self, room_read: MembersPage | Iterable[Member], frame: Frame, room: str | None, *, exclude: str | None = None,
         delivery_id: str | None = None,
     ) -> FanoutResult:
-        # A member that may not read the room gets none of its frames (presence, typing, receipts
-        # and reactions included); join never admits one, so this guards only against old rows.
-        targets = {m.connection_id: m.user_id for m in members if m.connection_id != exclude and m.can_read}
+        """Send `frame` to the members read (a room's first page, or a list), and to the rest of a
+        room beyond one page: through shards and one continuation when a dispatcher is wired, else
+        by reading the rest here (the old way: a whole room in one invocation)."""
+        page = room_read if isinstance(room_read, MembersPage) else MembersPage(list(room_read), more=False)
+        after = page.next_after
+        members = page.members
+        if after is not None and (self._shards is None or room is None):
+            members = members + self._rest_of_room(room or "", after)
+            after = None
+        targets = _targets(members, exclude)
+        if after is not None:
+            assert room is not None
+            self._metric("FanoutPagedRooms", 1)
+            return self._dispatch_paged(targets, frame, room, delivery_id or new_ulid(self._now_ms()), after, exclude)
         if not targets:
             return FanoutResult()
         self._metric("FanoutSize", len(targets))
         if self._shards is not None and room is not None and len(targets) > self.fanout_shard_size:
-            return self._dispatch_shards(targets, frame, room, delivery_id or new_ulid(self._now_ms()))
+            delivery = delivery_id or new_ulid(self._now_ms())
+            return self._dispatch(self._cut(room, delivery, p.encode(frame).decode("utf-8"), targets, 0), len(targets))
         return self._record(self._sender.send(FanoutJob(p.encode(frame), tuple(targets))), targets, frame, room)
 
-    def _dispatch_shards(self, targets: dict[str, str], frame: Frame, room: str, delivery_id: str) -> FanoutResult:
-        """Split a large room's recipients into slices of `fanout_shard_size`, one invocation each."""
-        assert self._shards is not None
-        encoded = p.encode(frame).decode("utf-8")
-        pairs = sorted(targets.items())
-        size = self.fanout_shard_size
-        jobs = [ShardJob(room, delivery_id, n, encoded, tuple(pairs[start:start + size]))
+    def _rest_of_room(self, room: str, after: str) -> list[Member]:
+        rest: list[Member] = []
+        cursor: str | None = after
+        while cursor is not None:
+            page = self._store.room_members_page(room, after=cursor, limit=self.fanout_page_size)
+            rest += page.members
+            cursor = page.next_after
+        return rest
+
+    def _cut(self, room: str, delivery_id: str, encoded: str, targets: dict[str, str], first_shard: int) -> list[ShardJob]:
+        """Slices of `fanout_shard_size` recipients in connection-id order, numbered from `first_shard`."""
+        pairs, size = sorted(targets.items()), self.fanout_shard_size
+        return [ShardJob(room, delivery_id, first_shard + n, encoded, tuple(pairs[start:start + size]))
                 for n, start in enumerate(range(0, len(pairs), size))]
-        refused = self._shards.dispatch(jobs)
-        self._metric("FanoutShards", len(jobs))
-        result = FanoutResult(dispatched=len(targets))
+
+    def _dispatch_paged(self, targets: dict[str, str], frame: Frame, room: str, delivery_id: str, after: str,
+                        exclude: str | None) -> FanoutResult:
+        """A room beyond one page: this page's shards, and the rest handed to one continuation
+        (queued first: it has the longer way to go)."""
+        encoded = p.encode(frame).decode("utf-8")
+        jobs = self._cut(room, delivery_id, encoded, targets, 0)
+        continuation = RoomContinuation(room, delivery_id, encoded, after, len(jobs), exclude)
+        return self._dispatch([continuation, *jobs], len(targets))
+
+    def _dispatch(self, work: list[ShardJob] | list[FanoutWork], recipients: int) -> FanoutResult:
+        """Queue fan-out work on the dispatcher; run here what it would not take (all of it without one)."""
+        refused = self._shards.dispatch(work) if self._shards is not None else list(work)
+        shards = [job for job in work if isinstance(job, ShardJob)]
+        self._metric("FanoutShards", len(shards))
+        result = FanoutResult(dispatched=recipients)
         if refused:
             # Lambda would not take them (throttled, or no fan-out function where this runs):
-            # deliver those slices here, through the same claims, rather than not at all.
+            # run that work here, through the same claims and plans, rather than not at all.
             self._metric("ShardDispatchFailures", len(refused))
-            self._logger.warning("fan-out shards not queued; delivering them in this invocation",
-                                 extra={"room": room, "shards": [job.shard for job in refused]})
+            self._logger.warning("fan-out work not queued; running it in this invocation",
+                                 extra={"room": work[0].room_id if work else None,
+                                        "shards": [job.shard for job in refused if isinstance(job, ShardJob)],
+                                        "continuation": any(isinstance(job, RoomContinuation) for job in refused)})
             for job in refused:
-                result.merge(self._deliver_claimed(job))
+                result.merge(self._deliver_claimed(job) if isinstance(job, ShardJob) else self._continue(job))
         return result
+
+    def run_fanout(self, work: FanoutWork) -> FanoutResult:
+        """The fan-out function's work: one slice of a large room, or the reading of the rest of one."""
+        try:
+            return self._deliver_claimed(work) if isinstance(work, ShardJob) else self._continue(work)
+        finally:
+            self._drain_gone()
 
     def deliver_shard(self, job: ShardJob) -> FanoutResult:
         """Run one slice of a large room's fan-out (the fan-out function's work).
@@ -487,10 +552,36 @@ class ChatService:
         the frame twice. The price of a crash is live delivery to at most one chunk, which has
         the message in history (rejoin with `since`).
         """
-        try:
-            return self._deliver_claimed(job)
-        finally:
-            self._drain_gone()
+        return self.run_fanout(job)
+
+    def _continue(self, job: RoomContinuation) -> FanoutResult:
+        """Read the room after `job.after` a page at a time and dispatch each page's shards.
+
+        Each page's cut into shards is recorded before its shards are dispatched (`PagePlan`, one
+        conditional write per page), and a later attempt of the same continuation (Lambda retries
+        a failed one twice, and may run an event twice) cuts that page by the recorded bounds,
+        whatever it reads now. So shard n always covers the same range of connection ids, and its
+        claims (per delivery and shard) keep a connection that was in the room throughout from
+        getting the frame twice, even when members joined or left between attempts; nobody present
+        throughout is skipped, because the pages' ranges follow on from one another up to the end.
+        A retry re-dispatches the recorded pages' shards, whose claims then post nothing new.
+        """
+        after, shard, total = job.after, job.first_shard, FanoutResult()
+        size = self.fanout_shard_size
+        while True:
+            page = self._store.room_members_page(job.room_id, after=after, limit=self.fanout_page_size)
+            if not page.members:
+                return total
+            ids = [m.connection_id for m in page.members]
+            ours = PagePlan(shard, tuple(ids[min(start + size, len(ids)) - 1] for start in range(0, len(ids), size)), page.more)
+            plan = self._store.plan_fanout_page(job.delivery_id, after, ours)
+            members = page.members
+            if plan != ours:  # an earlier attempt cut this page: read exactly its range again
+                members = self._store.room_members_page(job.room_id, after=after, limit=None, upto=plan.bounds[-1]).members
+            total.merge(self._dispatch(_cut_by(plan, job, members), 0))
+            if not plan.more:
+                return total
+            after, shard = plan.bounds[-1], plan.next_shard
 
     def _deliver_claimed(self, job: ShardJob) -> FanoutResult:
         targets = dict(job.recipients)
@@ -543,9 +634,28 @@ class ChatService:
             return
         if outcome.room_size + 1 < self.presence_threshold:  # the room as it was, with the user in it
             left = {"roomId": room, "userId": user_id, "timestamp": self._timestamp()}
-            self._broadcast(self._store.room_members(room), p.frame("user_left", left), room)
+            self._broadcast(self._read_room(room), p.frame("user_left", left), room)
         else:
             self._store.add_presence_change(PresenceChange(room, user_id, outcome.name or user_id, False, self._now_ms()))
+
+
+def _targets(members: Iterable[Member], exclude: str | None) -> dict[str, str]:
+    """Who a room's frame goes to: connection -> user. A member that may not read the room gets
+    none of its frames (presence, typing, receipts and reactions included); join never admits one,
+    so this guards only against old rows."""
+    return {m.connection_id: m.user_id for m in members if m.connection_id != exclude and m.can_read}
+
+
+def _cut_by(plan: PagePlan, job: RoomContinuation, members: list[Member]) -> list[ShardJob]:
+    """The page's shards as `plan` bounds them: shard `first_shard + i` holds the members after
+    `bounds[i - 1]` up to `bounds[i]` (empty slices are not sent; their numbers stay taken)."""
+    slices: list[list[tuple[str, str]]] = [[] for _ in plan.bounds]
+    for connection_id, user_id in sorted(_targets(members, job.exclude).items()):
+        at = bisect_left(plan.bounds, connection_id)
+        if at < len(slices):
+            slices[at].append((connection_id, user_id))
+    return [ShardJob(job.room_id, job.delivery_id, plan.first_shard + n, job.frame, tuple(pairs))
+            for n, pairs in enumerate(slices) if pairs]
 
 
 def _not_a_member(room: str) -> ProtocolError:
