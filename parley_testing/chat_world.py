@@ -16,7 +16,7 @@ from typing import Any
 
 from parley.core.access import Grants, RoomAccessMode
 from parley.core.model import Caller
-from parley.core.rate_limits import OverLimitMemory, RateLimits
+from parley.core.rate_limits import AllowanceLedger, OverLimitMemory, RateLimits
 from parley.core.service import DEFAULT_FANOUT_PAGE_SIZE, DEFAULT_PRESENCE_THRESHOLD, ChatService
 from parley_local.gateway.routing import RouteSelector
 
@@ -109,8 +109,9 @@ class ChatWorld:
         """The table's items in DynamoDB's typed JSON."""
         raise NotImplementedError
 
-    def use_limits(self, *, chat: int, signals: int, window_seconds: int) -> None:
-        """Deploy with other rate-limit settings."""
+    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1) -> None:
+        """Deploy with other rate-limit settings (batches of 1: every frame counted at once, as the
+        property-test oracle judges them)."""
         raise NotImplementedError
 
     def now_ms(self) -> int:
@@ -167,8 +168,8 @@ class ChatWorld:
 class MemoryChatWorld(ChatWorld):
     """`ChatService` per request (as Lambda builds one per invocation) over one in-memory store.
 
-    `over_limit` is the execution environment's memory of users over their allowance; assign a
-    new `OverLimitMemory` to play another environment.
+    `over_limit` is the execution environment's memory of users over their allowance and `ledger`
+    what it accepted without counting yet; assign new ones to play another environment.
     """
 
     def __init__(self, *, limits: RateLimits | None = None, max_message_length: int = 4000,
@@ -183,6 +184,7 @@ class MemoryChatWorld(ChatWorld):
         self.limits = limits or RateLimits()
         self.max_message_length = max_message_length
         self.over_limit = OverLimitMemory()
+        self.ledger = AllowanceLedger()
         self.presence_threshold = presence_threshold
         # With a shard size, large broadcasts queue shards here; `run_shards` plays the fan-out function.
         self.fanout_shard_size = fanout_shard_size
@@ -197,15 +199,15 @@ class MemoryChatWorld(ChatWorld):
         grants = Grants.decode(client.rooms) if client.rooms is not None else Grants.for_mode(self.room_access)
         return Caller(client.connection_id, client.user_id, client.name, grants)
 
-    def use_limits(self, *, chat: int, signals: int, window_seconds: int) -> None:
-        self.limits = RateLimits(chat, signals, window_seconds)
+    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1) -> None:
+        self.limits = RateLimits(chat, signals, window_seconds, chat_batch, signals_batch)
 
     def now_ms(self) -> int:
         return self.clock()
 
     def service(self) -> ChatService:
         return ChatService(self.store, self.sender, max_message_length=self.max_message_length, rate_limits=self.limits,
-                           over_limit=self.over_limit, metric=self.metrics, logger=self.logger, now_ms=self.clock,
+                           over_limit=self.over_limit, ledger=self.ledger, metric=self.metrics, logger=self.logger, now_ms=self.clock,
                            presence_threshold=self.presence_threshold,
                            shards=self.shards if self.fanout_shard_size else None,
                            fanout_shard_size=self.fanout_shard_size or 1, fanout_page_size=self.fanout_page_size)

@@ -85,7 +85,7 @@ class MemoryChatStore:
 
     def first_page_and_count(self, room_id: str, limit: int, charge: RequestCharge) -> tuple[MembersPage, int]:
         """In order here; the DynamoDB store sends the two together."""
-        hits = self.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds)
+        hits = self.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds, hits=charge.hits)
         return self.room_members_page(room_id, after=None, limit=limit), hits
 
     def plan_fanout_page(self, delivery_id: str, after: str, plan: PagePlan) -> PagePlan:

@@ -1,8 +1,13 @@
-"""What one execution environment remembers about users over their allowance."""
+"""What one execution environment remembers about users over their allowance, and what it
+accepted of their allowance without writing the shared counter yet."""
 
 from __future__ import annotations
 
-from parley.core.rate_limits import OverLimitMemory, RateLimits
+import itertools
+
+import pytest
+
+from parley.core.rate_limits import AllowanceLedger, OverLimitMemory, RateLimits
 
 
 def test_unknown_users_take_the_full_checks():
@@ -40,3 +45,121 @@ def test_retry_after_is_the_rest_of_the_window():
     limits = RateLimits(window_seconds=10)
     assert limits.window_at(25_000) == 2 and limits.retry_after_ms(25_000) == 5_000
     assert limits.retry_after_ms(30_000) == 10_000
+
+
+class SharedCounter:
+    """The DynamoDB rate counter as `count_request` keeps it: one total per (allowance, user, window)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[str, str, int], int] = {}
+        self.writes = 0
+
+    def add(self, kind: str, user: str, window: int, hits: int) -> int:
+        self.writes += 1
+        key = (kind, user, window)
+        self.totals[key] = self.totals.get(key, 0) + hits
+        return self.totals[key]
+
+
+def frame(ledger: AllowanceLedger, counter: SharedCounter, *, limit: int, batch: int, window: int = 7,
+          kind: str = "chat", user: str = "alice") -> bool:
+    """One frame through the ledger as `ChatService` drives it: accepted or refused."""
+    hits = ledger.take(kind, user, window, limit, batch)
+    if hits == 0:
+        return True
+    total = counter.add(kind, user, window, hits)
+    ledger.counted(kind, user, window, total)
+    return total <= limit
+
+
+def test_a_slow_sender_never_writes_the_counter():
+    ledger, counter = AllowanceLedger(), SharedCounter()
+    for window in range(5):
+        assert all(frame(ledger, counter, limit=30, batch=5, window=window) for _ in range(4))
+    assert counter.writes == 0 and ledger.unflushed("chat", "alice", 4) == 4
+
+
+def test_the_kth_frame_writes_the_batch():
+    ledger, counter = AllowanceLedger(), SharedCounter()
+    assert [ledger.take("chat", "alice", 7, 30, 5) for _ in range(5)] == [0, 0, 0, 0, 5]
+    assert ledger.unflushed("chat", "alice", 7) == 0
+
+
+@pytest.mark.parametrize(("limit", "batch"), [(30, 5), (30, 1), (30, 30), (120, 11), (3, 2), (1, 1)])
+def test_one_environment_alone_is_exact(limit, batch):
+    ledger, counter = AllowanceLedger(), SharedCounter()
+    accepted = [frame(ledger, counter, limit=limit, batch=batch) for _ in range(limit + 5)]
+    assert accepted == [True] * limit + [False] * 5
+    # Everything reached the counter: the refusals were each decided on a write.
+    assert counter.totals[("chat", "alice", 7)] == limit + 5
+
+
+def test_near_the_limit_every_frame_is_counted_and_a_refusal_follows_a_fresh_read():
+    ledger, counter = AllowanceLedger(), SharedCounter()
+    writes = []
+    for _ in range(31):
+        before = counter.writes
+        accepted = frame(ledger, counter, limit=30, batch=5)
+        writes.append(counter.writes - before)
+    # Batches of 5 up to 25 (limit - k), then every frame: 10 writes for 30 accepted frames.
+    assert writes == ([0, 0, 0, 0, 1] * 5) + [1] * 6 and not accepted
+    # Another environment's frames are seen at the next write: the refusal comes at once.
+    other, counter2 = AllowanceLedger(), SharedCounter()
+    counter2.add("chat", "alice", 7, 28)  # 28 frames counted elsewhere
+    assert [frame(other, counter2, limit=30, batch=5) for _ in range(5)] == [True] * 4 + [False]
+    assert counter2.totals[("chat", "alice", 7)] == 33  # the 5th frame's write read 33: refused on it
+
+
+@pytest.mark.parametrize(("limit", "batch", "environments"), [(30, 5, 2), (30, 5, 4), (120, 11, 3), (10, 3, 5)])
+def test_several_environments_overshoot_by_at_most_e_minus_1_times_k_minus_1(limit, batch, environments):
+    worst = 0
+    # Every interleaving pattern of a few shapes: round robin, bursts per environment, and the one
+    # that keeps every other environment one frame short of its batch before the first one writes.
+    orders = [
+        itertools.islice(itertools.cycle(range(environments)), 10 * limit),
+        (e for e in range(environments) for _ in range(limit * 2)),
+        itertools.chain((e for e in range(1, environments) for _ in range(batch - 1)), itertools.repeat(0, 3 * limit)),
+    ]
+    for n, order in enumerate(orders):
+        counter = SharedCounter()
+        ledgers = [AllowanceLedger() for _ in range(environments)]
+        accepted = sum(frame(ledgers[e], counter, limit=limit, batch=batch, window=n) for e in order)
+        worst = max(worst, accepted)
+        assert accepted <= limit + (environments - 1) * (batch - 1), (n, accepted)
+    # The bound is reached: the last order leaves E-1 environments holding k-1 uncounted frames each.
+    assert worst == limit + (environments - 1) * (batch - 1)
+
+
+def test_a_new_window_discards_the_unflushed_count_and_the_known_total():
+    ledger, counter = AllowanceLedger(), SharedCounter()
+    for _ in range(31):
+        frame(ledger, counter, limit=30, batch=5, window=7)
+    assert not frame(ledger, counter, limit=30, batch=5, window=7)
+    assert [ledger.take("chat", "alice", 8, 30, 5) for _ in range(3)] == [0, 0, 0]
+    assert ledger.unflushed("chat", "alice", 7) == 0 and ledger.unflushed("chat", "alice", 8) == 3
+    # An answer about an old window changes nothing in the new one.
+    ledger.counted("chat", "alice", 7, 500)
+    assert ledger.take("chat", "alice", 8, 30, 5) == 0
+
+
+def test_allowances_and_users_are_counted_apart():
+    ledger = AllowanceLedger()
+    assert [ledger.take("chat", "alice", 7, 30, 5) for _ in range(4)] == [0] * 4
+    assert ledger.take("signals", "alice", 7, 120, 11) == 0 and ledger.take("chat", "bob", 7, 30, 5) == 0
+    assert ledger.take("chat", "alice", 7, 30, 5) == 5
+
+
+def test_the_ledger_is_bounded_and_drops_past_windows_first():
+    ledger = AllowanceLedger(max_users=2)
+    ledger.take("chat", "old", 6, 30, 5)
+    ledger.take("chat", "a", 7, 30, 5)
+    ledger.take("chat", "b", 7, 30, 5)  # full: "old" (a past window) goes, "a" stays
+    assert ledger.unflushed("chat", "a", 7) == 1 and ledger.unflushed("chat", "old", 6) == 0
+    ledger.take("chat", "c", 7, 30, 5)  # full, nothing stale: the oldest ("a") goes
+    assert ledger.unflushed("chat", "a", 7) == 0 and ledger.unflushed("chat", "b", 7) == 1
+
+
+@pytest.mark.parametrize("batch", [0, 31])
+def test_a_batch_outside_one_to_the_allowance_is_refused(batch):
+    with pytest.raises(ValueError, match="chat counter batch must be 1..30"):
+        RateLimits(chat=30, chat_batch=batch)

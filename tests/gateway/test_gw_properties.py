@@ -176,7 +176,9 @@ class Members:
 
 @pytest.fixture(scope="module")
 def props_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    overrides = {"ChatRateLimit": str(CHAT_LIMIT), "SignalRateLimit": str(SIGNAL_LIMIT), "RateWindowSeconds": str(RATE_WINDOW_S)}
+    # Counter batches of 1: the oracle judges every frame on the counter at once (batches: tests/domain/test_allowance_batches.py).
+    overrides = {"ChatRateLimit": str(CHAT_LIMIT), "SignalRateLimit": str(SIGNAL_LIMIT), "RateWindowSeconds": str(RATE_WINDOW_S),
+                 "ChatRateBatch": "1", "SignalRateBatch": "1"}
     g = RunningGateway(TEMPLATE, tmp_path_factory.mktemp("records-props"), stack_name="gwprops", prewarm=False, overrides=overrides).start()
     yield g
     g.stop()

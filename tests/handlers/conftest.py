@@ -105,11 +105,12 @@ class World(ChatWorld):
 
         self._monkeypatch.setattr(routes, "settings", dataclasses.replace(routes.settings, room_access=mode))
 
-    def use_limits(self, *, chat: int, signals: int, window_seconds: int) -> None:
+    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1) -> None:
         import parley.aws.lambda_routes as routes
 
         self._monkeypatch.setattr(routes, "settings", dataclasses.replace(
-            routes.settings, chat_rate_limit=chat, signal_rate_limit=signals, rate_window_seconds=window_seconds))
+            routes.settings, chat_rate_limit=chat, signal_rate_limit=signals, rate_window_seconds=window_seconds,
+            chat_rate_batch=chat_batch, signal_rate_batch=signals_batch))
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)
@@ -143,6 +144,7 @@ def world(monkeypatch: pytest.MonkeyPatch, connections_api: FakeConnectionsApi) 
 
     # A new world is a new deployment: no execution environment remembers anyone from the last one.
     routes._over_limit.clear()
+    routes._ledger.clear()
     connections_api.drain()
     connections_api.script.clear()
     connections_api.attempts.clear()

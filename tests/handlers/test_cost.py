@@ -12,7 +12,11 @@ def dynamodb_ops(world):
     return ops
 
 
-def test_chat_message_costs_one_query_one_rate_update_and_one_put(world):
+def test_chat_message_costs_one_query_and_one_put_and_every_kth_one_rate_update(world):
+    import parley.aws.lambda_routes as adapter
+
+    batch = adapter.settings.chat_rate_batch
+    assert batch == 5  # the template's ChatRateBatch default, read from CHAT_RATE_BATCH's default
     clients = []
     for n in range(12):
         c = world.connect(f"user{n}")
@@ -21,12 +25,21 @@ def test_chat_message_costs_one_query_one_rate_update_and_one_put(world):
     world.operations.clear()
     posts_before = world.posts
     clients[0].send("chat_message", {"roomId": "costly", "message": "hi"})
-    # Query: members (and the membership check); UpdateItem: the rate counter; PutItem: the message.
+    # Query: members (and the membership check); PutItem: the message. A sender below the batch
+    # size in this window causes no rate counter write (the environment's ledger holds the count).
     # Nothing else: get_rooms reads the room's newest message from history when it is asked for.
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1, "PutItem": 1})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "PutItem": 1})
     assert world.posts - posts_before == 8  # one per member, the sender's own included; chat_update is the route response
     clients[0].send("chat_message", {"roomId": "costly", "message": "hi", "clientMessageId": "k1"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1, "PutItem": 2})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "PutItem": 2})
+    for n in range(batch - 3):
+        clients[0].send("chat_message", {"roomId": "costly", "message": f"more {n}"})
+        assert dynamodb_ops(world) == Counter({"Query": 1, "PutItem": 1})
+    # The k-th frame adds the batch to the rate counter: one UpdateItem more, sent with the Query.
+    clients[0].send("chat_message", {"roomId": "costly", "message": "kth"})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1, "PutItem": 1})
+    counters = [int(i["hits"]["N"]) for i in world.items("IdempotencyTable") if i["key"]["S"].startswith("rate#chat#user0#")]
+    assert counters == [batch]
 
 
 def test_typing_and_ping_costs(world):
@@ -36,7 +49,7 @@ def test_typing_and_ping_costs(world):
     a.send("ping")
     assert dynamodb_ops(world) == Counter()
     a.send("typing", {"roomId": "r", "isTyping": True})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
+    assert dynamodb_ops(world) == Counter({"Query": 1})  # the signals counter: every SIGNAL_RATE_BATCH-th frame
     a.send("get_history", {"roomId": "r"})
     assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1})
 
@@ -81,17 +94,18 @@ def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_do
     # A refused action is decided from the token: no DynamoDB call at all.
     assert a.send("chat_message", {"roomId": "elsewhere", "message": "no"})["data"]["code"] == "forbidden"
     assert dynamodb_ops(world) == Counter()
-    # Query: members; UpdateItem: rate counter, the message (conditional). Edits, reactions and
-    # deletes alike: the rooms list reads the newest message as it stands, so nothing else is written.
+    # Query: members; UpdateItem: the message (conditional), and the rate counter at every
+    # CHAT_RATE_BATCH-th frame (none here: a and b are below it). Edits, reactions and deletes
+    # alike: the rooms list reads the newest message as it stands, so nothing else is written.
     a.send("edit_message", {"roomId": "lobby", "messageId": message_id, "message": "hello"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 2})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
     a.send("react", {"roomId": "lobby", "messageId": message_id, "emoji": "👍"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 2})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
     # A refused change is explained by the item the failed write returns: still no read.
     assert b.send("edit_message", {"roomId": "lobby", "messageId": message_id, "message": "x"})["data"]["code"] == "forbidden"
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 2})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
     a.send("delete_message", {"roomId": "lobby", "messageId": message_id})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 2})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
     # Join: membership PutItem (conditional), participant UpdateItem and, for the user's first
     # connection, room size UpdateItem; the participants page Query; the members Query for
     # user_joined (a room below the presence threshold only); history Query; the reader item
@@ -101,11 +115,12 @@ def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_do
     world.operations.clear()
     c.send("join_room", {"roomId": "lobby"})
     assert dynamodb_ops(world) == Counter({"Query": 3, "PutItem": 1, "UpdateItem": 3})
-    # get_rooms: rate counter, the reader index Query, one newest-message Query per room (Limit 1),
-    # and one COUNT Query per listed room with messages after the user's read cursor (c has read nothing).
+    # get_rooms: the reader index Query, one newest-message Query per room (Limit 1), and one COUNT
+    # Query per listed room with messages after the user's read cursor (c has read nothing); the
+    # signals counter at every SIGNAL_RATE_BATCH-th frame only.
     c.send("get_rooms")
-    assert dynamodb_ops(world) == Counter({"UpdateItem": 1, "Query": 3})
+    assert dynamodb_ops(world) == Counter({"Query": 3})
     c.send("mark_read", {"roomId": "lobby", "messageId": message_id})
     world.operations.clear()
     c.send("get_rooms")
-    assert dynamodb_ops(world) == Counter({"UpdateItem": 1, "Query": 2})
+    assert dynamodb_ops(world) == Counter({"Query": 2})

@@ -39,6 +39,8 @@ class Settings:
     chat_rate_limit: int
     signal_rate_limit: int
     rate_window_seconds: int
+    chat_rate_batch: int
+    signal_rate_batch: int
     room_access: RoomAccessMode
     presence_threshold: int
     fanout_function_name: str
@@ -61,6 +63,10 @@ class Settings:
             chat_rate_limit=_int("CHAT_RATE_LIMIT", 30),
             signal_rate_limit=_int("SIGNAL_RATE_LIMIT", 120),
             rate_window_seconds=_int("RATE_WINDOW_SECONDS", 10),
+            # An environment counts a user's frames on the shared counter in batches of this many
+            # while they are well below the allowance (core.rate_limits.AllowanceLedger); 1: every frame.
+            chat_rate_batch=_int("CHAT_RATE_BATCH", 5),
+            signal_rate_batch=_int("SIGNAL_RATE_BATCH", 11),
             room_access=room_access_mode(),
             # Rooms this large hear arrivals and departures as coalesced presence_update frames.
             presence_threshold=_int("PRESENCE_THRESHOLD", 100),
@@ -79,3 +85,7 @@ if not 1 <= settings.max_message_length <= MAX_MESSAGE_BYTES_LIMIT:
         f"MAX_MESSAGE_LENGTH must be 1..{MAX_MESSAGE_BYTES_LIMIT} bytes so a chat_message frame fits API Gateway's "
         f"32 KB client frame, got {settings.max_message_length}"
     )
+for _variable, _batch, _limit in (("CHAT_RATE_BATCH", settings.chat_rate_batch, settings.chat_rate_limit),
+                                  ("SIGNAL_RATE_BATCH", settings.signal_rate_batch, settings.signal_rate_limit)):
+    if not 1 <= _batch <= _limit:
+        raise RuntimeError(f"{_variable} must be 1..{_limit} (its allowance per window), got {_batch}")

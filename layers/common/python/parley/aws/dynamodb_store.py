@@ -236,7 +236,7 @@ class DynamoChatStore:
         waits for the slower of the two round trips, not their sum (the handler waits, it does not
         compute: this is most of a small room's duration, and so of its Lambda bill)."""
         _client(RateCounter), _client(Membership)  # built here, before a pool thread shares them
-        hits = self._reads().submit(self.count_request, charge.kind, charge.user_id, charge.window, charge.keep_seconds)
+        hits = self._reads().submit(self.count_request, charge.kind, charge.user_id, charge.window, charge.keep_seconds, charge.hits)
         try:
             page = self.room_members_page(room_id, after=None, limit=limit)
         finally:

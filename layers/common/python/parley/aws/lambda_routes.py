@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from ..core.access import ClaimError, Grants
 from ..core.model import BadFanoutEvent, Caller, PresenceChange, ShardJob, fanout_work_of_event
 from ..core.ports import ShardDispatcher
-from ..core.rate_limits import OverLimitMemory, RateLimits
+from ..core.rate_limits import AllowanceLedger, OverLimitMemory, RateLimits
 from ..core.service import ChatService
 from .apigw_events import ConnectEvent, DisconnectEvent, MessageEvent
 from .config import settings
@@ -30,6 +30,8 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 _store = DynamoChatStore(settings.connection_ttl_seconds, settings.idempotency_ttl_seconds)
 # Who this environment already refused for flooding lives as long as the environment does.
 _over_limit = OverLimitMemory()
+# So does what it accepted of each user's allowance without writing the shared counter yet.
+_ledger = AllowanceLedger()
 _shards = LambdaShardDispatcher(settings.fanout_function_name) if settings.fanout_function_name else None
 
 
@@ -62,13 +64,15 @@ def _service(domain_name: str | None, stage: str | None) -> ChatService:
 def _service_for_endpoint(endpoint: str, shards: ShardDispatcher | None = None) -> ChatService:
     """`shards`: where large rooms' fan-out goes; None: this environment's `_shards` (FANOUT_FUNCTION_NAME)."""
     sender = sender_for(endpoint, settings.fanout_max_in_flight)
-    limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds)
+    limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds,
+                        settings.chat_rate_batch, settings.signal_rate_batch)
     return ChatService(
         _store,
         sender,
         max_message_length=settings.max_message_length,
         rate_limits=limits,
         over_limit=_over_limit,
+        ledger=_ledger,
         metric=count,
         logger=logger,
         presence_threshold=settings.presence_threshold,

@@ -139,12 +139,14 @@ class MembersPage:
 
 @dataclass(frozen=True)
 class RequestCharge:
-    """One request counted against a user's allowance: the rate counter of (`kind`, `window`)."""
+    """Requests counted against a user's allowance: `hits` (this one and any an environment accepted
+    before without counting) added to the rate counter of (`kind`, `window`)."""
 
     kind: str
     user_id: str
     window: int
     keep_seconds: int
+    hits: int = 1
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ class ChatStore(Protocol):
         ...
 
     def first_page_and_count(self, room_id: str, limit: int, charge: RequestCharge) -> tuple[MembersPage, int]:
-        """`room_members_page(room_id, after=None, limit=limit)` and `count_request` for `charge`,
+        """`room_members_page(room_id, after=None, limit=limit)` and `count_request` of `charge.hits`,
         as two calls sent together (DynamoDB: side by side, so a room action waits for one round
         trip, not two); returns the page and the counter's new total."""
         ...

@@ -1,10 +1,13 @@
 """Per-user allowances, and what one execution environment remembers about who is over them.
 
-The shared truth is a counter per user, allowance and fixed window in DynamoDB (one UpdateItem per
-request). That alone makes a flood expensive: every refused frame would still cost the membership
-Query and the counter write, and those are taken from everyone else's capacity. A user who is over
-an allowance stays over until the window ends, so an environment that has refused them once
-refuses their next frames from memory and adds them to the shared counter in batches.
+The shared truth is a counter per user, allowance and fixed window in DynamoDB (an UpdateItem ADD).
+Writing it for every frame would cost each chat message 1 WRU and a round trip, although a count only
+matters near the limit: `AllowanceLedger` lets an environment accept a user's frames from memory
+while it is sure they are well below the allowance, and add them to the counter in batches of `k`.
+A flood is expensive the other way round: every refused frame would still cost the membership Query
+and the counter write, taken from everyone else's capacity. A user who is over an allowance stays
+over until the window ends, so an environment that has refused them once refuses their next frames
+from memory (`OverLimitMemory`) and adds them to the shared counter in batches too.
 """
 
 from __future__ import annotations
@@ -17,11 +20,28 @@ ABUSE_FACTOR = 10
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Per-user allowances per window: `chat` for chat messages, `signals` for typing and read receipts."""
+    """Per-user allowances per window: `chat` for chat messages, `signals` for typing and read receipts.
+
+    `chat_batch` and `signals_batch` are the `k` of `AllowanceLedger`: 1 counts every frame on the
+    shared counter at once (exact across environments, one counter write per frame).
+    """
 
     chat: int = 30
     signals: int = 120
     window_seconds: int = 10
+    chat_batch: int = 1
+    signals_batch: int = 1
+
+    def __post_init__(self) -> None:
+        for name, batch, limit in (("chat", self.chat_batch, self.chat), ("signals", self.signals_batch, self.signals)):
+            if not 1 <= batch <= limit:
+                raise ValueError(f"the {name} counter batch must be 1..{limit} (its allowance), got {batch}")
+
+    def limit_of(self, kind: str) -> int:
+        return self.chat if kind == "chat" else self.signals
+
+    def batch_of(self, kind: str) -> int:
+        return self.chat_batch if kind == "chat" else self.signals_batch
 
     def window_at(self, now_ms: int) -> int:
         return now_ms // (self.window_seconds * 1000)
@@ -83,3 +103,75 @@ class OverLimitMemory:
 
     def clear(self) -> None:
         self._over.clear()
+
+
+class AllowanceLedger:
+    """What this execution environment accepted of each user's allowance and has not yet counted.
+
+    Per (allowance, user) it keeps, for the current window only, the frames it accepted but has not
+    added to the shared counter (`unflushed`) and the counter's total when it last wrote it
+    (`known`). A frame is accepted without any write while `unflushed + 1 < k` and
+    `known + unflushed + 1 <= limit - k`; otherwise the frame and the unflushed ones are added at
+    once and the counter's answer decides (and refuses, past the limit). So:
+
+    - a user who sends fewer than `k` frames per window through one environment never causes a
+      counter write (most chat users);
+    - one environment alone is exact: what it accepts without a write keeps `known + unflushed`
+      at most `limit - k`, and from there on every frame is counted before it is accepted;
+    - a refusal always follows a write, so it is always decided on a fresh total;
+    - across E environments serving one user in one window at most `limit + (E - 1)(k - 1)` frames
+      are accepted: once a write answers past the limit, nothing more is accepted by the environment
+      that made it, and every other environment holds at most `k - 1` accepted frames the counter
+      has not seen (it writes at the k-th, and is then refused too).
+
+    The counter still counts every frame in the end, refused ones included, so the flood close
+    (which reads it) lags by at most `k - 1` frames per environment. Like `OverLimitMemory` it is
+    bounded: when full it drops past windows first, then the oldest user, whose at most `k - 1`
+    unflushed frames then go uncounted.
+    """
+
+    def __init__(self, max_users: int = 10_000) -> None:
+        self._max_users = max_users
+        # (allowance, user) -> [window, known counter total, accepted frames not yet on it]
+        self._entries: dict[tuple[str, str], list[int]] = {}
+
+    def take(self, kind: str, user_id: str, window: int, limit: int, batch: int) -> int:
+        """One frame of `user_id` against allowance `kind` (`limit` per window, batches of `batch`).
+
+        Returns 0 when the frame is accepted from memory (no write), else the count to add to the
+        shared counter now, this frame included; the caller decides on the total it gets back and
+        reports it through `counted`.
+        """
+        key = (kind, user_id)
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != window:  # a new window: unflushed frames no longer matter
+            entry = self._entry(key, window)
+        pending = entry[2] + 1
+        if pending < batch and entry[1] + pending <= limit - batch:
+            entry[2] = pending
+            return 0
+        entry[2] = 0
+        return pending
+
+    def counted(self, kind: str, user_id: str, window: int, total: int) -> None:
+        """The shared counter of (`kind`, `user_id`, `window`) answered `total` after a write."""
+        entry = self._entries.get((kind, user_id))
+        if entry is not None and entry[0] == window:
+            entry[1] = max(entry[1], total)
+
+    def unflushed(self, kind: str, user_id: str, window: int) -> int:
+        """Frames accepted in `window` that the shared counter has not seen yet."""
+        entry = self._entries.get((kind, user_id))
+        return entry[2] if entry is not None and entry[0] == window else 0
+
+    def _entry(self, key: tuple[str, str], window: int) -> list[int]:
+        self._entries.pop(key, None)
+        if len(self._entries) >= self._max_users:
+            stale = [k for k, (w, _, _) in self._entries.items() if w < window]
+            for old in stale or [next(iter(self._entries))]:
+                del self._entries[old]
+        entry = self._entries[key] = [window, 0, 0]
+        return entry
+
+    def clear(self) -> None:
+        self._entries.clear()

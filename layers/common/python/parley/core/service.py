@@ -22,7 +22,7 @@ from .model import (
 )
 from .ports import ChatStore, Clock, Logger, MetricSink, Sender, ShardDispatcher
 from .protocol import ErrorCode, ProtocolError
-from .rate_limits import ABUSE_FACTOR, OverLimitMemory, RateLimits
+from .rate_limits import ABUSE_FACTOR, AllowanceLedger, OverLimitMemory, RateLimits
 from .access import Action, RoomAccessMode, allowed_actions, encode_actions
 from .reactions import MAX_DISTINCT_EMOJI
 from .room_list import MAX_LISTED_ROOMS, UNREAD_CAP, newest_first_page, unread_fields, unread_from_page
@@ -66,6 +66,7 @@ class ChatService:
         max_message_length: int = 4000,
         rate_limits: RateLimits | None = None,
         over_limit: OverLimitMemory | None = None,
+        ledger: AllowanceLedger | None = None,
         metric: MetricSink = _no_metrics,
         logger: Logger | None = None,
         now_ms: Clock = _wall_clock_ms,
@@ -80,6 +81,10 @@ class ChatService:
         self._metric = metric
         self._limits = rate_limits or RateLimits()
         self._over_limit = over_limit if over_limit is not None else OverLimitMemory()
+        if ledger is None and (self._limits.chat_batch > 1 or self._limits.signals_batch > 1):
+            # A ledger made per request would forget every frame it did not count: no limit at all.
+            raise ValueError("counter batches above 1 need the execution environment's AllowanceLedger")
+        self._ledger = ledger if ledger is not None else AllowanceLedger()
         self._now_ms = now_ms
         self.presence_threshold = presence_threshold
         self._shards = shards
@@ -366,17 +371,21 @@ class ChatService:
     def _admit(self, kind: str, room: str, caller: Caller) -> MembersPage:
         """The rate and membership checks of every room action; the room's first page, its fan-out list.
 
-        The members Query and the rate counter's UpdateItem go out together (one round trip of
-        waiting, not two), so every frame that reaches them is charged to the user's allowance,
-        a `not_a_member` one included: that costs the member nothing, and makes a flood of
-        frames to a room the user is not in as limited (and as cheap to refuse) as any other.
+        Every frame that reaches them is charged to the user's allowance, a `not_a_member` one
+        included: that costs the member nothing, and makes a flood of frames to a room the user is
+        not in as limited (and as cheap to refuse) as any other. When the environment's ledger asks
+        for a counter write, the members Query and the UpdateItem go out together (one round trip
+        of waiting, not two); most frames need no write (`AllowanceLedger`).
         Over the allowance, `rate_limited` comes first; then `not_a_member`.
         """
-        limit = self._limits.chat if kind == "chat" else self._limits.signals
+        limit = self._limits.limit_of(kind)
         self._refuse_if_known_over(kind, limit, caller)
         charge = self._charge(kind, caller)
-        page, hits = self._store.first_page_and_count(room, self.fanout_page_size, charge)
-        self._refuse_if_over(charge, hits, limit, caller)
+        if charge is None:
+            page = self._read_room(room)
+        else:
+            page, hits = self._store.first_page_and_count(room, self.fanout_page_size, charge)
+            self._refuse_if_over(charge, hits, limit, caller)
         self._require_member(room, caller, page)
         return page
 
@@ -430,20 +439,30 @@ class ChatService:
         if refusals >= limit:
             hits = self._store.count_request(kind, caller.user_id, window, self._limits.counter_lifetime_seconds, hits=refusals)
             self._over_limit.counted(kind, caller.user_id, refusals)
+            self._ledger.counted(kind, caller.user_id, window, hits)
             self._close_if_flooding(hits, limit, caller)
         raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
 
     def _spend(self, kind: str, limit: int, caller: Caller) -> None:
         """Charge the user's allowance (get_rooms: no room to read, so nothing to send it with)."""
         charge = self._charge(kind, caller)
-        hits = self._store.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds)
+        if charge is None:
+            return
+        hits = self._store.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds, hits=charge.hits)
         self._refuse_if_over(charge, hits, limit, caller)
 
-    def _charge(self, kind: str, caller: Caller) -> RequestCharge:
-        return RequestCharge(kind, caller.user_id, self._limits.window_at(self._now_ms()), self._limits.counter_lifetime_seconds)
+    def _charge(self, kind: str, caller: Caller) -> RequestCharge | None:
+        """This frame against the environment's ledger: None when it is accepted without a counter
+        write, else the write to make (this frame and the ones accepted before it, unflushed)."""
+        window = self._limits.window_at(self._now_ms())
+        hits = self._ledger.take(kind, caller.user_id, window, self._limits.limit_of(kind), self._limits.batch_of(kind))
+        if hits == 0:
+            return None
+        return RequestCharge(kind, caller.user_id, window, self._limits.counter_lifetime_seconds, hits)
 
     def _refuse_if_over(self, charge: RequestCharge, hits: int, limit: int, caller: Caller) -> None:
         """After a counter write: past the allowance, remember the user and refuse the frame."""
+        self._ledger.counted(charge.kind, charge.user_id, charge.window, hits)
         if hits <= limit:
             return
         kind, now = charge.kind, self._now_ms()

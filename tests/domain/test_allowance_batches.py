@@ -1,0 +1,115 @@
+"""The allowance counted in batches (`AllowanceLedger`) through `ChatService` and the in-memory
+store: what a user observes, and which frames write the shared counter."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.core.rate_limits import ABUSE_FACTOR, AllowanceLedger, OverLimitMemory
+from parley_testing.chat_world import alice_and_bob_in_lobby
+
+LIMIT, BATCH, WINDOW_S = 30, 5, 10
+
+
+@pytest.fixture
+def room(world):
+    world.use_limits(chat=LIMIT, signals=120, window_seconds=WINDOW_S, chat_batch=BATCH, signals_batch=11)
+    clients = alice_and_bob_in_lobby(world)  # alice's seed message is in the window before
+    world.clock.advance(WINDOW_S * 1000 - world.clock() % (WINDOW_S * 1000))  # the start of a window
+    return clients
+
+
+def counter(world, kind="chat", user="alice") -> int:
+    prefix = f"rate#{kind}#{user}#"
+    return sum(int(i["hits"]["N"]) for i in world.items("IdempotencyTable") if i["key"]["S"].startswith(prefix))
+
+
+def writes(world) -> int:
+    return world.store.calls.get("count_request", 0)
+
+
+def chat(client, text="hi"):
+    reply = client.send("chat_message", {"roomId": "lobby", "message": text})
+    return reply["type"] if reply["type"] != "error" else reply["data"]["code"]
+
+
+def test_a_slow_sender_never_writes_the_counter_and_everyone_gets_the_messages(world, room):
+    alice, bob = room
+    before = writes(world)
+    for window in range(3):
+        assert [chat(alice, f"w{window} m{n}") for n in range(BATCH - 1)] == ["chat_update"] * (BATCH - 1)
+        world.clock.advance(WINDOW_S * 1000)
+    assert writes(world) == before and counter(world) == 0
+    assert len([f for f in bob.take() if f["type"] == "message_received"]) == 3 * (BATCH - 1)
+
+
+def test_the_kth_frame_writes_the_batch_with_the_room_query(world, room):
+    alice, _ = room
+    for _ in range(BATCH - 1):
+        chat(alice)
+    before = dict(world.store.calls)
+    assert chat(alice) == "chat_update"
+    assert world.store.calls["count_request"] - before.get("count_request", 0) == 1 and counter(world) == BATCH
+
+
+def test_one_environment_refuses_the_31st_frame_and_only_after_a_write(world, room):
+    alice, bob = room
+    assert [chat(alice, f"m{n}") for n in range(LIMIT)] == ["chat_update"] * LIMIT
+    assert counter(world) == LIMIT  # near the limit every frame was counted: nothing is left behind
+    bob.take()
+    before = writes(world)
+    reply = alice.send("chat_message", {"roomId": "lobby", "message": "too many"})
+    assert reply["data"]["code"] == "rate_limited" and 0 < reply["data"]["retryAfterMs"] <= WINDOW_S * 1000
+    assert writes(world) == before + 1 and counter(world) == LIMIT + 1
+    assert [f for f in bob.take() if f["type"] == "message_received"] == []
+    # Another user, and the next window, have their whole allowance.
+    assert chat(bob) == "chat_update"
+    world.clock.advance(WINDOW_S * 1000)
+    assert chat(alice, "next window") == "chat_update"
+
+
+def test_two_environments_overshoot_by_at_most_k_minus_1(world, room):
+    alice, bob = room
+    environments = [(world.over_limit, world.ledger), (OverLimitMemory(), AllowanceLedger())]
+    # The second environment takes k-1 frames first (below its batch: no write), then the first one
+    # takes the rest: it sees only its own share on the counter.
+    replies = []
+    for env in [1] * (BATCH - 1) + [0] * (2 * LIMIT):
+        world.over_limit, world.ledger = environments[env]
+        replies.append(chat(alice))
+    accepted = replies.count("chat_update")
+    assert LIMIT <= accepted <= LIMIT + (BATCH - 1)
+    assert accepted == LIMIT + BATCH - 1  # this order reaches the bound
+    delivered = [f for f in bob.take() if f["type"] == "message_received"]
+    assert len(delivered) == accepted
+    # The second environment's next frame writes its share with it, reads the total, and is refused.
+    world.over_limit, world.ledger = environments[1]
+    assert chat(alice) == "rate_limited"
+
+
+def test_a_frame_to_a_room_the_user_is_not_in_still_spends_the_allowance(world, room):
+    alice, _ = room
+    codes = [alice.send("chat_message", {"roomId": "nowhere", "message": "x"})["data"]["code"] for _ in range(LIMIT + 1)]
+    assert codes == ["not_a_member"] * LIMIT + ["rate_limited"]
+    assert chat(alice) == "rate_limited"
+
+
+def test_get_rooms_spends_the_signals_allowance_in_batches(world, room):
+    alice, _ = room
+    before = writes(world)
+    for _ in range(10):
+        assert alice.send("get_rooms")["type"] == "rooms_list"
+    assert writes(world) == before
+    alice.send("get_rooms")
+    assert writes(world) == before + 1 and counter(world, "signals") == 11
+
+
+def test_a_flood_is_still_counted_and_closed(world, room):
+    alice, _ = room
+    sent = 0
+    while not world.closed and sent < 2 * LIMIT * ABUSE_FACTOR:
+        chat(alice, f"flood {sent}")
+        sent += 1
+    assert world.closed == [alice.connection_id]
+    # The counter reaches the flood line at most one batch of remembered refusals late.
+    assert LIMIT * ABUSE_FACTOR < sent <= LIMIT * ABUSE_FACTOR + LIMIT
