@@ -52,7 +52,13 @@ Context = partial(LambdaContext, function_name="bench", aws_request_id="bench")
 
 # ------------------------------------------------------------------ Lambda's CPU share and price
 CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
-CFS_PERIOD_US = 100_000
+# Lambda's throttling interval: AWS does not publish it. A third-party measurement
+# (github.com/pwrdrvr/lambda-throttling, README "Throttle Interval Awareness") found Lambda throttles
+# CPU in 20 ms intervals, so that is the default here. It matters for short handlers: one that needs
+# less CPU than its period's quota (at 512 MB, 28.9 ms of every 100 ms) runs at full speed, so a
+# 100 ms period prices a ~20 ms-of-CPU handler as if it were uncapped. PARLEY_CFS_PERIOD_MS=100 runs
+# the older, more generous model for comparison (docs/benchmarks.md shows both).
+CFS_PERIOD_US = int(float(os.environ.get("PARLEY_CFS_PERIOD_MS", "20")) * 1000)
 MAX_CPU_SHARES = 262_144
 VCPU_MB = 1769  # Lambda: 1,769 MB of MemorySize buys one vCPU, and CPU scales linearly with memory
 
@@ -92,7 +98,8 @@ def cgroup_unavailable() -> str | None:
 class CpuGroup:
     """A cgroup-v1 CPU group holding this process (all its threads, and the processes it starts
     afterwards until they move): with `memory_mb`, capped at that MemorySize's share of one CPU,
-    a CFS quota of `100000 * MemorySize / 1769` us per 100000 us, as Lambda allots it; without,
+    a CFS quota of `CFS_PERIOD_US * MemorySize / 1769` us per `CFS_PERIOD_US` (20 ms unless
+    PARLEY_CFS_PERIOD_MS says otherwise), as Lambda allots it; without,
     uncapped. Either way it gets the largest CPU weight, so that on a machine busy with other
     work (other engineers' tests share these 2 cores) the group gets its share when it needs it:
     the weight only matters under contention, the quota is the cap.
