@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from parley.aws.keys import idempotency_key, rate_counter_key
-from parley.core.model import ChatMessage, Member
+from parley.core.model import ChatMessage, Member, RequestCharge
 
 def _id() -> str:
     return uuid.uuid4().hex[:12]
@@ -67,6 +67,9 @@ def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb, 
     store.claim_client_message_id(_message(room, 1, client_id="ttl"))
     assert store.count_request("chat", "alice", 42, 20) == 1
     assert store.count_request("chat", "alice", 42, 20, hits=3) == 4
+    # A batch from an environment's ledger arrives with the room's Query, added in one UpdateItem.
+    page, total = store.first_page_and_count(room, 10, RequestCharge("chat", "alice", 42, 20, hits=5))
+    assert total == 9 and [m.connection_id for m in page.members] == [conn]
 
     def expires(table: str, key: dict[str, Any]) -> float:
         return float(ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["expiresAt"]["N"])
