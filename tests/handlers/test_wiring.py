@@ -72,6 +72,31 @@ def test_each_execution_environment_remembers_its_own_refusals(world, room, monk
     assert 31 <= sent <= 31 + 2 * (3 - 1), sent
 
 
+def test_the_deployed_batches_count_on_dynamodb_only_every_kth_frame_and_refuse_the_31st(world, room):
+    """The template's defaults (CHAT_RATE_BATCH 5 of CHAT_RATE_LIMIT 30): one environment is exact."""
+    import parley.aws.lambda_routes as routes
+
+    alice, _ = room
+    limit, batch = routes.settings.chat_rate_limit, routes.settings.chat_rate_batch
+    assert (limit, batch) == (30, 5)
+    # The same allowance and batch in a window this test cannot straddle (but once in an hour).
+    world.use_limits(chat=limit, signals=120, window_seconds=3600, chat_batch=batch, signals_batch=11)
+    routes._ledger.clear()  # alice's seed message came from the fixture; start her batch afresh
+
+    def counted() -> int:
+        return sum(int(i["hits"]["N"]) for i in world.items("IdempotencyTable") if i["key"]["S"].startswith("rate#chat#alice#"))
+
+    before = counted()
+    for _ in range(batch - 1):
+        assert alice.send("chat_message", {"roomId": "lobby", "message": "slow"})["type"] == "chat_update"
+    assert counted() == before  # below the batch: DynamoDB has not been written
+    assert alice.send("chat_message", {"roomId": "lobby", "message": "kth"})["type"] == "chat_update"
+    assert counted() == before + batch
+    replies = [alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"}) for n in range(limit - before - batch + 1)]
+    assert [r["type"] for r in replies[:-1]] == ["chat_update"] * (len(replies) - 1)
+    assert replies[-1]["data"]["code"] == "rate_limited" and counted() == limit + 1
+
+
 @pytest.mark.parametrize("value,ok", [("32000", True), ("32001", False), ("0", False)])
 def test_a_message_limit_that_cannot_fit_a_client_frame_is_refused_at_start(value, ok):
     import os
@@ -86,6 +111,23 @@ def test_a_message_limit_that_cannot_fit_a_client_frame_is_refused_at_start(valu
     assert (out.returncode == 0) is ok, out.stderr[-500:]
     if not ok:
         assert "MAX_MESSAGE_LENGTH must be 1..32000 bytes" in out.stderr
+
+
+@pytest.mark.parametrize("variables,ok", [({"CHAT_RATE_BATCH": "30"}, True), ({"CHAT_RATE_BATCH": "31"}, False),
+                                          ({"SIGNAL_RATE_BATCH": "0"}, False)])
+def test_a_counter_batch_outside_one_to_the_allowance_is_refused_at_start(variables, ok):
+    import os
+    import subprocess
+    import sys
+
+    import parley
+
+    layer = os.path.dirname(os.path.dirname(parley.__file__))
+    out = subprocess.run([sys.executable, "-c", "import parley.aws.config"], cwd=layer, env={**os.environ, **variables},
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode == 0) is ok, out.stderr[-500:]
+    if not ok:
+        assert "_RATE_BATCH must be 1.." in out.stderr
 
 
 def test_participants_page_through_the_function(world, room):
