@@ -55,9 +55,9 @@ BROADCASTERS = {
     "ChatMessageFunction", "TypingFunction", "MarkReadFunction",
     "EditMessageFunction", "DeleteMessageFunction", "ReactFunction", "PresenceFunction", "FanoutFunction",
 }
-# Sized at the Lambda CPU share (docs/benchmarks.md): the fan-out shards and the dispatch of a
-# large room are CPU-bound; everything else 256.
-MEMORY = {"FanoutFunction": 1769, "ChatMessageFunction": 512}
+# Sized at the Lambda CPU share (docs/benchmarks.md): the fan-out shards, and chat_message (cost of a
+# room of 10 and latency of a room of 100); everything else 256.
+MEMORY = {"FanoutFunction": 1769, "ChatMessageFunction": 1024}
 API_ARN_PREFIX = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/"
 MANAGE_CONNECTIONS_ARNS = {
     API_ARN_PREFIX + "${StageName}/POST/@connections/*",
