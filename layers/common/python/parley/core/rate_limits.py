@@ -125,7 +125,8 @@ class AllowanceLedger:
       has not seen (it writes at the k-th, and is then refused too).
 
     The counter still counts every frame in the end, refused ones included, so the flood close
-    (which reads it) lags by at most `k - 1` frames per environment. Like `OverLimitMemory` it is
+    (which reads it) lags by at most `k - 1` frames per environment. A write that fails (the frame
+    then gets `internal_error`) loses the at most `k - 1` frames it carried besides its own. Like `OverLimitMemory` it is
     bounded: when full it drops past windows first, then the oldest user, whose at most `k - 1`
     unflushed frames then go uncounted.
     """
