@@ -1,8 +1,9 @@
 """Large-room delivery and MemorySize, measured at the CPU share Lambda gives each function.
 
 Lambda gives a function MemorySize/1,769 of one vCPU. Each function here runs in a child
-process moved into a Linux cgroup-v1 CPU quota of `100000 * MemorySize / 1769` us per 100000 us
-(`common.CpuQuota`); AWS's DynamoDB Local and the stand-ins it calls run uncapped in other
+process moved into a Linux cgroup-v1 CPU quota of MemorySize/1769 of each CFS period (20 ms, the
+throttle interval measured on Lambda by a third party; `PARLEY_CFS_PERIOD_MS` changes it; see
+`common.CpuGroup`); AWS's DynamoDB Local and the stand-ins it calls run uncapped in other
 processes, as AWS's services do not use the function's CPU. `@connections` answers every post
 after `--post-latency-ms` (20); the Lambda Invoke stand-in answers every async Invoke (202)
 after `--invoke-latency-ms` (20) and records when it accepted each shard.
@@ -51,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (  # sets the benchmark environment before parley is imported
-    ConnectionsStandIn, Context, CpuQuota, ServicesGroup, cgroup_unavailable, lambda_usd, memory_size, publish, vcpu_share,
+    CFS_PERIOD_US, ConnectionsStandIn, Context, CpuQuota, ServicesGroup, cgroup_unavailable, lambda_usd, memory_size, publish, vcpu_share,
 )
 
 FANOUT_FUNCTION = "parley-bench-fanout"
@@ -269,6 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "CHAT_RATE_LIMIT": "1000000"}  # many timed messages from one user
     os.environ.update(env)
     data: dict[str, Any] = {"post_latency_ms": args.post_latency_ms, "invoke_latency_ms": args.invoke_latency_ms,
+                            "cfs_period_ms": CFS_PERIOD_US / 1000,
                             "invoke_start_ms": args.invoke_start_ms, "chat_message_mb": chat_mb, "fanout_mb": fanout_mb,
                             "shard_size": shard_size, "page_size": page_size, "memory_sizes": args.memory_mb, "rooms": args.rooms,
                             "shard_samples": args.shard_samples, "repeat": args.repeat, "seed_seconds": {}}

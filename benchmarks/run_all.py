@@ -394,7 +394,8 @@ def section_lambda_share(d: dict) -> list[str]:
     s = d["sizing"]
     lines += [
         "Lambda gives a function MemorySize/1,769 of one vCPU. Each function runs in a child process moved into a Linux "
-        "cgroup-v1 CPU quota of `100000 * MemorySize / 1769` us per 100000 us (`benchmarks/common.py`, `CpuQuota`; the "
+        f"cgroup-v1 CPU quota of MemorySize/1769 of every {d.get('cfs_period_ms', 100):g} ms CFS period (`benchmarks/common.py`, "
+        "`CpuQuota`; 20 ms is Lambda's throttle interval as a third party measured it, see *Cost per request*; the "
         "largest CPU weight too, so other work on this machine cannot take its share). AWS's DynamoDB Local, the "
         f"`@connections` stand-in (+{d['post_latency_ms']:g} ms per post) and a Lambda Invoke stand-in (202 after "
         f"+{d['invoke_latency_ms']:g} ms; it records when it accepted each shard) run uncapped in other processes (in a "
