@@ -156,6 +156,7 @@ def test_a_member_beyond_the_first_page_passes_the_membership_check_and_a_strang
     {"roomId": "../other"}, {"roomId": 7}, {"deliveryId": "not-a-ulid"}, {"continueAfter": "c#x"},
     {"continueAfter": ""}, {"continueAfter": "a" * 200}, {"firstShard": -1}, {"firstShard": "3"},
     {"firstShard": True}, {"frame": None}, {"exclude": "bad key"},
+    {"frame": "not json"}, {"frame": "[1, 2]"}, {"frame": '{"data": {}}'}, {"frame": '{"type": 5}'},
 ])
 def test_a_malformed_continuation_event_is_refused_before_anything_is_read(change):
     good = RoomContinuation("hall", "01JDQ3VY9Z8X7W6V5T4S3R2Q1P", '{"type":"x"}', "conn0000001AAAA=", 3).to_event()
@@ -164,3 +165,16 @@ def test_a_malformed_continuation_event_is_refused_before_anything_is_read(chang
         fanout_work_of_event({**good, **change})
     with pytest.raises(BadFanoutEvent):
         fanout_work_of_event({"roomId": "hall"})  # neither a continuation nor a shard
+
+
+@pytest.mark.parametrize("event", ['{"continueAfter": "x"}', None, 5, ["roomId", "hall"]])
+def test_an_event_that_is_not_an_object_is_refused_as_malformed(event):
+    with pytest.raises(BadFanoutEvent):
+        fanout_work_of_event(event)  # type: ignore[arg-type]
+
+
+def test_a_shard_whose_frame_is_not_an_encoded_frame_is_refused():
+    good = ShardJob("hall", "01JDQ3VY9Z8X7W6V5T4S3R2Q1P", 0, '{"type":"x"}', (("conn0000001AAAA=", "u1"),)).to_event()
+    assert fanout_work_of_event(good) == ShardJob.from_event(good)
+    with pytest.raises(BadFanoutEvent):
+        fanout_work_of_event({**good, "frame": "<script>"})

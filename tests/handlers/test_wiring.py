@@ -113,9 +113,9 @@ def test_a_message_limit_that_cannot_fit_a_client_frame_is_refused_at_start(valu
         assert "MAX_MESSAGE_LENGTH must be 1..32000 bytes" in out.stderr
 
 
-@pytest.mark.parametrize("variables,ok", [({"CHAT_RATE_BATCH": "30"}, True), ({"CHAT_RATE_BATCH": "31"}, False),
+@pytest.mark.parametrize("variables,ok", [({"CHAT_RATE_BATCH": "30"}, True), ({"CHAT_RATE_BATCH": "31"}, True),
                                           ({"SIGNAL_RATE_BATCH": "0"}, False)])
-def test_a_counter_batch_outside_one_to_the_allowance_is_refused_at_start(variables, ok):
+def test_a_counter_batch_below_one_is_refused_at_start(variables, ok):
     import os
     import subprocess
     import sys
@@ -127,7 +127,7 @@ def test_a_counter_batch_outside_one_to_the_allowance_is_refused_at_start(variab
                          capture_output=True, text=True, timeout=60)
     assert (out.returncode == 0) is ok, out.stderr[-500:]
     if not ok:
-        assert "_RATE_BATCH must be 1.." in out.stderr
+        assert "_RATE_BATCH must be at least 1" in out.stderr
 
 
 def test_participants_page_through_the_function(world, room):

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
+# What a room id may be, wherever one arrives (a client frame, a fan-out event).
+ROOM_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _ULID_RE = re.compile(ULID_PATTERN)
 _lock = threading.Lock()
 _last_ms = -1

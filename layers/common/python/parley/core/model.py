@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .access import Grants, RoomAccessMode
+from .ids import ROOM_ID_PATTERN, ULID_PATTERN
 from .reactions import counts
 
 # Members stored before rooms claims existed were admitted when every room was open.
@@ -227,8 +229,8 @@ class ShardJob:
 
 # A connection id as API Gateway (and `parley dev`) mints them; a continuation's cursor must be one.
 CONNECTION_ID_RE = re.compile(r"^[A-Za-z0-9+/=_-]{1,128}$")
-_ROOM_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_DELIVERY_ID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+_ROOM_ID_RE = re.compile(ROOM_ID_PATTERN)
+_DELIVERY_ID_RE = re.compile(ULID_PATTERN)
 MAX_SHARDS = 1_000_000
 
 
@@ -275,19 +277,33 @@ class RoomContinuation:
             raise BadFanoutEvent("exclude is not a connection id")
         if not (type(first) is int and 0 <= first < MAX_SHARDS):
             raise BadFanoutEvent("firstShard is not a shard number")
-        if not isinstance(frame, str):
-            raise BadFanoutEvent("frame is not text")
+        if not (isinstance(frame, str) and _is_a_frame(frame)):
+            raise BadFanoutEvent("frame is not an encoded frame (a JSON object with a string type)")
         return cls(room, delivery, frame, after, first, exclude)
 
 
 FanoutWork = ShardJob | RoomContinuation
 
 
-def fanout_work_of_event(event: Mapping[str, object]) -> FanoutWork:
+def _is_a_frame(text: str) -> bool:
+    """Whether `text` is what the server posts: a JSON object whose `type` is a string."""
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(decoded, dict) and isinstance(decoded.get("type"), str)
+
+
+def fanout_work_of_event(event: object) -> FanoutWork:
     """The fan-out function's event as the work it names: a continuation, or one shard."""
+    if not isinstance(event, Mapping):
+        raise BadFanoutEvent(f"the event is a {type(event).__name__}, not an object")
     if "continueAfter" in event:
         return RoomContinuation.from_event(event)
     try:
-        return ShardJob.from_event(dict(event))
+        job = ShardJob.from_event(dict(event))
     except (KeyError, TypeError, ValueError) as error:
         raise BadFanoutEvent(f"not a shard: {error!r}") from None
+    if not _is_a_frame(job.frame):
+        raise BadFanoutEvent("frame is not an encoded frame (a JSON object with a string type)")
+    return job

@@ -16,9 +16,8 @@ from pydantic import StringConstraints, field_validator
 from .access import DmRoomIdError, dm_participants
 from .reactions import validate_emoji
 from .room_list import DEFAULT_ROOMS_PAGE, MAX_ROOMS_PAGE, decode_cursor
-from .ids import ULID_PATTERN
+from .ids import ROOM_ID_PATTERN, ULID_PATTERN
 
-ROOM_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 # API Gateway's limits, in UTF-8 bytes: a frame it sends (route response or @connections post)
 # and a frame a client sends (a browser frame over 32 KB closes the connection).

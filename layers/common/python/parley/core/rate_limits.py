@@ -33,9 +33,13 @@ class RateLimits:
     signals_batch: int = 1
 
     def __post_init__(self) -> None:
-        for name, batch, limit in (("chat", self.chat_batch, self.chat), ("signals", self.signals_batch, self.signals)):
-            if not 1 <= batch <= limit:
-                raise ValueError(f"the {name} counter batch must be 1..{limit} (its allowance), got {batch}")
+        # A batch above the allowance is allowed and means what 1 means: the ledger then never
+        # accepts a frame from memory (it could not stay `batch` below the limit), so every frame
+        # is counted at once. Deploy-time parameters cannot be compared in a CloudFormation Rule,
+        # and refusing the combination at import would take every function down.
+        for name, batch in (("chat", self.chat_batch), ("signals", self.signals_batch)):
+            if batch < 1:
+                raise ValueError(f"the {name} counter batch must be at least 1, got {batch}")
 
     def limit_of(self, kind: str) -> int:
         return self.chat if kind == "chat" else self.signals
@@ -122,7 +126,10 @@ class AllowanceLedger:
     - across E environments serving one user in one window at most `limit + (E - 1)(k - 1)` frames
       are accepted: once a write answers past the limit, nothing more is accepted by the environment
       that made it, and every other environment holds at most `k - 1` accepted frames the counter
-      has not seen (it writes at the k-th, and is then refused too).
+      has not seen (it writes at the k-th, and is then refused too). E is every warm environment,
+      of every function sharing the allowance, that the user's frames reach: Lambda routes a frame
+      to any free environment, so in a busy deployment E is large even for a client sending one
+      frame at a time, and the limit is soft (docs/SECURITY.md). `k` = 1 makes it exact.
 
     The counter still counts every frame in the end, refused ones included, so the flood close
     (which reads it) lags by at most `k - 1` frames per environment. A write that fails (the frame
