@@ -326,12 +326,12 @@ class Gateway:
         if self.stream_events is not None:  # after $disconnect, whose leaves it may still deliver
             await self.stream_events.stop()
         await self.tasks.wait(timeout=2)
-        if self._other_services is not None:
-            await self._other_services.close()
         if self._runner:
             await self._runner.cleanup()
         elif self._sock is not None:  # start() was interrupted before serving
             self._sock.close()
+        if self._other_services is not None:  # after the runner: a forwarded call in flight would make a new session
+            await self._other_services.close()
         if self.runtime:
             await self.runtime.close()
         if self._threads:  # start-up work that may still run in a thread (LocalAws.start, create_tables)

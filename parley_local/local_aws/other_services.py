@@ -8,12 +8,20 @@ with it) goes to the DynamoDB the functions use; `ssm`, `lambda` and `execute-ap
 gateway's own routes; anything else goes to moto's server, started by the first such call (one
 console line says so). Requests without a signature are the gateway's (a browser, a WebSocket
 client) and are left alone.
+
+These services, and the SSM `parameter_store` beside them, hold the dev JWT secret and every
+table: with `parley dev --host 0.0.0.0` the port is on the LAN, so they answer only peers on this
+machine (loopback) and refuse others with a 403 `AccessDeniedException`, as moto and DynamoDB
+Local, which listen on 127.0.0.1, would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
 import re
+import uuid
 from typing import Awaitable, Callable
 
 import aiohttp
@@ -26,6 +34,28 @@ _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request"
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length",
                          "proxy-authorization", "proxy-authenticate", "trailer"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NOT_FROM_THIS_MACHINE = ("parley dev serves its local AWS services (SSM, DynamoDB, moto) to this machine only; "
+                         "call them from here (127.0.0.1), not over the network.")
+
+
+def is_loopback_peer(remote: str | None) -> bool:
+    """Whether a request's peer address (`request.remote`) is this machine: 127.0.0.0/8, ::1 or IPv4-mapped."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:  # no address (None, a Unix socket) is not known to be local
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def refuse_unless_from_this_machine(request: web.Request) -> web.Response | None:
+    """None for a loopback peer; otherwise the AWS-style JSON 403 that tells the caller why."""
+    if is_loopback_peer(request.remote):
+        return None
+    body = {"__type": "AccessDeniedException", "message": NOT_FROM_THIS_MACHINE}
+    return web.Response(status=403, body=json.dumps(body).encode(), content_type="application/x-amz-json-1.1",
+                        headers={"x-amzn-ErrorType": "AccessDeniedException", "x-amzn-RequestId": str(uuid.uuid4())})
 
 
 def signing_service(authorization: str, query_credential: str | None = None) -> str | None:
@@ -47,12 +77,16 @@ class OtherAwsServices:
         self.announce = announce
         self._session: aiohttp.ClientSession | None = None
         self._starting: asyncio.Lock | None = None
+        self._closing = False
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         service = signing_service(request.headers.get("Authorization", ""), request.query.get("X-Amz-Credential"))
         if service is None or service in SERVED_BY_THE_GATEWAY:
             return await handler(request)
+        refusal = refuse_unless_from_this_machine(request)
+        if refusal is not None:
+            return refusal
         try:
             endpoint = await self._endpoint(service)
         except Exception as error:  # moto could not start: say so to the caller, as a service error
@@ -72,6 +106,9 @@ class OtherAwsServices:
             return self.aws.moto.endpoint
 
     async def _forward(self, request: web.Request, endpoint: str) -> web.Response:
+        if self._closing:  # a session made now would outlive close()
+            return web.json_response({"message": "parley dev is shutting down; the local AWS services are stopping."},
+                                     status=503)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), auto_decompress=False)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -86,6 +123,8 @@ class OtherAwsServices:
                                      status=502)
 
     async def close(self) -> None:
+        """After the gateway's runner is cleaned up (no request in flight); no session is made after this."""
+        self._closing = True
         if self._session is not None:
             await self._session.close()
             self._session = None

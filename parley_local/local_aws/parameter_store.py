@@ -9,7 +9,14 @@ reach it through `AWS_ENDPOINT_URL_SSM`, so their unchanged boto3 and Powertools
 What it answers is AWS's (API reference, 2014-11-06): `GetParameter`, `GetParameters`,
 `PutParameter` and `DeleteParameter`, their response shapes, and the errors a caller can act on
 (`ParameterNotFound`, `ParameterAlreadyExists`, `ParameterVersionNotFound`, `ValidationException`).
-Any other operation gets one error naming the four it serves. Signatures and IAM are not checked
+Any other operation gets one error naming the four it serves. `WithDecryption` and `Overwrite` must
+be JSON booleans (absent = false), else `SerializationException`, as AWS's deserializer answers.
+The "aws"/"ssm" reserved prefix is refused only on create (AWS's public `/aws/service/...`
+parameters are readable); reading such a name here is `ParameterNotFound`. parley dev has no
+labels (`LabelParameterVersion` is not served), so a `name:label` selector is refused with
+`ParameterNotFound`: the AWS documentation we found does not name the code for an unknown label
+(GetParameter documents only `ParameterNotFound` and `ParameterVersionNotFound`), so this is our
+choice, not a verified copy. SSM is answered only to callers on this machine (`other_services`). Signatures and IAM are not checked
 (`sam validate --lint` and the template's policies cover IAM); SecureString values are kept in
 the clear, and read without `WithDecryption` they come back as an opaque token, as AWS's do.
 Values are never logged.
@@ -28,6 +35,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from .account import ACCOUNT_ID, REGION
+from .other_services import refuse_unless_from_this_machine
 
 TARGET_PREFIX = "AmazonSSM."
 JSON_11 = "application/x-amz-json-1.1"
@@ -35,8 +43,8 @@ TYPES = ("String", "StringList", "SecureString")
 MAX_NAME_CHARS = 2048  # a full name, path included
 MAX_STANDARD_VALUE_BYTES = 4096  # the Standard tier; parley dev has no Advanced tier
 MAX_NAMES_PER_GET = 10
-_NAME = re.compile(r"^/?[A-Za-z0-9_.\-/]+$")
-_SELECTOR = re.compile(r"^(?P<name>[^:]+)(?::(?P<version>\d+))?$")
+_NAME = re.compile(r"/?[A-Za-z0-9_.\-/]+")  # used with fullmatch: a trailing newline is not a name
+_SELECTOR = re.compile(r"(?P<name>[^:]+)(?::(?:(?P<version>\d+)|(?P<label>[^:]+)))?")
 
 
 class SsmError(Exception):
@@ -84,7 +92,7 @@ class ParameterStore:
 
     def put(self, name: str, value: str, type_: str | None = None, overwrite: bool = False, description: str = "") -> int:
         """Create or (with `overwrite`) replace a parameter; returns its new version."""
-        name = _valid_name(name)
+        name = _creatable_name(name)
         if not isinstance(value, str) or not value:
             raise SsmError("ValidationException", "Value must be a non-empty string.")
         if len(value.encode()) > MAX_STANDARD_VALUE_BYTES:
@@ -106,12 +114,15 @@ class ParameterStore:
 
     def get(self, selector: str) -> Parameter:
         """The parameter a `Name` names: a name, its ARN, or either with `:version`."""
-        match = _SELECTOR.match(_strip_arn(selector)) if isinstance(selector, str) else None
+        match = _SELECTOR.fullmatch(_strip_arn(selector)) if isinstance(selector, str) else None
         if match is None:
             raise SsmError("ValidationException", "Parameter name: a name, optionally followed by :version, is required.")
         parameter = self._parameters.get(_valid_name(match["name"]))
         if parameter is None:
             raise SsmError("ParameterNotFound", f"Parameter {match['name']} not found.")
+        if match["label"] is not None:
+            raise SsmError("ParameterNotFound", f"Parameter {match['name']} has no label {match['label']!r}: parley dev "
+                                                f"keeps no labels; select the latest version by name alone.")
         if match["version"] is not None and int(match["version"]) != parameter.version:
             raise SsmError("ParameterVersionNotFound",
                            f"Version {match['version']} of parameter {parameter.name} not found: parley dev keeps "
@@ -130,7 +141,7 @@ class ParameterStore:
         async def route(request: web.Request) -> web.StreamResponse:
             if not request.headers.get("X-Amz-Target", "").startswith(TARGET_PREFIX):
                 return await not_ssm(request)
-            return await self.handle(request)
+            return refuse_unless_from_this_machine(request) or await self.handle(request)
 
         app.router.add_post("/", route)
 
@@ -155,16 +166,18 @@ class ParameterStore:
         return _json(200, result)
 
     def _get_parameter(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"Parameter": self.get(body.get("Name")).to_wire(bool(body.get("WithDecryption")))}  # type: ignore[arg-type]
+        decrypt = _flag(body, "WithDecryption")
+        return {"Parameter": self.get(body.get("Name")).to_wire(decrypt)}  # type: ignore[arg-type]
 
     def _get_parameters(self, body: dict[str, Any]) -> dict[str, Any]:
         names = body.get("Names")
         if not isinstance(names, list) or not 1 <= len(names) <= MAX_NAMES_PER_GET:
             raise SsmError("ValidationException", f"Names must list 1 to {MAX_NAMES_PER_GET} parameter names.")
+        decrypt = _flag(body, "WithDecryption")
         found, invalid = [], []
         for name in names:
             try:
-                found.append(self.get(name).to_wire(bool(body.get("WithDecryption"))))
+                found.append(self.get(name).to_wire(decrypt))
             except SsmError as error:
                 if error.code == "ValidationException":
                     raise
@@ -172,8 +185,9 @@ class ParameterStore:
         return {"Parameters": found, "InvalidParameters": invalid}
 
     def _put_parameter(self, body: dict[str, Any]) -> dict[str, Any]:
+        overwrite = _flag(body, "Overwrite")  # before anything is written
         version = self.put(body.get("Name"), body.get("Value"), body.get("Type"),  # type: ignore[arg-type]
-                           overwrite=bool(body.get("Overwrite")), description=str(body.get("Description", "")))
+                           overwrite=overwrite, description=str(body.get("Description", "")))
         return {"Version": version, "Tier": "Standard"}
 
     def _delete_parameter(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -192,13 +206,27 @@ def _strip_arn(name: str) -> str:
 def _valid_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise SsmError("ValidationException", "Parameter name is required.")
-    if len(name) > MAX_NAME_CHARS or not _NAME.match(name) or "//" in name:
+    if len(name) > MAX_NAME_CHARS or not _NAME.fullmatch(name) or "//" in name:
         raise SsmError("ValidationException",
-                       "Parameter name: can't be prefixed with \"aws\" or \"ssm\" (case-insensitive), and may contain "
-                       "only letters, digits and _ . - / (a path starts with /), at most 2048 characters.")
+                       "Parameter name: may contain only letters, digits and _ . - / (a path starts with /), "
+                       "at most 2048 characters.")
+    return name
+
+
+def _creatable_name(name: Any) -> str:
+    """A valid name that a caller may also create: AWS reserves the "aws" and "ssm" prefixes for itself."""
+    name = _valid_name(name)
     if name.lstrip("/").lower().startswith(("aws", "ssm")):
         raise SsmError("ValidationException", "Parameter name: can't be prefixed with \"aws\" or \"ssm\" (case-insensitive).")
     return name
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    """A boolean member: only a JSON boolean is one (AWS's deserializer refuses "false" and 0); absent is false."""
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise SsmError("SerializationException", f"{key} must be a JSON boolean (true or false), not {json.dumps(value)[:40]}.")
+    return value
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:

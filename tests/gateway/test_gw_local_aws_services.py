@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+from unittest import mock
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from botocore.exceptions import ClientError
 
 from parley_local.local_aws.account import aws_client
-from parley_local.local_aws.other_services import signing_service
+from parley_local.local_aws.other_services import OtherAwsServices, is_loopback_peer, signing_service
+from parley_local.local_aws.parameter_store import ParameterStore
 from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
 
 
@@ -131,3 +135,94 @@ async def test_dynamodb_signed_calls_to_the_gateway_reach_the_functions_dynamodb
 ])
 def test_signing_service_is_read_from_the_credential_scope(authorization: str, query: str | None, service: str | None):
     assert signing_service(authorization, query) == service
+
+
+async def _ssm_call(gw: RunningGateway, operation: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A raw AWS JSON 1.1 call: botocore would refuse a non-boolean flag before sending it."""
+    headers = {"X-Amz-Target": f"AmazonSSM.{operation}", "Content-Type": "application/x-amz-json-1.1"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gw.gateway.http_url + "/", data=json.dumps(body), headers=headers) as answer:
+            return answer.status, json.loads(await answer.read())
+
+
+async def test_flags_must_be_json_booleans_and_a_refused_overwrite_changes_nothing(gw: RunningGateway):
+    name = "/tests/ssm/flags"
+    assert (await _ssm_call(gw, "PutParameter", {"Name": name, "Value": "one", "Type": "SecureString", "Overwrite": True}))[0] == 200
+    status, error = await _ssm_call(gw, "PutParameter", {"Name": name, "Value": "two", "Overwrite": "false"})
+    assert (status, error["__type"]) == (400, "SerializationException") and "Overwrite" in error["message"]
+    status, error = await _ssm_call(gw, "GetParameter", {"Name": name, "WithDecryption": "false"})
+    assert (status, error["__type"]) == (400, "SerializationException") and "one" not in json.dumps(error)
+    status, error = await _ssm_call(gw, "GetParameters", {"Names": [name], "WithDecryption": 1})
+    assert (status, error["__type"]) == (400, "SerializationException")
+    status, got = await _ssm_call(gw, "GetParameter", {"Name": name, "WithDecryption": True})
+    assert (status, got["Parameter"]["Value"], got["Parameter"]["Version"]) == (200, "one", 1)
+
+
+async def test_a_name_with_a_trailing_newline_is_not_a_name(gw: RunningGateway):
+    status, error = await _ssm_call(gw, "PutParameter", {"Name": "/tests/ssm/secret\n", "Value": "v", "Type": "String"})
+    assert (status, error["__type"]) == (400, "ValidationException")
+    status, error = await _ssm_call(gw, "GetParameter", {"Name": "/tests/ssm/secret"})
+    assert (status, error["__type"]) == (400, "ParameterNotFound")
+
+
+@pytest.mark.parametrize("selector", ["/aws/service/global-infrastructure/regions", "ssm-setting", "/tests/ssm/labelled:prod"])
+async def test_reading_a_reserved_name_or_an_unknown_label_is_parameter_not_found(gw: RunningGateway, selector: str):
+    await _ssm_call(gw, "PutParameter", {"Name": "/tests/ssm/labelled", "Value": "v", "Type": "String", "Overwrite": True})
+    status, error = await _ssm_call(gw, "GetParameter", {"Name": selector})
+    assert (status, error["__type"]) == (400, "ParameterNotFound")
+
+
+@pytest.mark.parametrize("remote, local", [
+    ("127.0.0.1", True), ("127.3.4.5", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("192.168.1.20", False), ("10.0.0.7", False), ("::ffff:192.168.1.20", False), ("fe80::1", False),
+    ("0.0.0.0", False), (None, False), ("", False), ("not-an-address", False),
+])
+def test_only_a_loopback_peer_is_this_machine(remote: str | None, local: bool):
+    assert is_loopback_peer(remote) is local
+
+
+def _from_the_lan(headers: dict[str, str]) -> web.Request:
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda key, default=None: ("192.168.1.20", 50123) if key == "peername" else default
+    return make_mocked_request("POST", "/", headers=headers, transport=transport)
+
+
+async def _refused(answer: web.StreamResponse) -> None:
+    assert isinstance(answer, web.Response) and answer.status == 403
+    error = json.loads(answer.body)  # type: ignore[arg-type]
+    assert error["__type"] == "AccessDeniedException" and "this machine only" in error["message"]
+
+
+async def test_ssm_and_forwarded_calls_from_another_machine_are_refused_and_change_nothing():
+    store = ParameterStore()
+    app = web.Application()
+    not_ssm = mock.AsyncMock(return_value=web.Response(status=403))
+    store.add_routes(app, not_ssm)
+    [ssm_route] = [r for r in app.router.routes() if r.method == "POST"]
+    put = _from_the_lan({"X-Amz-Target": "AmazonSSM.PutParameter"})
+    await _refused(await ssm_route.handler(put))
+    with pytest.raises(Exception, match="not found"):
+        store.get("/parley/dev/jwt-secret")
+
+    aws = mock.Mock(moto=None, dynamodb_endpoint="http://127.0.0.1:9")
+    services = OtherAwsServices(aws, announce=mock.Mock())
+    handler = mock.AsyncMock()
+    for service in ("dynamodb", "sqs"):
+        signed = _from_the_lan({"Authorization": f"AWS4-HMAC-SHA256 Credential=AKID/20261129/us-east-1/{service}/aws4_request, "
+                                                 "SignedHeaders=host, Signature=ab"})
+        await _refused(await services.middleware(signed, handler))
+    handler.assert_not_called()
+    aws.moto_endpoint.assert_not_called()  # nothing was started for the stranger
+    assert services._session is None
+
+
+async def test_a_loopback_ssm_call_over_the_socket_is_answered(gw: RunningGateway):
+    status, error = await _ssm_call(gw, "GetParameter", {"Name": "/tests/ssm/never-put"})
+    assert (status, error["__type"]) == (400, "ParameterNotFound")
+
+
+async def test_no_session_is_made_for_a_call_forwarded_after_close():
+    services = OtherAwsServices(mock.Mock(), announce=mock.Mock())
+    await services.close()
+    answer = await services._forward(make_mocked_request("POST", "/"), "http://127.0.0.1:9")
+    assert answer.status == 503 and services._session is None
