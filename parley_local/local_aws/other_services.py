@@ -49,9 +49,22 @@ def is_loopback_peer(remote: str | None) -> bool:
     return address.is_loopback
 
 
-def refuse_unless_from_this_machine(request: web.Request) -> web.Response | None:
-    """None for a loopback peer; otherwise the AWS-style JSON 403 that tells the caller why."""
+def is_from_this_machine(request: web.Request) -> bool:
+    """A loopback peer, or one that connected to this machine's own address from this machine (a
+    handler reaching `https://{domainName}/{stage}` while `parley dev --host 0.0.0.0` serves a LAN)."""
     if is_loopback_peer(request.remote):
+        return True
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return bool(request.remote) and isinstance(sockname, tuple) and bool(sockname) and request.remote == sockname[0]
+
+
+def refuse_unless_from_this_machine(request: web.Request) -> web.Response | None:
+    """None for a peer on this machine; otherwise the AWS-style JSON 403 that tells the caller why.
+
+    Why: nothing here checks a signature, so with `--host 0.0.0.0` anyone on the network could
+    otherwise read the dev secret, reach every table, invoke any function with a made-up identity
+    or post to any connection. The WebSocket endpoint itself stays open to the network."""
+    if is_from_this_machine(request):
         return None
     body = {"__type": "AccessDeniedException", "message": NOT_FROM_THIS_MACHINE}
     return web.Response(status=403, body=json.dumps(body).encode(), content_type="application/x-amz-json-1.1",

@@ -19,7 +19,7 @@ from aiohttp.test_utils import make_mocked_request
 from botocore.exceptions import ClientError
 
 from parley_local.local_aws.account import aws_client
-from parley_local.local_aws.other_services import OtherAwsServices, is_loopback_peer, signing_service
+from parley_local.local_aws.other_services import OtherAwsServices, is_from_this_machine, is_loopback_peer, signing_service
 from parley_local.local_aws.parameter_store import ParameterStore
 from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
 
@@ -226,3 +226,35 @@ async def test_no_session_is_made_for_a_call_forwarded_after_close():
     await services.close()
     answer = await services._forward(make_mocked_request("POST", "/"), "http://127.0.0.1:9")
     assert answer.status == 503 and services._session is None
+
+
+def _request(peer: str, local: str | None, path: str = "/") -> web.Request:
+    transport = mock.Mock()
+    names = {"peername": (peer, 50123), "sockname": (local, 3001) if local else None}
+    transport.get_extra_info.side_effect = lambda key, default=None: names.get(key, default)
+    return make_mocked_request("POST", path, headers={"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20261129/us-east-1/execute-api/aws4_request"},
+                               transport=transport, match_info={"function": "ChatMessageFunction", "stage": "dev",
+                                                                "connection_id": "abc="})
+
+
+@pytest.mark.parametrize("peer, local, mine", [
+    ("127.0.0.1", "127.0.0.1", True),
+    ("192.168.1.20", "192.168.1.20", True),  # a handler on this machine reaching https://{domainName}/{stage}
+    ("192.168.1.31", "192.168.1.20", False),  # another machine on the LAN
+    ("192.168.1.31", None, False),
+])
+def test_this_machine_is_loopback_or_a_peer_at_the_address_it_connected_to(peer: str, local: str | None, mine: bool):
+    assert is_from_this_machine(_request(peer, local)) is mine
+
+
+async def test_lambda_invoke_and_connections_calls_from_another_machine_are_refused_before_anything_runs():
+    from parley_local.gateway.connections_api import ConnectionsApi
+    from parley_local.gateway.lambda_invoke_api import LambdaInvokeApi
+
+    runtime, lookup, delete = mock.Mock(), mock.Mock(), mock.Mock()
+    invoke_api = LambdaInvokeApi(runtime, mock.Mock(), mock.Mock())
+    await _refused(await invoke_api._invoke(_request("192.168.1.31", "192.168.1.20")))
+    assert not runtime.mock_calls  # no function was looked up, let alone invoked
+    connections = ConnectionsApi("dev", lookup, delete, 0.0, 10)
+    await _refused(await connections.handle(_request("192.168.1.31", "192.168.1.20", "/dev/@connections/abc=")))
+    assert not lookup.called and not delete.called
