@@ -64,10 +64,6 @@ class MemoryChatStore:
         self.connections.pop(connection_id, None)
 
     # memberships ---------------------------------------------------------------------------
-    def room_members(self, room_id: str) -> list[Member]:
-        self._count("room_members")
-        return self._members(room_id, "", None)
-
     def _members(self, room_id: str, after: str, upto: str | None) -> list[Member]:
         """The room's members with connection ids in (`after`, `upto`], in key order."""
         low, high = member_key(after), member_key(upto) if upto is not None else None

@@ -66,9 +66,14 @@ def refuse_unless_from_this_machine(request: web.Request) -> web.Response | None
     or post to any connection. The WebSocket endpoint itself stays open to the network."""
     if is_from_this_machine(request):
         return None
-    body = {"__type": "AccessDeniedException", "message": NOT_FROM_THIS_MACHINE}
-    return web.Response(status=403, body=json.dumps(body).encode(), content_type="application/x-amz-json-1.1",
-                        headers={"x-amzn-ErrorType": "AccessDeniedException", "x-amzn-RequestId": str(uuid.uuid4())})
+    return aws_json(403, {"__type": "AccessDeniedException", "message": NOT_FROM_THIS_MACHINE},
+                    headers={"x-amzn-ErrorType": "AccessDeniedException"})
+
+
+def aws_json(status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> web.Response:
+    """An AWS JSON 1.1 answer (SSM's protocol; botocore reads an error's code from `__type`)."""
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/x-amz-json-1.1",
+                        headers={"x-amzn-RequestId": str(uuid.uuid4()), **(headers or {})})
 
 
 def signing_service(authorization: str, query_credential: str | None = None) -> str | None:

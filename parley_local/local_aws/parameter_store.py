@@ -28,17 +28,15 @@ import base64
 import json
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from .account import ACCOUNT_ID, REGION
-from .other_services import refuse_unless_from_this_machine
+from .other_services import aws_json, refuse_unless_from_this_machine
 
 TARGET_PREFIX = "AmazonSSM."
-JSON_11 = "application/x-amz-json-1.1"
 TYPES = ("String", "StringList", "SecureString")
 MAX_NAME_CHARS = 2048  # a full name, path included
 MAX_STANDARD_VALUE_BYTES = 4096  # the Standard tier; parley dev has no Advanced tier
@@ -162,8 +160,8 @@ class ParameterStore:
                 raise SsmError("SerializationException", "The request body must be a JSON object.")
             result = operation(body)
         except SsmError as error:
-            return _json(400, {"__type": error.code, "message": error.message})
-        return _json(200, result)
+            return aws_json(400, {"__type": error.code, "message": error.message})
+        return aws_json(200, result)
 
     def _get_parameter(self, body: dict[str, Any]) -> dict[str, Any]:
         decrypt = _flag(body, "WithDecryption")
@@ -227,8 +225,3 @@ def _flag(body: dict[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise SsmError("SerializationException", f"{key} must be a JSON boolean (true or false), not {json.dumps(value)[:40]}.")
     return value
-
-
-def _json(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type=JSON_11,
-                        headers={"x-amzn-RequestId": str(uuid.uuid4())})

@@ -126,7 +126,7 @@ def test_room_members_query_pages_past_1_mb(layer, store, ddb):
     assert "LastEvaluatedKey" in first and 0 < first["Count"] < count  # DynamoDB stops at 1 MB (moto does not)
     # capacity from sizes: an eventually consistent read of ~1 MB is ~128 units (moto says 1.0 for any Query)
     assert 100 <= first["ConsumedCapacity"]["CapacityUnits"] <= 130, first["ConsumedCapacity"]
-    members = store.room_members(room)
+    members = store.room_members_page(room, after=None, limit=None).members
     assert len(members) == count and len({m.connection_id for m in members}) == count
 
 

@@ -53,6 +53,28 @@ async def test_a_room_beyond_one_page_is_delivered_to_every_member_once(paged_gw
         await c.ws.close()
 
 
+async def test_a_burst_from_one_sender_reaches_every_member_of_a_paged_room_once_each(paged_gw: RunningGateway):
+    """Five messages sent back to back, without waiting for answers: each one is its own handler
+    run, page, continuation and shards, all in flight together, and the burst crosses the rate
+    counter's batch (the fifth frame writes it). Every member gets each message exactly once."""
+    room = f"burst-{time.time_ns()}"
+    clients = await joined_clients(paged_gw, room, MEMBERS, "b")
+    sender = clients[-1]
+    for n in range(5):
+        await sender.send("chat_message", roomId=room, message=f"burst {n}", clientMessageId=f"burst-{n}")
+    sent = [await sender.expect("chat_update", lambda d: d["roomId"] == room, timeout=30) for _ in range(5)]
+    assert {u["status"] for u in sent} == {"sent"} and len({u["messageId"] for u in sent}) == 5
+
+    async def five(client) -> set[str]:
+        return {(await client.expect("message_received", lambda d: d["roomId"] == room, timeout=60))["messageId"]
+                for _ in range(5)}
+
+    assert all(got == {u["messageId"] for u in sent} for got in await asyncio.gather(*(five(c) for c in clients)))
+    await asyncio.gather(*(c.quiet("message_received", 1.5) for c in clients))  # and nobody twice
+    for c in clients:
+        await c.ws.close()
+
+
 def test_a_forged_continuation_is_refused_without_reading_or_posting(paged_gw: RunningGateway):
     client = boto3.client("lambda", endpoint_url=paged_gw.http_url, region_name="us-east-1", aws_access_key_id="test",
                           aws_secret_access_key="test", config=Config(retries={"total_max_attempts": 1}, read_timeout=30))

@@ -33,10 +33,6 @@ class ChatStore(Protocol):
 
     def add_connection(self, connection_id: str, user_id: str, name: str, connected_at_ms: int) -> None: ...
     def remove_connection(self, connection_id: str) -> None: ...
-    def room_members(self, room_id: str) -> list[Member]:
-        """Every connection in the room: the fan-out list, and the membership check in one read."""
-        ...
-
     def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None) -> MembersPage:
         """The room's connections in connection-id order: after `after` (from the start when None),
         at most `limit` of them (all when None), and none after `upto` when given. One Query (paged
