@@ -42,6 +42,7 @@ class DisconnectRequestContext(BaseModel):
     """
 
     connection_id: str = Field(alias="connectionId", min_length=1)
+    request_id: str | None = Field(default=None, alias="requestId")  # the log lines' correlation id
     domain_name: str | None = Field(default=None, alias="domainName")
     stage: str | None = None
     disconnect_status_code: int | None = Field(default=None, alias="disconnectStatusCode")
