@@ -1,20 +1,25 @@
-"""CPU of one warm invocation of the handshake handlers and of the shared Lambda wrapper, in-process.
+"""CPU of one warm invocation of the handshake handlers and of the shared Lambda wrapper.
 
 Every handshake through `parley dev` (and every connection on AWS) runs the authorizer and then
 `$connect`; every frame runs the wrapper `lambda_routes` puts around each route. This times them
-as Lambda runs them warm: the real `functions/<name>/app.py` in this process, against AWS's
-DynamoDB Local (a JVM child process, so its CPU is not counted), the JWT secret from an SSM
-stand-in (`parley_local.local_aws.parameter_store`, on a thread), the template's defaults
-(POWERTOOLS_TRACE_DISABLED=true, POWERTOOLS_LOG_LEVEL=INFO, metrics on), each log line written
-to /dev/null as Lambda's runtime would take it off stdout.
+as Lambda runs them warm: the real `functions/<name>/app.py` in a process of their own, against
+AWS's DynamoDB Local (a JVM, so its CPU is not counted), the JWT secret from the gateway's SSM
+stand-in (`parley_local.local_aws.parameter_store`, on a thread here), with the template's defaults
+(POWERTOOLS_TRACE_DISABLED=true, POWERTOOLS_LOG_LEVEL=INFO, metrics on) and the log lines written to
+/dev/null, as Lambda's runtime takes them off stdout.
 
-Per handler: `--warmup` calls, then `--calls` timed ones; the figure is this process's CPU
-(time.process_time, all threads) per call, in microseconds, and the wall time per call. The
-handlers: the authorizer (a valid HS256 token, an allowed Origin), `$connect` (a PutItem),
-`ping` (no DynamoDB call), and `$disconnect` of a connection in no room. `--profile NAME` prints
-cProfile's top functions for that handler instead.
+The handlers: the authorizer (a valid HS256 token, an allowed Origin), `$connect` (one PutItem),
+`ping` (no DynamoDB call: the wrapper, the parse and the reply) and `$disconnect` of a connection
+in no room. The figure is the handler process's CPU (time.process_time) per call, in microseconds:
+each round runs every handler `--calls` times after a short warm-up, and the median round is shown.
 
-    .venv/bin/python benchmarks/handler_cpu_bench.py [--calls 500] [--warmup 100] [--profile connect]
+This machine is shared, so absolute figures drift with its load. `--baseline DIR` (another checkout,
+e.g. `git archive <commit> | tar -x -C DIR`) runs that tree's handlers in a second process at the
+same time, the two taking rounds in turn, and prints the median of the per-round ratios: a change's
+effect measured in the same run. `--profile NAME` prints cProfile's top functions (CPU time) for
+one handler of this tree instead.
+
+    .venv/bin/python benchmarks/handler_cpu_bench.py [--rounds 12] [--calls 150] [--baseline DIR] [--profile connect]
 """
 
 from __future__ import annotations
@@ -23,29 +28,35 @@ import argparse
 import asyncio
 import cProfile
 import io
+import json
 import os
 import pstats
+import statistics
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from parley_testing.functions import LambdaContext, import_the_layer
+from parley_testing.template import ROOT
 
 import_the_layer()
 
+HANDLERS = ("authorizer", "connect", "ping", "disconnect")
 SECRET_PARAMETER = "/parley/bench/jwt-secret"
 ORIGIN = "https://chat.example.com"
+TABLES = {logical: f"bench-{logical}" for logical in ("ConnectionsTable", "MembershipsTable", "MessagesTable", "IdempotencyTable")}
 os.environ.update(
     AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_SESSION_TOKEN="bench",
     AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
     AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    CONNECTIONS_TABLE="bench-ConnectionsTable", MEMBERSHIPS_TABLE="bench-MembershipsTable",
-    MESSAGES_TABLE="bench-MessagesTable", IDEMPOTENCY_TABLE="bench-IdempotencyTable",
+    CONNECTIONS_TABLE=TABLES["ConnectionsTable"], MEMBERSHIPS_TABLE=TABLES["MembershipsTable"],
+    MESSAGES_TABLE=TABLES["MessagesTable"], IDEMPOTENCY_TABLE=TABLES["IdempotencyTable"],
     POWERTOOLS_SERVICE_NAME="parley", POWERTOOLS_METRICS_NAMESPACE="Parley",
     POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"), POWERTOOLS_TRACE_DISABLED="true",
-    JWT_SECRET_PARAMETER=SECRET_PARAMETER, ALLOWED_ORIGINS=ORIGIN,
-    AWS_LAMBDA_FUNCTION_NAME="bench",
+    JWT_SECRET_PARAMETER=SECRET_PARAMETER, ALLOWED_ORIGINS=ORIGIN, AWS_LAMBDA_FUNCTION_NAME="bench",
 )
 
 
@@ -72,8 +83,7 @@ class SsmStandIn:
         def serve() -> None:
             asyncio.set_event_loop(self._loop)
             self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
+            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", 0).start())
             self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
             ready.set()
             self._loop.run_forever()
@@ -87,98 +97,133 @@ class SsmStandIn:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
-def measure(call: Callable[[int], Any], warmup: int, calls: int) -> tuple[float, float]:
-    """(CPU us, wall us) per call over `calls` calls, after `warmup` untimed ones."""
-    for n in range(warmup):
+def measure(call: Callable[[int], Any], first: int, warmup: int, calls: int) -> float:
+    """CPU us per call of `call(n)` for n in `first + warmup ...`, after `warmup` untimed calls."""
+    for n in range(first, first + warmup):
         call(n)
-    if not calls:
-        return 0.0, 0.0
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for n in range(warmup, warmup + calls):
+    started = time.process_time()
+    for n in range(first + warmup, first + warmup + calls):
         call(n)
-    return (time.process_time() - cpu0) / calls * 1e6, (time.perf_counter() - wall0) / calls * 1e6
+    return (time.process_time() - started) / max(calls, 1) * 1e6
+
+
+def handler_calls(tag: str) -> dict[str, Callable[[int], Any]]:
+    """Each handler as `call(n)`; `$connect`'s n-th connection is the one `$disconnect`'s n-th call removes.
+    The Logger writes to sys.stdout as it is when `parley` is imported: point it at /dev/null first."""
+    from parley_testing.functions import load_function
+    from parley_testing.lambda_events import JWT_SECRET, connect_event, connection_id, disconnect_event, jwt_token, message_event
+
+    functions = {name: load_function(name) for name in HANDLERS}
+    token = jwt_token({"exp": int(time.time()) + 3600}, key=JWT_SECRET)
+    authorizer_event = {
+        "type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/test/$connect",
+        "headers": {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com", "Origin": ORIGIN, "Sec-WebSocket-Version": "13"},
+        "queryStringParameters": {"token": token},
+    }
+    ping = message_event(connection_id(0), "alice", {"type": "ping"}, route_key="ping", name="Alice")
+
+    def invoke(name: str, event: dict[str, Any]) -> dict[str, Any]:
+        return functions[name].lambda_handler(event, LambdaContext(function_name=name))
+
+    def cid(n: int) -> str:
+        return f"{tag}-{n:07d}="
+
+    calls = {
+        "authorizer": lambda n: invoke("authorizer", authorizer_event),
+        "connect": lambda n: invoke("connect", connect_event(cid(n), "alice", "Alice")),
+        "ping": lambda n: invoke("ping", ping),
+        "disconnect": lambda n: invoke("disconnect", disconnect_event(cid(n), "alice")),
+    }
+    if invoke("authorizer", authorizer_event)["policyDocument"]["Statement"][0]["Effect"] != "Allow":
+        raise RuntimeError("the authorizer refused the benchmark's token")
+    return calls
+
+
+def child(tag: str) -> None:
+    """One tree's handlers: a round per line on stdin (`calls warmup`), its figures as a JSON line."""
+    out = sys.stdout
+    sys.stdout = open(os.devnull, "w")
+    calls, first = handler_calls(tag), 0
+    for line in sys.stdin:
+        count, warmup = map(int, line.split())
+        figures = {name: measure(call, first, warmup, count) for name, call in calls.items()}
+        first += warmup + count
+        out.write(json.dumps(figures) + "\n")
+        out.flush()
+
+
+def profile(name: str, calls: int) -> None:
+    out = sys.stdout
+    sys.stdout = open(os.devnull, "w")
+    handlers = handler_calls("profile")
+    if name == "disconnect":
+        measure(handlers["connect"], 0, 0, 100 + calls)  # the connections it removes
+    measure(handlers[name], 0, 100, 0)
+    profiler = cProfile.Profile(time.process_time)  # CPU, not wall: waiting on DynamoDB Local is not the handler's cost
+    profiler.enable()
+    for n in range(100, 100 + calls):
+        handlers[name](n)
+    profiler.disable()
+    text = io.StringIO()
+    for order in ("tottime", "cumulative"):
+        pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(40)
+    print(text.getvalue(), file=out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--profile", choices=["authorizer", "connect", "ping", "disconnect"])
-    parser.add_argument("--rounds", type=int, default=1, help="measure every handler this many times, interleaved")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--calls", type=int, default=150, help="timed calls of each handler per round")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose handlers run alongside, in turns")
+    parser.add_argument("--profile", choices=HANDLERS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args.child)
 
     from parley_local.local_aws.account import aws_client
     from parley_local.local_aws.dynamodb_local import DynamoDBLocal
-    from parley_testing.lambda_events import JWT_SECRET, connect_event, connection_id, disconnect_event, jwt_token, message_event
+    from parley_testing.lambda_events import JWT_SECRET
     from parley_testing.template import create_tables_from_template, load_template
 
     ddb_local = DynamoDBLocal.start()
     ssm = SsmStandIn(JWT_SECRET)
-    real_stdout = sys.stdout
+    children: dict[str, subprocess.Popen[str]] = {}
     try:
-        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = ddb_local.endpoint
-        os.environ["AWS_ENDPOINT_URL_SSM"] = ssm.url
-        names = {logical: f"bench-{logical}" for logical in ("ConnectionsTable", "MembershipsTable", "MessagesTable", "IdempotencyTable")}
-        create_tables_from_template(aws_client("dynamodb", ddb_local.endpoint), load_template(), names)
-
-        sys.stdout = open(os.devnull, "w")  # the log lines: the Logger's handler writes to sys.stdout as it is at import
-        from parley_testing.functions import load_function
-
-        functions = {name: load_function(name) for name in ("authorizer", "connect", "ping", "disconnect")}
-        token = jwt_token({"exp": int(time.time()) + 3600})
-        authorizer_event = {
-            "type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/test/$connect",
-            "headers": {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com", "Origin": ORIGIN, "Sec-WebSocket-Version": "13"},
-            "queryStringParameters": {"token": token},
-        }
-        ping = message_event(connection_id(0), "alice", {"type": "ping"}, route_key="ping", name="Alice")
-        batch = [0]  # each round connects and disconnects connections of its own
-
-        def cid(n: int) -> str:
-            return f"bench{batch[0]:03d}-{n:06d}="
-
-        def invoke(name: str, event: dict[str, Any]) -> dict[str, Any]:
-            return functions[name].lambda_handler(event, LambdaContext(function_name=name))
-
-        handlers: dict[str, Callable[[int], Any]] = {
-            "authorizer": lambda n: invoke("authorizer", authorizer_event),
-            "connect": lambda n: invoke("connect", connect_event(cid(n), "alice", "Alice")),
-            "ping": lambda n: invoke("ping", ping),
-            "disconnect": lambda n: invoke("disconnect", disconnect_event(cid(n), "alice")),
-        }
-        assert invoke("authorizer", authorizer_event)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-
+        os.environ.update(AWS_ENDPOINT_URL_DYNAMODB=ddb_local.endpoint, AWS_ENDPOINT_URL_SSM=ssm.url)
+        create_tables_from_template(aws_client("dynamodb", ddb_local.endpoint), load_template(), TABLES)
         if args.profile:
-            for name in ("connect", "disconnect") if args.profile == "disconnect" else (args.profile,):
-                measure(handlers[name], args.warmup, 0)
-            profile = cProfile.Profile(time.process_time)  # CPU, not wall: waiting on DynamoDB Local is not the handler's cost
-            profile.enable()
-            for n in range(args.warmup, args.warmup + args.calls):
-                if args.profile == "disconnect":
-                    profile.disable()
-                    handlers["connect"](n)
-                    profile.enable()
-                handlers[args.profile](n)
-            profile.disable()
-            out = io.StringIO()
-            pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(40)
-            pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(40)
-            print(out.getvalue(), file=real_stdout)
-            return
-
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in handlers}
-        for _ in range(args.rounds):
-            for name, call in handlers.items():  # disconnect after connect: it removes those connections
-                results[name].append(measure(call, args.warmup, args.calls))
-            batch[0] += 1
-        print(f"{'handler':<12}{'CPU us/call':>14}{'wall us/call':>14}   ({args.calls} warm calls after {args.warmup}, "
-              f"median of {args.rounds} round(s))", file=real_stdout)
-        for name, figures in results.items():
-            cpu = sorted(f[0] for f in figures)[len(figures) // 2]
-            wall = sorted(f[1] for f in figures)[len(figures) // 2]
-            print(f"{name:<12}{cpu:>14.0f}{wall:>14.0f}", file=real_stdout)
+            return profile(args.profile, args.calls)
+        trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+        for tag, tree in trees.items():  # each tree's own parley_testing, and through it its own layer and functions
+            children[tag] = subprocess.Popen([sys.executable, __file__, "--child", tag], cwd=tree, text=True,
+                                             env={**os.environ, "PYTHONPATH": str(tree)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        rounds: dict[str, list[dict[str, float]]] = {tag: [] for tag in trees}
+        for n in range(args.rounds + 1):  # round 0 warms every environment up and is not counted
+            for tag in list(trees)[:: 1 if n % 2 else -1]:
+                process = children[tag]
+                assert process.stdin is not None and process.stdout is not None
+                process.stdin.write(f"{args.calls} {100 if n == 0 else 20}\n")
+                process.stdin.flush()
+                line = process.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"the {tag} tree's handlers stopped (see above)")
+                if n:
+                    rounds[tag].append(json.loads(line))
+        header = f"{'handler':<12}{'CPU us/call':>12}" + (f"{'baseline':>10}{'this/baseline':>15}" if args.baseline else "")
+        print(f"{header}   (median of {args.rounds} rounds of {args.calls} warm calls)")
+        for name in HANDLERS:
+            mine = [r[name] for r in rounds["this"]]
+            row = f"{name:<12}{statistics.median(mine):>12.0f}"
+            if args.baseline:
+                theirs = [r[name] for r in rounds["baseline"]]
+                row += f"{statistics.median(theirs):>10.0f}{statistics.median(m / t for m, t in zip(mine, theirs)):>15.2f}"
+            print(row)
     finally:
-        sys.stdout = real_stdout
+        for process in children.values():
+            if process.stdin:
+                process.stdin.close()
+            process.wait(30)
         ssm.stop()
         ddb_local.stop()
 
