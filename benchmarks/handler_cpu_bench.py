@@ -195,9 +195,12 @@ def main() -> None:
         if args.profile:
             return profile(args.profile, args.calls)
         trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
-        for tag, tree in trees.items():  # each tree's own parley_testing, and through it its own layer and functions
-            children[tag] = subprocess.Popen([sys.executable, __file__, "--child", tag], cwd=tree, text=True,
-                                             env={**os.environ, "PYTHONPATH": str(tree)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        for tag, tree in trees.items():
+            # `-c` from the tree's folder puts that folder first on the import path (Python's own rule for
+            # `-c`), so each child imports its tree's parley_testing, and through it that tree's layer and functions.
+            run_this_file = f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')"
+            children[tag] = subprocess.Popen([sys.executable, "-c", run_this_file, "--child", tag], cwd=tree, text=True,
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         rounds: dict[str, list[dict[str, float]]] = {tag: [] for tag in trees}
         for n in range(args.rounds + 1):  # round 0 warms every environment up and is not counted
             for tag in list(trees)[:: 1 if n % 2 else -1]:
