@@ -41,6 +41,18 @@ def test_conditional_put_writes_once_and_raises_condition_failed(layer, store, d
     assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
+def test_add_connection_writes_the_connection_item_and_a_repeat_overwrites_it(layer, store, ddb, ttl_seconds):
+    tables, _ = layer
+    conn, now = f"c{_id()}", time.time()
+    store.add_connection(conn, "alice", "Alice", 1_700_000_000_123)
+    store.add_connection(conn, "alice", "Alice B.", 1_700_000_000_456)  # unconditional, as `save()` was
+    item = ddb.get_item(TableName=tables.Connection.Meta.table_name, Key={"connectionId": {"S": conn}}, ConsistentRead=True)["Item"]
+    expires_at = float(item.pop("expiresAt")["N"])
+    assert item == {"connectionId": {"S": conn}, "userId": {"S": "alice"}, "name": {"S": "Alice B."},
+                    "connectedAt": {"N": "1700000000456"}}
+    assert abs(expires_at - (now + ttl_seconds[0])) < 120
+
+
 def test_client_message_id_claim_returns_the_first_message(store):
     room = f"idem-{_id()}"
     first = _message(room, 1, client_id="c-1")

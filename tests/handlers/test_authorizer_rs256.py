@@ -91,8 +91,8 @@ def test_valid_rs256_token_is_allowed_and_keys_are_cached(authorize, keys):
     assert len(hits) == 1  # one JWKS fetch for three connections
 
 
-def test_hs_rs_algorithm_confusion_is_refused(authorize, keys):
-    call, _ = authorize
+def test_hs_rs_algorithm_confusion_is_refused_before_any_key_lookup(authorize, keys):
+    call, hits = authorize
     public_pem = keys["good"].public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     # The classic attack: sign HS256 with the public key as the HMAC secret.
     header = {"alg": "HS256", "kid": "k1", "typ": "JWT"}
@@ -103,6 +103,12 @@ def test_hs_rs_algorithm_confusion_is_refused(authorize, keys):
     token = (signing_input + b"." + signature).decode()
     with pytest.raises(Exception, match="^Unauthorized$"):
         call(token)
+    # Refused on its header: a token of another algorithm (here with a kid we do know) never makes
+    # the authorizer fetch the JWKS, so such tokens cannot turn connections into calls to the provider.
+    assert hits == []
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        call(rs_token(keys["good"], kid="k-unknown", algorithm="RS384"))
+    assert hits == []
 
 
 @pytest.mark.parametrize(

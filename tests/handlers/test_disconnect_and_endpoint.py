@@ -20,6 +20,7 @@ MISSING = {
     "identity": ("requestContext", "identity"),
     "connectedAt": ("requestContext", "connectedAt"),
     "domainName": ("requestContext", "domainName"),
+    "requestId": ("requestContext", "requestId"),
 }
 
 
@@ -60,6 +61,24 @@ def test_a_malformed_authorizer_context_does_not_stop_the_clean_up(world):
     event["requestContext"]["authorizer"] = {"principalId": ""}
     assert world.invoke("disconnect", event)["statusCode"] == 200
     assert _rows_of(world, bob.connection_id) == []
+
+
+def test_each_invocation_logs_with_its_own_request_id_as_correlation_id(world, logs):
+    from parley.aws.observability import logger
+
+    alice, bob = alice_and_bob_in_lobby(world)
+    first, second = disconnect_event(alice.connection_id, alice.user_id), disconnect_event(bob.connection_id, bob.user_id)
+    del second["requestContext"]["requestId"]
+    level = logger.log_level
+    logger.setLevel("INFO")  # the template's default; the handler tests run at WARNING
+    try:
+        world.invoke("disconnect", first)
+        world.invoke("disconnect", second)
+    finally:
+        logger.setLevel(level)
+    lines = [line for line in logs.lines if line["message"] == "disconnected"]
+    assert [(line["connection_id"], line.get("correlation_id")) for line in lines] == [
+        (alice.connection_id, first["requestContext"]["requestId"]), (bob.connection_id, None)]
 
 
 def test_management_endpoint_order(monkeypatch):

@@ -36,9 +36,12 @@ _shards = LambdaShardDispatcher(settings.fanout_function_name) if settings.fanou
 
 
 def _instrumented(handler: Handler) -> Handler:
+    """Powertools around every route. The correlation id (the event's `requestId`) is appended by each
+    handler from the event it parsed anyway: the Logger's `correlation_id_path` runs a JMESPath query
+    per invocation, half of this wrapper's CPU (benchmarks/handler_cpu_bench.py)."""
     traced = tracer.capture_lambda_handler(handler) if tracer is not None else handler
     flushed = metrics.log_metrics(traced)
-    return logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)(flushed)
+    return logger.inject_lambda_context(clear_state=True)(flushed)
 
 
 # In order: the standard boto3 override (the local gateway sets it), then the API's execute-api URL
@@ -112,7 +115,7 @@ def message_route(route_key: str) -> Handler:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         parsed = parse(event=event, model=MessageEvent)
         ctx = parsed.request_context
-        logger.append_keys(connection_id=ctx.connection_id, route=ctx.route_key)
+        logger.append_keys(connection_id=ctx.connection_id, route=ctx.route_key, correlation_id=ctx.request_id)
         body = parsed.body if isinstance(parsed.body, str) else None
         service = _service(ctx.domain_name, ctx.stage)
         return _reply(service.handle_frame(route_key, body, _caller(ctx), request_id=ctx.request_id))
@@ -123,7 +126,7 @@ def message_route(route_key: str) -> Handler:
 def connect_route() -> Handler:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ctx = parse(event=event, model=ConnectEvent).request_context
-        logger.append_keys(connection_id=ctx.connection_id, route="$connect")
+        logger.append_keys(connection_id=ctx.connection_id, route="$connect", correlation_id=ctx.request_id)
         _service(ctx.domain_name, ctx.stage).connect(_caller(ctx), int(ctx.connected_at.timestamp() * 1000))
         return {"statusCode": 200}
 
@@ -133,7 +136,7 @@ def connect_route() -> Handler:
 def disconnect_route() -> Handler:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ctx = parse(event=event, model=DisconnectEvent).request_context
-        logger.append_keys(connection_id=ctx.connection_id, route="$disconnect")
+        logger.append_keys(connection_id=ctx.connection_id, route="$disconnect", correlation_id=ctx.request_id)
         logger.info("disconnected", extra={"code": ctx.disconnect_status_code, "reason": ctx.disconnect_reason})
         user_id = ctx.authorizer.principal_id if ctx.authorizer is not None else None
         _service(ctx.domain_name, ctx.stage).disconnect(ctx.connection_id, user_id)

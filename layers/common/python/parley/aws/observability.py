@@ -18,8 +18,12 @@ REDACTED = "[REDACTED]"
 
 
 def redact(text: str) -> str:
-    """Remove bearer material from a log line: a leaked token is a session anyone can replay."""
-    return _TOKEN_PARAM.sub(r"\1" + REDACTED, _JWT.sub(REDACTED, text))
+    """Remove bearer material from a log line: a leaked token is a session anyone can replay.
+
+    The case-insensitive `token=` scan costs about ten times the `lower()` check that skips it on
+    the lines (nearly all) that have no `token=`; it runs on every line the functions log."""
+    text = _JWT.sub(REDACTED, text)
+    return _TOKEN_PARAM.sub(r"\1" + REDACTED, text) if "token=" in text.lower() else text
 
 
 def _serialize(log: dict[str, Any]) -> str:
