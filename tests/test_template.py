@@ -6,6 +6,7 @@ reports duplicate keys), so intrinsic functions appear in their long form (`{"Fn
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import os
 import re
@@ -725,3 +726,20 @@ def test_sam_build(sam_build):
     built, matches = decode_str((build_dir / "template.yaml").read_text())
     assert not matches
     assert built["Resources"]["CommonLayer"]["Properties"]["ContentUri"] == "CommonLayer"
+
+
+def test_fanout_writes_only_its_own_items_of_the_idempotency_table(resources):
+    """The fan-out function shares IdempotencyTable with users' idempotency records and rate
+    counters; its grant there is limited to the key prefixes of shard claims and page plans."""
+    from parley.aws.keys import fanout_claim_key, fanout_plan_key
+
+    statements = [s for p in resources["FanoutFunction"]["Properties"]["Policies"] for s in _statements(p)
+                  if {"Fn::GetAtt": ["IdempotencyTable", "Arn"]} in _listify(s.get("Resource", []))]
+    assert statements
+    for statement in statements:
+        patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert sorted(patterns) == ["fanout#*", "fanplan#*"]
+        # The keys the store really writes match them; a user's idempotency key does not.
+        for key in (fanout_claim_key("d1", 3), fanout_plan_key("d1", "conn-9")):
+            assert any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns), key
+        assert not any(fnmatch.fnmatchcase("alice#lobby#m1", pattern) for pattern in patterns)
