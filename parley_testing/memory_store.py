@@ -131,7 +131,7 @@ class MemoryChatStore:
         participant = self.memberships.setdefault(pkey, {"roomId": room_id, "memberKey": pkey[1], "connections": 0})
         participant["connections"] -= 1
         if participant["connections"] > 0:
-            return LeaveOutcome(True, False, self._size(room_id))
+            return LeaveOutcome(True, False, 0)  # the size is read only for a departure, as DynamoChatStore does
         del self.memberships[pkey]
         return LeaveOutcome(True, True, self._move_size(room_id, -1), participant.get("name", ""))
 

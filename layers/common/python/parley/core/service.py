@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from . import protocol as p
 from .ids import iso_at, new_ulid, ulid_time_ms
 from .model import (
-    Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, FanoutWork, HistoryPage, Member, MembersPage, PagePlan,
+    Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, FanoutWork, HistoryPage, LeaveOutcome, Member, MembersPage, PagePlan,
     ParticipantsPage, PresenceChange, RequestCharge, RoomContinuation, ShardJob,
 )
 from .ports import ChatStore, Clock, Logger, MetricSink, Sender, ShardDispatcher
@@ -140,7 +140,7 @@ class ChatService:
         """
         self._forgotten.add(connection_id)
         try:
-            self._forget_connection(connection_id, user_id, known_room=None)
+            self._forget_connection(connection_id, user_id, left=None)
         finally:
             self._drain_gone()
 
@@ -635,27 +635,40 @@ class ChatService:
                 continue
             self._forgotten.add(connection_id)
             handled += 1
-            self._forget_connection(connection_id, user_id, known_room=room)
+            self._forget_gone(connection_id, user_id, room)
 
-    def _forget_connection(self, connection_id: str, user_id: str | None, known_room: str | None) -> None:
-        rooms = set(self._store.rooms_of(connection_id))
-        if known_room:
-            rooms.add(known_room)  # the index is eventually consistent; the room we saw it in is certain
-        for room in sorted(rooms):
+    def _forget_gone(self, connection_id: str, user_id: str | None, room: str | None) -> None:
+        """A post answered 410: the socket is closed, and its `$disconnect` may already have run,
+        may be about to (a room's members leaving at once: their presence updates reach the
+        ones not yet cleaned up) or may never come (AWS runs it best effort).
+
+        The room the post was for is left first: when its membership was already gone, whoever
+        removed it (that `$disconnect`, another fan-out's clean-up, or the client's own
+        leave_room) does or did the rest, so this costs one failed conditional delete instead of
+        a second whole clean-up. Only the one that removes it goes on to the connection's other
+        rooms and its item, so a missed `$disconnect` still leaves no member behind anywhere."""
+        if room is not None and not self._leave(room, connection_id, user_id).left:
+            return
+        self._forget_connection(connection_id, user_id, left=room)
+
+    def _forget_connection(self, connection_id: str, user_id: str | None, left: str | None) -> None:
+        """Leave every room the index lists for the connection (but `left`, just left) and delete its item."""
+        for room in sorted(set(self._store.rooms_of(connection_id)) - {left}):
             self._leave(room, connection_id, user_id)
         self._store.remove_connection(connection_id)
 
-    def _leave(self, room: str, connection_id: str, user_id: str | None) -> None:
+    def _leave(self, room: str, connection_id: str, user_id: str | None) -> LeaveOutcome:
         """Take the connection out of the room; the room hears of it when it was the user's last
         (unless who it was is unknown: a `$disconnect` without the authorizer's context)."""
         outcome = self._store.leave_room(room, connection_id, user_id)
         if user_id is None or not outcome.last_for_user:
-            return
+            return outcome
         if outcome.room_size + 1 < self.presence_threshold:  # the room as it was, with the user in it
             left = {"roomId": room, "userId": user_id, "timestamp": self._timestamp()}
             self._broadcast(self._read_room(room), p.frame("user_left", left), room)
         else:
             self._store.add_presence_change(PresenceChange(room, user_id, outcome.name or user_id, False, self._now_ms()))
+        return outcome
 
 
 def _targets(members: Iterable[Member], exclude: str | None) -> dict[str, str]:
