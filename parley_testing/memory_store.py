@@ -10,7 +10,7 @@ ULID order, and rate counters that add up and expire.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from parley.aws import keys
 from parley.aws.keys import (
@@ -182,6 +182,10 @@ class MemoryChatStore:
     def rooms_of(self, connection_id: str) -> list[str]:
         self._count("rooms_of")
         return sorted(room for (room, key), row in self.memberships.items() if row.get("connectionId") == connection_id)
+
+    def members_among(self, room_id: str, connection_ids: Sequence[str]) -> set[str]:
+        self._count("members_among")
+        return {cid for cid in connection_ids if (room_id, member_key(cid)) in self.memberships}
 
     # messages ------------------------------------------------------------------------------
     def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:

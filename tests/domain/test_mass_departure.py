@@ -29,10 +29,16 @@ def test_half_a_large_room_leaving_while_a_message_fans_out_is_cleaned_up_and_an
     for client in during:  # more run after the shards were cut, before they run
         world.disconnect(client)
     calls = dict(world.store.calls)
+    shard_jobs = list(world.shards.jobs)
     world.run_shards()  # 410 from every connection in `during` (already cleaned up) and `late` (not yet)
     shard_calls = Counter({op: n - calls.get(op, 0) for op, n in world.store.calls.items() if n != calls.get(op, 0)})
-    # `during`: one failed leave each, nothing more. `late`: the whole clean-up, once each.
-    assert shard_calls["leave_room"] == 5 + 5 and shard_calls["rooms_of"] == 5 and shard_calls["remove_connection"] == 5
+    # The shards, in connection-id order, five each: the 15 staying (the sender's own connection
+    # included), then `during`, then `late`. Each of the last two reads which of its five are still
+    # members (one call): `during`, none, so nothing more; `late`, all, so the whole clean-up, once
+    # each. (Before: a leave, a rooms_of and a remove_connection for every one of the ten.)
+    assert [len(job.recipients) for job in shard_jobs] == [5, 5, 5, 5, 5]
+    assert shard_calls == Counter({"claim_deliveries": 5, "members_among": 2, "leave_room": 5, "rooms_of": 5,
+                                   "remove_connection": 5, "add_presence_change": 5})
     for client in late:  # their $disconnects come last and find nothing left to do
         world.disconnect(client)
     world.run_presence()

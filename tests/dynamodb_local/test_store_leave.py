@@ -54,9 +54,10 @@ class Calls:
     def __init__(self, tables: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         self.made: list[str] = []
         self._hook: tuple[Callable[[str, dict], bool], Callable[[], None]] | None = None
-        connections = {id(c): c for c in (m._get_connection().connection for m in (tables.Membership, tables.RoomParticipant, tables.RoomSize))}
-        for connection in connections.values():
-            monkeypatch.setattr(connection, "_make_api_call", self._wrap(connection._make_api_call))
+        models = (tables.Membership, tables.RoomParticipant, tables.RoomSize)
+        clients = {id(c): c for c in (m._get_connection().connection.client for m in models)}  # the botocore clients
+        for client in clients.values():
+            monkeypatch.setattr(client, "_make_api_call", self._wrap(client._make_api_call))
 
     def _wrap(self, original: Callable[[str, dict], Any]) -> Callable[[str, dict], Any]:
         def call(operation: str, kwargs: dict) -> Any:
@@ -182,3 +183,20 @@ def test_connections_of_one_user_joining_and_leaving_on_threads_keep_every_count
     # Arrivals and departures pair up: each user counted in once more than out (they still have connections in).
     assert {user: arrivals[user] - departures[user] for user in users} == {user: 1 for user in users}
     assert state["memberships"] == {user: 8 for user in users}
+
+
+def test_members_among_reads_the_rooms_range_of_them_consistently_and_nothing_else(layer, store, monkeypatch):
+    tables, _ = layer
+    room, elsewhere = f"among-{_id()}", f"else-{_id()}"
+    for n in range(12):
+        store.join_room(_member(room, f"k{n:02d}", f"u{n}"))
+    store.join_room(_member(elsewhere, "k05x", "u-else"))
+    store.open_reader(room, "u1")
+    for n in (3, 4, 9):
+        store.leave_room(room, f"k{n:02d}", None)
+    calls = Calls(tables, monkeypatch)
+    asked = ["k02", "k03", "k04", "k05x", "k09", "k10", "nobody"]
+    # Just deleted, so only a strongly consistent read is sure not to list k03, k04 and k09.
+    assert store.members_among(room, asked) == {"k02", "k10"}
+    assert calls.take() == Counter({"Query": 1})
+    assert store.members_among(room, []) == set() and calls.take() == Counter()

@@ -225,3 +225,18 @@ def test_a_gone_connection_found_before_its_disconnect_is_cleaned_up_by_the_fano
     world.invoke("disconnect", disconnect_event(b.connection_id, b.user_id))
     assert dynamodb_ops(world) == Counter({"Query": 1, "DeleteItem": 1})
     assert _departures(world) == [("hall", "b")]  # recorded once
+
+
+def test_a_shard_finding_many_connections_gone_after_their_disconnects_reads_once(world, monkeypatch):
+    _large_rooms(world, monkeypatch)
+    clients = [world.connect(f"user{n}") for n in range(8)]
+    for client in clients:
+        client.send("join_room", {"roomId": "hall"})
+    for client in clients[2:]:
+        world.disconnect(client)
+    world.operations.clear()
+    _shard_to(world, "hall", *clients)
+    # UpdateItem: the claims; Query: which of the six gone are still members (none), consistent,
+    # keys only. Was a Query ByConnection and two DeleteItems for each of the six: 18 calls.
+    assert dynamodb_ops(world) == Counter({"UpdateItem": 1, "Query": 1})
+    assert _departures(world) == [("hall", f"user{n}") for n in range(2, 8)]

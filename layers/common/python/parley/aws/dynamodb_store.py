@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, Sequence
 
 from botocore.exceptions import ClientError
 from pynamodb.constants import ALL_NEW, ALL_OLD, UPDATED_NEW
@@ -396,6 +396,27 @@ class DynamoChatStore:
 
     def rooms_of(self, connection_id: str) -> list[str]:
         return [row.room_id for row in Membership.by_connection.query(connection_id)]
+
+    def members_among(self, room_id: str, connection_ids: Sequence[str]) -> set[str]:
+        """Keys only (a projection bills the items' full size: about 0.04 read units per member
+        strongly consistent), paged at 1 MB. Strongly consistent: a membership just deleted must not
+        be reported present, nor one present reported gone."""
+        if not connection_ids:
+            return set()
+        key = Membership.member_key.attr_name
+        request: dict[str, Any] = {
+            "TableName": Membership.Meta.table_name, "ConsistentRead": True, "ProjectionExpression": "#key",
+            "KeyConditionExpression": "roomId = :room AND #key BETWEEN :low AND :high", "ExpressionAttributeNames": {"#key": key},
+            "ExpressionAttributeValues": {":room": {"S": room_id}, ":low": {"S": member_key(min(connection_ids))},
+                                          ":high": {"S": member_key(max(connection_ids))}},
+        }
+        found: set[str] = set()
+        while True:
+            page = _client(Membership).query(**request)
+            found.update(item[key]["S"][len(MEMBER_PREFIX):] for item in page.get("Items", []))
+            if not page.get("LastEvaluatedKey"):
+                return found & set(connection_ids)
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # Used by tools and tests that seed or clear memberships directly (no participant counting);
     # the chat rules use join_room and leave_room.

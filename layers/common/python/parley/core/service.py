@@ -31,6 +31,9 @@ Frame = dict[str, Any]
 
 # Clean-up triggered by one request is bounded; TTL removes whatever is left.
 MAX_GONE_PER_REQUEST = 200
+# A broadcast that finds at least this many connections of one room gone reads which are still
+# members (one Query) rather than trying a conditional delete for each (see `_still_listed`).
+GONE_READ_FROM = 4
 # A read cursor may not point this far into the future (ULIDs carry their mint time).
 READ_CURSOR_CLOCK_SKEW_MS = 60_000
 DEFAULT_ROUTE = "$default"
@@ -630,12 +633,34 @@ class ChatService:
     def _drain_gone(self) -> None:
         handled = 0
         while self._gone and handled < MAX_GONE_PER_REQUEST:
-            connection_id, user_id, room = self._gone.pop(0)
-            if connection_id in self._forgotten:
-                continue
-            self._forgotten.add(connection_id)
-            handled += 1
-            self._forget_gone(connection_id, user_id, room)
+            for connection_id, user_id, room in self._still_listed(self._take_gone(MAX_GONE_PER_REQUEST - handled)):
+                handled += 1
+                self._forget_gone(connection_id, user_id, room)
+
+    def _take_gone(self, most: int) -> list[tuple[str, str | None, str | None]]:
+        """Up to `most` queued gone connections not yet seen by this invocation (each is cleaned up once)."""
+        taken: list[tuple[str, str | None, str | None]] = []
+        while self._gone and len(taken) < most:
+            entry = self._gone.pop(0)
+            if entry[0] not in self._forgotten:
+                self._forgotten.add(entry[0])
+                taken.append(entry)
+        return taken
+
+    def _still_listed(self, gone: list[tuple[str, str | None, str | None]]) -> list[tuple[str, str | None, str | None]]:
+        """Leave out the gone connections already out of the room the post was for (their `$disconnect`,
+        or another clean-up, removed them: see `_forget_gone`). When one room has at least
+        `GONE_READ_FROM` of them, as a shard does when many members left at once, one read of the
+        room's range of them replaces a failed conditional delete each."""
+        by_room: dict[str, list[str]] = {}
+        for connection_id, _, room in gone:
+            if room is not None:
+                by_room.setdefault(room, []).append(connection_id)
+        listed = {room: set(self._store.members_among(room, ids)) for room, ids in by_room.items() if len(ids) >= GONE_READ_FROM}
+        kept = [entry for entry in gone if entry[2] not in listed or entry[0] in listed[entry[2]]]
+        if len(kept) < len(gone):
+            self._metric("GoneAlreadyCleanedUp", len(gone) - len(kept))
+        return kept
 
     def _forget_gone(self, connection_id: str, user_id: str | None, room: str | None) -> None:
         """A post answered 410: the socket is closed, and its `$disconnect` may already have run,
