@@ -28,6 +28,8 @@ from .reactions import MAX_DISTINCT_EMOJI
 from .room_list import MAX_LISTED_ROOMS, UNREAD_CAP, newest_first_page, unread_fields, unread_from_page
 
 Frame = dict[str, Any]
+# A connection a post found gone: (connection id, its user, the room the post was for, if any).
+GoneConnection = tuple[str, str | None, str | None]
 
 # Clean-up triggered by one request is bounded; TTL removes whatever is left.
 MAX_GONE_PER_REQUEST = 200
@@ -94,7 +96,7 @@ class ChatService:
         self.fanout_shard_size = max(1, fanout_shard_size)
         self.fanout_page_size = max(1, fanout_page_size)
         self._logger: Logger = logger if logger is not None else logging.getLogger(__name__)
-        self._gone: list[tuple[str, str | None, str | None]] = []
+        self._gone: list[GoneConnection] = []
         self._forgotten: set[str] = set()
 
     # ---- entry points ----------------------------------------------------------------------
@@ -637,9 +639,9 @@ class ChatService:
                 handled += 1
                 self._forget_gone(connection_id, user_id, room)
 
-    def _take_gone(self, most: int) -> list[tuple[str, str | None, str | None]]:
+    def _take_gone(self, most: int) -> list[GoneConnection]:
         """Up to `most` queued gone connections not yet seen by this invocation (each is cleaned up once)."""
-        taken: list[tuple[str, str | None, str | None]] = []
+        taken: list[GoneConnection] = []
         while self._gone and len(taken) < most:
             entry = self._gone.pop(0)
             if entry[0] not in self._forgotten:
@@ -647,7 +649,7 @@ class ChatService:
                 taken.append(entry)
         return taken
 
-    def _still_listed(self, gone: list[tuple[str, str | None, str | None]]) -> list[tuple[str, str | None, str | None]]:
+    def _still_listed(self, gone: list[GoneConnection]) -> list[GoneConnection]:
         """Leave out the gone connections already out of the room the post was for (their `$disconnect`,
         or another clean-up, removed them: see `_forget_gone`). When one room has at least
         `GONE_READ_FROM` of them, as a shard does when many members left at once, one read of the
