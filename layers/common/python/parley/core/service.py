@@ -671,8 +671,8 @@ class ChatService:
 
         The room the post was for is left first: when its membership was already gone, whoever
         removed it (that `$disconnect`, another fan-out's clean-up, or the client's own
-        leave_room) does or did the rest, so this costs one failed conditional delete instead of
-        a second whole clean-up. Only the one that removes it goes on to the connection's other
+        leave_room) does or did the rest, so this costs one failed conditional delete (or its share
+        of one read, `_still_listed`) instead of a second whole clean-up. Only the one that removes it goes on to the connection's other
         rooms and its item, so a missed `$disconnect` still leaves no member behind anywhere."""
         if room is not None and not self._leave(room, connection_id, user_id).left:
             return
