@@ -10,7 +10,7 @@ ULID order, and rate counters that add up and expire.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from parley.aws import keys
 from parley.aws.keys import (
@@ -131,7 +131,7 @@ class MemoryChatStore:
         participant = self.memberships.setdefault(pkey, {"roomId": room_id, "memberKey": pkey[1], "connections": 0})
         participant["connections"] -= 1
         if participant["connections"] > 0:
-            return LeaveOutcome(True, False, self._size(room_id))
+            return LeaveOutcome(True, False, 0)  # the size is read only for a departure, as DynamoChatStore does
         del self.memberships[pkey]
         return LeaveOutcome(True, True, self._move_size(room_id, -1), participant.get("name", ""))
 
@@ -182,6 +182,10 @@ class MemoryChatStore:
     def rooms_of(self, connection_id: str) -> list[str]:
         self._count("rooms_of")
         return sorted(room for (room, key), row in self.memberships.items() if row.get("connectionId") == connection_id)
+
+    def members_among(self, room_id: str, connection_ids: Sequence[str]) -> set[str]:
+        self._count("members_among")
+        return {cid for cid in connection_ids if (room_id, member_key(cid)) in self.memberships}
 
     # messages ------------------------------------------------------------------------------
     def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:

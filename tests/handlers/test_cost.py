@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from parley_testing.lambda_events import disconnect_event
+
 
 def dynamodb_ops(world):
     ops = Counter(op.split(":", 1)[1] for op in world.operations if op.startswith("dynamodb:"))
@@ -124,3 +126,117 @@ def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_do
     world.operations.clear()
     c.send("get_rooms")
     assert dynamodb_ops(world) == Counter({"Query": 2})
+
+
+def _large_rooms(world, monkeypatch, threshold: int = 2) -> None:
+    """Rooms of `threshold` participants or more hear departures as presence_update (a `p#` PutItem)."""
+    import dataclasses
+
+    import parley.aws.lambda_routes as routes
+
+    monkeypatch.setattr(routes, "settings", dataclasses.replace(routes.settings, presence_threshold=threshold))
+
+
+def test_a_leave_is_three_calls_and_a_room_below_the_threshold_one_query_more(world):
+    """A user's last connection: the membership's and the participant's conditional DeleteItems and
+    the room size's UpdateItem; another of theirs still in: the participant delete fails, ADD -1."""
+    a, b = world.connect("a"), world.connect("b")
+    a2 = world.connect("a")
+    for client in (a, b, a2):
+        client.send("join_room", {"roomId": "lobby"})
+    world.collect()
+    world.operations.clear()
+    a2.send("leave_room", {"roomId": "lobby"})
+    assert dynamodb_ops(world) == Counter({"DeleteItem": 2, "UpdateItem": 1})  # no room-size read: nobody hears of it
+    a.send("leave_room", {"roomId": "lobby"})
+    assert dynamodb_ops(world) == Counter({"DeleteItem": 2, "UpdateItem": 1, "Query": 1})  # Query: the members, for user_left
+    world.collect()
+    assert [f["data"]["userId"] for f in b.take() if f["type"] == "user_left"] == ["a"]
+    a.send("leave_room", {"roomId": "lobby"})  # again (a retry): the membership delete finds nothing
+    assert dynamodb_ops(world) == Counter({"DeleteItem": 1})
+
+
+def test_a_disconnect_from_a_large_room_is_six_calls_and_from_no_room_two(world, monkeypatch):
+    _large_rooms(world, monkeypatch)
+    a, b = world.connect("a"), world.connect("b")
+    for client in (a, b):
+        client.send("join_room", {"roomId": "hall"})
+    idle = world.connect("idle")
+    world.collect()
+    world.operations.clear()
+    # Query ByConnection; DeleteItem membership, participant (answering the name) and connection;
+    # UpdateItem room size; PutItem the `p#` record the presence function announces (was 7: ADD -1
+    # on the participant, then its delete).
+    world.disconnect(b)
+    assert dynamodb_ops(world) == Counter({"Query": 1, "DeleteItem": 3, "UpdateItem": 1, "PutItem": 1})
+    presence = [i for i in world.items("MembershipsTable") if i["memberKey"]["S"].startswith("p#")]
+    assert [(i["userId"]["S"], i["change"]["S"]) for i in presence] == [("b", "joined"), ("b", "left")]  # a: user_joined
+    world.disconnect(idle)
+    assert dynamodb_ops(world) == Counter({"Query": 1, "DeleteItem": 1})
+
+
+def _shard_to(world, room: str, *clients) -> None:
+    """The fan-out function given one shard naming `clients`, as a broadcast cut it before they left."""
+    from parley.core.ids import new_ulid
+    from parley.core.model import ShardJob
+
+    job = ShardJob(room, new_ulid(world.now_ms()), 0, '{"type":"presence_update","data":{}}',
+                   tuple((c.connection_id, c.user_id) for c in clients))
+    world.invoke("fanout", job.to_event())
+    world.collect()
+
+
+def _departures(world) -> list[tuple[str, str]]:
+    return [(i["roomId"]["S"], i["userId"]["S"]) for i in world.items("MembershipsTable")
+            if i["memberKey"]["S"].startswith("p#") and i["change"]["S"] == "left"]
+
+
+def test_a_gone_connection_whose_disconnect_ran_costs_the_fanout_one_call(world, monkeypatch):
+    _large_rooms(world, monkeypatch)
+    a, b = world.connect("a"), world.connect("b")
+    for client in (a, b):
+        client.send("join_room", {"roomId": "hall"})
+    world.disconnect(b)  # its $disconnect ran: b's rows are gone, and b's socket answers 410
+    world.operations.clear()
+    _shard_to(world, "hall", a, b)
+    # UpdateItem: the shard's claims. DeleteItem: hall's membership, already gone, so the rest is
+    # done: nothing more (was a Query ByConnection, that failed delete and the connection's DeleteItem).
+    assert dynamodb_ops(world) == Counter({"UpdateItem": 1, "DeleteItem": 1})
+    assert _departures(world) == [("hall", "b")]  # the one its $disconnect recorded
+
+
+def test_a_gone_connection_found_before_its_disconnect_is_cleaned_up_by_the_fanout_once(world, monkeypatch):
+    _large_rooms(world, monkeypatch)
+    a, b = world.connect("a"), world.connect("b")
+    for client in (a, b):
+        client.send("join_room", {"roomId": "hall"})
+    b.send("join_room", {"roomId": "annex"})  # b alone: a room below the threshold
+    world.collect()
+    world.gone.add(b.connection_id)  # the socket closed; $disconnect has not run (or never will)
+    world.operations.clear()
+    _shard_to(world, "hall", a, b)
+    # UpdateItem: the claims. hall first: DeleteItem membership and participant, UpdateItem size,
+    # PutItem `p#`. It removed b from hall, so it goes on: Query ByConnection; annex: two DeleteItems,
+    # UpdateItem size, Query members (user_left, to nobody); DeleteItem the connection.
+    assert dynamodb_ops(world) == Counter({"UpdateItem": 3, "DeleteItem": 5, "PutItem": 1, "Query": 2})
+    assert not [i for i in world.items("MembershipsTable") if i.get("connectionId", {}).get("S") == b.connection_id]
+    assert not [i for i in world.items("ConnectionsTable") if i["connectionId"]["S"] == b.connection_id]
+    # Its $disconnect comes after: the index lists no room, and the connection's delete finds nothing.
+    world.invoke("disconnect", disconnect_event(b.connection_id, b.user_id))
+    assert dynamodb_ops(world) == Counter({"Query": 1, "DeleteItem": 1})
+    assert _departures(world) == [("hall", "b")]  # recorded once
+
+
+def test_a_shard_finding_many_connections_gone_after_their_disconnects_reads_once(world, monkeypatch):
+    _large_rooms(world, monkeypatch)
+    clients = [world.connect(f"user{n}") for n in range(8)]
+    for client in clients:
+        client.send("join_room", {"roomId": "hall"})
+    for client in clients[2:]:
+        world.disconnect(client)
+    world.operations.clear()
+    _shard_to(world, "hall", *clients)
+    # UpdateItem: the claims; Query: which of the six gone are still members (none), consistent,
+    # keys only. Was a Query ByConnection and two DeleteItems for each of the six: 18 calls.
+    assert dynamodb_ops(world) == Counter({"UpdateItem": 1, "Query": 1})
+    assert _departures(world) == [("hall", f"user{n}") for n in range(2, 8)]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, Sequence
 
 from botocore.exceptions import ClientError
-from pynamodb.constants import ALL_OLD, UPDATED_NEW
+from pynamodb.constants import ALL_NEW, ALL_OLD, UPDATED_NEW
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from ..core.ids import new_ulid
@@ -80,6 +80,18 @@ def _client(model: Any) -> Any:
 
 def _is_condition_failure(error: Exception) -> bool:
     return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _delete_participant(room_id: str, key: str, condition: Any) -> str | None:
+    """One conditional DeleteItem of a participant item: the user's name from the item it removed
+    (ALL_OLD; "" when there was none), None when `condition` did not hold (nothing deleted)."""
+    try:
+        old = _table(RoomParticipant).delete_item(room_id, key, condition=condition, return_values=ALL_OLD)
+    except DeleteError as error:
+        if _is_condition_failure(error):
+            return None
+        raise
+    return str(old.get("Attributes", {}).get(RoomParticipant.name.attr_name, {}).get("S", ""))
 
 
 # ---- row <-> domain, one pair per model ------------------------------------------------------
@@ -288,28 +300,54 @@ class DynamoChatStore:
         return JoinOutcome(True, True, self._move_room_size(member.room_id, +1))
 
     def leave_room(self, room_id: str, connection_id: str, user_id: str | None) -> LeaveOutcome:
-        if user_id is None:  # rare: a $disconnect without the authorizer's context; one GetItem more
-            try:
-                user_id = Membership.get(room_id, member_key(connection_id), attributes_to_get=["userId"]).user_id
-            except DoesNotExist:
-                return LeaveOutcome(False, False, 0)
+        """The user's last connection in the room (the common case): the membership's conditional
+        DeleteItem, the participant's conditional DeleteItem and the room size's UpdateItem, three
+        calls. Another of their connections still in it: a failed conditional delete, then ADD -1.
+
+        The membership delete answers the item it removed (ALL_OLD, no read units), so a leave
+        whose caller does not know the user reads it from there, with no GetItem first; and a retry,
+        or a second clean-up of the same connection, finds nothing to delete and writes nothing.
+        The room size is read only for the room's hearing of a departure, which only the last
+        connection causes (`LeaveOutcome.room_size` is 0 otherwise)."""
         try:
-            Membership(room_id, member_key(connection_id)).delete(condition=Membership.member_key.exists())
+            removed = _table(Membership).delete_item(
+                room_id, member_key(connection_id), condition=Membership.member_key.exists(), return_values=ALL_OLD,
+            )
         except DeleteError as error:
             if _is_condition_failure(error):
                 return LeaveOutcome(False, False, 0)
             raise
-        participant = RoomParticipant(room_id, participant_key(user_id))
-        participant.update(actions=[RoomParticipant.connections.add(-1)])
-        if int(participant.connections) > 0:
-            return LeaveOutcome(True, False, self.room_size(room_id))
-        try:  # unless another connection of the user joined in between
-            participant.delete(condition=RoomParticipant.connections <= 0)
-        except DeleteError as error:
-            if _is_condition_failure(error):
-                return LeaveOutcome(True, False, self.room_size(room_id))
-            raise
-        return LeaveOutcome(True, True, self._move_room_size(room_id, -1), getattr(participant, "name", None) or "")
+        if user_id is None:  # a $disconnect without the authorizer's context: the membership says who it was
+            user_id = removed["Attributes"][Membership.user_id.attr_name]["S"]
+        name = self._remove_participant(room_id, user_id)
+        if name is None:
+            return LeaveOutcome(True, False, 0)
+        return LeaveOutcome(True, True, self._move_room_size(room_id, -1), name)
+
+    @staticmethod
+    def _remove_participant(room_id: str, user_id: str) -> str | None:
+        """Count one connection of the user out of the room: their name when this took their count
+        to zero (the room hears of the departure), None while another connection is still in.
+
+        First the delete that holds when this was the last connection (`connections <= 1`; an item
+        TTL already removed counts as one), answering the deleted item for its name: one call. When
+        it fails, another connection is in: ADD -1. Should that reach 0, the other connection left
+        between the two calls (its own delete failed too, this one still being counted), so this is
+        the departure, and the item goes unless a join came in between: that join's ADD took the
+        count from 0 to 1 and counted itself as an arrival (room size +1), so the departure is still
+        this one's to count (room size -1). Counts and announcements pair up in every interleaving,
+        and the item is there exactly while the user has a connection in the room."""
+        key = participant_key(user_id)
+        name = _delete_participant(room_id, key, (RoomParticipant.connections <= 1) | RoomParticipant.connections.does_not_exist())
+        if name is not None:
+            return name
+        updated = _table(RoomParticipant).update_item(
+            room_id, key, actions=[RoomParticipant.connections.add(-1)], return_values=ALL_NEW,
+        )["Attributes"]
+        if int(updated[RoomParticipant.connections.attr_name]["N"]) > 0:
+            return None
+        _delete_participant(room_id, key, RoomParticipant.connections <= 0)
+        return str(updated.get(RoomParticipant.name.attr_name, {}).get("S", ""))
 
     def _move_room_size(self, room_id: str, by: int) -> int:
         size = RoomSize(room_id, ROOM_SIZE_KEY)
@@ -358,6 +396,27 @@ class DynamoChatStore:
 
     def rooms_of(self, connection_id: str) -> list[str]:
         return [row.room_id for row in Membership.by_connection.query(connection_id)]
+
+    def members_among(self, room_id: str, connection_ids: Sequence[str]) -> set[str]:
+        """Keys only (a projection bills the items' full size: about 0.04 read units per member
+        strongly consistent), paged at 1 MB. Strongly consistent: a membership just deleted must not
+        be reported present, nor one present reported gone."""
+        if not connection_ids:
+            return set()
+        key = Membership.member_key.attr_name
+        request: dict[str, Any] = {
+            "TableName": Membership.Meta.table_name, "ConsistentRead": True, "ProjectionExpression": "#key",
+            "KeyConditionExpression": "roomId = :room AND #key BETWEEN :low AND :high", "ExpressionAttributeNames": {"#key": key},
+            "ExpressionAttributeValues": {":room": {"S": room_id}, ":low": {"S": member_key(min(connection_ids))},
+                                          ":high": {"S": member_key(max(connection_ids))}},
+        }
+        found: set[str] = set()
+        while True:
+            page = _client(Membership).query(**request)
+            found.update(item[key]["S"][len(MEMBER_PREFIX):] for item in page.get("Items", []))
+            if not page.get("LastEvaluatedKey"):
+                return found & set(connection_ids)
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # Used by tools and tests that seed or clear memberships directly (no participant counting);
     # the chat rules use join_room and leave_room.

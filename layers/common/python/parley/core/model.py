@@ -187,7 +187,7 @@ class JoinOutcome:
 class LeaveOutcome:
     left: bool  # False: the connection was not in the room (nothing written)
     last_for_user: bool  # the user's last connection in the room left: the room hears of it
-    room_size: int  # participants (users) in the room after the leave
+    room_size: int  # participants (users) in the room after the leave; 0 unless last_for_user (not read)
     name: str = ""  # the user's display name in the room, when known
 
 

@@ -79,6 +79,11 @@ class ChatStore(Protocol):
         """The connection's rooms; may lag behind writes (an eventually consistent index)."""
         ...
 
+    def members_among(self, room_id: str, connection_ids: Sequence[str]) -> set[str]:
+        """Which of `connection_ids` are in the room now: one strongly consistent Query of the room's
+        connection keys from the lowest of them to the highest (a shard's recipients are such a range)."""
+        ...
+
     def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
         """Store a message; with `only_if_new`, False (and nothing written) when it is already stored."""
         ...

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from . import protocol as p
 from .ids import iso_at, new_ulid, ulid_time_ms
 from .model import (
-    Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, FanoutWork, HistoryPage, Member, MembersPage, PagePlan,
+    Caller, ChangeResult, ChatMessage, FanoutJob, FanoutResult, FanoutWork, HistoryPage, LeaveOutcome, Member, MembersPage, PagePlan,
     ParticipantsPage, PresenceChange, RequestCharge, RoomContinuation, ShardJob,
 )
 from .ports import ChatStore, Clock, Logger, MetricSink, Sender, ShardDispatcher
@@ -28,9 +28,14 @@ from .reactions import MAX_DISTINCT_EMOJI
 from .room_list import MAX_LISTED_ROOMS, UNREAD_CAP, newest_first_page, unread_fields, unread_from_page
 
 Frame = dict[str, Any]
+# A connection a post found gone: (connection id, its user, the room the post was for, if any).
+GoneConnection = tuple[str, str | None, str | None]
 
 # Clean-up triggered by one request is bounded; TTL removes whatever is left.
 MAX_GONE_PER_REQUEST = 200
+# A broadcast that finds at least this many connections of one room gone reads which are still
+# members (one Query) rather than trying a conditional delete for each (see `_still_listed`).
+GONE_READ_FROM = 4
 # A read cursor may not point this far into the future (ULIDs carry their mint time).
 READ_CURSOR_CLOCK_SKEW_MS = 60_000
 DEFAULT_ROUTE = "$default"
@@ -91,7 +96,7 @@ class ChatService:
         self.fanout_shard_size = max(1, fanout_shard_size)
         self.fanout_page_size = max(1, fanout_page_size)
         self._logger: Logger = logger if logger is not None else logging.getLogger(__name__)
-        self._gone: list[tuple[str, str | None, str | None]] = []
+        self._gone: list[GoneConnection] = []
         self._forgotten: set[str] = set()
 
     # ---- entry points ----------------------------------------------------------------------
@@ -140,7 +145,7 @@ class ChatService:
         """
         self._forgotten.add(connection_id)
         try:
-            self._forget_connection(connection_id, user_id, known_room=None)
+            self._forget_connection(connection_id, user_id, left=None)
         finally:
             self._drain_gone()
 
@@ -630,32 +635,67 @@ class ChatService:
     def _drain_gone(self) -> None:
         handled = 0
         while self._gone and handled < MAX_GONE_PER_REQUEST:
-            connection_id, user_id, room = self._gone.pop(0)
-            if connection_id in self._forgotten:
-                continue
-            self._forgotten.add(connection_id)
-            handled += 1
-            self._forget_connection(connection_id, user_id, known_room=room)
+            for connection_id, user_id, room in self._still_listed(self._take_gone(MAX_GONE_PER_REQUEST - handled)):
+                handled += 1
+                self._forget_gone(connection_id, user_id, room)
 
-    def _forget_connection(self, connection_id: str, user_id: str | None, known_room: str | None) -> None:
-        rooms = set(self._store.rooms_of(connection_id))
-        if known_room:
-            rooms.add(known_room)  # the index is eventually consistent; the room we saw it in is certain
-        for room in sorted(rooms):
+    def _take_gone(self, most: int) -> list[GoneConnection]:
+        """Up to `most` queued gone connections not yet seen by this invocation (each is cleaned up once)."""
+        taken: list[GoneConnection] = []
+        while self._gone and len(taken) < most:
+            entry = self._gone.pop(0)
+            if entry[0] not in self._forgotten:
+                self._forgotten.add(entry[0])
+                taken.append(entry)
+        return taken
+
+    def _still_listed(self, gone: list[GoneConnection]) -> list[GoneConnection]:
+        """Leave out the gone connections already out of the room the post was for (their `$disconnect`,
+        or another clean-up, removed them: see `_forget_gone`). When one room has at least
+        `GONE_READ_FROM` of them, as a shard does when many members left at once, one read of the
+        room's range of them replaces a failed conditional delete each."""
+        by_room: dict[str, list[str]] = {}
+        for connection_id, _, room in gone:
+            if room is not None:
+                by_room.setdefault(room, []).append(connection_id)
+        listed = {room: set(self._store.members_among(room, ids)) for room, ids in by_room.items() if len(ids) >= GONE_READ_FROM}
+        kept = [entry for entry in gone if entry[2] not in listed or entry[0] in listed[entry[2]]]
+        if len(kept) < len(gone):
+            self._metric("GoneAlreadyCleanedUp", len(gone) - len(kept))
+        return kept
+
+    def _forget_gone(self, connection_id: str, user_id: str | None, room: str | None) -> None:
+        """A post answered 410: the socket is closed, and its `$disconnect` may already have run,
+        may be about to (a room's members leaving at once: their presence updates reach the
+        ones not yet cleaned up) or may never come (AWS runs it best effort).
+
+        The room the post was for is left first: when its membership was already gone, whoever
+        removed it (that `$disconnect`, another fan-out's clean-up, or the client's own
+        leave_room) does or did the rest, so this costs one failed conditional delete (or its share
+        of one read, `_still_listed`) instead of a second whole clean-up. Only the one that removes it goes on to the connection's other
+        rooms and its item, so a missed `$disconnect` still leaves no member behind anywhere."""
+        if room is not None and not self._leave(room, connection_id, user_id).left:
+            return
+        self._forget_connection(connection_id, user_id, left=room)
+
+    def _forget_connection(self, connection_id: str, user_id: str | None, left: str | None) -> None:
+        """Leave every room the index lists for the connection (but `left`, just left) and delete its item."""
+        for room in sorted(set(self._store.rooms_of(connection_id)) - {left}):
             self._leave(room, connection_id, user_id)
         self._store.remove_connection(connection_id)
 
-    def _leave(self, room: str, connection_id: str, user_id: str | None) -> None:
+    def _leave(self, room: str, connection_id: str, user_id: str | None) -> LeaveOutcome:
         """Take the connection out of the room; the room hears of it when it was the user's last
         (unless who it was is unknown: a `$disconnect` without the authorizer's context)."""
         outcome = self._store.leave_room(room, connection_id, user_id)
         if user_id is None or not outcome.last_for_user:
-            return
+            return outcome
         if outcome.room_size + 1 < self.presence_threshold:  # the room as it was, with the user in it
             left = {"roomId": room, "userId": user_id, "timestamp": self._timestamp()}
             self._broadcast(self._read_room(room), p.frame("user_left", left), room)
         else:
             self._store.add_presence_change(PresenceChange(room, user_id, outcome.name or user_id, False, self._now_ms()))
+        return outcome
 
 
 def _targets(members: Iterable[Member], exclude: str | None) -> dict[str, str]:
