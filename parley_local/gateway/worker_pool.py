@@ -192,11 +192,12 @@ async def _reply_pipe() -> _ReplyPipe:
 class Worker:
     """One warm execution environment (a `worker_main.py` subprocess)."""
 
-    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, replies: asyncio.StreamReader, console: Console,
+    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, replies: "_ReplyPipe", console: Console,
                  on_post: PostHandler | None = None, generation: int = 0):
         self.spec = spec
         self.proc = proc
-        self.replies = replies  # the worker's IPC output (its original stdout)
+        self.replies = replies.reader  # the worker's IPC output (its original stdout)
+        self._replies_transport = replies.transport
         self.console = console
         self.on_post = on_post
         self.generation = generation  # the pool's code generation this environment was started on
@@ -244,7 +245,7 @@ class Worker:
             raise
         finally:
             os.close(replies.child_end)  # the child's copy is the only one: its exit is our EOF
-        worker = cls(spec, proc, replies.reader, console, on_post, generation)
+        worker = cls(spec, proc, replies, console, on_post, generation)
         try:
             line = await asyncio.wait_for(replies.reader.readline(), INIT_TIMEOUT_S)
             msg = json.loads(line) if line else {"init_error": {"errorMessage": "Runtime exited during init", "errorType": "Runtime.ExitError"}}
@@ -348,6 +349,7 @@ class Worker:
                 pass
         if self.proc.stdin is not None:  # lets asyncio close the transport once the process is gone
             self.proc.stdin.close()
+        self._replies_transport.close()  # nothing more is read from a killed environment
 
     async def stop(self) -> None:
         """Ask the worker to exit (EOF on its stdin), killing it if it does not within a second."""
@@ -360,6 +362,7 @@ class Worker:
             except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
                 self.kill()
                 await self.proc.wait()
+        self._replies_transport.close()  # read to its EOF by now, unless the process never closed it
         try:
             await asyncio.wait_for(self._stderr_task, 1.0)
         except (asyncio.TimeoutError, asyncio.CancelledError):
