@@ -47,9 +47,17 @@ class BackgroundTasks:
         take one more turn). Every turn saved is an epoll call and a scheduling pass per frame."""
         sets = (self.tasks,) if owner is None else (self.tasks, owner)
         task = asyncio.Task(_tracked(coro, sets), loop=asyncio.get_running_loop(), eager_start=eager)
-        if not task.done():  # an eager coroutine that finished without waiting left nothing to track
-            for s in sets:
-                s.add(task)
+        if task.done():  # an eager coroutine that finished without waiting left nothing to track
+            return task
+        for s in sets:
+            s.add(task)
+        if not eager:  # a task cancelled before its first step never runs `_tracked` (nor `coro`)
+            def never_started(done: asyncio.Task[Any]) -> None:
+                coro.close()  # a no-op once it ran; else no "never awaited" warning
+                for s in sets:
+                    s.discard(done)
+
+            task.add_done_callback(never_started)
         return task
 
     async def wait(self, timeout: float) -> None:

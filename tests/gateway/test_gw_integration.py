@@ -94,3 +94,16 @@ async def test_tracked_tasks_leave_their_sets_as_they_end():
 
     quick = tasks.spawn(at_once(), owner, eager=True)  # finished without waiting: nothing to track
     assert quick.done() and quick.result() == 7 and not tasks.tasks and not owner
+
+
+async def test_a_task_cancelled_before_its_first_step_leaves_its_sets_too():
+    tasks, owner = BackgroundTasks(), set()
+
+    async def never_started() -> None:
+        raise AssertionError("not reached")
+
+    task = tasks.spawn(never_started(), owner)
+    task.cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert task.cancelled() and not tasks.tasks and not owner
