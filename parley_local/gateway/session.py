@@ -158,7 +158,7 @@ class Session:
         route = self.s.api.routes[key]
         if route.function is None:
             return
-        self.s.tasks.spawn(self._run_message(route, body, request_id), conn.tasks)
+        self.s.tasks.spawn(self._run_message(route, body, request_id), conn.tasks, eager=True)
 
     async def _run_message(self, route: RouteSpec, body: str, request_id: str) -> None:
         conn = self.conn

@@ -163,13 +163,41 @@ PostHandler = Callable[[str, bytes], Awaitable[tuple[int, str, str]]]
 StartCallback = Callable[[float], None]
 
 
+@dataclass
+class _ReplyPipe:
+    reader: asyncio.StreamReader
+    transport: asyncio.ReadTransport
+    child_end: int
+
+
+async def _reply_pipe() -> _ReplyPipe:
+    """The pipe a worker answers on, read by a plain StreamReader.
+
+    Why not `stdout=PIPE`: asyncio's subprocess transport hands every chunk read from a child's pipe
+    to its protocol through `call_soon`, one more turn of the event loop for every reply before the
+    waiting invocation even wakes. Reading our own pipe feeds the reader in the turn the data arrives.
+    """
+    loop = asyncio.get_running_loop()
+    read_end, child_end = os.pipe()
+    reader = asyncio.StreamReader(limit=PIPE_LIMIT, loop=loop)
+    try:
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+                                                    os.fdopen(read_end, "rb", buffering=0))
+    except BaseException:
+        os.close(child_end)
+        raise
+    return _ReplyPipe(reader, transport, child_end)
+
+
 class Worker:
     """One warm execution environment (a `worker_main.py` subprocess)."""
 
-    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, console: Console,
+    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, replies: "_ReplyPipe", console: Console,
                  on_post: PostHandler | None = None, generation: int = 0):
         self.spec = spec
         self.proc = proc
+        self.replies = replies.reader  # the worker's IPC output (its original stdout)
+        self._replies_transport = replies.transport
         self.console = console
         self.on_post = on_post
         self.generation = generation  # the pool's code generation this environment was started on
@@ -201,20 +229,25 @@ class Worker:
         }
         if on_post is not None:  # PostToConnection to this gateway goes over the pipe (see _lambda_worker)
             cfg["connections_url"] = env.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "")
-        with stop_signals_blocked():
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
-                limit=PIPE_LIMIT,
-            )
-        worker = cls(spec, proc, console, on_post, generation)
+        replies = await _reply_pipe()
         try:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), INIT_TIMEOUT_S)
+            with stop_signals_blocked():
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=replies.child_end,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                    cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
+                )
+        except BaseException:
+            replies.transport.close()
+            raise
+        finally:
+            os.close(replies.child_end)  # the child's copy is the only one: its exit is our EOF
+        worker = cls(spec, proc, replies, console, on_post, generation)
+        try:
+            line = await asyncio.wait_for(replies.reader.readline(), INIT_TIMEOUT_S)
             msg = json.loads(line) if line else {"init_error": {"errorMessage": "Runtime exited during init", "errorType": "Runtime.ExitError"}}
         except (asyncio.TimeoutError, ValueError) as exc:
             msg = {"init_error": {"errorMessage": f"init failed: {exc!r}", "errorType": "Runtime.InitError"}}
@@ -246,7 +279,7 @@ class Worker:
         """Run one invocation; on timeout the worker is killed (and must be replaced), as Lambda does."""
         if self.init_error is not None:
             return Invocation(request_id, error=self.init_error)
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
         self._seq += 1
         deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
         trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
@@ -275,9 +308,8 @@ class Worker:
 
     async def _reply(self) -> bytes:
         """The invocation's reply line; `@connections` posts the handler makes meanwhile are served as they come."""
-        assert self.proc.stdout is not None
         while True:
-            line = await self.proc.stdout.readline()
+            line = await self.replies.readline()
             if not line.startswith(b'{"posts"'):
                 return line
             loop = asyncio.get_running_loop()
@@ -317,6 +349,7 @@ class Worker:
                 pass
         if self.proc.stdin is not None:  # lets asyncio close the transport once the process is gone
             self.proc.stdin.close()
+        self._replies_transport.close()  # nothing more is read from a killed environment
 
     async def stop(self) -> None:
         """Ask the worker to exit (EOF on its stdin), killing it if it does not within a second."""
@@ -329,6 +362,7 @@ class Worker:
             except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
                 self.kill()
                 await self.proc.wait()
+        self._replies_transport.close()  # read to its EOF by now, unless the process never closed it
         try:
             await asyncio.wait_for(self._stderr_task, 1.0)
         except (asyncio.TimeoutError, asyncio.CancelledError):
