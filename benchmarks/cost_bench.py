@@ -39,7 +39,7 @@ from typing import Any
 
 from common import (  # noqa: E402  (sets the environment before parley is imported)
     PRICE_APIGW_MESSAGE, PRICE_RRU, PRICE_WRU,
-    CFS_PERIOD_US, CapacityRecorder, ConnectionsStandIn, Context, CpuQuota, ServicesGroup, cgroup_unavailable, lambda_usd, median,
+    CFS_PERIOD_US, CapacityRecorder, ConnectionsStandIn, Context, CpuQuota, ServicesGroup, TableInfo, cgroup_unavailable, lambda_usd, median,
     memory_size, publish,
 )
 
@@ -61,7 +61,8 @@ TIMED_CHATS = 7  # chat_messages timed at the Lambda CPU share per room
 SCAN_DESIGN_TABLE = "scan-design-connections"
 
 
-def create_scan_design_table() -> None:
+def create_scan_design_table(recorder: CapacityRecorder) -> None:
+    """The table, and its key to the recorder (which knows the template's tables only)."""
     import boto3
 
     boto3.client("dynamodb").create_table(
@@ -69,15 +70,18 @@ def create_scan_design_table() -> None:
         KeySchema=[{"AttributeName": "connectionId", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "connectionId", "AttributeType": "S"}],
     )
+    recorder.tables[SCAN_DESIGN_TABLE] = TableInfo(("connectionId",), {})
 
 
 def record_for_scan_design(connection_ids: list[str]) -> None:
     """What the compared design's `$connect` writes for each of these connections (not measured)."""
     import boto3
 
-    with boto3.resource("dynamodb").Table(SCAN_DESIGN_TABLE).batch_writer() as batch:
-        for cid in connection_ids:
-            batch.put_item(Item={"connectionId": cid})
+    client = boto3.client("dynamodb")
+    for i in range(0, len(connection_ids), 25):
+        puts = [{"PutRequest": {"Item": {"connectionId": {"S": cid}}}} for cid in connection_ids[i:i + 25]]
+        while puts:  # what the database leaves unprocessed, again
+            puts = client.batch_write_item(RequestItems={SCAN_DESIGN_TABLE: puts}).get("UnprocessedItems", {}).get(SCAN_DESIGN_TABLE, [])
 POST_LATENCY_MS = 20.0  # what each PostToConnection waits (the Lambda time includes the fan-out)
 TYPICAL = "Parley (Query the room), typical sender"
 AT_THE_ALLOWANCE = "Parley (Query the room), sender at the allowance"
@@ -365,8 +369,8 @@ def run(others: int, dynamodb: str, memory_mb: int | None = None) -> dict:
     os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = api.url
     try:
         create_tables_from_template(boto3.client("dynamodb"), load_template())
-        create_scan_design_table()
         recorder = CapacityRecorder().install()
+        create_scan_design_table(recorder)
         data: dict = {"others": others, "room_sizes": [10, 100], "without_others": {}, "with_others": {},
                       "dynamodb": DATABASE_NAMES[dynamodb]}
         first = 1000
