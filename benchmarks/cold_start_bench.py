@@ -5,8 +5,8 @@ layers/common/python, where Lambda has /var/task and /opt/python; the template's
 that function with its default parameters (so TracingMode=PassThrough: no Tracer, no X-Ray SDK);
 and the variables Lambda sets) imports `app` and creates the clients its first invocation creates,
 through the project's own code: PynamoDB's DynamoDB client and the `@connections` sender for
-message functions, the Powertools SSM provider for the authorizer.
-The floor is a fresh process doing `import boto3` and creating the same clients with boto3.
+message functions, the Powertools SSM provider for the authorizer, none for `$connect` (it calls
+nothing). The floor is a fresh process doing `import boto3` and creating the same clients with boto3.
 Runs are interleaved in shuffled rounds (one warm-up round discarded) so noise hits all alike.
 
     .venv/bin/python benchmarks/cold_start_bench.py [--repeat 7] [--json out.json]
@@ -32,13 +32,13 @@ GOAL = 1.25
 ENDPOINT = "https://abcdef1234.execute-api.us-east-1.amazonaws.com/test"
 
 FLOORS = {
+    "none": "import boto3",
     "ssm": "import boto3\nboto3.client('ssm')",
-    "dynamodb": "import boto3\nboto3.client('dynamodb')",
     "dynamodb+apigw": f"import boto3\nboto3.client('dynamodb')\nboto3.client('apigatewaymanagementapi', endpoint_url={ENDPOINT!r})",
 }
 CLIENTS = {
+    "none": "",
     "ssm": "from aws_lambda_powertools.utilities.parameters import SSMProvider\nSSMProvider()",
-    "dynamodb": "from parley.aws.tables import Membership\nMembership._get_connection().connection.client",
     "dynamodb+apigw": "from parley.aws.tables import Membership\nMembership._get_connection().connection.client\n"
                       f"from parley.aws.management_api import sender_for\nsender_for({ENDPOINT!r}, 64)",
 }
@@ -46,7 +46,7 @@ TIMED = "import time as _t\n_t0 = _t.perf_counter()\n{body}\nprint(_t.perf_count
 
 
 def clients_of(folder: str) -> str:
-    return {"authorizer": "ssm", "connect": "dynamodb"}.get(folder, "dynamodb+apigw")
+    return {"authorizer": "ssm", "connect": "none"}.get(folder, "dynamodb+apigw")
 
 
 def function_envs() -> dict[str, dict[str, str]]:

@@ -30,8 +30,7 @@ from parley_testing.template import ROOT
 import_the_layer()  # the benchmarks run handlers in this process, as Lambda runs them with /opt/python
 
 TABLE_ENV = dict(
-    CONNECTIONS_TABLE="test-ConnectionsTable", MEMBERSHIPS_TABLE="test-MembershipsTable",
-    MESSAGES_TABLE="test-MessagesTable", IDEMPOTENCY_TABLE="test-IdempotencyTable",
+    MEMBERSHIPS_TABLE="test-MembershipsTable", MESSAGES_TABLE="test-MessagesTable", IDEMPOTENCY_TABLE="test-IdempotencyTable",
 )
 os.environ.update(
     AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",

@@ -150,15 +150,33 @@ class Hub:
             await asyncio.sleep(0.005)
 
 
-def disconnected_1001(log_lines: list[str]) -> set[str]:
-    """Connection ids whose `$disconnect` handler logged `disconnected` with code 1001 (the Parley handler's log line)."""
+def _logged_ids(log_lines: list[str], *needles: str) -> set[str]:
+    """Connection ids of the Parley handlers' JSON log lines that contain every one of `needles`."""
     out = set()
     for line in log_lines:
-        if '"message":"disconnected"' in line and '"code":1001' in line:
+        if all(needle in line for needle in needles):
             m = re.search(r'"connection_id":"([^"]+)"', line)
             if m:
                 out.add(m.group(1))
     return out
+
+
+def disconnected_1001(log_lines: list[str]) -> set[str]:
+    """Connection ids whose `$disconnect` handler logged `disconnected` with code 1001."""
+    return _logged_ids(log_lines, '"message":"disconnected"', '"code":1001')
+
+
+async def listener_ids(gw: Gateway, expected: int, timeout: float = 30) -> list[str]:
+    """The connection ids of the `listener` connections, from the `connected` line their `$connect`
+    logged (Parley keeps no table of connections); waits up to `timeout` for `expected` of them,
+    as `parley dev` copies the handlers' output a little after each handshake."""
+    assert gw.dev is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = sorted(_logged_ids(gw.dev.lines, '"message":"connected"', '"user_id":"listener'))
+        if len(ids) >= expected or time.monotonic() > deadline:
+            return ids
+        await asyncio.sleep(0.05)
 
 
 async def request(ws: Any, payload: dict[str, Any], kind: str, timeout: float = 120) -> tuple[dict[str, Any], float]:
@@ -194,23 +212,10 @@ def _ddb(endpoint: str) -> Any:
     return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
 
 
-def listener_ids(endpoint: str, stack: str) -> list[str]:
-    """The connection ids of the open `listener` connections, from the connections table."""
-    ddb = _ddb(endpoint)
-    conn_table = next(n for n in ddb.list_tables()["TableNames"] if n.startswith(stack + "-") and n.endswith("ConnectionsTable"))
-    return sorted(
-        item["connectionId"]["S"]
-        for page in ddb.get_paginator("scan").paginate(TableName=conn_table)
-        for item in page["Items"]
-        if item.get("userId", {}).get("S", "").startswith("listener")
-    )
-
-
-def seed_rooms(endpoint: str, stack: str, rooms: dict[str, int]) -> dict[str, int]:
-    """Put the open `listener` connections into rooms: {room: how many (0 = all of them)}. Returns the sizes."""
+def seed_rooms(endpoint: str, stack: str, ids: list[str], rooms: dict[str, int]) -> dict[str, int]:
+    """Put the `listener` connections `ids` into rooms: {room: how many (0 = all of them)}. Returns the sizes."""
     ddb = _ddb(endpoint)
     member_table = next(n for n in ddb.list_tables()["TableNames"] if n.startswith(stack + "-") and n.endswith("MembershipsTable"))
-    ids = listener_ids(endpoint, stack)
     now = int(time.time())
     items, sizes, start = [], {}, 0
     for room, size in rooms.items():
@@ -472,7 +477,8 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
 
             rooms = [f"talk-{k}-{int(time.time())}" for k in range(args.rooms)]
             seeded += rooms
-            await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, {r: len(listeners) // args.rooms for r in rooms})
+            ids = await listener_ids(gw, len(listeners))
+            await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, ids, {r: len(listeners) // args.rooms for r in rooms})
             out["throughput"] = await throughput(gw, hub, listeners, rooms, args.messages)
             print(f"  {out['throughput']['deliveries']} deliveries in {out['throughput']['seconds']:.2f} s", flush=True)
 
@@ -485,7 +491,7 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
                   f"environments at peak {s['peak_environments']}", flush=True)
             s["settle_s"] = await settle(hub, quiet_s=2.0, timeout=60)  # the storm's last presence_update frames go out first
         else:
-            await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, {room: 0})
+            await asyncio.to_thread(seed_rooms, gw.dev.dynamodb_endpoint, gw.stack, await listener_ids(gw, len(listeners)), {room: 0})
         if storm and s["all_joined_s"] is None:
             out["fanout"] = None  # joins still queued: a sender's join would wait behind them; no room to measure yet
             print("  fan-out skipped: the storm's joins were not all answered", flush=True)
@@ -501,7 +507,7 @@ async def run_gateway(args: argparse.Namespace, latency_ms: float, dynamodb: str
         await asyncio.to_thread(unseed_rooms, gw.dev.dynamodb_endpoint, gw.stack, seeded)
         await asyncio.sleep(0.5)
 
-        ids = set(await asyncio.to_thread(listener_ids, gw.dev.dynamodb_endpoint, gw.stack))
+        ids = set(await listener_ids(gw, len(listeners)))
         closed_before = sum(lst.task.done() for lst in listeners)
         t = time.perf_counter()
         stop = asyncio.create_task(gw.interrupt())

@@ -8,7 +8,7 @@ stand-in (`parley_local.local_aws.parameter_store`, on a thread here), with the 
 (POWERTOOLS_TRACE_DISABLED=true, POWERTOOLS_LOG_LEVEL=INFO, metrics on) and the log lines written to
 /dev/null, as Lambda's runtime takes them off stdout.
 
-The handlers: the authorizer (a valid HS256 token, an allowed Origin), `$connect` (one PutItem),
+The handlers: the authorizer (a valid HS256 token, an allowed Origin), `$connect` (no DynamoDB call),
 `ping` (no DynamoDB call: the wrapper, the parse and the reply) and `$disconnect` of a connection
 in no room. The figure is the handler process's CPU (time.process_time) per call, in microseconds:
 each round runs every handler `--calls` times after a short warm-up, and the median round is shown.
@@ -47,6 +47,7 @@ import_the_layer()
 HANDLERS = ("authorizer", "connect", "ping", "disconnect")
 SECRET_PARAMETER = "/parley/bench/jwt-secret"
 ORIGIN = "https://chat.example.com"
+# ConnectionsTable: only for a `--baseline` tree from before `$connect` stopped writing one.
 TABLES = {logical: f"bench-{logical}" for logical in ("ConnectionsTable", "MembershipsTable", "MessagesTable", "IdempotencyTable")}
 os.environ.update(
     AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_SESSION_TOKEN="bench",
@@ -108,7 +109,7 @@ def measure(call: Callable[[int], Any], first: int, warmup: int, calls: int) -> 
 
 
 def handler_calls(tag: str) -> dict[str, Callable[[int], Any]]:
-    """Each handler as `call(n)`; `$connect`'s n-th connection is the one `$disconnect`'s n-th call removes.
+    """Each handler as `call(n)`; `$disconnect`'s n-th call is for `$connect`'s n-th connection.
     The Logger writes to sys.stdout as it is when `parley` is imported: point it at /dev/null first."""
     from parley_testing.functions import load_function
     from parley_testing.lambda_events import JWT_SECRET, connect_event, connection_id, disconnect_event, jwt_token, message_event
@@ -156,8 +157,6 @@ def profile(name: str, calls: int) -> None:
     out = sys.stdout
     sys.stdout = open(os.devnull, "w")
     handlers = handler_calls("profile")
-    if name == "disconnect":
-        measure(handlers["connect"], 0, 0, 100 + calls)  # the connections it removes
     measure(handlers[name], 0, 100, 0)
     profiler = cProfile.Profile(time.process_time)  # CPU, not wall: waiting on DynamoDB Local is not the handler's cost
     profiler.enable()
@@ -191,10 +190,14 @@ def main() -> None:
     children: dict[str, subprocess.Popen[str]] = {}
     try:
         os.environ.update(AWS_ENDPOINT_URL_DYNAMODB=ddb_local.endpoint, AWS_ENDPOINT_URL_SSM=ssm.url)
-        create_tables_from_template(aws_client("dynamodb", ddb_local.endpoint), load_template(), TABLES)
+        trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+        created: set[str] = set()
+        for tree in trees.values():  # each tree's tables (a baseline may have one this tree dropped), each once
+            template = load_template(tree / "template.yaml")
+            template["Resources"] = {k: v for k, v in template["Resources"].items() if k not in created}
+            created |= set(create_tables_from_template(aws_client("dynamodb", ddb_local.endpoint), template, TABLES))
         if args.profile:
             return profile(args.profile, args.calls)
-        trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
         for tag, tree in trees.items():
             # `-c` from the tree's folder puts that folder first on the import path (Python's own rule for
             # `-c`), so each child imports its tree's parley_testing, and through it that tree's layer and functions.

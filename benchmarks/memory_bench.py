@@ -52,14 +52,13 @@ def seed(room: str, members: int, base: int) -> None:
     from datetime import timedelta
 
     from parley.aws.keys import MEMBER_PREFIX
-    from parley.aws.tables import Connection, Membership
+    from parley.aws.tables import Membership
     from parley_testing.lambda_events import connection_id
 
     now, ttl = int(time.time() * 1000), timedelta(seconds=7500)
-    with Connection.batch_write() as connections, Membership.batch_write() as memberships:
+    with Membership.batch_write() as memberships:
         for n in range(base, base + members):
             cid = connection_id(n)
-            connections.save(Connection(cid, user_id=f"user{n}", name=f"User {n}", connected_at=now, expires_at=ttl))
             memberships.save(Membership(room, MEMBER_PREFIX + cid, connection_id=cid, user_id=f"user{n}", name=f"User {n}",
                                         joined_at=now, expires_at=ttl))
 

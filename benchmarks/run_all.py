@@ -334,7 +334,8 @@ def section_cost(d: dict) -> list[str]:
         "- `chat_message` to a room of N costs N PostToConnection calls (the sender gets its own `message_received` too) "
         "plus the inbound frame and the `chat_update` reply: N + 2 API Gateway messages.",
         "",
-        f"A Scan of the connections table, as the best-known AWS sample does for every message, measured on the same table: "
+        f"A Scan of the connections table, as the best-known AWS sample does for every message, measured on a table of "
+        "the sample's connection items (Parley keeps none): "
         f"{d['scan_without_others']['items']:,} items read {d['scan_without_others']['rru']:g} RRU without the other "
         f"connections, {d['scan']['items']:,} items in {d['scan']['pages']} page(s) read **{d['scan']['rru']:g} RRU** with them "
         "(and it keeps growing with every connection in the service).",

@@ -28,7 +28,7 @@ from parley.core.model import (
 from parley.core.room_list import RoomActivity
 
 Row = dict[str, Any]
-TABLES = ("ConnectionsTable", "MembershipsTable", "MessagesTable", "IdempotencyTable")
+TABLES = ("MembershipsTable", "MessagesTable", "IdempotencyTable")
 
 
 class MemoryChatStore:
@@ -39,7 +39,6 @@ class MemoryChatStore:
         self._now_ms = now_ms
         self._connection_ttl = connection_ttl_seconds
         self._idempotency_ttl = idempotency_ttl_seconds
-        self.connections: dict[str, Row] = {}
         self.memberships: dict[tuple[str, str], Row] = {}  # (roomId, memberKey)
         self.messages: dict[tuple[str, str], Row] = {}  # (roomId, messageId)
         self.idempotency: dict[str, Row] = {}  # key
@@ -52,16 +51,6 @@ class MemoryChatStore:
 
     def _expires(self, seconds: int) -> int:
         return self._now_ms() // 1000 + seconds
-
-    # connections ---------------------------------------------------------------------------
-    def add_connection(self, connection_id: str, user_id: str, name: str, connected_at_ms: int) -> None:
-        self._count("add_connection")
-        self.connections[connection_id] = {"connectionId": connection_id, "userId": user_id, "name": name,
-                                           "connectedAt": connected_at_ms, "expiresAt": self._expires(self._connection_ttl)}
-
-    def remove_connection(self, connection_id: str) -> None:
-        self._count("remove_connection")
-        self.connections.pop(connection_id, None)
 
     # memberships ---------------------------------------------------------------------------
     def _members(self, room_id: str, after: str, upto: str | None) -> list[Member]:
@@ -325,7 +314,6 @@ class MemoryChatStore:
     def rows(self) -> dict[str, list[Row]]:
         """Every row, per table of template.yaml, as DynamoDB would hold it (a deep copy)."""
         return copy.deepcopy({
-            "ConnectionsTable": list(self.connections.values()),
             "MembershipsTable": list(self.memberships.values()) + list(self.presence_rows.values()),
             "MessagesTable": list(self.messages.values()),
             "IdempotencyTable": list(self.idempotency.values()),

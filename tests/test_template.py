@@ -46,11 +46,13 @@ ROUTES = {
 MESSAGE_ROUTES = [k for k in ROUTES if k not in ("$connect", "$disconnect")]
 FUNCTIONS = {logical: folder for folder, logical in ROUTES.values()} | {"AuthorizerFunction": "authorizer", "PresenceFunction": "presence", "FanoutFunction": "fanout"}
 TABLE_ENV = {
-    "CONNECTIONS_TABLE": "ConnectionsTable",
     "MEMBERSHIPS_TABLE": "MembershipsTable",
     "MESSAGES_TABLE": "MessagesTable",
     "IDEMPOTENCY_TABLE": "IdempotencyTable",
 }
+# The handshake's functions read and write no table: the authorizer checks the token, and `$connect`
+# stores nothing (nothing would read a record of open connections: API Gateway knows them).
+NO_TABLES = {"AuthorizerFunction", "ConnectFunction"}
 BROADCASTERS = {
     "DisconnectFunction", "JoinRoomFunction", "LeaveRoomFunction",
     "ChatMessageFunction", "TypingFunction", "MarkReadFunction",
@@ -357,14 +359,16 @@ def test_function_environment(template):
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Parley"
         assert _ref(env["POWERTOOLS_LOG_LEVEL"]) == "LogLevel"
         assert _ref(env["ROOM_ACCESS"]) == "RoomAccess"  # the authorizer and every route decide alike
+        if logical in NO_TABLES:
+            assert not set(TABLE_ENV) & set(env), f"{logical} has no business with the tables"
+        else:
+            assert {k: _ref(v) for k, v in env.items() if k in TABLE_ENV} == TABLE_ENV
         if logical == "AuthorizerFunction":
-            assert not set(TABLE_ENV) & set(env), "the authorizer has no business with the tables"
             assert _ref(env["JWT_SECRET_PARAMETER"]) == "JwtSecretParameterName"
             assert _ref(env["JWT_ISSUER"]) == "JwtIssuer"
             assert _ref(env["JWT_AUDIENCE"]) == "JwtAudience"
             assert _ref(env["ALLOWED_ORIGINS"]) == "AllowedOrigins"
         else:
-            assert {k: _ref(v) for k, v in env.items() if k in TABLE_ENV} == TABLE_ENV
             assert not {"JWT_SECRET_PARAMETER", "ALLOWED_ORIGINS"} & set(env)
         if logical in BROADCASTERS:
             assert _ref(env["FANOUT_MAX_IN_FLIGHT"]) == "FanoutMaxInFlight"
@@ -397,12 +401,11 @@ def test_common_layer(resources):
 # ------------------------------------------------------------------ tables
 
 TABLE_KEYS = {
-    "ConnectionsTable": [("connectionId", "HASH")],
     "MembershipsTable": [("roomId", "HASH"), ("memberKey", "RANGE")],
     "MessagesTable": [("roomId", "HASH"), ("messageId", "RANGE")],
     "IdempotencyTable": [("key", "HASH")],
 }
-TTL_TABLES = {"ConnectionsTable", "MembershipsTable", "IdempotencyTable"}
+TTL_TABLES = {"MembershipsTable", "IdempotencyTable"}
 
 
 def test_tables(resources):
@@ -475,7 +478,6 @@ def test_manage_connections_scoped_to_this_stage(resources):
 
 CLEANUP = {
     ("execute-api:ManageConnections", API_ARN_PREFIX + "${StageName}/POST/@connections/*"),
-    ("dynamodb:DeleteItem", "ConnectionsTable"),
     ("dynamodb:Query", "MembershipsTable"),
     ("dynamodb:Query", "MembershipsTable/index/ByConnection"),
     ("dynamodb:DeleteItem", "MembershipsTable"),
@@ -487,7 +489,7 @@ CLEANUP = {
 SHARD_DISPATCH = ("lambda:InvokeFunction", "FanoutFunction")
 CLOSE_CONNECTION = ("execute-api:ManageConnections", API_ARN_PREFIX + "${StageName}/DELETE/@connections/*")
 EXPECTED_GRANTS = {
-    "ConnectFunction": {("dynamodb:PutItem", "ConnectionsTable")},
+    "ConnectFunction": set(),  # the authorizer decides; `$connect` stores nothing
     "DisconnectFunction": CLEANUP,
     "DefaultFunction": set(),
     "MessageFunction": set(),

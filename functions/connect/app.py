@@ -1,4 +1,4 @@
-"""Lambda entry point for `$connect`: records the connection the authorizer let in."""
+"""Lambda entry point for `$connect`: accepts the connection the authorizer let in (nothing is stored)."""
 
 from parley.aws.lambda_routes import connect_route
 

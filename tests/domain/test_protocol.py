@@ -225,15 +225,19 @@ def test_disconnect_removes_memberships_and_announces(world):
     assert sorted(f["data"]["roomId"] for f in left if f["type"] == "user_left") == ["lobby", "other"]
     memberships = [i for i in world.items("MembershipsTable") if i["memberKey"]["S"].startswith("c#")]
     assert {i["connectionId"]["S"] for i in memberships} == {alice.connection_id}
-    assert {i["connectionId"]["S"] for i in world.items("ConnectionsTable")} == {alice.connection_id}
 
 
-def test_connect_records_connection_with_ttl(world):
-    alice = world.connect("alice", "Alice")
-    (item,) = world.items("ConnectionsTable")
-    assert item["connectionId"]["S"] == alice.connection_id
-    assert item["userId"]["S"] == "alice" and item["name"]["S"] == "Alice"
-    assert int(item["expiresAt"]["N"]) > int(item["connectedAt"]["N"]) // 1000 + 7200
+def test_connect_stores_nothing_and_the_tokens_name_comes_with_every_frame(world):
+    before = world.snapshot()
+    alice, bob = world.connect("alice", "Alice B."), world.connect("bob")
+    assert world.snapshot() == before  # nothing reads a record of open connections, so none is written
+    for client in (alice, bob):
+        client.send("join_room", {"roomId": "lobby"})
+    world.collect()
+    bob.take()
+    alice.send("chat_message", {"roomId": "lobby", "message": "hi"})
+    (received,) = [f["data"] for f in bob.take() if f["type"] == "message_received"]
+    assert (received["userId"], received["name"]) == ("alice", "Alice B.")
 
 
 def test_half_the_room_gone_every_live_one_still_gets_it(world):
@@ -250,4 +254,3 @@ def test_half_the_room_gone_every_live_one_still_gets_it(world):
         assert departed == {c.user_id for c in gone}
     members = {i["connectionId"]["S"] for i in world.items("MembershipsTable") if i["memberKey"]["S"].startswith("c#")}
     assert members == {c.connection_id for c in live}
-    assert {i["connectionId"]["S"] for i in world.items("ConnectionsTable")} == {c.connection_id for c in live}

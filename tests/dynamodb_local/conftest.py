@@ -65,7 +65,7 @@ def layer(dynamodb_local: DynamoDBLocal, ddb: Any) -> Iterator[tuple[Any, Any]]:
     for model in models:
         model._connection = None  # a client made earlier (e.g. under moto) must not be reused
     names = {
-        "ConnectionsTable": tables.Connection.Meta.table_name, "MembershipsTable": tables.Membership.Meta.table_name,
+        "MembershipsTable": tables.Membership.Meta.table_name,
         "MessagesTable": tables.StoredMessage.Meta.table_name, "IdempotencyTable": tables.IdempotencyRecord.Meta.table_name,
     }
     existing = set(ddb.list_tables()["TableNames"])

@@ -41,18 +41,6 @@ def test_conditional_put_writes_once_and_raises_condition_failed(layer, store, d
     assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
-def test_add_connection_writes_the_connection_item_and_a_repeat_overwrites_it(layer, store, ddb, ttl_seconds):
-    tables, _ = layer
-    conn, now = f"c{_id()}", time.time()
-    store.add_connection(conn, "alice", "Alice", 1_700_000_000_123)
-    store.add_connection(conn, "alice", "Alice B.", 1_700_000_000_456)  # unconditional, as `save()` was
-    item = ddb.get_item(TableName=tables.Connection.Meta.table_name, Key={"connectionId": {"S": conn}}, ConsistentRead=True)["Item"]
-    expires_at = float(item.pop("expiresAt")["N"])
-    assert item == {"connectionId": {"S": conn}, "userId": {"S": "alice"}, "name": {"S": "Alice B."},
-                    "connectedAt": {"N": "1700000000456"}}
-    assert abs(expires_at - (now + ttl_seconds[0])) < 120
-
-
 def test_client_message_id_claim_returns_the_first_message(store):
     room = f"idem-{_id()}"
     first = _message(room, 1, client_id="c-1")
@@ -74,7 +62,6 @@ def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb, 
     tables, _ = layer
     conn, room = f"c{_id()}", f"ttl-{_id()}"
     now = time.time()
-    store.add_connection(conn, "alice", "Alice", int(now * 1000))
     store.add_member(Member(room, conn, "alice", "Alice", int(now * 1000)))
     store.claim_client_message_id(_message(room, 1, client_id="ttl"))
     assert store.count_request("chat", "alice", 42, 20) == 1
@@ -86,13 +73,12 @@ def test_ttl_attributes_are_epoch_seconds_and_ttl_is_enabled(layer, store, ddb, 
     def expires(table: str, key: dict[str, Any]) -> float:
         return float(ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["expiresAt"]["N"])
 
-    assert abs(expires(tables.Connection.Meta.table_name, {"connectionId": {"S": conn}}) - (now + connection_ttl_s)) < 120
     assert abs(expires(tables.Membership.Meta.table_name, {"roomId": {"S": room}, "memberKey": {"S": "c#" + conn}})
                - (now + connection_ttl_s)) < 120
     key = idempotency_key("alice", room, "ttl")
     assert abs(expires(tables.IdempotencyRecord.Meta.table_name, {"key": {"S": key}}) - (now + idempotency_ttl_s)) < 120
     assert abs(expires(tables.RateCounter.Meta.table_name, {"key": {"S": rate_counter_key("chat", "alice", 42)}}) - (now + 20)) < 120
-    for table in (tables.Connection.Meta.table_name, tables.Membership.Meta.table_name, tables.IdempotencyRecord.Meta.table_name):
+    for table in (tables.Membership.Meta.table_name, tables.IdempotencyRecord.Meta.table_name):
         ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
 

@@ -104,18 +104,24 @@ def current_window_only(snap: dict[str, list[dict[str, Any]]]) -> dict[str, list
     return {**snap, "IdempotencyTable": keep}
 
 
+def _connected_since(g: RunningGateway, start: int) -> str | None:
+    """The connection id of the one `$connect` the gateway logged from console line `start` on."""
+    ids = [m.group(2) for line in g.console.lines[start:] if (m := INVOCATION.match(line)) and m.group(1) == "$connect"]
+    assert len(ids) <= 1, ids
+    return ids[0] if ids else None
+
+
 class Peer:
     """A synchronous client; `drain()` returns every frame that arrived before a fresh sentinel's echo."""
 
-    def __init__(self, g: RunningGateway, tables: Tables, user: str):
-        before = {i["connectionId"]["S"] for i in tables.snapshot()["ConnectionsTable"]}
+    def __init__(self, g: RunningGateway, user: str):
+        start = len(g.console.lines)
         self.user = user
         self.ws: ClientConnection = connect(
             f"{g.ws_url}?token={make_token(user, user.title(), 3600)}", open_timeout=30, compression=None, max_size=2**20,
         )
-        fresh = [i for i in tables.snapshot()["ConnectionsTable"] if i["connectionId"]["S"] not in before and i["userId"]["S"] == user]
-        assert len(fresh) == 1, fresh
-        self.connection_id = fresh[0]["connectionId"]["S"]
+        # Its id as the gateway logged its `$connect` (peers connect one at a time, so this one is the only one).
+        self.connection_id = wait_for(lambda: _connected_since(g, start), WAIT_S, interval=0.002, what=f"{user}'s $connect")
 
     def send(self, type_: str, **data: Any) -> None:
         self.ws.send(json.dumps({"type": type_, "data": data}))
@@ -146,8 +152,8 @@ class Members:
     def __init__(self, g: RunningGateway):
         self.g = g
         self.tables = Tables(g)
-        self.alice = Peer(g, self.tables, "alice")
-        self.bob = Peer(g, self.tables, "bob")
+        self.alice = Peer(g, "alice")
+        self.bob = Peer(g, "bob")
 
     def invocations(self, connection_id: str, start: int) -> list[tuple[str, str]]:
         """(route, status) of the invocations the gateway logged for a connection from console line `start` on."""

@@ -21,7 +21,6 @@ os.environ.update(
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "CONNECTIONS_TABLE": "test-ConnectionsTable",
         "MEMBERSHIPS_TABLE": "test-MembershipsTable",
         "MESSAGES_TABLE": "test-MessagesTable",
         "IDEMPOTENCY_TABLE": "test-IdempotencyTable",

@@ -156,7 +156,7 @@ def test_a_leave_is_three_calls_and_a_room_below_the_threshold_one_query_more(wo
     assert dynamodb_ops(world) == Counter({"DeleteItem": 1})
 
 
-def test_a_disconnect_from_a_large_room_is_six_calls_and_from_no_room_two(world, monkeypatch):
+def test_a_disconnect_from_a_large_room_is_five_calls_and_from_no_room_one(world, monkeypatch):
     _large_rooms(world, monkeypatch)
     a, b = world.connect("a"), world.connect("b")
     for client in (a, b):
@@ -164,15 +164,15 @@ def test_a_disconnect_from_a_large_room_is_six_calls_and_from_no_room_two(world,
     idle = world.connect("idle")
     world.collect()
     world.operations.clear()
-    # Query ByConnection; DeleteItem membership, participant (answering the name) and connection;
-    # UpdateItem room size; PutItem the `p#` record the presence function announces (was 7: ADD -1
-    # on the participant, then its delete).
+    # Query ByConnection; DeleteItem membership and participant (answering the name); UpdateItem
+    # room size; PutItem the `p#` record the presence function announces (was 7: ADD -1 on the
+    # participant, then its delete; and a DeleteItem of the connection item no longer kept).
     world.disconnect(b)
-    assert dynamodb_ops(world) == Counter({"Query": 1, "DeleteItem": 3, "UpdateItem": 1, "PutItem": 1})
+    assert dynamodb_ops(world) == Counter({"Query": 1, "DeleteItem": 2, "UpdateItem": 1, "PutItem": 1})
     presence = [i for i in world.items("MembershipsTable") if i["memberKey"]["S"].startswith("p#")]
     assert [(i["userId"]["S"], i["change"]["S"]) for i in presence] == [("b", "joined"), ("b", "left")]  # a: user_joined
     world.disconnect(idle)
-    assert dynamodb_ops(world) == Counter({"Query": 1, "DeleteItem": 1})
+    assert dynamodb_ops(world) == Counter({"Query": 1})  # its rooms: none; nothing to write
 
 
 def _shard_to(world, room: str, *clients) -> None:
@@ -217,13 +217,12 @@ def test_a_gone_connection_found_before_its_disconnect_is_cleaned_up_by_the_fano
     _shard_to(world, "hall", a, b)
     # UpdateItem: the claims. hall first: DeleteItem membership and participant, UpdateItem size,
     # PutItem `p#`. It removed b from hall, so it goes on: Query ByConnection; annex: two DeleteItems,
-    # UpdateItem size, Query members (user_left, to nobody); DeleteItem the connection.
-    assert dynamodb_ops(world) == Counter({"UpdateItem": 3, "DeleteItem": 5, "PutItem": 1, "Query": 2})
+    # UpdateItem size, Query members (user_left, to nobody).
+    assert dynamodb_ops(world) == Counter({"UpdateItem": 3, "DeleteItem": 4, "PutItem": 1, "Query": 2})
     assert not [i for i in world.items("MembershipsTable") if i.get("connectionId", {}).get("S") == b.connection_id]
-    assert not [i for i in world.items("ConnectionsTable") if i["connectionId"]["S"] == b.connection_id]
-    # Its $disconnect comes after: the index lists no room, and the connection's delete finds nothing.
+    # Its $disconnect comes after: the index lists no room, so it writes nothing.
     world.invoke("disconnect", disconnect_event(b.connection_id, b.user_id))
-    assert dynamodb_ops(world) == Counter({"Query": 1, "DeleteItem": 1})
+    assert dynamodb_ops(world) == Counter({"Query": 1})
     assert _departures(world) == [("hall", "b")]  # recorded once
 
 
@@ -240,3 +239,10 @@ def test_a_shard_finding_many_connections_gone_after_their_disconnects_reads_onc
     # keys only. Was a Query ByConnection and two DeleteItems for each of the six: 18 calls.
     assert dynamodb_ops(world) == Counter({"UpdateItem": 1, "Query": 1})
     assert _departures(world) == [("hall", f"user{n}") for n in range(2, 8)]
+
+
+def test_connect_costs_nothing(world):
+    # `$connect` stores nothing: the authorizer let the connection in and API Gateway knows it is open.
+    world.operations.clear()
+    world.connect("a")
+    assert dynamodb_ops(world) == Counter()

@@ -1,15 +1,17 @@
-"""`$disconnect` clean-up runs whatever optional fields its event lacks, and the functions find
-`@connections` through the endpoint the template sets before the event's `domainName`."""
+"""`$disconnect` clean-up runs whatever optional fields its event lacks, `$connect` accepts only what
+the authorizer let in, and the functions find `@connections` through the endpoint the template sets
+before the event's `domainName`."""
 
 from __future__ import annotations
 
 import copy
 
 import pytest
+from pydantic import ValidationError
 
 from parley.aws import lambda_routes
 from parley_testing.chat_world import alice_and_bob_in_lobby
-from parley_testing.lambda_events import disconnect_event
+from parley_testing.lambda_events import connect_event, connection_id, disconnect_event
 
 # Each is something the Powertools model requires and an event can arrive without.
 MISSING = {
@@ -34,10 +36,8 @@ def _without(event: dict, path: tuple[str, ...]) -> dict:
 
 
 def _rows_of(world, connection_id: str) -> list[str]:
-    return [
-        table for table in ("ConnectionsTable", "MembershipsTable")
-        for item in world.items(table) if item.get("connectionId", {}).get("S") == connection_id
-    ]
+    """The connection's memberships: all a connection leaves in the tables."""
+    return [item["roomId"]["S"] for item in world.items("MembershipsTable") if item.get("connectionId", {}).get("S") == connection_id]
 
 
 @pytest.mark.parametrize("missing", list(MISSING))
@@ -79,6 +79,25 @@ def test_each_invocation_logs_with_its_own_request_id_as_correlation_id(world, l
     lines = [line for line in logs.lines if line["message"] == "disconnected"]
     assert [(line["connection_id"], line.get("correlation_id")) for line in lines] == [
         (alice.connection_id, first["requestContext"]["requestId"]), (bob.connection_id, None)]
+
+
+def test_connect_logs_who_connected_and_fails_closed_without_the_authorizers_context(world, logs):
+    from parley.aws.observability import logger
+
+    event = connect_event(connection_id(1), "alice", "Alice")
+    level = logger.log_level
+    logger.setLevel("INFO")
+    try:
+        assert world.invoke("connect", event) == {"statusCode": 200}
+    finally:
+        logger.setLevel(level)
+    lines = [line for line in logs.lines if line["message"] == "connected"]
+    assert [(line["connection_id"], line["user_id"], line["correlation_id"]) for line in lines] == [
+        (connection_id(1), "alice", event["requestContext"]["requestId"])]
+    # A `$connect` route deployed without the authorizer must not accept anyone (API Gateway answers 500).
+    del event["requestContext"]["authorizer"]
+    with pytest.raises(ValidationError):
+        world.invoke("connect", event)
 
 
 def test_management_endpoint_order(monkeypatch):

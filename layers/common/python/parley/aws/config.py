@@ -28,7 +28,6 @@ def room_access_mode() -> RoomAccessMode:
 
 @dataclass(frozen=True)
 class Settings:
-    connections_table: str
     memberships_table: str
     messages_table: str
     idempotency_table: str
@@ -50,7 +49,6 @@ class Settings:
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(
-            connections_table=os.environ.get("CONNECTIONS_TABLE", "parley-connections"),
             memberships_table=os.environ.get("MEMBERSHIPS_TABLE", "parley-memberships"),
             messages_table=os.environ.get("MESSAGES_TABLE", "parley-messages"),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", "parley-idempotency"),

@@ -46,7 +46,6 @@ from .keys import (
     read_cursor_key,
 )
 from .tables import (
-    Connection,
     FanoutClaim,
     FanoutPlan,
     IdempotencyRecord,
@@ -198,17 +197,6 @@ class DynamoChatStore:
         self._idempotency_ttl = timedelta(seconds=idempotency_ttl_seconds)
         self._reads_pool: ThreadPoolExecutor | None = None
         self._reads_lock = threading.Lock()
-
-    # connections ---------------------------------------------------------------------------
-    def add_connection(self, connection_id: str, user_id: str, name: str, connected_at_ms: int) -> None:
-        """One PutItem of the model's item, sent on the botocore client rather than by `save()`: this is
-        all of `$connect`, once per handshake, and PynamoDB's dispatch around the call (ReturnConsumedCapacity,
-        its signals and request ids) added about 9% of the handler's CPU (benchmarks/handler_cpu_bench.py)."""
-        row = Connection(connection_id, user_id=user_id, name=name, connected_at=connected_at_ms, expires_at=self._connection_ttl)
-        _client(Connection).put_item(TableName=Connection.Meta.table_name, Item=row.serialize())
-
-    def remove_connection(self, connection_id: str) -> None:
-        Connection(connection_id).delete()
 
     # memberships ---------------------------------------------------------------------------
     def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None) -> MembersPage:

@@ -124,10 +124,14 @@ def message_route(route_key: str) -> Handler:
 
 
 def connect_route() -> Handler:
+    """`$connect` accepts what the authorizer let in and writes nothing: no route reads a record of open
+    connections (API Gateway knows them, and a post to a gone one answers 410). Parsing the event still
+    refuses a `$connect` without the authorizer's context, so a route deployed without it fails closed."""
+
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ctx = parse(event=event, model=ConnectEvent).request_context
         logger.append_keys(connection_id=ctx.connection_id, route="$connect", correlation_id=ctx.request_id)
-        _service(ctx.domain_name, ctx.stage).connect(_caller(ctx), int(ctx.connected_at.timestamp() * 1000))
+        logger.info("connected", extra={"user_id": ctx.authorizer.principal_id})
         return {"statusCode": 200}
 
     return _instrumented(handler)

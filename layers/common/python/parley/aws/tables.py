@@ -23,19 +23,6 @@ class _Meta:
     max_retry_attempts = 3
 
 
-class Connection(Model):
-    """An open WebSocket connection (`ConnectionsTable`), expired by TTL if `$disconnect` is missed."""
-
-    class Meta(_Meta):
-        table_name = settings.connections_table
-
-    connection_id = UnicodeAttribute(hash_key=True, attr_name="connectionId")
-    user_id = UnicodeAttribute(attr_name="userId")
-    name = UnicodeAttribute()
-    connected_at = NumberAttribute(attr_name="connectedAt")
-    expires_at = TTLAttribute(attr_name="expiresAt")
-
-
 class _RoomItem(Model):
     """An item in a room's partition of `MembershipsTable`; `memberKey`'s prefix says which kind (`keys`)."""
 

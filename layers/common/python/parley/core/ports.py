@@ -31,8 +31,6 @@ class Logger(Protocol):
 class ChatStore(Protocol):
     """Storage, one operation per DynamoDB call (or one paginated Query), so cost reads off the rules."""
 
-    def add_connection(self, connection_id: str, user_id: str, name: str, connected_at_ms: int) -> None: ...
-    def remove_connection(self, connection_id: str) -> None: ...
     def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None) -> MembersPage:
         """The room's connections in connection-id order: after `after` (from the start when None),
         at most `limit` of them (all when None), and none after `upto` when given. One Query (paged

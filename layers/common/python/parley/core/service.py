@@ -134,9 +134,6 @@ class ChatService:
         finally:
             self._drain_gone()
 
-    def connect(self, caller: Caller, connected_at_ms: int) -> None:
-        self._store.add_connection(caller.connection_id, caller.user_id, caller.name, connected_at_ms)
-
     def disconnect(self, connection_id: str, user_id: str | None) -> None:
         """Remove the connection everywhere and tell each room it was the user's last connection in.
 
@@ -673,16 +670,15 @@ class ChatService:
         removed it (that `$disconnect`, another fan-out's clean-up, or the client's own
         leave_room) does or did the rest, so this costs one failed conditional delete (or its share
         of one read, `_still_listed`) instead of a second whole clean-up. Only the one that removes it goes on to the connection's other
-        rooms and its item, so a missed `$disconnect` still leaves no member behind anywhere."""
+        rooms, so a missed `$disconnect` still leaves no member behind anywhere."""
         if room is not None and not self._leave(room, connection_id, user_id).left:
             return
         self._forget_connection(connection_id, user_id, left=room)
 
     def _forget_connection(self, connection_id: str, user_id: str | None, left: str | None) -> None:
-        """Leave every room the index lists for the connection (but `left`, just left) and delete its item."""
+        """Leave every room the index lists for the connection (but `left`, just left)."""
         for room in sorted(set(self._store.rooms_of(connection_id)) - {left}):
             self._leave(room, connection_id, user_id)
-        self._store.remove_connection(connection_id)
 
     def _leave(self, room: str, connection_id: str, user_id: str | None) -> LeaveOutcome:
         """Take the connection out of the room; the room hears of it when it was the user's last
