@@ -669,7 +669,7 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
              "with a bare `websockets` echo server measured right before it. The peers run a minimal handler set mirroring "
              "`ping`, `join_room` and `chat_message` (`benchmarks/peers/`); `parley dev` runs the real template, handlers, "
              f"authorizer and DynamoDB ({'moto' if d.get('dynamodb', 'moto') == 'moto' else 'DynamoDB Local, its default'}), "
-             "so every handshake is two Lambda invocations and a PutItem. "
+             "so every handshake is two Lambda invocations (the authorizer and `$connect`). "
              "`parley dev` is measured with its default log (one line per invocation) and with `--quiet`.", "",
              "| | " + " | ".join(LABELS[k] for k in systems) + " |", "| --- |" + " ---: |" * len(systems)]
     for key, label in rows:
