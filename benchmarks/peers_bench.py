@@ -412,15 +412,19 @@ async def echo_rtt_p50() -> float:
             await ws.send(msg)
 
     async with serve(echo, "127.0.0.1", 0, compression=None) as server:
-        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        async with websockets.connect(url, compression=None) as ws:
-            times = []
-            for i in range(WARMUP + PINGS):
-                t = time.perf_counter()
-                await ws.send('{"type": "ping", "data": {}}')
-                await asyncio.wait_for(ws.recv(), 10)
-                if i >= WARMUP:
-                    times.append((time.perf_counter() - t) * 1000)
+        return await _echo_p50(server.sockets[0].getsockname()[1])
+
+
+async def _echo_p50(port: int) -> float:
+    """Round trip p50 of a ping frame to an echo on `port`, after a warm-up."""
+    async with websockets.connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
+        times = []
+        for i in range(WARMUP + PINGS):
+            t = time.perf_counter()
+            await ws.send('{"type": "ping", "data": {}}')
+            await asyncio.wait_for(ws.recv(), 10)
+            if i >= WARMUP:
+                times.append((time.perf_counter() - t) * 1000)
     return median(times)
 
 
@@ -448,15 +452,7 @@ async def echo_process_rtt_p50() -> float:
     try:
         assert proc.stdout is not None
         port = int(await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30))
-        async with websockets.connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
-            times = []
-            for i in range(WARMUP + PINGS):
-                t = time.perf_counter()
-                await ws.send('{"type": "ping", "data": {}}')
-                await asyncio.wait_for(ws.recv(), 10)
-                if i >= WARMUP:
-                    times.append((time.perf_counter() - t) * 1000)
-        return median(times)
+        return await _echo_p50(port)
     finally:
         proc.kill()
         proc.wait(10)
