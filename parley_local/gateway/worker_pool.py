@@ -237,6 +237,7 @@ class Worker:
                     stdin=asyncio.subprocess.PIPE,
                     stdout=replies.child_end,
                     stderr=asyncio.subprocess.PIPE,
+                    limit=PIPE_LIMIT,  # the stderr reader's line limit: a handler's long log line must not stop its log
                     env=env,
                     cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
                 )

@@ -69,3 +69,34 @@ async def test_an_init_failure_is_read_from_the_pipe_and_leaves_no_pipe_open(tmp
     assert inv.error == worker.init_error
     await worker.stop()
     assert _open_fds() == before
+
+
+LOUD_HANDLER = '''
+import sys
+
+def handler(event, context):
+    print("x" * event["chars"], file=sys.stderr)  # one log line longer than a pipe's buffer
+    return {"ok": True}
+'''
+
+
+async def test_a_log_line_longer_than_the_pipe_buffer_is_forwarded_and_the_environment_keeps_serving(tmp_path: Path):
+    """A handler that logs a large event in one line: the gateway must keep reading its log, else the
+    pipe fills and the handler blocks on its next line (its invocations then hang until their timeout)."""
+    import asyncio
+    import io
+
+    spec = _spec(tmp_path, LOUD_HANDLER, timeout_s=5.0)
+    out = io.StringIO()
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(stream=out))
+    try:
+        for i in range(3):  # 300 KB of log in all: far past the 64 KiB a pipe buffers
+            inv = await asyncio.wait_for(worker.invoke({"chars": 100_000}, f"req-{i}", spec.timeout_s), 4)
+            assert inv.ok, inv.error
+        for _ in range(100):
+            if out.getvalue().count("x" * 100_000) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert out.getvalue().count("[EchoFunction] " + "x" * 100_000) == 3
+    finally:
+        await worker.stop()
