@@ -175,11 +175,12 @@ class CpuMeter(TreeSampler):
         self.last: dict[int, float] = dict(self.start)
         self.labels = {pid: _process_label(pid) for pid in self.start}
         self.client_start = time.process_time()
+        self._ticks = 0
 
     def _sample(self) -> None:
         # Finding the tree reads every process's stat under /proc (about 2 ms of this process's CPU,
         # GIL held, on a busy machine); the known processes' CPU is read every tick, the tree every 10th.
-        self._ticks = getattr(self, "_ticks", 0) + 1
+        self._ticks += 1
         if self._ticks % 10 == 1:
             for pid in session_tree(self.sid):
                 if pid not in self.labels or (pid != self.sid and self.labels[pid] == "gateway"):
