@@ -733,7 +733,7 @@ def test_sam_build(sam_build):
 def test_fanout_writes_only_its_own_items_of_the_idempotency_table(resources):
     """The fan-out function shares IdempotencyTable with users' idempotency records and rate
     counters; its grant there is limited to the key prefixes of shard claims and page plans."""
-    from parley.aws.keys import fanout_claim_key, fanout_plan_key
+    from parley.aws.keys import fanout_claim_key, fanout_plan_key, idempotency_key, rate_counter_key
 
     statements = [s for p in resources["FanoutFunction"]["Properties"]["Policies"] for s in _statements(p)
                   if {"Fn::GetAtt": ["IdempotencyTable", "Arn"]} in _listify(s.get("Resource", []))]
@@ -744,4 +744,5 @@ def test_fanout_writes_only_its_own_items_of_the_idempotency_table(resources):
         # The keys the store really writes match them; a user's idempotency key does not.
         for key in (fanout_claim_key("d1", 3), fanout_plan_key("d1", "conn-9")):
             assert any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns), key
-        assert not any(fnmatch.fnmatchcase("alice#lobby#m1", pattern) for pattern in patterns)
+        for key in (idempotency_key("alice", "lobby", "m1"), rate_counter_key("chat", "alice", 7)):
+            assert not any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns), key

@@ -18,10 +18,12 @@ from parley_local.gateway.worker_pool import Invocation
 
 
 class _Runtime:
-    """Runs each invocation for `seconds` on one environment, served at once (or after `queued_s`)."""
+    """Runs each invocation for `seconds` (or until `gate` is set) on one environment, served at once
+    (or after `queued_s`)."""
 
-    def __init__(self, seconds: float = 0.0, queued_s: float = 0.0, fail: Exception | None = None):
-        self.seconds, self.queued_s, self.fail = seconds, queued_s, fail
+    def __init__(self, seconds: float = 0.0, queued_s: float = 0.0, fail: Exception | None = None,
+                 gate: asyncio.Event | None = None):
+        self.seconds, self.queued_s, self.fail, self.gate = seconds, queued_s, fail, gate
         self.events: list[Any] = []
         self.finished: list[Any] = []
 
@@ -32,6 +34,8 @@ class _Runtime:
         self.events.append(event)
         if self.fail is not None:
             raise self.fail
+        if self.gate is not None:
+            await self.gate.wait()
         await asyncio.sleep(self.seconds)
         self.finished.append(event)
         return Invocation("req", result={"echo": event})
@@ -48,21 +52,23 @@ async def test_the_invocation_starts_before_the_caller_first_waits():
 
 
 async def test_a_timed_out_invocation_answers_at_the_timeout_and_runs_on_tracked():
-    runtime = _Runtime(seconds=0.4)
+    gate = asyncio.Event()  # the function runs until the test lets it end: the answer cannot wait for it
+    runtime = _Runtime(gate=gate)
     tasks = BackgroundTasks()
     integration = Integration(runtime, tasks, timeout_s=0.1)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     t = loop.time()
-    inv = await integration.invoke("Fn", {"n": 2}, None)
+    inv = await asyncio.wait_for(integration.invoke("Fn", {"n": 2}, None), 10)
     assert inv.timed_out and inv.error == {"errorMessage": "Endpoint request timed out", "errorType": "IntegrationTimeout"}
-    assert 0.09 <= loop.time() - t < 0.3
+    assert loop.time() - t >= 0.09
     assert runtime.finished == [] and len(tasks.tasks) == 1  # the function runs on, and shutdown would wait for it
+    gate.set()
     await tasks.wait(timeout=2)
     assert runtime.finished == [{"n": 2}] and not tasks.tasks  # done: it left the set as it ended
 
 
 async def test_the_wait_for_an_environment_is_not_counted():
-    runtime = _Runtime(seconds=0.05, queued_s=0.2)
+    runtime = _Runtime(queued_s=0.3)  # waits twice the timeout for an environment, then answers at once
     integration = Integration(runtime, BackgroundTasks(), timeout_s=0.15)  # type: ignore[arg-type]
     inv = await integration.invoke("Fn", {"n": 3}, None)
     assert inv.ok and inv.result == {"echo": {"n": 3}}
