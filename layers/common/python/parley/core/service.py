@@ -501,7 +501,7 @@ class ChatService:
         after = page.next_after
         members = page.members
         if after is not None and (self._shards is None or room is None):
-            members = members + self._rest_of_room(room or "", after)
+            members = members + self._store.room_members_page(room or "", after=after, limit=None).members
             after = None
         targets = _targets(members, exclude)
         if after is not None:
@@ -515,15 +515,6 @@ class ChatService:
             delivery = delivery_id or new_ulid(self._now_ms())
             return self._dispatch(self._cut(room, delivery, p.encode(frame).decode("utf-8"), targets, 0), len(targets))
         return self._record(self._sender.send(FanoutJob(p.encode(frame), tuple(targets))), targets, frame, room)
-
-    def _rest_of_room(self, room: str, after: str) -> list[Member]:
-        rest: list[Member] = []
-        cursor: str | None = after
-        while cursor is not None:
-            page = self._store.room_members_page(room, after=cursor, limit=self.fanout_page_size)
-            rest += page.members
-            cursor = page.next_after
-        return rest
 
     def _cut(self, room: str, delivery_id: str, encoded: str, targets: dict[str, str], first_shard: int) -> list[ShardJob]:
         """Slices of `fanout_shard_size` recipients in connection-id order, numbered from `first_shard`."""
