@@ -60,15 +60,18 @@ class CodeWatcher:
     interval_s: float = 0.5
     _task: asyncio.Task[None] | None = field(default=None, init=False)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+    async def start(self) -> None:
+        """Take the first snapshot, then poll. Awaited before the port serves: a file saved the moment
+        the gateway is ready must differ from the snapshot, not be part of it (the snapshot used to be
+        taken by the polling task, which could run after such a save and miss it)."""
+        known = await asyncio.to_thread(scan, self.roots)
+        self._task = asyncio.create_task(self._run(known))
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
-    async def _run(self) -> None:
-        known = await asyncio.to_thread(scan, self.roots)
+    async def _run(self, known: dict[Path, Stamp]) -> None:
         pending: set[Path] = set()
         while True:
             await asyncio.sleep(self.interval_s)

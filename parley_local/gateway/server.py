@@ -190,7 +190,7 @@ class Gateway:
             await self.stream_events.start()  # at LATEST before the port serves: no change is missed
         if self.config.reload:
             self._code_watcher = CodeWatcher(self._watched_paths(), self._on_files_changed, self.config.reload_interval)
-            self._code_watcher.start()
+            await self._code_watcher.start()
         self._runner = web.AppRunner(
             self._build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, **PARSER_LIMITS,
         )
