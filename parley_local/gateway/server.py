@@ -44,6 +44,7 @@ from .routing import RouteSelector
 from .session import Session, SessionServices
 from .sweeper import sweep
 from .template import Stack, TemplateError, load_stack
+from .this_machine_only import open_to_the_network, this_machine_only
 from .worker_pool import LambdaRuntime
 
 
@@ -74,7 +75,8 @@ class GatewayExtras(Protocol):
     """An application's additions to the gateway, plugged in as one object (e.g. `ParleyExtras`)."""
 
     def add_routes(self, app: web.Application, gateway: "Gateway") -> None:
-        """Extra HTTP routes on the gateway's port (added before the catch-all 403)."""
+        """Extra HTTP routes on the gateway's port (added before the catch-all 403): pages and tokens for
+        clients, served to other machines too, like the WebSocket endpoint (`this_machine_only`)."""
 
     def before_serving(self, gateway: "Gateway") -> None:
         """Runs once local AWS is up and before the port accepts connections (e.g. seed a secret)."""
@@ -295,16 +297,19 @@ class Gateway:
     def _build_app(self) -> web.Application:
         assert self.aws is not None
         self._other_services = OtherAwsServices(self.aws, self.console.line)
-        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[request_size_limits, self._other_services.middleware])
+        app = web.Application(client_max_size=8 * 1024 * 1024,
+                              middlewares=[request_size_limits, this_machine_only, self._other_services.middleware])
         if self.extras is not None:
-            self.extras.add_routes(app, self)
+            with open_to_the_network(app):
+                self.extras.add_routes(app, self)
         assert self.connections_api is not None
         self.connections_api.add_routes(app)
         assert self.lambda_api is not None
         self.lambda_api.add_routes(app)
         self.parameter_store.add_routes(app, self._not_found)
-        app.router.add_get("/{stage}", self._ws_handler)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        with open_to_the_network(app):  # every other route answers this machine only
+            app.router.add_get("/{stage}", self._ws_handler)
+            app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
     async def stop(self) -> None:
