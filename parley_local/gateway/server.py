@@ -30,7 +30,7 @@ from ..local_aws.other_services import OtherAwsServices
 from ..local_aws.parameter_store import ParameterStore
 from ..local_aws.services import LocalAws
 from . import banner as banner_lines
-from .code_watch import CodeWatcher
+from .code_watch import CodeWatcher, is_under
 from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
 from .console import Console
@@ -249,7 +249,7 @@ class Gateway:
             return
         hit = {
             lid for lid, spec in self.stack.functions.items()
-            if any(_under(p, d) for p in paths for d in (spec.code_dir, *spec.layer_dirs))
+            if any(is_under(p, (spec.code_dir, *spec.layer_dirs)) for p in paths)
         }
         retired = self.runtime.retire(hit)
         if retired:
@@ -278,7 +278,7 @@ class Gateway:
         self.selector = RouteSelector(api.selection_expression, api.routes.keys())
         self._services = self._session_services()
         if self._code_watcher is not None:
-            self._code_watcher.roots = self._watched_paths()
+            await self._code_watcher.watch(self._watched_paths())
         parts = [f"{what} {', '.join(ids)}" for what, ids in (("new", added), ("changed", changed), ("removed", removed)) if ids]
         self.console.line(
             "Template reloaded: " + ("; ".join(parts) or "no function changed")
@@ -411,10 +411,6 @@ class Gateway:
         if self.extras is not None:
             lines += self.extras.banner(self)
         return lines
-
-
-def _under(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 def _shown(path: Path) -> str:
