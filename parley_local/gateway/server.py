@@ -128,12 +128,18 @@ class Gateway:
         return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
     @property
+    def url_host(self) -> str:
+        """`local_host` as a URL writes it: an IPv6 address (`--host ::1`) in brackets."""
+        host = self.local_host
+        return f"[{host}]" if ":" in host else host
+
+    @property
     def http_url(self) -> str:
-        return f"http://{self.local_host}:{self.port}"
+        return f"http://{self.url_host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.local_host}:{self.port}/{self.config.stage}"
+        return f"ws://{self.url_host}:{self.port}/{self.config.stage}"
 
     @property
     def connections_url(self) -> str:
