@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable
@@ -28,8 +29,11 @@ def scan(roots: Iterable[Path]) -> dict[Path, Stamp]:
     """Every watched file under `roots` (a root may be a single file) with its modification stamp."""
     found: dict[Path, Stamp] = {}
     for root in roots:
-        if root.is_file():
-            st = root.stat()
+        try:
+            st = root.stat()  # once: a file root an editor replaces may be gone between two calls
+        except OSError:  # not there now (being replaced, or deleted): nothing to record
+            continue
+        if stat.S_ISREG(st.st_mode):
             found[root] = (st.st_mtime_ns, st.st_size)
             continue
         for folder, dirs, files in os.walk(root):
@@ -69,11 +73,15 @@ def rebased(known: dict[Path, Stamp], old_roots: list[Path], new_roots: list[Pat
 
 @dataclass
 class CodeWatcher:
-    """Polls `roots` every `interval_s`; calls `on_change` with the changed files once a burst of writes has settled."""
+    """Polls `roots` every `interval_s`; calls `on_change` with the changed files once a burst of writes has settled.
+
+    `report` gets one line when `on_change` fails; the watcher goes on (a watcher that
+    died silently would leave the developer editing code that is never redeployed)."""
 
     roots: list[Path]
     on_change: Callable[[set[Path]], Awaitable[None]]
     interval_s: float = 0.5
+    report: Callable[[str], None] = print
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _rebase: tuple[list[Path], dict[Path, Stamp]] | None = field(default=None, init=False)  # from `watch`, for `_run`
 
@@ -112,4 +120,8 @@ class CodeWatcher:
                 continue
             if pending:
                 batch, pending = pending, set()
-                await self.on_change(batch)
+                try:
+                    await self.on_change(batch)
+                except Exception as error:  # noqa: BLE001 - one failed redeploy must not end the watching
+                    self.report(f"Redeploying after {len(batch)} changed file(s) failed ({type(error).__name__}: {error}); "
+                                "still watching: save again to retry")

@@ -197,7 +197,8 @@ class Gateway:
                                                    self.aws.dynamodb_endpoint, self.runtime, self.console)
             await self.stream_events.start()  # at LATEST before the port serves: no change is missed
         if self.config.reload:
-            self._code_watcher = CodeWatcher(self._watched_paths(), self._on_files_changed, self.config.reload_interval)
+            self._code_watcher = CodeWatcher(self._watched_paths(), self._on_files_changed, self.config.reload_interval,
+                                             report=self.console.line)
             await self._code_watcher.start()
         self._runner = web.AppRunner(
             self._build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, **PARSER_LIMITS,

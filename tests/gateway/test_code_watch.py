@@ -74,3 +74,30 @@ async def test_a_newly_watched_folder_is_a_snapshot_not_a_change_and_a_dropped_o
         assert await asyncio.wait_for(reported.get(), 5) == {added / "app.py"}
     finally:
         watcher.stop()
+
+
+async def test_a_failed_redeploy_is_reported_and_the_watcher_goes_on(tmp_path: Path):
+    source = tmp_path / "app.py"
+    source.write_text("x = 0\n")
+    reported: asyncio.Queue[set[Path]] = asyncio.Queue()
+    said: list[str] = []
+
+    calls: list[set[Path]] = []
+
+    async def on_change(paths: set[Path]) -> None:
+        calls.append(paths)
+        reported.put_nowait(paths)
+        if len(calls) == 1:
+            raise RuntimeError("the redeploy broke")
+
+    watcher = CodeWatcher([tmp_path], on_change, interval_s=0.05, report=said.append)
+    await watcher.start()
+    try:
+        source.write_text("x = 1\n")
+        assert await asyncio.wait_for(reported.get(), 5) == {source}
+        source.write_text("x = 22\n")
+        assert await asyncio.wait_for(reported.get(), 5) == {source}  # still watching after the failure
+        assert len(said) == 1 and "RuntimeError: the redeploy broke" in said[0] and "still watching" in said[0]
+    finally:
+        watcher.stop()
+
