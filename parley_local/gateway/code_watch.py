@@ -4,13 +4,16 @@ Why polling: it needs no dependency and no OS-specific API, and the folders are 
 function's `CodeUri`, the layer's `ContentUri`, the template): a scan every half second costs
 well under a millisecond of CPU per hundred files, and runs in a thread, off the event loop.
 A burst of writes (an editor saving several files, a `git checkout`) is reported once, after the
-folder has been quiet for one more interval.
+folder has been quiet for one more interval. A redeploy may change what is watched (`watch`): a
+folder watched from then on is a snapshot, not a folder of new files, and one no longer watched
+is forgotten, not deleted; otherwise the next look would retire the functions again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable
@@ -26,8 +29,11 @@ def scan(roots: Iterable[Path]) -> dict[Path, Stamp]:
     """Every watched file under `roots` (a root may be a single file) with its modification stamp."""
     found: dict[Path, Stamp] = {}
     for root in roots:
-        if root.is_file():
-            st = root.stat()
+        try:
+            st = root.stat()  # once: a file root an editor replaces may be gone between two calls
+        except OSError:  # not there now (being replaced, or deleted): nothing to record
+            continue
+        if stat.S_ISREG(st.st_mode):
             found[root] = (st.st_mtime_ns, st.st_size)
             continue
         for folder, dirs, files in os.walk(root):
@@ -51,31 +57,62 @@ def changed_paths(before: dict[Path, Stamp], after: dict[Path, Stamp]) -> set[Pa
     return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
 
 
+def is_under(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether `path` is one of `roots` (a file root) or inside one of them."""
+    return any(path == root or root in path.parents for root in roots)
+
+
+def rebased(known: dict[Path, Stamp], old_roots: list[Path], new_roots: list[Path],
+            new_snapshot: dict[Path, Stamp]) -> dict[Path, Stamp]:
+    """What the next scan of `new_roots` is compared with: the last scan's stamps for files watched
+    before and after (so a change not yet seen is still reported), the snapshot's for files under no
+    old root (they are there, not new), and nothing for files no longer watched."""
+    return ({p: stamp for p, stamp in known.items() if is_under(p, new_roots)}
+            | {p: stamp for p, stamp in new_snapshot.items() if not is_under(p, old_roots)})
+
+
 @dataclass
 class CodeWatcher:
-    """Polls `roots` every `interval_s`; calls `on_change` with the changed files once a burst of writes has settled."""
+    """Polls `roots` every `interval_s`; calls `on_change` with the changed files once a burst of writes has settled.
+
+    `report` gets one line when `on_change` fails; the watcher goes on (a watcher that
+    died silently would leave the developer editing code that is never redeployed)."""
 
     roots: list[Path]
     on_change: Callable[[set[Path]], Awaitable[None]]
     interval_s: float = 0.5
+    report: Callable[[str], None] = print
     _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _rebase: tuple[list[Path], dict[Path, Stamp]] | None = field(default=None, init=False)  # from `watch`, for `_run`
 
     async def start(self) -> None:
         """Take the first snapshot, then poll. Awaited before the port serves: a file saved the moment
         the gateway is ready must differ from the snapshot, not be part of it (the snapshot used to be
         taken by the polling task, which could run after such a save and miss it)."""
-        known = await asyncio.to_thread(scan, self.roots)
-        self._task = asyncio.create_task(self._run(known))
+        roots = list(self.roots)
+        known = await asyncio.to_thread(scan, roots)
+        self._rebase = None
+        self._task = asyncio.create_task(self._run(roots, known))
+
+    async def watch(self, roots: list[Path]) -> None:
+        """Watch `roots` from now on (a redeploy's folders): their files as they are now are the snapshot
+        the next look compares with; changes under folders watched before and after are still reported."""
+        snapshot = await asyncio.to_thread(scan, roots)
+        self.roots, self._rebase = list(roots), (list(roots), snapshot)
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
-    async def _run(self, known: dict[Path, Stamp]) -> None:
+    async def _run(self, roots: list[Path], known: dict[Path, Stamp]) -> None:
+        """`roots` are the folders `known` was scanned from; `watch` hands over new ones between two looks."""
         pending: set[Path] = set()
         while True:
             await asyncio.sleep(self.interval_s)
-            now = await asyncio.to_thread(scan, self.roots)
+            if self._rebase is not None:
+                (new_roots, snapshot), self._rebase = self._rebase, None
+                known, roots = rebased(known, roots, new_roots, snapshot), new_roots
+            now = await asyncio.to_thread(scan, roots)
             fresh = changed_paths(known, now)
             known = now
             if fresh:  # still being written: wait for a quiet interval
@@ -83,4 +120,8 @@ class CodeWatcher:
                 continue
             if pending:
                 batch, pending = pending, set()
-                await self.on_change(batch)
+                try:
+                    await self.on_change(batch)
+                except Exception as error:  # noqa: BLE001 - one failed redeploy must not end the watching
+                    self.report(f"Redeploying after {len(batch)} changed file(s) failed ({type(error).__name__}: {error}); "
+                                "still watching: save again to retry")

@@ -17,8 +17,6 @@ from typing import Callable
 
 from aiohttp import web
 
-from ..local_aws.other_services import refuse_unless_from_this_machine
-
 from .connection import Connection
 from .events import aws_id
 from .ws_limits import MESSAGE_LIMIT, message_bytes
@@ -61,8 +59,6 @@ class ConnectionsApi:
             app.router.add_route("*", path, lambda request: self.handle(request))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if (refused := refuse_unless_from_this_machine(request)) is not None:
-            return refused
         stage = request.match_info.get("stage")
         if stage is not None and stage != self.stage:
             return error_response(403, "ForbiddenException", "Forbidden")

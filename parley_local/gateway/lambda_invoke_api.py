@@ -23,7 +23,6 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from ..local_aws.other_services import refuse_unless_from_this_machine
 from .connections_api import error_response
 from .console import Console
 from .events import aws_id
@@ -70,8 +69,6 @@ class LambdaInvokeApi:
         app.router.add_post(INVOKE_PATH, self._invoke)
 
     async def _invoke(self, request: web.Request) -> web.StreamResponse:
-        if (refused := refuse_unless_from_this_machine(request)) is not None:
-            return refused
         identifier = request.match_info["function"]
         if request.query.get("Qualifier") not in (None, "$LATEST"):
             identifier += ":" + request.query["Qualifier"]

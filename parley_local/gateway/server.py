@@ -30,7 +30,7 @@ from ..local_aws.other_services import OtherAwsServices
 from ..local_aws.parameter_store import ParameterStore
 from ..local_aws.services import LocalAws
 from . import banner as banner_lines
-from .code_watch import CodeWatcher
+from .code_watch import CodeWatcher, is_under
 from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
 from .console import Console
@@ -44,6 +44,7 @@ from .routing import RouteSelector
 from .session import Session, SessionServices
 from .sweeper import sweep
 from .template import Stack, TemplateError, load_stack
+from .this_machine_only import open_to_the_network, this_machine_only
 from .worker_pool import LambdaRuntime
 
 
@@ -74,7 +75,8 @@ class GatewayExtras(Protocol):
     """An application's additions to the gateway, plugged in as one object (e.g. `ParleyExtras`)."""
 
     def add_routes(self, app: web.Application, gateway: "Gateway") -> None:
-        """Extra HTTP routes on the gateway's port (added before the catch-all 403)."""
+        """Extra HTTP routes on the gateway's port (added before the catch-all 403): pages and tokens for
+        clients, served to other machines too, like the WebSocket endpoint (`this_machine_only`)."""
 
     def before_serving(self, gateway: "Gateway") -> None:
         """Runs once local AWS is up and before the port accepts connections (e.g. seed a secret)."""
@@ -126,12 +128,18 @@ class Gateway:
         return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
     @property
+    def url_host(self) -> str:
+        """`local_host` as a URL writes it: an IPv6 address (`--host ::1`) in brackets."""
+        host = self.local_host
+        return f"[{host}]" if ":" in host else host
+
+    @property
     def http_url(self) -> str:
-        return f"http://{self.local_host}:{self.port}"
+        return f"http://{self.url_host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.local_host}:{self.port}/{self.config.stage}"
+        return f"ws://{self.url_host}:{self.port}/{self.config.stage}"
 
     @property
     def connections_url(self) -> str:
@@ -189,7 +197,8 @@ class Gateway:
                                                    self.aws.dynamodb_endpoint, self.runtime, self.console)
             await self.stream_events.start()  # at LATEST before the port serves: no change is missed
         if self.config.reload:
-            self._code_watcher = CodeWatcher(self._watched_paths(), self._on_files_changed, self.config.reload_interval)
+            self._code_watcher = CodeWatcher(self._watched_paths(), self._on_files_changed, self.config.reload_interval,
+                                             report=self.console.line)
             await self._code_watcher.start()
         self._runner = web.AppRunner(
             self._build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, **PARSER_LIMITS,
@@ -247,7 +256,7 @@ class Gateway:
             return
         hit = {
             lid for lid, spec in self.stack.functions.items()
-            if any(_under(p, d) for p in paths for d in (spec.code_dir, *spec.layer_dirs))
+            if any(is_under(p, (spec.code_dir, *spec.layer_dirs)) for p in paths)
         }
         retired = self.runtime.retire(hit)
         if retired:
@@ -276,7 +285,7 @@ class Gateway:
         self.selector = RouteSelector(api.selection_expression, api.routes.keys())
         self._services = self._session_services()
         if self._code_watcher is not None:
-            self._code_watcher.roots = self._watched_paths()
+            await self._code_watcher.watch(self._watched_paths())
         parts = [f"{what} {', '.join(ids)}" for what, ids in (("new", added), ("changed", changed), ("removed", removed)) if ids]
         self.console.line(
             "Template reloaded: " + ("; ".join(parts) or "no function changed")
@@ -295,16 +304,19 @@ class Gateway:
     def _build_app(self) -> web.Application:
         assert self.aws is not None
         self._other_services = OtherAwsServices(self.aws, self.console.line)
-        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[request_size_limits, self._other_services.middleware])
+        app = web.Application(client_max_size=8 * 1024 * 1024,
+                              middlewares=[request_size_limits, this_machine_only, self._other_services.middleware])
         if self.extras is not None:
-            self.extras.add_routes(app, self)
+            with open_to_the_network(app):
+                self.extras.add_routes(app, self)
         assert self.connections_api is not None
         self.connections_api.add_routes(app)
         assert self.lambda_api is not None
         self.lambda_api.add_routes(app)
         self.parameter_store.add_routes(app, self._not_found)
-        app.router.add_get("/{stage}", self._ws_handler)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        with open_to_the_network(app):  # every other route answers this machine only
+            app.router.add_get("/{stage}", self._ws_handler)
+            app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
     async def stop(self) -> None:
@@ -406,10 +418,6 @@ class Gateway:
         if self.extras is not None:
             lines += self.extras.banner(self)
         return lines
-
-
-def _under(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 def _shown(path: Path) -> str:

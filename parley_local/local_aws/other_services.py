@@ -10,15 +10,13 @@ console line says so). Requests without a signature are the gateway's (a browser
 client) and are left alone.
 
 These services, and the SSM `parameter_store` beside them, hold the dev JWT secret and every
-table: with `parley dev --host 0.0.0.0` the port is on the LAN, so they answer only peers on this
-machine (loopback) and refuse others with a 403 `AccessDeniedException`, as moto and DynamoDB
-Local, which listen on 127.0.0.1, would.
+table: the gateway's `this_machine_only` middleware, in front of this one, refuses such calls from
+other machines (`forwarded_service` tells it which calls this module takes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import re
 import uuid
@@ -34,40 +32,6 @@ _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request"
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length",
                          "proxy-authorization", "proxy-authenticate", "trailer"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-NOT_FROM_THIS_MACHINE = ("parley dev serves its local AWS services (SSM, DynamoDB, moto) to this machine only; "
-                         "call them from here (127.0.0.1), not over the network.")
-
-
-def is_loopback_peer(remote: str | None) -> bool:
-    """Whether a request's peer address (`request.remote`) is this machine: 127.0.0.0/8, ::1 or IPv4-mapped."""
-    try:
-        address = ipaddress.ip_address(remote or "")
-    except ValueError:  # no address (None, a Unix socket) is not known to be local
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
-def is_from_this_machine(request: web.Request) -> bool:
-    """A loopback peer, or one that connected to this machine's own address from this machine (a
-    handler reaching `https://{domainName}/{stage}` while `parley dev --host 0.0.0.0` serves a LAN)."""
-    if is_loopback_peer(request.remote):
-        return True
-    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
-    return bool(request.remote) and isinstance(sockname, tuple) and bool(sockname) and request.remote == sockname[0]
-
-
-def refuse_unless_from_this_machine(request: web.Request) -> web.Response | None:
-    """None for a peer on this machine; otherwise the AWS-style JSON 403 that tells the caller why.
-
-    Why: nothing here checks a signature, so with `--host 0.0.0.0` anyone on the network could
-    otherwise read the dev secret, reach every table, invoke any function with a made-up identity
-    or post to any connection. The WebSocket endpoint itself stays open to the network."""
-    if is_from_this_machine(request):
-        return None
-    return aws_json(403, {"__type": "AccessDeniedException", "message": NOT_FROM_THIS_MACHINE},
-                    headers={"x-amzn-ErrorType": "AccessDeniedException"})
 
 
 def aws_json(status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> web.Response:
@@ -87,6 +51,12 @@ def signing_service(authorization: str, query_credential: str | None = None) -> 
     return match.group(1) if match else None
 
 
+def forwarded_service(request: web.Request) -> str | None:
+    """The service of a signed call this module forwards (one the gateway does not serve itself), or None."""
+    service = signing_service(request.headers.get("Authorization", ""), request.query.get("X-Amz-Credential"))
+    return None if service in SERVED_BY_THE_GATEWAY else service
+
+
 class OtherAwsServices:
     """An aiohttp middleware that forwards signed calls for services the gateway does not serve."""
 
@@ -99,12 +69,9 @@ class OtherAwsServices:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        service = signing_service(request.headers.get("Authorization", ""), request.query.get("X-Amz-Credential"))
-        if service is None or service in SERVED_BY_THE_GATEWAY:
+        service = forwarded_service(request)
+        if service is None:
             return await handler(request)
-        refusal = refuse_unless_from_this_machine(request)
-        if refusal is not None:
-            return refusal
         try:
             endpoint = await self._endpoint(service)
         except Exception as error:  # moto could not start: say so to the caller, as a service error

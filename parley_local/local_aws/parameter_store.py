@@ -16,10 +16,10 @@ parameters are readable); reading such a name here is `ParameterNotFound`. parle
 labels (`LabelParameterVersion` is not served), so a `name:label` selector is refused with
 `ParameterNotFound`: the AWS documentation we found does not name the code for an unknown label
 (GetParameter documents only `ParameterNotFound` and `ParameterVersionNotFound`), so this is our
-choice, not a verified copy. SSM is answered only to callers on this machine (`other_services`). Signatures and IAM are not checked
-(`sam validate --lint` and the template's policies cover IAM); SecureString values are kept in
-the clear, and read without `WithDecryption` they come back as an opaque token, as AWS's do.
-Values are never logged.
+choice, not a verified copy. SSM is answered only to callers on this machine (the gateway's
+`this_machine_only` middleware). Signatures and IAM are not checked (`sam validate --lint` and
+the template's policies cover IAM); SecureString values are kept in the clear, and read without
+`WithDecryption` they come back as an opaque token, as AWS's do. Values are never logged.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from .account import ACCOUNT_ID, REGION
-from .other_services import aws_json, refuse_unless_from_this_machine
+from .other_services import aws_json
 
 TARGET_PREFIX = "AmazonSSM."
 TYPES = ("String", "StringList", "SecureString")
@@ -139,7 +139,7 @@ class ParameterStore:
         async def route(request: web.Request) -> web.StreamResponse:
             if not request.headers.get("X-Amz-Target", "").startswith(TARGET_PREFIX):
                 return await not_ssm(request)
-            return refuse_unless_from_this_machine(request) or await self.handle(request)
+            return await self.handle(request)
 
         app.router.add_post("/", route)
 

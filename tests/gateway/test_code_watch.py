@@ -1,4 +1,5 @@
-"""The code watcher's snapshot is taken before `start()` returns, so no save after ready is missed."""
+"""The code watcher: its snapshot is taken before `start()` returns, so no save after ready is missed;
+folders watched from a redeploy on are snapshots, not changes."""
 
 from __future__ import annotations
 
@@ -46,3 +47,57 @@ async def test_a_burst_of_saves_is_reported_once_it_settles(tmp_path: Path):
         assert reported.empty()  # one report for the burst
     finally:
         watcher.stop()
+
+
+async def test_a_newly_watched_folder_is_a_snapshot_not_a_change_and_a_dropped_one_is_forgotten(tmp_path: Path):
+    """A redeploy that moves a function to another CodeUri watches that folder from then on: its files
+    exist already and are not news (reporting them would retire the function again and print a
+    spurious "Reloaded" line), while an edit under a folder watched before and after still is."""
+    kept, dropped, added = (tmp_path / name for name in ("kept", "dropped", "added"))
+    for folder in (kept, dropped, added):
+        folder.mkdir()
+        (folder / "app.py").write_text("x = 0\n")
+    reported: asyncio.Queue[set[Path]] = asyncio.Queue()
+
+    async def on_change(paths: set[Path]) -> None:
+        reported.put_nowait(paths)
+
+    watcher = CodeWatcher([kept, dropped], on_change, interval_s=0.05)
+    await watcher.start()
+    try:
+        (kept / "app.py").write_text("x = 1  # saved just before the redeploy took effect\n")
+        await watcher.watch([kept, added])
+        assert await asyncio.wait_for(reported.get(), 5) == {kept / "app.py"}
+        await asyncio.sleep(0.5)
+        assert reported.empty()  # nothing under `added` (already there) or `dropped` (no longer watched)
+        (added / "app.py").write_text("x = 2  # edited after the redeploy\n")
+        assert await asyncio.wait_for(reported.get(), 5) == {added / "app.py"}
+    finally:
+        watcher.stop()
+
+
+async def test_a_failed_redeploy_is_reported_and_the_watcher_goes_on(tmp_path: Path):
+    source = tmp_path / "app.py"
+    source.write_text("x = 0\n")
+    reported: asyncio.Queue[set[Path]] = asyncio.Queue()
+    said: list[str] = []
+
+    calls: list[set[Path]] = []
+
+    async def on_change(paths: set[Path]) -> None:
+        calls.append(paths)
+        reported.put_nowait(paths)
+        if len(calls) == 1:
+            raise RuntimeError("the redeploy broke")
+
+    watcher = CodeWatcher([tmp_path], on_change, interval_s=0.05, report=said.append)
+    await watcher.start()
+    try:
+        source.write_text("x = 1\n")
+        assert await asyncio.wait_for(reported.get(), 5) == {source}
+        source.write_text("x = 22\n")
+        assert await asyncio.wait_for(reported.get(), 5) == {source}  # still watching after the failure
+        assert len(said) == 1 and "RuntimeError: the redeploy broke" in said[0] and "still watching" in said[0]
+    finally:
+        watcher.stop()
+

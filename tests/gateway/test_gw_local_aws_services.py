@@ -19,8 +19,8 @@ from aiohttp.test_utils import make_mocked_request
 from botocore.exceptions import ClientError
 
 from parley_local.local_aws.account import aws_client
-from parley_local.local_aws.other_services import OtherAwsServices, is_from_this_machine, is_loopback_peer, signing_service
-from parley_local.local_aws.parameter_store import ParameterStore
+from parley_local.gateway.this_machine_only import is_from_this_machine, is_loopback_peer
+from parley_local.local_aws.other_services import OtherAwsServices, signing_service
 from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
 
 
@@ -181,41 +181,6 @@ def test_only_a_loopback_peer_is_this_machine(remote: str | None, local: bool):
     assert is_loopback_peer(remote) is local
 
 
-def _from_the_lan(headers: dict[str, str]) -> web.Request:
-    transport = mock.Mock()
-    transport.get_extra_info.side_effect = lambda key, default=None: ("192.168.1.20", 50123) if key == "peername" else default
-    return make_mocked_request("POST", "/", headers=headers, transport=transport)
-
-
-async def _refused(answer: web.StreamResponse) -> None:
-    assert isinstance(answer, web.Response) and answer.status == 403
-    error = json.loads(answer.body)  # type: ignore[arg-type]
-    assert error["__type"] == "AccessDeniedException" and "this machine only" in error["message"]
-
-
-async def test_ssm_and_forwarded_calls_from_another_machine_are_refused_and_change_nothing():
-    store = ParameterStore()
-    app = web.Application()
-    not_ssm = mock.AsyncMock(return_value=web.Response(status=403))
-    store.add_routes(app, not_ssm)
-    [ssm_route] = [r for r in app.router.routes() if r.method == "POST"]
-    put = _from_the_lan({"X-Amz-Target": "AmazonSSM.PutParameter"})
-    await _refused(await ssm_route.handler(put))
-    with pytest.raises(Exception, match="not found"):
-        store.get("/parley/dev/jwt-secret")
-
-    aws = mock.Mock(moto=None, dynamodb_endpoint="http://127.0.0.1:9")
-    services = OtherAwsServices(aws, announce=mock.Mock())
-    handler = mock.AsyncMock()
-    for service in ("dynamodb", "sqs"):
-        signed = _from_the_lan({"Authorization": f"AWS4-HMAC-SHA256 Credential=AKID/20261129/us-east-1/{service}/aws4_request, "
-                                                 "SignedHeaders=host, Signature=ab"})
-        await _refused(await services.middleware(signed, handler))
-    handler.assert_not_called()
-    aws.moto_endpoint.assert_not_called()  # nothing was started for the stranger
-    assert services._session is None
-
-
 async def test_a_loopback_ssm_call_over_the_socket_is_answered(gw: RunningGateway):
     status, error = await _ssm_call(gw, "GetParameter", {"Name": "/tests/ssm/never-put"})
     assert (status, error["__type"]) == (400, "ParameterNotFound")
@@ -246,15 +211,3 @@ def _request(peer: str, local: str | None, path: str = "/") -> web.Request:
 def test_this_machine_is_loopback_or_a_peer_at_the_address_it_connected_to(peer: str, local: str | None, mine: bool):
     assert is_from_this_machine(_request(peer, local)) is mine
 
-
-async def test_lambda_invoke_and_connections_calls_from_another_machine_are_refused_before_anything_runs():
-    from parley_local.gateway.connections_api import ConnectionsApi
-    from parley_local.gateway.lambda_invoke_api import LambdaInvokeApi
-
-    runtime, lookup, delete = mock.Mock(), mock.Mock(), mock.Mock()
-    invoke_api = LambdaInvokeApi(runtime, mock.Mock(), mock.Mock())
-    await _refused(await invoke_api._invoke(_request("192.168.1.31", "192.168.1.20")))
-    assert not runtime.mock_calls  # no function was looked up, let alone invoked
-    connections = ConnectionsApi("dev", lookup, delete, 0.0, 10)
-    await _refused(await connections.handle(_request("192.168.1.31", "192.168.1.20", "/dev/@connections/abc=")))
-    assert not lookup.called and not delete.called

@@ -6,6 +6,7 @@ can edit code and template on disk while a gateway serves them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -161,3 +162,20 @@ async def test_broken_template_keeps_the_previous_one(live: RunningGateway, stac
     async with websockets.connect(live.ws_url, open_timeout=10) as ws:
         assert (await echo(ws))["route"] == "echo"
     assert json.dumps(environments(live))  # the runtime is intact
+
+
+async def test_a_function_moved_to_another_code_folder_is_reloaded_once_by_the_template(live: RunningGateway, stack_dir: Path):
+    """The moved function's new folder is watched from the redeploy on; its files are not news, so no
+    spurious "Reloaded" line and no second retirement of the environment that served since."""
+    shutil.copytree(stack_dir / "functions", stack_dir / "moved")
+    edit(stack_dir / "moved" / "echo.py", '"route": event', '"moved": True, "route": event')
+    template = stack_dir / "template.yaml"
+    edit(template, "      Handler: echo.handler\n", "      Handler: echo.handler\n      CodeUri: moved/\n")
+    line = wait_for(lambda: lines_with(live, "Template reloaded"), 10, what="the template line")[0]
+    assert "changed EchoFunction" in line
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        assert (await echo(ws))["moved"] is True
+        await asyncio.sleep(1.0)  # ten looks at the files
+        assert not lines_with(live, "Reloaded"), lines_with(live, "Reloaded")
+        assert (await echo(ws))["moved"] is True
+    assert "cold start" not in [line for line in live.console.lines if " echo " in line][-1]
