@@ -159,9 +159,11 @@ def test_the_ledger_is_bounded_and_drops_past_windows_first():
     assert ledger.unflushed("chat", "a", 7) == 0 and ledger.unflushed("chat", "b", 7) == 1
 
 
-def test_a_batch_below_one_is_refused():
-    with pytest.raises(ValueError, match="chat counter batch must be at least 1"):
-        RateLimits(chat=30, chat_batch=0)
+def test_a_batch_below_one_counts_every_frame_at_once_and_is_not_checked_per_request():
+    """The deployment's batches are refused at cold start (parley.aws.config); the value built per request is not re-checked."""
+    limits = RateLimits(chat=30, chat_batch=0)
+    ledger = AllowanceLedger()
+    assert [ledger.take("chat", "a", 7, limits.chat, limits.chat_batch) for _ in range(3)] == [1, 1, 1]
 
 
 def test_a_batch_above_the_allowance_counts_every_frame_at_once():

@@ -23,7 +23,10 @@ class RateLimits:
     """Per-user allowances per window: `chat` for chat messages, `signals` for typing and read receipts.
 
     `chat_batch` and `signals_batch` are the `k` of `AllowanceLedger`: 1 counts every frame on the
-    shared counter at once (exact across environments, one counter write per frame).
+    shared counter at once (exact across environments, one counter write per frame), and so does a
+    batch above the allowance (the ledger could never stay `k` below the limit) or below 1. The
+    deployment's batches are checked once, at cold start, by `parley.aws.config.Settings`: this
+    value is built per request, and a check here would fail every request instead of the start.
     """
 
     chat: int = 30
@@ -31,15 +34,6 @@ class RateLimits:
     window_seconds: int = 10
     chat_batch: int = 1
     signals_batch: int = 1
-
-    def __post_init__(self) -> None:
-        # A batch above the allowance is allowed and means what 1 means: the ledger then never
-        # accepts a frame from memory (it could not stay `batch` below the limit), so every frame
-        # is counted at once. Deploy-time parameters cannot be compared in a CloudFormation Rule,
-        # and refusing the combination at import would take every function down.
-        for name, batch in (("chat", self.chat_batch), ("signals", self.signals_batch)):
-            if batch < 1:
-                raise ValueError(f"the {name} counter batch must be at least 1, got {batch}")
 
     def limit_of(self, kind: str) -> int:
         return self.chat if kind == "chat" else self.signals
