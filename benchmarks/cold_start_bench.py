@@ -9,7 +9,7 @@ message functions, the Powertools SSM provider for the authorizer, none for `$co
 nothing). The floor is a fresh process doing `import boto3` and creating the same clients with boto3.
 Runs are interleaved in shuffled rounds (one warm-up round discarded) so noise hits all alike.
 
-    .venv/bin/python benchmarks/cold_start_bench.py [--repeat 7] [--json out.json]
+    .venv/bin/python benchmarks/cold_start_bench.py [--repeat 7] [--json out.json] [--functions connect authorizer]
 """
 
 from __future__ import annotations
@@ -96,12 +96,18 @@ def importtime_offenders(code: str, env: dict[str, str], top: int = 12) -> list[
     return sorted(by_package.items(), key=lambda kv: -kv[1])[:top]
 
 
-def run(repeat: int) -> dict:
+def run(repeat: int, only: list[str] | None = None) -> dict:
+    """`only`: these function folders (and the floors they are compared with) instead of all."""
     envs = function_envs()
     folders = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists())
+    if only:
+        unknown = sorted(set(only) - set(folders))
+        if unknown:
+            raise SystemExit(f"no such function folder: {', '.join(unknown)} (functions/ has {', '.join(folders)})")
+        folders = sorted(set(only))
     jobs: dict[str, tuple[str, dict[str, str]]] = {}
-    for name, body in FLOORS.items():
-        jobs[f"floor:{name}"] = (TIMED.format(body=body), lambda_env({}, None))
+    for name in sorted({clients_of(folder) for folder in folders}):
+        jobs[f"floor:{name}"] = (TIMED.format(body=FLOORS[name]), lambda_env({}, None))
     for folder in folders:
         jobs[folder] = (function_code(folder), lambda_env(envs.get(folder, {}), folder))
     walls: dict[str, list[float]] = defaultdict(list)
@@ -151,8 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--functions", nargs="+", metavar="FOLDER", help="only these functions/ folders (default: all)")
     args = parser.parse_args()
-    data = run(args.repeat)
+    data = run(args.repeat, args.functions)
     publish(report(data), data, args.json)
 
 

@@ -16,7 +16,7 @@ Measured parts (warm environments: each child runs its handler once uncapped bef
   rest of the room to: the real fan-out function's `run_fanout` on the event the Invoke stand-in
   accepted, at FanoutFunction's share, reading the room's remaining pages, recording their page
   plans and dispatching their shards (when the stand-in accepted each);
-- one fan-out shard (`ChatService.deliver_shard`: claims in DynamoDB, then the posts) at several
+- one fan-out shard (`ChatService.run_fanout` on a `ShardJob`: claims in DynamoDB, then the posts) at several
   MemorySizes and shard sizes.
 
 Last post in a large room is *composed*, because this machine has 2 cores and a room of 10,000
@@ -217,7 +217,7 @@ def child_continuation(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_shard(spec: dict[str, Any]) -> dict[str, Any]:
-    """`deliver_shard` (claims included) on slices of a seeded room; warm-up uncapped, then timed at each share."""
+    """`run_fanout` of a `ShardJob` (claims included) on slices of a seeded room; warm-up uncapped, then timed at each share."""
     import parley.aws.lambda_routes as routes
     from parley.core.ids import new_ulid
     from parley.core.model import ShardJob
@@ -230,7 +230,7 @@ def child_shard(spec: dict[str, Any]) -> dict[str, Any]:
     def deliver(size: int, shard: int) -> float:
         job = ShardJob("bench", new_ulid(), shard, frame, tuple((connection_id(n), f"user{n}") for n in range(size)))
         started = time.perf_counter()
-        result = service.deliver_shard(job)
+        result = service.run_fanout(job)
         seconds = time.perf_counter() - started
         assert len(result.delivered) == size and not result.failed, result
         return seconds

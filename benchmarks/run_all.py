@@ -414,7 +414,7 @@ def section_lambda_share(d: dict) -> list[str]:
         "the function's CPU. Environments are warm: each child runs its handler once before timing. "
         "Durations are medians; $ per million at arm64 prices ($0.0000133334/GB-s, billed per started ms, + $0.20/M requests).",
         "",
-        f"**MemorySize, measured.** `chat_message` (median of {d.get('repeat', 3)}), the fan-out shard (`deliver_shard`: claims "
+        f"**MemorySize, measured.** `chat_message` (median of {d.get('repeat', 3)}), the fan-out shard (`run_fanout` of a `ShardJob`: claims "
         f"in DynamoDB, then the posts; slowest of {d['shard_samples']} samples, median in brackets).",
         "",
         f"| MemorySize | vCPU | `chat_message`, room of 10 | $/M messages | `chat_message` dispatching a room of 1,000 "

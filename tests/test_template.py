@@ -176,12 +176,17 @@ def _function_grants(resources: dict, logical: str) -> set[tuple[str, str]]:
                 f"{logical}: only inline statements and this template's managed policies are allowed, got {policy!r}"
             statements = _statements(policy)
         grants |= _grants_of(statements)
-    # An IAM policy attached to the role SAM generates (only where the function's own ARN is the
-    # resource, which its Policies cannot name without a circular reference).
-    for res in resources.values():
-        if res["Type"] == "AWS::IAM::Policy" and {"Ref": f"{logical}Role"} in res["Properties"]["Roles"]:
-            grants |= _grants_of(_statements(res["Properties"]["PolicyDocument"]))
+    # A policy attached to the role SAM generates through its `Roles` (only where the function's own
+    # ARN is the resource, which its Policies cannot name without a circular reference).
+    for ref in _attached_to_role(resources, logical):
+        grants |= _grants_of(_statements(resources[ref]["Properties"]["PolicyDocument"]))
     return grants
+
+
+def _attached_to_role(resources: dict, logical: str) -> list[str]:
+    """The IAM policies (managed or not) whose `Roles` name the role SAM generates for `logical`."""
+    return [ref for ref, res in resources.items() if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+            and {"Ref": f"{logical}Role"} in res["Properties"].get("Roles", [])]
 
 
 def _grants_of(statements: list[dict]) -> set[tuple[str, str]]:
@@ -548,6 +553,17 @@ EXPECTED_GRANTS = {
 @pytest.mark.parametrize("logical", sorted(EXPECTED_GRANTS))
 def test_least_privilege_per_function(resources, logical):
     assert _function_grants(resources, logical) == EXPECTED_GRANTS[logical]
+
+
+def test_one_policy_grants_the_invoke_of_the_fan_out_function(resources):
+    """The broadcasting functions name ShardDispatchPolicy in their Policies; FanoutFunction, whose own
+    ARN its Policies cannot name, gets the same policy through its `Roles`, and no other role does."""
+    granting = [owner for owner, statement in _all_statements(resources)
+                if SHARD_DISPATCH in _grants_of([statement])]
+    assert granting == ["ShardDispatchPolicy"]
+    assert resources["ShardDispatchPolicy"]["Properties"]["Roles"] == [{"Ref": "FanoutFunctionRole"}]
+    holders = {logical for logical, grants in EXPECTED_GRANTS.items() if SHARD_DISPATCH in grants}
+    assert {logical for logical in holders if _attached_to_role(resources, logical)} == {"FanoutFunction"}
 
 
 def test_secret_decrypt_only_through_ssm(resources):

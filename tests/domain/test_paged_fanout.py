@@ -98,7 +98,10 @@ def test_a_retried_continuation_delivers_to_no_one_twice_even_when_members_joine
     assert all(len(ids) <= 1 for ids in got.values()), "someone got the message twice"
     throughout = [c for c in clients if c not in leaving]
     assert [c.user_id for c in throughout if not got[c.connection_id]] == []  # nobody present throughout is skipped
-    assert len(newcomers) == 30
+    # The newcomers' connections sort after everyone's, past the pages the dead attempt recorded (it died
+    # by its 8th job, before the last page's plan): the retries read them fresh, so the join between the
+    # attempts is really exercised, and each newcomer got the message exactly once.
+    assert [c.user_id for c in newcomers if len(got[c.connection_id]) != 1] == []
 
 
 def test_a_continuation_lambda_would_not_take_is_run_by_the_handler_itself():

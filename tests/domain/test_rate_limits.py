@@ -159,9 +159,32 @@ def test_the_ledger_is_bounded_and_drops_past_windows_first():
     assert ledger.unflushed("chat", "a", 7) == 0 and ledger.unflushed("chat", "b", 7) == 1
 
 
-def test_a_batch_below_one_is_refused():
-    with pytest.raises(ValueError, match="chat counter batch must be at least 1"):
-        RateLimits(chat=30, chat_batch=0)
+def test_a_user_dropped_from_a_full_ledger_is_re_read_from_the_shared_counter():
+    """Dropping an entry of the current window forgets what the counter said: the user's next frame
+    asks it again, so no one gets a fresh allowance from this environment's memory limit."""
+    ledger, counter = AllowanceLedger(max_users=2), SharedCounter()
+    assert all(frame(ledger, counter, limit=30, batch=5) for _ in range(28))
+    assert counter.totals[("chat", "alice", 7)] == 28 and ledger.unflushed("chat", "alice", 7) == 0
+    for user in ("bob", "carol"):  # full with alice and bob: carol's frame drops alice
+        frame(ledger, counter, limit=30, batch=5, user=user)
+    writes = counter.writes
+    assert [frame(ledger, counter, limit=30, batch=5) for _ in range(4)] == [True, True, False, False]
+    assert counter.writes - writes == 4 and counter.totals[("chat", "alice", 7)] == 32  # every frame counted
+
+
+def test_after_a_drop_only_the_window_it_happened_in_asks_the_counter_first():
+    ledger = AllowanceLedger(max_users=1)
+    ledger.take("chat", "alice", 7, 30, 5)
+    assert ledger.take("chat", "bob", 7, 30, 5) == 0  # nothing forgotten yet; drops alice in window 7
+    assert ledger.take("chat", "carol", 7, 30, 5) == 1  # carol may have been dropped: counted at once
+    assert ledger.take("chat", "alice", 8, 30, 5) == 0  # drops carol's past window: nothing forgotten in 8
+
+
+def test_a_batch_below_one_counts_every_frame_at_once_and_is_not_checked_per_request():
+    """The deployment's batches are refused at cold start (parley.aws.config); the value built per request is not re-checked."""
+    limits = RateLimits(chat=30, chat_batch=0)
+    ledger = AllowanceLedger()
+    assert [ledger.take("chat", "a", 7, limits.chat, limits.chat_batch) for _ in range(3)] == [1, 1, 1]
 
 
 def test_a_batch_above_the_allowance_counts_every_frame_at_once():

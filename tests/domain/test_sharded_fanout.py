@@ -35,7 +35,7 @@ def test_a_shard_retried_after_a_crash_posts_to_no_one_twice():
     clients[0].send("chat_message", {"roomId": "hall", "message": "once"})
     job, other = world.shards.jobs
     world.shards.jobs.clear()
-    world.service().deliver_shard(other)
+    world.service().run_fanout(other)
     sends = []
     original = world.sender.send
 
@@ -47,10 +47,10 @@ def test_a_shard_retried_after_a_crash_posts_to_no_one_twice():
 
     world.sender.send = dies_on_the_second_chunk
     with pytest.raises(RuntimeError):
-        world.service().deliver_shard(job)
+        world.service().run_fanout(job)
     world.sender.send = original
-    world.service().deliver_shard(job)  # Lambda's retry of the same event
-    world.service().deliver_shard(ShardJob.from_event(json.loads(json.dumps(job.to_event()))))  # and another
+    world.service().run_fanout(job)  # Lambda's retry of the same event
+    world.service().run_fanout(ShardJob.from_event(json.loads(json.dumps(job.to_event()))))  # and another
     world.collect()
     got = {c.user_id: received(c) for c in clients}
     assert all(len(ids) <= 1 for ids in got.values())  # nobody twice

@@ -7,14 +7,12 @@ sender: it runs before every connection and should be the cheapest function of a
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
 from .jwt_verification import JwtVerifier, TokenRejected, hs256_verifier, origin_allowed, policy, rs256_verifier
-from .observability import logger
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+from .observability import Handler, logger
 
 
 def _jwt_secret() -> str:

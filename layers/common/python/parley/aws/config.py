@@ -46,6 +46,20 @@ class Settings:
     fanout_shard_size: int
     fanout_page_size: int
 
+    def __post_init__(self) -> None:
+        """A misconfigured deployment fails here, at cold start (the module builds `settings` on import),
+        naming the variable and its bound, rather than on each request with an error far from its cause."""
+        if not 1 <= self.max_message_length <= MAX_MESSAGE_BYTES_LIMIT:
+            raise RuntimeError(
+                f"MAX_MESSAGE_LENGTH must be 1..{MAX_MESSAGE_BYTES_LIMIT} bytes so a chat_message frame fits API Gateway's "
+                f"32 KB client frame, got {self.max_message_length}"
+            )
+        for variable, parameter, batch in (("CHAT_RATE_BATCH", "ChatRateBatch", self.chat_rate_batch),
+                                           ("SIGNAL_RATE_BATCH", "SignalRateBatch", self.signal_rate_batch)):
+            # Above the allowance is fine: every frame is then counted at once (RateLimits).
+            if batch < 1:
+                raise RuntimeError(f"{variable} (template parameter {parameter}) must be at least 1, got {batch}")
+
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(
@@ -78,11 +92,3 @@ class Settings:
 
 
 settings = Settings.from_env()
-if not 1 <= settings.max_message_length <= MAX_MESSAGE_BYTES_LIMIT:
-    raise RuntimeError(
-        f"MAX_MESSAGE_LENGTH must be 1..{MAX_MESSAGE_BYTES_LIMIT} bytes so a chat_message frame fits API Gateway's "
-        f"32 KB client frame, got {settings.max_message_length}"
-    )
-for _variable, _batch in (("CHAT_RATE_BATCH", settings.chat_rate_batch), ("SIGNAL_RATE_BATCH", settings.signal_rate_batch)):
-    if _batch < 1:  # above the allowance is fine: every frame is then counted at once (RateLimits)
-        raise RuntimeError(f"{_variable} must be at least 1, got {_batch}")

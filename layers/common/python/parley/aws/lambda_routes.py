@@ -1,15 +1,18 @@
-"""The Lambda handlers, one factory per kind of route: event in, `ChatService` call, response out.
+"""The Lambda handlers of the functions that use the chat, one factory per kind of route: event in,
+`ChatService` call, response out.
 
 Each `functions/<route>/app.py` is one line that picks its route here. The store and the
 over-limit memory are created once per execution environment, outside the handler, so warm
-invocations pay for neither; the sender is cached per endpoint in `management_api`.
+invocations pay for neither; the sender is cached per endpoint in `management_api`. `$connect`
+and the authorizer use none of that and have modules of their own (`connect_route`,
+`authorizer_route`), so their cold starts do not import it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
 
@@ -18,14 +21,12 @@ from ..core.model import BadFanoutEvent, Caller, PresenceChange, ShardJob, fanou
 from ..core.ports import ShardDispatcher
 from ..core.rate_limits import AllowanceLedger, OverLimitMemory, RateLimits
 from ..core.service import ChatService
-from .apigw_events import ConnectEvent, DisconnectEvent, MessageEvent
+from .apigw_events import DisconnectEvent, MessageEvent
 from .config import settings
 from .dynamodb_store import DynamoChatStore
 from .lambda_invoke import LambdaShardDispatcher
 from .management_api import sender_for
-from .observability import count, logger, metrics, tracer
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+from .observability import Handler, count, instrumented, logger
 
 _store = DynamoChatStore(settings.connection_ttl_seconds, settings.idempotency_ttl_seconds)
 # Who this environment already refused for flooding lives as long as the environment does.
@@ -33,15 +34,6 @@ _over_limit = OverLimitMemory()
 # So does what it accepted of each user's allowance without writing the shared counter yet.
 _ledger = AllowanceLedger()
 _shards = LambdaShardDispatcher(settings.fanout_function_name) if settings.fanout_function_name else None
-
-
-def _instrumented(handler: Handler) -> Handler:
-    """Powertools around every route. The correlation id (the event's `requestId`) is appended by each
-    handler from the event it parsed anyway: the Logger's `correlation_id_path` runs a JMESPath query
-    per invocation, half of this wrapper's CPU (benchmarks/handler_cpu_bench.py)."""
-    traced = tracer.capture_lambda_handler(handler) if tracer is not None else handler
-    flushed = metrics.log_metrics(traced)
-    return logger.inject_lambda_context(clear_state=True)(flushed)
 
 
 # In order: the standard boto3 override (the local gateway sets it), then the API's execute-api URL
@@ -120,21 +112,7 @@ def message_route(route_key: str) -> Handler:
         service = _service(ctx.domain_name, ctx.stage)
         return _reply(service.handle_frame(route_key, body, _caller(ctx), request_id=ctx.request_id))
 
-    return _instrumented(handler)
-
-
-def connect_route() -> Handler:
-    """`$connect` accepts what the authorizer let in and writes nothing: no route reads a record of open
-    connections (API Gateway knows them, and a post to a gone one answers 410). Parsing the event still
-    refuses a `$connect` without the authorizer's context, so a route deployed without it fails closed."""
-
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        ctx = parse(event=event, model=ConnectEvent).request_context
-        logger.append_keys(connection_id=ctx.connection_id, route="$connect", correlation_id=ctx.request_id)
-        logger.info("connected", extra={"user_id": ctx.authorizer.principal_id})
-        return {"statusCode": 200}
-
-    return _instrumented(handler)
+    return instrumented(handler)
 
 
 def disconnect_route() -> Handler:
@@ -146,7 +124,7 @@ def disconnect_route() -> Handler:
         _service(ctx.domain_name, ctx.stage).disconnect(ctx.connection_id, user_id)
         return {"statusCode": 200}
 
-    return _instrumented(handler)
+    return instrumented(handler)
 
 
 def _presence_change(image: dict[str, Any]) -> PresenceChange:
@@ -194,7 +172,7 @@ def fanout_route() -> Handler:
         result = _broadcast_service(_own_shards()).run_fanout(work)
         return {"delivered": len(result.delivered), "gone": len(result.gone), "failed": len(result.failed)}
 
-    return _instrumented(handler)
+    return instrumented(handler)
 
 
 def presence_route() -> Handler:
@@ -210,4 +188,4 @@ def presence_route() -> Handler:
         _broadcast_service().announce_presence(changes)
         return {"changes": len(changes)}
 
-    return _instrumented(handler)
+    return instrumented(handler)

@@ -12,6 +12,7 @@ from memory (`OverLimitMemory`) and adds them to the shared counter in batches t
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 # A user sending this many times their allowance in one window is flooding: the connection is closed.
@@ -23,7 +24,10 @@ class RateLimits:
     """Per-user allowances per window: `chat` for chat messages, `signals` for typing and read receipts.
 
     `chat_batch` and `signals_batch` are the `k` of `AllowanceLedger`: 1 counts every frame on the
-    shared counter at once (exact across environments, one counter write per frame).
+    shared counter at once (exact across environments, one counter write per frame), and so does a
+    batch above the allowance (the ledger could never stay `k` below the limit) or below 1. The
+    deployment's batches are checked once, at cold start, by `parley.aws.config.Settings`: this
+    value is built per request, and a check here would fail every request instead of the start.
     """
 
     chat: int = 30
@@ -31,15 +35,6 @@ class RateLimits:
     window_seconds: int = 10
     chat_batch: int = 1
     signals_batch: int = 1
-
-    def __post_init__(self) -> None:
-        # A batch above the allowance is allowed and means what 1 means: the ledger then never
-        # accepts a frame from memory (it could not stay `batch` below the limit), so every frame
-        # is counted at once. Deploy-time parameters cannot be compared in a CloudFormation Rule,
-        # and refusing the combination at import would take every function down.
-        for name, batch in (("chat", self.chat_batch), ("signals", self.signals_batch)):
-            if batch < 1:
-                raise ValueError(f"the {name} counter batch must be at least 1, got {batch}")
 
     def limit_of(self, kind: str) -> int:
         return self.chat if kind == "chat" else self.signals
@@ -134,14 +129,21 @@ class AllowanceLedger:
     The counter still counts every frame in the end, refused ones included, so the flood close
     (which reads it) lags by at most `k - 1` frames per environment. A write that fails (the frame
     then gets `internal_error`) loses the at most `k - 1` frames it carried besides its own. Like `OverLimitMemory` it is
-    bounded: when full it drops past windows first, then the oldest user, whose at most `k - 1`
-    unflushed frames then go uncounted.
+    bounded: when full it drops the entry whose window began first, which is a past window's while
+    there is one, else the oldest user's, whose at most `k - 1` unflushed frames then go uncounted.
+    Once it has dropped an entry of the current window, it no longer knows who it forgot, so in that
+    window a user it has no entry for has their first frame counted at once: the counter's answer
+    restores the known total, and the limit holds for them as it did before.
     """
 
     def __init__(self, max_users: int = 10_000) -> None:
         self._max_users = max_users
-        # (allowance, user) -> [window, known counter total, accepted frames not yet on it]
-        self._entries: dict[tuple[str, str], list[int]] = {}
+        # (allowance, user) -> [window, known counter total, accepted frames not yet on it], in the
+        # order the entries' windows began: an environment serves one request at a time, so windows
+        # never decrease along it and the first entry is always the one to drop (O(1) to find).
+        self._entries: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+        # The latest window of which an entry was dropped before the window ended.
+        self._dropped_window = -1
 
     def take(self, kind: str, user_id: str, window: int, limit: int, batch: int) -> int:
         """One frame of `user_id` against allowance `kind` (`limit` per window, batches of `batch`).
@@ -152,6 +154,9 @@ class AllowanceLedger:
         """
         key = (kind, user_id)
         entry = self._entries.get(key)
+        if entry is None and window <= self._dropped_window:  # maybe dropped: ask the counter
+            self._entry(key, window)
+            return 1
         if entry is None or entry[0] != window:  # a new window: unflushed frames no longer matter
             entry = self._entry(key, window)
         pending = entry[2] + 1
@@ -173,13 +178,15 @@ class AllowanceLedger:
         return entry[2] if entry is not None and entry[0] == window else 0
 
     def _entry(self, key: tuple[str, str], window: int) -> list[int]:
+        """A fresh entry for `key` in `window`, placed last; when full, the first entry makes room."""
         self._entries.pop(key, None)
         if len(self._entries) >= self._max_users:
-            stale = [k for k, (w, _, _) in self._entries.items() if w < window]
-            for old in stale or [next(iter(self._entries))]:
-                del self._entries[old]
+            _, (dropped, _, _) = self._entries.popitem(last=False)
+            if dropped >= window:
+                self._dropped_window = max(self._dropped_window, dropped)
         entry = self._entries[key] = [window, 0, 0]
         return entry
 
     def clear(self) -> None:
         self._entries.clear()
+        self._dropped_window = -1

@@ -550,21 +550,17 @@ class ChatService:
         return result
 
     def run_fanout(self, work: FanoutWork) -> FanoutResult:
-        """The fan-out function's work: one slice of a large room, or the reading of the rest of one."""
+        """The fan-out function's work: one slice of a large room, or the reading of the rest of one.
+
+        A slice's connections are claimed (one conditional write per chunk) before they are posted
+        to, so a retry of a shard that died half way posts only to the ones never claimed: no one
+        gets the frame twice. The price of a crash is live delivery to at most one chunk, which has
+        the message in history (rejoin with `since`).
+        """
         try:
             return self._deliver_claimed(work) if isinstance(work, ShardJob) else self._continue(work)
         finally:
             self._drain_gone()
-
-    def deliver_shard(self, job: ShardJob) -> FanoutResult:
-        """Run one slice of a large room's fan-out (the fan-out function's work).
-
-        Connections are claimed (one conditional write per chunk) before they are posted to, so
-        a retry of a shard that died half way posts only to the ones never claimed: no one gets
-        the frame twice. The price of a crash is live delivery to at most one chunk, which has
-        the message in history (rejoin with `since`).
-        """
-        return self.run_fanout(job)
 
     def _continue(self, job: RoomContinuation) -> FanoutResult:
         """Read the room after `job.after` a page at a time and dispatch each page's shards.
