@@ -1,7 +1,7 @@
-"""CPU of one warm invocation of the handshake handlers and of the shared Lambda wrapper.
+"""CPU of one warm invocation of the handshake handlers, of the shared Lambda wrapper and of a fan-out shard.
 
 Every handshake through `parley dev` (and every connection on AWS) runs the authorizer and then
-`$connect`; every frame runs the wrapper `lambda_routes` puts around each route. This times them
+`$connect`; every frame runs the wrapper `parley.aws.observability` puts around each route. This times them
 as Lambda runs them warm: the real `functions/<name>/app.py` in a process of their own, against
 AWS's DynamoDB Local (a JVM, so its CPU is not counted), the JWT secret from the gateway's SSM
 stand-in (`parley_local.local_aws.parameter_store`, on a thread here), with the template's defaults
@@ -9,8 +9,10 @@ stand-in (`parley_local.local_aws.parameter_store`, on a thread here), with the 
 /dev/null, as Lambda's runtime takes them off stdout.
 
 The handlers: the authorizer (a valid HS256 token, an allowed Origin), `$connect` (no DynamoDB call),
-`ping` (no DynamoDB call: the wrapper, the parse and the reply) and `$disconnect` of a connection
-in no room. The figure is the handler process's CPU (time.process_time) per call, in microseconds:
+`ping` (no DynamoDB call: the wrapper, the parse and the reply), `$disconnect` of a connection
+in no room, and `fanout_shard`: the fan-out function on one shard of a large room's broadcast
+(`SHARD_RECIPIENTS` connections: the claims in DynamoDB, then a signed PostToConnection each to
+a stand-in `@connections` in a process of its own that answers 200 at once, over real HTTP). The figure is the handler process's CPU (time.process_time) per call, in microseconds:
 each round runs every handler `--calls` times after a short warm-up, and the median round is shown.
 
 This machine is shared, so absolute figures drift with its load. `--baseline DIR` (another checkout,
@@ -44,7 +46,9 @@ from parley_testing.template import ROOT
 
 import_the_layer()
 
-HANDLERS = ("authorizer", "connect", "ping", "disconnect")
+HANDLERS = ("authorizer", "connect", "ping", "disconnect", "fanout_shard")
+SHARD_RECIPIENTS = 100  # the template's FanoutShardSize
+TAG_DIGITS = {"this": "1", "baseline": "2", "profile": "3"}  # each tree's deliveries apart
 SECRET_PARAMETER = "/parley/bench/jwt-secret"
 ORIGIN = "https://chat.example.com"
 # ConnectionsTable: only for a `--baseline` tree from before `$connect` stopped writing one.
@@ -108,13 +112,21 @@ def measure(call: Callable[[int], Any], first: int, warmup: int, calls: int) -> 
     return (time.process_time() - started) / max(calls, 1) * 1e6
 
 
+def shard_event(tag: str, n: int) -> dict[str, Any]:
+    """The n-th shard of a broadcast of its own (a fresh delivery id: no claim is already taken)."""
+    recipients = [[f"{tag}-r{i:04d}=", f"user{i}"] for i in range(SHARD_RECIPIENTS)]
+    frame = json.dumps({"type": "chat_message", "data": {"roomId": "bench", "message": "hello, everyone", "user": "alice"}})
+    delivery = f"01K{TAG_DIGITS.get(tag, '9')}{n:022d}"
+    return {"roomId": "bench", "deliveryId": delivery, "shard": 0, "frame": frame, "recipients": recipients}
+
+
 def handler_calls(tag: str) -> dict[str, Callable[[int], Any]]:
     """Each handler as `call(n)`; `$disconnect`'s n-th call is for `$connect`'s n-th connection.
     The Logger writes to sys.stdout as it is when `parley` is imported: point it at /dev/null first."""
     from parley_testing.functions import load_function
     from parley_testing.lambda_events import JWT_SECRET, connect_event, connection_id, disconnect_event, jwt_token, message_event
 
-    functions = {name: load_function(name) for name in HANDLERS}
+    functions = {name: load_function(name) for name in ("authorizer", "connect", "ping", "disconnect", "fanout")}
     token = jwt_token({"exp": int(time.time()) + 3600}, key=JWT_SECRET)
     authorizer_event = {
         "type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/test/$connect",
@@ -134,6 +146,7 @@ def handler_calls(tag: str) -> dict[str, Callable[[int], Any]]:
         "connect": lambda n: invoke("connect", connect_event(cid(n), "alice", "Alice")),
         "ping": lambda n: invoke("ping", ping),
         "disconnect": lambda n: invoke("disconnect", disconnect_event(cid(n), "alice")),
+        "fanout_shard": lambda n: invoke("fanout", shard_event(tag, n)),
     }
     if invoke("authorizer", authorizer_event)["policyDocument"]["Statement"][0]["Effect"] != "Allow":
         raise RuntimeError("the authorizer refused the benchmark's token")
@@ -187,9 +200,13 @@ def main() -> None:
 
     ddb_local = DynamoDBLocal.start()
     ssm = SsmStandIn(JWT_SECRET)
+    connections = subprocess.Popen([sys.executable, "-m", "parley_testing.fake_connections_api"], cwd=ROOT, text=True,
+                                   stdout=subprocess.PIPE)
     children: dict[str, subprocess.Popen[str]] = {}
     try:
-        os.environ.update(AWS_ENDPOINT_URL_DYNAMODB=ddb_local.endpoint, AWS_ENDPOINT_URL_SSM=ssm.url)
+        assert connections.stdout is not None
+        os.environ.update(AWS_ENDPOINT_URL_DYNAMODB=ddb_local.endpoint, AWS_ENDPOINT_URL_SSM=ssm.url,
+                          AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI=connections.stdout.readline().strip())
         trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
         created: set[str] = set()
         for tree in trees.values():  # each tree's tables (a baseline may have one this tree dropped), each once
@@ -232,6 +249,8 @@ def main() -> None:
             process.wait(30)
         ssm.stop()
         ddb_local.stop()
+        connections.kill()
+        connections.wait(10)
 
 
 if __name__ == "__main__":

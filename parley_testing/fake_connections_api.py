@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -19,9 +19,14 @@ ERROR_TYPES = {410: "GoneException", 413: "PayloadTooLargeException", 429: "Limi
 
 
 class FakeConnectionsApi:
-    def __init__(self, latency_ms: float = 0.0, is_gone: Callable[[str], bool] = lambda connection_id: False) -> None:
+    def __init__(self, latency_ms: float = 0.0, is_gone: Callable[[str], bool] = lambda connection_id: False,
+                 credentials: Any = None) -> None:
+        """`credentials` (botocore's): every call's SigV4 signature is checked against them, and a
+        bad one is answered 403 InvalidSignatureException, as AWS does (listed in `bad_signatures`)."""
         self.latency = latency_ms / 1000
         self.is_gone = is_gone
+        self.credentials = credentials
+        self.bad_signatures: list[str] = []
         self.script: dict[str, list[int | str]] = {}  # connection id -> statuses to answer, in order
         self.attempts: dict[str, int] = defaultdict(int)  # PostToConnection calls per connection
         self.received: dict[str, list[bytes]] = defaultdict(list)
@@ -41,6 +46,8 @@ class FakeConnectionsApi:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             body = await request.read()
+            if (refused := self._check_signature(request, body)) is not None:
+                return refused
             if self.latency:
                 await asyncio.sleep(self.latency)
             with self._lock:
@@ -61,7 +68,21 @@ class FakeConnectionsApi:
         finally:
             self.in_flight -= 1
 
+    def _check_signature(self, request: web.Request, body: bytes) -> web.Response | None:
+        if self.credentials is None:
+            return None
+        from .sigv4_check import signature_problem
+
+        url = f"{request.scheme}://{request.host}{request.raw_path}"
+        problem = signature_problem(self.credentials, request.method, url, request.headers, body)
+        if problem is None:
+            return None
+        self.bad_signatures.append(problem)
+        return web.json_response({"message": problem}, status=403, headers={"x-amzn-ErrorType": "InvalidSignatureException"})
+
     async def _delete(self, request: web.Request) -> web.Response:
+        if (refused := self._check_signature(request, await request.read())) is not None:
+            return refused
         connection_id = unquote(request.match_info["id"])
         self.deleted.append(connection_id)
         if self.is_gone(connection_id):

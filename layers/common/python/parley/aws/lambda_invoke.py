@@ -18,13 +18,13 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 from urllib.parse import quote
 
 import urllib3
 
 from ..core.model import FanoutWork
-from .signed_http import backoff_s, retryable, signed_request
+from .signed_http import SigV4Signer, backoff_s, retryable, signed_request
 
 # Invoke calls in flight while handing out one broadcast's shards.
 MAX_PARALLEL_INVOKES = 32
@@ -45,11 +45,11 @@ class LambdaShardDispatcher:
         self._sleep = sleep
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._ready: tuple[Any, str, str, ThreadPoolExecutor] | None = None
+        self._ready: tuple[SigV4Signer, str, ThreadPoolExecutor] | None = None
         self._lock = threading.Lock()
 
-    def _client(self) -> tuple[Any, str, str, ThreadPoolExecutor]:
-        """Credentials, region, the Invoke URL and the threads, made once per environment."""
+    def _client(self) -> tuple[SigV4Signer, str, ThreadPoolExecutor]:
+        """The signer (credentials and region), the Invoke URL and the threads, made once per environment."""
         with self._lock:
             if self._ready is None:
                 from botocore.session import get_session
@@ -59,17 +59,17 @@ class LambdaShardDispatcher:
                 self._pool = urllib3.PoolManager(num_pools=2, maxsize=MAX_PARALLEL_INVOKES, block=True, retries=False,
                                                  timeout=urllib3.Timeout(connect=2.0, read=5.0))
                 threads = ThreadPoolExecutor(max_workers=MAX_PARALLEL_INVOKES, thread_name_prefix="invoke")
-                self._ready = (get_session().get_credentials(), region, url, threads)
+                self._ready = (SigV4Signer(get_session().get_credentials(), "lambda", region), url, threads)
             return self._ready
 
     def _invoke(self, job: FanoutWork) -> FanoutWork | None:
         """Queue one shard or continuation (202); the job back when Lambda would not take it after the retries."""
-        credentials, region, url, _ = self._client()
+        signer, url, _ = self._client()
         payload = json.dumps(job.to_event(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = {"X-Amz-Invocation-Type": "Event", "Content-Type": "application/json"}
         for attempt in range(MAX_ATTEMPTS):
             try:
-                status, error_type = signed_request(self._pool, credentials, "lambda", region, "POST", url, payload, headers)
+                status, error_type = signed_request(self._pool, signer, "POST", url, payload, headers)
                 if status == 202:
                     return None
                 if not retryable(status, error_type):
@@ -83,5 +83,5 @@ class LambdaShardDispatcher:
     def dispatch(self, jobs: Sequence[FanoutWork]) -> list[FanoutWork]:
         """Queue every job; returns the ones Lambda did not accept (throttled after retries, or
         no such function where this runs), for the caller to run itself."""
-        threads = self._client()[3]
+        threads = self._client()[2]
         return [job for job in threads.map(self._invoke, jobs) if job is not None]
