@@ -13,6 +13,7 @@ from typing import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from .gateway.addresses import ANY_INTERFACE, host_in_url
 from .gateway.server import Gateway
 from .gateway.template import Stack
 from .tokens import DEFAULT_TTL_S, dev_secret, make_token
@@ -48,8 +49,8 @@ def local_origins(stack: Stack, overrides: dict[str, str], host: str, extra: Seq
         if not origins or "*" in origins:  # any origin already
             return overrides[ORIGINS_PARAMETER]
     else:
-        hosts = list(LOCAL_PAGE_HOSTS) + ([host] if host not in (*LOCAL_PAGE_HOSTS, "0.0.0.0", "::", "") else [])
-        origins = [f"http://{h}:*" for h in hosts]
+        hosts = list(LOCAL_PAGE_HOSTS) + ([host] if host not in (*LOCAL_PAGE_HOSTS, *ANY_INTERFACE) else [])
+        origins = [f"http://{host_in_url(h)}:*" for h in hosts]
     origins += [o.strip().rstrip("/") for o in extra if o.strip() and o.strip().rstrip("/") not in origins]
     return ",".join(origins)
 

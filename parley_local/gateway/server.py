@@ -30,6 +30,7 @@ from ..local_aws.other_services import OtherAwsServices
 from ..local_aws.parameter_store import ParameterStore
 from ..local_aws.services import LocalAws
 from . import banner as banner_lines
+from .addresses import ANY_INTERFACE, host_in_url
 from .code_watch import CodeWatcher, is_under
 from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
@@ -125,13 +126,12 @@ class Gateway:
     @property
     def local_host(self) -> str:
         host = self.config.host
-        return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        return "127.0.0.1" if host in ANY_INTERFACE else host
 
     @property
     def url_host(self) -> str:
         """`local_host` as a URL writes it: an IPv6 address (`--host ::1`) in brackets."""
-        host = self.local_host
-        return f"[{host}]" if ":" in host else host
+        return host_in_url(self.local_host)
 
     @property
     def http_url(self) -> str:
