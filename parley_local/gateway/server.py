@@ -12,7 +12,8 @@ is `session.Session`; closing idle ones is `sweeper`; the ready banner is `banne
 Redeploys as on AWS: when a function's code, the layer or the template changes on disk
 (`code_watch`), the affected execution environments retire and the next invocation cold-starts
 on the new code; open sockets stay open. A new template's routes and authorizer apply to new
-connections (each session keeps the services it connected with).
+connections (each session keeps the services it connected with); its DynamoDB stream mappings
+replace the old ones as CloudFormation's would (`StreamEventPoller.redeploy`).
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ class Gateway:
             self.extras.before_serving(self)
         if self.config.prewarm:
             await self.runtime.prewarm(sorted(self._used_functions()))
-        if self.config.stream_events and self.stack.stream_sources:
-            self.stream_events = StreamEventPoller(self.stack.stream_sources, {t.logical_id: t.name for t in self.stack.tables},
+        if self.config.stream_events:  # also with none yet: a redeploy may add one
+            self.stream_events = StreamEventPoller(self.stack.stream_sources, _table_names(self.stack),
                                                    self.aws.dynamodb_endpoint, self.runtime, self.console)
             await self.stream_events.start()  # at LATEST before the port serves: no change is missed
         if self.config.reload:
@@ -276,6 +277,8 @@ class Gateway:
             reason = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
             self.console.line(f"Template changed but not applied ({reason}); still serving the previous template")
             return
+        if self.stream_events is not None:  # before the functions: a removed mapping invokes nothing more
+            await self.stream_events.redeploy(stack.stream_sources, _table_names(stack))
         added, changed, removed = await self.runtime.replace_functions(stack.functions)
         routing = [] if api.routes == self.api.routes else ["routes"]
         auth = lambda a: a.routes.get("$connect") and a.routes["$connect"].authorizer  # noqa: E731
@@ -418,6 +421,10 @@ class Gateway:
         if self.extras is not None:
             lines += self.extras.banner(self)
         return lines
+
+
+def _table_names(stack: Stack) -> dict[str, str]:
+    return {t.logical_id: t.name for t in stack.tables}
 
 
 def _shown(path: Path) -> str:
