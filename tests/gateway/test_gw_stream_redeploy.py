@@ -5,16 +5,13 @@ without losing or re-delivering a record: over a real gateway serving a copy of 
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from parley_local.local_aws.account import aws_client
-from parley_local.local_aws.dynamodb_local import DynamoDBLocalError, find_release
 from parley_testing.gateway_thread import FIXTURES, RunningGateway
 from parley_testing.waiting import wait_for
 
@@ -55,27 +52,15 @@ ADDED_FUNCTIONS = """  NewFunction:
 
 
 @pytest.fixture
-def stream_stack(tmp_path: Path) -> Path:
-    root = tmp_path / "stack"
-    root.mkdir()
-    shutil.copy(STREAM_TEMPLATE, root / "template.yaml")
-    for folder in ("functions", "layer"):
-        shutil.copytree(FIXTURES / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return root
+def stream_stack(copy_stack: Callable[[Path], Path]) -> Path:
+    return copy_stack(STREAM_TEMPLATE).parent
 
 
-@pytest.fixture(params=["moto", "local"])
-def stream_gw(request: pytest.FixtureRequest, stream_stack: Path, tmp_path: Path) -> Iterator[RunningGateway]:
-    """Both stream implementations: moto's (the tests' default) and DynamoDB Local's (`parley dev`'s default)."""
-    if request.param == "local":
-        try:
-            find_release()
-        except DynamoDBLocalError as exc:
-            if os.environ.get("CI"):
-                pytest.fail(str(exc), pytrace=False)
-            pytest.skip(str(exc))
+@pytest.fixture
+def stream_gw(stream_backend: str, stream_stack: Path, tmp_path: Path) -> Iterator[RunningGateway]:
+    """On both stream implementations (`stream_backend`)."""
     g = RunningGateway(stream_stack / "template.yaml", tmp_path / "records", stack_name=f"streams{time.time_ns() % 10**6}",
-                       reload_interval=0.1, dynamodb=request.param).start()
+                       reload_interval=0.1, dynamodb=stream_backend).start()
     yield g
     g.stop()
 
