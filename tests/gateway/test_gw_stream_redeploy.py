@@ -5,6 +5,7 @@ without losing or re-delivering a record: over a real gateway serving a copy of 
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -130,3 +131,27 @@ def test_a_redeploy_replaces_the_stream_mappings_without_losing_or_repeating_a_r
     assert "new HorizonFunctionFromTheStart (" in line and "from TRIM_HORIZON)" in line
     assert "removed DropFunctionDropped (stopped)" in line
     assert "KeepFunction" not in line
+
+
+def test_a_redeploy_adds_the_first_stream_mapping_of_a_stack_that_had_none(copy_stack: Callable[[Path], Path], tmp_path: Path):
+    template = copy_stack(STREAM_TEMPLATE)
+    template.write_text(re.sub(r"      Events:\n(?: {8,}.*\n)+", "", template.read_text()))  # the table, no mapping
+    g = RunningGateway(template, tmp_path / "records", stack_name=f"nostreams{time.time_ns() % 10**6}", reload_interval=0.1).start()
+    try:
+        assert g.stack.stream_sources == []
+        ddb = aws_client("dynamodb", g.gateway.aws.dynamodb_endpoint)
+        table = g.stack.tables[0].name
+
+        def put(keys: list[str]) -> None:
+            ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": k}}}} for k in keys]})
+
+        put(["a#0", "b#1"])
+        template.write_text(template.read_text().replace("  EchoFunction:\n", ADDED_FUNCTIONS))
+        line = wait_for(lambda: [text for text in g.console.lines if "DynamoDB stream mappings redeployed" in text], 30,
+                        what="the redeploy's stream line")[0]
+        assert "new NewFunctionAdded" in line and "new HorizonFunctionFromTheStart" in line
+        put(["a#2", "b#3"])
+        wait_for(lambda: keys_of(g, "NewFunction") == ["a#2", "b#3"] and keys_of(g, "HorizonFunction") == ["a#0", "b#1", "a#2", "b#3"],
+                 30, what="the items through the first mappings")
+    finally:
+        g.stop()
