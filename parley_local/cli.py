@@ -17,23 +17,19 @@ from pathlib import Path
 from typing import Sequence
 
 from .gateway.console import Console
+from .gateway.cfn import load_yaml
 from .gateway.template import TemplateError, load_stack
+from .parameter_overrides import OverrideRefused, ignored_line, parse_overrides, undeclared
 from .tokens import DEFAULT_TTL_S, make_token
 
 
-def _parameter_overrides(items: Sequence[str]) -> dict[str, str]:
-    """`K=V` pairs, or SAM's `ParameterKey=K,ParameterValue=V` form."""
-    out: dict[str, str] = {}
-    for item in items:
-        if item.startswith("ParameterKey="):
-            parts = dict(p.split("=", 1) for p in item.split(",", 1))
-            out[parts["ParameterKey"]] = parts.get("ParameterValue", "")
-        elif "=" in item:
-            k, v = item.split("=", 1)
-            out[k] = v
-        else:
-            raise SystemExit(f"--parameter-overrides: expected KEY=VALUE, got {item!r}")
-    return out
+def _declared_only(overrides: dict[str, str], template: Path) -> dict[str, str]:
+    """The overrides the template has a parameter for; the others are dropped as `sam deploy` drops them, with one line."""
+    declared = list(load_yaml(template).get("Parameters") or {})
+    unknown = undeclared(overrides, declared)
+    if unknown:
+        print(f"parley dev: warning: {ignored_line(unknown, declared, template.name)}", file=sys.stderr)
+    return {k: v for k, v in overrides.items() if k not in unknown}
 
 
 def _split(value: str) -> list[str]:
@@ -70,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "http://127.0.0.1:* (e.g. http://192.168.1.20:5173); `make dev ORIGINS=...` passes it")
     dev.add_argument("--post-latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every @connections call (simulates AWS)")
     dev.add_argument("--post-queue-limit", type=int, default=1000, metavar="N", help="@connections calls waiting on --post-latency-ms before 429")
-    dev.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    dev.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                     help="template parameter values: KEY=VALUE or ParameterKey=KEY,ParameterValue=VALUE (as sam deploy); "
+                          "one the template does not declare is ignored, with a warning, as sam deploy ignores it")
     dev.add_argument("--stack-name", default="parley")
     dev.add_argument("--idle-timeout", type=float, default=600.0, metavar="SECONDS", help="AWS: 600")
     dev.add_argument("--max-connection-duration", type=float, default=7200.0, metavar="SECONDS", help="AWS: 7200")
@@ -131,12 +129,17 @@ async def run_dev(args: argparse.Namespace) -> int:
     from . import parley_extras
     from .gateway.server import Gateway, GatewayConfig
 
+    try:
+        overrides = parse_overrides(args.parameter_overrides)
+    except OverrideRefused as exc:
+        print(f"parley dev: error: argument --parameter-overrides: {exc}", file=sys.stderr)
+        return 2
     template = Path(args.template)
     if not template.is_file():
         print(f"parley dev: template not found: {template}", file=sys.stderr)
         return 2
-    overrides = _parameter_overrides(args.parameter_overrides)
     try:
+        overrides = _declared_only(overrides, template)
         stack = load_stack(template, args.stack_name, overrides)
         origins = parley_extras.local_origins(stack, overrides, args.host, _split(args.allow_origins))
         if origins is not None:  # pages on this machine (any port) and the developer's own

@@ -13,6 +13,7 @@ from typing import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from .gateway.addresses import ANY_INTERFACE, host_in_url, is_loopback
 from .gateway.server import Gateway
 from .gateway.template import Stack
 from .tokens import DEFAULT_TTL_S, dev_secret, make_token
@@ -48,8 +49,8 @@ def local_origins(stack: Stack, overrides: dict[str, str], host: str, extra: Seq
         if not origins or "*" in origins:  # any origin already
             return overrides[ORIGINS_PARAMETER]
     else:
-        hosts = list(LOCAL_PAGE_HOSTS) + ([host] if host not in (*LOCAL_PAGE_HOSTS, "0.0.0.0", "::", "") else [])
-        origins = [f"http://{h}:*" for h in hosts]
+        hosts = list(LOCAL_PAGE_HOSTS) + ([host] if host not in (*LOCAL_PAGE_HOSTS, *ANY_INTERFACE) else [])
+        origins = [f"http://{host_in_url(h)}:*" for h in hosts]
     origins += [o.strip().rstrip("/") for o in extra if o.strip() and o.strip().rstrip("/") not in origins]
     return ",".join(origins)
 
@@ -122,8 +123,11 @@ class ParleyExtras:
             lines.append(f"  Page origins:  {origins or '(any)'}  (more: `make dev ORIGINS=http://host:port`)")
         if SECRET_PARAMETER in gateway.stack.parameters:
             lines.append(f"  JWT secret:    SSM {gateway.stack.parameters[SECRET_PARAMETER]} <- $PARLEY_JWT_SECRET (dev default if unset)")
+        lines.append("Get a token:   parley token alice            (or GET " + gateway.http_url + "/dev/token?user=alice&name=Alice)")
+        if not is_loopback(gateway.config.host):  # the LAN's /ws-test needs it, so it stays open; say who can use it
+            lines.append(f"  !!! --host {gateway.config.host or '(all)'}: /dev/token mints a token for any user to anyone who can "
+                         f"reach port {gateway.port}; bind --host 127.0.0.1 unless other machines must connect")
         lines += [
-            "Get a token:   parley token alice            (or GET " + gateway.http_url + "/dev/token?user=alice&name=Alice)",
             f"Connect:       python -m websockets '{gateway.ws_url}?token=<token>'",
             f"Browser:       {gateway.http_url}/ws-test",
         ]

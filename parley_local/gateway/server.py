@@ -12,7 +12,8 @@ is `session.Session`; closing idle ones is `sweeper`; the ready banner is `banne
 Redeploys as on AWS: when a function's code, the layer or the template changes on disk
 (`code_watch`), the affected execution environments retire and the next invocation cold-starts
 on the new code; open sockets stay open. A new template's routes and authorizer apply to new
-connections (each session keeps the services it connected with).
+connections (each session keeps the services it connected with); its DynamoDB stream mappings
+replace the old ones as CloudFormation's would (`StreamEventPoller.redeploy`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..local_aws.other_services import OtherAwsServices
 from ..local_aws.parameter_store import ParameterStore
 from ..local_aws.services import LocalAws
 from . import banner as banner_lines
+from .addresses import ANY_INTERFACE, host_in_url
 from .code_watch import CodeWatcher, is_under
 from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
@@ -125,13 +127,12 @@ class Gateway:
     @property
     def local_host(self) -> str:
         host = self.config.host
-        return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        return "127.0.0.1" if host in ANY_INTERFACE else host
 
     @property
     def url_host(self) -> str:
         """`local_host` as a URL writes it: an IPv6 address (`--host ::1`) in brackets."""
-        host = self.local_host
-        return f"[{host}]" if ":" in host else host
+        return host_in_url(self.local_host)
 
     @property
     def http_url(self) -> str:
@@ -192,8 +193,8 @@ class Gateway:
             self.extras.before_serving(self)
         if self.config.prewarm:
             await self.runtime.prewarm(sorted(self._used_functions()))
-        if self.config.stream_events and self.stack.stream_sources:
-            self.stream_events = StreamEventPoller(self.stack.stream_sources, {t.logical_id: t.name for t in self.stack.tables},
+        if self.config.stream_events:  # also with none yet: a redeploy may add one
+            self.stream_events = StreamEventPoller(self.stack.stream_sources, _table_names(self.stack),
                                                    self.aws.dynamodb_endpoint, self.runtime, self.console)
             await self.stream_events.start()  # at LATEST before the port serves: no change is missed
         if self.config.reload:
@@ -276,6 +277,8 @@ class Gateway:
             reason = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
             self.console.line(f"Template changed but not applied ({reason}); still serving the previous template")
             return
+        if self.stream_events is not None:  # before the functions: a removed mapping invokes nothing more
+            await self.stream_events.redeploy(stack.stream_sources, _table_names(stack))
         added, changed, removed = await self.runtime.replace_functions(stack.functions)
         routing = [] if api.routes == self.api.routes else ["routes"]
         auth = lambda a: a.routes.get("$connect") and a.routes["$connect"].authorizer  # noqa: E731
@@ -418,6 +421,10 @@ class Gateway:
         if self.extras is not None:
             lines += self.extras.banner(self)
         return lines
+
+
+def _table_names(stack: Stack) -> dict[str, str]:
+    return {t.logical_id: t.name for t in stack.tables}
 
 
 def _shown(path: Path) -> str:

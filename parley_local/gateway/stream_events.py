@@ -3,13 +3,15 @@
 Why: on AWS an event source mapping reads a table's stream, filters it (`FilterCriteria`),
 batches it (`BatchSize`, `MaximumBatchingWindowInSeconds`) and invokes the function. Parley's
 presence for large rooms arrives only that way, so without this `parley dev` would give large
-rooms no presence at all. Here one task per mapping polls every shard of the stream from LATEST
-(as of start-up; shards that appear later are read from their start), applies the filter patterns
+rooms no presence at all. Here one task per mapping polls every shard of the stream from its
+StartingPosition (as of start-up; shards that appear later are read from their start), applies the filter patterns
 the way Lambda does for the forms listed in `PatternRefused` (any other form refuses the mapping
 at start-up, loudly, rather than letting everything through), and invokes the function in the
 same worker pool as the routes with a stream-shaped event. A failed batch is retried (bounded)
 and then dropped with a loud line, where AWS would send it to the on-failure destination.
-Lambda's `BisectBatchOnFunctionError` is not emulated: the whole batch is retried.
+Lambda's `BisectBatchOnFunctionError` is not emulated: the whole batch is retried. A template
+redeploy updates the running mappings in place (`redeploy`), so an updated one keeps its position
+and the records it holds, as an UpdateEventSourceMapping does.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SHARD_REFRESH_S = 1.0  # how often the shard list is read again (shards split an
 LOCAL_MAX_RETRIES = 3  # bound for a mapping whose MaximumRetryAttempts is -1 (AWS: until the record expires)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 Matcher = Callable[[Any, bool], bool]  # (value, present) -> matches
+Filter = Callable[[dict[str, Any]], bool]  # one compiled FilterCriteria pattern
 
 
 class PatternRefused(ValueError):
@@ -104,22 +107,37 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass
 class _Mapping:
-    """One enabled mapping: its source, its filters, and where it has read to in each shard."""
+    """One enabled mapping: its source, its filters, where it has read to in each shard, and what it holds."""
 
     source: StreamEventSource
-    filters: list[Callable[[dict[str, Any]], bool]]
+    table: str  # the table's name: a mapping on another table is another mapping
+    filters: list[Filter]
     client: Any
     stream_arn: str = ""
     iterators: dict[str, str | None] = field(default_factory=dict)  # shard id -> next iterator (None: closed)
     last_read: dict[str, str] = field(default_factory=dict)  # shard id -> sequence number of the last record read
     refreshed_at: float = 0.0
+    pending: list[dict[str, Any]] = field(default_factory=list)  # read and wanted, not yet delivered
+    first_pending_at: float = 0.0  # when the batching window of `pending` opened
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # removed by a redeploy, or the gateway stops
 
     def wanted(self, record: dict[str, Any]) -> bool:
         return not self.filters or any(f(record) for f in self.filters)
 
+    def same_position(self, source: StreamEventSource, table: str) -> bool:
+        """Whether `source` is this mapping updated in place (CloudFormation updates a mapping's function,
+        filters and batching without interruption, so its position in the stream is kept) rather than
+        a new one (another table or stream, or another StartingPosition: a replacement, which starts afresh)."""
+        old = self.source
+        return (old.logical_id, old.stream_arn, old.starting_position, self.table) == (
+            source.logical_id, source.stream_arn, source.starting_position, table)
+
+
+_Update = tuple[_Mapping, StreamEventSource, list[Filter]]  # a running mapping, its new source and filters
+
 
 class StreamEventPoller:
-    """Every DynamoDB stream mapping of the stack, polled while the gateway runs."""
+    """Every DynamoDB stream mapping of the stack, polled while the gateway runs; `redeploy` applies a new template's."""
 
     def __init__(self, sources: list[StreamEventSource], table_names: dict[str, str], dynamodb_endpoint: str,
                  runtime: LambdaRuntime, console: Console, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S):
@@ -130,40 +148,113 @@ class StreamEventPoller:
         self.console = console
         self.retry_delays_s = retry_delays_s
         self.failed_batches: list[dict[str, Any]] = []  # what AWS would send to the on-failure destination
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
+        self._mappings: dict[str, _Mapping] = {}  # logical id -> the running mapping
+        self._tasks: set[asyncio.Task[None]] = set()  # the running mappings' and the removed ones finishing a batch
 
     async def start(self) -> None:
-        """Position every mapping at LATEST before the gateway serves, so no change made after start-up is missed."""
+        """Position every mapping at its StartingPosition before the gateway serves, so no change made after start-up is missed."""
         for source in self.sources:
+            mapping = await self._positioned(source, self.table_names)
+            if mapping is not None:
+                self._run_mapping(mapping)
+                self.console.line(f"DynamoDB stream of {mapping.table} -> {source.function}: {len(mapping.filters)} filter(s), "
+                                  f"batches of up to {source.batch_size} every {source.batching_window_s:g} s")
+
+    async def redeploy(self, sources: list[StreamEventSource], table_names: dict[str, str]) -> None:
+        """A new template's mappings, as CloudFormation applies them: an unchanged or updated mapping goes on from
+        where it had read to (nothing read is lost or delivered twice; records it holds are re-filtered), a removed
+        one stops (after the batch it is delivering), a new one starts at its StartingPosition. One console line."""
+        if _with_tables(sources, table_names) == _with_tables(self.sources, self.table_names):
+            return
+        kept, new = self._sort(sources, table_names)
+        removed = sorted(set(self._mappings) - {mapping.source.logical_id for mapping, _, _ in kept})
+        for lid in removed:  # first, before any await: a removed mapping invokes nothing more
+            self._mappings.pop(lid).stopped.set()
+        self.sources, self.table_names = sources, table_names
+        started = []
+        for source in new:
             try:
-                filters = [compile_pattern(p) for p in source.filter_patterns]
+                mapping = await self._positioned(source, table_names)
+            except Exception as exc:  # noqa: BLE001 - the local DynamoDB refused: say so, apply the rest
+                self.console.line(f"!!! [{source.function}] stream event source {source.logical_id} NOT RUN: {exc!r}")
+                continue
+            if mapping is not None:
+                started.append(mapping)
+        changes = []
+        for mapping, source, filters in kept:  # last, with no await after: the running task sees the whole update at once
+            if what := _what_changed(mapping.source, source):
+                changes.append(f"changed {source.logical_id} ({', '.join(what)}; goes on from where it had read to)")
+            mapping.source, mapping.filters = source, filters
+            mapping.pending = [r for r in mapping.pending if mapping.wanted(r)]
+        for mapping in started:
+            self._run_mapping(mapping)
+            lid = mapping.source.logical_id
+            changes.append(f"{'replaced' if lid in removed else 'new'} {lid} ({mapping.table} -> {mapping.source.function}, "
+                           f"from {mapping.source.starting_position})")
+        changes += [f"removed {lid} (stopped)" for lid in removed if lid not in self._mappings]
+        if changes:
+            self.console.line("DynamoDB stream mappings redeployed: " + "; ".join(changes))
+
+    def _sort(self, sources: list[StreamEventSource], table_names: dict[str, str]) -> tuple[list[_Update], list[StreamEventSource]]:
+        """A new template's mappings: the running ones they update in place, and the ones to start afresh.
+        One refused at start-up (a filter form, no stream) and unchanged is neither: it was said then."""
+        before = dict(zip((s.logical_id for s in self.sources), _with_tables(self.sources, self.table_names)))
+        kept: list[_Update] = []
+        new: list[StreamEventSource] = []
+        for source, table in _with_tables(sources, table_names):
+            running = self._mappings.get(source.logical_id)
+            if running is None and before.get(source.logical_id) == (source, table):
+                continue
+            if running is None or not running.same_position(source, table):
+                new.append(source)
+                continue
+            try:
+                filters = running.filters if source.filter_patterns == running.source.filter_patterns else [
+                    compile_pattern(p) for p in source.filter_patterns]
             except PatternRefused as exc:
-                self.console.line(f"!!! [{source.function}] stream event source {source.logical_id} NOT RUN locally: "
-                                  f"{exc}. The function gets no events from {source.table}'s stream.")
+                self.console.line(f"!!! [{source.function}] stream event source {source.logical_id} NOT RUN locally "
+                                  f"any more: {exc}. The function gets no events from {table}'s stream.")
                 continue
-            mapping = _Mapping(source, filters, aws_client("dynamodbstreams", self.dynamodb_endpoint))
-            table = self.table_names[source.table]
-            described = await asyncio.to_thread(aws_client("dynamodb", self.dynamodb_endpoint).describe_table, TableName=table)
-            mapping.stream_arn = described["Table"].get("LatestStreamArn", "")
-            if not mapping.stream_arn:
-                self.console.line(f"!!! [{source.function}] table {table} has no stream locally: "
-                                  f"stream event source {source.logical_id} NOT RUN.")
-                continue
-            await asyncio.to_thread(self._refresh_shards, mapping, True)
-            self._tasks.append(asyncio.create_task(self._run(mapping)))
-            self.console.line(f"DynamoDB stream of {table} -> {source.function}: {len(filters)} filter(s), "
-                              f"batches of up to {source.batch_size} every {source.batching_window_s:g} s")
+            kept.append((running, source, filters))
+        return kept, new
 
     async def stop(self) -> None:
-        self._stopping.set()
-        for task in self._tasks:
+        for mapping in self._mappings.values():
+            mapping.stopped.set()
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._mappings.clear()
+
+    async def _positioned(self, source: StreamEventSource, table_names: dict[str, str]) -> _Mapping | None:
+        """A mapping for `source` with an iterator at its StartingPosition on every shard, or None (said loudly) when it cannot run."""
+        table = table_names[source.table]
+        try:
+            filters = [compile_pattern(p) for p in source.filter_patterns]
+        except PatternRefused as exc:
+            self.console.line(f"!!! [{source.function}] stream event source {source.logical_id} NOT RUN locally: "
+                              f"{exc}. The function gets no events from {table}'s stream.")
+            return None
+        mapping = _Mapping(source, table, filters, aws_client("dynamodbstreams", self.dynamodb_endpoint))
+        described = await asyncio.to_thread(aws_client("dynamodb", self.dynamodb_endpoint).describe_table, TableName=table)
+        mapping.stream_arn = described["Table"].get("LatestStreamArn", "")
+        if not mapping.stream_arn:
+            self.console.line(f"!!! [{source.function}] table {table} has no stream locally: "
+                              f"stream event source {source.logical_id} NOT RUN.")
+            return None
+        await asyncio.to_thread(self._refresh_shards, mapping, True)
+        return mapping
+
+    def _run_mapping(self, mapping: _Mapping) -> None:
+        self._mappings[mapping.source.logical_id] = mapping
+        task = asyncio.create_task(self._run(mapping))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _refresh_shards(self, mapping: _Mapping, at_start: bool) -> None:
-        """Add shards not seen yet: at start-up open ones from LATEST; later ones (splits) from TRIM_HORIZON."""
+        """Add shards not seen yet: when the mapping starts, open ones from its StartingPosition (closed ones
+        too from TRIM_HORIZON); later ones (splits) from TRIM_HORIZON."""
         kwargs: dict[str, Any] = {"StreamArn": mapping.stream_arn}
         while True:
             desc = mapping.client.describe_stream(**kwargs)["StreamDescription"]
@@ -172,10 +263,10 @@ class StreamEventPoller:
                 if sid in mapping.iterators:
                     continue
                 closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
-                if at_start and closed:
+                kind = mapping.source.starting_position if at_start else "TRIM_HORIZON"
+                if closed and kind == "LATEST":
                     mapping.iterators[sid] = None
                     continue
-                kind = mapping.source.starting_position if at_start else "TRIM_HORIZON"
                 mapping.iterators[sid] = mapping.client.get_shard_iterator(
                     StreamArn=mapping.stream_arn, ShardId=sid, ShardIteratorType=kind)["ShardIterator"]
             if not desc.get("LastEvaluatedShardId"):
@@ -193,7 +284,7 @@ class StreamEventPoller:
         mapping.iterators[sid] = mapping.client.get_shard_iterator(StreamArn=mapping.stream_arn, ShardId=sid, **position)["ShardIterator"]
 
     def _read(self, mapping: _Mapping) -> list[dict[str, Any]]:
-        """One pass over every open shard: the records that pass the filters."""
+        """One pass over every open shard: its new records, as the event carries them (not yet filtered)."""
         if time.monotonic() - mapping.refreshed_at >= SHARD_REFRESH_S:
             self._refresh_shards(mapping, False)
         out: list[dict[str, Any]] = []
@@ -212,42 +303,48 @@ class StreamEventPoller:
                 record = _jsonable(raw)
                 record["eventSourceARN"] = mapping.stream_arn
                 record.setdefault("awsRegion", REGION)
-                if mapping.wanted(record):
-                    out.append(record)
+                out.append(record)
         return out
 
     async def _run(self, mapping: _Mapping) -> None:
-        """Gather records for the batching window (or until a full batch), then invoke; bounded waits throughout."""
-        source = mapping.source
-        pending: list[dict[str, Any]] = []
-        first_at = 0.0
-        while not self._stopping.is_set():
+        """Gather records for the batching window (or until a full batch), then invoke; bounded waits throughout.
+        Filters apply here, on the loop, so a redeploy's new filters apply to every record taken in after it."""
+        while not mapping.stopped.is_set():
             try:
                 records = await asyncio.to_thread(self._read, mapping)
             except Exception as exc:  # a local DynamoDB hiccup must not end the mapping
-                self.console.line(f"[{source.function}] reading {source.table}'s stream failed: {exc!r}; retrying")
+                self.console.line(f"[{mapping.source.function}] reading {mapping.table}'s stream failed: {exc!r}; retrying")
                 records = []
-            if records and not pending:
-                first_at = time.monotonic()
-            pending.extend(records)
-            while pending and (len(pending) >= source.batch_size
-                               or time.monotonic() - first_at >= source.batching_window_s):
-                batch, pending = pending[:source.batch_size], pending[source.batch_size:]
-                await self._deliver(source, batch)
-                first_at = time.monotonic()
+            if mapping.stopped.is_set():
+                return
+            records = [r for r in records if mapping.wanted(r)]
+            if records and not mapping.pending:
+                mapping.first_pending_at = time.monotonic()
+            mapping.pending.extend(records)
+            while mapping.pending and not mapping.stopped.is_set() and (
+                    len(mapping.pending) >= mapping.source.batch_size
+                    or time.monotonic() - mapping.first_pending_at >= mapping.source.batching_window_s):
+                size = mapping.source.batch_size
+                batch, mapping.pending = mapping.pending[:size], mapping.pending[size:]
+                await self._deliver(mapping, batch)
+                mapping.first_pending_at = time.monotonic()
             try:
-                await asyncio.wait_for(self._stopping.wait(), POLL_INTERVAL_S)
+                await asyncio.wait_for(mapping.stopped.wait(), POLL_INTERVAL_S)
             except TimeoutError:
                 pass
 
-    async def _deliver(self, source: StreamEventSource, batch: list[dict[str, Any]]) -> None:
-        """One batch, retried like the mapping's `MaximumRetryAttempts` (bounded locally); the shard waits meanwhile, as on AWS."""
+    async def _deliver(self, mapping: _Mapping, batch: list[dict[str, Any]]) -> None:
+        """One batch, retried like the mapping's `MaximumRetryAttempts` (bounded locally); the shard waits meanwhile, as on AWS.
+        A mapping removed meanwhile retries no more."""
+        source = mapping.source
         retries = source.max_retries if source.max_retries >= 0 else LOCAL_MAX_RETRIES
         event = {"Records": batch}
         inv: Invocation | None = None
         for attempt in range(retries + 1):
             if attempt:
                 await asyncio.sleep(self.retry_delays_s[min(attempt, len(self.retry_delays_s)) - 1])
+                if mapping.stopped.is_set():
+                    return
             inv = await self.runtime.invoke(source.function, event, str(uuid.uuid4()))
             self.console.invocation(source.function, f"DynamoDB stream {len(batch)} record(s)", inv.duration_ms,
                                     status_text(inv), inv.init_ms)
@@ -260,3 +357,24 @@ class StreamEventPoller:
                                                        "approximateInvokeCount": retries + 1}, "records": batch})
         self.console.line(f"!!! [{source.function}] stream batch of {len(batch)} record(s) FAILED after {retries + 1} attempts: "
                           "skipped here; on AWS it goes to the mapping's on-failure destination")
+
+
+def _with_tables(sources: list[StreamEventSource], table_names: dict[str, str]) -> list[tuple[StreamEventSource, str]]:
+    """Each source with its table's name: the same source on a renamed table is another mapping."""
+    return [(s, table_names.get(s.table, "")) for s in sources]
+
+
+def _what_changed(old: StreamEventSource, new: StreamEventSource) -> list[str]:
+    """An updated mapping's changes, as the redeploy line names them."""
+    what = []
+    if new.function != old.function:
+        what.append(f"function {new.function}")
+    if new.filter_patterns != old.filter_patterns:
+        what.append(f"{len(new.filter_patterns)} filter(s)")
+    if new.batch_size != old.batch_size:
+        what.append(f"batch size {new.batch_size}")
+    if new.batching_window_s != old.batching_window_s:
+        what.append(f"batching window {new.batching_window_s:g} s")
+    if new.max_retries != old.max_retries:
+        what.append(f"retries {new.max_retries}")
+    return what

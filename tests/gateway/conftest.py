@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from parley_local.gateway.connections_api import ConnectionsApi
-from parley_testing.gateway_thread import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway
+from parley_local.local_aws.dynamodb_local import DynamoDBLocalError, find_release
+from parley_testing.gateway_thread import FIXTURES, MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +67,32 @@ def http_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(ConnectionsApi, "handle", counted)
     return seen
+
+
+@pytest.fixture(scope="module", params=["moto", "local"])
+def stream_backend(request: pytest.FixtureRequest) -> str:
+    """Both DynamoDB stream implementations: moto's (the tests' default) and DynamoDB Local's (`parley dev`'s
+    default); DynamoDB Local is skipped where it is not installed, and fails the run on CI."""
+    if request.param == "local":
+        try:
+            find_release()
+        except DynamoDBLocalError as exc:
+            if os.environ.get("CI"):
+                pytest.fail(str(exc), pytrace=False)
+            pytest.skip(str(exc))
+    return str(request.param)
+
+
+@pytest.fixture
+def copy_stack(tmp_path: Path) -> Callable[[Path], Path]:
+    """`copy_stack(template)`: a private copy of a fixture stack (the template as template.yaml, the functions
+    and the layer), free to edit while a gateway serves it; returns the copied template's path."""
+    def copy(template: Path) -> Path:
+        root = tmp_path / "stack"
+        root.mkdir()
+        shutil.copy(template, root / "template.yaml")
+        for folder in ("functions", "layer"):
+            shutil.copytree(FIXTURES / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        return root / "template.yaml"
+
+    return copy

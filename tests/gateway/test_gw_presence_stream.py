@@ -6,7 +6,6 @@ Parley's real template with `PresenceThreshold` at its MinValue, over real socke
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,7 +13,6 @@ from typing import Any, Iterator
 import pytest
 
 from parley_local.gateway.stream_events import PatternRefused, compile_pattern
-from parley_local.local_aws.dynamodb_local import DynamoDBLocalError, find_release
 from parley_testing.chat_client import Client
 from parley_testing.gateway_thread import RunningGateway
 
@@ -29,18 +27,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module", params=["moto", "local"])
-def presence_gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """Both stream implementations: moto (the test default) and DynamoDB Local (`parley dev`'s default)."""
-    if request.param == "local":
-        try:
-            find_release()
-        except DynamoDBLocalError as exc:
-            if os.environ.get("CI"):
-                pytest.fail(str(exc), pytrace=False)
-            pytest.skip(str(exc))
+@pytest.fixture(scope="module")
+def presence_gw(stream_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """On both stream implementations (`stream_backend`)."""
     g = RunningGateway(TEMPLATE, tmp_path_factory.mktemp("records-presence"), stack_name="parley", prewarm=False,
-                       dynamodb=request.param, overrides={"PresenceThreshold": str(THRESHOLD)}).start()
+                       dynamodb=stream_backend, overrides={"PresenceThreshold": str(THRESHOLD)}).start()
     yield g
     g.stop()
 

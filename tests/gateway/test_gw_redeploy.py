@@ -10,26 +10,21 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from parley_testing.fixture_clients import request
-from parley_testing.gateway_thread import FIXTURES, SMALL_TEMPLATE, RunningGateway
+from parley_testing.gateway_thread import SMALL_TEMPLATE, RunningGateway
 from parley_testing.waiting import wait_for
 
 import websockets
 
 
 @pytest.fixture
-def stack_dir(tmp_path: Path) -> Path:
+def stack_dir(copy_stack: Callable[[Path], Path]) -> Path:
     """A private copy of the small fixture stack, free to edit."""
-    root = tmp_path / "stack"
-    root.mkdir()
-    shutil.copy(SMALL_TEMPLATE, root / "template.yaml")
-    for folder in ("functions", "layer"):
-        shutil.copytree(FIXTURES / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return root
+    return copy_stack(SMALL_TEMPLATE).parent
 
 
 @pytest.fixture

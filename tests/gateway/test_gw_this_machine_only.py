@@ -21,7 +21,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from parley_local.gateway.server import Gateway, GatewayConfig
 from parley_local.gateway.this_machine_only import NOT_FROM_THIS_MACHINE, this_machine_only
+from parley_local.parley_extras import ParleyExtras
 from parley_testing.fixture_clients import connect, request
 from parley_testing.gateway_thread import SMALL_TEMPLATE, RunningGateway
 
@@ -152,3 +154,20 @@ async def test_a_peer_at_the_address_it_connected_to_is_this_machine_for_the_mid
     handler = mock.AsyncMock(return_value=web.Response(status=200))
     answer = await this_machine_only(req, handler)
     assert handler.called is served and answer.status == (200 if served else 403)
+
+
+def _token_warnings(lines: list[str]) -> list[str]:
+    return [line for line in lines if "/dev/token mints a token for any user to anyone who can reach port" in line]
+
+
+def test_the_ready_banner_says_who_can_mint_tokens_when_the_port_is_open_to_other_machines(lan_gw: RunningGateway):
+    """/dev/token stays served to other machines (the LAN's /ws-test needs it); the banner says so, once."""
+    assert _token_warnings(lan_gw.call(lan_gw.gateway.banner)) == []  # 127.0.0.1: this machine only
+    for host in ("0.0.0.0", "::", "192.168.1.20", "laptop.local"):
+        gateway = Gateway(lan_gw.stack, GatewayConfig(host=host, port=3001), extras=ParleyExtras(lan_gw.record_dir))
+        warnings = _token_warnings(gateway.extras.banner(gateway))
+        assert warnings == [f"  !!! --host {host}: /dev/token mints a token for any user to anyone who can reach port 3001; "
+                            "bind --host 127.0.0.1 unless other machines must connect"], host
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        gateway = Gateway(lan_gw.stack, GatewayConfig(host=host, port=3001), extras=ParleyExtras(lan_gw.record_dir))
+        assert _token_warnings(gateway.extras.banner(gateway)) == [], host

@@ -38,6 +38,13 @@ def extra_dev() -> Iterator[DevProcess]:
     dev.stop()
 
 
+@pytest.fixture(scope="module")
+def ipv6_dev() -> Iterator[DevProcess]:
+    dev = start("--host", "::1")  # IPv6 loopback: still this machine only
+    yield dev
+    dev.stop()
+
+
 async def handshake(dev: DevProcess, origin: str) -> int:
     """The HTTP status of a WebSocket handshake from a page at `origin` (101: accepted)."""
     try:
@@ -74,6 +81,17 @@ async def test_allow_origins_adds_without_dropping_the_built_ins(extra_dev: DevP
         assert await handshake(extra_dev, origin) == 101, origin
     for origin in ("http://app.test:9090", "http://evil.example:8080"):
         assert await handshake(extra_dev, origin) == 403, origin
+
+
+async def test_with_host_ipv6_loopback_its_pages_origin_is_accepted(ipv6_dev: DevProcess):
+    """A page from `http://[::1]:PORT` (the gateway's own /ws-test included) sends that Origin, brackets and all."""
+    port = int(ipv6_dev.ws_url.split("]:")[1].split("/")[0])
+    assert ipv6_dev.ws_url.startswith("ws://[::1]:")
+    assert re.search(r"Page origins:\s+http://127\.0\.0\.1:\*,http://localhost:\*,http://\[::1\]:\*\s", "".join(ipv6_dev.lines))
+    for origin in (f"http://[::1]:{port}", "http://[::1]:5173", "http://localhost:5173"):
+        assert await handshake(ipv6_dev, origin) == 101, origin
+    for origin in ("http://[::2]:5173", "https://[::1]:5173"):
+        assert await handshake(ipv6_dev, origin) == 403, origin
 
 
 def test_the_deployed_default_stays_a_strict_list():

@@ -1,0 +1,157 @@
+"""A template redeploy applies the new DynamoDB stream event source mappings, as CloudFormation would,
+without losing or re-delivering a record: over a real gateway serving a copy of the stream fixture stack
+(tests/gateway/fixtures/template_stream.yaml), with items written before, during and after the edit.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from parley_local.local_aws.account import aws_client
+from parley_testing.gateway_thread import FIXTURES, RunningGateway
+from parley_testing.waiting import wait_for
+
+STREAM_TEMPLATE = FIXTURES / "template_stream.yaml"
+A_ONLY = '{"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "a#"}]}}}}'
+B_ONLY = A_ONLY.replace("a#", "b#")
+DROPPED_EVENTS = """      Events:
+        Dropped:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt EventsTable.StreamArn
+            StartingPosition: LATEST
+"""
+ADDED_FUNCTIONS = """  NewFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: stream.handler
+      Events:
+        Added:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt EventsTable.StreamArn
+            StartingPosition: LATEST
+
+  HorizonFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: stream.handler
+      Events:
+        FromTheStart:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt EventsTable.StreamArn
+            StartingPosition: TRIM_HORIZON
+
+  EchoFunction:
+"""
+
+
+@pytest.fixture
+def stream_stack(copy_stack: Callable[[Path], Path]) -> Path:
+    return copy_stack(STREAM_TEMPLATE).parent
+
+
+@pytest.fixture
+def stream_gw(stream_backend: str, stream_stack: Path, tmp_path: Path) -> Iterator[RunningGateway]:
+    """On both stream implementations (`stream_backend`)."""
+    g = RunningGateway(stream_stack / "template.yaml", tmp_path / "records", stack_name=f"streams{time.time_ns() % 10**6}",
+                       reload_interval=0.1, dynamodb=stream_backend).start()
+    yield g
+    g.stop()
+
+
+def delivered(g: RunningGateway) -> dict[str, list[list[str]]]:
+    """Function logical id -> the batches it was given, as lists of item keys."""
+    out: dict[str, list[list[str]]] = {}
+    for rec in g.records(event_type="OTHER"):
+        out.setdefault(rec["function"].rsplit("-", 1)[-1], []).append(rec["keys"])  # {stack}-{logical id}
+    return out
+
+
+def keys_of(g: RunningGateway, function: str) -> list[str]:
+    return [k for batch in delivered(g).get(function, []) for k in batch]
+
+
+def test_a_redeploy_replaces_the_stream_mappings_without_losing_or_repeating_a_record(stream_gw: RunningGateway, stream_stack: Path):
+    g = stream_gw
+    ddb = aws_client("dynamodb", g.gateway.aws.dynamodb_endpoint)
+    table = g.stack.tables[0].name
+    written: list[str] = []
+
+    def put(n: int) -> list[str]:
+        keys = [f"{'ab'[i % 2]}#{i}" for i in range(len(written), len(written) + n)]
+        ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": k}}}} for k in keys]})
+        written.extend(keys)
+        return keys
+
+    before = put(6)
+    wait_for(lambda: len(keys_of(g, "DropFunction")) == 6 and len(keys_of(g, "KeepFunction")) == 6, 30,
+             what="the first items through the mappings")
+    template = stream_stack / "template.yaml"
+    text = template.read_text()
+    assert DROPPED_EVENTS in text and A_ONLY in text and "BatchSize: 50" in text
+    template.write_text(text.replace(DROPPED_EVENTS, "").replace(A_ONLY, B_ONLY).replace("BatchSize: 50", "BatchSize: 2")
+                        .replace("  EchoFunction:\n", ADDED_FUNCTIONS))
+    during: list[str] = []
+    deadline = time.monotonic() + 30
+    while not [line for line in g.console.lines if "DynamoDB stream mappings redeployed" in line]:
+        assert time.monotonic() < deadline, g.console.text()[-3000:]
+        during += put(1)  # written while the gateway reloads: no mapping may lose one
+        time.sleep(0.05)
+    line = next(line for line in g.console.lines if "DynamoDB stream mappings redeployed" in line)
+    assert during, "the redeploy was over before a write: nothing was written while it ran"
+    after = put(10)  # one burst: the new batch size has to split it
+
+    def done() -> bool:
+        return (len(keys_of(g, "KeepFunction")) >= len(written) and len(keys_of(g, "HorizonFunction")) >= len(written)
+                and set(after) <= set(keys_of(g, "NewFunction")) and {k for k in after if k[0] == "b"} <= set(keys_of(g, "FilterFunction")))
+
+    wait_for(done, 30, what="every item through the new mappings")
+    time.sleep(1.0)  # four more polls: a repeat or a stray delivery would show by now
+    assert keys_of(g, "KeepFunction") == written  # unchanged: every record once, in order, across the redeploy
+    assert keys_of(g, "HorizonFunction") == written  # new at TRIM_HORIZON: the stream from its start
+    new = keys_of(g, "NewFunction")  # new at LATEST: nothing from before the edit, all after the line
+    assert len(new) == len(set(new)) and not set(new) & set(before) and set(after) <= set(new)
+    filtered = keys_of(g, "FilterFunction")  # updated: its position kept, its filters those of the moment
+    assert len(filtered) == len(set(filtered))
+    assert [k for k in filtered if k in before] == [k for k in before if k[0] == "a"]
+    assert [k for k in filtered if k in after] == [k for k in after if k[0] == "b"]
+    assert all(len(batch) <= 2 for batch in delivered(g)["FilterFunction"] if set(batch) & set(after))  # the new BatchSize
+    assert not set(keys_of(g, "DropFunction")) & set(after)  # removed: stopped
+    dropped = keys_of(g, "DropFunction")
+    assert len(dropped) == len(set(dropped)) and dropped == written[:len(dropped)]
+    assert "changed FilterFunctionFiltered (1 filter(s), batch size 2; goes on from where it had read to)" in line
+    assert "new NewFunctionAdded (" in line and "-> NewFunction, from LATEST)" in line
+    assert "new HorizonFunctionFromTheStart (" in line and "from TRIM_HORIZON)" in line
+    assert "removed DropFunctionDropped (stopped)" in line
+    assert "KeepFunction" not in line
+
+
+def test_a_redeploy_adds_the_first_stream_mapping_of_a_stack_that_had_none(copy_stack: Callable[[Path], Path], tmp_path: Path):
+    template = copy_stack(STREAM_TEMPLATE)
+    template.write_text(re.sub(r"      Events:\n(?: {8,}.*\n)+", "", template.read_text()))  # the table, no mapping
+    g = RunningGateway(template, tmp_path / "records", stack_name=f"nostreams{time.time_ns() % 10**6}", reload_interval=0.1).start()
+    try:
+        assert g.stack.stream_sources == []
+        ddb = aws_client("dynamodb", g.gateway.aws.dynamodb_endpoint)
+        table = g.stack.tables[0].name
+
+        def put(keys: list[str]) -> None:
+            ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": k}}}} for k in keys]})
+
+        put(["a#0", "b#1"])
+        template.write_text(template.read_text().replace("  EchoFunction:\n", ADDED_FUNCTIONS))
+        line = wait_for(lambda: [text for text in g.console.lines if "DynamoDB stream mappings redeployed" in text], 30,
+                        what="the redeploy's stream line")[0]
+        assert "new NewFunctionAdded" in line and "new HorizonFunctionFromTheStart" in line
+        put(["a#2", "b#3"])
+        wait_for(lambda: keys_of(g, "NewFunction") == ["a#2", "b#3"] and keys_of(g, "HorizonFunction") == ["a#0", "b#1", "a#2", "b#3"],
+                 30, what="the items through the first mappings")
+    finally:
+        g.stop()

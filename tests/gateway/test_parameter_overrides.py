@@ -1,0 +1,62 @@
+"""`parley dev --parameter-overrides`, run as the developer runs it: a malformed item stops it with one
+argparse-style line (status 2) before anything starts; both of SAM's forms are read; an override the
+template does not declare is ignored as `sam deploy` ignores it, with one warning naming it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import websockets
+
+from parley_testing.dev_process import DevProcess
+from parley_testing.fixture_clients import request
+from parley_testing.gateway_thread import SMALL_TEMPLATE
+from parley_testing.template import ROOT
+from parley_testing.waiting import wait_for
+
+
+@pytest.mark.parametrize("item", ["ParameterKey=RecordDir,ParameterValue", "RecordDir", "ParameterKey=RecordDir",
+                                  "ParameterKey=RecordDir,Value=x", "=x", "Record Dir=x"])
+def test_a_malformed_item_is_one_line_and_status_2_before_anything_starts(item: str):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parley_local.cli", "dev", "--template", str(SMALL_TEMPLATE), "--port", "0",
+         "--dynamodb", "moto", "--parameter-overrides", "EchoValue=ok", item],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # it started serving: stop it and all it started
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""  # not even "Starting ..."
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert repr(item) in lines[0]
+    assert "KEY=VALUE or ParameterKey=KEY,ParameterValue=VALUE" in lines[0]
+    assert lines[0].startswith("parley dev: error: argument --parameter-overrides:")
+
+
+async def test_both_forms_apply_and_an_undeclared_parameter_is_ignored_with_a_warning(tmp_path: Path):
+    records = tmp_path / "records"
+    dev = DevProcess(["--template", str(SMALL_TEMPLATE), "--port", "0", "--dynamodb", "moto", "--no-reload",
+                      "--stack-name", f"overrides{time.time_ns() % 10**6}",
+                      "--parameter-overrides", f"ParameterKey=RecordDir,ParameterValue={records}", "RecordDri=typo", "Unrelated=1"])
+    try:
+        dev.wait_ready(120)
+        warnings = [line for line in dev.lines if "not a parameter of" in line]
+        assert len(warnings) == 1, dev.output()
+        assert warnings[0].startswith("parley dev: warning: --parameter-overrides RecordDri (did you mean RecordDir?), Unrelated:")
+        assert "ignored as sam deploy ignores it; it declares RecordDir" in warnings[0]
+        async with websockets.connect(dev.ws_url, open_timeout=30) as ws:
+            assert (await request(ws, {"action": "echo"}))["route"] == "echo"
+        wait_for(lambda: list(records.glob("*.MESSAGE.*.json")), 10, what="the echo record in the overridden RecordDir")
+    finally:
+        dev.stop()
