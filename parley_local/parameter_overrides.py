@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from typing import Iterable, Sequence
 
 ACCEPTED_FORMS = "KEY=VALUE or ParameterKey=KEY,ParameterValue=VALUE"
@@ -23,18 +24,27 @@ class OverrideRefused(ValueError):
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, str]:
-    """The overrides as a dict (a later item wins, as in `sam deploy`); the first malformed item raises."""
+    """The overrides as a dict (a later item wins, as in `sam deploy`); the first malformed item raises.
+
+    An argument may hold several items separated by spaces, with shell quotes around a value that
+    has spaces (`"A=1 B='x y'"`), as `sam deploy --parameter-overrides` and samconfig.toml take them."""
     out: dict[str, str] = {}
-    for item in items:
-        if item.startswith("ParameterKey="):
-            match = _SAM_FORM.fullmatch(item)
-            key, value = (match["key"], match["value"]) if match else ("", "")
-        else:
-            key, sep, value = item.partition("=")
-            key = key if sep else ""
-        if not _KEY.fullmatch(key):
-            raise OverrideRefused(f"cannot read {item!r}: expected {ACCEPTED_FORMS} (KEY: letters and digits)")
-        out[key] = value
+    for argument in items:
+        try:
+            words = shlex.split(argument)
+        except ValueError as exc:  # an unclosed quote
+            raise OverrideRefused(f"cannot read {argument!r}: {exc}; expected {ACCEPTED_FORMS}") from None
+        for item in words or [argument]:
+            if item.startswith("ParameterKey="):
+                match = _SAM_FORM.fullmatch(item)
+                key, value = (match["key"], match["value"]) if match else ("", "")
+            else:
+                key, sep, value = item.partition("=")
+                key = key if sep else ""
+            if not _KEY.fullmatch(key):
+                where = "" if item == argument else f" in {argument!r}"
+                raise OverrideRefused(f"cannot read {item!r}{where}: expected {ACCEPTED_FORMS} (KEY: letters and digits)")
+            out[key] = value
     return out
 
 

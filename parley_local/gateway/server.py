@@ -267,7 +267,7 @@ class Gateway:
 
     async def _redeploy_template(self) -> None:
         assert self.runtime is not None and self.aws is not None
-        overrides = {k: str(v) for k, v in self.stack.parameters.items()}
+        overrides = self.stack.overrides
         try:
             stack = await asyncio.to_thread(load_stack, self.stack.template_path, self.stack.stack_name, overrides)
             api = stack.api

@@ -126,6 +126,9 @@ class Stack:
     tables: list[TableSpec]
     source: str = "template as written"  # how the template was read, for the banner
     stream_sources: list[StreamEventSource] = field(default_factory=list)
+    # The parameter values given (`--parameter-overrides`), not the defaults: a redeploy reads the
+    # template again with these, so a Default changed on disk applies, as on `sam deploy`.
+    overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def api(self) -> WebSocketApiSpec:
@@ -476,4 +479,5 @@ def load_stack(
         tables=tables,
         source=source,
         stream_sources=b.stream_sources(functions, tables),
+        overrides=dict(overrides),
     )

@@ -174,3 +174,19 @@ async def test_a_function_moved_to_another_code_folder_is_reloaded_once_by_the_t
         assert not lines_with(live, "Reloaded"), lines_with(live, "Reloaded")
         assert (await echo(ws))["moved"] is True
     assert "cold start" not in [line for line in live.console.lines if " echo " in line][-1]
+
+
+async def test_a_changed_parameter_default_applies_on_the_next_redeploy(live: RunningGateway, stack_dir: Path):
+    """A redeploy reads the template with the values given on the command line, not with the ones
+    the last deploy resolved: a Default edited on disk applies, as on `sam deploy`."""
+    template = stack_dir / "template.yaml"
+    edit(template, "Parameters:\n", "Parameters:\n  Fixture:\n    Type: String\n    Default: one\n")
+    edit(template, "      Handler: echo.handler\n",
+         "      Handler: echo.handler\n      Environment:\n        Variables:\n          FIXTURE_VALUE: !Ref Fixture\n")
+    wait_for(lambda: lines_with(live, "Template reloaded"), 10, what="the first template line")
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        assert (await echo(ws))["env"]["FIXTURE_VALUE"] == "one"
+        edit(template, "Default: one", "Default: two")
+        wait_for(lambda: len(lines_with(live, "Template reloaded")) == 2, 10, what="the second template line")
+        assert (await echo(ws))["env"]["FIXTURE_VALUE"] == "two"
+    assert live.gateway.stack.overrides == {"RecordDir": str(live.record_dir)}  # what was given, nothing resolved

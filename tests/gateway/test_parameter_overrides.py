@@ -60,3 +60,26 @@ async def test_both_forms_apply_and_an_undeclared_parameter_is_ignored_with_a_wa
         wait_for(lambda: list(records.glob("*.MESSAGE.*.json")), 10, what="the echo record in the overridden RecordDir")
     finally:
         dev.stop()
+
+
+@pytest.mark.parametrize("arguments,expected", [
+    (["A=1 B=2"], {"A": "1", "B": "2"}),  # samconfig.toml's one string
+    (["Greeting='hello world' B=2"], {"Greeting": "hello world", "B": "2"}),
+    (["ParameterKey=A,ParameterValue=1 ParameterKey=B,ParameterValue=\"x y\""], {"A": "1", "B": "x y"}),
+    (["A=1", "A=2"], {"A": "2"}),  # a later item wins
+    (["Url=https://x.example/a=b"], {"Url": "https://x.example/a=b"}),
+    (["Empty="], {"Empty": ""}),
+])
+def test_items_are_read_as_sam_deploy_reads_them(arguments: list[str], expected: dict[str, str]):
+    from parley_local.parameter_overrides import parse_overrides
+
+    assert parse_overrides(arguments) == expected
+
+
+@pytest.mark.parametrize("argument,named", [("A=1 B", "'B' in 'A=1 B'"), ("A='unclosed", "\"A='unclosed\": No closing quotation")])
+def test_a_bad_item_among_several_is_named_with_its_argument(argument: str, named: str):
+    from parley_local.parameter_overrides import OverrideRefused, parse_overrides
+
+    with pytest.raises(OverrideRefused) as refused:
+        parse_overrides([argument])
+    assert str(refused.value).startswith(f"cannot read {named}")
