@@ -93,9 +93,11 @@ async def test_a_failed_redeploy_is_reported_and_the_watcher_goes_on(tmp_path: P
     watcher = CodeWatcher([tmp_path], on_change, interval_s=0.05, report=said.append)
     await watcher.start()
     try:
-        source.write_text("x = 1\n")
+        # Each save changes the size: a same-size save in the timestamp tick of the snapshot (a few ms on
+        # kernels without fine-grained timestamps) has the snapshot's stamp and would never be reported.
+        source.write_text("x = 11\n")
         assert await asyncio.wait_for(reported.get(), 5) == {source}
-        source.write_text("x = 22\n")
+        source.write_text("x = 222\n")
         assert await asyncio.wait_for(reported.get(), 5) == {source}  # still watching after the failure
         assert len(said) == 1 and "RuntimeError: the redeploy broke" in said[0] and "still watching" in said[0]
     finally:
