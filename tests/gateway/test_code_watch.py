@@ -4,6 +4,7 @@ folders watched from a redeploy on are snapshots, not changes."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from parley_local.gateway.code_watch import CodeWatcher
@@ -103,3 +104,28 @@ async def test_a_failed_redeploy_is_reported_and_the_watcher_goes_on(tmp_path: P
     finally:
         watcher.stop()
 
+
+
+async def test_a_save_of_the_same_size_in_the_tick_of_the_snapshot_is_reported(tmp_path: Path):
+    """Kernels without fine-grained file times stamp every write within one tick (a few ms) alike: a save that
+    keeps the size, right after the snapshot, then has the snapshot's time and size. Setting the time back to
+    the snapshot's makes that happen here whatever the kernel; the content still tells the change."""
+    source = tmp_path / "app.py"
+    source.write_text("x = 0\n")
+    reported: asyncio.Queue[set[Path]] = asyncio.Queue()
+
+    async def on_change(paths: set[Path]) -> None:
+        reported.put_nowait(paths)
+
+    watcher = CodeWatcher([tmp_path], on_change, interval_s=0.05)
+    await watcher.start()
+    try:
+        snapshot = source.stat()
+        source.write_text("x = 1\n")
+        os.utime(source, ns=(snapshot.st_atime_ns, snapshot.st_mtime_ns))
+        assert source.stat().st_size == snapshot.st_size
+        assert await asyncio.wait_for(reported.get(), 5) == {source}
+        await asyncio.sleep(0.3)
+        assert reported.empty()  # reported once: the digest is of the new content from then on
+    finally:
+        watcher.stop()
