@@ -7,13 +7,19 @@ A burst of writes (an editor saving several files, a `git checkout`) is reported
 folder has been quiet for one more interval. A redeploy may change what is watched (`watch`): a
 folder watched from then on is a snapshot, not a folder of new files, and one no longer watched
 is forgotten, not deleted; otherwise the next look would retire the functions again.
+
+A file's stamp is its modification time and size, and while that time is recent, a digest of its
+content too: many kernels keep file times in coarse ticks (a few ms), so a save of the same size
+in the tick of the scan before it leaves time and size unchanged, and would never be reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable, Iterable
@@ -22,19 +28,35 @@ SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".venv", ".aws-sam", ".pytes
 SKIP_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
 MAX_FILES = 20_000  # a CodeUri pointing at a huge tree: stop counting there rather than stall
 
-Stamp = tuple[int, int]  # (mtime_ns, size)
+# A file modified this close to a scan may share its timestamp tick with a later save: its content counts
+# too. Far above any kernel's tick, and four looks at the default interval, so a late scan still compares it.
+RACY_NS = 2_000_000_000
+RACY_MAX_BYTES = 8 * 1024 * 1024  # larger files are not read: their time and size alone tell
+
+Stamp = tuple[int, int, bytes | None]  # (mtime_ns, size, content digest while the mtime is racy)
+
+
+def _stamp(path: Path, st: os.stat_result, scanned_ns: int) -> Stamp:
+    digest = None
+    if st.st_mtime_ns >= scanned_ns - RACY_NS and st.st_size <= RACY_MAX_BYTES:
+        try:
+            digest = hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+        except OSError:  # gone, or being replaced: its time and size still count
+            pass
+    return (st.st_mtime_ns, st.st_size, digest)
 
 
 def scan(roots: Iterable[Path]) -> dict[Path, Stamp]:
     """Every watched file under `roots` (a root may be a single file) with its modification stamp."""
     found: dict[Path, Stamp] = {}
+    scanned_ns = time.time_ns()
     for root in roots:
         try:
             st = root.stat()  # once: a file root an editor replaces may be gone between two calls
         except OSError:  # not there now (being replaced, or deleted): nothing to record
             continue
         if stat.S_ISREG(st.st_mode):
-            found[root] = (st.st_mtime_ns, st.st_size)
+            found[root] = _stamp(root, st, scanned_ns)
             continue
         for folder, dirs, files in os.walk(root):
             dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")]
@@ -46,7 +68,7 @@ def scan(roots: Iterable[Path]) -> dict[Path, Stamp]:
                     st = path.stat()
                 except OSError:  # removed between listing and stat
                     continue
-                found[path] = (st.st_mtime_ns, st.st_size)
+                found[path] = _stamp(path, st, scanned_ns)
                 if len(found) >= MAX_FILES:
                     return found
     return found
@@ -54,7 +76,15 @@ def scan(roots: Iterable[Path]) -> dict[Path, Stamp]:
 
 def changed_paths(before: dict[Path, Stamp], after: dict[Path, Stamp]) -> set[Path]:
     """Files added, removed or modified between two scans."""
-    return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    return {p for p in before.keys() | after.keys() if not _same(before.get(p), after.get(p))}
+
+
+def _same(before: Stamp | None, after: Stamp | None) -> bool:
+    """Time and size unchanged, and the content too where both scans read it (a stamp whose time
+    is no longer recent has no digest: its time and size then decide, as they do for any old file)."""
+    if before is None or after is None:
+        return before is after
+    return before[:2] == after[:2] and (before[2] is None or after[2] is None or before[2] == after[2])
 
 
 def is_under(path: Path, roots: Iterable[Path]) -> bool:

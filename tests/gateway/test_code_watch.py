@@ -4,40 +4,43 @@ folders watched from a redeploy on are snapshots, not changes."""
 from __future__ import annotations
 
 import asyncio
+import os
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 
 from parley_local.gateway.code_watch import CodeWatcher
 
 
-async def test_a_save_right_after_start_is_reported(tmp_path: Path):
-    template = tmp_path / "template.yaml"
-    template.write_text("Resources: {}\n")
+@asynccontextmanager
+async def watching(roots: list[Path], interval_s: float) -> AsyncIterator[tuple[CodeWatcher, asyncio.Queue[set[Path]]]]:
+    """A started watcher of `roots` and the queue of what it reports; stopped on the way out."""
     reported: asyncio.Queue[set[Path]] = asyncio.Queue()
 
     async def on_change(paths: set[Path]) -> None:
         reported.put_nowait(paths)
 
-    watcher = CodeWatcher([tmp_path], on_change, interval_s=0.02)
+    watcher = CodeWatcher(roots, on_change, interval_s=interval_s)
     await watcher.start()
     try:
-        template.write_text("Resources: [not, a, map\n")  # no loop turn between ready and the save
-        assert await asyncio.wait_for(reported.get(), 5) == {template}
+        yield watcher, reported
     finally:
         watcher.stop()
+
+
+async def test_a_save_right_after_start_is_reported(tmp_path: Path):
+    template = tmp_path / "template.yaml"
+    template.write_text("Resources: {}\n")
+    async with watching([tmp_path], 0.02) as (watcher, reported):
+        template.write_text("Resources: [not, a, map\n")  # no loop turn between ready and the save
+        assert await asyncio.wait_for(reported.get(), 5) == {template}
 
 
 async def test_a_burst_of_saves_is_reported_once_it_settles(tmp_path: Path):
     files = [tmp_path / f"m{i}.py" for i in range(3)]
     for f in files:
         f.write_text("x = 0\n")
-    reported: asyncio.Queue[set[Path]] = asyncio.Queue()
-
-    async def on_change(paths: set[Path]) -> None:
-        reported.put_nowait(paths)
-
-    watcher = CodeWatcher([tmp_path], on_change, interval_s=0.05)
-    await watcher.start()
-    try:
+    async with watching([tmp_path], 0.05) as (watcher, reported):
         for f in files:
             f.write_text("x = 1  # edited\n")
         (tmp_path / "__pycache__").mkdir()
@@ -45,8 +48,6 @@ async def test_a_burst_of_saves_is_reported_once_it_settles(tmp_path: Path):
         assert await asyncio.wait_for(reported.get(), 5) == set(files)
         await asyncio.sleep(0.3)
         assert reported.empty()  # one report for the burst
-    finally:
-        watcher.stop()
 
 
 async def test_a_newly_watched_folder_is_a_snapshot_not_a_change_and_a_dropped_one_is_forgotten(tmp_path: Path):
@@ -57,14 +58,7 @@ async def test_a_newly_watched_folder_is_a_snapshot_not_a_change_and_a_dropped_o
     for folder in (kept, dropped, added):
         folder.mkdir()
         (folder / "app.py").write_text("x = 0\n")
-    reported: asyncio.Queue[set[Path]] = asyncio.Queue()
-
-    async def on_change(paths: set[Path]) -> None:
-        reported.put_nowait(paths)
-
-    watcher = CodeWatcher([kept, dropped], on_change, interval_s=0.05)
-    await watcher.start()
-    try:
+    async with watching([kept, dropped], 0.05) as (watcher, reported):
         (kept / "app.py").write_text("x = 1  # saved just before the redeploy took effect\n")
         await watcher.watch([kept, added])
         assert await asyncio.wait_for(reported.get(), 5) == {kept / "app.py"}
@@ -72,8 +66,6 @@ async def test_a_newly_watched_folder_is_a_snapshot_not_a_change_and_a_dropped_o
         assert reported.empty()  # nothing under `added` (already there) or `dropped` (no longer watched)
         (added / "app.py").write_text("x = 2  # edited after the redeploy\n")
         assert await asyncio.wait_for(reported.get(), 5) == {added / "app.py"}
-    finally:
-        watcher.stop()
 
 
 async def test_a_failed_redeploy_is_reported_and_the_watcher_goes_on(tmp_path: Path):
@@ -93,11 +85,29 @@ async def test_a_failed_redeploy_is_reported_and_the_watcher_goes_on(tmp_path: P
     watcher = CodeWatcher([tmp_path], on_change, interval_s=0.05, report=said.append)
     await watcher.start()
     try:
-        source.write_text("x = 1\n")
+        # Each save changes the size: a same-size save in the timestamp tick of the snapshot (a few ms on
+        # kernels without fine-grained timestamps) has the snapshot's stamp and would never be reported.
+        source.write_text("x = 11\n")
         assert await asyncio.wait_for(reported.get(), 5) == {source}
-        source.write_text("x = 22\n")
+        source.write_text("x = 222\n")
         assert await asyncio.wait_for(reported.get(), 5) == {source}  # still watching after the failure
         assert len(said) == 1 and "RuntimeError: the redeploy broke" in said[0] and "still watching" in said[0]
     finally:
         watcher.stop()
 
+
+
+async def test_a_save_of_the_same_size_in_the_tick_of_the_snapshot_is_reported(tmp_path: Path):
+    """Kernels without fine-grained file times stamp every write within one tick (a few ms) alike: a save that
+    keeps the size, right after the snapshot, then has the snapshot's time and size. Setting the time back to
+    the snapshot's makes that happen here whatever the kernel; the content still tells the change."""
+    source = tmp_path / "app.py"
+    source.write_text("x = 0\n")
+    async with watching([tmp_path], 0.05) as (watcher, reported):
+        snapshot = source.stat()
+        source.write_text("x = 1\n")
+        os.utime(source, ns=(snapshot.st_atime_ns, snapshot.st_mtime_ns))
+        assert source.stat().st_size == snapshot.st_size
+        assert await asyncio.wait_for(reported.get(), 5) == {source}
+        await asyncio.sleep(0.3)
+        assert reported.empty()  # reported once: the digest is of the new content from then on
