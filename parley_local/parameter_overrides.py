@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import shlex
 from typing import Iterable, Sequence
 
 ACCEPTED_FORMS = "KEY=VALUE or ParameterKey=KEY,ParameterValue=VALUE"
@@ -23,18 +22,33 @@ class OverrideRefused(ValueError):
     """An item that is neither accepted form; its message names the item and the forms."""
 
 
+# One item of an argument: runs of anything but spaces and quotes, and quoted stretches (a double-
+# quoted one may escape a quote with a backslash). As `sam deploy` splits `--parameter-overrides`.
+_WORD = r"""(?:[^\s"']|"(?:[^"\\]|\\.)*"|'[^']*')+"""
+_ITEM = re.compile(_WORD)
+_ITEMS = re.compile(rf"\s*(?:{_WORD}(?:\s+{_WORD})*)?\s*")  # words apart: no backtracking blow-up
+
+
+def _unquoted(value: str) -> str:
+    """A value wrapped in matching quotes, unwrapped (`\\"` and `\\\\` unescaped inside double quotes);
+    any other value as written: backslashes and inner quotes are the value's own (`C:\\dir`, JSON)."""
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1]
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r'\\(["\\])', r"\1", value[1:-1])
+    return value
+
+
 def parse_overrides(items: Sequence[str]) -> dict[str, str]:
     """The overrides as a dict (a later item wins, as in `sam deploy`); the first malformed item raises.
 
-    An argument may hold several items separated by spaces, with shell quotes around a value that
-    has spaces (`"A=1 B='x y'"`), as `sam deploy --parameter-overrides` and samconfig.toml take them."""
+    An argument may hold several items separated by spaces, a value with spaces in quotes
+    (`"A=1 B='x y'"`), as `sam deploy --parameter-overrides` and samconfig.toml take them."""
     out: dict[str, str] = {}
     for argument in items:
-        try:
-            words = shlex.split(argument)
-        except ValueError as exc:  # an unclosed quote
-            raise OverrideRefused(f"cannot read {argument!r}: {exc}; expected {ACCEPTED_FORMS}") from None
-        for item in words or [argument]:
+        if not _ITEMS.fullmatch(argument):
+            raise OverrideRefused(f"cannot read {argument!r}: a quote is not closed; expected {ACCEPTED_FORMS}")
+        for item in _ITEM.findall(argument) or [argument]:
             if item.startswith("ParameterKey="):
                 match = _SAM_FORM.fullmatch(item)
                 key, value = (match["key"], match["value"]) if match else ("", "")
@@ -44,7 +58,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, str]:
             if not _KEY.fullmatch(key):
                 where = "" if item == argument else f" in {argument!r}"
                 raise OverrideRefused(f"cannot read {item!r}{where}: expected {ACCEPTED_FORMS} (KEY: letters and digits)")
-            out[key] = value
+            out[key] = _unquoted(value)
     return out
 
 

@@ -69,6 +69,8 @@ async def test_both_forms_apply_and_an_undeclared_parameter_is_ignored_with_a_wa
     (["A=1", "A=2"], {"A": "2"}),  # a later item wins
     (["Url=https://x.example/a=b"], {"Url": "https://x.example/a=b"}),
     (["Empty="], {"Empty": ""}),
+    (["Path=C:\\dir\\x", 'J={"k":"v"}'], {"Path": "C:\\dir\\x", "J": '{"k":"v"}'}),  # unquoted: as written
+    (['G="say \\"hi\\"" H=\'it\\s\''], {"G": 'say "hi"', "H": "it\\s"}),
 ])
 def test_items_are_read_as_sam_deploy_reads_them(arguments: list[str], expected: dict[str, str]):
     from parley_local.parameter_overrides import parse_overrides
@@ -76,7 +78,7 @@ def test_items_are_read_as_sam_deploy_reads_them(arguments: list[str], expected:
     assert parse_overrides(arguments) == expected
 
 
-@pytest.mark.parametrize("argument,named", [("A=1 B", "'B' in 'A=1 B'"), ("A='unclosed", "\"A='unclosed\": No closing quotation")])
+@pytest.mark.parametrize("argument,named", [("A=1 B", "'B' in 'A=1 B'"), ("A='unclosed", "\"A='unclosed\": a quote is not closed")])
 def test_a_bad_item_among_several_is_named_with_its_argument(argument: str, named: str):
     from parley_local.parameter_overrides import OverrideRefused, parse_overrides
 
