@@ -83,8 +83,16 @@ for _tag, _fn in _SHORT_TAGS.items():
 
 def load_yaml(path: Path) -> dict[str, Any]:
     """Parse a CloudFormation YAML (or JSON) template into plain dicts, tags turned into `Fn::*` keys."""
-    with open(path, encoding="utf-8") as fh:
-        doc = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:  # one line naming the place, not a parser traceback
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise TemplateError(f"{path}{where}: not valid YAML ({problem})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot be read ({exc})") from None
     if not isinstance(doc, dict):
         raise TemplateError(f"{path}: not a CloudFormation template")
     return doc

@@ -10,6 +10,9 @@ import pytest
 
 from parley_testing.fixture_clients import connect, request
 from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
+from parley_testing.ports import ipv6_loopback_available
+
+pytestmark = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback (::1) here")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from parley_local.tokens import make_token
 from parley_testing.dev_process import DevProcess
+from parley_testing.ports import ipv6_loopback_available
 from parley_testing.template import load_template
 
 
@@ -83,6 +84,7 @@ async def test_allow_origins_adds_without_dropping_the_built_ins(extra_dev: DevP
         assert await handshake(extra_dev, origin) == 403, origin
 
 
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback (::1) here")
 async def test_with_host_ipv6_loopback_its_pages_origin_is_accepted(ipv6_dev: DevProcess):
     """A page from `http://[::1]:PORT` (the gateway's own /ws-test included) sends that Origin, brackets and all."""
     port = int(ipv6_dev.ws_url.split("]:")[1].split("/")[0])

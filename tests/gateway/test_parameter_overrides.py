@@ -85,3 +85,15 @@ def test_a_bad_item_among_several_is_named_with_its_argument(argument: str, name
     with pytest.raises(OverrideRefused) as refused:
         parse_overrides([argument])
     assert str(refused.value).startswith(f"cannot read {named}")
+
+
+@pytest.mark.parametrize("text,problem", [("Resources: [not, a, map\n", "line 2, column 1: not valid YAML"),
+                                          ("- just\n- a list\n", "not a CloudFormation template")])
+def test_a_template_that_is_not_one_stops_it_with_one_line(tmp_path: Path, text: str, problem: str):
+    template = tmp_path / "template.yaml"
+    template.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "parley_local.cli", "dev", "--template", str(template), "--port", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()] and problem in done.stderr  # one line, no traceback
+    assert done.stderr.startswith(f"parley dev: {template}")
