@@ -126,9 +126,12 @@ class State:
         wire = {k: row[k] for k in keys if k in row}
         return len(json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
-    def fit(self, room: str, page: list[str], more: bool, keep_newest: bool) -> tuple[list[str], bool]:
-        """PROTOCOL.md: a chat_history frame stays within 128 KB, dropping from the end the client pages on from."""
-        used = len(json.dumps({"type": "chat_history", "data": {"roomId": room, "messages": [], "hasMore": False}},
+    def fit(self, room: str, page: list[str], more: bool, keep_newest: bool,
+            extra: dict[str, Any] | None = None) -> tuple[list[str], bool]:
+        """PROTOCOL.md: a chat_history frame stays within 128 KB, dropping from the end the client pages on from.
+
+        `extra`: the frame's other fields (a join's `unreadCount`...), which take their share of the 128 KB."""
+        used = len(json.dumps({"type": "chat_history", "data": {"roomId": room, "messages": [], "hasMore": False, **(extra or {})}},
                               ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
         kept: list[str] = []
         for message_id in (reversed(page) if keep_newest else page):
@@ -311,16 +314,17 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
     if t == "join_room":
         limit, since = data.get("limit", 50), data.get("since")
         ids = state.messages(room)
-        if since:
-            after_since = [i for i in ids if i > since]
-            page, more = state.fit(room, after_since[:limit], len(after_since) > limit, keep_newest=False)
-        else:
-            page, more = state.fit(room, ids[-limit:], len(ids) > limit, keep_newest=True)
         users = {u for u in members.values()} | {"alice"}
 
         def check_join(frames, bob_frames, before, after_state):
             assert {p["userId"] for p in frames[0]["data"]["participants"]} == users and frames[0]["data"]["count"] == len(users)
             history = frames[1]["data"]
+            extra = {k: v for k, v in history.items() if k not in ("roomId", "messages", "hasMore")}  # the unread fields
+            if since:
+                after_since = [i for i in ids if i > since]
+                page, more = state.fit(room, after_since[:limit], len(after_since) > limit, keep_newest=False, extra=extra)
+            else:
+                page, more = state.fit(room, ids[-limit:], len(ids) > limit, keep_newest=True, extra=extra)
             assert history["roomId"] == room and [m["messageId"] for m in history["messages"]] == page and history["hasMore"] == more
             assert after_state.members(room).get(alice) == "alice"
             if not member:
