@@ -17,11 +17,19 @@ def host_in_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def is_loopback(host: str) -> bool:
-    """True when only this machine can reach a port bound to `host` (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
+def is_loopback_address(address: str | None) -> bool:
+    """Whether an IP address (a peer's `request.remote`, a `--host`) is this machine: 127.0.0.0/8,
+    ::1, or an IPv4-mapped one of those. A name, or no address, is not known to be."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # any other name may resolve to an address others reach
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach a port bound to `host` (127.0.0.0/8, ::1, localhost);
+    any other name may resolve to an address others reach."""
+    return host == "localhost" or is_loopback_address(host)

@@ -16,7 +16,6 @@ service the gateway forwards (`other_services`) is AWS emulation whatever path i
 
 from __future__ import annotations
 
-import ipaddress
 from contextlib import contextmanager
 from typing import Awaitable, Callable, Iterator
 
@@ -24,6 +23,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from ..local_aws.other_services import aws_json, forwarded_service
+from .addresses import is_loopback_address
 
 NOT_FROM_THIS_MACHINE = ("parley dev serves its local AWS services (SSM, DynamoDB, moto) to this machine only; "
                          "call them from here (127.0.0.1), not over the network.")
@@ -31,21 +31,10 @@ OPEN_ROUTES = web.AppKey("open_routes", set[AbstractRoute])
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def is_loopback_peer(remote: str | None) -> bool:
-    """Whether a request's peer address (`request.remote`) is this machine: 127.0.0.0/8, ::1 or IPv4-mapped."""
-    try:
-        address = ipaddress.ip_address(remote or "")
-    except ValueError:  # no address (None, a Unix socket) is not known to be local
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
 def is_from_this_machine(request: web.Request) -> bool:
     """A loopback peer, or one that connected to this machine's own address from this machine (a
     handler reaching `https://{domainName}/{stage}` while `parley dev --host 0.0.0.0` serves a LAN)."""
-    if is_loopback_peer(request.remote):
+    if is_loopback_address(request.remote):
         return True
     sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
     return bool(request.remote) and isinstance(sockname, tuple) and bool(sockname) and request.remote == sockname[0]

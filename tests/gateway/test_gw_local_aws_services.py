@@ -19,7 +19,8 @@ from aiohttp.test_utils import make_mocked_request
 from botocore.exceptions import ClientError
 
 from parley_local.local_aws.account import aws_client
-from parley_local.gateway.this_machine_only import is_from_this_machine, is_loopback_peer
+from parley_local.gateway.addresses import is_loopback_address
+from parley_local.gateway.this_machine_only import is_from_this_machine
 from parley_local.local_aws.other_services import OtherAwsServices, signing_service
 from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
 
@@ -178,7 +179,7 @@ async def test_reading_a_reserved_name_or_an_unknown_label_is_parameter_not_foun
     ("0.0.0.0", False), (None, False), ("", False), ("not-an-address", False),
 ])
 def test_only_a_loopback_peer_is_this_machine(remote: str | None, local: bool):
-    assert is_loopback_peer(remote) is local
+    assert is_loopback_address(remote) is local
 
 
 async def test_a_loopback_ssm_call_over_the_socket_is_answered(gw: RunningGateway):
