@@ -41,6 +41,23 @@ def test_memory_is_bounded_and_forgets_the_oldest_first():
     assert memory.refuse("chat", "b", window=1) == 1 and memory.refuse("chat", "c", window=1) == 1
 
 
+def test_a_user_remembered_again_is_the_newest_not_the_oldest():
+    memory = OverLimitMemory(max_users=2)
+    memory.remember("chat", "a", window=1)
+    memory.remember("chat", "b", window=1)
+    memory.remember("chat", "a", window=2)  # over again in the next window
+    memory.remember("chat", "c", window=2)  # full: b, remembered longest ago, goes
+    assert memory.refuse("chat", "b", window=1) is None
+    assert memory.refuse("chat", "a", window=2) == 1 and memory.refuse("chat", "c", window=2) == 1
+
+
+def test_a_full_memory_keeps_forgetting_one_user_per_newcomer():
+    memory = OverLimitMemory(max_users=100)
+    for n in range(1_000):
+        memory.remember("chat", f"u{n}", window=1)
+    assert [memory.refuse("chat", f"u{n}", window=1) for n in (0, 899, 900, 999)] == [None, None, 1, 1]
+
+
 def test_retry_after_is_the_rest_of_the_window():
     limits = RateLimits(window_seconds=10)
     assert limits.window_at(25_000) == 2 and limits.retry_after_ms(25_000) == 5_000

@@ -67,15 +67,22 @@ class OverLimitMemory:
 
     def __init__(self, max_users: int = 10_000) -> None:
         self._max_users = max_users
-        # (allowance, user) -> [window, refusals not yet added to the shared counter]
-        self._over: dict[tuple[str, str], list[int]] = {}
+        # (allowance, user) -> [window, refusals not yet added to the shared counter], least recently
+        # remembered first: a plain dict's first key costs a walk past every deleted slot before it.
+        self._over: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
 
     def remember(self, kind: str, user_id: str, window: int) -> None:
-        """The shared counter said `user_id` is over `kind` in `window`."""
+        """The shared counter said `user_id` is over `kind` in `window`.
+
+        Past `max_users`, the user remembered longest ago is forgotten: it only costs that user the
+        full checks again, and the refusals it had not yet added to the counter (fewer than the
+        allowance) go uncounted, the same bound as a counter write that fails.
+        """
         key = (kind, user_id)
-        if key not in self._over and len(self._over) >= self._max_users:
-            # Forget the oldest: it only costs that user the full checks again.
-            del self._over[next(iter(self._over))]
+        if key in self._over:
+            self._over.move_to_end(key)  # remembered again (a new window): the newest, not the oldest
+        elif len(self._over) >= self._max_users:
+            self._over.popitem(last=False)
         self._over[key] = [window, 0]
 
     def refuse(self, kind: str, user_id: str, window: int) -> int | None:
