@@ -60,7 +60,7 @@ BROADCASTERS = {
 }
 # Sized at the Lambda CPU share (docs/benchmarks.md): the fan-out shards, and chat_message (cost of a
 # room of 10 and latency of a room of 100); everything else 256.
-MEMORY = {"FanoutFunction": 1769, "ChatMessageFunction": 1024}
+MEMORY = {"FanoutFunction": 1024, "ChatMessageFunction": 1024}
 API_ARN_PREFIX = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/"
 MANAGE_CONNECTIONS_ARNS = {
     API_ARN_PREFIX + "${StageName}/POST/@connections/*",
