@@ -4,13 +4,9 @@ Another machine refused is told what AWS would tell it: an AWS SDK's call (`X-Am
 `AccessDeniedException`, anything else API Gateway's own 403 `{"message":"Forbidden"}`, the very answer
 of the gateway's catch-all. `/dev/token` answers another machine only with `--dev-tokens-for-other-machines`.
 
-Over a real gateway on 127.0.0.1 and real sockets. A second machine needs no second network
-interface: the app built by `Gateway._build_app` gets one test-only outer middleware that hands
-the rest of the chain a clone of the request (`Request.clone(remote=...)`) whose peer is the
-address in the `X-Test-Peer` header. Everything after it, `this_machine_only` included, is the
-gateway's own, and the clone keeps the real transport (so its socket name is still 127.0.0.1).
-A route is added after `_build_app` returns, as a later change to the gateway would add one,
-to show that the default is "this machine only".
+Over a real gateway on 127.0.0.1 and real sockets; another machine is a caller that names its peer in
+a header (`parley_testing.another_machine`). A route is added after `_build_app` returns, as a later
+change to the gateway would add one, to show that the default is "this machine only".
 """
 
 from __future__ import annotations
@@ -31,11 +27,10 @@ from parley_local.gateway.server import Gateway, GatewayConfig
 from parley_local.gateway.this_machine_only import NOT_FROM_THIS_MACHINE, this_machine_only
 from parley_local.parley_extras import TOKENS_FOR_OTHER_MACHINES, TOKENS_THIS_MACHINE_ONLY, ParleyExtras
 from parley_local.tokens import dev_secret
+from parley_testing.another_machine import ANOTHER_MACHINE, PEER_HEADER, lan_gateway
 from parley_testing.fixture_clients import connect, request
 from parley_testing.gateway_thread import SMALL_TEMPLATE, RunningGateway
 
-ANOTHER_MACHINE = "192.0.2.7"  # TEST-NET-1: never this machine
-PEER_HEADER = "X-Test-Peer"
 ADDED_LATER = "/added-later/probe"
 
 
@@ -44,32 +39,15 @@ def _signed(service: str) -> dict[str, str]:
                              "SignedHeaders=host, Signature=ab"}
 
 
-@web.middleware
-async def _peer_from_header(req: web.Request, handler: Any) -> web.StreamResponse:
-    peer = req.headers.get(PEER_HEADER)
-    return await handler(req.clone(remote=peer) if peer else req)
-
-
 async def _added_later(req: web.Request) -> web.Response:
     return web.json_response({"served": True})
 
 
 def _lan_gateway(small_gw: RunningGateway, record_dir: Any, stack_name: str, **extras: bool) -> RunningGateway:
-    """A gateway whose DynamoDB is small_gw's (so it starts no moto of its own), with the peer header,
-    and `ParleyExtras(**extras)` as `parley dev`'s options would make it."""
-    g = RunningGateway(SMALL_TEMPLATE, record_dir, stack_name=stack_name, prewarm=False,
-                       dynamodb_endpoint=small_gw.gateway.aws.dynamodb_endpoint)
-    g.gateway.extras = ParleyExtras(g.gateway.extras.client_dir, **extras)
-    build = g.gateway._build_app
-
-    def build_with_a_second_machine() -> web.Application:
-        app = build()
-        app.middlewares.insert(0, _peer_from_header)
-        app.router.add_get(ADDED_LATER, _added_later)
-        return app
-
-    g.gateway._build_app = build_with_a_second_machine  # type: ignore[method-assign]
-    return g.start()
+    """A started `lan_gateway` whose DynamoDB is small_gw's (so it starts no moto of its own)."""
+    return lan_gateway(SMALL_TEMPLATE, record_dir, stack_name=stack_name, prewarm=False,
+                       dynamodb_endpoint=small_gw.gateway.aws.dynamodb_endpoint,
+                       add_routes=lambda app: app.router.add_get(ADDED_LATER, _added_later), **extras).start()
 
 
 @pytest.fixture(scope="module")
