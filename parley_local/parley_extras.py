@@ -145,7 +145,6 @@ class ParleyExtras:
         ]
         return lines
 
-
     def _token_mode_line(self, gateway: Gateway) -> str:
         """Who /dev/token answers, when other machines can reach the port or the developer asked for them."""
         host = gateway.config.host or "(all)"
