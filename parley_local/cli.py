@@ -14,13 +14,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .gateway.console import Console
 from .gateway.cfn import load_yaml
 from .gateway.template import TemplateError, load_stack
 from .parameter_overrides import OverrideRefused, ignored_line, parse_overrides, undeclared
 from .tokens import DEFAULT_TTL_S, make_token
+
+if TYPE_CHECKING:
+    from .parley_extras import ParleyExtras
 
 
 def _declared_only(overrides: dict[str, str], template: Path) -> dict[str, str]:
@@ -47,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
                "forces the exit (status 130).",
     )
     dev.add_argument("--template", default="template.yaml", help="SAM template (default: template.yaml)")
-    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only); 0.0.0.0 opens the WebSocket "
+                          "endpoint and the pages to your network, while the local AWS services and /dev/token keep "
+                          "answering this machine only")
+    dev.add_argument("--dev-tokens-for-other-machines", action="store_true",
+                     help="with a --host other machines reach, let them get tokens from /dev/token too (what /ws-test "
+                          "on another machine needs): anyone who can reach the port can then get a token for any user. "
+                          "Without it they are refused and told to use `parley token USER` on this machine")
     dev.add_argument("--port", type=int, default=3001, help="0 picks a free port")
     dev.add_argument("--stage", default=None,
                      help="the stage in the URL (default: the template's stage name, else local)")
@@ -108,6 +118,13 @@ def _raise_open_file_limit() -> None:
         pass
 
 
+def parley_extras_for(args: argparse.Namespace, template: Path) -> "ParleyExtras":
+    """Parley's additions as `parley dev`'s options ask: client files next to the template, and who gets dev tokens."""
+    from .parley_extras import ParleyExtras
+
+    return ParleyExtras(template.resolve().parent / "client", tokens_for_other_machines=args.dev_tokens_for_other_machines)
+
+
 async def run_dev(args: argparse.Namespace) -> int:
     """`parley dev`. Exit status: 0 after a clean stop (Ctrl-C or SIGTERM, also during start-up), 1 when
     the gateway cannot start, 2 for a bad template, 130 when a second Ctrl-C forces the exit."""
@@ -162,7 +179,7 @@ async def run_dev(args: argparse.Namespace) -> int:
         print("parley dev: --dynamodb-data is for DynamoDB Local: drop --dynamodb moto / --dynamodb-endpoint, or drop --dynamodb-data",
               file=sys.stderr)
         return 2
-    gateway = Gateway(stack, config, console, extras=parley_extras.ParleyExtras(template.resolve().parent / "client"))
+    gateway = Gateway(stack, config, console, extras=parley_extras_for(args, template))
     _raise_open_file_limit()
     if stop.is_set():
         return 0

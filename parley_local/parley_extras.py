@@ -1,6 +1,11 @@
 """Parley's additions to the generic gateway, as one `GatewayExtras`: the client files, `/ws-test`,
 `/dev/token`, the dev secret in SSM, the Origin allow-list for local pages, and the banner hints.
 
+`/dev/token` mints a token for any user it is asked for, so it answers this machine only unless the
+developer passes `--dev-tokens-for-other-machines`: `--host 0.0.0.0` alone opens the WebSocket
+endpoint and the pages to the network, not a way to become anyone. Another machine is refused
+with a message that says how to get a token instead.
+
 Why one object: the gateway runs any SAM WebSocket template; only this module knows Parley's
 conventions (the `JwtSecretParameterName` and `AllowedOrigins` template parameters, the
 `client/` folder, dev tokens), so nothing Parley-specific leaks into the emulator's AWS behaviour.
@@ -15,6 +20,7 @@ from aiohttp import web
 
 from .gateway.addresses import ANY_INTERFACE, host_in_url, is_loopback
 from .gateway.server import Gateway
+from .gateway.this_machine_only import is_from_this_machine
 from .gateway.template import Stack
 from .tokens import DEFAULT_TTL_S, dev_secret, make_token
 
@@ -31,6 +37,11 @@ CLIENT_MODULES_DIR = "lib"
 
 
 LOCAL_PAGE_HOSTS = ("127.0.0.1", "localhost")
+TOKENS_FOR_OTHER_MACHINES = "--dev-tokens-for-other-machines"
+TOKENS_THIS_MACHINE_ONLY = (f"parley dev gives dev tokens to this machine only. Run `parley token USER` on the machine "
+                            f"that runs parley dev and paste the token, or restart parley dev with {TOKENS_FOR_OTHER_MACHINES} "
+                            "to let anyone who can reach its port get a token for any user.")
+_TOKEN_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
 
 
 def local_origins(stack: Stack, overrides: dict[str, str], host: str, extra: Sequence[str] = ()) -> str | None:
@@ -68,8 +79,9 @@ def _authorizer_claims(gateway: Gateway) -> tuple[str | None, str | None]:
 class ParleyExtras:
     """What `parley dev` serves and does beyond API Gateway (a `gateway.server.GatewayExtras`)."""
 
-    def __init__(self, client_dir: Path):
+    def __init__(self, client_dir: Path, tokens_for_other_machines: bool = False):
         self.client_dir = client_dir
+        self.tokens_for_other_machines = tokens_for_other_machines  # `--dev-tokens-for-other-machines`
 
     def before_serving(self, gateway: Gateway) -> None:
         """Write the dev secret into the local SSM under the template's `JwtSecretParameterName`, if it has one."""
@@ -99,8 +111,9 @@ class ParleyExtras:
 
         return handler
 
-    @staticmethod
-    def _dev_token(request: web.Request, gateway: Gateway) -> web.Response:
+    def _dev_token(self, request: web.Request, gateway: Gateway) -> web.Response:
+        if not (self.tokens_for_other_machines or is_from_this_machine(request)):
+            return web.json_response({"message": TOKENS_THIS_MACHINE_ONLY}, status=403, headers=_TOKEN_HEADERS)
         user = request.query.get("user", "")
         if not 1 <= len(user) <= 128:
             return web.json_response({"message": "query parameter user (1..128 chars) is required"}, status=400)
@@ -114,7 +127,7 @@ class ParleyExtras:
                                rooms=request.query.get("rooms"))
         except ValueError as error:
             return web.json_response({"message": str(error)}, status=400)
-        return web.json_response({"token": token}, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"})
+        return web.json_response({"token": token}, headers=_TOKEN_HEADERS)
 
     def banner(self, gateway: Gateway) -> list[str]:
         lines = [_history_line(gateway)] if gateway.aws is not None else []
@@ -124,14 +137,24 @@ class ParleyExtras:
         if SECRET_PARAMETER in gateway.stack.parameters:
             lines.append(f"  JWT secret:    SSM {gateway.stack.parameters[SECRET_PARAMETER]} <- $PARLEY_JWT_SECRET (dev default if unset)")
         lines.append("Get a token:   parley token alice            (or GET " + gateway.http_url + "/dev/token?user=alice&name=Alice)")
-        if not is_loopback(gateway.config.host):  # the LAN's /ws-test needs it, so it stays open; say who can use it
-            lines.append(f"  !!! --host {gateway.config.host or '(all)'}: /dev/token mints a token for any user to anyone who can "
-                         f"reach port {gateway.port}; bind --host 127.0.0.1 unless other machines must connect")
+        if self.tokens_for_other_machines or not is_loopback(gateway.config.host):
+            lines.append(self._token_mode_line(gateway))
         lines += [
             f"Connect:       python -m websockets '{gateway.ws_url}?token=<token>'",
             f"Browser:       {gateway.http_url}/ws-test",
         ]
         return lines
+
+    def _token_mode_line(self, gateway: Gateway) -> str:
+        """Who /dev/token answers, when other machines can reach the port or the developer asked for them."""
+        host = gateway.config.host or "(all)"
+        if is_loopback(host):
+            return f"  Dev tokens:    this machine only: only this machine reaches --host {host}, so {TOKENS_FOR_OTHER_MACHINES} changes nothing"
+        if self.tokens_for_other_machines:
+            return (f"  !!! {TOKENS_FOR_OTHER_MACHINES}: /dev/token mints a token for any user to anyone who can reach "
+                    f"port {gateway.port} (--host {host}); drop the flag unless pages on other machines need it")
+        return (f"  Dev tokens:    this machine only (--host {host} opens the WebSocket and the pages, not /dev/token): "
+                f"other machines use `parley token USER` from here, or restart with {TOKENS_FOR_OTHER_MACHINES}")
 
 
 def _history_line(gateway: Gateway) -> str:

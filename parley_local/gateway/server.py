@@ -46,7 +46,7 @@ from .routing import RouteSelector
 from .session import Session, SessionServices
 from .sweeper import sweep
 from .template import Stack, TemplateError, load_stack
-from .this_machine_only import open_to_the_network, this_machine_only
+from .this_machine_only import api_gateway_forbidden, open_to_the_network, this_machine_only
 from .worker_pool import LambdaRuntime
 
 
@@ -391,7 +391,7 @@ class Gateway:
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.config.stage:
-            return web.json_response({"message": "Forbidden"}, status=403, headers={"x-amzn-ErrorType": "ForbiddenException"})
+            return api_gateway_forbidden()
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.json_response({"message": "Upgrade Required"}, status=426)
         if self._stopping or self._services is None:
@@ -411,7 +411,7 @@ class Gateway:
         self.tasks.spawn(conn.close(1000, conn.close_reason, frame_reason=""))
 
     async def _not_found(self, request: web.Request) -> web.Response:
-        return web.json_response({"message": "Forbidden"}, status=403, headers={"x-amzn-ErrorType": "ForbiddenException"})
+        return api_gateway_forbidden()
 
     # -- presentation -------------------------------------------------------------
 

@@ -3,8 +3,11 @@
 Why: nothing on the gateway's port checks a signature, so with `parley dev --host 0.0.0.0` anyone
 on the network could otherwise read the dev secret from SSM, reach every table through the
 forwarded DynamoDB calls, invoke any function with a made-up identity, or post to (and delete)
-any connection. AWS's own stand-ins (moto, DynamoDB Local) listen on 127.0.0.1; this answers
-other machines as they would be refused: a 403 `AccessDeniedException`.
+any connection. AWS's own stand-ins (moto, DynamoDB Local) listen on 127.0.0.1. What another
+machine is told is what it would be told by AWS: a call an AWS SDK makes (an `X-Amz-Target` or a
+SigV4 signature) gets the service's 403 `AccessDeniedException`; anything else gets the answer
+API Gateway gives for a path it has no route for (`api_gateway_forbidden`, the gateway's
+catch-all's own), so what other machines see of the port is API Gateway's surface and nothing more.
 
 Why one middleware instead of a check in each handler: every route is for this machine only
 unless it was added inside `open_to_the_network(app)`, so a route added later is covered without
@@ -22,7 +25,7 @@ from typing import Awaitable, Callable, Iterator
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
-from ..local_aws.other_services import aws_json, forwarded_service
+from ..local_aws.other_services import aws_json, forwarded_service, signing_service
 from .addresses import is_loopback_address
 
 NOT_FROM_THIS_MACHINE = ("parley dev serves its local AWS services (SSM, DynamoDB, moto) to this machine only; "
@@ -40,8 +43,26 @@ def is_from_this_machine(request: web.Request) -> bool:
     return bool(request.remote) and isinstance(sockname, tuple) and bool(sockname) and request.remote == sockname[0]
 
 
-def refusal() -> web.Response:
-    """The AWS-style JSON 403 that tells a caller on another machine why it is refused."""
+def api_gateway_forbidden() -> web.Response:
+    """API Gateway's 403 for a path or method it has no route for. The gateway's catch-all answers
+    with it, and so does `refusal` for another machine's non-AWS call: one answer, so a refused route
+    looks to other machines exactly like one API Gateway does not have."""
+    return web.json_response({"message": "Forbidden"}, status=403, headers={"x-amzn-ErrorType": "ForbiddenException"})
+
+
+def is_aws_service_call(request: web.Request) -> bool:
+    """Whether an AWS SDK made this call: a JSON-protocol `X-Amz-Target`, or a SigV4 signature (in
+    `Authorization` or a presigned URL's query). Such a caller reads an AWS error's type; a browser or
+    curl reads API Gateway's plain answer."""
+    return "X-Amz-Target" in request.headers or signing_service(
+        request.headers.get("Authorization", ""), request.query.get("X-Amz-Credential")) is not None
+
+
+def refusal(request: web.Request) -> web.Response:
+    """A caller on another machine refused: the AWS-style JSON 403 that says why to an AWS SDK's call,
+    API Gateway's own `{"message":"Forbidden"}` to anything else."""
+    if not is_aws_service_call(request):
+        return api_gateway_forbidden()
     return aws_json(403, {"__type": "AccessDeniedException", "message": NOT_FROM_THIS_MACHINE},
                     headers={"x-amzn-ErrorType": "AccessDeniedException"})
 
@@ -65,4 +86,4 @@ async def this_machine_only(request: web.Request, handler: _Handler) -> web.Stre
     """Refuses a caller on another machine before any handler or forwarder runs, unless the route is open."""
     if is_from_this_machine(request) or is_open_to_the_network(request):
         return await handler(request)
-    return refusal()
+    return refusal(request)
