@@ -11,7 +11,10 @@ same worker pool as the routes with a stream-shaped event. A failed batch is ret
 and then dropped with a loud line, where AWS would send it to the on-failure destination.
 Lambda's `BisectBatchOnFunctionError` is not emulated: the whole batch is retried. A template
 redeploy updates the running mappings in place (`redeploy`), so an updated one keeps its position
-and the records it holds, as an UpdateEventSourceMapping does.
+and the records it holds, as an UpdateEventSourceMapping does. A mapping that could not start (the
+local DynamoDB refused, or the table has no stream yet) is tried again a few times on its own
+(`RESTART_DELAYS_S`), and again on every redeploy until it runs: the developer who fixes the cause
+expects it to run, as AWS keeps an event source mapping in `Creating` until its stream is there.
 """
 
 from __future__ import annotations
@@ -35,8 +38,13 @@ POLL_INTERVAL_S = 0.25  # Lambda polls each shard about four times a second
 SHARD_REFRESH_S = 1.0  # how often the shard list is read again (shards split and close)
 LOCAL_MAX_RETRIES = 3  # bound for a mapping whose MaximumRetryAttempts is -1 (AWS: until the record expires)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+RESTART_DELAYS_S = (1.0, 2.0, 4.0, 8.0)  # a mapping that could not start is tried again after these, then on a redeploy
 Matcher = Callable[[Any, bool], bool]  # (value, present) -> matches
 Filter = Callable[[dict[str, Any]], bool]  # one compiled FilterCriteria pattern
+
+
+class StreamNotReady(RuntimeError):
+    """The mapping's table has no stream (yet): it may get one (a redeploy adds it, or it is enabled), so the start is retried."""
 
 
 class PatternRefused(ValueError):
@@ -140,44 +148,48 @@ class StreamEventPoller:
     """Every DynamoDB stream mapping of the stack, polled while the gateway runs; `redeploy` applies a new template's."""
 
     def __init__(self, sources: list[StreamEventSource], table_names: dict[str, str], dynamodb_endpoint: str,
-                 runtime: LambdaRuntime, console: Console, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S):
+                 runtime: LambdaRuntime, console: Console, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+                 restart_delays_s: tuple[float, ...] | None = None):
         self.sources = sources
         self.table_names = table_names  # table logical id -> name
         self.dynamodb_endpoint = dynamodb_endpoint
         self.runtime = runtime
         self.console = console
         self.retry_delays_s = retry_delays_s
+        self.restart_delays_s = RESTART_DELAYS_S if restart_delays_s is None else restart_delays_s
         self.failed_batches: list[dict[str, Any]] = []  # what AWS would send to the on-failure destination
         self._mappings: dict[str, _Mapping] = {}  # logical id -> the running mapping
-        self._tasks: set[asyncio.Task[None]] = set()  # the running mappings' and the removed ones finishing a batch
+        self._tasks: set[asyncio.Task[None]] = set()  # the running mappings', the removed ones finishing a batch, the restarts
+        self._unstarted: set[str] = set()  # logical ids whose start failed for a reason that may pass: tried again
+        self._restarts: dict[str, asyncio.Task[None]] = {}  # logical id -> its pending restarts (`_restart`)
 
     async def start(self) -> None:
         """Position every mapping at its StartingPosition before the gateway serves, so no change made after start-up is missed."""
         for source in self.sources:
-            mapping = await self._positioned(source, self.table_names)
+            mapping = await self._start(source, self.table_names)
             if mapping is not None:
                 self._run_mapping(mapping)
-                self.console.line(f"DynamoDB stream of {mapping.table} -> {source.function}: {len(mapping.filters)} filter(s), "
-                                  f"batches of up to {source.batch_size} every {source.batching_window_s:g} s")
+                self.console.line(_running_line(mapping))
 
     async def redeploy(self, sources: list[StreamEventSource], table_names: dict[str, str]) -> None:
         """A new template's mappings, as CloudFormation applies them: an unchanged or updated mapping goes on from
         where it had read to (nothing read is lost or delivered twice; records it holds are re-filtered), a removed
-        one stops (after the batch it is delivering), a new one starts at its StartingPosition. One console line."""
-        if _with_tables(sources, table_names) == _with_tables(self.sources, self.table_names):
+        one stops (after the batch it is delivering), a new one starts at its StartingPosition, and so does one that
+        could not start before, changed or not. One console line (and one per mapping that cannot start)."""
+        if _with_tables(sources, table_names) == _with_tables(self.sources, self.table_names) and not self._unstarted:
             return
-        kept, new = self._sort(sources, table_names)
+        for task in self._restarts.values():  # before any await: this redeploy tries them now
+            task.cancel()
+        self._restarts.clear()
+        unstarted, self._unstarted = self._unstarted, set()
+        kept, new = self._sort(sources, table_names, unstarted)
         removed = sorted(set(self._mappings) - {mapping.source.logical_id for mapping, _, _ in kept})
         for lid in removed:  # first, before any await: a removed mapping invokes nothing more
             self._mappings.pop(lid).stopped.set()
         self.sources, self.table_names = sources, table_names
         started = []
         for source in new:
-            try:
-                mapping = await self._positioned(source, table_names)
-            except Exception as exc:  # noqa: BLE001 - the local DynamoDB refused: say so, apply the rest
-                self.console.line(f"!!! [{source.function}] stream event source {source.logical_id} NOT RUN: {exc!r}")
-                continue
+            mapping = await self._start(source, table_names)
             if mapping is not None:
                 started.append(mapping)
         changes = []
@@ -189,21 +201,24 @@ class StreamEventPoller:
         for mapping in started:
             self._run_mapping(mapping)
             lid = mapping.source.logical_id
-            changes.append(f"{'replaced' if lid in removed else 'new'} {lid} ({mapping.table} -> {mapping.source.function}, "
-                           f"from {mapping.source.starting_position})")
+            how = "replaced" if lid in removed else "started" if lid in unstarted else "new"
+            changes.append(f"{how} {lid} ({mapping.table} -> {mapping.source.function}, from {mapping.source.starting_position})")
         changes += [f"removed {lid} (stopped)" for lid in removed if lid not in self._mappings]
+        changes += [f"removed {lid} (it had not started)" for lid in sorted(unstarted - {s.logical_id for s in sources})]
         if changes:
             self.console.line("DynamoDB stream mappings redeployed: " + "; ".join(changes))
 
-    def _sort(self, sources: list[StreamEventSource], table_names: dict[str, str]) -> tuple[list[_Update], list[StreamEventSource]]:
-        """A new template's mappings: the running ones they update in place, and the ones to start afresh.
-        One refused at start-up (a filter form, no stream) and unchanged is neither: it was said then."""
+    def _sort(self, sources: list[StreamEventSource], table_names: dict[str, str],
+              unstarted: set[str]) -> tuple[list[_Update], list[StreamEventSource]]:
+        """A new template's mappings: the running ones they update in place, and the ones to start afresh (new,
+        replaced, or in `unstarted`: not started yet for a reason that may have passed). One refused for good
+        (a filter form this emulator does not evaluate) and unchanged is neither: it was said then."""
         before = dict(zip((s.logical_id for s in self.sources), _with_tables(self.sources, self.table_names)))
         kept: list[_Update] = []
         new: list[StreamEventSource] = []
         for source, table in _with_tables(sources, table_names):
             running = self._mappings.get(source.logical_id)
-            if running is None and before.get(source.logical_id) == (source, table):
+            if running is None and before.get(source.logical_id) == (source, table) and source.logical_id not in unstarted:
                 continue
             if running is None or not running.same_position(source, table):
                 new.append(source)
@@ -221,28 +236,72 @@ class StreamEventPoller:
     async def stop(self) -> None:
         for mapping in self._mappings.values():
             mapping.stopped.set()
+        self._restarts.clear()  # their tasks are among `_tasks`
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._mappings.clear()
 
-    async def _positioned(self, source: StreamEventSource, table_names: dict[str, str]) -> _Mapping | None:
-        """A mapping for `source` with an iterator at its StartingPosition on every shard, or None (said loudly) when it cannot run."""
-        table = table_names[source.table]
+    async def _start(self, source: StreamEventSource, table_names: dict[str, str]) -> _Mapping | None:
+        """`source` positioned at its StartingPosition, or None when it cannot start, said in one loud line: for
+        good (its filters: until its entry changes), or for now (tried again on its own, and on every redeploy)."""
         try:
-            filters = [compile_pattern(p) for p in source.filter_patterns]
+            return await self._positioned(source, table_names)
         except PatternRefused as exc:
             self.console.line(f"!!! [{source.function}] stream event source {source.logical_id} NOT RUN locally: "
-                              f"{exc}. The function gets no events from {table}'s stream.")
-            return None
+                              f"{exc}. The function gets no events from {table_names[source.table]}'s stream.")
+        except Exception as exc:  # noqa: BLE001 - the local DynamoDB refused, or no stream yet: apply the rest, try again
+            self._unstarted.add(source.logical_id)
+            delays = self.restart_delays_s
+            again = f"trying again {len(delays)} time(s) over {sum(delays):g} s" if delays else "a redeploy tries it again"
+            self.console.line(f"!!! [{source.function}] stream event source {source.logical_id} NOT RUN yet: {_reason(exc)}; {again}")
+            if delays:
+                self._restart_later(source, table_names, _reason(exc))
+        return None
+
+    def _restart_later(self, source: StreamEventSource, table_names: dict[str, str], reason: str) -> None:
+        task = asyncio.create_task(self._restart(source, table_names, reason))
+        self._restarts[source.logical_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restart(self, source: StreamEventSource, table_names: dict[str, str], reason: str) -> None:
+        """Start a mapping that could not start, after each of `restart_delays_s` (bounded), with at most one line per
+        attempt (when the reason changes) and one when it runs or when it gives up. A redeploy cancels this: it tries
+        the mapping itself, with the template of the moment. Nothing was read before, so nothing can be lost."""
+        lid = source.logical_id
+        attempt = 1
+        try:
+            for attempt, delay in enumerate(self.restart_delays_s, 2):
+                await asyncio.sleep(delay)
+                try:
+                    mapping = await self._positioned(source, table_names)
+                except Exception as exc:  # noqa: BLE001 - as in `_start`
+                    if _reason(exc) != reason:
+                        reason = _reason(exc)
+                        self.console.line(f"[{source.function}] stream event source {lid} still not running: {reason}")
+                    continue
+                self._unstarted.discard(lid)
+                self._run_mapping(mapping)
+                self.console.line(f"{_running_line(mapping)} (started on attempt {attempt})")
+                return
+            self.console.line(f"!!! [{source.function}] stream event source {lid} NOT RUN after {attempt} attempts: {reason}. "
+                              "Fix that, then save the template: the redeploy starts it")
+        finally:
+            if self._restarts.get(lid) is asyncio.current_task():
+                del self._restarts[lid]
+
+    async def _positioned(self, source: StreamEventSource, table_names: dict[str, str]) -> _Mapping:
+        """A mapping for `source` with an iterator at its StartingPosition on every shard. Raises PatternRefused
+        (its filters: for good), StreamNotReady, or what the local DynamoDB raised (both may pass)."""
+        table = table_names[source.table]
+        filters = [compile_pattern(p) for p in source.filter_patterns]
         mapping = _Mapping(source, table, filters, aws_client("dynamodbstreams", self.dynamodb_endpoint))
         described = await asyncio.to_thread(aws_client("dynamodb", self.dynamodb_endpoint).describe_table, TableName=table)
         mapping.stream_arn = described["Table"].get("LatestStreamArn", "")
         if not mapping.stream_arn:
-            self.console.line(f"!!! [{source.function}] table {table} has no stream locally: "
-                              f"stream event source {source.logical_id} NOT RUN.")
-            return None
+            raise StreamNotReady(f"table {table} has no stream locally (its StreamSpecification?)")
         await asyncio.to_thread(self._refresh_shards, mapping, True)
         return mapping
 
@@ -357,6 +416,17 @@ class StreamEventPoller:
                                                        "approximateInvokeCount": retries + 1}, "records": batch})
         self.console.line(f"!!! [{source.function}] stream batch of {len(batch)} record(s) FAILED after {retries + 1} attempts: "
                           "skipped here; on AWS it goes to the mapping's on-failure destination")
+
+
+def _running_line(mapping: _Mapping) -> str:
+    source = mapping.source
+    return (f"DynamoDB stream of {mapping.table} -> {source.function}: {len(mapping.filters)} filter(s), "
+            f"batches of up to {source.batch_size} every {source.batching_window_s:g} s")
+
+
+def _reason(exc: Exception) -> str:
+    """Why a mapping could not start, in a line: the local DynamoDB's error as it said it."""
+    return str(exc) if isinstance(exc, StreamNotReady) else f"{type(exc).__name__}: {exc}"
 
 
 def _with_tables(sources: list[StreamEventSource], table_names: dict[str, str]) -> list[tuple[StreamEventSource, str]]:

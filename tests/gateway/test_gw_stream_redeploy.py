@@ -158,3 +158,98 @@ def test_a_redeploy_adds_the_first_stream_mapping_of_a_stack_that_had_none(copy_
                  30, what="the items through the first mappings")
     finally:
         g.stop()
+
+
+NO_STREAM = "      StreamSpecification:\n        StreamViewType: KEYS_ONLY\n"
+
+
+@pytest.fixture
+def streamless_stack(stream_stack: Path) -> Path:
+    """The stream fixture stack with its table's StreamSpecification left out: every mapping's start fails."""
+    template = stream_stack / "template.yaml"
+    text = template.read_text()
+    assert NO_STREAM in text
+    template.write_text(text.replace(NO_STREAM, ""))
+    return template
+
+
+def started(g: RunningGateway, text: str) -> list[str]:
+    return [line for line in list(g.console.lines) if text in line]
+
+
+def test_a_mapping_that_could_not_start_starts_on_the_next_redeploy_though_its_entry_did_not_change(
+        stream_backend: str, streamless_stack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """At start-up the table has no stream: each mapping says NOT RUN, is tried twice more (no line while the
+    reason is the same), then says what to do. The developer adds the StreamSpecification: the table gets its
+    stream, and the redeploy starts every mapping (their entries are unchanged) at its StartingPosition."""
+    from parley_local.gateway import stream_events
+
+    monkeypatch.setattr(stream_events, "RESTART_DELAYS_S", (0.1, 0.1), raising=False)
+    g = RunningGateway(streamless_stack, tmp_path / "records", stack_name=f"nostream{time.time_ns() % 10**6}",
+                       reload_interval=0.1, dynamodb=stream_backend).start()
+    try:
+        lids = ["KeepFunctionEverything", "FilterFunctionFiltered", "DropFunctionDropped"]
+        for lid in lids:
+            first = started(g, f"stream event source {lid} NOT RUN yet: ")
+            assert len(first) == 1 and "has no stream locally" in first[0] and "trying again 2 time(s) over 0.2 s" in first[0], first
+        wait_for(lambda: all(started(g, f"stream event source {lid} NOT RUN after 3 attempts") for lid in lids), 30,
+                 what="the give-up lines")
+        for lid in lids:
+            assert len(started(g, lid)) == 2, started(g, lid)  # one when it failed, one when it gave up: none per attempt
+            assert "Fix that, then save the template: the redeploy starts it" in started(g, lid)[-1]
+        ddb = aws_client("dynamodb", g.gateway.aws.dynamodb_endpoint)
+        table = g.stack.tables[0].name
+        ddb.put_item(TableName=table, Item={"pk": {"S": "a#before"}})  # written while the table has no stream: no mapping may get it
+
+        streamless_stack.write_text(streamless_stack.read_text().replace(
+            "        - {AttributeName: pk, KeyType: HASH}\n", "        - {AttributeName: pk, KeyType: HASH}\n" + NO_STREAM))
+        line = wait_for(lambda: started(g, "DynamoDB stream mappings redeployed"), 30, what="the redeploy's stream line")[0]
+        for lid in lids:
+            assert f"started {lid} (" in line and "from LATEST)" in line, line
+        keys = ["a#0", "b#1", "a#2"]
+        ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": k}}}} for k in keys]})
+        wait_for(lambda: keys_of(g, "KeepFunction") == keys and keys_of(g, "DropFunction") == keys
+                 and keys_of(g, "FilterFunction") == ["a#0", "a#2"], 30, what="the items through the started mappings")
+        time.sleep(1.0)  # four more polls: a repeat would show by now
+        assert keys_of(g, "KeepFunction") == keys and keys_of(g, "DropFunction") == keys
+    finally:
+        g.stop()
+
+
+def test_a_mapping_that_could_not_start_starts_on_its_own_once_its_stream_is_there(
+        stream_backend: str, streamless_stack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """No redeploy: the table's stream is enabled while the mappings wait to be tried again (as when a local
+    DynamoDB comes back). Each starts on its own with one line, at its StartingPosition: the TRIM_HORIZON one
+    gets what was written before it started, the LATEST one only what came after; each record once."""
+    from parley_local.gateway import stream_events
+
+    monkeypatch.setattr(stream_events, "RESTART_DELAYS_S", (0.5, 1.0, 1.0, 1.0, 1.0), raising=False)
+    text = streamless_stack.read_text()
+    streamless_stack.write_text(text.replace("StartingPosition: LATEST\n            BatchSize: 100",
+                                             "StartingPosition: TRIM_HORIZON\n            BatchSize: 100"))
+    g = RunningGateway(streamless_stack, tmp_path / "records", stack_name=f"latestream{time.time_ns() % 10**6}",
+                       reload_interval=0.1, dynamodb=stream_backend).start()
+    try:
+        assert started(g, "stream event source KeepFunctionEverything NOT RUN yet")
+        ddb = aws_client("dynamodb", g.gateway.aws.dynamodb_endpoint)
+        table = g.stack.tables[0].name
+        ddb.update_table(TableName=table, StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
+        early = ["a#0", "b#1"]
+        ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": k}}}} for k in early]})
+        lines = wait_for(lambda: [ln for ln in started(g, "(started on attempt") if "-> DropFunction" in ln]
+                         and [ln for ln in started(g, "(started on attempt") if "-> KeepFunction" in ln], 30,
+                         what="the mappings started on their own")
+        assert lines
+        late = ["a#2", "b#3"]
+        ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": k}}}} for k in late]})
+        wait_for(lambda: keys_of(g, "KeepFunction") == early + late and set(late) <= set(keys_of(g, "DropFunction")),
+                 30, what="the items through the mappings started on their own")
+        time.sleep(1.0)  # four more polls: a repeat would show by now
+        assert keys_of(g, "KeepFunction") == early + late  # TRIM_HORIZON: from the stream's start, each once
+        dropped = keys_of(g, "DropFunction")  # LATEST: from when it started (some early ones may follow that), each once
+        assert len(dropped) == len(set(dropped)) and dropped[-2:] == late and set(dropped) <= set(early + late)
+        assert not started(g, "NOT RUN after"), g.console.text()[-2000:]
+        for fn in ("KeepFunction", "DropFunction", "FilterFunction"):
+            assert len([ln for ln in started(g, "(started on attempt") if f"-> {fn}:" in ln]) == 1
+    finally:
+        g.stop()
