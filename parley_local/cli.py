@@ -26,13 +26,14 @@ if TYPE_CHECKING:
     from .parley_extras import ParleyExtras
 
 
-def _declared_only(overrides: dict[str, str], template: Path) -> dict[str, str]:
-    """The overrides the template has a parameter for; the others are dropped as `sam deploy` drops them, with one line."""
+def _warn_undeclared(overrides: dict[str, str], template: Path) -> None:
+    """One line naming the overrides the template has no parameter for: `load_stack` ignores them as `sam deploy`
+    does, and applies them on the redeploy that declares them. Before the stack is read: a typo'd name is said
+    even when the template then stops at the parameter it meant, which has no Default."""
     declared = list(load_yaml(template).get("Parameters") or {})
     unknown = undeclared(overrides, declared)
     if unknown:
         print(f"parley dev: warning: {ignored_line(unknown, declared, template.name)}", file=sys.stderr)
-    return {k: v for k, v in overrides.items() if k not in unknown}
 
 
 def _split(value: str) -> list[str]:
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--post-queue-limit", type=int, default=1000, metavar="N", help="@connections calls waiting on --post-latency-ms before 429")
     dev.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE",
                      help="template parameter values: KEY=VALUE or ParameterKey=KEY,ParameterValue=VALUE (as sam deploy); "
-                          "one the template does not declare is ignored, with a warning, as sam deploy ignores it")
+                          "one the template does not declare is ignored, with a warning, as sam deploy ignores it, "
+                          "until a redeploy of an edited template that declares it")
     dev.add_argument("--stack-name", default="parley")
     dev.add_argument("--idle-timeout", type=float, default=600.0, metavar="SECONDS", help="AWS: 600")
     dev.add_argument("--max-connection-duration", type=float, default=7200.0, metavar="SECONDS", help="AWS: 7200")
@@ -156,7 +158,7 @@ async def run_dev(args: argparse.Namespace) -> int:
         print(f"parley dev: template not found: {template}", file=sys.stderr)
         return 2
     try:
-        overrides = _declared_only(overrides, template)
+        _warn_undeclared(overrides, template)
         stack = load_stack(template, args.stack_name, overrides)
         origins = parley_extras.local_origins(stack, overrides, args.host, _split(args.allow_origins))
         if origins is not None:  # pages on this machine (any port) and the developer's own

@@ -4,7 +4,9 @@ Why its own module: the two forms SAM users type (`KEY=VALUE` and `sam deploy`'s
 `ParameterKey=KEY,ParameterValue=VALUE`) must be read strictly, since a misread item would run the
 stack on a value nobody wrote; and an override the template does not declare is dropped as
 `sam deploy` drops it (it sends CloudFormation only the template's parameters), but said aloud,
-since it is usually a typo.
+since it is usually a typo. `parley dev` keeps every override for as long as it runs: a template
+edited to declare the parameter gets the value on the redeploy (`redeploy_note` says so), as the
+next `sam deploy` with the same command line would.
 """
 
 from __future__ import annotations
@@ -75,3 +77,16 @@ def ignored_line(unknown: Sequence[str], declared: Sequence[str], template_name:
     listed = "" if all(guesses.values()) else f"; it declares {', '.join(declared) or 'none'}"
     return (f"--parameter-overrides {named}: not a parameter of {template_name}, ignored as sam deploy "
             f"ignores it{listed}")
+
+
+def redeploy_note(before: Sequence[str], after: Sequence[str], declared: Sequence[str], template_name: str) -> str:
+    """What a redeploy changed in which overrides are ignored (`before` -> `after`), as a clause of its one
+    line; "" when that set did not change, so an ignored override is not named again on every save."""
+    if set(after) == set(before):
+        return ""
+    applying = [key for key in before if key not in after]
+    them = "it" if len(applying) == 1 else "them"
+    parts = [f"--parameter-overrides {', '.join(applying)} now applied ({template_name} declares {them})"] if applying else []
+    if after:
+        parts.append(f"warning: {ignored_line(after, declared, template_name)}")
+    return "".join(f"; {part}" for part in parts)

@@ -30,6 +30,7 @@ from ..local_aws.account import load_client_models
 from ..local_aws.other_services import OtherAwsServices
 from ..local_aws.parameter_store import ParameterStore
 from ..local_aws.services import LocalAws
+from ..parameter_overrides import redeploy_note
 from . import banner as banner_lines
 from .addresses import ANY_INTERFACE, host_in_url
 from .code_watch import CodeWatcher, is_under
@@ -280,6 +281,8 @@ class Gateway:
         if self.stream_events is not None:  # before the functions: a removed mapping invokes nothing more
             await self.stream_events.redeploy(stack.stream_sources, _table_names(stack))
         added, changed, removed = await self.runtime.replace_functions(stack.functions)
+        overrides_now = redeploy_note(self.stack.undeclared_overrides, stack.undeclared_overrides, list(stack.parameters),
+                                      stack.template_path.name)
         routing = [] if api.routes == self.api.routes else ["routes"]
         auth = lambda a: a.routes.get("$connect") and a.routes["$connect"].authorizer  # noqa: E731
         if auth(api) != auth(self.api):
@@ -293,6 +296,7 @@ class Gateway:
         self.console.line(
             "Template reloaded: " + ("; ".join(parts) or "no function changed")
             + (f"; {' and '.join(routing)} changed: applies to new connections, open ones keep theirs" if routing else "")
+            + overrides_now
         )
 
     def _used_functions(self) -> set[str]:

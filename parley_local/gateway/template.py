@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..local_aws.account import ACCOUNT_ID, REGION
+from ..parameter_overrides import undeclared
 from . import sam_transform
 from .cfn import Resolver, TemplateError, load_yaml
 
@@ -126,9 +127,11 @@ class Stack:
     tables: list[TableSpec]
     source: str = "template as written"  # how the template was read, for the banner
     stream_sources: list[StreamEventSource] = field(default_factory=list)
-    # The parameter values given (`--parameter-overrides`), not the defaults: a redeploy reads the
-    # template again with these, so a Default changed on disk applies, as on `sam deploy`.
+    # The parameter values given (`--parameter-overrides`), not the defaults, and those the template does not
+    # declare too: a redeploy reads the template again with all of them, so a Default changed on disk applies,
+    # and so does an override once the template declares its parameter, as on `sam deploy`.
     overrides: dict[str, str] = field(default_factory=dict)
+    undeclared_overrides: list[str] = field(default_factory=list)  # of `overrides`, those ignored: no such parameter
 
     @property
     def api(self) -> WebSocketApiSpec:
@@ -462,10 +465,14 @@ def _as_deployed(path: Path, doc: dict[str, Any], overrides: dict[str, str], sam
 def load_stack(
     path: str | Path, stack_name: str = "local", parameter_overrides: dict[str, str] | None = None, sam: str = "auto",
 ) -> Stack:
-    """Read `path` and return everything the gateway needs to serve it locally."""
+    """Read `path` and return everything the gateway needs to serve it locally. Of `parameter_overrides`, those
+    the template does not declare are ignored, as `sam deploy` ignores them (it sends only the template's)."""
     p = Path(path).resolve()
-    overrides = parameter_overrides or {}
-    doc, source = _as_deployed(p, load_yaml(p), overrides, sam)
+    given = dict(parameter_overrides or {})
+    raw = load_yaml(p)
+    ignored = undeclared(given, raw.get("Parameters") or {})
+    overrides = {name: value for name, value in given.items() if name not in ignored}
+    doc, source = _as_deployed(p, raw, overrides, sam)
     b = _Builder(p, doc, stack_name, overrides)
     b.check_rules()
     functions = b.functions()
@@ -479,5 +486,6 @@ def load_stack(
         tables=tables,
         source=source,
         stream_sources=b.stream_sources(functions, tables),
-        overrides=dict(overrides),
+        overrides=given,
+        undeclared_overrides=ignored,
     )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import websockets
@@ -60,6 +61,50 @@ async def test_both_forms_apply_and_an_undeclared_parameter_is_ignored_with_a_wa
         wait_for(lambda: list(records.glob("*.MESSAGE.*.json")), 10, what="the echo record in the overridden RecordDir")
     finally:
         dev.stop()
+
+
+async def test_an_override_applies_once_an_edited_template_declares_its_parameter(copy_stack: Callable[[Path], Path], tmp_path: Path):
+    """Every override is kept while `parley dev` runs: the redeploy of a template that now declares one applies
+    it (over the Default), and says so in its one line; an override still undeclared is named again only then,
+    when the set of ignored ones changes, not on every save."""
+    template = copy_stack(SMALL_TEMPLATE)
+    records = tmp_path / "records"
+    dev = DevProcess(["--template", str(template), "--port", "0", "--dynamodb", "moto", "--stack-name", f"declared{time.time_ns() % 10**6}",
+                      "--parameter-overrides", f"RecordDir={records}", "Fixture=given", "Typo=1"])
+    try:
+        dev.wait_ready(120)
+        assert [line.rstrip("\n") for line in dev.lines if "not a parameter of" in line] == [
+            "parley dev: warning: --parameter-overrides Fixture, Typo: not a parameter of template.yaml, "
+            "ignored as sam deploy ignores it; it declares RecordDir"], dev.output()
+        text = template.read_text()
+        template.write_text(text.replace("Parameters:\n", "Parameters:\n  Fixture:\n    Type: String\n    Default: one\n").replace(
+            "      Handler: echo.handler\n",
+            "      Handler: echo.handler\n      Environment:\n        Variables:\n          FIXTURE_VALUE: !Ref Fixture\n"))
+        reloads = wait_for(lambda: [line.rstrip("\n") for line in dev.lines if "Template reloaded" in line], 30, what="the reload line")
+        assert len(reloads) == 1 and "changed EchoFunction" in reloads[0], dev.output()
+        assert reloads[0].endswith("; --parameter-overrides Fixture now applied (template.yaml declares it); warning: "
+                                   "--parameter-overrides Typo: not a parameter of template.yaml, ignored as sam deploy "
+                                   "ignores it; it declares Fixture, RecordDir"), reloads[0]
+        async with websockets.connect(dev.ws_url, open_timeout=30) as ws:
+            assert (await request(ws, {"action": "echo"}))["env"]["FIXTURE_VALUE"] == "given"
+            template.write_text(template.read_text().replace("Default: one", "Default: two"))
+            reloads = wait_for(lambda: [line for line in dev.lines if "Template reloaded" in line][1:], 30, what="the second reload line")
+            assert "parameter-overrides" not in reloads[0], reloads[0]  # the same one ignored: not said again
+            assert (await request(ws, {"action": "echo"}))["env"]["FIXTURE_VALUE"] == "given"  # the override, not the Default
+    finally:
+        dev.stop()
+
+
+def test_a_stack_keeps_every_override_given_and_ignores_the_undeclared_ones():
+    from parley_local.gateway.template import load_stack
+    from parley_local.parameter_overrides import redeploy_note
+
+    stack = load_stack(SMALL_TEMPLATE, "fx", {"RecordDir": "/tmp/x", "Typo": "1"})
+    assert stack.overrides == {"RecordDir": "/tmp/x", "Typo": "1"}
+    assert stack.undeclared_overrides == ["Typo"]
+    assert stack.parameters == {"RecordDir": "/tmp/x"}
+    assert redeploy_note(["Typo"], ["Typo"], ["RecordDir"], "t.yaml") == ""
+    assert redeploy_note(["A", "B"], [], ["A", "B"], "t.yaml") == "; --parameter-overrides A, B now applied (t.yaml declares them)"
 
 
 @pytest.mark.parametrize("arguments,expected", [
