@@ -5,6 +5,8 @@ without losing or re-delivering a record: over a real gateway serving a copy of 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Callable, Iterator
 import pytest
 
 from parley_local.local_aws.account import aws_client
-from parley_testing.gateway_thread import FIXTURES, RunningGateway
+from parley_testing.gateway_thread import FIXTURES, ListConsole, RunningGateway
 from parley_testing.waiting import wait_for
 
 STREAM_TEMPLATE = FIXTURES / "template_stream.yaml"
@@ -253,3 +255,53 @@ def test_a_mapping_that_could_not_start_starts_on_its_own_once_its_stream_is_the
             assert len([ln for ln in started(g, "(started on attempt") if f"-> {fn}:" in ln]) == 1
     finally:
         g.stop()
+
+
+async def test_a_mapping_the_local_dynamodb_refused_starts_once_it_answers(copy_stack: Callable[[Path], Path], tmp_path: Path):
+    """The poller over moto, with a real worker pool: at its start, DescribeTable fails (its table is not there, as
+    after a DynamoDB reset). The mapping says NOT RUN with the error once; when the table is there, an attempt of
+    its own starts it, one line, and what is written after reaches the function, once."""
+    from parley_local.gateway.stream_events import StreamEventPoller
+    from parley_local.gateway.template import load_stack
+    from parley_local.gateway.worker_pool import LambdaRuntime
+    from parley_local.local_aws.services import LocalAws
+
+    records = tmp_path / "records"
+    stack = load_stack(copy_stack(STREAM_TEMPLATE), f"refused{time.time_ns() % 10**6}", {"RecordDir": str(records)})
+    keep = next(source for source in stack.stream_sources if source.function == "KeepFunction")
+    aws = await asyncio.to_thread(LocalAws.start, "moto", moto_mode="thread")
+    console = ListConsole()
+    runtime = LambdaRuntime(stack.functions, aws.env(), console, idle_timeout_s=0)
+    poller = StreamEventPoller([keep], {t.logical_id: t.name for t in stack.tables}, aws.dynamodb_endpoint, runtime, console,
+                               restart_delays_s=(0.3,) * 20)
+
+    async def until(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n" + console.text()[-2000:]
+            await asyncio.sleep(0.05)
+
+    def keys() -> list[str]:
+        return [k for path in sorted(records.glob("*.OTHER.*.json"), key=lambda p: int(p.name.split(".")[2]))
+                for k in json.loads(path.read_text())["keys"]]
+
+    try:
+        await poller.start()
+        refused = [line for line in console.lines if "KeepFunctionEverything NOT RUN yet: " in line]
+        assert len(refused) == 1 and "ResourceNotFoundException" in refused[0], console.text()
+        assert "trying again 20 time(s) over 6 s" in refused[0]
+        await asyncio.sleep(0.7)  # two more attempts, the same error: no line
+        assert len(console.lines) == 1, console.text()
+        await asyncio.to_thread(aws.create_tables, stack.tables)
+        await until(lambda: [line for line in console.lines if "(started on attempt" in line], "the mapping to start on its own")
+        ddb = aws_client("dynamodb", aws.dynamodb_endpoint)
+        for key in ("a#0", "b#1"):
+            await asyncio.to_thread(ddb.put_item, TableName=stack.tables[0].name, Item={"pk": {"S": key}})
+        await until(lambda: keys() == ["a#0", "b#1"] or len(keys()) > 2, "the items through the started mapping")
+        await asyncio.sleep(1.0)  # four more polls: a repeat would show by now
+        assert keys() == ["a#0", "b#1"]
+        assert len([line for line in console.lines if "KeepFunctionEverything" in line or "-> KeepFunction" in line]) == 2
+    finally:
+        await poller.stop()
+        await runtime.close()
+        await asyncio.to_thread(aws.stop)
