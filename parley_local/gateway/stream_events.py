@@ -287,7 +287,7 @@ class StreamEventPoller:
                 self.console.line(f"{_running_line(mapping)} (started on attempt {attempt})")
                 return
             self.console.line(f"!!! [{source.function}] stream event source {lid} NOT RUN after {attempt} attempts: {reason}. "
-                              "Fix that, then save the template: the redeploy starts it")
+                              "Fix that, then save the template (its redeploy starts it) or restart parley dev")
         finally:
             if self._restarts.get(lid) is asyncio.current_task():
                 del self._restarts[lid]
