@@ -630,13 +630,32 @@ def _s(v: float | None) -> str:
     return "did not finish" if v is None else f"{v:.1f} s"
 
 
+CLIENT_LABEL = "benchmark client"
+
+
+def handshake_cpu_ms(d: dict[str, Any]) -> tuple[float, float] | None:
+    """CPU per connection opened in the open row, in ms: (every process of the system's tree, this client).
+
+    Why: the row's rate is set by the CPU of two cores that the client and the server share, so it moves
+    with whatever else runs; the CPU each side spent per handshake does not, and it says what the goal
+    needs: 1,000/s on 2 cores leaves 2 ms for both sides together. None for results from before the meter."""
+    o = d["open"]
+    cpu = o.get("cpu_s")
+    if not cpu or not o.get("opened"):
+        return None
+    server = sum(v for k, v in cpu.items() if k != CLIENT_LABEL)
+    return server * 1000 / o["opened"], cpu.get(CLIENT_LABEL, 0.0) * 1000 / o["opened"]
+
+
 def _cells(d: dict[str, Any]) -> dict[str, str]:
     o, j, f, lv, c = d["open"], d["joins"], d["fanout"], d["leave"], d["ctrl_c"]
+    per = handshake_cpu_ms(d)
     counted = lambda n, of: "" if n is None else f", {n:,} of {of:,} disconnect handlers run"  # noqa: E731
     return {
         "rtt": f"{_ms(d['rtt_p50_ms'])} ({d['rtt_ratio']:.1f}x"
                + (f"; {d['rtt_ratio_process']:.1f}x)" if "rtt_ratio_process" in d else ")"),
         "open": f"{o['per_s']:,.0f}" + (f" ({o['errors']} errors)" if o["errors"] else ""),
+        "open_cpu": "–" if per is None else f"{per[0]:.2f} ms / {per[1]:.2f} ms",
         "joins": f"{_ms(j['first_ms'])} -> {_ms(j['last_ms'])}" + ("" if j["n"] == o["n"] else f" (only {j['n']:,} joins within the row's time limit)"),
         "fanout": _ms(f["last_ms"]) + ("" if f["members"] == o["n"] else f" (room of {f['members']:,})"),
         "idle": f"{d['processes']} process{'es' if d['processes'] != 1 else ''}, {d['rss_mib']:,.0f} MiB; ready in {d['ready_s']:.1f} s",
@@ -648,6 +667,15 @@ def _cells(d: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _ceiling(d: dict[str, Any], cpus: int) -> str:
+    """What the CPU per handshake allows on this machine's cores, client and server sharing them."""
+    per = handshake_cpu_ms(d)
+    if per is None:
+        return ""
+    return (f" (its processes spent {per[0]:.2f} ms of CPU per handshake and the client {per[1]:.2f} ms, so {cpus} cores "
+            f"allow at most {cpus * 1000 / (per[0] + per[1]):,.0f}/s)")
+
+
 def markdown(d: dict[str, Any], command: str) -> list[str]:
     """The issue-15 table (rows: measures, columns: systems), the goals as ratios, and the plot."""
     systems = [k for k in SYSTEMS if k in d["systems"]]
@@ -656,6 +684,7 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
     rows = [("rtt", "`ping` round trip p50 (ratio to a bare echo measured just before: served in the client's process; "
                     "served by a process of its own)"),
             ("open", f"connections opened per second, {d['in_flight']} handshakes in flight"),
+            ("open_cpu", "CPU per connection opened in that row: the system's processes (all of them) / the benchmark client"),
             ("joins", f"{n:,} joins one after another: reply time of the first 50 -> last 50"),
             ("fanout", f"one message to a room of {n:,}: last delivery"),
             ("idle", "before the first client connects (processes and summed RSS of the tree)"),
@@ -680,7 +709,8 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
         goals = [
             (f"at most 4 processes and 300 MiB before the first client, ready within 3 s: {p['processes']}, "
              f"{p['rss_mib']:.0f} MiB, {p['ready_s']:.1f} s", p["processes"] <= 4 and p["rss_mib"] <= 300 and p["ready_s"] <= 3),
-            (f"at least 1,000 handshakes/s with the authorizer and `$connect`: {p['open']['per_s']:,.0f}/s", p["open"]["per_s"] >= 1000),
+            (f"at least 1,000 handshakes/s with the authorizer and `$connect`: {p['open']['per_s']:,.0f}/s"
+             + _ceiling(p, d.get("cpus") or 1), p["open"]["per_s"] >= 1000),
             (f"round trip within 3x a bare echo: {p['rtt_ratio']:.1f}x the echo served in the client's process"
              + (f" ({p['rtt_ratio_process']:.1f}x the echo served by its own process)" if "rtt_ratio_process" in p else ""),
              p["rtt_ratio"] <= 3),

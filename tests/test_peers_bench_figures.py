@@ -1,0 +1,51 @@
+"""The peers table's CPU per handshake: what the goal of 1,000 handshakes/s needs, from the open row's meter."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def peers_bench():
+    # peers_bench imports `peers` from its own folder, as it does when run as a script.
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("peers_bench_under_test", REPO / "benchmarks" / "peers_bench.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("peers_bench_under_test", None)
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def _system(cpu_s: dict[str, float] | None, opened: int = 1000) -> dict:
+    open_row = {"n": 1000, "opened": opened, "errors": 0, "per_s": 500.0}
+    if cpu_s is not None:
+        open_row["cpu_s"] = cpu_s
+    return {"open": open_row}
+
+
+def test_the_server_is_every_process_but_the_client(peers_bench):
+    system = _system({"gateway": 1.2, "AuthorizerFunction": 0.6, "ConnectFunction": 0.4, "benchmark client": 0.8}, opened=800)
+    server, client = peers_bench.handshake_cpu_ms(system)
+    assert server == pytest.approx(2.75) and client == pytest.approx(1.0)
+
+
+def test_the_ceiling_is_the_cores_over_both_sides_cpu(peers_bench):
+    system = _system({"node": 0.6, "benchmark client": 0.4})
+    assert "2 cores allow at most 2,000/s" in peers_bench._ceiling(system, 2)
+
+
+def test_results_without_the_meter_or_without_a_connection_say_nothing(peers_bench):
+    assert peers_bench.handshake_cpu_ms(_system(None)) is None
+    assert peers_bench.handshake_cpu_ms(_system({"gateway": 1.0}, opened=0)) is None
+    assert peers_bench._ceiling(_system(None), 2) == ""
