@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -11,20 +12,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look the module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def peers_bench():
-    # peers_bench imports `peers` from its own folder, as it does when run as a script.
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    # Loaded by path; its `from peers import install` finds benchmarks/peers/ (a folder without an
+    # __init__) through a package entry for it, so the import path stays as it is.
+    added = [name for name in ("peers", "peers.install", "peers_bench_under_test") if name not in sys.modules]
+    peers = types.ModuleType("peers")
+    peers.__path__ = [str(REPO / "benchmarks" / "peers")]
+    sys.modules.setdefault("peers", peers)
     try:
-        spec = importlib.util.spec_from_file_location("peers_bench_under_test", REPO / "benchmarks" / "peers_bench.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-        yield module
+        yield _load("peers_bench_under_test", REPO / "benchmarks" / "peers_bench.py")
     finally:
-        sys.modules.pop("peers_bench_under_test", None)
-        sys.path.remove(str(REPO / "benchmarks"))
+        for name in added:
+            sys.modules.pop(name, None)
 
 
 def _system(cpu_s: dict[str, float] | None, opened: int = 1000) -> dict:
