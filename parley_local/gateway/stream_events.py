@@ -20,8 +20,6 @@ expects it to run, as AWS keeps an event source mapping in `Creating` until its 
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime
 import json
 import time
 import uuid
@@ -31,6 +29,7 @@ from typing import Any, Callable
 from ..local_aws.account import REGION, aws_client
 from .console import Console
 from .integration import status_text
+from .streams_api import StreamsApi, StreamsError
 from .template import StreamEventSource
 from .worker_pool import Invocation, LambdaRuntime
 
@@ -100,17 +99,14 @@ def _compile_matcher(spec: Any) -> Matcher:
     raise PatternRefused(f"matcher {json.dumps(spec)} is not supported locally (supported: literals, prefix, exists)")
 
 
-def _jsonable(value: Any) -> Any:
-    """A record as Lambda's JSON event carries it: binary as base64, the creation time as epoch seconds."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, set, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp())
-    return value
+def _event_record(raw: dict[str, Any]) -> dict[str, Any]:
+    """A record as GetRecords answered it, as Lambda's event carries it. The wire forms are the event's
+    (binary as base64 text) but for the creation time, which the event gives in whole epoch seconds."""
+    record = dict(raw)
+    data = record.get("dynamodb")
+    if isinstance(data, dict) and isinstance(data.get("ApproximateCreationDateTime"), float):
+        record["dynamodb"] = {**data, "ApproximateCreationDateTime": int(data["ApproximateCreationDateTime"])}
+    return record
 
 
 @dataclass
@@ -120,7 +116,7 @@ class _Mapping:
     source: StreamEventSource
     table: str  # the table's name: a mapping on another table is another mapping
     filters: list[Filter]
-    client: Any
+    client: StreamsApi  # the poller's, shared by its mappings
     stream_arn: str = ""
     iterators: dict[str, str | None] = field(default_factory=dict)  # shard id -> next iterator (None: closed)
     last_read: dict[str, str] = field(default_factory=dict)  # shard id -> sequence number of the last record read
@@ -153,6 +149,7 @@ class StreamEventPoller:
         self.sources = sources
         self.table_names = table_names  # table logical id -> name
         self.dynamodb_endpoint = dynamodb_endpoint
+        self._streams = StreamsApi(dynamodb_endpoint)  # the mappings' polls, on this loop (no boto3, no thread)
         self.runtime = runtime
         self.console = console
         self.retry_delays_s = retry_delays_s
@@ -242,6 +239,7 @@ class StreamEventPoller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._mappings.clear()
+        await self._streams.close()
 
     async def _start(self, source: StreamEventSource, table_names: dict[str, str]) -> _Mapping | None:
         """`source` positioned at its StartingPosition, or None when it cannot start, said in one loud line: for
@@ -297,12 +295,12 @@ class StreamEventPoller:
         (its filters: for good), StreamNotReady, or what the local DynamoDB raised (both may pass)."""
         table = table_names[source.table]
         filters = [compile_pattern(p) for p in source.filter_patterns]
-        mapping = _Mapping(source, table, filters, aws_client("dynamodbstreams", self.dynamodb_endpoint))
+        mapping = _Mapping(source, table, filters, self._streams)
         described = await asyncio.to_thread(aws_client("dynamodb", self.dynamodb_endpoint).describe_table, TableName=table)
         mapping.stream_arn = described["Table"].get("LatestStreamArn", "")
         if not mapping.stream_arn:
             raise StreamNotReady(f"table {table} has no stream locally (its StreamSpecification?)")
-        await asyncio.to_thread(self._refresh_shards, mapping, True)
+        await self._refresh_shards(mapping, True)
         return mapping
 
     def _run_mapping(self, mapping: _Mapping) -> None:
@@ -311,12 +309,13 @@ class StreamEventPoller:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _refresh_shards(self, mapping: _Mapping, at_start: bool) -> None:
+    @staticmethod
+    async def _refresh_shards(mapping: _Mapping, at_start: bool) -> None:
         """Add shards not seen yet: when the mapping starts, open ones from its StartingPosition (closed ones
         too from TRIM_HORIZON); later ones (splits) from TRIM_HORIZON."""
-        kwargs: dict[str, Any] = {"StreamArn": mapping.stream_arn}
+        after: str | None = None
         while True:
-            desc = mapping.client.describe_stream(**kwargs)["StreamDescription"]
+            desc = await mapping.client.describe_stream(mapping.stream_arn, after)
             for shard in desc.get("Shards", []):
                 sid = shard["ShardId"]
                 if sid in mapping.iterators:
@@ -326,40 +325,41 @@ class StreamEventPoller:
                 if closed and kind == "LATEST":
                     mapping.iterators[sid] = None
                     continue
-                mapping.iterators[sid] = mapping.client.get_shard_iterator(
-                    StreamArn=mapping.stream_arn, ShardId=sid, ShardIteratorType=kind)["ShardIterator"]
-            if not desc.get("LastEvaluatedShardId"):
+                mapping.iterators[sid] = await mapping.client.get_shard_iterator(mapping.stream_arn, sid, kind)
+            after = desc.get("LastEvaluatedShardId")
+            if not after:
                 break
-            kwargs["ExclusiveStartShardId"] = desc["LastEvaluatedShardId"]
         mapping.refreshed_at = time.monotonic()
 
     @staticmethod
-    def _reposition(mapping: _Mapping, sid: str) -> None:
+    async def _reposition(mapping: _Mapping, sid: str) -> None:
         """A new iterator after the last record read. DynamoDB Local refuses a LATEST iterator taken on an
         empty shard once records arrive (TrimmedDataAccessException); the table was empty then, so the
         shard's start is the same place. (An iterator also expires after 15 minutes on AWS.)"""
         after = mapping.last_read.get(sid)
-        position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after} if after else {"ShardIteratorType": "TRIM_HORIZON"}
-        mapping.iterators[sid] = mapping.client.get_shard_iterator(StreamArn=mapping.stream_arn, ShardId=sid, **position)["ShardIterator"]
+        kind = "AFTER_SEQUENCE_NUMBER" if after else "TRIM_HORIZON"
+        mapping.iterators[sid] = await mapping.client.get_shard_iterator(mapping.stream_arn, sid, kind, after)
 
-    def _read(self, mapping: _Mapping) -> list[dict[str, Any]]:
+    async def _read(self, mapping: _Mapping) -> list[dict[str, Any]]:
         """One pass over every open shard: its new records, as the event carries them (not yet filtered)."""
         if time.monotonic() - mapping.refreshed_at >= SHARD_REFRESH_S:
-            self._refresh_shards(mapping, False)
+            await self._refresh_shards(mapping, False)
         out: list[dict[str, Any]] = []
         for sid, iterator in list(mapping.iterators.items()):
             if iterator is None:
                 continue
             try:
-                page = mapping.client.get_records(ShardIterator=iterator, Limit=1000)
-            except (mapping.client.exceptions.TrimmedDataAccessException, mapping.client.exceptions.ExpiredIteratorException):
-                self._reposition(mapping, sid)
+                page = await mapping.client.get_records(iterator, 1000)
+            except StreamsError as exc:
+                if exc.code not in ("TrimmedDataAccessException", "ExpiredIteratorException"):
+                    raise
+                await self._reposition(mapping, sid)
                 continue
             mapping.iterators[sid] = page.get("NextShardIterator")
             if page.get("Records"):
                 mapping.last_read[sid] = page["Records"][-1]["dynamodb"]["SequenceNumber"]
             for raw in page.get("Records", []):
-                record = _jsonable(raw)
+                record = _event_record(raw)
                 record["eventSourceARN"] = mapping.stream_arn
                 record.setdefault("awsRegion", REGION)
                 out.append(record)
@@ -370,7 +370,7 @@ class StreamEventPoller:
         Filters apply here, on the loop, so a redeploy's new filters apply to every record taken in after it."""
         while not mapping.stopped.is_set():
             try:
-                records = await asyncio.to_thread(self._read, mapping)
+                records = await self._read(mapping)
             except Exception as exc:  # a local DynamoDB hiccup must not end the mapping
                 self.console.line(f"[{mapping.source.function}] reading {mapping.table}'s stream failed: {exc!r}; retrying")
                 records = []
