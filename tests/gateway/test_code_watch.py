@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
-from parley_local.gateway.code_watch import CodeWatcher
+from parley_local.gateway.code_watch import CodeWatcher, scan
 
 
 @asynccontextmanager
@@ -111,3 +111,27 @@ async def test_a_save_of_the_same_size_in_the_tick_of_the_snapshot_is_reported(t
         assert await asyncio.wait_for(reported.get(), 5) == {source}
         await asyncio.sleep(0.3)
         assert reported.empty()  # reported once: the digest is of the new content from then on
+
+
+def test_a_scan_lists_the_files_os_walk_would_and_skips_the_rest(tmp_path: Path):
+    root = tmp_path / "fn"
+    (root / "pkg" / "__pycache__").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    (root / "pkg" / "app.py").write_text("x = 1\n")
+    (root / "pkg" / "__pycache__" / "app.cpython-313.pyc").write_bytes(b"\0")
+    (root / "pkg" / "old.pyc").write_bytes(b"\0")
+    (root / "pkg" / "notes.txt~").write_text("")
+    (root / ".hidden" / "secret.py").write_text("")
+    (root / ".env").write_text("")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "elsewhere.py").write_text("")
+    (root / "linked_folder").symlink_to(outside, target_is_directory=True)  # not entered, as os.walk does not
+    (root / "linked_file.py").symlink_to(outside / "elsewhere.py")  # a file: its target's stamp
+    (root / "dangling.py").symlink_to(tmp_path / "missing.py")
+    single = tmp_path / "template.yaml"
+    single.write_text("Resources: {}\n")
+
+    found = scan([root, single, tmp_path / "not-there"])
+    assert sorted(found) == sorted(str(p) for p in (root / "pkg" / "app.py", root / "linked_file.py", single))
+    assert found[str(root / "linked_file.py")][1] == 0 and found[str(root / "pkg" / "app.py")][1] == 6
