@@ -8,27 +8,14 @@ cannot tell it runs locally.
 
 from __future__ import annotations
 
-import base64
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..local_aws.account import ACCOUNT_ID, REGION
+from .ids import aws_id as aws_id  # re-exported: the ids events carry are drawn in `ids`
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def aws_id() -> str:
-    """An id shaped like API Gateway's connection/request/message ids: 16 base64 chars ending in `=`.
-
-    11 random bytes give 15 characters and one `=`; ids with `+` or `/` are
-    redrawn so that they need no escaping in paths or logs.
-    """
-    while True:
-        value = base64.b64encode(os.urandom(11)).decode("ascii")
-        if "+" not in value and "/" not in value:
-            return value
 
 
 def clf_time(epoch_ms: int) -> str:

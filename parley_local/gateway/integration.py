@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Coroutine
 
+from .ids import uuid4_str
 from .template import RouteSpec
 from .worker_pool import Invocation, LambdaRuntime
 
@@ -125,7 +125,7 @@ class Integration:
         def expire() -> None:
             if not outcome.done():  # the function keeps running to its own timeout, as on AWS
                 outcome.set_result(Invocation(
-                    str(uuid.uuid4()), error={"errorMessage": "Endpoint request timed out", "errorType": "IntegrationTimeout"},
+                    uuid4_str(), error={"errorMessage": "Endpoint request timed out", "errorType": "IntegrationTimeout"},
                     duration_ms=(time.perf_counter() - started) * 1000, timed_out=True,
                 ))
 

@@ -44,6 +44,7 @@ from typing import Any, Awaitable, Callable
 from ..child_processes import stop_signals_blocked
 from ..local_aws.account import FAKE_CREDENTIALS, REGION
 from .console import Console
+from .ids import random_hex, uuid4_str
 from .template import FunctionSpec
 
 WORKER_SCRIPT = str(Path(__file__).with_name("worker_main.py"))
@@ -283,7 +284,7 @@ class Worker:
         assert self.proc.stdin is not None
         self._seq += 1
         deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
-        trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+        trace = f"Root=1-{int(time.time()):08x}-{random_hex(24)};Parent={random_hex(16)};Sampled=0"
         req = {"id": self._seq, "event": event, "request_id": request_id, "deadline_ms": deadline_ms, "trace_id": trace}
         self.invocations += 1
         try:
@@ -680,7 +681,7 @@ class LambdaRuntime:
     async def invoke(self, logical_id: str, event: Any, request_id: str | None = None,
                      on_start: StartCallback | None = None) -> Invocation:
         """`on_start(loop_time)` is told when an environment began to serve it (after any wait for a busy one)."""
-        request_id = request_id or str(uuid.uuid4())
+        request_id = request_id or uuid4_str()
         pool = self.pools.get(logical_id)
         if pool is None:
             return Invocation(request_id, error={"errorMessage": f"function {logical_id} cannot run locally", "errorType": "ResourceNotFoundException"})
