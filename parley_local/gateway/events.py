@@ -18,10 +18,26 @@ from .ids import aws_id as aws_id  # re-exported: the ids events carry are drawn
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def clf_time(epoch_ms: int) -> str:
-    """`requestTime` in Common Log Format, e.g. `11/Nov/2024:11:35:24 +0000` (locale-independent)."""
-    t = time.gmtime(epoch_ms / 1000)
+def _format_clf(second: int) -> str:
+    t = time.gmtime(second)
     return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+_clf_cache: tuple[int, str] = (-1, "")  # (epoch second, its text): the last one formatted
+
+
+def clf_time(epoch_ms: int) -> str:
+    """`requestTime` in Common Log Format, e.g. `11/Nov/2024:11:35:24 +0000` (locale-independent).
+
+    The text changes once a second while every event carries it: the last second's text is kept
+    (formatting it cost ~2 µs per event, profiled), and any other second is formatted afresh."""
+    global _clf_cache
+    second = epoch_ms // 1000
+    cached_second, text = _clf_cache
+    if second != cached_second:
+        text = _format_clf(second)
+        _clf_cache = (second, text)
+    return text
 
 
 def now_ms() -> int:
