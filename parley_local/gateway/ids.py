@@ -4,43 +4,37 @@ Why a module of its own: every invocation needs several (the event's request and
 Lambda's request id, the X-Ray trace header), and `uuid.uuid4()` plus one `os.urandom` call per
 id cost ~10 µs of the gateway's CPU per invocation (profiled; a ping's own overhead is ~200 µs).
 The randomness is the same kernel CSPRNG, read a few KiB at a time, so ids stay unpredictable
-(a connection id is what `@connections` addresses) at a fraction of the cost. Only the event loop's
-thread draws from the buffer; the gateway never forks a Python child that could inherit it.
+(a connection id is what `@connections` addresses) at a fraction of the cost. The gateway never
+forks a Python child that could inherit the unused bytes.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import os
 
 _REFILL_BYTES = 4096
 
 
-class _RandomBuffer:
-    """`os.urandom` output, read in blocks and handed out in slices."""
-
-    __slots__ = ("_buf", "_pos")
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._pos = 0
-
-    def take(self, n: int) -> bytes:
-        pos = self._pos
-        end = pos + n
-        if end > len(self._buf):
-            self._buf = os.urandom(max(_REFILL_BYTES, n))
-            pos, end = 0, n
-        self._pos = end
-        return self._buf[pos:end]
-
-
-_random = _RandomBuffer()
+_slices: dict[int, collections.deque[bytes]] = {}  # slice length -> unused slices of one urandom read
 
 
 def random_bytes(n: int) -> bytes:
-    """`n` bytes from the kernel's CSPRNG (buffered; never handed out twice)."""
-    return _random.take(n)
+    """`n` bytes from the kernel's CSPRNG, never handed out twice.
+
+    One `os.urandom` read is cut into slices of `n` bytes, queued per length. `popleft` and
+    `extend` are single operations under the GIL, so gateways in several threads of one process
+    (the tests run them so) can draw at once without a lock (which would double the cost)."""
+    queue = _slices.get(n)
+    if queue is None:
+        queue = _slices.setdefault(n, collections.deque())
+    try:
+        return queue.popleft()
+    except IndexError:
+        block = os.urandom(max(_REFILL_BYTES, n) // n * n)
+        queue.extend([block[i : i + n] for i in range(n, len(block), n)])
+        return block[:n]
 
 
 def aws_id() -> str:
@@ -50,7 +44,7 @@ def aws_id() -> str:
     redrawn so that they need no escaping in paths or logs.
     """
     while True:
-        value = base64.b64encode(_random.take(11)).decode("ascii")
+        value = base64.b64encode(random_bytes(11)).decode("ascii")
         if "+" not in value and "/" not in value:
             return value
 
@@ -58,7 +52,7 @@ def aws_id() -> str:
 def uuid4_str() -> str:
     """A random (version 4) UUID in its canonical text form, as Lambda's request ids are; what
     `str(uuid.uuid4())` returns, without building a `UUID` object."""
-    b = bytearray(_random.take(16))
+    b = bytearray(random_bytes(16))
     b[6] = (b[6] & 0x0F) | 0x40  # version 4
     b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = b.hex()
@@ -67,4 +61,4 @@ def uuid4_str() -> str:
 
 def random_hex(chars: int) -> str:
     """`chars` random lowercase hex digits (`chars` even), as X-Ray trace and segment ids use."""
-    return _random.take(chars // 2).hex()
+    return random_bytes(chars // 2).hex()
