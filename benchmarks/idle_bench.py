@@ -15,37 +15,19 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from peers_bench import _cpu_s, _process_label, free_port, session_tree  # beside this script
+from dev_process import running_dev  # beside this script
+from peers_bench import _cpu_s, _process_label, session_tree
 
 REPO = Path(__file__).resolve().parents[1]
-READY_TIMEOUT_S = 60.0
 
 
 def measure(repo: Path, settle_s: float, window_s: float) -> dict[str, float]:
     """CPU ms per second of each kind of process in `repo`'s idle `parley dev`, and `total`."""
-    python = repo / ".venv" / "bin" / "python"
-    cmd = [str(python if python.exists() else sys.executable), "-m", "parley_local.cli", "dev", "--quiet",
-           "--port", str(free_port()), "--stack-name", f"idle{os.getpid()}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        assert proc.stdout is not None
-        for line in proc.stdout:  # bounded: the process ends or prints its ready line
-            if "Ready on" in line:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{repo}: no ready line within {READY_TIMEOUT_S:.0f} s")
-        else:
-            raise RuntimeError(f"{repo}: parley dev exited before it was ready (status {proc.wait()})")
+    with running_dev(repo) as (proc, _):
         time.sleep(settle_s)
         pids = session_tree(proc.pid)
         before = {pid: _cpu_s(pid) for pid in pids}
@@ -55,12 +37,6 @@ def measure(repo: Path, settle_s: float, window_s: float) -> dict[str, float]:
             spent[_process_label(pid)] += max(0.0, _cpu_s(pid) - before[pid]) * 1000 / window_s
         spent["total"] = sum(spent.values())
         return dict(spent)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
 
 
 def main() -> None:
