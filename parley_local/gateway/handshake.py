@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 from aiohttp import web
 
@@ -17,6 +16,7 @@ from . import authorizer as authz
 from .connection import Connection
 from .console import Console
 from .events import ConnectionInfo, authorizer_event, aws_id, connect_event, method_arn, now_ms
+from .ids import random_hex
 from .integration import Integration, status_text
 from .template import RouteSpec, WebSocketApiSpec
 
@@ -34,7 +34,7 @@ def connection_info(request: web.Request, api_id: str, stage: str, port: int) ->
         headers[k] = v
         multi.setdefault(k, []).append(v)
     extra = {
-        "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}",
+        "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{random_hex(24)}",
         "X-Forwarded-For": source_ip,
         "X-Forwarded-Port": str(peer[1] if peer else port),
         "X-Forwarded-Proto": request.scheme,

@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..local_aws.account import REGION, aws_client
 from .console import Console
+from .ids import uuid4_str
 from .integration import status_text
 from .streams_api import StreamsApi, StreamsError
 from .template import StreamEventSource
@@ -404,7 +404,7 @@ class StreamEventPoller:
                 await asyncio.sleep(self.retry_delays_s[min(attempt, len(self.retry_delays_s)) - 1])
                 if mapping.stopped.is_set():
                     return
-            inv = await self.runtime.invoke(source.function, event, str(uuid.uuid4()))
+            inv = await self.runtime.invoke(source.function, event, uuid4_str())
             self.console.invocation(source.function, f"DynamoDB stream {len(batch)} record(s)", inv.duration_ms,
                                     status_text(inv), inv.init_ms)
             if inv.ok:

@@ -66,6 +66,7 @@ async def test_authorizer_context_on_every_event(gw: RunningGateway):
     assert connect_ev["queryStringParameters"] == {"token": "allow:alice", "x": "2"}
     assert connect_ev["multiValueQueryStringParameters"]["x"] == ["1", "2"]
     assert connect_ev["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}", connect_ev["headers"]["X-Amzn-Trace-Id"])  # X-Ray's form
     assert connect_ev["multiValueHeaders"]["Sec-WebSocket-Version"] == ["13"]
     auth_ev = [r["event"] for r in gw.records(event_type="AUTH") if r["event"]["requestContext"]["connectionId"] == conn_id][0]
     assert auth_ev["type"] == "REQUEST" and auth_ev["methodArn"].endswith("/local/$connect")
