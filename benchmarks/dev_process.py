@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,14 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from parley_local.ports import free_port
+
 READY_TIMEOUT_S = 60.0
 READY = re.compile(r"Ready on (ws://\S+)")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

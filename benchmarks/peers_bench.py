@@ -35,7 +35,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any, Callable
 import websockets
 from websockets.asyncio.server import serve
 
+from parley_local.ports import free_port
 from parley_local.tokens import make_token
 from peers import install  # benchmarks/peers/, beside this script
 
@@ -61,11 +61,6 @@ ROWS = ("rtt", "open", "room", "ctrl_c")
 LABELS = {"parley": "`parley dev`", "parley-quiet": "`parley dev --quiet`", "sls": "serverless-offline 13.9 (in-process)",
           "flask": "Flask-SocketIO 5.7, gevent"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def median(values: list[float]) -> float:

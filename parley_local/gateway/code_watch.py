@@ -105,14 +105,11 @@ def _same(before: Stamp | None, after: Stamp | None) -> bool:
     return before[:2] == after[:2] and (before[2] is None or after[2] is None or before[2] == after[2])
 
 
-def is_under(path: Path, roots: Iterable[Path]) -> bool:
-    """Whether `path` is one of `roots` (a file root) or inside one of them."""
-    return any(path == root or root in path.parents for root in roots)
-
-
-def _is_under_any(path: str, roots: Iterable[str]) -> bool:
-    """`is_under` for a scan's text paths, which start with their root's text."""
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+def is_under(path: Path | str, roots: Iterable[Path | str]) -> bool:
+    """Whether `path` is one of `roots` (a file root) or inside one of them. By text: a scan's paths
+    start with their root's text, and a changed file's `Path` prints the same way."""
+    text = str(path)
+    return any(text == root or text.startswith(root.rstrip(os.sep) + os.sep) for root in map(str, roots))
 
 
 def rebased(known: Snapshot, old_roots: list[Path], new_roots: list[Path], new_snapshot: Snapshot) -> Snapshot:
@@ -120,8 +117,8 @@ def rebased(known: Snapshot, old_roots: list[Path], new_roots: list[Path], new_s
     before and after (so a change not yet seen is still reported), the snapshot's for files under no
     old root (they are there, not new), and nothing for files no longer watched."""
     old, new = [str(r) for r in old_roots], [str(r) for r in new_roots]
-    return ({p: stamp for p, stamp in known.items() if _is_under_any(p, new)}
-            | {p: stamp for p, stamp in new_snapshot.items() if not _is_under_any(p, old)})
+    return ({p: stamp for p, stamp in known.items() if is_under(p, new)}
+            | {p: stamp for p, stamp in new_snapshot.items() if not is_under(p, old)})
 
 
 @dataclass

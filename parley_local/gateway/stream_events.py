@@ -23,7 +23,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 
 from ..local_aws.account import REGION, aws_client
 from .console import Console
@@ -259,10 +259,14 @@ class StreamEventPoller:
         return None
 
     def _restart_later(self, source: StreamEventSource, table_names: dict[str, str], reason: str) -> None:
-        task = asyncio.create_task(self._restart(source, table_names, reason))
-        self._restarts[source.logical_id] = task
+        self._restarts[source.logical_id] = self._track(self._restart(source, table_names, reason))
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task `stop` cancels and waits for: a mapping's polling, or its pending restarts."""
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _restart(self, source: StreamEventSource, table_names: dict[str, str], reason: str) -> None:
         """Start a mapping that could not start, after each of `restart_delays_s` (bounded), with at most one line per
@@ -305,9 +309,7 @@ class StreamEventPoller:
 
     def _run_mapping(self, mapping: _Mapping) -> None:
         self._mappings[mapping.source.logical_id] = mapping
-        task = asyncio.create_task(self._run(mapping))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(self._run(mapping))
 
     @staticmethod
     async def _refresh_shards(mapping: _Mapping, at_start: bool) -> None:
