@@ -11,15 +11,21 @@ cold start on a 2-core laptop. IPC is newline-delimited JSON over pipes.
 When to cold-start another worker (each costs ~0.5 s of CPU: boto3, pydantic,
 powertools imports): an invocation that has waited COLD_START_DELAY_S gets one
 while the function has fewer than BURST_WORKERS (the number of CPUs, at least
-2); beyond that, one start at a time, and only while the machine has a CPU to
-spare (half a CPU idle over the last second) and either the pool is stuck (no
-invocation finished during the last STUCK_S: slow or I/O-bound handlers) or the
-invocation has waited SCALE_OUT_WAIT_S. Without a spare CPU a new worker only adds
+2) and either the pool is stuck (no invocation finished during the last
+STUCK_S: slow or I/O-bound handlers), or the invocation has waited
+SCALE_OUT_WAIT_S, or the queue would take the environments serving longer than
+a cold start takes; beyond BURST_WORKERS, one start at a time, and only while the
+machine has a CPU to spare (half a CPU idle over the last second) and the pool is
+stuck or the wait that long. None of it counts while the function's first
+environment is still starting. Without a spare CPU a new worker only adds
 its import to a queue that is waiting for CPU, not for workers: opening 500
 connections at once cold-started ~10 more `$connect` and authorizer workers, whose
 imports cost as much CPU as the 500 handshakes themselves; and a join storm on moto
 (one busy process) looked "stuck" to the pool, which grew JoinRoom to 25-32
-environments that only added contention (issue 15).
+environments that only added contention (issue 15). A spare CPU alone is no reason
+either: a connection burst's queue (50 handshakes in flight) drains in milliseconds,
+and the second authorizer and `$connect` environments it used to get each cost an
+import (0.4-1 s of CPU) that the burst's 1,000 handshakes then shared.
 
 When the gateway stops, `LambdaRuntime.stop_starting` drains the pools that shutdown
 does not need: no environment starts for them any more, and invocations still waiting
@@ -55,6 +61,7 @@ STUCK_S = 0.25  # no invocation finished for this long while one waits: the pool
 SCALE_OUT_WAIT_S = 1.0  # a wait this long gets a new worker even while the pool is making progress
 PREINIT_DELAY_S = 1.0  # a proactive initialization waits this long, then until a CPU is spare ...
 PREINIT_ATTEMPTS = 5  # ... looking once a PREINIT_DELAY_S, this many times at most
+SERVICE_WEIGHT = 0.1  # the newest invocation's weight in the pool's moving average of time in an environment
 BURST_WORKERS = max(2, os.cpu_count() or 2)  # workers per function started for any wait over COLD_START_DELAY_S
 
 
@@ -109,14 +116,23 @@ class CpuIdleMeter:
     Why not the load average: it trails by a minute. At the start of a burst (1,000 handshakes,
     or the `$disconnect` of every socket on Ctrl-C) it still reads "idle" while the burst has
     taken every CPU, and each environment started then only adds its ~0.7 s import to the queue.
+
+    Why "not known yet" after a quiet spell: the counters are read only when a pool looks (every
+    COLD_START_DELAY_S while invocations wait), so the first look of a burst would span the idle
+    minutes before it and say "spare" just as the burst takes every CPU. That look starts a short
+    window instead (RESUME_WINDOW_S), and until it ends the answer is unknown.
     """
 
     WINDOW_S = 1.0  # sustained idleness, not a gap between two bursts of another process
+    STALE_S = 2.0  # a reading this old tells of an earlier time, not of now
+    RESUME_WINDOW_S = 0.2  # the first window after a stale reading: a burst's first fifth of a second
 
     def __init__(self) -> None:
         self._then = self._read()
         self._at = time.monotonic()
         self._idle_cpus: float | None = None
+        self._window_s = self.WINDOW_S
+        self.resuming = False  # a stale reading was dropped and the short window after it has not ended
 
     @staticmethod
     def _read() -> tuple[int, int] | None:
@@ -129,14 +145,19 @@ class CpuIdleMeter:
         return ticks[3] + ticks[4], sum(ticks)
 
     def idle_cpus(self) -> float | None:
-        """How many CPUs were idle on average since the previous window (None: not known here)."""
+        """How many CPUs were idle on average over the last window (None: not known here, or not yet)."""
         now = time.monotonic()
-        if now - self._at >= self.WINDOW_S:
-            current = self._read()
+        if now - self._at < self._window_s:
+            return self._idle_cpus
+        current = self._read()
+        if now - self._at >= self.STALE_S:
+            self._idle_cpus, self._window_s, self.resuming = None, self.RESUME_WINDOW_S, current is not None
+        else:
             if current is not None and self._then is not None and current[1] > self._then[1]:
                 share = (current[0] - self._then[0]) / (current[1] - self._then[1])
                 self._idle_cpus = share * (os.cpu_count() or 1)
-            self._then, self._at = current, now
+            self._window_s, self.resuming = self.WINDOW_S, False
+        self._then, self._at = current, now
         return self._idle_cpus
 
 
@@ -149,6 +170,8 @@ def _cpu_to_spare() -> bool:
     idle = _CPU_IDLE.idle_cpus()
     if idle is not None:
         return idle >= 0.5
+    if _CPU_IDLE.resuming:  # the first fifth of a second after a quiet spell: not known, so no
+        return False
     try:
         return os.getloadavg()[0] < (os.cpu_count() or 1)
     except (AttributeError, OSError):
@@ -390,6 +413,9 @@ class FunctionPool:
         self.closed = False
         self.draining = False  # the gateway is stopping and does not need this function: no start, no wait
         self.last_release = 0.0  # loop time an invocation last finished (or a worker became ready)
+        self.ready_at = 0.0  # loop time an environment last became ready: a wait counts from then at the earliest
+        self.service_s: float | None = None  # an invocation's time in its environment, a moving average
+        self.init_s: float | None = None  # the last cold start's init time
         self._start_timer: asyncio.TimerHandle | None = None
         self._preinit_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -465,6 +491,8 @@ class FunctionPool:
             self.console.line(f"[{self.spec.logical_id}] could not start a worker: {exc!r}")
             return None
         self.workers.add(worker)
+        self.ready_at = asyncio.get_running_loop().time()
+        self.init_s = worker.init_ms / 1000
         return worker
 
     def _delayed_start(self) -> None:
@@ -479,12 +507,24 @@ class FunctionPool:
         due = self.waiters[0][0] + COLD_START_DELAY_S
         spare = _cpu_to_spare()  # every tick, so that its window is the last second, not the quiet before the burst
         if now >= due:
-            if self.total < BURST_WORKERS:
+            # Only once an environment serves: a wait for the first one's cold start is not a stuck pool,
+            # and another import in parallel would only slow that start on a busy machine.
+            stuck_or_long = bool(self.workers) and (
+                now - self.last_release >= STUCK_S or now - max(self.waiters[0][0], self.ready_at) >= SCALE_OUT_WAIT_S)
+            if self.total < BURST_WORKERS and (stuck_or_long or self._backlog_outlasts_a_cold_start()):
                 self._maybe_start(cap=BURST_WORKERS)
-            elif spare and (now - self.last_release >= STUCK_S or now - self.waiters[0][0] >= SCALE_OUT_WAIT_S):
+            elif spare and stuck_or_long:
                 self._maybe_start(parallel=1)
             due = now + COLD_START_DELAY_S
         self._start_timer = loop.call_at(due, self._delayed_start)
+
+    def _backlog_outlasts_a_cold_start(self) -> bool:
+        """Whether the invocations waiting would take the environments serving longer than starting one more
+        takes (Little's law on the pool's own figures): the `$disconnect` of 1,000 sockets at Ctrl-C, not the
+        50 handshakes in flight of a connection burst, whose queue drains in milliseconds."""
+        if not self.workers or self.service_s is None or self.init_s is None:
+            return False
+        return len(self.waiters) * self.service_s / len(self.workers) > self.init_s
 
     def _maybe_start(self, parallel: int | None = None, cap: int | None = None) -> None:
         if self.closed or self.draining:
@@ -529,7 +569,7 @@ class FunctionPool:
         fut: asyncio.Future[Worker] = loop.create_future()
         self.waiters.append((loop.time(), fut))
         if not self.workers:
-            self._maybe_start()  # nothing warm to wait for: cold start now
+            self._maybe_start(parallel=1)  # nothing warm to wait for: one cold start now (more by the timer's rule)
         if self._start_timer is None:
             # Every worker is busy. Short invocations free one within milliseconds; only a wait
             # longer than COLD_START_DELAY_S (a slow handler) is worth a cold start, which costs
@@ -568,13 +608,18 @@ class FunctionPool:
         cold, worker.cold = worker.cold, False
         if on_start is not None:  # when its environment began to serve it: now, or when its cold start began
             on_start(asyncio.get_running_loop().time() - (worker.init_ms / 1000 if cold else 0.0))
+        served = time.perf_counter()
         try:
             inv = await worker.invoke(event, request_id, self.spec.timeout_s)
         finally:
             if worker.init_error is not None:
                 self.workers.discard(worker)
             self.release(worker)
-        inv.duration_ms = (time.perf_counter() - started) * 1000
+        done = time.perf_counter()
+        if worker.invocations > 1:  # an environment's first invocation also runs the handler's lazy set-up
+            service = done - served
+            self.service_s = service if self.service_s is None else self.service_s + SERVICE_WEIGHT * (service - self.service_s)
+        inv.duration_ms = (done - started) * 1000
         if cold:
             inv.init_ms = worker.init_ms
         return inv

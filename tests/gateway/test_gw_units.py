@@ -194,10 +194,12 @@ class _FakeWorker:
         self.cold = False
         self.init_ms = 50.0
         self.last_used = 0.0
+        self.invocations = 0
 
     async def invoke(self, event, request_id, timeout_s):
         from parley_local.gateway.worker_pool import Invocation
 
+        self.invocations += 1
         await asyncio.sleep(self.seconds)
         return Invocation(request_id, result=event)
 
@@ -205,7 +207,8 @@ class _FakeWorker:
         self.alive = False
 
 
-def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bool = False):
+def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bool = False, cold_start_s: float = 0.05,
+               init_ms: float = 50.0):
     from types import SimpleNamespace
 
     from parley_local.gateway import worker_pool as lr
@@ -216,24 +219,82 @@ def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bo
     pool = lr.FunctionPool(SimpleNamespace(timeout_s=5.0, logical_id="Fn"), {}, Console(quiet=True), max_concurrency=32)
     started: list[_FakeWorker] = []
 
-    async def start_worker():
-        await asyncio.sleep(0.05)  # the cold start
+    async def start(*_args, **_kw):
+        await asyncio.sleep(cold_start_s)
         worker = _FakeWorker(seconds)
-        pool.workers.add(worker)
+        worker.init_ms = init_ms  # what the pool is told its cold start took
         started.append(worker)
         return worker
 
-    monkeypatch.setattr(pool, "_start_worker", start_worker)
+    monkeypatch.setattr(lr.Worker, "start", start)  # the pool's own _start_worker runs around it
     return pool, started
 
 
 async def test_a_burst_of_short_invocations_does_not_cold_start_a_worker_each(monkeypatch: pytest.MonkeyPatch):
-    """1,000 handshakes at once used to cold-start a dozen `$connect` workers (~0.5 s of CPU each) on 2 cores."""
-    pool, started = _fake_pool(monkeypatch, 0.002)
+    """1,000 handshakes, 50 in flight, used to cold-start a dozen `$connect` workers (~0.5 s of CPU each) on 2 cores;
+    with no CPU to spare and a queue that drains in far less than an import, not even BURST_WORKERS' second."""
+    pool, started = _fake_pool(monkeypatch, 0.002, init_ms=500.0)
+    await pool.prewarm()
+    in_flight = asyncio.Semaphore(50)
+
+    async def one(i: int):
+        async with in_flight:
+            return await pool.invoke({"i": i}, f"r{i}")
+
+    results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(300))), 10)
+    assert [r.result["i"] for r in results] == list(range(300))
+    assert len(started) == 1  # the prewarmed one serves the whole burst
+    await pool.close()
+
+
+async def test_a_backlog_longer_than_a_cold_start_gets_a_second_worker(monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C's `$disconnect` of every socket at once: 300 waiting x 2 ms outlasts a 50 ms cold start, so the
+    second environment pays for itself even on a machine with no CPU to spare."""
+    pool, started = _fake_pool(monkeypatch, 0.002, init_ms=50.0)
     await pool.prewarm()
     results = await asyncio.wait_for(asyncio.gather(*(pool.invoke({"i": i}, f"r{i}") for i in range(300))), 10)
     assert [r.result["i"] for r in results] == list(range(300))
-    assert len(started) == 2  # the prewarmed one and one more (BURST_WORKERS): the queue keeps moving
+    assert len(started) == 2
+    await pool.close()
+
+
+async def test_a_spare_cpu_alone_does_not_start_a_worker_for_a_queue_that_drains_fast(monkeypatch: pytest.MonkeyPatch):
+    """With a CPU idle, a connection burst (50 in flight, 2 ms each) still does not pay for an import: its queue
+    drains in a tenth of the 0.5 s a cold start takes."""
+    pool, started = _fake_pool(monkeypatch, 0.002, cpu_to_spare=True, init_ms=500.0)
+    await pool.prewarm()
+    in_flight = asyncio.Semaphore(50)
+
+    async def one(i: int):
+        async with in_flight:
+            return await pool.invoke({"i": i}, f"r{i}")
+
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(300))), 10)
+    assert len(started) == 1
+    await pool.close()
+
+
+async def test_a_burst_waiting_for_the_first_cold_start_does_not_start_a_second(monkeypatch: pytest.MonkeyPatch):
+    """The first handshakes of a session all wait for the authorizer's first cold start. That wait is not a
+    stuck pool: on a busy machine a second import in parallel only slows the first (the handshake burst used
+    to cold-start two authorizer and two `$connect` environments, each second one's init ~1 s of CPU)."""
+    pool, started = _fake_pool(monkeypatch, 0.002, cold_start_s=0.6, init_ms=600.0)
+    results = await asyncio.wait_for(asyncio.gather(*(pool.invoke({"i": i}, f"r{i}") for i in range(50))), 10)
+    assert [r.result["i"] for r in results] == list(range(50))
+    assert len(started) == 1
+    await pool.close()
+
+
+async def test_a_long_wait_gets_a_second_worker_even_without_a_spare_cpu(monkeypatch: pytest.MonkeyPatch):
+    """A queue that moves (no pool stuck) but has made an invocation wait SCALE_OUT_WAIT_S still gets
+    BURST_WORKERS' second environment, busy machine or not: a wait that long is the pool's, not the CPU's."""
+    from parley_local.gateway import worker_pool as lr
+
+    monkeypatch.setattr(lr, "SCALE_OUT_WAIT_S", 0.3)
+    pool, started = _fake_pool(monkeypatch, 0.02)
+    await pool.prewarm()
+    await asyncio.wait_for(asyncio.gather(*(pool.invoke({}, f"r{i}") for i in range(40))), 10)  # 0.8 s on one
+    assert len(started) == 2
     await pool.close()
 
 
@@ -296,3 +357,22 @@ def test_cpu_idle_meter_reads_the_last_window_not_the_load_average(monkeypatch: 
     assert lr._cpu_to_spare()  # 95% idle over the first window: 1.9 CPUs
     assert not lr._cpu_to_spare()  # 1% idle over the next: the burst has every CPU
     assert meter.idle_cpus() == pytest.approx(0.02)
+
+
+def test_cpu_idle_meter_does_not_answer_for_a_burst_from_the_quiet_before_it(monkeypatch: pytest.MonkeyPatch):
+    """The first look after minutes of quiet would average the quiet and say "spare" as a burst takes every
+    CPU: it is "not known" instead, until a short window of the burst itself has been read."""
+    from parley_local.gateway import worker_pool as lr
+
+    readings = iter([(0, 0), (59_000, 60_000), (59_000 + 1, 60_000 + 40)])  # (idle ticks, all ticks)
+    monkeypatch.setattr(lr.CpuIdleMeter, "_read", staticmethod(lambda: next(readings)))
+    monkeypatch.setattr(lr.os, "cpu_count", lambda: 2)
+    clock = iter([0.0, 300.0, 300.1, 300.2, 300.4])
+    monkeypatch.setattr(lr.time, "monotonic", lambda: next(clock))
+    meter = lr.CpuIdleMeter()
+    monkeypatch.setattr(lr, "_CPU_IDLE", meter)
+    assert not lr._cpu_to_spare()  # 5 minutes of 98% idle, but that is not now
+    assert meter.resuming
+    assert not lr._cpu_to_spare()  # 0.1 s later: the short window has not ended, still not known
+    assert not lr._cpu_to_spare()  # 0.2 s: 1 idle tick of 40, the burst has both CPUs
+    assert meter.idle_cpus() == pytest.approx(0.05) and not meter.resuming
