@@ -72,6 +72,11 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+# json.dumps(default=...) builds a new encoder on every call: one for every reply saves ~1 µs of an invocation's ~25.
+_REPLY_ENCODER = json.JSONEncoder(default=_json_default)
+REQUEST_BUFFER = 1 << 16  # an event with a 32 KB client frame in one read(), not one per 4 KiB (a pipe's block size)
+
+
 def _error(exc: BaseException, error_type: str | None = None, skip_frames: int = 0) -> dict[str, Any]:
     tb_obj = exc.__traceback__
     for _ in range(skip_frames):  # hide this runtime's own frame, as Lambda's runtime does
@@ -345,7 +350,7 @@ def main() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     cfg = json.loads(sys.argv[1])
-    ipc_in = os.fdopen(os.dup(0), "rb")
+    ipc_in = os.fdopen(os.dup(0), "rb", buffering=REQUEST_BUFFER)
     ipc_out = os.fdopen(os.dup(1), "wb", buffering=0)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -364,7 +369,7 @@ def main() -> None:
 
     def send(msg: dict[str, Any]) -> None:
         try:
-            data = json.dumps(msg, default=_json_default)
+            data = _REPLY_ENCODER.encode(msg)
         except (TypeError, ValueError) as exc:
             err = _error(exc, "Runtime.MarshalError")
             err["errorMessage"] = f"Unable to marshal response: {exc}"

@@ -210,3 +210,31 @@ async def test_environments_that_can_post_leave_no_pipe_open(tmp_path: Path):
     assert worker.init_error is not None
     await worker.stop()
     assert _open_fds() == before
+
+
+MARSHAL_HANDLER = '''
+from decimal import Decimal
+
+
+def handler(event, context):
+    if event.get("unserialisable"):
+        return {"set": {1, 2}}
+    return {"count": Decimal("3"), "ratio": Decimal("1.5")}
+'''
+
+
+async def test_replies_serialise_decimals_as_numbers_and_report_a_marshal_error(tmp_path: Path):
+    """As Lambda's runtime: boto3's DynamoDB Decimals become JSON numbers; a result JSON cannot hold is
+    `Runtime.MarshalError`, and the environment keeps serving."""
+    spec = _spec(tmp_path, MARSHAL_HANDLER)
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        inv = await worker.invoke({}, "req-1", spec.timeout_s)
+        assert inv.ok and inv.result == {"count": 3, "ratio": 1.5} and isinstance(inv.result["count"], int)
+        inv = await worker.invoke({"unserialisable": True}, "req-2", spec.timeout_s)
+        assert inv.error is not None and inv.error["errorType"] == "Runtime.MarshalError"
+        assert inv.error["errorMessage"] == "Unable to marshal response: Object of type set is not JSON serializable"
+        inv = await worker.invoke({}, "req-3", spec.timeout_s)
+        assert inv.ok and worker.alive
+    finally:
+        await worker.stop()
