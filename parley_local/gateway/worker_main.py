@@ -374,6 +374,7 @@ def main() -> None:
             err = _error(exc, "Runtime.MarshalError")
             err["errorMessage"] = f"Unable to marshal response: {exc}"
             _log_error(err)
+            err.pop("_traceback", None)  # the console's copy only, as for a handler's error
             data = json.dumps({"id": msg.get("id"), "error": err})
         channel.send_line(data.encode())
 

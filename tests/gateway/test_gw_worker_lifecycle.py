@@ -234,6 +234,7 @@ async def test_replies_serialise_decimals_as_numbers_and_report_a_marshal_error(
         inv = await worker.invoke({"unserialisable": True}, "req-2", spec.timeout_s)
         assert inv.error is not None and inv.error["errorType"] == "Runtime.MarshalError"
         assert inv.error["errorMessage"] == "Unable to marshal response: Object of type set is not JSON serializable"
+        assert set(inv.error) == {"errorMessage", "errorType", "stackTrace"}  # the shape of a handler's error
         inv = await worker.invoke({}, "req-3", spec.timeout_s)
         assert inv.ok and worker.alive
     finally:
