@@ -4,11 +4,16 @@ Why: workers answer on a pipe the gateway creates and reads with a plain StreamR
 subprocess transport's, which costs an event-loop turn per reply). That pipe must carry the
 ready line, every reply and the timeout kill exactly as before, and be closed with the
 environment, whether it is stopped, killed on its timeout or fails its init: a laptop session
-starts and reaps many environments.
+starts and reaps many environments. The answers to a function's `@connections` posts go down a
+pipe of their own, read by a thread the worker starts on its first post only (no thread hand-off
+of each invocation): a function that never posts runs no such thread, and a stopping gateway
+answers every waiting post with a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 from pathlib import Path
 
@@ -98,5 +103,139 @@ async def test_a_log_line_longer_than_the_pipe_buffer_is_forwarded_and_the_envir
                 break
             await asyncio.sleep(0.02)
         assert out.getvalue().count("[EchoFunction] " + "x" * 100_000) == 3
+    finally:
+        await worker.stop()
+
+
+CONNECTIONS = {"AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": "http://127.0.0.1:9/dev"}  # nothing listens: only the pipe answers
+
+POSTING_HANDLER = '''
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+from botocore.config import Config
+
+client = boto3.client("apigatewaymanagementapi", endpoint_url=os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"],
+                      config=Config(retries={"total_max_attempts": 1}))
+
+
+def post(connection_id):
+    try:
+        client.post_to_connection(ConnectionId=connection_id, Data=b"hi")
+        return 200
+    except client.exceptions.ClientError as exc:
+        return exc.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def handler(event, context):
+    statuses = []
+    if event.get("posts"):
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(post, event["posts"]))
+    late = post("late") if event.get("late") else None
+    print(f"statuses {statuses} late {late}", file=sys.stderr)
+    return {"statuses": statuses, "late": late, "threads": sorted(t.name for t in threading.enumerate())}
+'''
+
+
+async def _answer(connection_id: str, data: bytes) -> tuple[int, str, str]:
+    return (200, "", "") if connection_id.startswith("open") else (410, "GoneException", "Gone")
+
+
+async def test_a_function_starts_its_post_reply_reader_on_its_first_post_only(tmp_path: Path):
+    """The authorizer and `$connect` never post: their environments must run no thread beside the parent watch."""
+    spec = _spec(tmp_path, POSTING_HANDLER)
+    worker = await Worker.start(spec, function_environment(spec, CONNECTIONS), Console(quiet=True), on_post=_answer)
+    try:
+        assert worker.init_error is None, worker.init_error
+        for i in range(2):
+            inv = await worker.invoke({}, f"req-{i}", spec.timeout_s)
+            assert inv.ok, inv.error
+            assert inv.result["threads"] == ["MainThread", "parent-watch"]
+        targets = [f"open-{i}" if i % 3 else f"gone-{i}" for i in range(24)]
+        inv = await worker.invoke({"posts": targets}, "req-posts", spec.timeout_s)
+        assert inv.ok, inv.error
+        assert inv.result["statuses"] == [200 if i % 3 else 410 for i in range(24)]  # each post its own answer
+        assert inv.result["threads"] == ["MainThread", "parent-watch", "post-replies"]
+    finally:
+        await worker.stop()
+
+
+async def test_a_stopping_gateway_answers_waiting_and_later_posts_with_500(tmp_path: Path):
+    """Posts waiting for an answer when the gateway closes the post-reply pipe, and a post made after,
+    get the HTTP route's 500 at once; the handler finishes and the environment exits on its own."""
+    spec = _spec(tmp_path, POSTING_HANDLER, timeout_s=10.0)
+    arrived, answer = asyncio.Event(), asyncio.Event()
+    posted: list[str] = []
+
+    async def slow_answer(connection_id: str, data: bytes) -> tuple[int, str, str]:
+        posted.append(connection_id)
+        if len(posted) == 8:
+            arrived.set()
+        await answer.wait()  # after the pipe closed: the answer has nowhere to go
+        return 200, "", ""
+
+    out = io.StringIO()
+    before = _open_fds()
+    worker = await Worker.start(spec, function_environment(spec, CONNECTIONS), Console(stream=out), on_post=slow_answer)
+    assert worker.init_error is None, worker.init_error
+    invocation = asyncio.create_task(worker.invoke({"posts": ["open"] * 8, "late": True}, "req-stop", spec.timeout_s))
+    await asyncio.wait_for(arrived.wait(), 10)
+    await worker.stop()
+    assert worker.proc.returncode == 0  # it left on its own, within stop's second: not killed
+    assert "[EchoFunction] statuses [500, 500, 500, 500, 500, 500, 500, 500] late 500" in out.getvalue()
+    assert posted == ["open"] * 8  # the late post never reached the gateway
+    answer.set()
+    await asyncio.wait_for(invocation, 5)
+    await asyncio.sleep(0.05)  # the post tasks answer into the closed pipe, harmlessly
+    assert _open_fds() == before
+
+
+async def test_environments_that_can_post_leave_no_pipe_open(tmp_path: Path):
+    """Each start opens a post-reply pipe as well: stopped, killed on a timeout or failing its init, all its ends close."""
+    spec = _spec(tmp_path, HANDLER, timeout_s=0.5)
+    env = function_environment(spec, CONNECTIONS)
+    before = _open_fds()
+    for i in range(6):
+        worker = await Worker.start(spec, env, Console(quiet=True), on_post=_answer)
+        inv = await worker.invoke({"sleep": 2} if i % 2 else {"n": i}, f"req-{i}", spec.timeout_s)
+        assert inv.timed_out if i % 2 else inv.ok
+        await worker.stop()
+    (tmp_path / "broken").mkdir()
+    broken = _spec(tmp_path / "broken", "def handler(:\n")
+    worker = await Worker.start(broken, env, Console(quiet=True), on_post=_answer)
+    assert worker.init_error is not None
+    await worker.stop()
+    assert _open_fds() == before
+
+
+MARSHAL_HANDLER = '''
+from decimal import Decimal
+
+
+def handler(event, context):
+    if event.get("unserialisable"):
+        return {"set": {1, 2}}
+    return {"count": Decimal("3"), "ratio": Decimal("1.5")}
+'''
+
+
+async def test_replies_serialise_decimals_as_numbers_and_report_a_marshal_error(tmp_path: Path):
+    """As Lambda's runtime: boto3's DynamoDB Decimals become JSON numbers; a result JSON cannot hold is
+    `Runtime.MarshalError`, and the environment keeps serving."""
+    spec = _spec(tmp_path, MARSHAL_HANDLER)
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        inv = await worker.invoke({}, "req-1", spec.timeout_s)
+        assert inv.ok and inv.result == {"count": 3, "ratio": 1.5} and isinstance(inv.result["count"], int)
+        inv = await worker.invoke({"unserialisable": True}, "req-2", spec.timeout_s)
+        assert inv.error is not None and inv.error["errorType"] == "Runtime.MarshalError"
+        assert inv.error["errorMessage"] == "Unable to marshal response: Object of type set is not JSON serializable"
+        assert set(inv.error) == {"errorMessage", "errorType", "stackTrace"}  # the shape of a handler's error
+        inv = await worker.invoke({}, "req-3", spec.timeout_s)
+        assert inv.ok and worker.alive
     finally:
         await worker.stop()
