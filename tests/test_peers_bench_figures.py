@@ -58,3 +58,27 @@ def test_results_without_the_meter_or_without_a_connection_say_nothing(peers_ben
     assert peers_bench.handshake_cpu_ms(_system(None)) is None
     assert peers_bench.handshake_cpu_ms(_system({"gateway": 1.0}, opened=0)) is None
     assert peers_bench._ceiling(_system(None), 2) == ""
+
+
+def test_a_systems_output_is_counted_once_per_line_and_only_when_complete(peers_bench, tmp_path: Path):
+    """The disconnect count is polled every 10 ms while a room leaves: each look reads only what is new,
+    and a line the system is still writing is not matched until its newline arrives."""
+    import re
+
+    path = tmp_path / "out.log"
+    log = peers_bench.OutputLog(path)
+    pattern = re.compile(r'"message":"disconnected"')
+    assert log.count(pattern) == 0  # nothing written yet: not even the file
+    with open(path, "w") as sink:
+        sink.write('{"message":"disconnected"}\n{"message":"conn')
+        sink.flush()
+        assert log.count(pattern) == 1
+        assert log.count(pattern) == 1  # asked again: not counted twice
+        sink.write('ected"}\n{"message":"disconnected"}\n{"message":"disconnec')
+        sink.flush()
+        assert log.count(pattern) == 2
+        sink.write('ted"}\n')
+        sink.flush()
+        assert log.count(pattern) == 3
+    assert [line.rstrip("\n") for line in log.read()][1] == '{"message":"connected"}'
+    log.close()
