@@ -11,21 +11,23 @@ cold start on a 2-core laptop. IPC is newline-delimited JSON over pipes.
 When to cold-start another worker (each costs ~0.5 s of CPU: boto3, pydantic,
 powertools imports): an invocation that has waited COLD_START_DELAY_S gets one
 while the function has fewer than BURST_WORKERS (the number of CPUs, at least
-2) and either the pool is stuck (no invocation finished during the last
-STUCK_S: slow or I/O-bound handlers), or the invocation has waited
-SCALE_OUT_WAIT_S, or the queue would take the environments serving longer than
-a cold start takes; beyond BURST_WORKERS, one start at a time, and only while the
-machine has a CPU to spare (half a CPU idle over the last second) and the pool is
-stuck or the wait that long. None of it counts while the function's first
-environment is still starting. Without a spare CPU a new worker only adds
+2); beyond that, one start at a time, and only while the machine has a CPU to
+spare (half a CPU idle over the last second) and either the pool is stuck (no
+invocation finished during the last STUCK_S: slow or I/O-bound handlers) or the
+invocation has waited SCALE_OUT_WAIT_S. Without a spare CPU a new worker only adds
 its import to a queue that is waiting for CPU, not for workers: opening 500
 connections at once cold-started ~10 more `$connect` and authorizer workers, whose
 imports cost as much CPU as the 500 handshakes themselves; and a join storm on moto
 (one busy process) looked "stuck" to the pool, which grew JoinRoom to 25-32
-environments that only added contention (issue 15). A spare CPU alone is no reason
-either: a connection burst's queue (50 handshakes in flight) drains in milliseconds,
-and the second authorizer and `$connect` environments it used to get each cost an
-import (0.4-1 s of CPU) that the burst's 1,000 handshakes then shared.
+environments that only added contention (issue 15).
+
+A wait counts only once the function has an environment serving, and from when the
+last one became ready: a connection burst's first handshakes all wait for the
+authorizer's and `$connect`'s first cold starts, and counting that wait started a
+second import of each in parallel (0.4-1 s of CPU each, shared by the burst's 1,000
+handshakes) although 50 handshakes in flight then queue for milliseconds only. A
+room's fan-out (ten shards at once) does wait 0.1 s for one environment, and gets
+its second.
 
 When the gateway stops, `LambdaRuntime.stop_starting` drains the pools that shutdown
 does not need: no environment starts for them any more, and invocations still waiting
@@ -61,7 +63,6 @@ STUCK_S = 0.25  # no invocation finished for this long while one waits: the pool
 SCALE_OUT_WAIT_S = 1.0  # a wait this long gets a new worker even while the pool is making progress
 PREINIT_DELAY_S = 1.0  # a proactive initialization waits this long, then until a CPU is spare ...
 PREINIT_ATTEMPTS = 5  # ... looking once a PREINIT_DELAY_S, this many times at most
-SERVICE_WEIGHT = 0.1  # the newest invocation's weight in the pool's moving average of time in an environment
 BURST_WORKERS = max(2, os.cpu_count() or 2)  # workers per function started for any wait over COLD_START_DELAY_S
 
 
@@ -456,8 +457,6 @@ class FunctionPool:
         self.draining = False  # the gateway is stopping and does not need this function: no start, no wait
         self.last_release = 0.0  # loop time an invocation last finished (or a worker became ready)
         self.ready_at = 0.0  # loop time an environment last became ready: a wait counts from then at the earliest
-        self.service_s: float | None = None  # an invocation's time in its environment, a moving average
-        self.init_s: float | None = None  # the last cold start's init time
         self._start_timer: asyncio.TimerHandle | None = None
         self._preinit_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -534,7 +533,6 @@ class FunctionPool:
             return None
         self.workers.add(worker)
         self.ready_at = asyncio.get_running_loop().time()
-        self.init_s = worker.init_ms / 1000
         return worker
 
     def _delayed_start(self) -> None:
@@ -546,27 +544,20 @@ class FunctionPool:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        due = self.waiters[0][0] + COLD_START_DELAY_S
+        # A wait counts from when an environment last became ready: the first handshakes of a session all
+        # wait for the authorizer's first cold start, which another import in parallel would only slow.
+        waited_since = max(self.waiters[0][0], self.ready_at)
+        due = waited_since + COLD_START_DELAY_S
         spare = _cpu_to_spare()  # every tick, so that its window is the last second, not the quiet before the burst
-        if now >= due:
-            # Only once an environment serves: a wait for the first one's cold start is not a stuck pool,
-            # and another import in parallel would only slow that start on a busy machine.
-            stuck_or_long = bool(self.workers) and (
-                now - self.last_release >= STUCK_S or now - max(self.waiters[0][0], self.ready_at) >= SCALE_OUT_WAIT_S)
-            if self.total < BURST_WORKERS and (stuck_or_long or self._backlog_outlasts_a_cold_start()):
+        if now >= due and self.workers:
+            if self.total < BURST_WORKERS:
                 self._maybe_start(cap=BURST_WORKERS)
-            elif spare and stuck_or_long:
+            elif spare and (now - self.last_release >= STUCK_S or now - waited_since >= SCALE_OUT_WAIT_S):
                 self._maybe_start(parallel=1)
             due = now + COLD_START_DELAY_S
+        elif now >= due:
+            due = now + COLD_START_DELAY_S
         self._start_timer = loop.call_at(due, self._delayed_start)
-
-    def _backlog_outlasts_a_cold_start(self) -> bool:
-        """Whether the invocations waiting would take the environments serving longer than starting one more
-        takes (Little's law on the pool's own figures): the `$disconnect` of 1,000 sockets at Ctrl-C, not the
-        50 handshakes in flight of a connection burst, whose queue drains in milliseconds."""
-        if not self.workers or self.service_s is None or self.init_s is None:
-            return False
-        return len(self.waiters) * self.service_s / len(self.workers) > self.init_s
 
     def _maybe_start(self, parallel: int | None = None, cap: int | None = None) -> None:
         if self.closed or self.draining:
@@ -650,18 +641,13 @@ class FunctionPool:
         cold, worker.cold = worker.cold, False
         if on_start is not None:  # when its environment began to serve it: now, or when its cold start began
             on_start(asyncio.get_running_loop().time() - (worker.init_ms / 1000 if cold else 0.0))
-        served = time.perf_counter()
         try:
             inv = await worker.invoke(event, request_id, self.spec.timeout_s)
         finally:
             if worker.init_error is not None:
                 self.workers.discard(worker)
             self.release(worker)
-        done = time.perf_counter()
-        if worker.invocations > 1:  # an environment's first invocation also runs the handler's lazy set-up
-            service = done - served
-            self.service_s = service if self.service_s is None else self.service_s + SERVICE_WEIGHT * (service - self.service_s)
-        inv.duration_ms = (done - started) * 1000
+        inv.duration_ms = (time.perf_counter() - started) * 1000
         if cold:
             inv.init_ms = worker.init_ms
         return inv
