@@ -2,8 +2,8 @@
 
 Why apart from the session: the handshake (authorizer, `$connect`), every MESSAGE route and
 `$disconnect` invoke the same way; API Gateway stops waiting at the integration timeout while
-the function runs on to its own timeout, so the invocation is a task of its own that shutdown
-still waits for.
+the function runs on to its own timeout, so an invocation its caller stopped waiting for is still
+one that shutdown waits for.
 
 When the timeout starts: on AWS a burst of invocations (1,000 clients joining a room at once)
 gets one execution environment each, so each answers in its own run time (its cold start
@@ -22,9 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Coroutine
 
-from .ids import uuid4_str
 from .template import RouteSpec
-from .worker_pool import Invocation, LambdaRuntime
+from .worker_pool import Call, Invocation, LambdaRuntime, WorkerDied, unavailable
 
 DEFAULT_INTEGRATION_TIMEOUT_MS = 29_000
 QUEUE_NOTE_S = 1.0  # a wait for a busy environment longer than this is reported on the console
@@ -32,10 +31,16 @@ QUEUE_REPORT_EVERY_S = 5.0  # at most one such line per function per this many s
 
 
 class BackgroundTasks:
-    """Tasks the gateway started and must let finish (or wait for) before it stops."""
+    """Tasks the gateway started, and invocations nobody waits for, that it must let finish (or wait for) before it stops."""
 
     def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[asyncio.Future[Any]] = set()
+
+    def track(self, fut: asyncio.Future[Any]) -> None:
+        """Wait for `fut` too at shutdown (it leaves the set when done)."""
+        if not fut.done():
+            self.tasks.add(fut)
+            fut.add_done_callback(self.tasks.discard)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], owner: set[asyncio.Task[Any]] | None = None,
               eager: bool = False) -> asyncio.Task[Any]:
@@ -65,7 +70,7 @@ class BackgroundTasks:
             await asyncio.wait(list(self.tasks), timeout=timeout)
 
 
-async def _tracked(coro: Coroutine[Any, Any, Any], sets: tuple[set[asyncio.Task[Any]], ...]) -> Any:
+async def _tracked(coro: Coroutine[Any, Any, Any], sets: tuple[set[Any], ...]) -> Any:
     try:
         return await coro
     finally:
@@ -85,55 +90,57 @@ class Integration:
 
     async def invoke(self, function: str, event: dict[str, Any], route: RouteSpec | None) -> Invocation:
         """The invocation's outcome, or `Endpoint request timed out` once the timeout has passed since an
-        environment began to serve it; the invocation itself runs on (a tracked task), as on AWS.
+        environment began to serve it; the invocation itself runs on (shutdown waits for it), as on AWS.
 
-        Why futures and a timer, not `asyncio.wait` and `wait_for(shield(...))`: the outcome is handed to
-        the waiting frame in the loop turn the worker's reply is read, not three turns later (each turn
-        an epoll call and a pass over the ready callbacks; ~11 turns per frame before, profiled)."""
+        Why one future and a timer: with a warm environment idle, the event is on its pipe before this
+        first waits, and the reply reader resolves the call's outcome in the loop turn it reads the
+        reply (`worker_pool.Call`): no task, no `asyncio.wait`, no turn in between."""
         limit = self.timeout_s
         if limit is None:
             limit = (route.integration_timeout_ms if route else DEFAULT_INTEGRATION_TIMEOUT_MS) / 1000
-        loop = asyncio.get_running_loop()
-        arrived = loop.time()
-        began: asyncio.Future[float] = loop.create_future()
-        outcome: asyncio.Future[Invocation] = loop.create_future()
-
-        def on_start(at: float) -> None:
-            if not began.done():
-                began.set_result(at)
-
-        async def run() -> None:
+        call = self.runtime.begin(function, event)
+        outcome = call.outcome
+        if not outcome.done():
             try:
-                inv = await self.runtime.invoke(function, event, on_start=on_start)
-            except Exception as exc:
-                if outcome.done():  # nobody waits for it any more: let asyncio report it
-                    raise
-                outcome.set_exception(exc)  # the caller raises it, as it did awaiting the task
-                return
-            if not outcome.done():  # else: timed out (or the frame's task was cancelled) already
-                outcome.set_result(inv)
-
-        started = time.perf_counter()
-        self.tasks.spawn(run(), eager=True)  # with a warm environment free, the event is on its pipe now
-        if not began.done() and not outcome.done():  # the wait for an environment: not counted
-            await asyncio.wait([outcome, began], return_when=asyncio.FIRST_COMPLETED)
-        if outcome.done():
-            return outcome.result()
-        start = max(arrived, began.result())
-        self._note_wait(function, start - arrived)
-
-        def expire() -> None:
-            if not outcome.done():  # the function keeps running to its own timeout, as on AWS
-                outcome.set_result(Invocation(
-                    uuid4_str(), error={"errorMessage": "Endpoint request timed out", "errorType": "IntegrationTimeout"},
-                    duration_ms=(time.perf_counter() - started) * 1000, timed_out=True,
-                ))
-
-        timer = loop.call_at(start + limit, expire)
+                if call.started_at is None:  # the wait for an environment: not counted
+                    assert call.queued is not None
+                    await call.queued
+                if not outcome.done():
+                    timer = self._arm_timeout(call, function, limit)
+                    try:
+                        await outcome
+                    except WorkerDied:
+                        pass  # answered below
+                    finally:
+                        timer.cancel()
+            except asyncio.CancelledError:
+                self._track(call)  # the caller is gone; the function runs on
+                raise
         try:
-            return await outcome
-        finally:
-            timer.cancel()
+            return outcome.result()
+        except WorkerDied as exc:
+            return unavailable(call.request_id, exc)
+
+    def _arm_timeout(self, call: Call, function: str, limit: float) -> asyncio.TimerHandle:
+        """The integration timeout, `limit` after the call's environment began to serve it."""
+        assert call.started_at is not None
+        if call.started_at - call.arrived >= QUEUE_NOTE_S:
+            self._note_wait(function, call.started_at - call.arrived)
+        return asyncio.get_running_loop().call_at(call.started_at + limit, self._expire, call)
+
+    def _expire(self, call: Call) -> None:
+        if call.outcome.done():
+            return
+        call.outcome.set_result(Invocation(  # the function keeps running to its own timeout, as on AWS
+            call.request_id, error={"errorMessage": "Endpoint request timed out", "errorType": "IntegrationTimeout"},
+            duration_ms=(time.perf_counter() - call.perf_started) * 1000, timed_out=True,
+        ))
+        self._track(call)
+
+    def _track(self, call: Call) -> None:
+        """An invocation its caller no longer waits for: shutdown (`BackgroundTasks.wait`) still waits for it."""
+        if not call.finished:
+            self.tasks.track(call.until_ended())
 
     def _note_wait(self, function: str, waited_s: float) -> None:
         if waited_s < QUEUE_NOTE_S:

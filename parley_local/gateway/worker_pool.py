@@ -46,6 +46,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -185,33 +186,147 @@ class WorkerDied(Exception):
 
 # PostToConnection from a worker, answered by the gateway: (connection id, data) -> (HTTP status, error type, message)
 PostHandler = Callable[[str, bytes], Awaitable[tuple[int, str, str]]]
-StartCallback = Callable[[float], None]
+Done = Callable[[Invocation], None]  # told an invocation's outcome, in the loop turn it is known
+
+
+def unavailable(request_id: str, exc: WorkerDied) -> Invocation:
+    """The outcome of an invocation no environment could run (none could start, or the gateway is stopping)."""
+    return Invocation(request_id, error={"errorMessage": str(exc), "errorType": "Runtime.Unavailable"})
+
+
+class Call:
+    """One invocation on its way: `outcome` is resolved in the loop turn its environment's reply is read.
+
+    Why no task per invocation: a task, its coroutine frames (runtime, pool, worker, a `wait_for`
+    and a `readline`) and the extra loop turn that wakes the task before it wakes its caller were
+    most of the gateway's own CPU per invocation (issue 15: ~160 µs against a bare echo's ~50).
+    Now the worker's reply reader finishes the invocation from its callback (the pool's bookkeeping,
+    the environment released) and the caller awaits this one future. A caller that stops waiting
+    (the integration timeout, a cancelled frame) leaves the invocation running, as on AWS:
+    `ended` then tells shutdown when it is over.
+    """
+
+    __slots__ = ("request_id", "outcome", "arrived", "perf_started", "started_at", "queued", "ended", "finished", "cold")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, request_id: str) -> None:
+        self.request_id = request_id
+        self.outcome: asyncio.Future[Invocation] = loop.create_future()
+        self.arrived = loop.time()
+        self.perf_started = time.perf_counter()
+        self.started_at: float | None = None  # loop time an environment began to serve it (its cold start's, if one)
+        self.queued: asyncio.Future[None] | None = None  # set while it waits for an environment: resolved at its start
+        self.ended: asyncio.Future[None] | None = None  # made when a caller stops waiting (Call.until_ended)
+        self.finished = False
+        self.cold = False  # its environment was started for it (Lambda's Init Duration goes on its outcome)
+
+    def start(self, at: float) -> None:
+        self.started_at = max(self.arrived, at)
+        queued = self.queued
+        if queued is not None and not queued.done():
+            queued.set_result(None)
+
+    def finish(self, inv: Invocation) -> None:
+        self.finished = True
+        if not self.outcome.done():  # else: the caller stopped waiting (timed out or cancelled)
+            self.outcome.set_result(inv)
+        self._ended()
+
+    def fail(self, exc: BaseException) -> None:
+        """No outcome: `WorkerDied` (nothing could run it), or a bug, which reaches the caller."""
+        self.finished = True
+        if not self.outcome.done():
+            self.outcome.set_exception(exc)
+        elif not isinstance(exc, WorkerDied):  # nobody waits for it any more: let asyncio report it
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"invocation {self.request_id} failed after its caller stopped waiting", "exception": exc})
+        self._ended()
+
+    def _ended(self) -> None:
+        for fut in (self.queued, self.ended):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def until_ended(self) -> asyncio.Future[None]:
+        """A future done when the invocation is over (it may outlive its caller's wait)."""
+        if self.ended is None:
+            self.ended = self.outcome.get_loop().create_future()
+            if self.finished:
+                self.ended.set_result(None)
+        return self.ended
 
 
 @dataclass
 class _ReplyPipe:
-    reader: asyncio.StreamReader
+    protocol: "_ReplyReader"
     transport: asyncio.ReadTransport
     child_end: int
 
 
+class _ReplyReader(asyncio.Protocol):
+    """A worker's reply pipe, split into lines handed to the worker in the loop turn that reads them.
+
+    Why a protocol, not a StreamReader and a coroutine awaiting `readline`: the reply then finishes
+    its invocation right here (see `Call`), with no task to wake and no turn of the loop in between.
+    Lines (or the end) read before the worker attaches are kept for it."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._worker: Worker | None = None
+        self._early: list[bytes | None] = []  # None: the pipe's end
+
+    def attach(self, worker: "Worker") -> None:
+        self._worker = worker
+        early, self._early = self._early, []
+        for line in early:
+            if line is None:
+                worker._on_reply_pipe_closed()
+            else:
+                worker._on_line(line)
+
+    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        buf = self._buf
+        if not buf and data.find(b"\n") == len(data) - 1:  # one whole line: a reply, the usual case
+            self._line(data)
+            return
+        scanned = len(buf)
+        buf += data
+        while (end := buf.find(b"\n", scanned)) >= 0:
+            line = bytes(buf[:end + 1])
+            del buf[:end + 1]
+            scanned = 0
+            self._line(line)
+        if len(buf) > PIPE_LIMIT and self._worker is not None:
+            buf.clear()
+            self._worker._on_overlong_line()
+
+    def _line(self, line: bytes) -> None:
+        if self._worker is None:
+            self._early.append(line)
+        else:
+            self._worker._on_line(line)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._worker is None:
+            self._early.append(None)
+        else:
+            self._worker._on_reply_pipe_closed()
+
+
 async def _reply_pipe() -> _ReplyPipe:
-    """The pipe a worker answers on, read by a plain StreamReader.
+    """The pipe a worker answers on, read by a `_ReplyReader`.
 
     Why not `stdout=PIPE`: asyncio's subprocess transport hands every chunk read from a child's pipe
     to its protocol through `call_soon`, one more turn of the event loop for every reply before the
-    waiting invocation even wakes. Reading our own pipe feeds the reader in the turn the data arrives.
+    waiting invocation even wakes. Reading our own pipe handles the reply in the turn the data arrives.
     """
     loop = asyncio.get_running_loop()
     read_end, child_end = os.pipe()
-    reader = asyncio.StreamReader(limit=PIPE_LIMIT, loop=loop)
     try:
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-                                                    os.fdopen(read_end, "rb", buffering=0))
+        transport, protocol = await loop.connect_read_pipe(_ReplyReader, os.fdopen(read_end, "rb", buffering=0))
     except BaseException:
         os.close(child_end)
         raise
-    return _ReplyPipe(reader, transport, child_end)
+    return _ReplyPipe(protocol, transport, child_end)
 
 
 @dataclass
@@ -236,15 +351,30 @@ async def _post_reply_pipe() -> _PostReplyPipe:
     return _PostReplyPipe(transport, child_end)
 
 
+@dataclass(slots=True)
+class _Running:
+    """The invocation a worker runs: told its outcome by the reply reader, or by its timeout's timer."""
+
+    request_id: str
+    timeout_s: float
+    done: Done
+    timer: asyncio.TimerHandle | None = None
+
+
 class Worker:
-    """One warm execution environment (a `worker_main.py` subprocess)."""
+    """One warm execution environment (a `worker_main.py` subprocess).
+
+    An invocation is `begin`: its request written to the worker's stdin and a timer armed for the
+    function's timeout; the reply reader (`_ReplyReader`) tells `done` its outcome when the reply
+    line comes, and serves the `@connections` posts the handler makes meanwhile."""
 
     def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, replies: "_ReplyPipe", console: Console,
                  on_post: PostHandler | None = None, generation: int = 0, post_replies: "_PostReplyPipe | None" = None):
         self.spec = spec
         self.proc = proc
-        self.replies = replies.reader  # the worker's IPC output (its original stdout)
-        self._replies_transport = replies.transport
+        assert proc.stdin is not None
+        self._requests = proc.stdin.transport  # written directly: one request at a time, a few KiB at most
+        self._replies_transport = replies.transport  # the worker's IPC output (its original stdout)
         self._post_reply_pipe = None if post_replies is None else post_replies.transport  # None: the function cannot post
         self.console = console
         self.on_post = on_post
@@ -256,9 +386,13 @@ class Worker:
         self.last_used = time.monotonic()
         self.alive = True
         self._seq = 0
+        self._running: _Running | None = None
+        self._first_line: asyncio.Future[bytes] | None = asyncio.get_running_loop().create_future()  # the init line
+        self._exits: set[asyncio.Task[None]] = set()
         self._posts: set[asyncio.Task[None]] = set()
         self._post_replies: list[list[Any]] = []  # answered posts whose replies go out at the end of this loop turn
         self._stderr_task = asyncio.create_task(self._forward_stderr())
+        replies.protocol.attach(self)
 
     @classmethod
     async def start(cls, spec: FunctionSpec, env: dict[str, str], console: Console,
@@ -305,13 +439,16 @@ class Worker:
                 os.close(post_replies.child_end)  # likewise: our closing the other end is the worker's EOF
         worker = cls(spec, proc, replies, console, on_post, generation, post_replies)
         try:
-            line = await asyncio.wait_for(replies.reader.readline(), INIT_TIMEOUT_S)
+            assert worker._first_line is not None
+            line = await asyncio.wait_for(worker._first_line, INIT_TIMEOUT_S)
             msg = json.loads(line) if line else {"init_error": {"errorMessage": "Runtime exited during init", "errorType": "Runtime.ExitError"}}
         except (asyncio.TimeoutError, ValueError) as exc:
             msg = {"init_error": {"errorMessage": f"init failed: {exc!r}", "errorType": "Runtime.InitError"}}
         except BaseException:
             worker.kill()
             raise
+        finally:
+            worker._first_line = None
         worker.init_ms = (time.perf_counter() - started) * 1000
         if "init_error" in msg:
             worker.init_error = msg["init_error"]
@@ -333,51 +470,107 @@ class Worker:
         except (asyncio.CancelledError, ValueError, asyncio.LimitOverrunError):
             return
 
-    async def invoke(self, event: Any, request_id: str, timeout_s: float) -> Invocation:
-        """Run one invocation; on timeout the worker is killed (and must be replaced), as Lambda does."""
+    def begin(self, event: Any, request_id: str, timeout_s: float, done: Done) -> None:
+        """Send one invocation; `done` gets its outcome when the reply is read. On timeout the worker is
+        killed (and must be replaced), as Lambda does. `done` may be called before this returns."""
         if self.init_error is not None:
-            return Invocation(request_id, error=self.init_error)
-        assert self.proc.stdin is not None
+            done(Invocation(request_id, error=self.init_error))
+            return
+        if not self.alive:  # it died (or was stopped) after the pool handed it over
+            done(Invocation(request_id, error={"errorMessage": "Runtime exited before the invocation", "errorType": "Runtime.ExitError"}))
+            return
         self._seq += 1
-        deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
-        trace = f"Root=1-{int(time.time()):08x}-{random_hex(24)};Parent={random_hex(16)};Sampled=0"
-        req = {"id": self._seq, "event": event, "request_id": request_id, "deadline_ms": deadline_ms, "trace_id": trace}
+        now = time.time()
+        trace = f"Root=1-{int(now):08x}-{random_hex(24)};Parent={random_hex(16)};Sampled=0"
+        req = {"id": self._seq, "event": event, "request_id": request_id, "deadline_ms": int(now * 1000 + timeout_s * 1000),
+               "trace_id": trace}
+        line = json.dumps(req).encode() + b"\n"
         self.invocations += 1
-        try:
-            self.proc.stdin.write(json.dumps(req).encode() + b"\n")
-            await self.proc.stdin.drain()
-            line = await asyncio.wait_for(self._reply(), timeout_s)
-        except asyncio.TimeoutError:
-            self.kill()
-            msg = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} Task timed out after {timeout_s:.2f} seconds"
-            self.console.line(f"[{self.spec.logical_id}] {msg}")
-            return Invocation(request_id, error={"errorMessage": msg, "errorType": "Sandbox.Timedout"}, timed_out=True)
-        except (ConnectionError, BrokenPipeError, ValueError) as exc:
-            self.kill()
-            return Invocation(request_id, error={"errorMessage": f"Runtime exited: {exc!r}", "errorType": "Runtime.ExitError"})
-        if not line:
-            self.kill()
-            code = await self.proc.wait()
-            return Invocation(request_id, error={"errorMessage": f"Runtime exited with error: exit status {code}", "errorType": "Runtime.ExitError"})
-        reply = json.loads(line)
-        if "error" in reply:
-            return Invocation(request_id, error=reply["error"])
-        return Invocation(request_id, result=reply.get("result"))
+        running = self._running = _Running(request_id, timeout_s, done)
+        running.timer = asyncio.get_running_loop().call_later(timeout_s, self._timed_out, running)
+        self._requests.write(line)  # a dead worker's broken pipe shows as the reply pipe's end
 
-    async def _reply(self) -> bytes:
-        """The invocation's reply line; `@connections` posts the handler makes meanwhile are served as they come."""
-        while True:
-            line = await self.replies.readline()
-            if not line.startswith(b'{"posts"'):
-                return line
-            loop = asyncio.get_running_loop()
-            for post in json.loads(line)["posts"]:
-                # Started eagerly: a post that completes without waiting (no --post-latency-ms, socket
-                # writable) costs no task scheduling; its reply joins this loop turn's batch.
-                task = asyncio.Task(self._serve_post(post), loop=loop, eager_start=True)
-                if not task.done():
-                    self._posts.add(task)
-                    task.add_done_callback(self._posts.discard)
+    async def invoke(self, event: Any, request_id: str, timeout_s: float) -> Invocation:
+        """`begin`, awaited (for callers with no pool)."""
+        outcome: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+
+        def done(inv: Invocation) -> None:
+            if not outcome.done():
+                outcome.set_result(inv)
+
+        self.begin(event, request_id, timeout_s, done)
+        return await outcome
+
+    def _end(self, running: _Running, inv: Invocation) -> None:
+        if running.timer is not None:
+            running.timer.cancel()
+        running.done(inv)
+
+    def _timed_out(self, running: _Running) -> None:
+        if self._running is not running:
+            return
+        self._running = None
+        self.kill()
+        msg = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {running.request_id} Task timed out after {running.timeout_s:.2f} seconds"
+        self.console.line(f"[{self.spec.logical_id}] {msg}")
+        running.done(Invocation(running.request_id, error={"errorMessage": msg, "errorType": "Sandbox.Timedout"}, timed_out=True))
+
+    def _on_line(self, line: bytes) -> None:
+        """A line from the worker: a batch of posts, its init line, or the reply of the invocation it runs."""
+        if line.startswith(b'{"posts"'):
+            self._serve_posts(line)
+            return
+        running = self._running
+        if running is None:
+            if self._first_line is not None and not self._first_line.done():
+                self._first_line.set_result(line)
+            return  # else nothing waits for it (its invocation timed out and the worker was killed)
+        self._running = None
+        try:
+            reply = json.loads(line)
+        except ValueError as exc:
+            self.kill()
+            self._end(running, Invocation(running.request_id, error={
+                "errorMessage": f"Runtime exited: an unreadable reply ({exc})", "errorType": "Runtime.ExitError"}))
+            return
+        if "error" in reply:
+            self._end(running, Invocation(running.request_id, error=reply["error"]))
+        else:
+            self._end(running, Invocation(running.request_id, result=reply.get("result")))
+
+    def _on_overlong_line(self) -> None:
+        self.kill()
+        running, self._running = self._running, None
+        if running is not None:
+            self._end(running, Invocation(running.request_id, error={
+                "errorMessage": f"Runtime exited: a reply longer than {PIPE_LIMIT} bytes", "errorType": "Runtime.ExitError"}))
+
+    def _on_reply_pipe_closed(self) -> None:
+        """The worker exited (or was killed): the invocation it ran gets `Runtime.ExitError` with its exit status."""
+        if self._first_line is not None and not self._first_line.done():
+            self._first_line.set_result(b"")
+        running, self._running = self._running, None
+        self.kill()
+        if running is not None:
+            task = asyncio.get_running_loop().create_task(self._exited(running))
+            self._exits.add(task)
+            task.add_done_callback(self._exits.discard)
+
+    async def _exited(self, running: _Running) -> None:
+        code = await self.proc.wait()
+        self._end(running, Invocation(running.request_id, error={
+            "errorMessage": f"Runtime exited with error: exit status {code}", "errorType": "Runtime.ExitError"}))
+
+    def _serve_posts(self, line: bytes) -> None:
+        """`@connections` posts the handler makes while it runs, served as they come."""
+        loop = asyncio.get_running_loop()
+        for post in json.loads(line)["posts"]:
+            # Started eagerly: a post that completes without waiting (no --post-latency-ms, socket
+            # writable) costs no task scheduling; its reply joins this loop turn's batch.
+            task = asyncio.Task(self._serve_post(post), loop=loop, eager_start=True)
+            if not task.done():
+                self._posts.add(task)
+                task.add_done_callback(self._posts.discard)
 
     async def _serve_post(self, post: list[Any]) -> None:
         """One post of a `{"posts": [[id, connection_id, data, base64?], ...]}` batch (worker_main.Channel)."""
@@ -590,17 +783,25 @@ class FunctionPool:
             return
         self.release(worker)
 
-    async def acquire(self) -> Worker:
+    def begin(self, event: Any, request_id: str) -> Call:
+        """Start one invocation: on a warm idle environment now (its request is on the pipe when this
+        returns), else once one is free or has started for it. The returned call's outcome raises
+        `WorkerDied` when no environment could run it."""
+        loop = asyncio.get_running_loop()
+        call = Call(loop, request_id)
         while self.idle:
             worker = self.idle.pop()  # LIFO: the warmest worker
             if worker.alive:
-                return worker
+                self._serve(call, worker, event)
+                return call
             self.workers.discard(worker)
         if self.draining:
-            raise WorkerDied(f"{self.spec.logical_id} not run: the gateway is stopping")
-        loop = asyncio.get_running_loop()
+            call.fail(WorkerDied(f"{self.spec.logical_id} not run: the gateway is stopping"))
+            return call
         fut: asyncio.Future[Worker] = loop.create_future()
         self.waiters.append((loop.time(), fut))
+        call.queued = loop.create_future()
+        fut.add_done_callback(lambda handed: self._handed(call, event, handed))
         if not self.workers:
             self._maybe_start(parallel=1)  # nothing warm to wait for: one cold start now (more by the timer's rule)
         if self._start_timer is None:
@@ -608,12 +809,36 @@ class FunctionPool:
             # longer than COLD_START_DELAY_S (a slow handler) is worth a cold start, which costs
             # ~0.5 s of CPU on a laptop and would slow down everything else during a burst.
             self._start_timer = loop.call_later(COLD_START_DELAY_S, self._delayed_start)
+        return call
+
+    def _handed(self, call: Call, event: Any, handed: asyncio.Future[Worker]) -> None:
+        """A waiting invocation's turn: the environment released (or started) for it, or none will come."""
+        if handed.cancelled():
+            call.fail(WorkerDied(f"{self.spec.logical_id} not run: its wait was cancelled"))
+        elif (exc := handed.exception()) is not None:
+            call.fail(exc)
+        else:
+            self._serve(call, handed.result(), event)
+
+    def _serve(self, call: Call, worker: Worker, event: Any) -> None:
+        call.cold, worker.cold = worker.cold, False
+        now = asyncio.get_running_loop().time()
+        call.start(now - worker.init_ms / 1000 if call.cold else now)  # a cold start counts as serving it
         try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self.release(fut.result())
-            raise
+            worker.begin(event, call.request_id, self.spec.timeout_s, partial(self._end, call, worker))
+        except Exception as exc:  # noqa: BLE001 - e.g. an event JSON cannot carry: the caller gets it, the worker serves on
+            self.release(worker)
+            call.fail(exc)
+
+    def _end(self, call: Call, worker: Worker, inv: Invocation) -> None:
+        """An invocation's outcome, in the loop turn it is known: its environment serves the next one now."""
+        if worker.init_error is not None:
+            self.workers.discard(worker)
+        self.release(worker)
+        inv.duration_ms = (time.perf_counter() - call.perf_started) * 1000
+        if call.cold:
+            inv.init_ms = worker.init_ms
+        call.finish(inv)
 
     def release(self, worker: Worker) -> None:
         self.last_release = asyncio.get_running_loop().time()
@@ -635,22 +860,9 @@ class FunctionPool:
                 return
         self.idle.append(worker)
 
-    async def invoke(self, event: Any, request_id: str, on_start: StartCallback | None = None) -> Invocation:
-        started = time.perf_counter()
-        worker = await self.acquire()
-        cold, worker.cold = worker.cold, False
-        if on_start is not None:  # when its environment began to serve it: now, or when its cold start began
-            on_start(asyncio.get_running_loop().time() - (worker.init_ms / 1000 if cold else 0.0))
-        try:
-            inv = await worker.invoke(event, request_id, self.spec.timeout_s)
-        finally:
-            if worker.init_error is not None:
-                self.workers.discard(worker)
-            self.release(worker)
-        inv.duration_ms = (time.perf_counter() - started) * 1000
-        if cold:
-            inv.init_ms = worker.init_ms
-        return inv
+    async def invoke(self, event: Any, request_id: str) -> Invocation:
+        """`begin`, awaited: raises `WorkerDied` when no environment could run it."""
+        return await self.begin(event, request_id).outcome
 
     def stop_starting(self) -> int:
         """The gateway is stopping and no longer needs this function: no environment starts for it any
@@ -751,17 +963,24 @@ class LambdaRuntime:
         if pool is not None:
             pool.preinitialize()
 
-    async def invoke(self, logical_id: str, event: Any, request_id: str | None = None,
-                     on_start: StartCallback | None = None) -> Invocation:
-        """`on_start(loop_time)` is told when an environment began to serve it (after any wait for a busy one)."""
+    def begin(self, logical_id: str, event: Any, request_id: str | None = None) -> Call:
+        """Start one invocation (see `FunctionPool.begin`); its call's outcome raises `WorkerDied` when no
+        environment could run it (`unavailable` turns that into Lambda's error)."""
         request_id = request_id or uuid4_str()
         pool = self.pools.get(logical_id)
-        if pool is None:
-            return Invocation(request_id, error={"errorMessage": f"function {logical_id} cannot run locally", "errorType": "ResourceNotFoundException"})
+        if pool is not None:
+            return pool.begin(event, request_id)
+        call = Call(asyncio.get_running_loop(), request_id)
+        call.finish(Invocation(request_id, error={"errorMessage": f"function {logical_id} cannot run locally",
+                                                  "errorType": "ResourceNotFoundException"}))
+        return call
+
+    async def invoke(self, logical_id: str, event: Any, request_id: str | None = None) -> Invocation:
+        call = self.begin(logical_id, event, request_id)
         try:
-            return await pool.invoke(event, request_id, on_start)
+            return await call.outcome
         except WorkerDied as exc:
-            return Invocation(request_id, error={"errorMessage": str(exc), "errorType": "Runtime.Unavailable"})
+            return unavailable(call.request_id, exc)
 
     def stop_starting(self, logical_ids: set[str]) -> None:
         """Shutdown has begun and these functions are not needed for it: none starts an environment any

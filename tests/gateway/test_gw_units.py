@@ -195,11 +195,10 @@ class _FakeWorker:
         self.init_ms = 50.0
         self.last_used = 0.0
 
-    async def invoke(self, event, request_id, timeout_s):
+    def begin(self, event, request_id, timeout_s, done):
         from parley_local.gateway.worker_pool import Invocation
 
-        await asyncio.sleep(self.seconds)
-        return Invocation(request_id, result=event)
+        asyncio.get_running_loop().call_later(self.seconds, done, Invocation(request_id, result=event))
 
     async def stop(self):
         self.alive = False
