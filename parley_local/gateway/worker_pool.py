@@ -64,6 +64,7 @@ STUCK_S = 0.25  # no invocation finished for this long while one waits: the pool
 SCALE_OUT_WAIT_S = 1.0  # a wait this long gets a new worker even while the pool is making progress
 PREINIT_DELAY_S = 1.0  # a proactive initialization waits this long, then until a CPU is spare ...
 PREINIT_ATTEMPTS = 5  # ... looking once a PREINIT_DELAY_S, this many times at most
+TIMEOUT_SLACK_S = 0.001  # a timer may fire this much before its time: the invocation has timed out all the same
 BURST_WORKERS = max(2, os.cpu_count() or 2)  # workers per function started for any wait over COLD_START_DELAY_S
 
 
@@ -353,20 +354,25 @@ async def _post_reply_pipe() -> _PostReplyPipe:
 
 @dataclass(slots=True)
 class _Running:
-    """The invocation a worker runs: told its outcome by the reply reader, or by its timeout's timer."""
+    """The invocation a worker runs: told its outcome by the reply reader, or by the worker's timeout watch."""
 
     request_id: str
     timeout_s: float
     done: Done
-    timer: asyncio.TimerHandle | None = None
+    deadline: float  # loop time
 
 
 class Worker:
     """One warm execution environment (a `worker_main.py` subprocess).
 
-    An invocation is `begin`: its request written to the worker's stdin and a timer armed for the
-    function's timeout; the reply reader (`_ReplyReader`) tells `done` its outcome when the reply
-    line comes, and serves the `@connections` posts the handler makes meanwhile."""
+    An invocation is `begin`: its request written to the worker's stdin; the reply reader
+    (`_ReplyReader`) tells `done` its outcome when the reply line comes, and serves the
+    `@connections` posts the handler makes meanwhile.
+
+    The function's timeout is one timer per worker, not one per invocation (`_watch_deadline`): it
+    fires at the deadline of the invocation running when it was armed and, finding a later one
+    running, re-arms for that. Thousands of millisecond invocations per second then arm a timer
+    once per timeout, not each a timer to push onto the loop's heap and cancel (~2 µs each)."""
 
     def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, replies: "_ReplyPipe", console: Console,
                  on_post: PostHandler | None = None, generation: int = 0, post_replies: "_PostReplyPipe | None" = None):
@@ -387,6 +393,7 @@ class Worker:
         self.alive = True
         self._seq = 0
         self._running: _Running | None = None
+        self._watch: asyncio.TimerHandle | None = None  # the timeout watch, while armed
         self._first_line: asyncio.Future[bytes] | None = asyncio.get_running_loop().create_future()  # the init line
         self._exits: set[asyncio.Task[None]] = set()
         self._posts: set[asyncio.Task[None]] = set()
@@ -486,8 +493,10 @@ class Worker:
                "trace_id": trace}
         line = json.dumps(req).encode() + b"\n"
         self.invocations += 1
-        running = self._running = _Running(request_id, timeout_s, done)
-        running.timer = asyncio.get_running_loop().call_later(timeout_s, self._timed_out, running)
+        loop = asyncio.get_running_loop()
+        running = self._running = _Running(request_id, timeout_s, done, loop.time() + timeout_s)
+        if self._watch is None:
+            self._watch = loop.call_at(running.deadline, self._watch_deadline)
         self._requests.write(line)  # a dead worker's broken pipe shows as the reply pipe's end
 
     async def invoke(self, event: Any, request_id: str, timeout_s: float) -> Invocation:
@@ -501,19 +510,25 @@ class Worker:
         self.begin(event, request_id, timeout_s, done)
         return await outcome
 
-    def _end(self, running: _Running, inv: Invocation) -> None:
-        if running.timer is not None:
-            running.timer.cancel()
-        running.done(inv)
-
-    def _timed_out(self, running: _Running) -> None:
-        if self._running is not running:
+    def _watch_deadline(self) -> None:
+        self._watch = None
+        running = self._running
+        if running is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() + TIMEOUT_SLACK_S < running.deadline:  # a later invocation than the one it was armed for
+            self._watch = loop.call_at(running.deadline, self._watch_deadline)
             return
         self._running = None
         self.kill()
         msg = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {running.request_id} Task timed out after {running.timeout_s:.2f} seconds"
         self.console.line(f"[{self.spec.logical_id}] {msg}")
         running.done(Invocation(running.request_id, error={"errorMessage": msg, "errorType": "Sandbox.Timedout"}, timed_out=True))
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def _on_line(self, line: bytes) -> None:
         """A line from the worker: a batch of posts, its init line, or the reply of the invocation it runs."""
@@ -530,19 +545,19 @@ class Worker:
             reply = json.loads(line)
         except ValueError as exc:
             self.kill()
-            self._end(running, Invocation(running.request_id, error={
+            running.done(Invocation(running.request_id, error={
                 "errorMessage": f"Runtime exited: an unreadable reply ({exc})", "errorType": "Runtime.ExitError"}))
             return
         if "error" in reply:
-            self._end(running, Invocation(running.request_id, error=reply["error"]))
+            running.done(Invocation(running.request_id, error=reply["error"]))
         else:
-            self._end(running, Invocation(running.request_id, result=reply.get("result")))
+            running.done(Invocation(running.request_id, result=reply.get("result")))
 
     def _on_overlong_line(self) -> None:
         self.kill()
         running, self._running = self._running, None
         if running is not None:
-            self._end(running, Invocation(running.request_id, error={
+            running.done(Invocation(running.request_id, error={
                 "errorMessage": f"Runtime exited: a reply longer than {PIPE_LIMIT} bytes", "errorType": "Runtime.ExitError"}))
 
     def _on_reply_pipe_closed(self) -> None:
@@ -558,7 +573,7 @@ class Worker:
 
     async def _exited(self, running: _Running) -> None:
         code = await self.proc.wait()
-        self._end(running, Invocation(running.request_id, error={
+        running.done(Invocation(running.request_id, error={
             "errorMessage": f"Runtime exited with error: exit status {code}", "errorType": "Runtime.ExitError"}))
 
     def _serve_posts(self, line: bytes) -> None:
@@ -599,6 +614,7 @@ class Worker:
 
     def kill(self) -> None:
         self.alive = False
+        self._stop_watch()
         self._close_post_replies()
         if self.proc.returncode is None:
             try:
@@ -624,6 +640,7 @@ class Worker:
                 self.kill()
                 await self.proc.wait()
         self._replies_transport.close()  # read to its EOF by now, unless the process never closed it
+        self._stop_watch()
         try:
             await asyncio.wait_for(self._stderr_task, 1.0)
         except (asyncio.TimeoutError, asyncio.CancelledError):

@@ -65,6 +65,25 @@ async def test_an_environment_killed_on_its_timeout_leaves_no_pipe_open(tmp_path
     assert _open_fds() == before
 
 
+async def test_each_invocation_gets_its_whole_timeout_though_the_environment_watches_with_one_timer(tmp_path: Path):
+    """The timeout watch is armed at the first invocation's deadline; a slow invocation that began later
+    still runs its full timeout from its own start (the watch re-arms), and is then stopped on time."""
+    spec = _spec(tmp_path, HANDLER, timeout_s=0.6)
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        loop = asyncio.get_running_loop()
+        first = loop.time()
+        while loop.time() - first < 0.4:  # quick invocations past most of the first one's timeout
+            assert (await worker.invoke({}, "req-quick", spec.timeout_s)).ok
+        began = loop.time()
+        inv = await asyncio.wait_for(worker.invoke({"sleep": 5}, "req-slow", spec.timeout_s), 5)
+        ran = loop.time() - began
+        assert inv.error is not None and inv.error["errorType"] == "Sandbox.Timedout"
+        assert 0.55 <= ran < 1.5, ran
+    finally:
+        await worker.stop()
+
+
 async def test_an_init_failure_is_read_from_the_pipe_and_leaves_no_pipe_open(tmp_path: Path):
     spec = _spec(tmp_path, "def handler(event, context):\n    return (\n")
     before = _open_fds()
