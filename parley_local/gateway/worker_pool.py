@@ -379,7 +379,7 @@ class Worker:
         self.spec = spec
         self.proc = proc
         assert proc.stdin is not None
-        self._requests = proc.stdin.transport  # written directly: one request at a time, a few KiB at most
+        self._requests = proc.stdin.transport  # written directly (no drain): one request at a time, buffered by the transport
         self._replies_transport = replies.transport  # the worker's IPC output (its original stdout)
         self._post_reply_pipe = None if post_replies is None else post_replies.transport  # None: the function cannot post
         self.console = console
