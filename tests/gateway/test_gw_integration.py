@@ -198,3 +198,25 @@ async def test_an_environment_that_dies_mid_invocation_fails_it_and_the_pool_sta
         assert again.ok and again.result["pid"] != pid and again.init_ms is not None  # a cold start, reported
     finally:
         await runtime.close()
+
+
+async def test_an_environment_that_dies_while_idle_is_not_handed_an_invocation(tmp_path: Path):
+    """Its reply pipe's end is read as it comes, so the pool knows before the next invocation: that one
+    cold-starts a new environment instead of failing with `Runtime.ExitError` on the dead one."""
+    runtime = _runtime(tmp_path)
+    integration = Integration(runtime, BackgroundTasks(), timeout_s=5)
+    try:
+        await runtime.prewarm()
+        pool = runtime.pools["Fn"]
+        (dead,) = pool.workers
+        dead.proc.kill()
+        await dead.proc.wait()
+        for _ in range(100):  # the pipe's end is a loop turn or two behind the exit
+            if not dead.alive:
+                break
+            await asyncio.sleep(0.01)
+        assert not dead.alive
+        inv = await asyncio.wait_for(integration.invoke("Fn", {}, None), 30)
+        assert inv.ok and inv.result["pid"] != dead.proc.pid and inv.init_ms is not None
+    finally:
+        await runtime.close()
