@@ -207,7 +207,8 @@ class Call:
     `ended` then tells shutdown when it is over.
     """
 
-    __slots__ = ("request_id", "outcome", "arrived", "perf_started", "started_at", "queued", "ended", "finished", "cold")
+    __slots__ = ("request_id", "outcome", "arrived", "perf_started", "started_at", "ends_by", "queued", "ended", "finished",
+                 "cold")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, request_id: str) -> None:
         self.request_id = request_id
@@ -215,6 +216,7 @@ class Call:
         self.arrived = loop.time()
         self.perf_started = time.perf_counter()
         self.started_at: float | None = None  # loop time an environment began to serve it (its cold start's, if one)
+        self.ends_by = float("inf")  # loop time by which the function's own timeout has ended it, once it runs
         self.queued: asyncio.Future[None] | None = None  # set while it waits for an environment: resolved at its start
         self.ended: asyncio.Future[None] | None = None  # made when a caller stops waiting (Call.until_ended)
         self.finished = False
@@ -477,15 +479,16 @@ class Worker:
         except (asyncio.CancelledError, ValueError, asyncio.LimitOverrunError):
             return
 
-    def begin(self, event: Any, request_id: str, timeout_s: float, done: Done) -> None:
+    def begin(self, event: Any, request_id: str, timeout_s: float, done: Done) -> float | None:
         """Send one invocation; `done` gets its outcome when the reply is read. On timeout the worker is
-        killed (and must be replaced), as Lambda does. `done` may be called before this returns."""
+        killed (and must be replaced), as Lambda does. `done` may be called before this returns (then
+        None is); else the loop time of its timeout, by which `done` has been told."""
         if self.init_error is not None:
             done(Invocation(request_id, error=self.init_error))
-            return
+            return None
         if not self.alive:  # it died (or was stopped) after the pool handed it over
             done(Invocation(request_id, error={"errorMessage": "Runtime exited before the invocation", "errorType": "Runtime.ExitError"}))
-            return
+            return None
         self._seq += 1
         now = time.time()
         trace = f"Root=1-{int(now):08x}-{random_hex(24)};Parent={random_hex(16)};Sampled=0"
@@ -495,9 +498,13 @@ class Worker:
         self.invocations += 1
         loop = asyncio.get_running_loop()
         running = self._running = _Running(request_id, timeout_s, done, loop.time() + timeout_s)
-        if self._watch is None:
+        watch = self._watch
+        if watch is None or watch.when() > running.deadline:  # (a shorter timeout than the last one's: a redeploy)
+            if watch is not None:
+                watch.cancel()
             self._watch = loop.call_at(running.deadline, self._watch_deadline)
         self._requests.write(line)  # a dead worker's broken pipe shows as the reply pipe's end
+        return running.deadline
 
     async def invoke(self, event: Any, request_id: str, timeout_s: float) -> Invocation:
         """`begin`, awaited (for callers with no pool)."""
@@ -842,7 +849,9 @@ class FunctionPool:
         now = asyncio.get_running_loop().time()
         call.start(now - worker.init_ms / 1000 if call.cold else now)  # a cold start counts as serving it
         try:
-            worker.begin(event, call.request_id, self.spec.timeout_s, partial(self._end, call, worker))
+            ends_by = worker.begin(event, call.request_id, self.spec.timeout_s, partial(self._end, call, worker))
+            if ends_by is not None:
+                call.ends_by = ends_by
         except Exception as exc:  # noqa: BLE001 - e.g. an event JSON cannot carry: the caller gets it, the worker serves on
             self.release(worker)
             call.fail(exc)

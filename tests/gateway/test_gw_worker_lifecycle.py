@@ -258,3 +258,18 @@ async def test_replies_serialise_decimals_as_numbers_and_report_a_marshal_error(
         assert inv.ok and worker.alive
     finally:
         await worker.stop()
+
+
+async def test_a_shorter_timeout_than_the_last_invocations_is_kept_too(tmp_path: Path):
+    """The timeout watch armed for a long timeout must not let a later, shorter one run past its own."""
+    spec = _spec(tmp_path, HANDLER, timeout_s=5.0)
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        assert (await worker.invoke({}, "req-long-timeout", 30.0)).ok  # the watch is armed 30 s ahead
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        inv = await asyncio.wait_for(worker.invoke({"sleep": 5}, "req-short", 0.5), 5)
+        assert inv.error is not None and inv.error["errorType"] == "Sandbox.Timedout"
+        assert loop.time() - began < 1.5
+    finally:
+        await worker.stop()
