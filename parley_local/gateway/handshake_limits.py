@@ -17,7 +17,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["MAX_REQUEST_BYTES", "MAX_URL_BYTES", "PARSER_LIMITS", "request_size_limits"]
+__all__ = ["MAX_REQUEST_BYTES", "MAX_URL_BYTES", "PARSER_LIMITS", "request_size_limits", "size_refusal"]
 
 MAX_URL_BYTES = 8192
 MAX_REQUEST_BYTES = 10240
@@ -33,8 +33,8 @@ def _refusal(status: int, message: str) -> web.Response:
     return response
 
 
-@web.middleware
-async def request_size_limits(request: web.Request, handler: _Handler) -> web.StreamResponse:
+def size_refusal(request: web.Request) -> web.Response | None:
+    """The 414 or 431 for a request over the gateway's limits, or None when it is within them."""
     url_bytes = len(request.raw_path.encode("utf-8", "surrogateescape"))
     if url_bytes > MAX_URL_BYTES:
         return _refusal(414, f"Request-URI Too Long: {url_bytes} bytes, the limit is {MAX_URL_BYTES}")
@@ -42,4 +42,10 @@ async def request_size_limits(request: web.Request, handler: _Handler) -> web.St
     header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
     if request_line + header_bytes > MAX_REQUEST_BYTES:
         return _refusal(431, f"Request Header Fields Too Large: request line and headers exceed {MAX_REQUEST_BYTES} bytes")
-    return await handler(request)
+    return None
+
+
+@web.middleware
+async def request_size_limits(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    refused = size_refusal(request)
+    return refused if refused is not None else await handler(request)

@@ -38,7 +38,8 @@ from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
 from .console import Console
 from .handshake import Handshake
-from .handshake_limits import PARSER_LIMITS, request_size_limits
+from .front_door import front_door
+from .handshake_limits import PARSER_LIMITS
 from .integration import BackgroundTasks, Integration
 from .lambda_invoke_api import LambdaInvokeApi
 from .stream_events import StreamEventPoller
@@ -47,7 +48,7 @@ from .routing import RouteSelector
 from .session import Session, SessionServices
 from .sweeper import sweep
 from .template import Stack, TemplateError, load_stack
-from .this_machine_only import api_gateway_forbidden, open_to_the_network, this_machine_only
+from .this_machine_only import api_gateway_forbidden, open_to_the_network
 from .worker_pool import LambdaRuntime
 
 
@@ -311,8 +312,7 @@ class Gateway:
     def _build_app(self) -> web.Application:
         assert self.aws is not None
         self._other_services = OtherAwsServices(self.aws, self.console.line)
-        app = web.Application(client_max_size=8 * 1024 * 1024,
-                              middlewares=[request_size_limits, this_machine_only, self._other_services.middleware])
+        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[front_door(self._other_services)])
         if self.extras is not None:
             with open_to_the_network(app):
                 self.extras.add_routes(app, self)
@@ -322,6 +322,7 @@ class Gateway:
         self.lambda_api.add_routes(app)
         self.parameter_store.add_routes(app, self._not_found)
         with open_to_the_network(app):  # every other route answers this machine only
+            app.router.add_get(f"/{self.config.stage}", self._ws_handler)  # found by aiohttp's path index, no pattern tried
             app.router.add_get("/{stage}", self._ws_handler)
             app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
@@ -394,7 +395,7 @@ class Gateway:
     # -- HTTP ---------------------------------------------------------------------
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        if request.match_info["stage"] != self.config.stage:
+        if request.match_info.get("stage", self.config.stage) != self.config.stage:
             return api_gateway_forbidden()
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.json_response({"message": "Upgrade Required"}, status=426)

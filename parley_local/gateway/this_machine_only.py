@@ -20,6 +20,7 @@ service the gateway forwards (`other_services`) is AWS emulation whatever path i
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Awaitable, Callable, Iterator
 
 from aiohttp import web
@@ -32,12 +33,14 @@ NOT_FROM_THIS_MACHINE = ("parley dev serves its local AWS services (SSM, DynamoD
                          "call them from here (127.0.0.1), not over the network.")
 OPEN_ROUTES = web.AppKey("open_routes", set[AbstractRoute])
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A peer's address is parsed once, not on every request (`ipaddress` costs ~3 µs a call); peers are few.
+_is_loopback_peer = lru_cache(maxsize=1024)(is_loopback_address)
 
 
 def is_from_this_machine(request: web.Request) -> bool:
     """A loopback peer, or one that connected to this machine's own address from this machine (a
     handler reaching `https://{domainName}/{stage}` while `parley dev --host 0.0.0.0` serves a LAN)."""
-    if is_loopback_address(request.remote):
+    if _is_loopback_peer(request.remote):
         return True
     sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
     return bool(request.remote) and isinstance(sockname, tuple) and bool(sockname) and request.remote == sockname[0]
@@ -75,10 +78,14 @@ def open_to_the_network(app: web.Application) -> Iterator[None]:
     app.setdefault(OPEN_ROUTES, set()).update(set(app.router.routes()) - before)
 
 
+def is_open_route(request: web.Request) -> bool:
+    """Whether the route `request` was matched to was added inside `open_to_the_network`."""
+    return request.match_info.route in request.app.get(OPEN_ROUTES, ())
+
+
 def is_open_to_the_network(request: web.Request) -> bool:
     """Whether the route `request` was matched to is open, and the request is not one `other_services` forwards."""
-    route = request.match_info.route
-    return route in request.app.get(OPEN_ROUTES, ()) and forwarded_service(request) is None
+    return is_open_route(request) and forwarded_service(request) is None
 
 
 @web.middleware
