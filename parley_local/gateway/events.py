@@ -83,15 +83,20 @@ def _request_context(conn: ConnectionInfo, route_key: str, event_type: str, requ
     return ctx
 
 
+def _handshake_request(conn: ConnectionInfo) -> dict[str, Any]:
+    """The handshake's headers and query string (absent when there is none), as `$connect` and the
+    authorizer carry them. The connection's own dicts, not copies: an event is only ever serialized
+    (for the function's environment), and nothing changes them once the handshake is recorded."""
+    request: dict[str, Any] = {"headers": conn.headers, "multiValueHeaders": conn.multi_value_headers}
+    if conn.query is not None:
+        request["queryStringParameters"] = conn.query
+        request["multiValueQueryStringParameters"] = conn.multi_value_query or {}
+    return request
+
+
 def connect_event(conn: ConnectionInfo, request_id: str) -> dict[str, Any]:
     """The `$connect` event: the handshake's headers and query string (absent when there is none)."""
-    event: dict[str, Any] = {
-        "headers": dict(conn.headers),
-        "multiValueHeaders": {k: list(v) for k, v in conn.multi_value_headers.items()},
-    }
-    if conn.query is not None:
-        event["queryStringParameters"] = dict(conn.query)
-        event["multiValueQueryStringParameters"] = {k: list(v) for k, v in (conn.multi_value_query or {}).items()}
+    event = _handshake_request(conn)
     event["requestContext"] = _request_context(conn, "$connect", "CONNECT", request_id, now_ms())
     event["isBase64Encoded"] = False
     return event
@@ -124,6 +129,5 @@ def method_arn(conn: ConnectionInfo, route_key: str = "$connect") -> str:
 
 def authorizer_event(conn: ConnectionInfo, request_id: str) -> dict[str, Any]:
     """The REQUEST authorizer event for `$connect` (the connect event plus `type`, `methodArn`, `stageVariables`)."""
-    event = connect_event(conn, request_id)
-    event.pop("isBase64Encoded", None)
-    return {"type": "REQUEST", "methodArn": method_arn(conn), **event, "stageVariables": {}}
+    return {"type": "REQUEST", "methodArn": method_arn(conn), **_handshake_request(conn),
+            "requestContext": _request_context(conn, "$connect", "CONNECT", request_id, now_ms()), "stageVariables": {}}

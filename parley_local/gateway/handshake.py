@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Iterable
 
 from aiohttp import web
 
@@ -28,26 +29,19 @@ def connection_info(request: web.Request, api_id: str, stage: str, port: int) ->
     """What API Gateway records about the handshake: headers (with its own X-Forwarded-*), query, identity."""
     source_ip = request.remote or "127.0.0.1"
     peer = request.transport.get_extra_info("sockname") if request.transport else None
-    headers: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    for k, v in request.headers.items():
-        headers[k] = v
-        multi.setdefault(k, []).append(v)
-    extra = {
-        "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{random_hex(24)}",
-        "X-Forwarded-For": source_ip,
-        "X-Forwarded-Port": str(peer[1] if peer else port),
-        "X-Forwarded-Proto": request.scheme,
-    }
-    for k, v in extra.items():
+    headers, multi = _single_and_multi(request.headers.items())
+    extra = (
+        ("X-Amzn-Trace-Id", f"Root=1-{int(time.time()):08x}-{random_hex(24)}"),
+        ("X-Forwarded-For", source_ip),
+        ("X-Forwarded-Port", str(peer[1] if peer else port)),
+        ("X-Forwarded-Proto", request.scheme),
+    )
+    for k, v in extra:
         headers[k] = v
         multi[k] = [v]
     query = multi_query = None
     if request.query_string:
-        query, multi_query = {}, {}
-        for k, v in request.query.items():
-            query[k] = v
-            multi_query.setdefault(k, []).append(v)
+        query, multi_query = _single_and_multi(request.query.items())
     return ConnectionInfo(
         connection_id=aws_id(),
         api_id=api_id,
@@ -61,6 +55,19 @@ def connection_info(request: web.Request, api_id: str, stage: str, port: int) ->
         query=query,
         multi_value_query=multi_query,
     )
+
+
+def _single_and_multi(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """API Gateway's two views of repeatable fields: the last value of each name, and all of them in order.
+    Names are rarely repeated: then each list is built in one pass over the single-value view."""
+    items = list(pairs)
+    single = dict(items)
+    if len(single) == len(items):
+        return single, {k: [v] for k, v in single.items()}
+    multi: dict[str, list[str]] = {}
+    for k, v in items:
+        multi.setdefault(k, []).append(v)
+    return single, multi
 
 
 def refuse(status: int, body: str | None = None) -> web.Response:
