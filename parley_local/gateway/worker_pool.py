@@ -469,15 +469,7 @@ class Worker:
 
     async def _forward_stderr(self) -> None:
         assert self.proc.stderr is not None
-        prefix = f"[{self.spec.logical_id}] "
-        try:
-            while True:
-                line = await self.proc.stderr.readline()
-                if not line:
-                    return
-                self.console.line(prefix + line.decode("utf-8", "replace").rstrip("\n"))
-        except (asyncio.CancelledError, ValueError, asyncio.LimitOverrunError):
-            return
+        await self.console.forward(self.proc.stderr, f"[{self.spec.logical_id}] ", PIPE_LIMIT)
 
     def begin(self, event: Any, request_id: str, timeout_s: float, done: Done) -> float | None:
         """Send one invocation; `done` gets its outcome when the reply is read. On timeout the worker is
