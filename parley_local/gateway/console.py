@@ -69,10 +69,10 @@ class Console:
             while chunk := await log.read(_LOG_READ_BYTES):
                 lines = (partial + chunk).split(b"\n") if partial else chunk.split(b"\n")
                 partial = lines.pop()
-                if len(partial) > line_limit:
-                    return
                 for raw in lines:
                     self.line(prefix + raw.decode("utf-8", "replace"))
+                if len(partial) > line_limit:
+                    return
         except (asyncio.CancelledError, ValueError):
             return
         if partial:  # the log's last line, without a newline

@@ -1,0 +1,188 @@
+"""The handshake path's cheaper code paths give the answers the slower ones gave.
+
+`front_door` (the gateway's one middleware): a request all three checks pass is handed the route
+handler's own coroutine; any other gets the size limits', `this_machine_only`'s or `other_services`'
+answer. `connection_info`: the single and multi views of repeated headers and query parameters.
+`Console.forward`: a function's log, read in chunks, comes out line by line, in order, live.
+The gateway over real sockets covers the same paths end to end (test_gw_this_machine_only,
+test_third_party_templates' 414/431, test_gw_websocket's events and console).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any
+from unittest import mock
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from parley_local.gateway.console import Console
+from parley_local.gateway.events import ConnectionInfo, authorizer_event, aws_id, connect_event
+from parley_local.gateway.front_door import front_door
+from parley_local.gateway.handshake import connection_info
+from parley_local.gateway.this_machine_only import NOT_FROM_THIS_MACHINE, OPEN_ROUTES
+from parley_local.local_aws.other_services import OtherAwsServices
+
+ANOTHER_MACHINE = "192.0.2.7"
+
+
+def _signed(service: str) -> dict[str, str]:
+    return {"Authorization": f"AWS4-HMAC-SHA256 Credential=AKID/20261129/us-east-1/{service}/aws4_request, "
+                             "SignedHeaders=host, Signature=ab"}
+
+
+def _request(peer: str, path: str = "/local", headers: Any = None, method: str = "GET", open_route: bool = False) -> web.Request:
+    transport = mock.Mock()
+    names = {"peername": (peer, 50123), "sockname": ("127.0.0.1", 3001)}
+    transport.get_extra_info.side_effect = lambda key, default=None: names.get(key, default)
+    app = web.Application()
+    request = make_mocked_request(method, path, headers=headers or {}, transport=transport, app=app, match_info={})
+    if open_route:
+        app[OPEN_ROUTES] = {request.match_info.route}
+    return request
+
+
+@pytest.fixture
+def forwarder() -> OtherAwsServices:
+    services = OtherAwsServices(mock.Mock(), announce=mock.Mock())
+    services._endpoint = mock.AsyncMock(return_value="http://127.0.0.1:9")  # type: ignore[method-assign]
+    services._forward = mock.AsyncMock(return_value=web.Response(status=299, text="forwarded"))  # type: ignore[method-assign]
+    return services
+
+
+@pytest.mark.parametrize("peer, open_route", [("127.0.0.1", False), ("::1", True), (ANOTHER_MACHINE, True)])
+async def test_a_request_every_check_passes_gets_the_handlers_own_coroutine(forwarder: OtherAwsServices, peer: str,
+                                                                            open_route: bool):
+    answer = web.Response(status=101)
+    handler = mock.AsyncMock(return_value=answer)
+    request = _request(peer, "/local?token=t", {"Upgrade": "websocket"}, open_route=open_route)
+    awaitable = front_door(forwarder)(request, handler)
+    handler.assert_called_once_with(request)  # called directly: what it returned is what aiohttp awaits
+    assert await awaitable is answer
+    forwarder._forward.assert_not_called()
+
+
+async def _answer(forwarder: OtherAwsServices, request: web.Request) -> tuple[web.StreamResponse, mock.AsyncMock]:
+    handler = mock.AsyncMock(return_value=web.Response(status=200, text="handled"))
+    return await front_door(forwarder)(request, handler), handler
+
+
+async def test_an_oversized_url_or_header_block_gets_the_size_limits_answer(forwarder: OtherAwsServices):
+    answer, handler = await _answer(forwarder, _request("127.0.0.1", "/local?token=" + "x" * 8200, open_route=True))
+    assert answer.status == 414 and json.loads(answer.text)["message"].startswith("Request-URI Too Long: 8213 bytes")
+    answer, _ = await _answer(forwarder, _request("127.0.0.1", headers={"X-Big": "y" * 10300}, open_route=True))
+    assert answer.status == 431
+    assert not handler.called and not forwarder._forward.called
+
+
+async def test_another_machine_on_a_closed_route_gets_the_refusal_for_its_kind_of_caller(forwarder: OtherAwsServices):
+    answer, handler = await _answer(forwarder, _request(ANOTHER_MACHINE, "/local/@connections/abc="))
+    assert (answer.status, answer.headers["x-amzn-ErrorType"], json.loads(answer.text)) == (
+        403, "ForbiddenException", {"message": "Forbidden"})
+    answer, _ = await _answer(forwarder, _request(ANOTHER_MACHINE, "/", {"X-Amz-Target": "AmazonSSM.GetParameter"}, "POST"))
+    assert (answer.status, json.loads(answer.text)) == (403, {"__type": "AccessDeniedException", "message": NOT_FROM_THIS_MACHINE})
+    assert not handler.called
+
+
+async def test_a_call_signed_for_another_service_is_forwarded_from_here_and_refused_from_elsewhere(forwarder: OtherAwsServices):
+    answer, handler = await _answer(forwarder, _request("127.0.0.1", "/", _signed("sqs"), "POST"))
+    assert (answer.status, answer.text) == (299, "forwarded") and not handler.called
+    answer, _ = await _answer(forwarder, _request(ANOTHER_MACHINE, "/local", _signed("sqs"), "POST", open_route=True))
+    assert answer.status == 403 and json.loads(answer.text)["__type"] == "AccessDeniedException"
+    assert forwarder._forward.call_count == 1
+    answer, handler = await _answer(forwarder, _request("127.0.0.1", "/", _signed("ssm"), "POST"))  # the gateway's own
+    assert answer.text == "handled" and forwarder._forward.call_count == 1
+
+
+def test_repeated_headers_and_query_parameters_keep_the_last_value_and_all_values_in_order():
+    headers = CIMultiDict([("Host", "127.0.0.1:3001"), ("X-Tag", "a"), ("Upgrade", "websocket"), ("X-Tag", "b"),
+                           ("x-tag", "c")])
+    request = make_mocked_request("GET", "/local?token=t&x=1&y=2&x=3", headers=headers, match_info={})
+    info = connection_info(request, "abcdefghij", "local", 3001)
+    assert list(info.headers)[:4] == ["Host", "X-Tag", "Upgrade", "x-tag"]  # first place, last value, names as sent
+    assert (info.headers["X-Tag"], info.multi_value_headers["X-Tag"]) == ("b", ["a", "b"])
+    assert (info.headers["x-tag"], info.multi_value_headers["x-tag"]) == ("c", ["c"])
+    assert info.multi_value_headers["Upgrade"] == ["websocket"]
+    assert info.query == {"token": "t", "x": "3", "y": "2"} and list(info.query) == ["token", "x", "y"]
+    assert info.multi_value_query == {"token": ["t"], "x": ["1", "3"], "y": ["2"]}
+    assert info.headers["X-Forwarded-Port"].isdigit() and info.multi_value_headers["X-Forwarded-For"] == [info.source_ip]
+    assert set(info.headers) == set(info.multi_value_headers)
+    plain = connection_info(make_mocked_request("GET", "/local", headers={"Host": "h"}, match_info={}), "a", "local", 1)
+    assert plain.query is None and plain.multi_value_query is None
+
+
+def _info(**kw: Any) -> ConnectionInfo:
+    return ConnectionInfo(connection_id=aws_id(), api_id="abcdefghij", stage="local", domain_name="h", source_ip="127.0.0.1",
+                          user_agent="ua", connected_at=1731324924000, headers={"Host": "h"}, multi_value_headers={"Host": ["h"]},
+                          **kw)
+
+
+def test_connect_and_authorizer_events_keep_their_fields_in_aws_order():
+    with_query = _info(query={"token": "t"}, multi_value_query={"token": ["t"]})
+    assert list(connect_event(with_query, aws_id())) == [
+        "headers", "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters", "requestContext",
+        "isBase64Encoded"]
+    assert list(connect_event(_info(), aws_id())) == ["headers", "multiValueHeaders", "requestContext", "isBase64Encoded"]
+    auth = authorizer_event(with_query, "req-1")
+    assert list(auth) == ["type", "methodArn", "headers", "multiValueHeaders", "queryStringParameters",
+                          "multiValueQueryStringParameters", "requestContext", "stageVariables"]
+    assert auth["requestContext"]["eventType"] == "CONNECT" and auth["requestContext"]["requestId"] == "req-1"
+    assert auth["multiValueQueryStringParameters"] == {"token": ["t"]} and auth["stageVariables"] == {}
+
+
+class _Lines(Console):
+    def __init__(self) -> None:
+        super().__init__()
+        self.got: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.got.append(text)
+
+
+async def _until(predicate: Any) -> None:
+    for _ in range(100):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_functions_log_comes_out_line_by_line_in_order_as_it_arrives():
+    log, console = asyncio.StreamReader(), _Lines()
+    task = asyncio.create_task(console.forward(log, "[Fn] ", line_limit=1000))
+    log.feed_data(b'{"level":"INFO","n":1}\n{"level":"INFO","n":2}\npart')
+    await _until(lambda: len(console.got) == 2)
+    assert console.got == ['[Fn] {"level":"INFO","n":1}', '[Fn] {"level":"INFO","n":2}']  # live: before EOF
+    log.feed_data(b"ial line\r\n\xff bad utf-8\n\n")
+    await _until(lambda: len(console.got) == 5)
+    assert console.got[2:] == ["[Fn] partial line\r", "[Fn] \ufffd bad utf-8", "[Fn] "]
+    log.feed_data(b"last, without a newline")
+    log.feed_eof()
+    await asyncio.wait_for(task, 5)
+    assert console.got[5:] == ["[Fn] last, without a newline"]
+
+
+async def test_a_log_line_over_the_limit_ends_the_copy():
+    log, console = asyncio.StreamReader(), _Lines()
+    log.feed_data(b"ok\n" + b"x" * 50)
+    log.feed_data(b"y" * 60)
+    await asyncio.wait_for(console.forward(log, "", line_limit=100), 5)
+    assert console.got == ["ok"]
+
+
+def test_forwarded_log_lines_are_written_through_the_consoles_stream():
+    out = io.StringIO()
+    console = Console(stream=out)
+
+    async def run() -> None:
+        log = asyncio.StreamReader()
+        log.feed_data(b"a\nb\n")
+        log.feed_eof()
+        await console.forward(log, "[Fn] ", line_limit=100)
+
+    asyncio.run(run())
+    assert out.getvalue() == "[Fn] a\n[Fn] b\n"
