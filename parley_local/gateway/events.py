@@ -56,9 +56,9 @@ class ConnectionInfo:
     user_agent: str
     connected_at: int  # epoch ms
     headers: dict[str, str] = field(default_factory=dict)
-    multi_value_headers: dict[str, list[str]] = field(default_factory=dict)
+    multi_value_headers: dict[str, list[str]] | None = None  # None: no name repeated, derived from `headers`
     query: dict[str, str] | None = None
-    multi_value_query: dict[str, list[str]] | None = None
+    multi_value_query: dict[str, list[str]] | None = None  # None: no name repeated (or no query), derived from `query`
     authorizer: dict[str, Any] | None = None  # {principalId, ...context} once authorized
 
 
@@ -86,12 +86,17 @@ def _request_context(conn: ConnectionInfo, route_key: str, event_type: str, requ
 def _handshake_request(conn: ConnectionInfo) -> dict[str, Any]:
     """The handshake's headers and query string (absent when there is none), as `$connect` and the
     authorizer carry them. The connection's own dicts, not copies: an event is only ever serialized
-    (for the function's environment), and nothing changes them once the handshake is recorded."""
-    request: dict[str, Any] = {"headers": conn.headers, "multiValueHeaders": conn.multi_value_headers}
+    (for the function's environment), and nothing changes them once the handshake is recorded. The
+    multi-value views are built here when the connection keeps none (no name repeated)."""
+    request: dict[str, Any] = {"headers": conn.headers, "multiValueHeaders": _multi(conn.headers, conn.multi_value_headers)}
     if conn.query is not None:
         request["queryStringParameters"] = conn.query
-        request["multiValueQueryStringParameters"] = conn.multi_value_query or {}
+        request["multiValueQueryStringParameters"] = _multi(conn.query, conn.multi_value_query)
     return request
+
+
+def _multi(single: dict[str, str], multi: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    return multi if multi is not None else {k: [v] for k, v in single.items()}
 
 
 def connect_event(conn: ConnectionInfo, request_id: str) -> dict[str, Any]:

@@ -38,7 +38,8 @@ def connection_info(request: web.Request, api_id: str, stage: str, port: int) ->
     )
     for k, v in extra:
         headers[k] = v
-        multi[k] = [v]
+        if multi is not None:
+            multi[k] = [v]
     query = multi_query = None
     if request.query_string:
         query, multi_query = _single_and_multi(request.query.items())
@@ -57,13 +58,16 @@ def connection_info(request: web.Request, api_id: str, stage: str, port: int) ->
     )
 
 
-def _single_and_multi(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+def _single_and_multi(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]] | None]:
     """API Gateway's two views of repeatable fields: the last value of each name, and all of them in order.
-    Names are rarely repeated: then each list is built in one pass over the single-value view."""
+
+    The second is None when no name is repeated (nearly always): the events derive it from the first
+    when they are built, so an open connection does not keep a list per header for its whole life
+    (objects the garbage collector would walk again and again during a storm of connections)."""
     items = list(pairs)
     single = dict(items)
     if len(single) == len(items):
-        return single, {k: [v] for k, v in single.items()}
+        return single, None
     multi: dict[str, list[str]] = {}
     for k, v in items:
         multi.setdefault(k, []).append(v)

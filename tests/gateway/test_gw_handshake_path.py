@@ -111,9 +111,23 @@ def test_repeated_headers_and_query_parameters_keep_the_last_value_and_all_value
     assert info.query == {"token": "t", "x": "3", "y": "2"} and list(info.query) == ["token", "x", "y"]
     assert info.multi_value_query == {"token": ["t"], "x": ["1", "3"], "y": ["2"]}
     assert info.headers["X-Forwarded-Port"].isdigit() and info.multi_value_headers["X-Forwarded-For"] == [info.source_ip]
-    assert set(info.headers) == set(info.multi_value_headers)
+    assert list(info.headers) == list(info.multi_value_headers)
+    event = connect_event(info, aws_id())
+    assert event["multiValueHeaders"] is info.multi_value_headers and event["multiValueQueryStringParameters"]["x"] == ["1", "3"]
+
+
+def test_without_repeated_names_the_multi_value_views_are_derived_when_an_event_is_built():
+    request = make_mocked_request("GET", "/local?token=t&y=2", headers={"Host": "h", "Upgrade": "websocket"}, match_info={})
+    info = connection_info(request, "abcdefghij", "local", 3001)
+    assert info.multi_value_headers is None and info.multi_value_query is None  # nothing kept for the socket's life
+    for event in (connect_event(info, aws_id()), authorizer_event(info, aws_id())):
+        assert event["multiValueHeaders"] == {k: [v] for k, v in info.headers.items()}
+        assert list(event["multiValueHeaders"]) == list(info.headers)[:2] + [
+            "X-Amzn-Trace-Id", "X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"]
+        assert event["multiValueQueryStringParameters"] == {"token": ["t"], "y": ["2"]}
     plain = connection_info(make_mocked_request("GET", "/local", headers={"Host": "h"}, match_info={}), "a", "local", 1)
     assert plain.query is None and plain.multi_value_query is None
+    assert "multiValueQueryStringParameters" not in connect_event(plain, aws_id())
 
 
 def _info(**kw: Any) -> ConnectionInfo:
