@@ -3,7 +3,8 @@
 `front_door` (the gateway's one middleware): a request all three checks pass is handed the route
 handler's own coroutine; any other gets the size limits', `this_machine_only`'s or `other_services`'
 answer. `connection_info`: the single and multi views of repeated headers and query parameters.
-`Console.forward`: a function's log, read in chunks, comes out line by line, in order, live.
+`Console.forward`: a function's log, read in chunks, comes out line by line, in order, live. And a
+running gateway keeps start-up's objects out of the garbage collector's walks (`gc.freeze`).
 The gateway over real sockets covers the same paths end to end (test_gw_this_machine_only,
 test_third_party_templates' 414/431, test_gw_websocket's events and console).
 """
@@ -11,6 +12,7 @@ test_third_party_templates' 414/431, test_gw_websocket's events and console).
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 from typing import Any
@@ -27,6 +29,7 @@ from parley_local.gateway.front_door import front_door
 from parley_local.gateway.handshake import connection_info
 from parley_local.gateway.this_machine_only import NOT_FROM_THIS_MACHINE, OPEN_ROUTES
 from parley_local.local_aws.other_services import OtherAwsServices
+from parley_testing.gateway_thread import SMALL_TEMPLATE, RunningGateway
 
 ANOTHER_MACHINE = "192.0.2.7"
 
@@ -200,3 +203,12 @@ def test_forwarded_log_lines_are_written_through_the_consoles_stream():
 
     asyncio.run(run())
     assert out.getvalue() == "[Fn] a\n[Fn] b\n"
+
+
+def test_a_running_gateway_keeps_what_start_up_made_out_of_the_collectors_walks_until_it_stops(tmp_path: Any):
+    gateway = RunningGateway(SMALL_TEMPLATE, tmp_path, prewarm=False, stream_events=False, reload=False).start()
+    try:
+        assert gc.get_freeze_count() > 10_000  # modules, botocore's models, the template: frozen once serving
+    finally:
+        gateway.stop()
+    assert gc.get_freeze_count() == 0  # given back: what a stopped gateway leaves is collected as usual
