@@ -29,7 +29,7 @@ from parley_local.gateway.front_door import front_door
 from parley_local.gateway.handshake import connection_info
 from parley_local.gateway.this_machine_only import NOT_FROM_THIS_MACHINE, OPEN_ROUTES
 from parley_local.local_aws.other_services import OtherAwsServices
-from parley_testing.gateway_thread import SMALL_TEMPLATE, RunningGateway
+from parley_testing.gateway_thread import SMALL_TEMPLATE, ListConsole, RunningGateway
 
 ANOTHER_MACHINE = "192.0.2.7"
 
@@ -152,15 +152,6 @@ def test_connect_and_authorizer_events_keep_their_fields_in_aws_order():
     assert auth["multiValueQueryStringParameters"] == {"token": ["t"]} and auth["stageVariables"] == {}
 
 
-class _Lines(Console):
-    def __init__(self) -> None:
-        super().__init__()
-        self.got: list[str] = []
-
-    def line(self, text: str) -> None:
-        self.got.append(text)
-
-
 async def _until(predicate: Any) -> None:
     for _ in range(100):
         if predicate():
@@ -169,26 +160,26 @@ async def _until(predicate: Any) -> None:
 
 
 async def test_a_functions_log_comes_out_line_by_line_in_order_as_it_arrives():
-    log, console = asyncio.StreamReader(), _Lines()
+    log, console = asyncio.StreamReader(), ListConsole()
     task = asyncio.create_task(console.forward(log, "[Fn] ", line_limit=1000))
     log.feed_data(b'{"level":"INFO","n":1}\n{"level":"INFO","n":2}\npart')
-    await _until(lambda: len(console.got) == 2)
-    assert console.got == ['[Fn] {"level":"INFO","n":1}', '[Fn] {"level":"INFO","n":2}']  # live: before EOF
+    await _until(lambda: len(console.lines) == 2)
+    assert console.lines == ['[Fn] {"level":"INFO","n":1}', '[Fn] {"level":"INFO","n":2}']  # live: before EOF
     log.feed_data(b"ial line\r\n\xff bad utf-8\n\n")
-    await _until(lambda: len(console.got) == 5)
-    assert console.got[2:] == ["[Fn] partial line\r", "[Fn] \ufffd bad utf-8", "[Fn] "]
+    await _until(lambda: len(console.lines) == 5)
+    assert console.lines[2:] == ["[Fn] partial line\r", "[Fn] \ufffd bad utf-8", "[Fn] "]
     log.feed_data(b"last, without a newline")
     log.feed_eof()
     await asyncio.wait_for(task, 5)
-    assert console.got[5:] == ["[Fn] last, without a newline"]
+    assert console.lines[5:] == ["[Fn] last, without a newline"]
 
 
 async def test_a_log_line_over_the_limit_ends_the_copy():
-    log, console = asyncio.StreamReader(), _Lines()
+    log, console = asyncio.StreamReader(), ListConsole()
     log.feed_data(b"ok\n" + b"x" * 50)
     log.feed_data(b"y" * 60)
     await asyncio.wait_for(console.forward(log, "", line_limit=100), 5)
-    assert console.got == ["ok"]
+    assert console.lines == ["ok"]
 
 
 def test_forwarded_log_lines_are_written_through_the_consoles_stream():
