@@ -25,9 +25,10 @@ A wait counts only once the function has an environment serving, and from when t
 last one became ready: a connection burst's first handshakes all wait for the
 authorizer's and `$connect`'s first cold starts, and counting that wait started a
 second import of each in parallel (0.4-1 s of CPU each, shared by the burst's 1,000
-handshakes) although 50 handshakes in flight then queue for milliseconds only. A
-room's fan-out (ten shards at once) does wait 0.1 s for one environment, and gets
-its second.
+handshakes). Nor does a wait start one while the function's environments have been
+waiting for a CPU longer than running on one (`CpuWaitMeter`): then the machine, not
+the environment, is the bottleneck. A room's fan-out (ten shards at once on one
+environment that mostly waits for the gateway's answers) does get its second.
 
 When the gateway stops, `LambdaRuntime.stop_starting` drains the pools that shutdown
 does not need: no environment starts for them any more, and invocations still waiting
@@ -165,6 +166,53 @@ class CpuIdleMeter:
 
 
 _CPU_IDLE = CpuIdleMeter()
+
+
+class CpuWaitMeter:
+    """Whether a function's environments have been waiting for a CPU more than running on one, from the
+    kernel's scheduler statistics of each (`/proc/PID/schedstat`: ns on a CPU, ns runnable but not running).
+
+    Why: an invocation that waits 0.1 s for a busy environment gets another one (BURST_WORKERS), which pays
+    when the environment is the bottleneck (a room's ten fan-out shards, one after another) but not when the
+    machine is: in a connection burst the authorizer's environment is runnable most of the time and waits
+    for one of the two cores, and a second environment would wait beside it after an import of 0.4-1 s of
+    CPU (the default log's run started two such, a third of the burst's CPU, and `--quiet`'s none)."""
+
+    FRESH_S = 0.5  # an older reading spans a quieter time than the wait being judged
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[float, int, int]] = {}  # pid -> (when, ns running, ns waiting)
+
+    @staticmethod
+    def _read(pid: int) -> tuple[int, int] | None:
+        try:
+            with open(f"/proc/{pid}/schedstat", "rb") as f:
+                ran, waited = f.read().split()[:2]
+            return int(ran), int(waited)
+        except (OSError, ValueError):
+            return None
+
+    def starved(self, pids: list[int]) -> bool | None:
+        """True: they waited for a CPU longer than they ran since the last look; None: not known yet (no
+        fresh earlier reading, or no schedstat here)."""
+        now = time.monotonic()
+        ran = waited = 0
+        known = False
+        seen: dict[int, tuple[float, int, int]] = {}
+        for pid in pids:
+            current = self._read(pid)
+            if current is None:
+                continue
+            seen[pid] = (now, *current)
+            before = self._last.get(pid)
+            if before is not None and now - before[0] <= self.FRESH_S:
+                known = True
+                ran += current[0] - before[1]
+                waited += current[1] - before[2]
+        self._last = seen
+        if not known:
+            return None
+        return waited > ran
 
 
 def _cpu_to_spare() -> bool:
@@ -666,6 +714,7 @@ class FunctionPool:
         self.draining = False  # the gateway is stopping and does not need this function: no start, no wait
         self.last_release = 0.0  # loop time an invocation last finished (or a worker became ready)
         self.ready_at = 0.0  # loop time an environment last became ready: a wait counts from then at the earliest
+        self.cpu_waits = CpuWaitMeter()
         self._start_timer: asyncio.TimerHandle | None = None
         self._preinit_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -759,9 +808,12 @@ class FunctionPool:
         due = waited_since + COLD_START_DELAY_S
         spare = _cpu_to_spare()  # every tick, so that its window is the last second, not the quiet before the burst
         if now >= due and self.workers:
+            stuck = now - self.last_release >= STUCK_S
             if self.total < BURST_WORKERS:
-                self._maybe_start(cap=BURST_WORKERS)
-            elif spare and (now - self.last_release >= STUCK_S or now - waited_since >= SCALE_OUT_WAIT_S):
+                starved = self.cpu_waits.starved([w.proc.pid for w in self.workers])
+                if stuck or starved is False:  # None: not known yet; the next tick looks over this wait's own window
+                    self._maybe_start(cap=BURST_WORKERS)
+            elif spare and (stuck or now - waited_since >= SCALE_OUT_WAIT_S):
                 self._maybe_start(parallel=1)
             due = now + COLD_START_DELAY_S
         elif now >= due:

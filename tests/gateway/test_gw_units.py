@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from aws_lambda_powertools.utilities.parser.models import (
@@ -194,6 +195,7 @@ class _FakeWorker:
         self.cold = False
         self.init_ms = 50.0
         self.last_used = 0.0
+        self.proc = SimpleNamespace(pid=0)  # read only by the CPU wait meter, which the tests set
 
     def begin(self, event, request_id, timeout_s, done):
         from parley_local.gateway.worker_pool import Invocation
@@ -204,7 +206,8 @@ class _FakeWorker:
         self.alive = False
 
 
-def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bool = False, cold_start_s: float = 0.05):
+def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bool = False, cold_start_s: float = 0.05,
+               starved: bool | None = False):
     from types import SimpleNamespace
 
     from parley_local.gateway import worker_pool as lr
@@ -212,6 +215,7 @@ def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bo
 
     monkeypatch.setattr(lr, "BURST_WORKERS", 2)
     monkeypatch.setattr(lr, "_cpu_to_spare", lambda: cpu_to_spare)  # False: as on a busy 2-core machine
+    monkeypatch.setattr(lr.CpuWaitMeter, "starved", lambda self, pids: starved)  # False: waiting for work, not a CPU
     pool = lr.FunctionPool(SimpleNamespace(timeout_s=5.0, logical_id="Fn"), {}, Console(quiet=True), max_concurrency=32)
     started: list[_FakeWorker] = []
 
@@ -259,6 +263,48 @@ async def test_a_queue_that_waits_gets_a_second_worker_even_without_a_spare_cpu(
     assert [r.result["i"] for r in results] == list(range(300))
     assert len(started) == 2
     await pool.close()
+
+
+async def test_a_queue_whose_environment_waits_for_a_cpu_gets_no_second(monkeypatch: pytest.MonkeyPatch):
+    """The same queue on a machine whose cores are taken (a connection burst: the authorizer's environment waits
+    for a CPU longer than it runs): another environment would only add its import. Not known yet: no start."""
+    for starved in (True, None):
+        pool, started = _fake_pool(monkeypatch, 0.002, starved=starved)
+        await pool.prewarm()
+        await asyncio.wait_for(asyncio.gather(*(pool.invoke({"i": i}, f"r{i}") for i in range(300))), 10)
+        assert len(started) == 1, starved
+        await pool.close()
+
+
+async def test_a_stuck_pool_gets_a_second_worker_even_when_starved(monkeypatch: pytest.MonkeyPatch):
+    """A slow handler (no invocation finishing for STUCK_S) still gets BURST_WORKERS' second environment."""
+    pool, started = _fake_pool(monkeypatch, 0.6, starved=True)
+    await pool.prewarm()
+    await asyncio.wait_for(asyncio.gather(*(pool.invoke({}, f"r{i}") for i in range(3))), 10)
+    assert len(started) == 2
+    await pool.close()
+
+
+def test_cpu_wait_meter_compares_waiting_for_a_cpu_with_running(monkeypatch: pytest.MonkeyPatch):
+    """From /proc/PID/schedstat (ns on a CPU, ns runnable but not running), summed over the environments,
+    over the window since the last look; unknown without a fresh earlier reading."""
+    from parley_local.gateway import worker_pool as lr
+
+    stats = {1: (1_000, 1_000), 2: (5_000, 0)}
+    monkeypatch.setattr(lr.CpuWaitMeter, "_read", staticmethod(lambda pid: stats.get(pid)))
+    clock = [100.0]
+    monkeypatch.setattr(lr.time, "monotonic", lambda: clock[0])
+    meter = lr.CpuWaitMeter()
+    assert meter.starved([1, 2]) is None  # no earlier reading
+    stats.update({1: (2_000, 4_000), 2: (6_000, 1_000)})  # ran 1,000 + 1,000, waited 3,000 + 1,000
+    clock[0] += 0.1
+    assert meter.starved([1, 2]) is True
+    stats.update({1: (5_000, 4_500), 2: (6_000, 1_000)})  # ran 3,000, waited 500: busy on a CPU, or idle
+    clock[0] += 0.1
+    assert meter.starved([1, 2]) is False
+    clock[0] += 5.0  # minutes of quiet: that reading says nothing of now
+    assert meter.starved([1, 2]) is None
+    assert meter.starved([3]) is None  # an environment gone (no schedstat): not known
 
 
 async def test_a_burst_waiting_for_the_first_cold_start_does_not_start_a_second(monkeypatch: pytest.MonkeyPatch):
