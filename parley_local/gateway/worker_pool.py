@@ -547,7 +547,7 @@ class Worker:
         return running.deadline
 
     async def invoke(self, event: Any, request_id: str, timeout_s: float) -> Invocation:
-        """`begin`, awaited (for callers with no pool)."""
+        """`begin`, awaited: the tests drive an environment without a pool this way."""
         outcome: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
 
         def done(inv: Invocation) -> None:
@@ -807,18 +807,21 @@ class FunctionPool:
         waited_since = max(self.waiters[0][0], self.ready_at)
         due = waited_since + COLD_START_DELAY_S
         spare = _cpu_to_spare()  # every tick, so that its window is the last second, not the quiet before the burst
-        if now >= due and self.workers:
-            stuck = now - self.last_release >= STUCK_S
-            if self.total < BURST_WORKERS:
-                starved = self.cpu_waits.starved([w.proc.pid for w in self.workers])
-                if stuck or starved is False:  # None: not known yet; the next tick looks over this wait's own window
-                    self._maybe_start(cap=BURST_WORKERS)
-            elif spare and (stuck or now - waited_since >= SCALE_OUT_WAIT_S):
-                self._maybe_start(parallel=1)
-            due = now + COLD_START_DELAY_S
-        elif now >= due:
+        if now >= due:
+            if self.workers:  # else the first environment is still starting: nothing to judge yet
+                self._start_another(now, waited_since, spare)
             due = now + COLD_START_DELAY_S
         self._start_timer = loop.call_at(due, self._delayed_start)
+
+    def _start_another(self, now: float, waited_since: float, spare: bool) -> None:
+        """An invocation has waited COLD_START_DELAY_S for a busy environment: start one more if it would help."""
+        stuck = now - self.last_release >= STUCK_S
+        if self.total < BURST_WORKERS:
+            starved = self.cpu_waits.starved([w.proc.pid for w in self.workers])
+            if stuck or starved is False:  # None: not known yet; the next tick looks over this wait's own window
+                self._maybe_start(cap=BURST_WORKERS)
+        elif spare and (stuck or now - waited_since >= SCALE_OUT_WAIT_S):
+            self._maybe_start(parallel=1)
 
     def _maybe_start(self, parallel: int | None = None, cap: int | None = None) -> None:
         if self.closed or self.draining:
