@@ -73,6 +73,10 @@ class MemoryChatStore:
         hits = self.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds, hits=charge.hits)
         return self.room_members_page(room_id, after=None, limit=limit), hits
 
+    def membership_and_count(self, room_id: str, connection_id: str, charge: RequestCharge) -> tuple[bool, int]:
+        hits = self.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds, hits=charge.hits)
+        return self.is_member(room_id, connection_id), hits
+
     def plan_fanout_page(self, delivery_id: str, after: str, plan: PagePlan) -> PagePlan:
         self._count("plan_fanout_page")
         key = keys.fanout_plan_key(delivery_id, after)
@@ -188,6 +192,10 @@ class MemoryChatStore:
             row["clientMessageId"] = message.client_message_id
         self.messages[key] = row
         return True
+
+    def withdraw_message(self, room_id: str, message_id: str) -> None:
+        self._count("withdraw_message")
+        self.messages.pop((room_id, message_id), None)
 
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
         self._count("claim_client_message_id")

@@ -63,6 +63,7 @@ class World(ChatWorld):
         self.dynamodb = boto3.client("dynamodb")
         self.connections_api = connections_api
         self.operations: list[str] = []  # every AWS API call the handlers made through botocore, in order
+        self.requests: list[tuple[str, dict[str, Any]]] = []  # the same calls with their parameters
 
     def _new_connection_id(self, n: int) -> str:
         return connection_id(n)
@@ -158,6 +159,7 @@ def world(monkeypatch: pytest.MonkeyPatch, connections_api: FakeConnectionsApi) 
         def recording_call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
             if instance.recording:
                 instance.operations.append(f"{client.meta.service_model.service_name}:{operation}")
+                instance.requests.append((operation, params))
             return make_api_call(client, operation, params)
 
         monkeypatch.setattr(BaseClient, "_make_api_call", recording_call)

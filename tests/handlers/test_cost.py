@@ -11,7 +11,15 @@ from parley_testing.lambda_events import disconnect_event
 def dynamodb_ops(world):
     ops = Counter(op.split(":", 1)[1] for op in world.operations if op.startswith("dynamodb:"))
     world.operations.clear()
+    world.requests.clear()
     return ops
+
+
+def reads(world) -> list[tuple[str, str, bool]]:
+    """The reads since the last look: (operation, table, ConsistentRead) in order."""
+    found = [(op, params["TableName"], bool(params.get("ConsistentRead"))) for op, params in world.requests
+             if op in ("GetItem", "Query")]
+    return found
 
 
 def test_chat_message_costs_one_query_and_one_put_and_every_kth_one_rate_update(world):
@@ -24,22 +32,26 @@ def test_chat_message_costs_one_query_and_one_put_and_every_kth_one_rate_update(
         c = world.connect(f"user{n}")
         c.send("join_room", {"roomId": "costly" if n < 8 else "elsewhere"})
         clients.append(c)
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     posts_before = world.posts
     clients[0].send("chat_message", {"roomId": "costly", "message": "hi"})
-    # Query: members (and the membership check); PutItem: the message. A sender below the batch
-    # size in this window causes no rate counter write (the environment's ledger holds the count).
-    # Nothing else: get_rooms reads the room's newest message from history when it is asked for.
-    assert dynamodb_ops(world) == Counter({"Query": 1, "PutItem": 1})
+    # GetItem: the sender's membership; PutItem: the message; Query: the members, read after the
+    # message is written (a join in between reads the message in its history). A sender below the
+    # batch size in this window causes no rate counter write (the environment's ledger holds the
+    # count). Nothing else: get_rooms reads the room's newest message from history when asked for.
+    assert [op for op, _, _ in reads(world)] == ["GetItem", "Query"]
+    assert [consistent for _, _, consistent in reads(world)] == [True, True]
+    assert world.operations.index("dynamodb:PutItem") < world.operations.index("dynamodb:Query")
+    assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1, "PutItem": 1})
     assert world.posts - posts_before == 8  # one per member, the sender's own included; chat_update is the route response
     clients[0].send("chat_message", {"roomId": "costly", "message": "hi", "clientMessageId": "k1"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "PutItem": 2})
+    assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1, "PutItem": 2})
     for n in range(batch - 3):
         clients[0].send("chat_message", {"roomId": "costly", "message": f"more {n}"})
-        assert dynamodb_ops(world) == Counter({"Query": 1, "PutItem": 1})
-    # The k-th frame adds the batch to the rate counter: one UpdateItem more, sent with the Query.
+        assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1, "PutItem": 1})
+    # The k-th frame adds the batch to the rate counter: one UpdateItem more, sent with the GetItem.
     clients[0].send("chat_message", {"roomId": "costly", "message": "kth"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1, "PutItem": 1})
+    assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1, "UpdateItem": 1, "PutItem": 1})
     counters = [int(i["hits"]["N"]) for i in world.items("IdempotencyTable") if i["key"]["S"].startswith("rate#chat#user0#")]
     assert counters == [batch]
 
@@ -47,7 +59,7 @@ def test_chat_message_costs_one_query_and_one_put_and_every_kth_one_rate_update(
 def test_typing_and_ping_costs(world):
     a = world.connect("a")
     a.send("join_room", {"roomId": "r"})
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     a.send("ping")
     assert dynamodb_ops(world) == Counter()
     a.send("typing", {"roomId": "r", "isTyping": True})
@@ -68,10 +80,10 @@ def test_a_flood_costs_no_query_and_one_counter_write_per_allowance_of_refusals(
         world.connect(f"member{n}").send("join_room", {"roomId": "big"})
     for n in range(5):
         assert flooder.send("chat_message", {"roomId": "big", "message": f"ok {n}"})["type"] == "chat_update"
-    world.operations.clear()
-    # The first refusal takes the full checks: the room's Query and the counter.
+    dynamodb_ops(world)  # forget what came before
+    # The first refusal takes the full checks: the membership's GetItem and the counter.
     assert flooder.send("chat_message", {"roomId": "big", "message": "over"})["data"]["code"] == "rate_limited"
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
+    assert dynamodb_ops(world) == Counter({"GetItem": 1, "UpdateItem": 1})
     posts_before = world.posts
     per_frame = []
     for n in range(10):
@@ -92,30 +104,36 @@ def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_do
         client.send("join_room", {"roomId": "lobby"})
     a.send("chat_message", {"roomId": "lobby", "message": "hi"})
     message_id = [f for f in a.take() if f["type"] == "chat_update"][0]["data"]["messageId"]
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     # A refused action is decided from the token: no DynamoDB call at all.
     assert a.send("chat_message", {"roomId": "elsewhere", "message": "no"})["data"]["code"] == "forbidden"
     assert dynamodb_ops(world) == Counter()
-    # Query: members; UpdateItem: the message (conditional), and the rate counter at every
-    # CHAT_RATE_BATCH-th frame (none here: a and b are below it). Edits, reactions and deletes
-    # alike: the rooms list reads the newest message as it stands, so nothing else is written.
+    # GetItem: the caller's membership; UpdateItem: the message (conditional), and the rate counter
+    # at every CHAT_RATE_BATCH-th frame (none here: a and b are below it); Query: the members, read
+    # after the change. Edits, reactions and deletes alike: the rooms list reads the newest message
+    # as it stands, so nothing else is written.
+    changed = Counter({"GetItem": 1, "UpdateItem": 1, "Query": 1})
     a.send("edit_message", {"roomId": "lobby", "messageId": message_id, "message": "hello"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
+    assert dynamodb_ops(world) == changed
     a.send("react", {"roomId": "lobby", "messageId": message_id, "emoji": "👍"})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
-    # A refused change is explained by the item the failed write returns: still no read.
+    assert dynamodb_ops(world) == changed
+    # A refused change is explained by the item the failed write returns, and has no audience to read.
     assert b.send("edit_message", {"roomId": "lobby", "messageId": message_id, "message": "x"})["data"]["code"] == "forbidden"
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
+    assert dynamodb_ops(world) == Counter({"GetItem": 1, "UpdateItem": 1})
     a.send("delete_message", {"roomId": "lobby", "messageId": message_id})
-    assert dynamodb_ops(world) == Counter({"Query": 1, "UpdateItem": 1})
+    assert dynamodb_ops(world) == changed
     # Join: membership PutItem (conditional), participant UpdateItem and, for the user's first
     # connection, room size UpdateItem; the participants page Query; the members Query for
     # user_joined (a room below the presence threshold only); history Query; the reader item
     # UpdateItem (which returns the read cursor); the unread COUNT Query only when the cursor is
     # outside the page.
     c = world.connect("c")
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     c.send("join_room", {"roomId": "lobby"})
+    # The history is read after the membership is written, and strongly (a message written
+    # before the join's membership has either reached c live or is in this page).
+    history = [consistent for op, table, consistent in reads(world) if table.endswith("MessagesTable")]
+    assert history == [True]
     assert dynamodb_ops(world) == Counter({"Query": 3, "PutItem": 1, "UpdateItem": 3})
     # get_rooms: the reader index Query, one newest-message Query per room (Limit 1), and one COUNT
     # Query per listed room with messages after the user's read cursor (c has read nothing); the
@@ -123,7 +141,7 @@ def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_do
     c.send("get_rooms")
     assert dynamodb_ops(world) == Counter({"Query": 3})
     c.send("mark_read", {"roomId": "lobby", "messageId": message_id})
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     c.send("get_rooms")
     assert dynamodb_ops(world) == Counter({"Query": 2})
 
@@ -145,7 +163,7 @@ def test_a_leave_is_three_calls_and_a_room_below_the_threshold_one_query_more(wo
     for client in (a, b, a2):
         client.send("join_room", {"roomId": "lobby"})
     world.collect()
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     a2.send("leave_room", {"roomId": "lobby"})
     assert dynamodb_ops(world) == Counter({"DeleteItem": 2, "UpdateItem": 1})  # no room-size read: nobody hears of it
     a.send("leave_room", {"roomId": "lobby"})
@@ -163,7 +181,7 @@ def test_a_disconnect_from_a_large_room_is_five_calls_and_from_no_room_one(world
         client.send("join_room", {"roomId": "hall"})
     idle = world.connect("idle")
     world.collect()
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     # Query ByConnection; DeleteItem membership and participant (answering the name); UpdateItem
     # room size; PutItem the `p#` record the presence function announces (was 7: ADD -1 on the
     # participant, then its delete; and a DeleteItem of the connection item no longer kept).
@@ -197,7 +215,7 @@ def test_a_gone_connection_whose_disconnect_ran_costs_the_fanout_one_call(world,
     for client in (a, b):
         client.send("join_room", {"roomId": "hall"})
     world.disconnect(b)  # its $disconnect ran: b's rows are gone, and b's socket answers 410
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     _shard_to(world, "hall", a, b)
     # UpdateItem: the shard's claims. DeleteItem: hall's membership, already gone, so the rest is
     # done: nothing more (was a Query ByConnection, that failed delete and the connection's DeleteItem).
@@ -213,7 +231,7 @@ def test_a_gone_connection_found_before_its_disconnect_is_cleaned_up_by_the_fano
     b.send("join_room", {"roomId": "annex"})  # b alone: a room below the threshold
     world.collect()
     world.gone.add(b.connection_id)  # the socket closed; $disconnect has not run (or never will)
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     _shard_to(world, "hall", a, b)
     # UpdateItem: the claims. hall first: DeleteItem membership and participant, UpdateItem size,
     # PutItem `p#`. It removed b from hall, so it goes on: Query ByConnection; annex: two DeleteItems,
@@ -233,7 +251,7 @@ def test_a_shard_finding_many_connections_gone_after_their_disconnects_reads_onc
         client.send("join_room", {"roomId": "hall"})
     for client in clients[2:]:
         world.disconnect(client)
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     _shard_to(world, "hall", *clients)
     # UpdateItem: the claims; Query: which of the six gone are still members (none), consistent,
     # keys only. Was a Query ByConnection and two DeleteItems for each of the six: 18 calls.
@@ -243,6 +261,6 @@ def test_a_shard_finding_many_connections_gone_after_their_disconnects_reads_onc
 
 def test_connect_costs_nothing(world):
     # `$connect` stores nothing: the authorizer let the connection in and API Gateway knows it is open.
-    world.operations.clear()
+    dynamodb_ops(world)  # forget what came before
     world.connect("a")
     assert dynamodb_ops(world) == Counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from botocore.exceptions import ClientError
 from pynamodb.constants import ALL_NEW, ALL_OLD, UPDATED_NEW
@@ -57,6 +57,8 @@ from .tables import (
     RoomSize,
     StoredMessage,
 )
+
+T = TypeVar("T")
 
 PRESENCE_RECORD_TTL = timedelta(hours=1)
 # get_rooms reads each listed room's newest message; this many Queries at once keeps 500 rooms
@@ -208,7 +210,9 @@ class DynamoChatStore:
         per member, 0.6 s at a room of 10,000 on one vCPU (at 1024 MB, 1 s); the raw items and the
         projection make it about 22 us (benchmarks/lambda_share_bench.py). A projection bills the
         same read units. `after` and `upto` are connection ids: the start key is built here from
-        them, inside this room's member keys, so no cursor can reach another partition or prefix."""
+        them, inside this room's member keys, so no cursor can reach another partition or prefix.
+        Strongly consistent (twice the read units of an eventual read, 1 RRU for a small room): a
+        change's audience must hold every join that finished before the change was written."""
         if upto is None:
             condition = Membership.member_key.startswith(MEMBER_PREFIX)
         else:
@@ -219,7 +223,7 @@ class DynamoChatStore:
         while True:
             page = _table(Membership).query(
                 room_id, range_key_condition=condition, attributes_to_get=_MEMBER_ATTRIBUTES, exclusive_start_key=start,
-                limit=None if want is None else want - len(members),
+                limit=None if want is None else want - len(members), consistent_read=True,
             )
             members += [_member_of_item(room_id, item) for item in page.get("Items", [])]
             start = page.get("LastEvaluatedKey")
@@ -233,13 +237,21 @@ class DynamoChatStore:
         """The counter's UpdateItem on a pool thread while this one Queries the room: a room action
         waits for the slower of the two round trips, not their sum (the handler waits, it does not
         compute: this is most of a small room's duration, and so of its Lambda bill)."""
-        _client(RateCounter), _client(Membership)  # built here, before a pool thread shares them
+        _client(Membership)  # built here, before a pool thread shares it
+        return self._with_count(charge, lambda: self.room_members_page(room_id, after=None, limit=limit))
+
+    def membership_and_count(self, room_id: str, connection_id: str, charge: RequestCharge) -> tuple[bool, int]:
+        """`is_member`'s GetItem and the counter's UpdateItem side by side, as `first_page_and_count`."""
+        return self._with_count(charge, lambda: self.is_member(room_id, connection_id))
+
+    def _with_count(self, charge: RequestCharge, read: Callable[[], T]) -> tuple[T, int]:
+        _client(RateCounter)
         hits = self._reads().submit(self.count_request, charge.kind, charge.user_id, charge.window, charge.keep_seconds, charge.hits)
         try:
-            page = self.room_members_page(room_id, after=None, limit=limit)
+            result = read()
         finally:
             counted = hits.result()  # never leave the write running behind a failed read
-        return page, counted
+        return result, counted
 
     def plan_fanout_page(self, delivery_id: str, after: str, plan: PagePlan) -> PagePlan:
         """One conditional PutItem; when an earlier attempt's plan is there, DynamoDB answers it with
@@ -261,8 +273,9 @@ class DynamoChatStore:
         return PagePlan(int(old.first_shard), tuple(old.bounds), bool(old.more))
 
     def is_member(self, room_id: str, connection_id: str) -> bool:
+        """A strongly consistent GetItem: a member who sends right after their join's answer is one."""
         try:
-            Membership.get(room_id, member_key(connection_id), attributes_to_get=["memberKey"])
+            Membership.get(room_id, member_key(connection_id), consistent_read=True, attributes_to_get=["memberKey"])
         except DoesNotExist:
             return False
         return True
@@ -426,6 +439,10 @@ class DynamoChatStore:
             raise
         return True
 
+    def withdraw_message(self, room_id: str, message_id: str) -> None:
+        """One DeleteItem; nothing to do when it is already gone."""
+        StoredMessage(room_id, message_id).delete()
+
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
         assert message.client_message_id is not None
         record = _idempotency_row(message, self._idempotency_ttl)
@@ -439,8 +456,11 @@ class DynamoChatStore:
         return _message_of_record(original, message.room_id, message.client_message_id)
 
     def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage:
+        """History reads are strongly consistent: a join's page must hold every message whose
+        audience was read before the join's membership was written."""
         condition = StoredMessage.message_id < before if before else None
-        rows = list(StoredMessage.query(room_id, condition, scan_index_forward=False, limit=limit + 1, page_size=limit + 1))
+        rows = list(StoredMessage.query(room_id, condition, scan_index_forward=False, limit=limit + 1, page_size=limit + 1,
+                                        consistent_read=True))
         page = [_message_of(row) for row in rows[:limit]]
         page.reverse()
         return HistoryPage(page, has_more=len(rows) > limit)
@@ -448,7 +468,8 @@ class DynamoChatStore:
     def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
         rows = list(
             StoredMessage.query(
-                room_id, StoredMessage.message_id > since, scan_index_forward=True, limit=limit + 1, page_size=limit + 1
+                room_id, StoredMessage.message_id > since, scan_index_forward=True, limit=limit + 1, page_size=limit + 1,
+                consistent_read=True,
             )
         )
         return HistoryPage([_message_of(row) for row in rows[:limit]], has_more=len(rows) > limit)

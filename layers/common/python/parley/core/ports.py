@@ -48,7 +48,14 @@ class ChatStore(Protocol):
         did; returns the plan that holds (one conditional write, answered with the old plan)."""
         ...
 
-    def is_member(self, room_id: str, connection_id: str) -> bool: ...
+    def membership_and_count(self, room_id: str, connection_id: str, charge: RequestCharge) -> tuple[bool, int]:
+        """`is_member` and `count_request` of `charge.hits`, sent together as `first_page_and_count`'s."""
+        ...
+
+    def is_member(self, room_id: str, connection_id: str) -> bool:
+        """Strongly consistent: a connection whose join has been answered is a member."""
+        ...
+
     def join_room(self, member: Member) -> JoinOutcome:
         """Add the connection to the room and count its user in; never reads the whole room."""
         ...
@@ -84,6 +91,10 @@ class ChatStore(Protocol):
 
     def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
         """Store a message; with `only_if_new`, False (and nothing written) when it is already stored."""
+        ...
+
+    def withdraw_message(self, room_id: str, message_id: str) -> None:
+        """Remove a stored message outright (no tombstone): one whose room was never told of it."""
         ...
 
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:

@@ -240,7 +240,7 @@ class ChatService:
     def _on_chat_message(self, request: p.ChatMessageData, caller: Caller) -> Frame:
         room = request.roomId
         self._check_access(caller, room, Action.WRITE)
-        page = self._admit("chat", room, caller)
+        self._admit_change("chat", room, caller)
         now = self._now_ms()
         message = ChatMessage(
             room, new_ulid(now), caller.user_id, caller.name, request.message, iso_at(now), request.clientMessageId
@@ -256,6 +256,13 @@ class ChatService:
             # A true duplicate: store nothing new and answer the sender only.
             self._metric("DuplicateMessages", 1)
             return p.frame("message_received", original.to_wire())
+        try:
+            page = self._audience(room)
+        except Exception:
+            # Nobody was told: take the message back, so that the sender's retry (same
+            # clientMessageId) finds it claimed but not stored, and stores and broadcasts it.
+            self._store.withdraw_message(room, message.message_id)
+            raise
         self._metric("MessagesStored", 1)
         result = self._broadcast(page, p.frame("message_received", message.to_wire()), room, delivery_id=message.message_id)
         if result.dispatched:
@@ -299,14 +306,14 @@ class ChatService:
     def _on_edit_message(self, request: p.EditMessageData, caller: Caller) -> Frame | None:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
-        page = self._admit("chat", room, caller)
+        self._admit_change("chat", room, caller)
         result = self._store.edit_message(room, message_id, caller.user_id, request.message, self._timestamp())
         current = self._existing(result, room, message_id)
         if not result.changed:
             if current.user_id != caller.user_id:
                 raise _forbidden(room, Action.WRITE, "only its author can edit a message")
             return p.frame("message_updated", _updated(current))  # the same text again: a retry, nothing to tell
-        self._broadcast(page, p.frame("message_updated", _updated(current)), room)
+        self._broadcast(self._audience(room), p.frame("message_updated", _updated(current)), room)
         return None
 
     def _on_delete_message(self, request: p.DeleteMessageData, caller: Caller) -> None:
@@ -314,20 +321,20 @@ class ChatService:
         actions = allowed_actions(caller.grants, caller.user_id, room)
         if not actions & {Action.WRITE, Action.MODERATE}:
             raise _forbidden(room, Action.WRITE, "deleting a message needs write (your own) or moderate (anyone's)")
-        page = self._admit("chat", room, caller)
+        self._admit_change("chat", room, caller)
         author_only = None if Action.MODERATE in actions else caller.user_id
         result = self._store.delete_message(room, message_id, caller.user_id, self._timestamp(), author_id=author_only)
         current = self._existing(result, room, message_id)
         if not result.changed:
             raise _forbidden(room, Action.MODERATE, "deleting another user's message needs moderate")
         deleted = {"roomId": room, "messageId": message_id, "deletedBy": caller.user_id}
-        self._broadcast(page, p.frame("message_deleted", deleted), room)
+        self._broadcast(self._audience(room), p.frame("message_deleted", deleted), room)
         return None
 
     def _on_react(self, request: p.ReactData, caller: Caller) -> Frame | None:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
-        page = self._admit("signals", room, caller)
+        self._admit_change("signals", room, caller)
         result = self._store.react(
             room, message_id, caller.user_id, request.emoji, remove=request.remove, max_distinct=MAX_DISTINCT_EMOJI
         )
@@ -345,7 +352,7 @@ class ChatService:
                 f"Message {message_id} already has {MAX_DISTINCT_EMOJI} different reactions: react with one of those.",
                 details=[{"field": "emoji", "message": f"at most {MAX_DISTINCT_EMOJI} different emoji per message"}],
             )
-        self._broadcast(page, update, room)
+        self._broadcast(self._audience(room), update, room)
         return None
 
     def _on_get_rooms(self, request: p.GetRoomsData, caller: Caller) -> Frame:
@@ -370,8 +377,37 @@ class ChatService:
     def _timestamp(self) -> str:
         return iso_at(self._now_ms())
 
+    def _admit_change(self, kind: str, room: str, caller: Caller) -> None:
+        """The rate and membership checks of a frame that changes the room's history (a message, an
+        edit, a deletion, a reaction), whose audience is read only once the change is written
+        (`_audience`), unlike `_admit`'s.
+
+        Why: a join writes its membership and then reads the history. Were the audience read before
+        the change was written, a join landing between the two would find neither: it reads the
+        history before the change, and the change's fan-out list from before the join. The
+        membership check is then a GetItem of the caller's own membership (sent with the rate
+        counter's write when there is one), the price of never losing a message to a joiner.
+        """
+        limit = self._limits.limit_of(kind)
+        self._refuse_if_known_over(kind, limit, caller)
+        charge = self._charge(kind, caller)
+        if charge is None:
+            member = self._store.is_member(room, caller.connection_id)
+        else:
+            member, hits = self._store.membership_and_count(room, caller.connection_id, charge)
+            self._refuse_if_over(charge, hits, limit, caller)
+        if not member:
+            raise _not_a_member(room)
+
+    def _audience(self, room: str) -> MembersPage:
+        """Who hears a change to the history: the room's first page, read after the change is
+        written, so every join that finished before it is here and every later one reads the
+        change in its history (`_admit_change`)."""
+        return self._read_room(room)
+
     def _admit(self, kind: str, room: str, caller: Caller) -> MembersPage:
-        """The rate and membership checks of every room action; the room's first page, its fan-out list.
+        """The rate and membership checks of a signal that stores nothing in the history (typing, a
+        read receipt); the room's first page is both the membership check and the fan-out list.
 
         Every frame that reaches them is charged to the user's allowance, a `not_a_member` one
         included: that costs the member nothing, and makes a flood of frames to a room the user is
