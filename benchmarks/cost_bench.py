@@ -122,7 +122,7 @@ def typical() -> object:
 @contextlib.contextmanager
 def counter_write() -> object:
     """The next frames as the k-th frame of a batch (or any frame near the limit): it writes the
-    rate counter, sent with the room's Query. Batches of 1 make every frame do so."""
+    rate counter, sent with the membership GetItem. Batches of 1 make every frame do so."""
     import parley.aws.lambda_routes as adapter
 
     adapter._ledger.clear()
@@ -257,20 +257,20 @@ def time_at_share(scenarios: dict[str, dict], memory_mb: int) -> dict:
 
 
 def together_vs_sequential(chat: Any, sc: dict, memory_mb: int, at_share: bool) -> dict:
-    """What sending the members Query and the rate counter's UpdateItem together saves on a frame
-    that writes the counter: the handler timed in the room of 10 with the store's
-    `first_page_and_count` as it is and with the two calls made one after the other (as before),
-    interleaved, TIMED_CHATS rounds of each at the same share."""
+    """What sending the membership GetItem and the rate counter's UpdateItem together saves on a
+    chat frame that writes the counter: the handler timed in the room of 10 with the store's
+    `membership_and_count` as it is and with the two calls made one after the other, interleaved,
+    TIMED_CHATS rounds of each at the same share."""
     from parley_testing.lambda_events import message_event
 
     import parley.aws.lambda_routes as adapter
 
     store = adapter._store
-    together = store.first_page_and_count
+    together = store.membership_and_count
 
-    def sequential(room_id: str, limit: int, charge: Any) -> Any:
+    def sequential(room_id: str, connection_id: str, charge: Any) -> Any:
         hits = store.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds, hits=charge.hits)
-        return store.room_members_page(room_id, after=None, limit=limit), hits
+        return store.is_member(room_id, connection_id), hits
 
     me, user = sc["sender"]
     event = message_event(me, user, {"type": "chat_message", "data": {"roomId": sc["room"], "message": TEXT}}, name="Bench")
@@ -278,7 +278,7 @@ def together_vs_sequential(chat: Any, sc: dict, memory_mb: int, at_share: bool) 
     try:
         for _ in range(TIMED_CHATS):
             for name, variant in (("sequential", sequential), ("together", together)):
-                store.first_page_and_count = variant
+                store.membership_and_count = variant
                 with counter_write():
                     chat.lambda_handler(event, Context())  # uncapped, after the switch
                 with counter_write(), CpuQuota(memory_mb) if at_share else contextlib.nullcontext():
@@ -286,7 +286,7 @@ def together_vs_sequential(chat: Any, sc: dict, memory_mb: int, at_share: bool) 
                     chat.lambda_handler(event, Context())
                     times[name].append(time.perf_counter() - started)
     finally:
-        store.first_page_and_count = together
+        store.membership_and_count = together
     return {name: median(t) for name, t in times.items()} | {"rounds": TIMED_CHATS}
 
 
@@ -426,7 +426,7 @@ def report(data: dict) -> str:
     g = data["goal"]
     tvs = lam.get("together_vs_sequential")
     if tvs:
-        lines.append(f"Room of 10, a counter-writing frame, interleaved: the members Query and the counter's UpdateItem together {tvs['together'] * 1000:.0f} ms, "
+        lines.append(f"Room of 10, a counter-writing frame, interleaved: the membership GetItem and the counter's UpdateItem together {tvs['together'] * 1000:.0f} ms, "
                      f"one after the other (as before) {tvs['sequential'] * 1000:.0f} ms (median of {tvs['rounds']} each)")
     lines.append(f"Goal: room of 10 within {g['goal']}x of the floor ({g['floor_messages']} messages, ${g['floor_usd']:.2f}/M), "
                  f"typical sender: {g['ratio']:.3f}x, {'met' if g['met'] else 'NOT met'}; sender at the allowance: "

@@ -381,9 +381,9 @@ def section_cost(d: dict) -> list[str]:
     tvs = d["lambda"].get("together_vs_sequential")
     if tvs:
         lines.append(
-            f"- The room's members Query and the rate counter's UpdateItem are sent together (one round trip of waiting, "
+            f"- A chat message's membership GetItem and the rate counter's UpdateItem are sent together (one round trip of waiting, "
             f"not two). The same run timed the room of {g['room_size']} both ways, interleaved ({tvs['rounds']} rounds): "
-            f"{tvs['together'] * 1000:.0f} ms together, {tvs['sequential'] * 1000:.0f} ms one after the other (as before).")
+            f"{tvs['together'] * 1000:.0f} ms together, {tvs['sequential'] * 1000:.0f} ms one after the other.")
     lines += ["", "![cost per million chat messages](cost.png)", ""]
     return lines
 
