@@ -281,6 +281,12 @@ export interface ParleyClientOptions {
   ackTimeoutMs?: number;
   /** Frames for a room being rejoined wait for its chat_history at most this long (default 10000 ms). */
   joinTimeoutMs?: number;
+  /**
+   * A rejoin asks for the history from this long before the newest messageId seen in the room
+   * (default 30000 ms; 0: from that messageId): messages from different senders can be stored
+   * slightly out of messageId order. The overlap's messages are dropped as already seen.
+   */
+  rejoinOverlapMs?: number;
   /** Retry the first connection too instead of rejecting connect() (default false). */
   retryInitialConnect?: boolean;
   /** Give up after this many reconnect attempts in a row (default Infinity). */

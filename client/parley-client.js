@@ -37,7 +37,7 @@ export class ParleyClient {
    * @param {object} options see parley-client.d.ts (ParleyClientOptions)
    */
   constructor(options = {}) {
-    const { url, maxQueue = 100, joinTimeoutMs = 10000, ackTimeoutMs = 30000, WebSocketImpl = globalThis.WebSocket, timers = {}, random = Math.random, generateId = null } = options;
+    const { url, maxQueue = 100, joinTimeoutMs = 10000, rejoinOverlapMs = 30000, ackTimeoutMs = 30000, WebSocketImpl = globalThis.WebSocket, timers = {}, random = Math.random, generateId = null } = options;
     if (!url) throw new ParleyError('invalid_options', 'ParleyClient: `url` is required');
     if (!WebSocketImpl) throw new ParleyError('invalid_options', 'ParleyClient: no WebSocket implementation (pass `WebSocketImpl`)');
     this._t = {
@@ -62,7 +62,7 @@ export class ParleyClient {
         ping: () => write({ type: 'ping', data: {} }),
       },
     );
-    this._rooms = new RoomTracker({ joinTimeoutMs, timers: this._t, write, ready: () => this._flush() });
+    this._rooms = new RoomTracker({ joinTimeoutMs, rejoinOverlapMs, timers: this._t, write, ready: () => this._flush() });
     this._participants = new ParticipantTracker({
       timers: this._t,
       pageTimeoutMs: ackTimeoutMs, // beyond API Gateway's 29 s integration timeout: an answer can still come until then
@@ -218,7 +218,7 @@ export class ParleyClient {
       if (this._received(data)) return; // a duplicate: already delivered
     } else if (type === 'chat_history') {
       if (Array.isArray(data.messages)) for (const m of data.messages) if (m && typeof m === 'object') this._received({ ...m, roomId: m.roomId || data.roomId });
-      this._rooms.historyArrived(data.roomId);
+      this._rooms.historyArrived(data.roomId, data);
     } else if (type === 'chat_update') {
       this._outbox.delivered(data);
     } else if (type === 'error') {

@@ -1,28 +1,34 @@
 // rooms.js: the rooms this client is in, and what it has seen in each.
 //
-// After a reconnect every room is rejoined with `since` = the newest
-// messageId seen there, so the server sends exactly what was missed; frames
-// for a room wait until its `chat_history` (the rejoin's answer) arrives,
-// so a member-only frame never reaches the server before the join. Message
-// ids already seen are remembered (bounded) to drop the duplicates a rejoin
-// or a server retry can bring.
+// After a reconnect every room is rejoined with `since` a little before the
+// newest messageId seen there (`rejoinOverlapMs`): messages from different
+// senders are stored slightly out of messageId order (each handler takes its
+// id before it writes), so one older than the newest seen may still have been
+// on its way when the socket went down. A `since` page with `hasMore` is
+// followed by the next (`since` = its newest), until the room is caught up.
+// Frames for a room wait until its first `chat_history` (the rejoin's answer)
+// arrives, so a member-only frame never reaches the server before the join.
+// Message ids already seen are remembered (bounded) to drop the duplicates
+// the overlap, a rejoin or a server retry can bring.
 
 import { ParleyError } from './errors.js';
 import { ROOM_ID_RE } from './protocol.js';
+import { rewindMessageId } from './ids.js';
 
 const SEEN_PER_ROOM = 2000;
 
 export class RoomTracker {
   /**
-   * @param {object} deps {joinTimeoutMs, timers, write(frame), ready()}: `ready` is called when a
-   *   room stops holding its frames (its history arrived or the join timed out).
+   * @param {object} deps {joinTimeoutMs, rejoinOverlapMs, timers, write(frame), ready()}: `ready` is
+   *   called when a room stops holding its frames (its history arrived or the join timed out).
    */
-  constructor({ joinTimeoutMs, timers, write, ready }) {
+  constructor({ joinTimeoutMs, rejoinOverlapMs = 0, timers, write, ready }) {
     this.joinTimeoutMs = joinTimeoutMs;
+    this.rejoinOverlapMs = rejoinOverlapMs;
     this._t = timers;
     this._write = write;
     this._ready = ready;
-    this._rooms = new Map(); // roomId -> {lastMessageId, joined, joinTimer, limit}
+    this._rooms = new Map(); // roomId -> {lastMessageId, joined, joinTimer, limit, catchingUp}
     this._seen = new Map(); // roomId -> {set:Set, order:string[]}
   }
 
@@ -46,7 +52,7 @@ export class RoomTracker {
     if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
     let room = this._rooms.get(roomId);
     if (!room) {
-      room = { lastMessageId: since, joined: false, joinTimer: null, limit };
+      room = { lastMessageId: since, joined: false, joinTimer: null, limit, catchingUp: false };
       this._rooms.set(roomId, room);
     } else {
       if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
@@ -79,10 +85,22 @@ export class RoomTracker {
     }
   }
 
-  /** A `chat_history` arrived (its messages already marked seen): if the room was being joined, release its frames. */
-  historyArrived(roomId) {
+  /**
+   * A `chat_history` arrived (its messages already marked seen): if the room was being joined,
+   * release its frames; if it answered a `since` join and more follow, ask for the next page.
+   */
+  historyArrived(roomId, { messages, hasMore } = {}) {
     const room = this._rooms.get(roomId);
-    if (room && !room.joined) {
+    if (!room) return;
+    if (room.catchingUp) {
+      room.catchingUp = false;
+      const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
+      if (hasMore && newest && typeof newest.messageId === 'string') {
+        room.catchingUp = true;
+        this._write({ type: 'join_room', data: this._joinData(roomId, room, newest.messageId) });
+      }
+    }
+    if (!room.joined) {
       room.joined = true;
       this._t.clearTimeout(room.joinTimer);
       room.joinTimer = null;
@@ -110,10 +128,9 @@ export class RoomTracker {
   }
 
   _sendJoin(roomId, room) {
-    const data = { roomId };
-    if (room.lastMessageId) data.since = room.lastMessageId;
-    if (room.limit) data.limit = room.limit;
+    const data = this._joinData(roomId, room, rewindMessageId(room.lastMessageId, this.rejoinOverlapMs));
     room.joined = false;
+    room.catchingUp = data.since !== undefined;
     this._t.clearTimeout(room.joinTimer);
     // If no chat_history comes back in time, stop holding the room's frames.
     room.joinTimer = this._t.setTimeout(() => {
@@ -124,5 +141,12 @@ export class RoomTracker {
       }
     }, this.joinTimeoutMs);
     this._write({ type: 'join_room', data });
+  }
+
+  _joinData(roomId, room, since) {
+    const data = { roomId };
+    if (since) data.since = since;
+    if (room.limit) data.limit = room.limit;
+    return data;
   }
 }

@@ -286,7 +286,7 @@ test('held room frames go anyway after joinTimeoutMs', async () => {
 
 // ---- rejoin with since -------------------------------------------------------------
 
-test('rejoins every room with since = the newest messageId seen there', async () => {
+test('rejoins every room with since = 30 s before the newest messageId seen there', async () => {
   const { client, last, clock } = await connected();
   client.joinRoom('a');
   client.joinRoom('b');
@@ -307,10 +307,71 @@ test('rejoins every room with since = the newest messageId seen there', async ()
   last().drop(1001);
   clock.advance(1000);
   last().open();
+  // 01H0000000 is 2023-05-09 10:13:00.032; 30 s before it, the smallest id of that millisecond
   assert.deepEqual(last().frames(), [
-    { type: 'join_room', data: { roomId: 'a', since: '01H0000000000000000000000D' } },
-    { type: 'join_room', data: { roomId: 'b', since: '01H0000000000000000000000E' } },
+    { type: 'join_room', data: { roomId: 'a', since: '01GZZZZ2PG0000000000000000' } },
+    { type: 'join_room', data: { roomId: 'b', since: '01GZZZZ2PG0000000000000000' } },
   ]);
+});
+
+test('a rejoin finds a message stored out of messageId order while it was away, and shows nothing twice', async () => {
+  // Two senders: B's handler took its id after A's but stored it first; the socket dropped between.
+  const { client, last, clock } = await connected();
+  const shown = [];
+  client.on('message_received', (m) => shown.push(m.messageId));
+  client.joinRoom('r');
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false });
+  const A = '01H0000000000000000000000A', B = '01H0000000000000000000000B';
+  last().receive('message_received', msg('r', B));
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  const [join] = last().frames();
+  assert.equal(join.type, 'join_room');
+  assert.ok(join.data.since < A, `since ${join.data.since} is after A`);
+  const history = [];
+  client.on('chat_history', (h) => history.push(...h.messages.map((m) => m.messageId)));
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', A), msg('r', B)], hasMore: false });
+  assert.deepEqual(history, [A, B]); // the page as the server sent it
+  assert.equal(client.lastMessageId('r'), B);
+  last().receive('message_received', msg('r', B)); // and a late live copy of B is dropped
+  assert.deepEqual(shown, [B]);
+});
+
+test('rejoinOverlapMs: 0 rejoins from the newest messageId itself; an id that is not a ULID is sent as it is', async () => {
+  const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
+  client.joinRoom('r');
+  client.joinRoom('s');
+  last().receive('message_received', msg('r', '01H0000000000000000000000D'));
+  last().receive('message_received', msg('s', 'not-a-ulid'));
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  assert.deepEqual(last().frames(), [
+    { type: 'join_room', data: { roomId: 'r', since: '01H0000000000000000000000D' } },
+    { type: 'join_room', data: { roomId: 's', since: 'not-a-ulid' } },
+  ]);
+});
+
+test('a rejoin pages on with since until the room is caught up, and room frames wait only for the first page', async () => {
+  const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
+  client.joinRoom('r', { limit: 2 });
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A0')], hasMore: false });
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  client.sendChatMessage('r', 'back');
+  assert.deepEqual(last().frames().map((f) => [f.type, f.data.since]), [['join_room', '01H000000000000000000000A0']]);
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')], hasMore: true });
+  assert.deepEqual(last().frames().slice(1).map((f) => [f.type, f.data.since, f.data.limit]),
+    [['join_room', '01H000000000000000000000A2', 2], ['chat_message', undefined, undefined]]);
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A3')], hasMore: false });
+  assert.equal(last().frames().length, 3); // caught up: nothing more asked
+  assert.equal(client.lastMessageId('r'), '01H000000000000000000000A3');
+  // get_history's pages (older, with before) never page on by themselves
+  client.getHistory('r', '01H000000000000000000000A1');
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: true });
+  assert.deepEqual(last().frames().slice(3).map((f) => f.type), ['get_history']);
 });
 
 test('rooms joined while disconnected are joined on open; left rooms are not', async () => {
