@@ -54,6 +54,21 @@ async def test_replies_arrive_and_a_stopped_environment_leaves_no_pipe_open(tmp_
     assert _open_fds() == before
 
 
+async def test_an_event_reaches_the_handler_exactly_as_the_gateway_sent_it(tmp_path: Path):
+    """The environment reads each request line as UTF-8 text holding one JSON document (cheaper than
+    json.loads on the bytes): non-ASCII text, an escaped lone surrogate, control characters and numbers
+    still reach the handler, and come back in its reply, unchanged."""
+    spec = _spec(tmp_path, HANDLER)
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        event = {"body": "héllo, wörld: 你好 🎉", "lone": "\ud800", "ctl": "a\tb\nc\u0000", "n": [0, -1, 2.5, 1e300, None, True],
+                 "headers": {"Origin": "https://chat.example.com"}}
+        inv = await worker.invoke(event, "req-text", spec.timeout_s)
+        assert inv.ok and inv.result == {"echo": event, "request": "req-text"}
+    finally:
+        await worker.stop()
+
+
 async def test_an_environment_killed_on_its_timeout_leaves_no_pipe_open(tmp_path: Path):
     spec = _spec(tmp_path, HANDLER, timeout_s=0.5)
     before = _open_fds()
