@@ -14,12 +14,15 @@ from aws_lambda_powertools.utilities import parameters
 from .jwt_verification import JwtVerifier, TokenRejected, hs256_verifier, origin_allowed, policy, rs256_verifier
 from .observability import Handler, logger
 
+# How long a rotated JWT secret may go unnoticed: Powertools' cache of the parameter, and the verifier's hold on it.
+SECRET_MAX_AGE_S = 300
+
 
 def _jwt_secret() -> str:
     name = os.environ.get("JWT_SECRET_PARAMETER", "")
     if not name:
         raise RuntimeError("JWT_SECRET_PARAMETER is not set: the template must name the SSM parameter holding the secret")
-    return parameters.get_parameter(name, decrypt=True, max_age=300)  # type: ignore[return-value]
+    return parameters.get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE_S)  # type: ignore[return-value]
 
 
 def _verifier_from_env() -> JwtVerifier:
@@ -27,7 +30,7 @@ def _verifier_from_env() -> JwtVerifier:
     mode = os.environ.get("AUTH_MODE", "HS256").upper()
     claims = {"issuer": os.environ.get("JWT_ISSUER") or None, "audience": os.environ.get("JWT_AUDIENCE") or None}
     if mode == "HS256":
-        return hs256_verifier(_jwt_secret, **claims)
+        return hs256_verifier(_jwt_secret, secret_max_age_s=SECRET_MAX_AGE_S, **claims)
     if mode == "RS256":
         return rs256_verifier(os.environ.get("JWKS_URL", ""), **claims)
     raise RuntimeError(f"AUTH_MODE must be HS256 or RS256, got {mode!r}")

@@ -10,6 +10,7 @@ reason for the log, never for the client: API Gateway turns them into a bare 401
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -72,9 +73,30 @@ class JwtVerifier:
         return identity_from_claims(claims)
 
 
-def hs256_verifier(secret: Callable[[], str], *, issuer: str | None = None, audience: str | None = None) -> JwtVerifier:
-    """Tokens signed with a shared secret (held in SSM when deployed)."""
-    return JwtVerifier("HS256", lambda token: secret(), issuer=issuer, audience=audience)
+def hs256_verifier(
+    secret: Callable[[], str],
+    *,
+    secret_max_age_s: float = 0.0,
+    issuer: str | None = None,
+    audience: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> JwtVerifier:
+    """Tokens signed with a shared secret (held in SSM when deployed).
+
+    `secret()` is asked again only once `secret_max_age_s` has passed since it last answered (0: for
+    every token), so a rotated secret is in use within that time. Why not ask every time: Powertools'
+    cached `get_parameter` still reads half a dozen environment variables and the clock per call,
+    ~6.5 µs of the authorizer's ~60 µs per connection (benchmarks/handler_cpu_bench.py)."""
+    held: tuple[str, float] | None = None  # the secret, and the clock reading from which it is asked again
+
+    def key_for(token: str) -> str:
+        nonlocal held
+        now = clock()
+        if held is None or now >= held[1]:
+            held = (secret(), now + secret_max_age_s)
+        return held[0]
+
+    return JwtVerifier("HS256", key_for, issuer=issuer, audience=audience)
 
 
 def rs256_verifier(jwks_url: str, *, issuer: str | None = None, audience: str | None = None) -> JwtVerifier:
