@@ -61,7 +61,8 @@ class MemoryChatStore:
         return [Member(room_id, row["connectionId"], row["userId"], row["name"], row["joinedAt"],
                        row.get("actions", LEGACY_MEMBER_ACTIONS)) for row in rows]
 
-    def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None) -> MembersPage:
+    def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None,
+                          consistent: bool = False) -> MembersPage:
         self._count("room_members_page")
         members = self._members(room_id, after or "", upto)
         if limit is None:
@@ -193,10 +194,6 @@ class MemoryChatStore:
         self.messages[key] = row
         return True
 
-    def withdraw_message(self, room_id: str, message_id: str) -> None:
-        self._count("withdraw_message")
-        self.messages.pop((room_id, message_id), None)
-
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
         self._count("claim_client_message_id")
         assert message.client_message_id is not None
@@ -289,7 +286,7 @@ class MemoryChatStore:
             rooms.append(RoomActivity.of(room_id, cursor, history[-1] if history else None))
         return rooms
 
-    def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage:
+    def newest_messages(self, room_id: str, limit: int, before: str | None = None, *, consistent: bool = False) -> HistoryPage:
         self._count("newest_messages")
         older = [m for m in self._room_messages(room_id) if before is None or m.message_id < before]
         return HistoryPage(older[-limit:], has_more=len(older) > limit)

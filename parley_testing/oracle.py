@@ -418,8 +418,10 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
 
         def check_duplicate(frames, bob_frames, before, after_state):
             assert frames[0]["data"]["messageId"] == original
+            assert all(f["data"] == frames[0]["data"] for f in bob_frames)  # told again: the same message
 
-        return Expected(sender=["message_received"], tables=f"rate:{kind}", check=check_duplicate)
+        return Expected(sender=["message_received"], bob=["message_received"] if bob_there else [],
+                        tables=f"rate:{kind}", check=check_duplicate)
     others = len([c for c in members if c != alice])
 
     def check_new(frames, bob_frames, before, after_state):

@@ -59,6 +59,8 @@ async def test_chat_round_trip_on_dynamodb_local(local_gw: RunningGateway):
     first = await alice.expect("message_received")
     await alice.send("chat_message", roomId=room, message="hello", clientMessageId="c-1")  # a retry: found by its record
     assert (await alice.expect("message_received"))["messageId"] == first["messageId"] == received["messageId"]
+    # The room is told again (the first attempt may have told nobody): the same message, nothing new stored.
+    assert (await bob.expect("message_received"))["messageId"] == received["messageId"]
     await bob.quiet("message_received", 1.0)
     stored = _query(ddb, names["MessagesTable"], "roomId", room)
     assert [item["messageId"]["S"] for item in stored] == [received["messageId"]]

@@ -166,16 +166,10 @@ def test_delivery_claims_answer_only_the_connections_never_claimed(layer, store,
     assert int(item["expiresAt"]["N"]) > time.time() + 3600  # expired by TTL, a day later
 
 
-def test_membership_check_sent_with_the_counter_and_a_withdrawn_message_is_gone(store):
-    """A change's rate and membership checks (`membership_and_count`), and taking back a message nobody was told of."""
+def test_membership_check_is_sent_with_the_counter(store):
+    """A change's rate and membership checks (`membership_and_count`): one GetItem and one UpdateItem."""
     room, conn = f"member-{_id()}", f"c{_id()}"
     store.add_member(Member(room, conn, "alice", "Alice", int(time.time() * 1000)))
     charge = RequestCharge("chat", f"alice-{_id()}", 42, 20, hits=2)
     assert store.membership_and_count(room, conn, charge) == (True, 2)
     assert store.membership_and_count(room, f"c{_id()}", charge) == (False, 4)
-    kept, withdrawn = _message(room, 1), _message(room, 2)
-    assert store.put_message(kept) and store.put_message(withdrawn)
-    store.withdraw_message(room, withdrawn.message_id)
-    assert [m.message_id for m in store.newest_messages(room, 10).messages] == [kept.message_id]
-    store.withdraw_message(room, withdrawn.message_id)  # already gone: nothing to do
-    assert store.put_message(withdrawn, only_if_new=True) is True  # the retry stores it again

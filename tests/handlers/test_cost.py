@@ -63,8 +63,12 @@ def test_typing_and_ping_costs(world):
     a.send("ping")
     assert dynamodb_ops(world) == Counter()
     a.send("typing", {"roomId": "r", "isTyping": True})
+    # Signals and get_history read eventually (half the read units): only a change's audience and a
+    # join's history page must be strongly consistent.
+    assert reads(world) == [("Query", "test-MembershipsTable", False)]
     assert dynamodb_ops(world) == Counter({"Query": 1})  # the signals counter: every SIGNAL_RATE_BATCH-th frame
     a.send("get_history", {"roomId": "r"})
+    assert reads(world) == [("GetItem", "test-MembershipsTable", True), ("Query", "test-MessagesTable", False)]
     assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1})
 
 

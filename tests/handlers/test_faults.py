@@ -58,8 +58,8 @@ CHAT_CALLS = [
     ("GetItem", "MembershipsTable"),  # the membership check
     ("UpdateItem", "IdempotencyTable"),  # rate counter (on the frames that write it: all of them here)
     ("PutItem", "IdempotencyTable"),  # clientMessageId claim
-    ("Query", "MembershipsTable"),  # the fan-out list, read once the message is stored (withdrawn if this fails)
     ("PutItem", "MessagesTable"),  # the message
+    ("Query", "MembershipsTable"),  # the fan-out list, read once the message is stored
 ]
 
 
@@ -111,13 +111,15 @@ def _persistent_throttle_case(world, throttle, logs, operation, table, code):
     assert len(mine) == 1 and not [f for f in alice.take() if f["type"] == "error"]
     assert [m["messageId"] for m in received(bob, cmid=cmid)] == [mine[0]["messageId"]], "bob never got the message live"
     assert len(stored(world, clientMessageId=cmid)) == 1
-    # And a second retry changes nothing more.
+    # A second retry stores nothing more; the room hears the same message again (the server cannot
+    # tell a retry whose first attempt told nobody), which clients drop by its messageId.
     send(world, alice, "chat_message", {"roomId": "lobby", "message": "held back", "clientMessageId": cmid})
-    assert len(stored(world, clientMessageId=cmid)) == 1 and received(bob) == []
+    assert len(stored(world, clientMessageId=cmid)) == 1
+    assert [m["messageId"] for m in received(bob)] == [mine[0]["messageId"]]
 
 
 @pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
-@pytest.mark.parametrize("operation,table", CHAT_CALLS[:4])
+@pytest.mark.parametrize("operation,table", CHAT_CALLS[:3])
 def test_a_persistent_throttle_reports_internal_error_and_a_retry_succeeds_once(world, throttle, logs, operation, table, code):
     _persistent_throttle_case(world, throttle, logs, operation, table, code)
 
@@ -125,6 +127,32 @@ def test_a_persistent_throttle_reports_internal_error_and_a_retry_succeeds_once(
 @pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
 def test_a_persistent_throttle_on_the_message_put_then_retry_reaches_everyone(world, throttle, logs, code):
     _persistent_throttle_case(world, throttle, logs, "PutItem", "MessagesTable", code)
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+def test_a_persistent_throttle_on_the_fanout_query_keeps_the_message_and_the_retry_tells_the_room(world, throttle, logs, code):
+    """The message is stored before its audience is read: a failed read leaves it in the history
+    (a join reads it), and the sender's retry, a duplicate, tells the room."""
+    count_every_frame(world)
+    alice, bob = room_of(world, "alice", "bob")
+    throttle.add("Query", "MembershipsTable", times=None, code=code)
+    cmid = "p-fanout"
+    delivery = send(world, alice, "chat_message", {"roomId": "lobby", "message": "held back", "clientMessageId": cmid})
+    (frame,) = alice.take()
+    assert frame["type"] == "error" and frame["data"]["code"] == "internal_error" and frame["data"]["clientMessageId"] == cmid
+    assert logs.for_request(delivery.request_id, min_level="ERROR")
+    assert bob.take() == []
+    (kept,) = stored(world, clientMessageId=cmid)
+    throttle.clear()
+    retry = send(world, alice, "chat_message", {"roomId": "lobby", "message": "held back", "clientMessageId": cmid})
+    assert retry.reply == {"type": "message_received", "data": received_shape(kept)}
+    assert [m["messageId"] for m in received(bob, cmid=cmid)] == [kept["messageId"]]
+    assert [m["messageId"] for m in received(alice)] == [kept["messageId"]]  # once: the route response
+    assert len(stored(world, clientMessageId=cmid)) == 1
+
+
+def received_shape(row):
+    return {k: row[k] for k in ("messageId", "roomId", "userId", "name", "message", "timestamp", "clientMessageId")}
 
 
 def test_a_persistent_throttle_on_a_read_reports_internal_error(world, throttle, logs):

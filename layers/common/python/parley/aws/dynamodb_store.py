@@ -201,7 +201,8 @@ class DynamoChatStore:
         self._reads_lock = threading.Lock()
 
     # memberships ---------------------------------------------------------------------------
-    def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None) -> MembersPage:
+    def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None,
+                          consistent: bool = False) -> MembersPage:
         """One Query of the memberships (paged at 1 MB), read through PynamoDB's connection rather
         than its models, and only the attributes a `Member` holds; `limit + 1` items are asked for,
         so `more` is exact (a bare Limit would answer a LastEvaluatedKey for a room of exactly one page).
@@ -211,8 +212,8 @@ class DynamoChatStore:
         projection make it about 22 us (benchmarks/lambda_share_bench.py). A projection bills the
         same read units. `after` and `upto` are connection ids: the start key is built here from
         them, inside this room's member keys, so no cursor can reach another partition or prefix.
-        Strongly consistent (twice the read units of an eventual read, 1 RRU for a small room): a
-        change's audience must hold every join that finished before the change was written."""
+        `consistent` doubles the read units (1 RRU for a small room instead of 0.5): only a change's
+        audience needs it (`ChatStore.room_members_page`)."""
         if upto is None:
             condition = Membership.member_key.startswith(MEMBER_PREFIX)
         else:
@@ -223,7 +224,7 @@ class DynamoChatStore:
         while True:
             page = _table(Membership).query(
                 room_id, range_key_condition=condition, attributes_to_get=_MEMBER_ATTRIBUTES, exclusive_start_key=start,
-                limit=None if want is None else want - len(members), consistent_read=True,
+                limit=None if want is None else want - len(members), consistent_read=consistent,
             )
             members += [_member_of_item(room_id, item) for item in page.get("Items", [])]
             start = page.get("LastEvaluatedKey")
@@ -439,10 +440,6 @@ class DynamoChatStore:
             raise
         return True
 
-    def withdraw_message(self, room_id: str, message_id: str) -> None:
-        """One DeleteItem; nothing to do when it is already gone."""
-        StoredMessage(room_id, message_id).delete()
-
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
         assert message.client_message_id is not None
         record = _idempotency_row(message, self._idempotency_ttl)
@@ -455,17 +452,16 @@ class DynamoChatStore:
         original = IdempotencyRecord.get(record.key, consistent_read=True)
         return _message_of_record(original, message.room_id, message.client_message_id)
 
-    def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage:
-        """History reads are strongly consistent: a join's page must hold every message whose
-        audience was read before the join's membership was written."""
+    def newest_messages(self, room_id: str, limit: int, before: str | None = None, *, consistent: bool = False) -> HistoryPage:
         condition = StoredMessage.message_id < before if before else None
         rows = list(StoredMessage.query(room_id, condition, scan_index_forward=False, limit=limit + 1, page_size=limit + 1,
-                                        consistent_read=True))
+                                        consistent_read=consistent))
         page = [_message_of(row) for row in rows[:limit]]
         page.reverse()
         return HistoryPage(page, has_more=len(rows) > limit)
 
     def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
+        """Strongly consistent: only a join reads these (`ChatStore.newest_messages`)."""
         rows = list(
             StoredMessage.query(
                 room_id, StoredMessage.message_id > since, scan_index_forward=True, limit=limit + 1, page_size=limit + 1,

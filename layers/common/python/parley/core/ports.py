@@ -31,10 +31,13 @@ class Logger(Protocol):
 class ChatStore(Protocol):
     """Storage, one operation per DynamoDB call (or one paginated Query), so cost reads off the rules."""
 
-    def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None) -> MembersPage:
+    def room_members_page(self, room_id: str, *, after: str | None, limit: int | None, upto: str | None = None,
+                          consistent: bool = False) -> MembersPage:
         """The room's connections in connection-id order: after `after` (from the start when None),
         at most `limit` of them (all when None), and none after `upto` when given. One Query (paged
-        at 1 MB), so a broadcast reads a large room a page at a time."""
+        at 1 MB), so a broadcast reads a large room a page at a time. `consistent`: a strongly
+        consistent read, for a change's audience (it must hold every join that finished before the
+        change was written); else eventual, at half the read units."""
         ...
 
     def first_page_and_count(self, room_id: str, limit: int, charge: RequestCharge) -> tuple[MembersPage, int]:
@@ -93,16 +96,19 @@ class ChatStore(Protocol):
         """Store a message; with `only_if_new`, False (and nothing written) when it is already stored."""
         ...
 
-    def withdraw_message(self, room_id: str, message_id: str) -> None:
-        """Remove a stored message outright (no tombstone): one whose room was never told of it."""
-        ...
-
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
         """Record `message` as the one for its clientMessageId; return the earlier one if there is one."""
         ...
 
-    def newest_messages(self, room_id: str, limit: int, before: str | None = None) -> HistoryPage: ...
-    def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage: ...
+    def newest_messages(self, room_id: str, limit: int, before: str | None = None, *, consistent: bool = False) -> HistoryPage:
+        """`consistent` for a join's page, which must hold every change whose audience was read before
+        the join's membership was written; `get_history` reads eventually."""
+        ...
+
+    def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
+        """Only joins read these: always strongly consistent (see `newest_messages`)."""
+        ...
+
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:
         """Move the cursor forward only; False when it already stood at or past `message_id`."""
         ...

@@ -205,7 +205,7 @@ class ChatService:
             page = self._store.messages_since(room, request.since, request.limit)
             complete_from = None if page.has_more else request.since
         else:
-            page = self._store.newest_messages(room, request.limit)
+            page = self._store.newest_messages(room, request.limit, consistent=True)
             complete_from = "" if not page.has_more else page.messages[0].message_id
         unread = self._unread_on_join(room, caller, page, complete_from)
         wire = [m.to_wire() for m in page.messages]
@@ -253,16 +253,15 @@ class ChatService:
             # stored only now, so the room has not heard it yet.
             message = original
         else:
-            # A true duplicate: store nothing new and answer the sender only.
+            # A duplicate: nothing new is stored. The first attempt may have died between its put
+            # and its fan-out (its members Query failed, the invocation timed out), and this one
+            # cannot tell, so the room is told again: the same messageId, which clients drop when
+            # they already have it (a large room's shard claims skip those already sent to).
             self._metric("DuplicateMessages", 1)
-            return p.frame("message_received", original.to_wire())
-        try:
-            page = self._audience(room)
-        except Exception:
-            # Nobody was told: take the message back, so that the sender's retry (same
-            # clientMessageId) finds it claimed but not stored, and stores and broadcasts it.
-            self._store.withdraw_message(room, message.message_id)
-            raise
+            echo = p.frame("message_received", original.to_wire())
+            self._broadcast(self._audience(room), echo, room, delivery_id=original.message_id, exclude=caller.connection_id)
+            return echo
+        page = self._audience(room)
         self._metric("MessagesStored", 1)
         result = self._broadcast(page, p.frame("message_received", message.to_wire()), room, delivery_id=message.message_id)
         if result.dispatched:
@@ -403,7 +402,7 @@ class ChatService:
         """Who hears a change to the history: the room's first page, read after the change is
         written, so every join that finished before it is here and every later one reads the
         change in its history (`_admit_change`)."""
-        return self._read_room(room)
+        return self._read_room(room, consistent=True)
 
     def _admit(self, kind: str, room: str, caller: Caller) -> MembersPage:
         """The rate and membership checks of a signal that stores nothing in the history (typing, a
@@ -458,9 +457,10 @@ class ChatService:
         if not (page.more and self._store.is_member(room, caller.connection_id)):
             raise _not_a_member(room)
 
-    def _read_room(self, room: str) -> MembersPage:
-        """The room's first page: the whole room up to `fanout_page_size` connections."""
-        return self._store.room_members_page(room, after=None, limit=self.fanout_page_size)
+    def _read_room(self, room: str, *, consistent: bool = False) -> MembersPage:
+        """The room's first page: the whole room up to `fanout_page_size` connections. Eventually
+        consistent (half the read units) unless it is a change's audience (`_audience`)."""
+        return self._store.room_members_page(room, after=None, limit=self.fanout_page_size, consistent=consistent)
 
     def _refuse_if_known_over(self, kind: str, limit: int, caller: Caller) -> None:
         """Refuse a user this environment already saw over the allowance, before any other I/O.
@@ -537,7 +537,7 @@ class ChatService:
         after = page.next_after
         members = page.members
         if after is not None and (self._shards is None or room is None):
-            members = members + self._store.room_members_page(room or "", after=after, limit=None).members
+            members = members + self._store.room_members_page(room or "", after=after, limit=None, consistent=True).members
             after = None
         targets = _targets(members, exclude)
         if after is not None:
@@ -613,7 +613,7 @@ class ChatService:
         after, shard, total = job.after, job.first_shard, FanoutResult()
         size = self.fanout_shard_size
         while True:
-            page = self._store.room_members_page(job.room_id, after=after, limit=self.fanout_page_size)
+            page = self._store.room_members_page(job.room_id, after=after, limit=self.fanout_page_size, consistent=True)
             if not page.members:
                 return total
             ids = [m.connection_id for m in page.members]
@@ -621,7 +621,8 @@ class ChatService:
             plan = self._store.plan_fanout_page(job.delivery_id, after, ours)
             members = page.members
             if plan != ours:  # an earlier attempt cut this page: read exactly its range again
-                members = self._store.room_members_page(job.room_id, after=after, limit=None, upto=plan.bounds[-1]).members
+                members = self._store.room_members_page(job.room_id, after=after, limit=None, upto=plan.bounds[-1],
+                                                        consistent=True).members
             total.merge(self._dispatch(_cut_by(plan, job, members), 0))
             if not plan.more:
                 return total
