@@ -282,9 +282,10 @@ export interface ParleyClientOptions {
   /** Frames for a room being rejoined wait for its chat_history at most this long (default 10000 ms). */
   joinTimeoutMs?: number;
   /**
-   * A rejoin asks for the history from this long before the newest messageId seen in the room
-   * (default 30000 ms; 0: from that messageId): messages from different senders can be stored
-   * slightly out of messageId order. The overlap's messages are dropped as already seen.
+   * A join with `since` (every rejoin, and joinRoom with `since`) asks for the history from this
+   * long before it (default 30000 ms; 0: from `since` itself; a whole number >= 0): messages from
+   * different senders can be stored slightly out of messageId order. The overlap fires no second
+   * `message_received`; `chat_history` listeners get the page as sent.
    */
   rejoinOverlapMs?: number;
   /** Retry the first connection too instead of rejecting connect() (default false). */

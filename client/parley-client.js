@@ -40,6 +40,9 @@ export class ParleyClient {
     const { url, maxQueue = 100, joinTimeoutMs = 10000, rejoinOverlapMs = 30000, ackTimeoutMs = 30000, WebSocketImpl = globalThis.WebSocket, timers = {}, random = Math.random, generateId = null } = options;
     if (!url) throw new ParleyError('invalid_options', 'ParleyClient: `url` is required');
     if (!WebSocketImpl) throw new ParleyError('invalid_options', 'ParleyClient: no WebSocket implementation (pass `WebSocketImpl`)');
+    if (!Number.isInteger(rejoinOverlapMs) || rejoinOverlapMs < 0) {
+      throw new ParleyError('invalid_options', `ParleyClient: \`rejoinOverlapMs\` must be a whole number of milliseconds >= 0, got ${rejoinOverlapMs}`);
+    }
     this._t = {
       setTimeout: timers.setTimeout || ((fn, ms) => globalThis.setTimeout(fn, ms)),
       clearTimeout: timers.clearTimeout || ((id) => globalThis.clearTimeout(id)),

@@ -19,6 +19,7 @@ const ULID_RE = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/; // as the server checks a messa
  */
 export function rewindMessageId(id, ms) {
   if (typeof id !== 'string' || !ULID_RE.test(id) || !(ms > 0)) return id;
+  ms = Math.floor(ms);
   let t = 0;
   for (const ch of id.slice(0, 10)) t = t * 32 + CROCKFORD.indexOf(ch);
   t = Math.max(0, t - ms);

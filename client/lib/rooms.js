@@ -16,6 +16,9 @@ import { ROOM_ID_RE } from './protocol.js';
 import { rewindMessageId } from './ids.js';
 
 const SEEN_PER_ROOM = 2000;
+// A catch-up page after the first is another join (participants page and all): the largest
+// page the server allows makes them few.
+const CATCH_UP_PAGE = 100;
 
 export class RoomTracker {
   /**
@@ -28,7 +31,7 @@ export class RoomTracker {
     this._t = timers;
     this._write = write;
     this._ready = ready;
-    this._rooms = new Map(); // roomId -> {lastMessageId, joined, joinTimer, limit, catchingUp}
+    this._rooms = new Map(); // roomId -> {lastMessageId, joined, joinTimer, limit, catchUpSince}
     this._seen = new Map(); // roomId -> {set:Set, order:string[]}
   }
 
@@ -52,7 +55,7 @@ export class RoomTracker {
     if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
     let room = this._rooms.get(roomId);
     if (!room) {
-      room = { lastMessageId: since, joined: false, joinTimer: null, limit, catchingUp: false };
+      room = { lastMessageId: since, joined: false, joinTimer: null, limit, catchUpSince: null };
       this._rooms.set(roomId, room);
     } else {
       if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
@@ -87,17 +90,19 @@ export class RoomTracker {
 
   /**
    * A `chat_history` arrived (its messages already marked seen): if the room was being joined,
-   * release its frames; if it answered a `since` join and more follow, ask for the next page.
+   * release its frames; if it answers this client's `since` join and more follow, ask for the
+   * next page. Only a join's answer carries `unreadCount`: a `get_history` page (older messages)
+   * never pages on.
    */
-  historyArrived(roomId, { messages, hasMore } = {}) {
+  historyArrived(roomId, { messages, hasMore, unreadCount } = {}) {
     const room = this._rooms.get(roomId);
     if (!room) return;
-    if (room.catchingUp) {
-      room.catchingUp = false;
+    if (room.catchUpSince && typeof unreadCount === 'number') {
+      const since = room.catchUpSince;
+      room.catchUpSince = null;
       const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
-      if (hasMore && newest && typeof newest.messageId === 'string') {
-        room.catchingUp = true;
-        this._write({ type: 'join_room', data: this._joinData(roomId, room, newest.messageId) });
+      if (hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > since) {
+        this._sendCatchUp(roomId, room, newest.messageId);
       }
     }
     if (!room.joined) {
@@ -128,9 +133,8 @@ export class RoomTracker {
   }
 
   _sendJoin(roomId, room) {
-    const data = this._joinData(roomId, room, rewindMessageId(room.lastMessageId, this.rejoinOverlapMs));
+    const since = rewindMessageId(room.lastMessageId, this.rejoinOverlapMs);
     room.joined = false;
-    room.catchingUp = data.since !== undefined;
     this._t.clearTimeout(room.joinTimer);
     // If no chat_history comes back in time, stop holding the room's frames.
     room.joinTimer = this._t.setTimeout(() => {
@@ -140,13 +144,15 @@ export class RoomTracker {
         this._ready();
       }
     }, this.joinTimeoutMs);
-    this._write({ type: 'join_room', data });
+    this._sendCatchUp(roomId, room, since, room.limit ?? null);
   }
 
-  _joinData(roomId, room, since) {
+  /** A join from `since` (none: the newest page); its answer may ask for the next page. */
+  _sendCatchUp(roomId, room, since, limit = CATCH_UP_PAGE) {
     const data = { roomId };
     if (since) data.since = since;
-    if (room.limit) data.limit = room.limit;
-    return data;
+    if (limit) data.limit = limit;
+    room.catchUpSince = since || null;
+    this._write({ type: 'join_room', data });
   }
 }

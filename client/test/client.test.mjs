@@ -355,23 +355,37 @@ test('rejoinOverlapMs: 0 rejoins from the newest messageId itself; an id that is
 
 test('a rejoin pages on with since until the room is caught up, and room frames wait only for the first page', async () => {
   const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
+  const joined = (messages, hasMore) => ({ roomId: 'r', messages, hasMore, unreadCount: 0, unreadCapped: false });
   client.joinRoom('r', { limit: 2 });
-  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A0')], hasMore: false });
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A0')], false));
   last().drop(1006);
   clock.advance(1000);
   last().open();
   client.sendChatMessage('r', 'back');
-  assert.deepEqual(last().frames().map((f) => [f.type, f.data.since]), [['join_room', '01H000000000000000000000A0']]);
-  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')], hasMore: true });
+  client.getHistory('r', '01H000000000000000000000A0'); // older messages, asked for while rejoining
+  assert.deepEqual(last().frames().map((f) => [f.type, f.data.since, f.data.limit]), [['join_room', '01H000000000000000000000A0', 2]]);
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')], true));
+  // the next page (the largest the server allows), and the held frames go
   assert.deepEqual(last().frames().slice(1).map((f) => [f.type, f.data.since, f.data.limit]),
-    [['join_room', '01H000000000000000000000A2', 2], ['chat_message', undefined, undefined]]);
-  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A3')], hasMore: false });
-  assert.equal(last().frames().length, 3); // caught up: nothing more asked
+    [['join_room', '01H000000000000000000000A2', 100], ['chat_message', undefined, undefined], ['get_history', undefined, undefined]]);
+  // get_history's answer (older messages; hasMore: older ones exist) pages nothing on
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H0000000000000000000009Z')], hasMore: true });
+  assert.equal(last().frames().length, 4);
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A3')], false));
+  assert.equal(last().frames().length, 4); // caught up: nothing more asked
   assert.equal(client.lastMessageId('r'), '01H000000000000000000000A3');
-  // get_history's pages (older, with before) never page on by themselves
-  client.getHistory('r', '01H000000000000000000000A1');
-  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: true });
-  assert.deepEqual(last().frames().slice(3).map((f) => f.type), ['get_history']);
+  // a join answer whose page does not move past its since (a misbehaving server) ends the catch-up
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A3')], true));
+  assert.deepEqual(last().frames().filter((f) => f.type === 'join_room').length, 1); // (the unacknowledged 'back' goes again too)
+});
+
+test('rejoinOverlapMs must be a whole number of milliseconds', () => {
+  for (const bad of [1.5, -1, '30000', NaN]) {
+    assert.throws(() => setup({ client: { rejoinOverlapMs: bad } }), (e) => e.code === 'invalid_options', String(bad));
+  }
 });
 
 test('rooms joined while disconnected are joined on open; left rooms are not', async () => {

@@ -220,9 +220,11 @@ test('useRoom: joins, merges history and live messages without duplicates, parti
   assert.deepEqual(last().frames()[0], { type: 'join_room', data: { roomId: 'lobby', since: '01C' } });
   await act(() => {
     last().receive('participants_list', { roomId: 'lobby', participants: [{ userId: 'alice', name: 'Alice' }] });
-    last().receive('chat_history', { roomId: 'lobby', messages: [M('01D', 'while away')], hasMore: false });
+    // the rejoin's page starts before what is held (the client's overlap) and says nothing of older messages
+    last().receive('chat_history', { roomId: 'lobby', messages: [M('01A', 'a'), M('01D', 'while away')], hasMore: false, unreadCount: 1, unreadCapped: false });
   });
   assert.deepEqual(room.messages.map((m) => m.message), ['a', 'b', 'c', 'while away']);
+  assert.equal(room.hasMore, true, 'older messages are still there to load');
   assert.deepEqual(room.participants.map((p) => p.userId), ['alice']);
 
   await act(() => last().receive('user_left', { roomId: 'lobby', userId: 'alice', timestamp: 't' }));
