@@ -129,6 +129,8 @@ class TlsOrPlainSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
+        if hasattr(socket, "TCP_DEFER_ACCEPT"):  # Linux: accept once the client's first bytes are in (see `_serve`)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, int(FIRST_BYTE_TIMEOUT_S))
         self._sock.listen(self._backlog)
         self._sock.setblocking(False)
         self._accepting = asyncio.create_task(self._accept())
@@ -166,10 +168,20 @@ class TlsOrPlainSite(web.BaseSite):
             task.add_done_callback(self._pending.discard)
 
     async def _serve(self, conn: socket.socket) -> None:
+        """Serve one accepted connection, with TLS if its first byte opens a TLS handshake.
+
+        Why the first look is synchronous: on Linux the listening socket defers each accept until the
+        client's first bytes have arrived (`TCP_DEFER_ACCEPT`; an HTTP or TLS client speaks first), so
+        the byte is there and the connection is served in the turn it was accepted, with no timeout
+        to arm, no future and no reader to register and remove. Elsewhere, or for a client slower
+        than the deferral, the byte is awaited for up to FIRST_BYTE_TIMEOUT_S as before."""
         loop = asyncio.get_running_loop()
         conn.setblocking(False)
         try:
-            first = await asyncio.wait_for(_peek_byte(loop, conn), FIRST_BYTE_TIMEOUT_S)
+            try:
+                first = conn.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                first = await asyncio.wait_for(_peek_byte(loop, conn), FIRST_BYTE_TIMEOUT_S)
             if not first:
                 conn.close()
                 return
