@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import errno
 import ipaddress
 import shutil
 import socket
@@ -33,6 +34,8 @@ __all__ = ["LocalTls", "TlsOrPlainSite"]
 
 TLS_HANDSHAKE_BYTE = 0x16
 FIRST_BYTE_TIMEOUT_S = 10.0
+ACCEPT_PAUSE_S = 1.0  # how long the site stops accepting when the process is out of file descriptors
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 CERT_VALIDITY = datetime.timedelta(days=7)
 
 
@@ -114,13 +117,14 @@ class _ListeningSocket:
 class TlsOrPlainSite(web.BaseSite):
     """An aiohttp site on a bound socket that serves TLS and plain connections on the same port."""
 
-    __slots__ = ("_sock", "_accepting", "_pending")
+    __slots__ = ("_sock", "_accepting", "_pending", "_resume")
 
     def __init__(self, runner: web.BaseRunner, sock: socket.socket, ssl_context: ssl.SSLContext):
         super().__init__(runner, ssl_context=ssl_context)
         self._sock = sock
-        self._accepting: asyncio.Task[None] | None = None
+        self._accepting: asyncio.AbstractEventLoop | None = None  # the loop watching the socket, while it does
         self._pending: set[asyncio.Task[None]] = set()
+        self._resume: asyncio.TimerHandle | None = None  # accepting again after running out of file descriptors
 
     @property
     def name(self) -> str:
@@ -133,33 +137,54 @@ class TlsOrPlainSite(web.BaseSite):
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, int(FIRST_BYTE_TIMEOUT_S))
         self._sock.listen(self._backlog)
         self._sock.setblocking(False)
-        self._accepting = asyncio.create_task(self._accept())
+        self._watch(asyncio.get_running_loop())
         self._server = _ListeningSocket(self)  # type: ignore[assignment]
 
-    def close(self) -> None:
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._resume = None
+        self._accepting = loop
+        loop.add_reader(self._sock.fileno(), self._accept_queued, loop)
+
+    def _unwatch(self) -> None:
         if self._accepting is not None:
-            self._accepting.cancel()
+            self._accepting.remove_reader(self._sock.fileno())
+            self._accepting = None
+
+    def close(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self._sock.fileno() >= 0:
+            self._unwatch()
         for task in list(self._pending):
             task.cancel()
         self._sock.close()
 
-    async def _accept(self) -> None:
-        """Accept connections; those already queued behind the one awaited are taken in the same turn
-        (as asyncio's own servers do), and each starts being served at once: a burst of handshakes costs
-        one wake-up, not one event-loop turn and two epoll registrations per connection."""
-        loop = asyncio.get_running_loop()
-        while True:
+    def _accept_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The listening socket is readable: accept every connection queued (up to the backlog) in this turn,
+        each served at once, as asyncio's own servers do.
+
+        Why a reader that stays registered, not `sock_accept` in a loop: each `sock_accept` registered the
+        socket with epoll, made a future and unregistered it again, and woke a task a turn later; in a
+        handshake storm most wake-ups find one or two connections, so that was paid nearly per connection.
+        Out of file descriptors (or buffers), the site stops accepting for a second and reports it, as
+        asyncio's servers do, instead of spinning on a socket that stays readable."""
+        for _ in range(self._backlog):
             try:
-                conn, _ = await loop.sock_accept(self._sock)
-            except OSError:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # none waiting, or one the client gave up: the next readiness brings the rest
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES or self._accepting is not loop:
+                    raise
+                loop.call_exception_handler({
+                    "message": f"{self.name}: cannot accept a connection ({exc}); accepting again in {ACCEPT_PAUSE_S:g} s",
+                    "exception": exc,
+                })
+                self._unwatch()
+                self._resume = loop.call_later(ACCEPT_PAUSE_S, self._watch, loop)
                 return
             self._start_serving(loop, conn)
-            for _ in range(self._backlog):
-                try:
-                    conn, _ = self._sock.accept()
-                except OSError:  # none waiting (BlockingIOError), or an error the next await reports
-                    break
-                self._start_serving(loop, conn)
 
     def _start_serving(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
         task = asyncio.Task(self._serve(conn), loop=loop, eager_start=True)
