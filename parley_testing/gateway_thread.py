@@ -40,6 +40,9 @@ class ListConsole(Console):
     def line(self, text: str) -> None:
         self.lines.append(text)
 
+    def log_lines(self, prefix: str, text: str) -> None:
+        self.lines.extend(prefix + line for line in text.split("\n"))
+
     def text(self) -> str:
         return "\n".join(self.lines)
 

@@ -25,11 +25,18 @@ class Console:
         self._flush_scheduled = False
 
     def line(self, text: str) -> None:
+        self._write(text + "\n")
+
+    def log_lines(self, prefix: str, text: str) -> None:
+        """Each line of `text` (lines joined by newlines, no newline at its end) behind `prefix`, in one write."""
+        self._write(prefix + text.replace("\n", "\n" + prefix) + "\n")
+
+    def _write(self, text: str) -> None:
         if self.quiet:
             return
         out = self.stream or sys.stdout
         try:
-            out.write(text + "\n")
+            out.write(text)
         except (ValueError, OSError):  # stream closed during shutdown
             return
         if self._flush_scheduled:
@@ -61,16 +68,19 @@ class Console:
 
         Why not a `readline` and a `line` per log line: a handshake storm's `$connect` logs a line per
         connection, and whatever the pipe holds when the loop gets to it is read and split in one go,
-        its lines written in order in the turn it arrives (and flushed together at its end). A line
+        its lines written in order, in one write, in the turn it arrives (and flushed together at its end). A line
         without its newline waits for the rest; one longer than `line_limit` bytes ends the copy (as
         `readline` over such a line did)."""
         partial = b""
         try:
             while chunk := await log.read(_LOG_READ_BYTES):
-                lines = (partial + chunk).split(b"\n") if partial else chunk.split(b"\n")
-                partial = lines.pop()
-                for raw in lines:
-                    self.line(prefix + raw.decode("utf-8", "replace"))
+                if partial:
+                    chunk = partial + chunk
+                end = chunk.rfind(b"\n")
+                partial = chunk[end + 1:]
+                if end >= 0:
+                    # Decoded as one text: UTF-8 resynchronizes at every newline byte, so this is each line's own decoding.
+                    self.log_lines(prefix, chunk[:end].decode("utf-8", "replace"))
                 if len(partial) > line_limit:
                     return
         except (asyncio.CancelledError, ValueError):

@@ -182,18 +182,33 @@ async def test_a_log_line_over_the_limit_ends_the_copy():
     assert console.lines == ["ok"]
 
 
-def test_forwarded_log_lines_are_written_through_the_consoles_stream():
-    out = io.StringIO()
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_forwarded_log_lines_are_written_through_the_consoles_stream_one_write_per_read():
+    """A storm's `$connect` logs a line per connection: what one read brings is written at once, each line prefixed."""
+    out = _CountingStream()
     console = Console(stream=out)
 
     async def run() -> None:
         log = asyncio.StreamReader()
-        log.feed_data(b"a\nb\n")
+        log.feed_data(b"a\nb\xe2\x82")  # a line, then one cut inside a UTF-8 character
+        task = asyncio.create_task(console.forward(log, "[Fn] ", line_limit=100))
+        await _until(lambda: out.writes == 1)
+        log.feed_data(b"\xac\r\n\xff\n\nc\nd")
         log.feed_eof()
-        await console.forward(log, "[Fn] ", line_limit=100)
+        await asyncio.wait_for(task, 5)
 
     asyncio.run(run())
-    assert out.getvalue() == "[Fn] a\n[Fn] b\n"
+    assert out.getvalue() == "[Fn] a\n[Fn] b\u20ac\r\n[Fn] \ufffd\n[Fn] \n[Fn] c\n[Fn] d\n"
+    assert out.writes == 3  # one per read with whole lines in it, one for the last line without a newline
 
 
 def test_a_running_gateway_keeps_what_start_up_made_out_of_the_collectors_walks_until_it_stops(tmp_path: Any):
