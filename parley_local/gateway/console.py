@@ -14,9 +14,6 @@ import sys
 import time
 from typing import TextIO
 
-_LOG_READ_BYTES = 256 * 1024  # what one read of a function's log takes at most
-
-
 class Console:
     def __init__(self, stream: TextIO | None = None, quiet: bool = False, invocations: bool = True):
         self.stream = stream
@@ -63,27 +60,40 @@ class Console:
         cold = f"  (cold start, init {init_ms:.0f} ms)" if init_ms is not None else ""
         self.line(f"{time.strftime('%H:%M:%S')} {route:<14} {connection_id} {duration_ms:7.1f} ms  {status}{cold}")
 
-    async def forward(self, log: asyncio.StreamReader, prefix: str, line_limit: int) -> None:
-        """Copy a function's log (its environment's stderr) to the console live, each line behind `prefix`.
 
-        Why not a `readline` and a `line` per log line: a handshake storm's `$connect` logs a line per
-        connection, and whatever the pipe holds when the loop gets to it is read and split in one go,
-        its lines written in order, in one write, in the turn it arrives (and flushed together at its end). A line
-        without its newline waits for the rest; one longer than `line_limit` bytes ends the copy (as
-        `readline` over such a line did)."""
-        partial = b""
-        try:
-            while chunk := await log.read(_LOG_READ_BYTES):
-                if partial:
-                    chunk = partial + chunk
-                end = chunk.rfind(b"\n")
-                partial = chunk[end + 1:]
-                if end >= 0:
-                    # Decoded as one text: UTF-8 resynchronizes at every newline byte, so this is each line's own decoding.
-                    self.log_lines(prefix, chunk[:end].decode("utf-8", "replace"))
-                if len(partial) > line_limit:
-                    return
-        except (asyncio.CancelledError, ValueError):
+class LogCopy:
+    """Copies one function's log (its environment's stderr) to the console live, each line behind `prefix`.
+
+    Why fed chunk by chunk and not a `readline` and a `line` per log line: a handshake storm's
+    `$connect` logs a line per connection, and whatever the pipe holds when the loop gets to it is
+    split in one go, its lines written in order, in one write, in the turn it is read (and flushed
+    together at that turn's end). A line without its newline waits for the rest; one longer than
+    `line_limit` bytes ends the copy (what follows is dropped), as `readline` over such a line did."""
+
+    __slots__ = ("console", "prefix", "line_limit", "_partial", "ended")
+
+    def __init__(self, console: Console, prefix: str, line_limit: int):
+        self.console = console
+        self.prefix = prefix
+        self.line_limit = line_limit
+        self._partial = b""
+        self.ended = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.ended:
             return
-        if partial:  # the log's last line, without a newline
-            self.line(prefix + partial.decode("utf-8", "replace"))
+        if self._partial:
+            chunk = self._partial + chunk
+        end = chunk.rfind(b"\n")
+        self._partial = chunk[end + 1:]
+        if end >= 0:
+            # Decoded as one text: UTF-8 resynchronizes at every newline byte, so this is each line's own decoding.
+            self.console.log_lines(self.prefix, chunk[:end].decode("utf-8", "replace"))
+        if len(self._partial) > self.line_limit:
+            self._partial, self.ended = b"", True
+
+    def end(self) -> None:
+        """The log's end: its last line, if it had no newline, is written too."""
+        if self._partial and not self.ended:
+            self.console.line(self.prefix + self._partial.decode("utf-8", "replace"))
+        self._partial, self.ended = b"", True

@@ -53,7 +53,7 @@ from typing import Any, Awaitable, Callable
 
 from ..child_processes import stop_signals_blocked
 from ..local_aws.account import FAKE_CREDENTIALS, REGION
-from .console import Console
+from .console import Console, LogCopy
 from .ids import random_hex, uuid4_str
 from .template import FunctionSpec
 
@@ -402,6 +402,45 @@ async def _post_reply_pipe() -> _PostReplyPipe:
     return _PostReplyPipe(transport, child_end)
 
 
+class _LogReader(asyncio.Protocol):
+    """A worker's log pipe (its stderr), copied to the console in the loop turn each chunk is read.
+
+    Why not `stderr=PIPE` and a task reading it: asyncio's subprocess transport hands each chunk to a
+    StreamReader through `call_soon`, which wakes the reading task a turn later; in a handshake storm
+    `$connect` logs a line per connection, so that was two loop turns and a task step per connection."""
+
+    def __init__(self, copy: LogCopy) -> None:
+        self._copy = copy
+        self.closed = asyncio.get_running_loop().create_future()  # the pipe's end (the worker and its children are gone)
+
+    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        self._copy.feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._copy.end()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+@dataclass
+class _LogPipe:
+    protocol: _LogReader
+    transport: asyncio.ReadTransport
+    child_end: int
+
+
+async def _log_pipe(copy: LogCopy) -> _LogPipe:
+    """The pipe a worker's stderr goes down, read by a `_LogReader`."""
+    loop = asyncio.get_running_loop()
+    read_end, child_end = os.pipe()
+    try:
+        transport, protocol = await loop.connect_read_pipe(lambda: _LogReader(copy), os.fdopen(read_end, "rb", buffering=0))
+    except BaseException:
+        os.close(child_end)
+        raise
+    return _LogPipe(protocol, transport, child_end)
+
+
 @dataclass(slots=True)
 class _Running:
     """The invocation a worker runs: told its outcome by the reply reader, or by the worker's timeout watch."""
@@ -425,7 +464,8 @@ class Worker:
     once per timeout, not each a timer to push onto the loop's heap and cancel (~2 µs each)."""
 
     def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, replies: "_ReplyPipe", console: Console,
-                 on_post: PostHandler | None = None, generation: int = 0, post_replies: "_PostReplyPipe | None" = None):
+                 on_post: PostHandler | None = None, generation: int = 0, post_replies: "_PostReplyPipe | None" = None,
+                 log: _LogPipe | None = None):
         self.spec = spec
         self.proc = proc
         assert proc.stdin is not None
@@ -448,7 +488,7 @@ class Worker:
         self._exits: set[asyncio.Task[None]] = set()
         self._posts: set[asyncio.Task[None]] = set()
         self._post_replies: list[list[Any]] = []  # answered posts whose replies go out at the end of this loop turn
-        self._stderr_task = asyncio.create_task(self._forward_stderr())
+        self._log = log  # its stderr, copied to the console as it comes (None: not copied)
         replies.protocol.attach(self)
 
     @classmethod
@@ -470,7 +510,9 @@ class Worker:
             cfg["connections_url"] = env.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "")
         replies = await _reply_pipe()
         post_replies: _PostReplyPipe | None = None
+        log: _LogPipe | None = None
         try:
+            log = await _log_pipe(LogCopy(console, f"[{spec.logical_id}] ", PIPE_LIMIT))
             if on_post is not None:
                 post_replies = await _post_reply_pipe()
                 cfg["post_replies_fd"] = post_replies.child_end  # the same number in the child (pass_fds)
@@ -479,22 +521,23 @@ class Worker:
                     sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg),
                     stdin=asyncio.subprocess.PIPE,
                     stdout=replies.child_end,
-                    stderr=asyncio.subprocess.PIPE,
+                    stderr=log.child_end,
                     pass_fds=() if post_replies is None else (post_replies.child_end,),
-                    limit=PIPE_LIMIT,  # the stderr reader's line limit: a handler's long log line must not stop its log
                     env=env,
                     cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
                 )
         except BaseException:
-            replies.transport.close()
-            if post_replies is not None:
-                post_replies.transport.close()
+            for pipe in (replies, post_replies, log):
+                if pipe is not None:
+                    pipe.transport.close()
             raise
         finally:
             os.close(replies.child_end)  # the child's copy is the only one: its exit is our EOF
             if post_replies is not None:
                 os.close(post_replies.child_end)  # likewise: our closing the other end is the worker's EOF
-        worker = cls(spec, proc, replies, console, on_post, generation, post_replies)
+            if log is not None:
+                os.close(log.child_end)  # likewise: the log ends when the worker (and whatever inherited it) has gone
+        worker = cls(spec, proc, replies, console, on_post, generation, post_replies, log)
         try:
             assert worker._first_line is not None
             line = await asyncio.wait_for(worker._first_line, INIT_TIMEOUT_S)
@@ -514,10 +557,6 @@ class Worker:
                          "(each invocation gets this error until the code is fixed; the gateway keeps running)")
             worker.kill()
         return worker
-
-    async def _forward_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        await self.console.forward(self.proc.stderr, f"[{self.spec.logical_id}] ", PIPE_LIMIT)
 
     def begin(self, event: Any, request_id: str, timeout_s: float, done: Done) -> float | None:
         """Send one invocation; `done` gets its outcome when the reply is read. On timeout the worker is
@@ -688,10 +727,11 @@ class Worker:
                 await self.proc.wait()
         self._replies_transport.close()  # read to its EOF by now, unless the process never closed it
         self._stop_watch()
-        try:
-            await asyncio.wait_for(self._stderr_task, 1.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            self._stderr_task.cancel()
+        if self._log is not None:  # its last lines are copied before it counts as stopped
+            try:
+                await asyncio.wait_for(asyncio.shield(self._log.protocol.closed), 1.0)
+            except asyncio.TimeoutError:  # a process it started still holds the log open
+                self._log.transport.close()
 
 
 class FunctionPool:

@@ -3,7 +3,7 @@
 `front_door` (the gateway's one middleware): a request all three checks pass is handed the route
 handler's own coroutine; any other gets the size limits', `this_machine_only`'s or `other_services`'
 answer. `connection_info`: the single and multi views of repeated headers and query parameters.
-`Console.forward`: a function's log, read in chunks, comes out line by line, in order, live. And a
+`LogCopy`: a function's log, read in chunks, comes out line by line, in order, live. And a
 running gateway keeps start-up's objects out of the garbage collector's walks (`gc.freeze`).
 The gateway over real sockets covers the same paths end to end (test_gw_this_machine_only,
 test_third_party_templates' 414/431, test_gw_websocket's events and console).
@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from parley_local.gateway.console import Console
+from parley_local.gateway.console import Console, LogCopy
 from parley_local.gateway.events import ConnectionInfo, authorizer_event, aws_id, connect_event
 from parley_local.gateway.front_door import front_door
 from parley_local.gateway.handshake import connection_info
@@ -159,26 +159,25 @@ async def _until(predicate: Any) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_functions_log_comes_out_line_by_line_in_order_as_it_arrives():
-    log, console = asyncio.StreamReader(), ListConsole()
-    task = asyncio.create_task(console.forward(log, "[Fn] ", line_limit=1000))
-    log.feed_data(b'{"level":"INFO","n":1}\n{"level":"INFO","n":2}\npart')
-    await _until(lambda: len(console.lines) == 2)
-    assert console.lines == ['[Fn] {"level":"INFO","n":1}', '[Fn] {"level":"INFO","n":2}']  # live: before EOF
-    log.feed_data(b"ial line\r\n\xff bad utf-8\n\n")
-    await _until(lambda: len(console.lines) == 5)
+def test_a_functions_log_comes_out_line_by_line_in_order_as_it_arrives():
+    console = ListConsole()
+    copy = LogCopy(console, "[Fn] ", line_limit=1000)
+    copy.feed(b'{"level":"INFO","n":1}\n{"level":"INFO","n":2}\npart')
+    assert console.lines == ['[Fn] {"level":"INFO","n":1}', '[Fn] {"level":"INFO","n":2}']  # live: before the end
+    copy.feed(b"ial line\r\n\xff bad utf-8\n\n")
     assert console.lines[2:] == ["[Fn] partial line\r", "[Fn] \ufffd bad utf-8", "[Fn] "]
-    log.feed_data(b"last, without a newline")
-    log.feed_eof()
-    await asyncio.wait_for(task, 5)
+    copy.feed(b"last, without a newline")
+    copy.end()
     assert console.lines[5:] == ["[Fn] last, without a newline"]
 
 
-async def test_a_log_line_over_the_limit_ends_the_copy():
-    log, console = asyncio.StreamReader(), ListConsole()
-    log.feed_data(b"ok\n" + b"x" * 50)
-    log.feed_data(b"y" * 60)
-    await asyncio.wait_for(console.forward(log, "", line_limit=100), 5)
+def test_a_log_line_over_the_limit_ends_the_copy():
+    console = ListConsole()
+    copy = LogCopy(console, "", line_limit=100)
+    copy.feed(b"ok\n" + b"x" * 50)
+    copy.feed(b"y" * 60)
+    copy.feed(b"\nmore\n")
+    copy.end()
     assert console.lines == ["ok"]
 
 
@@ -192,21 +191,14 @@ class _CountingStream(io.StringIO):
         return super().write(text)
 
 
-def test_forwarded_log_lines_are_written_through_the_consoles_stream_one_write_per_read():
+def test_log_lines_are_written_through_the_consoles_stream_one_write_per_read():
     """A storm's `$connect` logs a line per connection: what one read brings is written at once, each line prefixed."""
     out = _CountingStream()
-    console = Console(stream=out)
-
-    async def run() -> None:
-        log = asyncio.StreamReader()
-        log.feed_data(b"a\nb\xe2\x82")  # a line, then one cut inside a UTF-8 character
-        task = asyncio.create_task(console.forward(log, "[Fn] ", line_limit=100))
-        await _until(lambda: out.writes == 1)
-        log.feed_data(b"\xac\r\n\xff\n\nc\nd")
-        log.feed_eof()
-        await asyncio.wait_for(task, 5)
-
-    asyncio.run(run())
+    copy = LogCopy(Console(stream=out), "[Fn] ", line_limit=100)
+    copy.feed(b"a\nb\xe2\x82")  # a line, then one cut inside a UTF-8 character
+    assert out.writes == 1
+    copy.feed(b"\xac\r\n\xff\n\nc\nd")
+    copy.end()
     assert out.getvalue() == "[Fn] a\n[Fn] b\u20ac\r\n[Fn] \ufffd\n[Fn] \n[Fn] c\n[Fn] d\n"
     assert out.writes == 3  # one per read with whole lines in it, one for the last line without a newline
 
