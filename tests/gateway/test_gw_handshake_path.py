@@ -4,7 +4,8 @@
 handler's own coroutine; any other gets the size limits', `this_machine_only`'s or `other_services`'
 answer. `connection_info`: the single and multi views of repeated headers and query parameters.
 `LogCopy`: a function's log, read in chunks, comes out line by line, in order, live. And a
-running gateway keeps start-up's objects out of the garbage collector's walks (`gc.freeze`).
+running gateway keeps start-up's objects out of the garbage collector's walks (`gc.freeze`) and
+collects its young generation less often.
 The gateway over real sockets covers the same paths end to end (test_gw_this_machine_only,
 test_third_party_templates' 414/431, test_gw_websocket's events and console).
 """
@@ -27,6 +28,7 @@ from parley_local.gateway.console import Console, LogCopy
 from parley_local.gateway.events import ConnectionInfo, authorizer_event, aws_id, connect_event
 from parley_local.gateway.front_door import front_door
 from parley_local.gateway.handshake import connection_info
+from parley_local.gateway.server import YOUNG_COLLECTION_EVERY
 from parley_local.gateway.this_machine_only import NOT_FROM_THIS_MACHINE, OPEN_ROUTES
 from parley_local.local_aws.other_services import OtherAwsServices
 from parley_testing.gateway_thread import SMALL_TEMPLATE, ListConsole, RunningGateway
@@ -204,9 +206,12 @@ def test_log_lines_are_written_through_the_consoles_stream_one_write_per_read():
 
 
 def test_a_running_gateway_keeps_what_start_up_made_out_of_the_collectors_walks_until_it_stops(tmp_path: Any):
+    before = gc.get_threshold()
     gateway = RunningGateway(SMALL_TEMPLATE, tmp_path, prewarm=False, stream_events=False, reload=False).start()
     try:
         assert gc.get_freeze_count() > 10_000  # modules, botocore's models, the template: frozen once serving
+        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *before[1:])  # young collections 10x rarer
     finally:
         gateway.stop()
     assert gc.get_freeze_count() == 0  # given back: what a stopped gateway leaves is collected as usual
+    assert gc.get_threshold() == before
