@@ -2,7 +2,8 @@
 
 Why: `TlsOrPlainSite` takes every connection already queued behind the one it was woken for in
 the same turn (a handshake storm costs one wake-up); none may be dropped or left unserved, and
-the TLS side of the same port must keep working.
+the TLS side of the same port must keep working. A process out of file descriptors pauses accepting
+and then serves again; a client slow to send its first byte is served all the same.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ async def _get(port: int, tls: ssl.SSLContext | None = None) -> bytes:
     return body
 
 
-async def test_a_burst_of_plain_connections_and_a_tls_one_are_all_served():
+async def _hello_site() -> tuple[web.AppRunner, TlsOrPlainSite, int, LocalTls]:
     async def hello(request: web.Request) -> web.Response:
         return web.Response(text="hi " + request.scheme)
 
@@ -35,10 +36,14 @@ async def test_a_burst_of_plain_connections_and_a_tls_one_are_all_served():
     await runner.setup()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     tls = LocalTls.create(["127.0.0.1"])
     site = TlsOrPlainSite(runner, sock, tls.server_context())
     await site.start()
+    return runner, site, sock.getsockname()[1], tls
+
+
+async def test_a_burst_of_plain_connections_and_a_tls_one_are_all_served():
+    runner, _site, port, tls = await _hello_site()
     try:
         # Queue 80 connections before the site's loop turn comes: they are accepted from the backlog together.
         raw = []
@@ -88,22 +93,6 @@ class _OutOfFdsOnce:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._sock, name)
-
-
-async def _hello_site() -> tuple[web.AppRunner, TlsOrPlainSite, int, LocalTls]:
-    async def hello(request: web.Request) -> web.Response:
-        return web.Response(text="hi " + request.scheme)
-
-    app = web.Application()
-    app.router.add_get("/hello", hello)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    tls = LocalTls.create(["127.0.0.1"])
-    site = TlsOrPlainSite(runner, sock, tls.server_context())
-    await site.start()
-    return runner, site, sock.getsockname()[1], tls
 
 
 async def test_out_of_file_descriptors_pauses_accepting_then_serves_again():
