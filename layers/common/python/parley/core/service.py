@@ -302,16 +302,16 @@ class ChatService:
         page = self._store.newest_messages(request.roomId, request.limit, before=request.before)
         return p.history_frame(request.roomId, [m.to_wire() for m in page.messages], page.has_more, keep_newest=True)
 
-    def _on_edit_message(self, request: p.EditMessageData, caller: Caller) -> Frame | None:
+    def _on_edit_message(self, request: p.EditMessageData, caller: Caller) -> None:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
         self._admit_change("chat", room, caller)
         result = self._store.edit_message(room, message_id, caller.user_id, request.message, self._timestamp())
         current = self._existing(result, room, message_id)
-        if not result.changed:
-            if current.user_id != caller.user_id:
-                raise _forbidden(room, Action.WRITE, "only its author can edit a message")
-            return p.frame("message_updated", _updated(current))  # the same text again: a retry, nothing to tell
+        if not result.changed and current.user_id != caller.user_id:
+            raise _forbidden(room, Action.WRITE, "only its author can edit a message")
+        # The same text again (a retry) changes nothing but tells the room again: the first attempt
+        # may have died after its write and before its fan-out (`_admit_change`).
         self._broadcast(self._audience(room), p.frame("message_updated", _updated(current)), room)
         return None
 
@@ -323,14 +323,20 @@ class ChatService:
         self._admit_change("chat", room, caller)
         author_only = None if Action.MODERATE in actions else caller.user_id
         result = self._store.delete_message(room, message_id, caller.user_id, self._timestamp(), author_id=author_only)
-        current = self._existing(result, room, message_id)
+        gone = result.message
+        if gone is not None and gone.deleted and not result.changed and (author_only is None or gone.user_id == caller.user_id):
+            # Deleted already (a retry): tell the room again, as for a message's or an edit's retry.
+            deleted = {"roomId": room, "messageId": message_id, "deletedBy": gone.deleted_by}
+            self._broadcast(self._audience(room), p.frame("message_deleted", deleted), room)
+            return None
+        self._existing(result, room, message_id)
         if not result.changed:
             raise _forbidden(room, Action.MODERATE, "deleting another user's message needs moderate")
         deleted = {"roomId": room, "messageId": message_id, "deletedBy": caller.user_id}
         self._broadcast(self._audience(room), p.frame("message_deleted", deleted), room)
         return None
 
-    def _on_react(self, request: p.ReactData, caller: Caller) -> Frame | None:
+    def _on_react(self, request: p.ReactData, caller: Caller) -> None:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
         self._admit_change("signals", room, caller)
@@ -344,13 +350,13 @@ class ChatService:
         })
         if not result.changed:
             reacted = caller.user_id in current.reactions.get(request.emoji, frozenset())
-            if reacted != request.remove:
-                return update  # already so: a retry, nothing to tell the room
-            raise ProtocolError(
-                ErrorCode.VALIDATION_ERROR,
-                f"Message {message_id} already has {MAX_DISTINCT_EMOJI} different reactions: react with one of those.",
-                details=[{"field": "emoji", "message": f"at most {MAX_DISTINCT_EMOJI} different emoji per message"}],
-            )
+            if reacted == request.remove:
+                raise ProtocolError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"Message {message_id} already has {MAX_DISTINCT_EMOJI} different reactions: react with one of those.",
+                    details=[{"field": "emoji", "message": f"at most {MAX_DISTINCT_EMOJI} different emoji per message"}],
+                )
+            # Already so (a retry): the room is told again, as for an edit's retry.
         self._broadcast(self._audience(room), update, room)
         return None
 
