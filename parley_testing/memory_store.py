@@ -207,6 +207,20 @@ class MemoryChatStore:
         return ChatMessage(message.room_id, original["messageId"], original["userId"], original["name"],
                            original["message"], original["timestamp"], message.client_message_id)
 
+    def move_claim(self, claimed: ChatMessage, to: ChatMessage) -> ChatMessage | None:
+        self._count("move_claim")
+        assert claimed.client_message_id is not None
+        row = self.idempotency[keys.idempotency_key(claimed.user_id, claimed.room_id, claimed.client_message_id)]
+        if row["messageId"] != claimed.message_id:
+            return ChatMessage(claimed.room_id, row["messageId"], row["userId"], row["name"], row["message"], row["timestamp"],
+                               claimed.client_message_id)
+        row.update(messageId=to.message_id, timestamp=to.timestamp)
+        return None
+
+    def is_stored(self, room_id: str, message_id: str) -> bool:
+        self._count("is_stored")
+        return (room_id, message_id) in self.messages
+
     @staticmethod
     def _message_of(row: Row) -> ChatMessage:
         return ChatMessage(

@@ -12,6 +12,9 @@ from typing import Any, Callable
 
 import pytest
 
+from parley.core.ids import iso_at, ulid_at
+from parley.core.model import ChatMessage
+from parley.core.service import ABANDONED_CLAIM_MS
 from parley_testing.chat_world import Client, MemoryChatWorld
 
 
@@ -68,3 +71,43 @@ def test_a_change_made_while_someone_joins_reaches_them(world: MemoryChatWorld, 
     (before,) = _history(bob)
     assert before["message"] == "original" and "reactions" not in before  # the join read the history before the change
     assert frame_type in bob.types()  # so the change must come live
+
+
+def _claimed_by_an_attempt_that_died(world: MemoryChatWorld, user: Client, room: str, cmid: str, age_ms: int) -> ChatMessage:
+    """What an attempt `age_ms` ago left when it died between claiming `cmid` and storing its message."""
+    minted = world.clock() - age_ms
+    first = ChatMessage(room, ulid_at(minted), user.user_id, user.name, "first attempt", iso_at(minted), cmid)
+    assert world.store.claim_client_message_id(first) is None
+    return first
+
+
+def test_a_retry_long_after_an_attempt_that_died_unstored_gets_an_id_of_its_own_time(world: MemoryChatWorld):
+    """A retry later than ABANDONED_CLAIM_MS is stored under an id minted now, so it sorts after what
+    the room saw meanwhile (where a client's rejoin, 30 s before the newest it saw, looks); it keeps
+    the first attempt's text, and the claim follows it."""
+    alice, bob = world.connect("alice"), world.connect("bob")
+    for c in (alice, bob):
+        c.send("join_room", {"roomId": "r"})
+        c.take()
+    first = _claimed_by_an_attempt_that_died(world, alice, "r", "late-1", ABANDONED_CLAIM_MS + 90_000)
+    meanwhile = bob.send("chat_message", {"roomId": "r", "message": "meanwhile"})
+    assert meanwhile is not None
+    alice.take(), bob.take()
+    retry = alice.send("chat_message", {"roomId": "r", "message": "edited since", "clientMessageId": "late-1"})
+    assert retry is not None and retry["type"] == "chat_update"
+    [late] = [f["data"] for f in bob.take() if f["type"] == "message_received"]
+    assert late["message"] == first.text and late["messageId"] > meanwhile["data"]["messageId"] > first.message_id
+    assert [m.message_id for m in world.store.messages_since("r", meanwhile["data"]["messageId"], 10).messages] == [late["messageId"]]
+    again = alice.send("chat_message", {"roomId": "r", "message": "late", "clientMessageId": "late-1"})
+    assert again == {"type": "message_received", "data": late}  # the claim follows the stored message
+
+
+def test_a_retry_soon_after_an_attempt_that_died_unstored_keeps_its_id(world: MemoryChatWorld):
+    """Within ABANDONED_CLAIM_MS the first attempt may still be running: the original id is kept."""
+    alice = world.connect("alice")
+    alice.send("join_room", {"roomId": "r"})
+    alice.take()
+    first = _claimed_by_an_attempt_that_died(world, alice, "r", "soon-1", 5_000)
+    alice.send("chat_message", {"roomId": "r", "message": "soon", "clientMessageId": "soon-1"})
+    [stored] = [f["data"] for f in alice.take() if f["type"] == "message_received"]
+    assert stored["messageId"] == first.message_id

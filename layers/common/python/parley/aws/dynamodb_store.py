@@ -452,6 +452,27 @@ class DynamoChatStore:
         original = IdempotencyRecord.get(record.key, consistent_read=True)
         return _message_of_record(original, message.room_id, message.client_message_id)
 
+    def move_claim(self, claimed: ChatMessage, to: ChatMessage) -> ChatMessage | None:
+        """One conditional UpdateItem; when refused (another retry moved it first), the record read again."""
+        assert claimed.client_message_id is not None
+        record = IdempotencyRecord(idempotency_key(claimed.user_id, claimed.room_id, claimed.client_message_id))
+        try:
+            record.update(actions=[IdempotencyRecord.message_id.set(to.message_id), IdempotencyRecord.timestamp.set(to.timestamp)],
+                          condition=IdempotencyRecord.message_id == claimed.message_id)
+        except UpdateError as error:
+            if not _is_condition_failure(error):
+                raise
+            return _message_of_record(IdempotencyRecord.get(record.key, consistent_read=True),
+                                      claimed.room_id, claimed.client_message_id)
+        return None
+
+    def is_stored(self, room_id: str, message_id: str) -> bool:
+        try:
+            StoredMessage.get(room_id, message_id, consistent_read=True, attributes_to_get=["messageId"])
+        except DoesNotExist:
+            return False
+        return True
+
     def newest_messages(self, room_id: str, limit: int, before: str | None = None, *, consistent: bool = False) -> HistoryPage:
         condition = StoredMessage.message_id < before if before else None
         rows = list(StoredMessage.query(room_id, condition, scan_index_forward=False, limit=limit + 1, page_size=limit + 1,

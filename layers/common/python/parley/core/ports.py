@@ -100,6 +100,15 @@ class ChatStore(Protocol):
         """Record `message` as the one for its clientMessageId; return the earlier one if there is one."""
         ...
 
+    def move_claim(self, claimed: ChatMessage, to: ChatMessage) -> ChatMessage | None:
+        """Point `claimed`'s clientMessageId at `to` (its id and timestamp), only while it still points
+        at `claimed`: None when moved, else the message it points at now."""
+        ...
+
+    def is_stored(self, room_id: str, message_id: str) -> bool:
+        """Whether the message is in the room's history (strongly consistent)."""
+        ...
+
     def newest_messages(self, room_id: str, limit: int, before: str | None = None, *, consistent: bool = False) -> HistoryPage:
         """`consistent` for a join's page, which must hold every change whose audience was read before
         the join's membership was written; `get_history` reads eventually."""

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from bisect import bisect_left
+from dataclasses import replace
 from typing import Any, Iterable
 
 from . import protocol as p
@@ -38,6 +39,9 @@ MAX_GONE_PER_REQUEST = 200
 GONE_READ_FROM = 4
 # A read cursor may not point this far into the future (ULIDs carry their mint time).
 READ_CURSOR_CLOCK_SKEW_MS = 60_000
+# A claimed clientMessageId whose message is older than this and not stored belongs to an attempt
+# that died: no attempt outlives the functions' Timeout (28 s) or API Gateway's 29 s.
+ABANDONED_CLAIM_MS = 30_000
 DEFAULT_ROUTE = "$default"
 # participants_list and get_participants pages hold at most this many participants.
 PARTICIPANTS_PAGE = 100
@@ -246,6 +250,8 @@ class ChatService:
             room, new_ulid(now), caller.user_id, caller.name, request.message, iso_at(now), request.clientMessageId
         )
         original = self._store.claim_client_message_id(message) if message.client_message_id else None
+        if original is not None and now - ulid_time_ms(original.message_id) > ABANDONED_CLAIM_MS:
+            original, message = self._reclaim(original, message)
         if original is None:
             self._store.put_message(message)
         elif self._store.put_message(original, only_if_new=True):
@@ -273,6 +279,21 @@ class ChatService:
         delivered_to = len(result.delivered - {caller.connection_id})
         reply = {"roomId": room, "messageId": message.message_id, "status": "delivered", "deliveredTo": delivered_to}
         return p.frame("chat_update", reply)
+
+    def _reclaim(self, original: ChatMessage, retry: ChatMessage) -> tuple[ChatMessage | None, ChatMessage]:
+        """A retry of a message whose first attempt claimed its clientMessageId long ago. When that
+        attempt died before storing it, this one moves the claim to the original text under the id
+        and timestamp minted now, and returns (None, that message) to be stored as new; else
+        (the message the claim stands for, `retry`).
+
+        Why a new id: a message stored now under an id minted long ago would sort behind what the
+        room has seen since, where a client's rejoin (`since` 30 s before the newest it saw) never
+        looks. Within ABANDONED_CLAIM_MS the first attempt may still be running, so the original id
+        and its conditional put stay (`_on_chat_message`)."""
+        if self._store.is_stored(original.room_id, original.message_id):
+            return original, retry
+        fresh = replace(original, message_id=retry.message_id, timestamp=retry.timestamp)
+        return self._store.move_claim(original, fresh), fresh
 
     def _on_typing(self, request: p.TypingData, caller: Caller) -> None:
         self._check_access(caller, request.roomId, Action.WRITE)
