@@ -238,7 +238,6 @@ class DynamoChatStore:
         """The counter's UpdateItem on a pool thread while this one Queries the room: a room action
         waits for the slower of the two round trips, not their sum (the handler waits, it does not
         compute: this is most of a small room's duration, and so of its Lambda bill)."""
-        _client(Membership)  # built here, before a pool thread shares it
         return self._with_count(charge, lambda: self.room_members_page(room_id, after=None, limit=limit))
 
     def membership_and_count(self, room_id: str, connection_id: str, charge: RequestCharge) -> tuple[bool, int]:
@@ -246,7 +245,8 @@ class DynamoChatStore:
         return self._with_count(charge, lambda: self.is_member(room_id, connection_id))
 
     def _with_count(self, charge: RequestCharge, read: Callable[[], T]) -> tuple[T, int]:
-        _client(RateCounter)
+        """`read` (of the memberships) here while the counter's UpdateItem runs on a pool thread."""
+        _client(RateCounter), _client(Membership)  # built here, so the two threads never build one at once
         hits = self._reads().submit(self.count_request, charge.kind, charge.user_id, charge.window, charge.keep_seconds, charge.hits)
         try:
             result = read()

@@ -13,7 +13,7 @@ import logging
 import time
 from bisect import bisect_left
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from . import protocol as p
 from .ids import iso_at, new_ulid, ulid_time_ms
@@ -29,6 +29,7 @@ from .reactions import MAX_DISTINCT_EMOJI
 from .room_list import MAX_LISTED_ROOMS, UNREAD_CAP, newest_first_page, unread_fields, unread_from_page
 
 Frame = dict[str, Any]
+T = TypeVar("T")
 # A connection a post found gone: (connection id, its user, the room the post was for, if any).
 GoneConnection = tuple[str, str | None, str | None]
 
@@ -414,14 +415,8 @@ class ChatService:
         membership check is then a GetItem of the caller's own membership (sent with the rate
         counter's write when there is one), the price of never losing a message to a joiner.
         """
-        limit = self._limits.limit_of(kind)
-        self._refuse_if_known_over(kind, limit, caller)
-        charge = self._charge(kind, caller)
-        if charge is None:
-            member = self._store.is_member(room, caller.connection_id)
-        else:
-            member, hits = self._store.membership_and_count(room, caller.connection_id, charge)
-            self._refuse_if_over(charge, hits, limit, caller)
+        member = self._charged(kind, caller, lambda: self._store.is_member(room, caller.connection_id),
+                               lambda charge: self._store.membership_and_count(room, caller.connection_id, charge))
         if not member:
             raise _not_a_member(room)
 
@@ -442,16 +437,24 @@ class ChatService:
         of waiting, not two); most frames need no write (`AllowanceLedger`).
         Over the allowance, `rate_limited` comes first; then `not_a_member`.
         """
+        page = self._charged(kind, caller, lambda: self._read_room(room),
+                             lambda charge: self._store.first_page_and_count(room, self.fanout_page_size, charge))
+        self._require_member(room, caller, page)
+        return page
+
+    def _charged(self, kind: str, caller: Caller, read: Callable[[], T],
+                 read_and_count: Callable[[RequestCharge], tuple[T, int]]) -> T:
+        """The allowance around a room action's first read: refused at once when this environment
+        already saw the user over; else `read`, or, when the ledger asks for a counter write,
+        `read_and_count` (the read and the UpdateItem sent together) and refused when over."""
         limit = self._limits.limit_of(kind)
         self._refuse_if_known_over(kind, limit, caller)
         charge = self._charge(kind, caller)
         if charge is None:
-            page = self._read_room(room)
-        else:
-            page, hits = self._store.first_page_and_count(room, self.fanout_page_size, charge)
-            self._refuse_if_over(charge, hits, limit, caller)
-        self._require_member(room, caller, page)
-        return page
+            return read()
+        result, hits = read_and_count(charge)
+        self._refuse_if_over(charge, hits, limit, caller)
+        return result
 
     def _check_access(self, caller: Caller, room: str, action: Action) -> frozenset[Action]:
         """Refuse an action the token does not grant, from the grants alone: no I/O, before anything else."""
