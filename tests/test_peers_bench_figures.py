@@ -82,3 +82,42 @@ def test_a_systems_output_is_counted_once_per_line_and_only_when_complete(peers_
         assert log.count(pattern) == 3
     assert [line.rstrip("\n") for line in log.read()][1] == '{"message":"connected"}'
     log.close()
+
+
+def test_rounds_alternate_which_mode_goes_first_and_run_the_peers_once(peers_bench):
+    order = peers_bench.run_order(["parley", "parley-quiet", "sls", "flask"], 3)
+    assert order == ["parley", "parley-quiet", "sls", "flask", "parley-quiet", "parley", "parley", "parley-quiet"]
+    assert peers_bench.run_order(["sls", "parley"], 2) == ["parley", "sls", "parley"]
+    assert peers_bench.run_order(["flask"], 0) == ["flask"]
+
+
+def _run(per_s: float, rtt: float = 0.5, joins: float = 10.0, fanout: float = 200.0) -> dict:
+    return {"rtt_p50_ms": rtt, "open": {"per_s": per_s}, "joins": {"last_ms": joins}, "fanout": {"last_ms": fanout}}
+
+
+def test_the_column_is_the_whole_run_with_the_median_handshake_rate(peers_bench):
+    runs = [_run(900, rtt=0.9), _run(1100, rtt=0.4), _run(1000, rtt=0.7)]
+    assert peers_bench.median_run(runs) is runs[2]
+    assert peers_bench.median_run(runs[:2]) is runs[0]  # an even count: the lower middle one
+
+
+def test_the_logs_cost_is_paired_by_round_and_judged_on_its_median(peers_bench):
+    # Round 1 the log costs 20% on the round trip, round 2 nothing, round 3 5%: median 5%, met.
+    logged = [_run(1000, rtt=0.6), _run(800, rtt=0.5), _run(950, rtt=0.42)]
+    quiet = [_run(1000, rtt=0.5), _run(1000, rtt=0.5), _run(950, rtt=0.4)]
+    d = {"systems": {"parley": logged[0], "parley-quiet": quiet[0]}, "rounds": {"parley": logged, "parley-quiet": quiet}}
+    costs = peers_bench.log_cost(d)
+    assert costs["round trip"] == pytest.approx([0.2, 0.0, 0.05])
+    assert costs["time per handshake"] == pytest.approx([0.0, 0.25, 0.0])  # 800/s against 1,000/s is 25% more time each
+    line = peers_bench.log_cost_line(d)
+    assert "median of 3 alternated rounds" in line and "round trip +5% (+0% to +20%)" in line and "**met**" in line
+    logged[2]["joins"]["last_ms"] = 12.0
+    logged[0]["joins"]["last_ms"] = 12.0  # two rounds of three 20% over: the median is over the goal
+    assert "**not met**" in peers_bench.log_cost_line(d)
+
+
+def test_one_run_of_each_is_judged_as_it_stands(peers_bench):
+    d = {"systems": {"parley": _run(1000, rtt=0.55), "parley-quiet": _run(1000, rtt=0.5)}}
+    line = peers_bench.log_cost_line(d)
+    assert "one run of each" in line and "round trip +10%" in line and "(" not in line.split("):", 1)[1]
+    assert peers_bench.rounds_line(d) == ""
