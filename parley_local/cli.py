@@ -124,7 +124,8 @@ def parley_extras_for(args: argparse.Namespace, template: Path) -> "ParleyExtras
     """Parley's additions as `parley dev`'s options ask: client files next to the template, and who gets dev tokens."""
     from .parley_extras import ParleyExtras
 
-    return ParleyExtras(template.resolve().parent / "client", tokens_for_other_machines=args.dev_tokens_for_other_machines)
+    return ParleyExtras(template.resolve().parent / "client", tokens_for_other_machines=args.dev_tokens_for_other_machines,
+                        host=args.host, allow_origins=_split(args.allow_origins))
 
 
 async def run_dev(args: argparse.Namespace) -> int:
@@ -145,7 +146,6 @@ async def run_dev(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
-    from . import parley_extras
     from .gateway.server import Gateway, GatewayConfig
 
     try:
@@ -160,9 +160,6 @@ async def run_dev(args: argparse.Namespace) -> int:
     try:
         _warn_undeclared(overrides, template)
         stack = load_stack(template, args.stack_name, overrides)
-        origins = parley_extras.local_origins(stack, overrides, args.host, _split(args.allow_origins))
-        if origins is not None:  # pages on this machine (any port) and the developer's own
-            stack = load_stack(template, args.stack_name, {**overrides, parley_extras.ORIGINS_PARAMETER: origins})
         stack.api  # noqa: B018 - fail early without a WebSocket API
     except TemplateError as exc:
         print(f"parley dev: {exc}", file=sys.stderr)

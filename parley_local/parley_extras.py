@@ -79,9 +79,18 @@ def _authorizer_claims(gateway: Gateway) -> tuple[str | None, str | None]:
 class ParleyExtras:
     """What `parley dev` serves and does beyond API Gateway (a `gateway.server.GatewayExtras`)."""
 
-    def __init__(self, client_dir: Path, tokens_for_other_machines: bool = False):
+    def __init__(self, client_dir: Path, tokens_for_other_machines: bool = False, host: str = "127.0.0.1",
+                 allow_origins: Sequence[str] = ()):
         self.client_dir = client_dir
         self.tokens_for_other_machines = tokens_for_other_machines  # `--dev-tokens-for-other-machines`
+        self.host = host  # `--host`: pages served from it are local pages too
+        self.allow_origins = tuple(allow_origins)  # `--allow-origins`
+
+    def template_overrides(self, stack: Stack, given: dict[str, str]) -> dict[str, str]:
+        """`given` plus the page origins for local work when the template declares `AllowedOrigins`
+        (`local_origins`): otherwise its deployed default would refuse the pages on this machine."""
+        origins = local_origins(stack, given, self.host, self.allow_origins)
+        return given if origins is None else {**given, ORIGINS_PARAMETER: origins}
 
     def before_serving(self, gateway: Gateway) -> None:
         """Write the dev secret into the local SSM under the template's `JwtSecretParameterName`, if it has one."""

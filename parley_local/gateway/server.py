@@ -86,8 +86,14 @@ class GatewayExtras(Protocol):
         """Extra HTTP routes on the gateway's port (added before the catch-all 403): pages and tokens for
         clients, served to other machines too, like the WebSocket endpoint (`this_machine_only`)."""
 
+    def template_overrides(self, stack: Stack, given: dict[str, str]) -> dict[str, str]:
+        """The parameter overrides to load `stack`'s template with, from the developer's `given` ones (e.g.
+        Parley's page origins for local work). Asked at start and again at every redeploy of the template, so
+        one that comes to declare such a parameter gets it without a restart."""
+
     def before_serving(self, gateway: "Gateway") -> None:
-        """Runs once local AWS is up and before the port accepts connections (e.g. seed a secret)."""
+        """Runs once local AWS is up and before the port accepts connections, and again after each redeploy
+        of the template (e.g. seed the secret the template names)."""
 
     def banner(self, gateway: "Gateway") -> list[str]:
         """Lines printed after the gateway's own banner."""
@@ -98,11 +104,12 @@ class Gateway:
 
     def __init__(self, stack: Stack, config: GatewayConfig | None = None, console: Console | None = None,
                  extras: GatewayExtras | None = None):
-        self.stack = stack
-        self.api = stack.api
         self.config = config or GatewayConfig()
         self.console = console or Console()
         self.extras = extras
+        self._given_overrides = dict(stack.overrides)  # the developer's; the extras' are worked out per template
+        self.stack = self._with_extras_overrides(stack)
+        self.api = self.stack.api
         self.selector = RouteSelector(self.api.selection_expression, self.api.routes.keys())
         self.connections: dict[str, Connection] = {}
         self.aws: LocalAws | None = None
@@ -283,11 +290,22 @@ class Gateway:
             self.console.line(f"Reloaded {', '.join(retired)} ({names} changed): open connections stay; "
                               "the next invocation cold-starts on the new code")
 
+    def _with_extras_overrides(self, stack: Stack) -> Stack:
+        """`stack` loaded again with the overrides the extras add for its template, if they add any."""
+        if self.extras is None:
+            return stack
+        wanted = self.extras.template_overrides(stack, self._given_overrides)
+        if wanted == stack.overrides:
+            return stack
+        return load_stack(stack.template_path, stack.stack_name, wanted)
+
+    def _load_template(self) -> Stack:
+        return self._with_extras_overrides(load_stack(self.stack.template_path, self.stack.stack_name, self._given_overrides))
+
     async def _redeploy_template(self) -> None:
         assert self.runtime is not None and self.aws is not None
-        overrides = self.stack.overrides
         try:
-            stack = await asyncio.to_thread(load_stack, self.stack.template_path, self.stack.stack_name, overrides)
+            stack = await asyncio.to_thread(self._load_template)
             api = stack.api
             if stack.tables:
                 await asyncio.to_thread(self.aws.create_tables, stack.tables)
@@ -305,6 +323,8 @@ class Gateway:
         if auth(api) != auth(self.api):
             routing.append("the authorizer")
         self.stack, self.api = stack, api
+        if self.extras is not None:
+            self.extras.before_serving(self)
         self.selector = RouteSelector(api.selection_expression, api.routes.keys())
         self._services = self._session_services()
         if self._code_watcher is not None:

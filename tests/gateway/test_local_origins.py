@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 import websockets
@@ -15,8 +16,11 @@ from websockets.exceptions import InvalidStatus
 
 from parley_local.tokens import make_token
 from parley_testing.dev_process import DevProcess
+from parley_testing.fixture_clients import request
+from parley_testing.gateway_thread import SMALL_TEMPLATE
 from parley_testing.ports import ipv6_loopback_available
 from parley_testing.template import load_template
+from parley_testing.waiting import wait_for
 
 
 def start(*extra: str) -> DevProcess:
@@ -99,3 +103,25 @@ async def test_with_host_ipv6_loopback_its_pages_origin_is_accepted(ipv6_dev: De
 def test_the_deployed_default_stays_a_strict_list():
     default = load_template()["Parameters"]["AllowedOrigins"]["Default"]
     assert default and "*" not in default
+
+
+async def test_a_template_that_comes_to_declare_allowed_origins_gets_the_local_ones(copy_stack: Callable[[Path], Path], tmp_path: Path):
+    """A redeploy works out the page origins as a start does: a template saved with `AllowedOrigins` while
+    `parley dev` runs gets the local ones (and `--allow-origins`), not its Default, which is a deployed
+    site's and would refuse every page on this machine until a restart."""
+    template = copy_stack(SMALL_TEMPLATE)
+    dev = DevProcess(["--template", str(template), "--port", "0", "--dynamodb", "moto", "--stack-name", f"redeclared{time.time_ns() % 10**6}",
+                      "--parameter-overrides", f"RecordDir={tmp_path / 'records'}", "--allow-origins", "http://app.test:8080"])
+    try:
+        dev.wait_ready(120)
+        template.write_text(template.read_text().replace(
+            "Parameters:\n", "Parameters:\n  AllowedOrigins:\n    Type: String\n    Default: https://chat.example.com\n").replace(
+            "      Handler: echo.handler\n",
+            "      Handler: echo.handler\n      Environment:\n        Variables:\n          FIXTURE_VALUE: !Ref AllowedOrigins\n"))
+        reloads = wait_for(lambda: [line for line in dev.lines if "Template reloaded" in line], 30, what="the reload line")
+        assert "changed EchoFunction" in reloads[0], dev.output()
+        async with websockets.connect(dev.ws_url, open_timeout=30) as ws:
+            env = (await request(ws, {"action": "echo"}))["env"]
+        assert env["FIXTURE_VALUE"] == "http://127.0.0.1:*,http://localhost:*,http://app.test:8080", env
+    finally:
+        dev.stop()
