@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine
@@ -34,7 +35,8 @@ from .template import StreamEventSource
 from .worker_pool import Invocation, LambdaRuntime
 
 POLL_INTERVAL_S = 0.25  # Lambda polls each shard about four times a second
-SHARD_REFRESH_S = 1.0  # how often the shard list is read again (shards split and close)
+SHARD_REFRESH_S = 1.0  # while no shard is open: how soon the stream's first shard is found
+SHARD_SAFETY_REFRESH_S = 15.0  # while one is open: new shards come as one closes, which reads the list at once
 LOCAL_MAX_RETRIES = 3  # bound for a mapping whose MaximumRetryAttempts is -1 (AWS: until the record expires)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)
 RESTART_DELAYS_S = (1.0, 2.0, 4.0, 8.0)  # a mapping that could not start is tried again after these, then on a redeploy
@@ -344,7 +346,7 @@ class StreamEventPoller:
 
     async def _read(self, mapping: _Mapping) -> list[dict[str, Any]]:
         """One pass over every open shard: its new records, as the event carries them (not yet filtered)."""
-        if time.monotonic() - mapping.refreshed_at >= SHARD_REFRESH_S:
+        if shard_list_due(mapping.iterators, time.monotonic() - mapping.refreshed_at):
             await self._refresh_shards(mapping, False)
         out: list[dict[str, Any]] = []
         for sid, iterator in list(mapping.iterators.items()):
@@ -358,6 +360,8 @@ class StreamEventPoller:
                 await self._reposition(mapping, sid)
                 continue
             mapping.iterators[sid] = page.get("NextShardIterator")
+            if mapping.iterators[sid] is None:  # the shard closed: its children are in the list now
+                mapping.refreshed_at = -math.inf
             if page.get("Records"):
                 mapping.last_read[sid] = page["Records"][-1]["dynamodb"]["SequenceNumber"]
             for raw in page.get("Records", []):
@@ -418,6 +422,19 @@ class StreamEventPoller:
                                                        "approximateInvokeCount": retries + 1}, "records": batch})
         self.console.line(f"!!! [{source.function}] stream batch of {len(batch)} record(s) FAILED after {retries + 1} attempts: "
                           "skipped here; on AWS it goes to the mapping's on-failure destination")
+
+
+def shard_list_due(iterators: dict[str, str | None], since_s: float) -> bool:
+    """Whether to read the stream's shard list again, `since_s` after the last read.
+
+    Why not every second: the list changes only when a shard closes (a split, or the stream's
+    roll-over of its shards), and a shard's closing is seen where its records are read (no next
+    iterator), which makes the next pass read the list (`since_s` is then infinite). Reading it once
+    a second was a fifth of an idle `parley dev`'s calls to its DynamoDB. Until a shard is open there
+    is nothing to see closing, so the list is read every `SHARD_REFRESH_S`; otherwise every
+    `SHARD_SAFETY_REFRESH_S`, in case a local DynamoDB adds a shard without closing one."""
+    has_open = any(iterator is not None for iterator in iterators.values())
+    return since_s >= (SHARD_SAFETY_REFRESH_S if has_open else SHARD_REFRESH_S)
 
 
 def _running_line(mapping: _Mapping) -> str:

@@ -95,3 +95,16 @@ def test_filter_patterns_match_as_lambda_and_unsupported_forms_are_refused():
     for unsupported in ('{"eventName": [{"anything-but": ["REMOVE"]}]}', '{"eventName": "INSERT"}', '["INSERT"]', "not json"):
         with pytest.raises(PatternRefused):
             compile_pattern(unsupported)
+
+
+def test_the_shard_list_is_read_again_when_a_shard_closes_not_every_second():
+    from parley_local.gateway.stream_events import SHARD_REFRESH_S, SHARD_SAFETY_REFRESH_S, shard_list_due
+
+    open_shard = {"shard-1": "iterator"}
+    assert not shard_list_due(open_shard, SHARD_REFRESH_S * 2)  # an open shard: the list is not read each second
+    assert shard_list_due(open_shard, SHARD_SAFETY_REFRESH_S)  # only as a safety net
+    assert shard_list_due(open_shard, float("inf"))  # a shard closed in the last pass (refreshed_at = -inf)
+    closed = {"shard-1": None}
+    assert not shard_list_due(closed, SHARD_REFRESH_S / 2)
+    assert shard_list_due(closed, SHARD_REFRESH_S)  # nothing open yet: look for a first shard every second
+    assert shard_list_due({}, SHARD_REFRESH_S)
