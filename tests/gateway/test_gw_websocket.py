@@ -270,8 +270,8 @@ async def test_max_connection_duration(small_gw: RunningGateway):
 async def test_slow_handler_blocks_nobody(gw: RunningGateway):
     a = await connect(gw)
     b = await connect(gw)
-    await my_id(a)  # one warm environment of each function, as when they were prewarmed: b's call needs a second one
-    await request(a, {"action": "slow", "sleep": 0.01})
+    await my_id(a)  # warm environments, so that the timing below is the calls', not a cold start's under load:
+    await asyncio.gather(request(a, {"action": "slow", "sleep": 0.3}), request(b, {"action": "slow", "sleep": 0.3}))  # two of slow
     await a.send(json.dumps({"action": "slow", "sleep": 0.8}))
     started = time.monotonic()
     assert (await request(b, {"action": "slow", "sleep": 0.01}))["route"] == "slow"  # same function, other worker
