@@ -125,7 +125,7 @@ def parley_extras_for(args: argparse.Namespace, template: Path) -> "ParleyExtras
     from .parley_extras import ParleyExtras
 
     return ParleyExtras(template.resolve().parent / "client", tokens_for_other_machines=args.dev_tokens_for_other_machines,
-                        host=args.host, allow_origins=_split(args.allow_origins))
+                        allow_origins=_split(args.allow_origins))
 
 
 async def run_dev(args: argparse.Namespace) -> int:
@@ -178,7 +178,11 @@ async def run_dev(args: argparse.Namespace) -> int:
         print("parley dev: --dynamodb-data is for DynamoDB Local: drop --dynamodb moto / --dynamodb-endpoint, or drop --dynamodb-data",
               file=sys.stderr)
         return 2
-    gateway = Gateway(stack, config, console, extras=parley_extras_for(args, template))
+    try:  # the extras' overrides (the page origins) may load the template again, and a Rule may refuse them
+        gateway = Gateway(stack, config, console, extras=parley_extras_for(args, template))
+    except TemplateError as exc:
+        print(f"parley dev: {exc}", file=sys.stderr)
+        return 2
     _raise_open_file_limit()
     if stop.is_set():
         return 0

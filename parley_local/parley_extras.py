@@ -14,14 +14,14 @@ conventions (the `JwtSecretParameterName` and `AllowedOrigins` template paramete
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Collection, Sequence
 
 from aiohttp import web
 
 from .gateway.addresses import ANY_INTERFACE, host_in_url, is_loopback
 from .gateway.server import Gateway
 from .gateway.this_machine_only import is_from_this_machine
-from .gateway.template import Stack
+from .local_aws.parameter_store import SsmError
 from .tokens import DEFAULT_TTL_S, dev_secret, make_token
 
 SECRET_PARAMETER = "JwtSecretParameterName"
@@ -44,7 +44,7 @@ TOKENS_THIS_MACHINE_ONLY = (f"parley dev gives dev tokens to this machine only. 
 _TOKEN_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
 
 
-def local_origins(stack: Stack, overrides: dict[str, str], host: str, extra: Sequence[str] = ()) -> str | None:
+def local_origins(declared: Collection[str], overrides: dict[str, str], host: str, extra: Sequence[str] = ()) -> str | None:
     """The Origin allow-list for local work, or None when the template has no `AllowedOrigins`.
 
     Built in: pages on any port of this machine (the gateway's own /ws-test, a Vite or webpack
@@ -53,7 +53,7 @@ def local_origins(stack: Stack, overrides: dict[str, str], host: str, extra: Seq
     (`--allow-origins`, `make dev ORIGINS=...`) is added to either. Deployed stacks keep the
     template's list.
     """
-    if ORIGINS_PARAMETER not in stack.parameters:
+    if ORIGINS_PARAMETER not in declared:
         return None
     if ORIGINS_PARAMETER in overrides:
         origins = [o.strip().rstrip("/") for o in overrides[ORIGINS_PARAMETER].split(",") if o.strip()]
@@ -79,17 +79,15 @@ def _authorizer_claims(gateway: Gateway) -> tuple[str | None, str | None]:
 class ParleyExtras:
     """What `parley dev` serves and does beyond API Gateway (a `gateway.server.GatewayExtras`)."""
 
-    def __init__(self, client_dir: Path, tokens_for_other_machines: bool = False, host: str = "127.0.0.1",
-                 allow_origins: Sequence[str] = ()):
+    def __init__(self, client_dir: Path, tokens_for_other_machines: bool = False, allow_origins: Sequence[str] = ()):
         self.client_dir = client_dir
         self.tokens_for_other_machines = tokens_for_other_machines  # `--dev-tokens-for-other-machines`
-        self.host = host  # `--host`: pages served from it are local pages too
         self.allow_origins = tuple(allow_origins)  # `--allow-origins`
 
-    def template_overrides(self, stack: Stack, given: dict[str, str]) -> dict[str, str]:
+    def template_overrides(self, declared: Collection[str], given: dict[str, str], host: str) -> dict[str, str]:
         """`given` plus the page origins for local work when the template declares `AllowedOrigins`
         (`local_origins`): otherwise its deployed default would refuse the pages on this machine."""
-        origins = local_origins(stack, given, self.host, self.allow_origins)
+        origins = local_origins(declared, given, host, self.allow_origins)
         return given if origins is None else {**given, ORIGINS_PARAMETER: origins}
 
     def before_serving(self, gateway: Gateway) -> None:
@@ -97,6 +95,21 @@ class ParleyExtras:
         name = gateway.stack.parameters.get(SECRET_PARAMETER)
         if name:
             gateway.parameter_store.put(str(name), dev_secret(), "SecureString", overwrite=True)
+
+    def after_redeploy(self, gateway: Gateway) -> list[str]:
+        """A template that comes to name a `JwtSecretParameterName` with no parameter yet gets the dev secret
+        there, as a start would; a parameter that is there already (one the developer put, or the start's)
+        is left as it is."""
+        name = gateway.stack.parameters.get(SECRET_PARAMETER)
+        if not name:
+            return []
+        try:
+            gateway.parameter_store.put(str(name), dev_secret(), "SecureString", overwrite=False)
+        except SsmError as exc:
+            if exc.code == "ParameterAlreadyExists":
+                return []
+            raise
+        return [f"JWT secret: SSM {name} <- $PARLEY_JWT_SECRET (dev default if unset), as {SECRET_PARAMETER} now names it"]
 
     def add_routes(self, app: web.Application, gateway: Gateway) -> None:
         for route, (filename, ctype) in CLIENT_FILES.items():

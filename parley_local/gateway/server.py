@@ -23,7 +23,7 @@ import gc
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Collection, Protocol
 
 from aiohttp import web
 
@@ -48,6 +48,7 @@ from .local_tls import LocalTls, TlsOrPlainSite
 from .routing import RouteSelector
 from .session import Session, SessionServices
 from .sweeper import sweep
+from .cfn import load_yaml
 from .template import Stack, TemplateError, load_stack
 from .this_machine_only import api_gateway_forbidden, open_to_the_network
 from .worker_pool import LambdaRuntime
@@ -86,14 +87,18 @@ class GatewayExtras(Protocol):
         """Extra HTTP routes on the gateway's port (added before the catch-all 403): pages and tokens for
         clients, served to other machines too, like the WebSocket endpoint (`this_machine_only`)."""
 
-    def template_overrides(self, stack: Stack, given: dict[str, str]) -> dict[str, str]:
-        """The parameter overrides to load `stack`'s template with, from the developer's `given` ones (e.g.
-        Parley's page origins for local work). Asked at start and again at every redeploy of the template, so
-        one that comes to declare such a parameter gets it without a restart."""
+    def template_overrides(self, declared: Collection[str], given: dict[str, str], host: str) -> dict[str, str]:
+        """The parameter overrides to load a template that declares the parameters `declared` with, from the
+        developer's `given` ones, for a gateway on `host` (e.g. Parley's page origins for local work). Asked
+        at start and again at every redeploy of the template, so one that comes to declare such a parameter
+        gets it without a restart."""
 
     def before_serving(self, gateway: "Gateway") -> None:
-        """Runs once local AWS is up and before the port accepts connections, and again after each redeploy
-        of the template (e.g. seed the secret the template names)."""
+        """Runs once local AWS is up and before the port accepts connections (e.g. seed a secret)."""
+
+    def after_redeploy(self, gateway: "Gateway") -> list[str]:
+        """Runs after a redeploy of the template has been applied (e.g. seed a secret a new parameter names,
+        never overwriting one the developer set); returns lines for the console."""
 
     def banner(self, gateway: "Gateway") -> list[str]:
         """Lines printed after the gateway's own banner."""
@@ -108,8 +113,11 @@ class Gateway:
         self.console = console or Console()
         self.extras = extras
         self._given_overrides = dict(stack.overrides)  # the developer's; the extras' are worked out per template
-        self.stack = self._with_extras_overrides(stack)
-        self.api = self.stack.api
+        wanted = self._extras_overrides(stack.template_path)
+        if wanted != stack.overrides:
+            stack = load_stack(stack.template_path, stack.stack_name, wanted)
+        self.stack = stack
+        self.api = stack.api
         self.selector = RouteSelector(self.api.selection_expression, self.api.routes.keys())
         self.connections: dict[str, Connection] = {}
         self.aws: LocalAws | None = None
@@ -290,17 +298,17 @@ class Gateway:
             self.console.line(f"Reloaded {', '.join(retired)} ({names} changed): open connections stay; "
                               "the next invocation cold-starts on the new code")
 
-    def _with_extras_overrides(self, stack: Stack) -> Stack:
-        """`stack` loaded again with the overrides the extras add for its template, if they add any."""
+    def _extras_overrides(self, template: Path) -> dict[str, str]:
+        """The developer's overrides plus the extras' for `template` (whose parameters are read from its
+        YAML, so the template is expanded once, with the overrides it is served with)."""
         if self.extras is None:
-            return stack
-        wanted = self.extras.template_overrides(stack, self._given_overrides)
-        if wanted == stack.overrides:
-            return stack
-        return load_stack(stack.template_path, stack.stack_name, wanted)
+            return self._given_overrides
+        declared = list(load_yaml(template).get("Parameters") or {})
+        return self.extras.template_overrides(declared, self._given_overrides, self.config.host)
 
     def _load_template(self) -> Stack:
-        return self._with_extras_overrides(load_stack(self.stack.template_path, self.stack.stack_name, self._given_overrides))
+        path = self.stack.template_path
+        return load_stack(path, self.stack.stack_name, self._extras_overrides(path))
 
     async def _redeploy_template(self) -> None:
         assert self.runtime is not None and self.aws is not None
@@ -323,8 +331,6 @@ class Gateway:
         if auth(api) != auth(self.api):
             routing.append("the authorizer")
         self.stack, self.api = stack, api
-        if self.extras is not None:
-            self.extras.before_serving(self)
         self.selector = RouteSelector(api.selection_expression, api.routes.keys())
         self._services = self._session_services()
         if self._code_watcher is not None:
@@ -335,6 +341,13 @@ class Gateway:
             + (f"; {' and '.join(routing)} changed: applies to new connections, open ones keep theirs" if routing else "")
             + overrides_now
         )
+        if self.extras is not None:
+            try:
+                lines = self.extras.after_redeploy(self)
+            except Exception as exc:  # noqa: BLE001 - the redeploy stands; say what the extras could not do
+                lines = [f"After the redeploy: {type(exc).__name__}: {exc}"]
+            for line in lines:
+                self.console.line(line)
 
     def _used_functions(self) -> set[str]:
         used: set[str] = set()

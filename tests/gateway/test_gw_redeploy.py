@@ -190,3 +190,23 @@ async def test_a_changed_parameter_default_applies_on_the_next_redeploy(live: Ru
         wait_for(lambda: len(lines_with(live, "Template reloaded")) == 2, 10, what="the second template line")
         assert (await echo(ws))["env"]["FIXTURE_VALUE"] == "two"
     assert live.gateway.stack.overrides == {"RecordDir": str(live.record_dir)}  # what was given, nothing resolved
+
+
+def test_a_template_that_comes_to_name_a_secret_gets_the_dev_one_and_a_secret_put_since_is_kept(live: RunningGateway, stack_dir: Path):
+    """After a redeploy the extras seed the dev JWT secret under a `JwtSecretParameterName` the template now
+    names, as a start would; one the developer put there since (PutParameter, Overwrite) survives every later
+    redeploy: tokens signed with it keep passing the authorizer."""
+    from parley_local.tokens import dev_secret
+
+    name = "/parley/redeployed/jwt-secret"
+    template = stack_dir / "template.yaml"
+    edit(template, "Parameters:\n", f"Parameters:\n  JwtSecretParameterName:\n    Type: String\n    Default: {name}\n")
+    wait_for(lambda: lines_with(live, "Template reloaded"), 30, what="the reload line")
+    wait_for(lambda: lines_with(live, f"JWT secret: SSM {name}"), 10, what="the seeding line")
+    store = live.gateway.parameter_store
+    assert live.call(lambda: store.get(name).value) == dev_secret()
+    live.call(lambda: store.put(name, "the developer's own secret", overwrite=True))
+    edit(template, f"Default: {name}\n", f"Default: {name}\n    Description: edited\n")
+    wait_for(lambda: len(lines_with(live, "Template reloaded")) == 2, 30, what="the second reload line")
+    assert live.call(lambda: store.get(name).value) == "the developer's own secret"
+    assert len(lines_with(live, "JWT secret: SSM")) == 1

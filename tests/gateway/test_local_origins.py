@@ -19,7 +19,7 @@ from parley_testing.dev_process import DevProcess
 from parley_testing.fixture_clients import request
 from parley_testing.gateway_thread import SMALL_TEMPLATE
 from parley_testing.ports import ipv6_loopback_available
-from parley_testing.template import load_template
+from parley_testing.template import ROOT, load_template
 from parley_testing.waiting import wait_for
 
 
@@ -125,3 +125,20 @@ async def test_a_template_that_comes_to_declare_allowed_origins_gets_the_local_o
         assert env["FIXTURE_VALUE"] == "http://127.0.0.1:*,http://localhost:*,http://app.test:8080", env
     finally:
         dev.stop()
+
+
+def test_a_rule_that_refuses_the_local_origins_stops_it_with_one_line(copy_stack: Callable[[Path], Path]):
+    """The page origins are filled in when the gateway is built; a template Rule that refuses them is the
+    same one-line error and status 2 as any other refused parameter, not a traceback."""
+    import subprocess
+    import sys
+
+    template = copy_stack(SMALL_TEMPLATE)
+    template.write_text(template.read_text().replace(
+        "Parameters:\n", "Parameters:\n  AllowedOrigins:\n    Type: String\n    Default: https://chat.example.com\n").replace(
+        "Resources:\n", "Rules:\n  HttpsOnly:\n    Assertions:\n      - Assert: !Equals [!Ref AllowedOrigins, https://chat.example.com]\n"
+                        "        AssertDescription: only the deployed site\n\nResources:\n", 1))
+    done = subprocess.run([sys.executable, "-m", "parley_local.cli", "dev", "--template", str(template), "--port", "0",
+                           "--dynamodb", "moto"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == ["parley dev: template.yaml: parameters refused by rule HttpsOnly: only the deployed site"]
