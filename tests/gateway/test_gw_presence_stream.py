@@ -108,3 +108,53 @@ def test_the_shard_list_is_read_again_when_a_shard_closes_not_every_second():
     assert not shard_list_due(closed, SHARD_REFRESH_S / 2)
     assert shard_list_due(closed, SHARD_REFRESH_S)  # nothing open yet: look for a first shard every second
     assert shard_list_due({}, SHARD_REFRESH_S)
+
+
+class _RollingStream:
+    """A stream of two open shards whose first closes after its second page and is followed by a child
+    shard, as DynamoDB Local's roll-over (every 4 h) does; what a mapping reads, call by call."""
+
+    def __init__(self) -> None:
+        self.rolled = False
+        self.describes = 0
+        self.pages = {"a-1": ([_raw("1")], "a-2"), "a-2": ([_raw("2")], None), "b-1": ([], "b-1"),
+                      "child-1": ([_raw("3")], "child-2"), "child-2": ([], "child-2")}
+
+    async def describe_stream(self, stream_arn: str, after: str | None = None) -> dict[str, Any]:
+        self.describes += 1
+        shards = [{"ShardId": "a", "SequenceNumberRange": {"StartingSequenceNumber": "1", **({"EndingSequenceNumber": "2"} if self.rolled else {})}},
+                  {"ShardId": "b", "SequenceNumberRange": {"StartingSequenceNumber": "1"}}]
+        if self.rolled:
+            shards.append({"ShardId": "child", "ParentShardId": "a", "SequenceNumberRange": {"StartingSequenceNumber": "3"}})
+        return {"Shards": shards}
+
+    async def get_shard_iterator(self, stream_arn: str, shard_id: str, kind: str, after: str | None = None) -> str:
+        return f"{shard_id}-1"
+
+    async def get_records(self, iterator: str, limit: int) -> dict[str, Any]:
+        records, following = self.pages[iterator]
+        if iterator == "a-2":
+            self.rolled = True  # the parent's last page: sealed, its child listed from now on
+        return {"Records": records, **({"NextShardIterator": following} if following else {})}
+
+
+def _raw(sequence: str) -> dict[str, Any]:
+    return {"eventID": sequence, "eventName": "INSERT", "dynamodb": {"SequenceNumber": sequence, "Keys": {"pk": {"S": sequence}}}}
+
+
+async def test_a_child_shard_is_read_on_the_pass_after_its_parent_closes():
+    """Another shard stays open, so only the parent's closing (no next iterator) makes the mapping read the
+    shard list before its 15 s safety refresh: the child's records come a pass later, not 15 s later."""
+    from parley_local.gateway.console import Console
+    from parley_local.gateway.stream_events import StreamEventPoller, _Mapping
+    from parley_local.gateway.template import StreamEventSource
+
+    stream = _RollingStream()
+    source = StreamEventSource("Mapping", "Fn", "Table", "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x", [],
+                               starting_position="TRIM_HORIZON")
+    mapping = _Mapping(source, "t", [], stream, stream_arn=source.stream_arn)  # type: ignore[arg-type]
+    poller = StreamEventPoller([], {}, "http://127.0.0.1:1", None, Console(quiet=True))  # type: ignore[arg-type]
+    await StreamEventPoller._refresh_shards(mapping, True)
+    read = [[r["dynamodb"]["SequenceNumber"] for r in await poller._read(mapping)] for _ in range(3)]
+    assert read == [["1"], ["2"], ["3"]]
+    assert stream.describes == 2  # at the start, and once after the parent closed
