@@ -175,13 +175,14 @@ class StreamEventPoller:
         where it had read to (nothing read is lost or delivered twice; records it holds are re-filtered), a removed
         one stops (after the batch it is delivering), a new one starts at its StartingPosition, and so does one that
         could not start before, changed or not. One console line (and one per mapping that cannot start)."""
-        if _with_tables(sources, table_names) == _with_tables(self.sources, self.table_names) and not self._unstarted:
+        moved = await self._moved_streams()
+        if _with_tables(sources, table_names) == _with_tables(self.sources, self.table_names) and not self._unstarted and not moved:
             return
         for task in self._restarts.values():  # before any await: this redeploy tries them now
             task.cancel()
         self._restarts.clear()
         unstarted, self._unstarted = self._unstarted, set()
-        kept, new = self._sort(sources, table_names, unstarted)
+        kept, new = self._sort(sources, table_names, unstarted | moved)
         removed = sorted(set(self._mappings) - {mapping.source.logical_id for mapping, _, _ in kept})
         for lid in removed:  # first, before any await: a removed mapping invokes nothing more
             self._mappings.pop(lid).stopped.set()
@@ -200,18 +201,35 @@ class StreamEventPoller:
         for mapping in started:
             self._run_mapping(mapping)
             lid = mapping.source.logical_id
-            how = "replaced" if lid in removed else "started" if lid in unstarted else "new"
+            how = ("restarted on the table's new stream" if lid in moved else "replaced" if lid in removed
+                   else "started" if lid in unstarted else "new")
             changes.append(f"{how} {lid} ({mapping.table} -> {mapping.source.function}, from {mapping.source.starting_position})")
         changes += [f"removed {lid} (stopped)" for lid in removed if lid not in self._mappings]
         changes += [f"removed {lid} (it had not started)" for lid in sorted(unstarted - {s.logical_id for s in sources})]
         if changes:
             self.console.line("DynamoDB stream mappings redeployed: " + "; ".join(changes))
 
+    async def _moved_streams(self) -> set[str]:
+        """Running mappings whose table now has another stream: the table was deleted and created again (by
+        this redeploy, which creates missing tables, or by hand), so the stream they read gets nothing more.
+        Like a mapping whose `StreamArn` changed, each starts afresh on the new stream."""
+        moved = set()
+        for lid, mapping in self._mappings.items():
+            try:
+                described = await asyncio.to_thread(
+                    aws_client("dynamodb", self.dynamodb_endpoint).describe_table, TableName=mapping.table)
+            except Exception:  # noqa: BLE001 - gone, or the local DynamoDB hiccuped: the template's view decides
+                continue
+            if described["Table"].get("LatestStreamArn", mapping.stream_arn) != mapping.stream_arn:
+                moved.add(lid)
+        return moved
+
     def _sort(self, sources: list[StreamEventSource], table_names: dict[str, str],
               unstarted: set[str]) -> tuple[list[_Update], list[StreamEventSource]]:
         """A new template's mappings: the running ones they update in place, and the ones to start afresh (new,
-        replaced, or in `unstarted`: not started yet for a reason that may have passed). One refused for good
-        (a filter form this emulator does not evaluate) and unchanged is neither: it was said then."""
+        replaced, or in `unstarted`: not started yet for a reason that may have passed, or reading a stream its
+        table no longer has). One refused for good (a filter form this emulator does not evaluate) and unchanged
+        is neither: it was said then."""
         before = dict(zip((s.logical_id for s in self.sources), _with_tables(self.sources, self.table_names)))
         kept: list[_Update] = []
         new: list[StreamEventSource] = []
@@ -219,7 +237,7 @@ class StreamEventPoller:
             running = self._mappings.get(source.logical_id)
             if running is None and before.get(source.logical_id) == (source, table) and source.logical_id not in unstarted:
                 continue
-            if running is None or not running.same_position(source, table):
+            if running is None or not running.same_position(source, table) or source.logical_id in unstarted:
                 new.append(source)
                 continue
             try:

@@ -305,3 +305,24 @@ async def test_a_mapping_the_local_dynamodb_refused_starts_once_it_answers(copy_
         await poller.stop()
         await runtime.close()
         await asyncio.to_thread(aws.stop)
+
+
+def test_a_table_created_again_is_read_on_its_new_stream(stream_gw: RunningGateway, stream_stack: Path):
+    """A table deleted while `parley dev` runs (to start its data afresh) is created again by the next
+    redeploy, with a stream of its own: the mappings on it start on that stream, as a mapping whose
+    StreamArn changed does on AWS, and its records are delivered (before, they read the old stream forever)."""
+    g = stream_gw
+    ddb = aws_client("dynamodb", g.gateway.aws.dynamodb_endpoint)
+    table = g.stack.tables[0].name
+    ddb.put_item(TableName=table, Item={"pk": {"S": "a#before"}})
+    wait_for(lambda: keys_of(g, "KeepFunction") == ["a#before"], 30, what="the first item through the mapping")
+    old_stream = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    ddb.delete_table(TableName=table)
+    template = stream_stack / "template.yaml"
+    template.write_text(template.read_text() + "\n# saved again\n")
+    line = wait_for(lambda: next((line for line in g.console.lines if "DynamoDB stream mappings redeployed" in line), None), 30,
+                    what="the mappings' redeploy line")
+    assert "restarted on the table's new stream" in line and "-> KeepFunction" in line, line
+    assert ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"] != old_stream
+    ddb.put_item(TableName=table, Item={"pk": {"S": "a#after"}})
+    wait_for(lambda: keys_of(g, "KeepFunction") == ["a#before", "a#after"], 30, what="the item written to the new table")
