@@ -32,6 +32,8 @@ export interface Message {
   name: string;
   message: string;
   timestamp: Timestamp;
+  /** Writes to the message so far: 1 when stored, +1 per edit, deletion or reaction change. Absent from a server before versions: read as 0 (`versionOf`). */
+  version?: number;
   clientMessageId?: ClientMessageId;
   /** Set once the author edited it. */
   editedAt?: Timestamp;
@@ -46,6 +48,7 @@ export interface Tombstone {
   userId: string;
   name: string;
   timestamp: Timestamp;
+  version?: number;
   deleted: true;
   deletedBy: string;
   deletedAt: Timestamp;
@@ -150,8 +153,9 @@ export interface ServerFrames {
   presence_update: { roomId: RoomId; joined: Participant[]; left: Participant[]; joinedCount: number; leftCount: number; count: number };
   typing_update: { roomId: RoomId; userId: string; isTyping: boolean };
   pong: { timestamp: Timestamp };
-  message_updated: { roomId: RoomId; messageId: MessageId; message: string; editedAt: Timestamp };
-  message_deleted: { roomId: RoomId; messageId: MessageId; deletedBy: string };
+  /** `version`: the message's after this change (see RoomMessages). */
+  message_updated: { roomId: RoomId; messageId: MessageId; message: string; editedAt: Timestamp; version?: number };
+  message_deleted: { roomId: RoomId; messageId: MessageId; deletedBy: string; version?: number };
   reaction_update: {
     roomId: RoomId;
     messageId: MessageId;
@@ -159,6 +163,7 @@ export interface ServerFrames {
     emoji: string;
     action: 'added' | 'removed';
     counts: Record<string, number>;
+    version?: number;
   };
   rooms_list: { rooms: RoomSummary[]; nextCursor: string | null };
   error: {
@@ -334,6 +339,32 @@ export declare class ParleyConnectionError extends ParleyError {
 // ---- the client ------------------------------------------------------------------
 
 export declare function decodeJwtPayload(token: string | null | undefined): Record<string, unknown> | null;
+
+/** A copy's or a change's `version`; 0 when absent (a server from before versions). */
+export declare function versionOf(m: { version?: number } | null | undefined): number;
+
+/** The frames that change one message. */
+export type MessageChangeType = 'message_updated' | 'message_deleted' | 'reaction_update';
+
+/**
+ * One room's messages, each kept at its newest version whatever order copies arrive in (PROTOCOL.md
+ * "Versions"): a change heard live during a join survives the older copy in the join's chat_history,
+ * and crossing reaction_updates keep the later change's counts. useRoom and /ws-test keep theirs in one.
+ */
+export declare class RoomMessages {
+  /** `pendingLimit`: changes to messages not held yet kept for when they arrive (default 200). */
+  constructor(options?: { pendingLimit?: number });
+  readonly size: number;
+  has(messageId: MessageId): boolean;
+  get(messageId: MessageId): HistoryMessage | undefined;
+  /** Oldest first. */
+  list(): HistoryMessage[];
+  clear(): void;
+  /** A `message_received` or `chat_history` entry; true when the message was not held before. */
+  put(message: HistoryMessage): boolean;
+  /** An edit, deletion or reaction; true when a held message changed (one not held yet is kept for later). */
+  change<T extends MessageChangeType>(type: T, data: ServerFrames[T]): boolean;
+}
 export declare function backoffDelay(attempt: number, backoff?: BackoffOptions, random?: () => number): number;
 
 export declare class ParleyClient {

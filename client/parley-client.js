@@ -8,6 +8,7 @@
 //   rooms.js       rooms to rejoin (with `since`) and message ids already seen
 //   outbox.js      queued frames and chat messages not yet seen back
 //   participants.js each joined room's participants and count, paged and kept up
+//   messages.js    one room's messages, each at its newest version (RoomMessages, exported)
 //   emitter.js     events, with listeners isolated from the loop
 // Give a `tokenProvider` (async () => token) to fetch a fresh token before
 // every attempt; `retryInitialConnect: true` opts into retrying the first
@@ -27,6 +28,7 @@ import { decodeJwtPayload } from './lib/token.js';
 export { PROTOCOL_VERSION, SERVER_TYPES, CLIENT_TYPES, CLIENT_EVENTS, ROOM_ID_RE, MAX_CLIENT_FRAME_BYTES, dmRoomId } from './lib/protocol.js';
 export { ParleyError, ParleyConnectionError } from './lib/errors.js';
 export { decodeJwtPayload } from './lib/token.js';
+export { RoomMessages, versionOf } from './lib/messages.js';
 export { backoffDelay } from './lib/backoff.js';
 
 // Frames that do not wait for a room's rejoin to be answered.

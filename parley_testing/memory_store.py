@@ -188,7 +188,8 @@ class MemoryChatStore:
         if only_if_new and key in self.messages:
             return False
         row = {"roomId": message.room_id, "messageId": message.message_id, "userId": message.user_id,
-               "name": message.name, "message": message.text, "timestamp": message.timestamp, "reactions": {}}
+               "name": message.name, "message": message.text, "timestamp": message.timestamp, "reactions": {},
+               "version": message.version}
         if message.client_message_id is not None:
             row["clientMessageId"] = message.client_message_id
         self.messages[key] = row
@@ -228,6 +229,7 @@ class MemoryChatStore:
             row.get("clientMessageId"), edited_at=row.get("editedAt"), deleted_by=row.get("deletedBy"),
             deleted_at=row.get("deletedAt"),
             reactions={emoji: frozenset(users) for emoji, users in row.get("reactions", {}).items()},
+            version=row.get("version", 0),  # an item stored before versions has none
         )
 
     def _room_messages(self, room_id: str) -> list[ChatMessage]:
@@ -242,12 +244,18 @@ class MemoryChatStore:
         row = self.messages.get((room_id, message_id))
         return ChangeResult(changed, self._message_of(row) if row is not None else None)
 
+    @staticmethod
+    def _bump(row: Row) -> None:
+        """`ADD version :one` of DynamoChatStore's change writes (an item without one counts from 0)."""
+        row["version"] = row.get("version", 0) + 1
+
     def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
         self._count("edit_message")
         row = self._changeable(room_id, message_id)
         if row is None or row["userId"] != author_id or row["message"] == text:
             return self._result(room_id, message_id, False)
         row.update(message=text, editedAt=edited_at)
+        self._bump(row)
         return self._result(room_id, message_id, True)
 
     def delete_message(
@@ -260,6 +268,7 @@ class MemoryChatStore:
         row.pop("message", None)
         row.pop("editedAt", None)
         row.update(deletedBy=deleted_by, deletedAt=deleted_at, reactions={})
+        self._bump(row)
         return self._result(room_id, message_id, True)
 
     def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int) -> ChangeResult:
@@ -276,6 +285,7 @@ class MemoryChatStore:
             reactions[emoji] = users
         else:
             del reactions[emoji]  # like DynamoDB: a set left empty is removed
+        self._bump(row)
         return self._result(room_id, message_id, True)
 
     # unread counts and the rooms list ------------------------------------------------------

@@ -123,7 +123,8 @@ class State:
         """UTF-8 bytes of the stored message as a Message object on the wire."""
         (row,) = [i for i in self._items("MessagesTable") if i["messageId"] == message_id]
         keys = ["messageId", "roomId", "userId", "name", "message", "timestamp", "clientMessageId"]
-        wire = {k: row[k] for k in keys if k in row}
+        wire: dict[str, Any] = {k: row[k] for k in keys if k in row}
+        wire["version"] = int(row.get("version", 0))
         return len(json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
     def fit(self, room: str, page: list[str], more: bool, keep_newest: bool,

@@ -194,9 +194,11 @@ def test_the_author_deletes_and_history_keeps_a_tombstone(world, chat):
     drain(ann, bob, mod)
     assert ann.send("delete_message", {"roomId": "lobby", "messageId": message_id}) is None
     for client in (ann, bob, mod):
-        assert client.take() == [{"type": "message_deleted", "data": {"roomId": "lobby", "messageId": message_id, "deletedBy": "ann"}}]
+        assert client.take() == [{"type": "message_deleted",
+                                  "data": {"roomId": "lobby", "messageId": message_id, "deletedBy": "ann", "version": 3}}]
     [tombstone] = bob.send("get_history", {"roomId": "lobby"})["data"]["messages"]
     assert tombstone["deleted"] is True and tombstone["deletedBy"] == "ann" and tombstone["userId"] == "ann"
+    assert tombstone["version"] == 3  # stored, reacted to, deleted
     assert "message" not in tombstone and "reactions" not in tombstone
     stored = [i for i in world.items("MessagesTable") if i["messageId"]["S"] == message_id]
     assert "message" not in stored[0]  # the text is gone from the table, not just hidden
@@ -239,13 +241,53 @@ def test_changes_to_a_message_of_another_room_or_none_are_refused(world, chat):
             assert data["details"] == [{"field": "messageId", "message": "no such message in this room"}]
 
 
+# ---- versions ----------------------------------------------------------------------------------
+def test_every_change_moves_the_version_once_and_a_retry_tells_the_current_one(world, chat):
+    """A client keeps the copy of a message with the higher version (PROTOCOL "Versions"): each
+    change that writes the message moves it by one, a retry that changes nothing leaves it."""
+    ann, bob, mod, message_id = chat
+    [stored] = ann.send("get_history", {"roomId": "lobby"})["data"]["messages"]
+    assert stored["version"] == 1
+
+    def version_heard(sender, type_name, data):
+        before = state(world)
+        sender.send(type_name, {"roomId": "lobby", "messageId": message_id, **data})
+        [heard] = bob.take()
+        drain(ann, mod)
+        return heard["data"]["version"], state(world) != before
+
+    steps = [("edit_message", {"message": "hello"}, ann), ("react", {"emoji": "👍"}, bob),
+             ("react", {"emoji": "👍", "remove": True}, bob), ("delete_message", {}, mod)]
+    for number, (type_name, data, sender) in enumerate(steps, start=2):
+        assert version_heard(sender, type_name, data) == (number, True), type_name
+        assert version_heard(sender, type_name, data) == (number, False), f"{type_name} retried"
+    [tombstone] = bob.send("get_history", {"roomId": "lobby"})["data"]["messages"]
+    assert tombstone["version"] == 5 and tombstone["deleted"] is True
+    assert ann.send("get_rooms")["data"]["rooms"][0]["lastMessage"]["version"] == 5
+
+
+def test_a_message_stored_before_versions_counts_from_0(world):
+    """Items written before versions existed have none: they read as 0, and their first change makes 1."""
+    ann = joined(world, "ann", "old")
+    [message_id] = put_messages(world, "old", 1)
+    drop_version(world, "old", message_id)
+    assert [i for i in world.items("MessagesTable") if i["messageId"]["S"] == message_id][0].get("version") is None
+    [old] = ann.send("get_history", {"roomId": "old"})["data"]["messages"]
+    assert old["version"] == 0
+    drain(ann)
+    ann.send("react", {"roomId": "old", "messageId": message_id, "emoji": "👍"})
+    [update] = ann.take()
+    assert update["type"] == "reaction_update" and update["data"]["version"] == 1
+
+
 # ---- reactions ---------------------------------------------------------------------------------
 def test_reactions_count_once_per_user_and_reach_the_room(world, chat):
     ann, bob, mod, message_id = chat
     bob.send("react", {"roomId": "lobby", "messageId": message_id, "emoji": "👍"})
     [update] = ann.take()
     assert update == {"type": "reaction_update", "data": {
-        "roomId": "lobby", "messageId": message_id, "userId": "bob", "emoji": "👍", "action": "added", "counts": {"👍": 1}}}
+        "roomId": "lobby", "messageId": message_id, "userId": "bob", "emoji": "👍", "action": "added", "counts": {"👍": 1},
+        "version": 2}}
     mod.send("react", {"roomId": "lobby", "messageId": message_id, "emoji": "👍"})
     assert ann.take()[0]["data"]["counts"] == {"👍": 2}
     drain(bob, mod)
@@ -256,7 +298,7 @@ def test_reactions_count_once_per_user_and_reach_the_room(world, chat):
     assert [f["data"]["counts"] for f in ann.take()] == [{"👍": 2}] and bob.take()[0]["data"]["counts"] == {"👍": 2}
     bob.send("react", {"roomId": "lobby", "messageId": message_id, "emoji": "👍", "remove": True})
     assert ann.take()[0]["data"] == {"roomId": "lobby", "messageId": message_id, "userId": "bob", "emoji": "👍",
-                                     "action": "removed", "counts": {"👍": 1}}
+                                     "action": "removed", "counts": {"👍": 1}, "version": 4}
     [message] = ann.send("get_history", {"roomId": "lobby"})["data"]["messages"]
     assert message["reactions"] == {"👍": 1}
 
@@ -298,6 +340,16 @@ def put_messages(world: ChatWorld, room: str, count: int, start_ms: int = 1_700_
         store_of(world).put_message(message)
         ids.append(message.message_id)
     return sorted(ids)
+
+
+def drop_version(world: ChatWorld, room: str, message_id: str) -> None:
+    """Make a stored message look like one written before versions existed (no `version` attribute)."""
+    if isinstance(world, MemoryChatWorld):
+        world.store.messages[(room, message_id)].pop("version")
+        return
+    from parley.aws.tables import StoredMessage
+
+    StoredMessage(room, message_id).update(actions=[StoredMessage.version.remove()])
 
 
 def test_join_counts_unread_exactly_up_to_100_then_caps(world):

@@ -8,15 +8,11 @@
 // core client (../parley-client.js) never does.
 
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
-import { ParleyClient } from '../parley-client.js';
+import { ParleyClient, RoomMessages } from '../parley-client.js';
 
 const ParleyContext = createContext(null);
 
 const TYPING_EXPIRY_MS = 6000;
-
-function byMessageId(a, b) {
-  return a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0;
-}
 
 /**
  * The shared state of one room: every useRoom(roomId) in a provider reads
@@ -29,14 +25,14 @@ export class RoomStore {
     this.roomId = roomId;
     this.typingExpiryMs = typingExpiryMs;
     this._t = timers || client._t || { setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (id) => clearTimeout(id) };
-    this._messages = new Map();
+    this._messages = new RoomMessages(); // each message at its newest version, whatever order copies come in
     this._typing = new Map(); // userId -> timer
     this._subs = new Set();
     this.snapshot = { messages: [], participants: [], participantCount: 0, typingUsers: [], hasMore: false, joined: false, unreadCount: 0, unreadCapped: false };
     this._handlers = {
       chat_history: (d) => {
         if (d.roomId !== roomId) return;
-        for (const m of d.messages || []) this._messages.set(m.messageId, { ...m, roomId });
+        for (const m of d.messages || []) this._messages.put({ ...m, roomId });
         // hasMore describes the oldest end: only a page at least as old as what we hold may change it,
         // and never a rejoin's answer (a join's, with unreadCount, while we hold messages): its pages
         // run from `since` and their hasMore says newer ones follow.
@@ -51,21 +47,15 @@ export class RoomStore {
       },
       message_received: (m) => {
         if (m.roomId !== roomId) return;
-        const fresh = !this._messages.has(m.messageId);
-        this._messages.set(m.messageId, m);
+        const fresh = this._messages.put(m);
         this._stopTyping(m.userId, false);
         const patch = { messages: this._sorted(), typingUsers: [...this._typing.keys()] };
         if (fresh && m.userId !== this._selfId() && !this.snapshot.unreadCapped) patch.unreadCount = this.snapshot.unreadCount + 1;
         this._set(patch);
       },
-      message_updated: (d) => this._change(d, (m) => ({ ...m, message: d.message, editedAt: d.editedAt })),
-      message_deleted: (d) =>
-        this._change(d, (m) => ({ messageId: m.messageId, roomId: m.roomId, userId: m.userId, name: m.name, timestamp: m.timestamp, deleted: true, deletedBy: d.deletedBy })),
-      reaction_update: (d) =>
-        this._change(d, (m) => {
-          const { reactions, ...rest } = m;
-          return d.counts && Object.keys(d.counts).length ? { ...rest, reactions: { ...d.counts } } : rest;
-        }),
+      message_updated: (d) => this._change('message_updated', d),
+      message_deleted: (d) => this._change('message_deleted', d),
+      reaction_update: (d) => this._change('reaction_update', d),
       // The client keeps the room's participants (pages, joins, leaves, presence): mirror them.
       participants: (d) => {
         if (d.roomId !== roomId) return;
@@ -101,7 +91,7 @@ export class RoomStore {
   }
 
   _sorted() {
-    return [...this._messages.values()].sort(byMessageId);
+    return this._messages.list();
   }
 
   /** The user id of this connection's token (for "is this mine"), when the token says. */
@@ -109,16 +99,15 @@ export class RoomStore {
     return this.client.userId;
   }
 
-  /** Apply an edit, delete or reaction to a message this store holds (others are not loaded yet). */
-  _change(d, update) {
-    if (d.roomId !== this.roomId || !this._messages.has(d.messageId)) return;
-    this._messages.set(d.messageId, update(this._messages.get(d.messageId)));
+  /** An edit, deletion or reaction: applied unless the copy held is newer (one not held yet waits for it). */
+  _change(type, d) {
+    if (d.roomId !== this.roomId || !this._messages.change(type, d)) return;
     this._set({ messages: this._sorted() });
   }
 
   /** The user marked `messageId` read: unread is what this store holds after it (the server's own count moves with it). */
   markedRead(messageId) {
-    const after = [...this._messages.values()].filter((m) => m.messageId > messageId && m.userId !== this._selfId()).length;
+    const after = this._messages.list().filter((m) => m.messageId > messageId && m.userId !== this._selfId()).length;
     this._set({ unreadCount: Math.min(after, this.snapshot.unreadCount), unreadCapped: false });
   }
 

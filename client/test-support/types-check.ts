@@ -1,5 +1,5 @@
 // Compiled (never run) by test/types.test.mjs: the declarations describe real usage.
-import { MAX_CLIENT_FRAME_BYTES, ParleyClient, ParleyConnectionError, type Message, type ServerFrames } from '../parley-client.js';
+import { MAX_CLIENT_FRAME_BYTES, ParleyClient, ParleyConnectionError, RoomMessages, versionOf, type Message, type ServerFrames } from '../parley-client.js';
 import { WebSocketProvider, useRoom, useWebSocket } from '../react/parley-react.js';
 
 const client = new ParleyClient({
@@ -129,3 +129,16 @@ export function Members({ roomId }: { roomId: string }) {
   void [participants.map((p) => p.userId), count, participantCount];
   return null;
 }
+
+// One room's messages kept at their newest version, as useRoom and /ws-test keep them.
+const held = new RoomMessages({ pendingLimit: 50 });
+client.on('chat_history', (d) => {
+  for (const m of d.messages) held.put(m);
+});
+client.on('reaction_update', (d) => {
+  const changed: boolean = held.change('reaction_update', d);
+  const v: number = versionOf(d);
+  void changed, v;
+});
+const newest: number = versionOf(held.list()[0]);
+void newest;

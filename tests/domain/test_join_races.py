@@ -3,7 +3,9 @@
 A join writes its membership and then reads the history; a message (edit, deletion, reaction)
 is written and then its audience is read. Each test runs the whole join of a newcomer at the
 worst moment, just before the change reaches the store, and asserts the newcomer learns of the
-change one way or the other: in the history the join answers, or as a live frame.
+change one way or the other: in the history the join answers, or as a live frame. A live frame
+may reach the newcomer before the join's answer does; it carries the message's `version` after
+the change, higher than the copy in that history page, so the client keeps the live change.
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def test_a_change_made_while_someone_joins_reaches_them(world: MemoryChatWorld, 
     assert refused is None or refused["type"] != "error", refused
     (before,) = _history(bob)
     assert before["message"] == "original" and "reactions" not in before  # the join read the history before the change
-    assert frame_type in bob.types()  # so the change must come live
+    [live] = [f["data"] for f in bob.take() if f["type"] == frame_type]  # so the change must come live
+    # ...and may reach bob before that history page does: the versions tell him which copy is newer.
+    assert (before["version"], live["version"]) == (1, 2)
 
 
 def _claimed_by_an_attempt_that_died(world: MemoryChatWorld, user: Client, room: str, cmid: str, age_ms: int) -> ChatMessage:

@@ -86,6 +86,7 @@ def test_chat_message_reaches_every_connection_then_delivered_count(world):
         "name": "Alice",
         "message": "hello",
         "timestamp": message["timestamp"],
+        "version": 1,
         "clientMessageId": "c-1",
     }
     assert alice_frames[1]["data"] == {"roomId": "lobby", "messageId": message["messageId"], "status": "delivered", "deliveredTo": 2}

@@ -69,6 +69,48 @@ def test_an_old_message_without_the_reactions_map_gets_one(layer, store, ddb):
     assert store.react(room, "01J" + "9" * 23, "bob", "👍", remove=False, max_distinct=20).message is None
 
 
+def _stored_version(tables: Any, ddb: Any, room: str, message_id: str) -> str | None:
+    item = ddb.get_item(TableName=tables.StoredMessage.Meta.table_name, ConsistentRead=True,
+                        Key={"roomId": {"S": room}, "messageId": {"S": message_id}})["Item"]
+    return item.get("version", {}).get("N")
+
+
+def test_each_change_write_adds_one_to_the_version_and_a_refused_one_nothing(layer, store, ddb):
+    """`ADD #version :one` rides on each change's own UpdateItem (no other call), and a refusal
+    answers the version as it stands (ReturnValuesOnConditionCheckFailure)."""
+    tables, _ = layer
+    room = _room()
+    message = _put(store, room, 1)
+    assert _stored_version(tables, ddb, room, message.message_id) == "1"
+    changes = [
+        lambda: store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-29T19:00:00.000Z"),
+        lambda: store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20),
+        lambda: store.react(room, message.message_id, "bob", "👍", remove=True, max_distinct=20),
+        lambda: store.delete_message(room, message.message_id, "alice", "2026-11-29T19:01:00.000Z", author_id="alice"),
+    ]
+    for version, change in enumerate(changes, start=2):
+        made = change()
+        assert made.changed and made.message.version == version
+        again = change()  # a retry: refused, nothing written, the version as it stands
+        assert not again.changed and again.message.version == version
+        assert _stored_version(tables, ddb, room, message.message_id) == str(version)
+    [tombstone] = store.newest_messages(room, 10, consistent=True).messages
+    assert tombstone.deleted and tombstone.version == 5
+
+
+def test_a_message_stored_before_versions_reads_as_0_and_counts_from_there(layer, store, ddb):
+    """Even one older still, without the reactions map: the map's own write does not count, the reaction does."""
+    tables, _ = layer
+    room = _room()
+    message = _put(store, room, 1)
+    ddb.update_item(TableName=tables.StoredMessage.Meta.table_name,
+                    Key={"roomId": {"S": room}, "messageId": {"S": message.message_id}}, UpdateExpression="REMOVE version, reactions")
+    assert store.newest_messages(room, 10).messages[0].version == 0
+    reacted = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20)
+    assert reacted.changed and reacted.message.version == 1
+    assert _stored_version(tables, ddb, room, message.message_id) == "1"
+
+
 def test_unread_count_reader_index_and_newest_message_of_each_room(store):
     room, other = _room(), _room()
     ids = [_put(store, room, n).message_id for n in range(1, 8)]
@@ -89,7 +131,7 @@ def test_unread_count_reader_index_and_newest_message_of_each_room(store):
     assert (rooms[room].read_cursor, rooms[room].last_message_id) == (ids[4], ids[-1])
     assert rooms[room].last_message == {"roomId": room, "messageId": ids[-1], "userId": "alice", "name": "Alice",
                                         "message": "edited", "timestamp": "2026-11-28T21:00:00.000Z",
-                                        "editedAt": "2026-11-28T21:01:00.000Z"}
+                                        "editedAt": "2026-11-28T21:01:00.000Z", "version": 3}
     assert (rooms[other].read_cursor, rooms[other].last_message_id, rooms[other].last_message) == (None, None, None)
 
     # Deleting the newest message leaves its tombstone as the preview, the room's place unchanged.

@@ -152,7 +152,8 @@ def test_a_persistent_throttle_on_the_fanout_query_keeps_the_message_and_the_ret
 
 
 def received_shape(row):
-    return {k: row[k] for k in ("messageId", "roomId", "userId", "name", "message", "timestamp", "clientMessageId")}
+    shape = {k: row[k] for k in ("messageId", "roomId", "userId", "name", "message", "timestamp", "clientMessageId")}
+    return {**shape, "version": int(row["version"])}  # stored as a number, a JSON number on the wire
 
 
 def test_a_persistent_throttle_on_a_read_reports_internal_error(world, throttle, logs):

@@ -60,6 +60,9 @@ from .tables import (
 
 T = TypeVar("T")
 
+# The ADD action every change write of a message ends with (`_change` names its operands).
+_BUMP = "#version :one"
+
 PRESENCE_RECORD_TTL = timedelta(hours=1)
 # get_rooms reads each listed room's newest message; this many Queries at once keeps 500 rooms
 # (MAX_LISTED_ROOMS) to a few dozen round trips in a 256 MB function.
@@ -149,6 +152,7 @@ def _message_row(message: ChatMessage) -> StoredMessage:
         timestamp=message.timestamp,
         client_message_id=message.client_message_id,
         reactions={},  # there from the start, so `ADD reactions.#emoji` has a map to path into
+        version=message.version,
     )
 
 
@@ -166,6 +170,7 @@ def _message_of(row: StoredMessage) -> ChatMessage:
         deleted_by=row.deleted_by,
         deleted_at=row.deleted_at,
         reactions={emoji: frozenset(users) for emoji, users in reactions.items() if users},
+        version=int(row.version) if row.version is not None else 0,  # stored before versions: 0
     )
 
 
@@ -508,7 +513,12 @@ class DynamoChatStore:
     # message changes: one conditional UpdateItem each ------------------------------------------
     def _change(self, room_id: str, message_id: str, update: str, condition: str, names: dict[str, str],
                 values: dict[str, Any]) -> ChangeResult:
-        """One conditional UpdateItem; a refused one returns the item as it stood (no extra read)."""
+        """One conditional UpdateItem; a refused one returns the item as it stood (no extra read).
+
+        `update` ends with `_BUMP` in its ADD clause: the version moves in the write that makes
+        the change (an item stored before versions counts from 0), and a refused one moves nothing."""
+        names = {**names, "#version": StoredMessage.version.attr_name}
+        values = {**values, ":one": {"N": "1"}}
         client = _client(StoredMessage)
         try:
             response = client.update_item(
@@ -531,7 +541,7 @@ class DynamoChatStore:
     def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
         return self._change(
             room_id, message_id,
-            "SET #text = :text, editedAt = :at",
+            f"SET #text = :text, editedAt = :at ADD {_BUMP}",
             "userId = :author AND #text <> :text",
             {"#text": "message"},
             {":text": {"S": text}, ":at": {"S": edited_at}, ":author": {"S": author_id}},
@@ -547,16 +557,16 @@ class DynamoChatStore:
             values[":author"] = {"S": author_id}
         return self._change(
             room_id, message_id,
-            "SET deletedBy = :by, deletedAt = :at, reactions = :empty REMOVE #text, editedAt",
+            f"SET deletedBy = :by, deletedAt = :at, reactions = :empty REMOVE #text, editedAt ADD {_BUMP}",
             condition, {"#text": "message"}, values,
         )
 
     def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int) -> ChangeResult:
         values: dict[str, Any] = {":users": {"SS": [user_id]}, ":user": {"S": user_id}}
         if remove:
-            update, condition = "DELETE reactions.#emoji :users", "contains(reactions.#emoji, :user)"
+            update, condition = f"DELETE reactions.#emoji :users ADD {_BUMP}", "contains(reactions.#emoji, :user)"
         else:
-            update = "ADD reactions.#emoji :users"
+            update = f"ADD reactions.#emoji :users, {_BUMP}"
             condition = (
                 "attribute_exists(reactions) AND NOT contains(reactions.#emoji, :user)"
                 " AND (attribute_exists(reactions.#emoji) OR size(reactions) < :max)"

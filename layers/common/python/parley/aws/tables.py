@@ -124,6 +124,7 @@ class StoredMessage(Model):
     deleted_by = UnicodeAttribute(null=True, attr_name="deletedBy")  # a tombstone: `message` is removed
     deleted_at = UnicodeAttribute(null=True, attr_name="deletedAt")
     reactions = MapAttribute(null=True)  # emoji -> string set of user ids; {} from the start, so ADD can path into it
+    version = NumberAttribute(null=True)  # 1 when stored, +1 per change write; absent (0) on items stored before
 
 
 class IdempotencyRecord(Model):

@@ -55,6 +55,10 @@ class ChatMessage:
     deleted_by: str | None = None  # set: a tombstone, the text is gone
     deleted_at: str | None = None
     reactions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # emoji -> users
+    # Counts the writes to the message: 1 as first stored, +1 per edit, deletion or reaction change
+    # (in the write itself). A client keeps the copy with the higher one, so a history page read
+    # before a change it already heard live cannot undo it. Items stored before versions read as 0.
+    version: int = 1
 
     @property
     def deleted(self) -> bool:
@@ -67,6 +71,7 @@ class ChatMessage:
             "userId": self.user_id,
             "name": self.name,
             "timestamp": self.timestamp,
+            "version": self.version,
         }
         if self.deleted_by is not None:
             wire.update(deleted=True, deletedBy=self.deleted_by, deletedAt=self.deleted_at)

@@ -348,14 +348,12 @@ class ChatService:
         gone = result.message
         if gone is not None and gone.deleted and not result.changed and (author_only is None or gone.user_id == caller.user_id):
             # Deleted already (a retry): tell the room again, as for a message's or an edit's retry.
-            deleted = {"roomId": room, "messageId": message_id, "deletedBy": gone.deleted_by}
-            self._broadcast(self._audience(room), p.frame("message_deleted", deleted), room)
+            self._broadcast(self._audience(room), p.frame("message_deleted", _deleted(gone)), room)
             return None
-        self._existing(result, room, message_id)
+        tombstone = self._existing(result, room, message_id)
         if not result.changed:
             raise _forbidden(room, Action.MODERATE, "deleting another user's message needs moderate")
-        deleted = {"roomId": room, "messageId": message_id, "deletedBy": caller.user_id}
-        self._broadcast(self._audience(room), p.frame("message_deleted", deleted), room)
+        self._broadcast(self._audience(room), p.frame("message_deleted", _deleted(tombstone)), room)
         return None
 
     def _on_react(self, request: p.ReactData, caller: Caller) -> None:
@@ -369,6 +367,7 @@ class ChatService:
         update = p.frame("reaction_update", {
             "roomId": room, "messageId": message_id, "userId": caller.user_id, "emoji": request.emoji,
             "action": "removed" if request.remove else "added", "counts": current.to_wire().get("reactions", {}),
+            "version": current.version,
         })
         if not result.changed:
             reacted = caller.user_id in current.reactions.get(request.emoji, frozenset())
@@ -781,7 +780,15 @@ def _forbidden(room: str, action: Action, why: str | None = None) -> ProtocolErr
 
 
 def _updated(message: ChatMessage) -> dict[str, Any]:
-    return {"roomId": message.room_id, "messageId": message.message_id, "message": message.text, "editedAt": message.edited_at}
+    """`message_updated` for the message as stored (`version` after the edit, or now on a retry)."""
+    return {"roomId": message.room_id, "messageId": message.message_id, "message": message.text, "editedAt": message.edited_at,
+            "version": message.version}
+
+
+def _deleted(tombstone: ChatMessage) -> dict[str, Any]:
+    """`message_deleted` for the tombstone as stored: the first deleter, and its version."""
+    return {"roomId": tombstone.room_id, "messageId": tombstone.message_id, "deletedBy": tombstone.deleted_by,
+            "version": tombstone.version}
 
 
 def _participants_frame(room: str, page: ParticipantsPage, count: int) -> Frame:

@@ -1,0 +1,179 @@
+// Per-message versions (PROTOCOL.md "Versions"): a copy or change older than what is held never
+// overwrites it, whatever order the frames arrive in.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { ParleyClient, RoomMessages, versionOf } from '../parley-client.js';
+import { FakeClock, makeFakeWebSocket } from '../test-support/fakes.mjs';
+
+let React, TR, P;
+try {
+  React = await import('react');
+  TR = (await import('react-test-renderer')).default;
+  P = await import('../react/parley-react.js');
+} catch (err) {
+  if (process.env.CI) throw err;
+}
+const skip = !P && 'react is not installed: run `npm ci` in client/';
+globalThis.IS_REACT_ACT_ENVIRONMENT = true;
+
+const M = (version, extra = {}) => ({
+  messageId: '01A', roomId: 'lobby', userId: 'bob', name: 'Bob', message: 'helo', timestamp: 't', version, ...extra,
+});
+const edited = (version, message = 'hello') => ({ roomId: 'lobby', messageId: '01A', message, editedAt: `e${version}`, version });
+const deleted = (version) => ({ roomId: 'lobby', messageId: '01A', deletedBy: 'bob', version });
+const reacted = (version, counts) => ({ roomId: 'lobby', messageId: '01A', userId: 'x', emoji: '👍', action: 'added', counts, version });
+
+// ---- RoomMessages -------------------------------------------------------------------------------
+
+test('a change heard before the join\'s chat_history survives the older copy in it', () => {
+  for (const [type, change, expect] of [
+    ['message_updated', edited(2), (m) => assert.deepEqual([m.message, m.editedAt, m.version], ['hello', 'e2', 2])],
+    ['message_deleted', deleted(2), (m) => assert.deepEqual([m.deleted, m.message, m.version], [true, undefined, 2])],
+    ['reaction_update', reacted(2, { '👍': 1 }), (m) => assert.deepEqual([m.reactions, m.version], [{ '👍': 1 }, 2])],
+  ]) {
+    const held = new RoomMessages();
+    assert.equal(held.change(type, change), false, 'not held yet: kept for when it comes');
+    assert.equal(held.put(M(1)), true);
+    expect(held.get('01A'));
+    const page = new RoomMessages(); // the page was read after the change: nothing older to undo
+    page.change(type, change);
+    page.put({ ...M(2), message: 'hello', editedAt: 'e2' });
+    assert.equal(page.get('01A').version, 2);
+  }
+});
+
+test('a rejoin\'s since page with the copy from before a live change leaves the change', () => {
+  const held = new RoomMessages();
+  held.put(M(1));
+  assert.equal(held.change('message_updated', edited(2)), true);
+  assert.equal(held.change('reaction_update', reacted(3, { '🎉': 2 })), true);
+  assert.equal(held.put(M(1)), false, 'held already');
+  const m = held.get('01A');
+  assert.deepEqual([m.message, m.editedAt, m.reactions, m.version], ['hello', 'e2', { '🎉': 2 }, 3]);
+  held.change('message_deleted', deleted(4));
+  held.put(M(3, { message: 'hello', editedAt: 'e2', reactions: { '🎉': 2 } }));
+  assert.equal(held.get('01A').deleted, true, 'a deletion is not undone by an older copy');
+  assert.deepEqual(held.list().map((x) => x.version), [4]);
+});
+
+test('out-of-order reaction_updates keep the higher version\'s counts; an equal one is harmless', () => {
+  const held = new RoomMessages();
+  held.put(M(1));
+  assert.equal(held.change('reaction_update', reacted(3, { '👍': 2 })), true);
+  assert.equal(held.change('reaction_update', reacted(2, { '👍': 1 })), false);
+  assert.deepEqual(held.get('01A').reactions, { '👍': 2 });
+  assert.equal(held.change('reaction_update', reacted(3, { '👍': 2 })), true, 'a retry tells the same version again');
+  assert.deepEqual([held.get('01A').reactions, held.get('01A').version], [{ '👍': 2 }, 3]);
+});
+
+test('an edit that arrives after a later reaction still shows: text and reactions are compared each on their own', () => {
+  const held = new RoomMessages();
+  held.put(M(1));
+  held.change('reaction_update', reacted(3, { '👍': 1 })); // counts after the edit at 2 and this reaction
+  assert.equal(held.change('message_updated', edited(2)), true);
+  const m = held.get('01A');
+  assert.deepEqual([m.message, m.reactions, m.version], ['hello', { '👍': 1 }, 3]);
+  assert.equal(held.change('message_updated', edited(1, 'stale')), false);
+  // pending changes for a message not held yet apply in version order, only where newer than the copy
+  const pending = new RoomMessages();
+  pending.change('reaction_update', reacted(4, { '👍': 2 }));
+  pending.change('message_updated', edited(3, 'third'));
+  pending.change('message_updated', edited(2, 'second'));
+  pending.put(M(2, { message: 'second', editedAt: 'e2' }));
+  const p = pending.get('01A');
+  assert.deepEqual([p.message, p.editedAt, p.reactions, p.version], ['third', 'e3', { '👍': 2 }, 4]);
+});
+
+test('a server without versions: every copy counts as 0 and the last one wins, as before', () => {
+  const held = new RoomMessages();
+  const { version, ...old } = M(0);
+  assert.equal(versionOf(old), 0);
+  assert.equal(versionOf({ version: 'x' }), 0);
+  held.put(old);
+  held.change('message_updated', { roomId: 'lobby', messageId: '01A', message: 'hello', editedAt: 'e' });
+  assert.deepEqual(held.get('01A'), { ...old, message: 'hello', editedAt: 'e' }, 'no version field is made up');
+  held.put({ ...old, message: 'from a later page' });
+  assert.equal(held.get('01A').message, 'from a later page');
+  const unheld = new RoomMessages();
+  unheld.change('message_updated', { roomId: 'lobby', messageId: '01A', message: 'lost', editedAt: 'e' });
+  unheld.put(old);
+  assert.equal(unheld.get('01A').message, 'helo', 'an unversioned change to a message not held is dropped, as before');
+});
+
+test('changes to messages never held are bounded', () => {
+  const held = new RoomMessages({ pendingLimit: 3 });
+  for (let n = 0; n < 5; n += 1) held.change('message_updated', { ...edited(2, `m${n}`), messageId: `01${n}` });
+  held.put({ ...M(1), messageId: '010' });
+  held.put({ ...M(1), messageId: '014' });
+  assert.deepEqual(held.list().map((m) => m.message), ['helo', 'm4'], 'the oldest kept changes went first');
+});
+
+// ---- through the client: useRoom ----------------------------------------------------------------
+
+function makeClient() {
+  const clock = new FakeClock();
+  const WS = makeFakeWebSocket();
+  let n = 0;
+  const client = new ParleyClient({
+    url: 'ws://test/local', token: 't', WebSocketImpl: WS, timers: clock, now: () => clock.now, random: () => 0.5, generateId: () => `c${++n}`,
+  });
+  return { client, clock, last: () => WS.instances.at(-1) };
+}
+
+async function mountRoom(client) {
+  const seen = {};
+  function Room() {
+    seen.room = P.useRoom('lobby');
+    return null;
+  }
+  const origError = console.error;
+  console.error = (...args) => {
+    if (!String(args[0]).includes('react-test-renderer is deprecated')) origError(...args);
+  };
+  try {
+    await TR.act(async () => {
+      seen.root = TR.create(React.createElement(P.WebSocketProvider, { client }, React.createElement(Room)));
+    });
+  } finally {
+    console.error = origError;
+  }
+  return seen;
+}
+
+const act = (fn) => TR.act(async () => fn());
+
+test('useRoom: changes heard during a join and a rejoin survive the chat_history that follows', { skip }, async () => {
+  const { client, clock, last } = makeClient();
+  const seen = await mountRoom(client);
+  await act(() => last().open());
+  // The join: the edit and a reaction land while it is under way and are delivered before its answer.
+  await act(() => {
+    last().receive('message_updated', edited(2));
+    last().receive('reaction_update', reacted(3, { '👍': 1 }));
+    last().receive('chat_history', { roomId: 'lobby', messages: [M(1)], hasMore: false, unreadCount: 1, unreadCapped: false });
+  });
+  let [m] = seen.room.messages;
+  assert.deepEqual([m.message, m.reactions, m.version], ['hello', { '👍': 1 }, 3]);
+
+  // A reconnect: the rejoin (since) answers with a copy read before a deletion heard live.
+  await act(() => last().drop());
+  await act(() => clock.advance(1000));
+  await act(() => last().open());
+  assert.equal(last().frames()[0].type, 'join_room');
+  await act(() => {
+    last().receive('message_deleted', deleted(4));
+    last().receive('chat_history', { roomId: 'lobby', messages: [M(3, { message: 'hello', editedAt: 'e2', reactions: { '👍': 1 } })], hasMore: false, unreadCount: 0, unreadCapped: false });
+  });
+  [m] = seen.room.messages;
+  assert.deepEqual([m.deleted, m.message, m.version], [true, undefined, 4]);
+
+  // Two reactions to another message cross on the way.
+  await act(() => {
+    last().receive('message_received', M(1, { messageId: '01B', message: 'two' }));
+    last().receive('reaction_update', { ...reacted(3, { '🎉': 2 }), messageId: '01B' });
+    last().receive('reaction_update', { ...reacted(2, { '🎉': 1 }), messageId: '01B' });
+  });
+  assert.deepEqual(seen.room.messages[1].reactions, { '🎉': 2 });
+  await act(() => seen.root.unmount());
+});
