@@ -272,48 +272,91 @@ test('useWebSocket outside the provider throws a clear error', { skip }, async (
   }
 });
 
-test('useRoom: unread from join, edits, tombstones and reactions applied, edit/remove/react send frames', { skip }, async () => {
-  const { client, last } = makeClient();
-  let room;
+/** useRoom('lobby') mounted on an open connection; `view.room` is the hook's latest result. */
+async function lobbyView() {
+  const made = makeClient();
+  const view = { ...made, room: null, root: null };
   function Room() {
-    room = P.useRoom('lobby');
+    view.room = P.useRoom('lobby');
     return null;
   }
-  const root = await render(h(P.WebSocketProvider, { client }, h(Room)));
-  await act(() => last().open());
+  view.root = await render(h(P.WebSocketProvider, { client: made.client }, h(Room)));
+  await act(() => made.last().open());
+  return view;
+}
+
+test('useRoom: unread from join, edits, tombstones and reactions applied, edit/remove/react send frames', { skip }, async () => {
+  const view = await lobbyView();
+  const { last, root } = view;
   const m1 = { messageId: '01A', roomId: 'lobby', userId: 'bob', name: 'Bob', message: 'helo', timestamp: 't' };
   const m2 = { ...m1, messageId: '01B', message: 'two' };
   await act(() => last().receive('chat_history', { roomId: 'lobby', messages: [m1, m2], hasMore: false, unreadCount: 2, unreadCapped: false }));
-  assert.equal(room.unreadCount, 2);
+  assert.equal(view.room.unreadCount, 2);
   await act(() => last().receive('chat_history', { roomId: 'lobby', messages: [], hasMore: false }));
-  assert.equal(room.unreadCount, 2, 'a get_history page does not reset the count');
+  assert.equal(view.room.unreadCount, 2, 'a get_history page does not reset the count');
   await act(() => last().receive('message_received', { ...m1, messageId: '01C', message: 'three' }));
-  assert.equal(room.unreadCount, 3);
-  await act(() => room.markRead('01B'));
-  assert.equal(room.unreadCount, 1);
+  assert.equal(view.room.unreadCount, 3);
+  await act(() => view.room.markRead('01B'));
+  assert.equal(view.room.unreadCount, 1);
 
   await act(() => last().receive('message_updated', { roomId: 'lobby', messageId: '01A', message: 'hello', editedAt: 'e' }));
-  assert.deepEqual([room.messages[0].message, room.messages[0].editedAt], ['hello', 'e']);
+  assert.deepEqual([view.room.messages[0].message, view.room.messages[0].editedAt], ['hello', 'e']);
   await act(() => last().receive('reaction_update', { roomId: 'lobby', messageId: '01A', userId: 'x', emoji: '👍', action: 'added', counts: { '👍': 1 } }));
-  assert.deepEqual(room.messages[0].reactions, { '👍': 1 });
+  assert.deepEqual(view.room.messages[0].reactions, { '👍': 1 });
   await act(() => last().receive('reaction_update', { roomId: 'lobby', messageId: '01A', userId: 'x', emoji: '👍', action: 'removed', counts: {} }));
-  assert.equal(room.messages[0].reactions, undefined);
+  assert.equal(view.room.messages[0].reactions, undefined);
   await act(() => last().receive('message_deleted', { roomId: 'lobby', messageId: '01B', deletedBy: 'bob' }));
-  assert.deepEqual(room.messages[1], { messageId: '01B', roomId: 'lobby', userId: 'bob', name: 'Bob', timestamp: 't', deleted: true, deletedBy: 'bob' });
+  assert.deepEqual(view.room.messages[1], { messageId: '01B', roomId: 'lobby', userId: 'bob', name: 'Bob', timestamp: 't', deleted: true, deletedBy: 'bob' });
   await act(() => last().receive('message_updated', { roomId: 'other', messageId: '01A', message: 'not here', editedAt: 'e' }));
-  assert.equal(room.messages[0].message, 'hello', 'frames of another room change nothing');
+  assert.equal(view.room.messages[0].message, 'hello', 'frames of another room change nothing');
 
   last().sent.length = 0;
   await act(() => {
-    room.edit('01A', 'hi');
-    room.remove('01A');
-    room.react('01A', '🎉', { remove: true });
+    view.room.edit('01A', 'hi');
+    view.room.remove('01A');
+    view.room.react('01A', '🎉', { remove: true });
   });
   assert.deepEqual(last().frames(), [
     { type: 'edit_message', data: { roomId: 'lobby', messageId: '01A', message: 'hi' } },
     { type: 'delete_message', data: { roomId: 'lobby', messageId: '01A' } },
     { type: 'react', data: { roomId: 'lobby', messageId: '01A', emoji: '🎉', remove: true } },
   ]);
+  await act(() => root.unmount());
+});
+
+test('useRoom: changes heard during a join and a rejoin survive the older copy in the chat_history that follows', { skip }, async () => {
+  const view = await lobbyView();
+  const { clock, last, root } = view;
+  const M = (version, extra = {}) => ({ messageId: '01A', roomId: 'lobby', userId: 'bob', name: 'Bob', message: 'helo', timestamp: 't', version, ...extra });
+  const reacted = (version, counts, messageId = '01A') => ({ roomId: 'lobby', messageId, userId: 'x', emoji: '🎉', action: 'added', counts, version });
+  // The join: an edit and a reaction land while it is under way and are delivered before its answer.
+  await act(() => {
+    last().receive('message_updated', { roomId: 'lobby', messageId: '01A', message: 'hello', editedAt: 'e', version: 2 });
+    last().receive('reaction_update', reacted(3, { '🎉': 1 }));
+    last().receive('chat_history', { roomId: 'lobby', messages: [M(1)], hasMore: false, unreadCount: 1, unreadCapped: false });
+  });
+  let [m] = view.room.messages;
+  assert.deepEqual([m.message, m.reactions, m.version], ['hello', { '🎉': 1 }, 3]);
+
+  // A reconnect: the rejoin (since) answers with a copy read before a deletion heard live.
+  await act(() => last().drop());
+  await act(() => clock.advance(1000));
+  await act(() => last().open());
+  assert.equal(last().frames()[0].type, 'join_room');
+  await act(() => {
+    last().receive('message_deleted', { roomId: 'lobby', messageId: '01A', deletedBy: 'bob', version: 4 });
+    last().receive('chat_history', { roomId: 'lobby', messages: [M(3, { message: 'hello', editedAt: 'e', reactions: { '🎉': 1 } })], hasMore: false, unreadCount: 0, unreadCapped: false });
+  });
+  [m] = view.room.messages;
+  assert.deepEqual([m.deleted, m.message, m.version], [true, undefined, 4]);
+
+  // Two reactions to another message cross on the way.
+  await act(() => {
+    last().receive('message_received', M(1, { messageId: '01B', message: 'two' }));
+    last().receive('reaction_update', reacted(3, { '🎉': 2 }, '01B'));
+    last().receive('reaction_update', reacted(2, { '🎉': 1 }, '01B'));
+  });
+  assert.deepEqual(view.room.messages[1].reactions, { '🎉': 2 });
   await act(() => root.unmount());
 });
 

@@ -1,21 +1,9 @@
 // Per-message versions (PROTOCOL.md "Versions"): a copy or change older than what is held never
-// overwrites it, whatever order the frames arrive in.
+// overwrites it, whatever order the frames arrive in (useRoom's own: react.test.mjs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { ParleyClient, RoomMessages, versionOf } from '../parley-client.js';
-import { FakeClock, makeFakeWebSocket } from '../test-support/fakes.mjs';
-
-let React, TR, P;
-try {
-  React = await import('react');
-  TR = (await import('react-test-renderer')).default;
-  P = await import('../react/parley-react.js');
-} catch (err) {
-  if (process.env.CI) throw err;
-}
-const skip = !P && 'react is not installed: run `npm ci` in client/';
-globalThis.IS_REACT_ACT_ENVIRONMENT = true;
+import { RoomMessages, versionOf } from '../parley-client.js';
 
 const M = (version, extra = {}) => ({
   messageId: '01A', roomId: 'lobby', userId: 'bob', name: 'Bob', message: 'helo', timestamp: 't', version, ...extra,
@@ -23,8 +11,6 @@ const M = (version, extra = {}) => ({
 const edited = (version, message = 'hello') => ({ roomId: 'lobby', messageId: '01A', message, editedAt: `e${version}`, version });
 const deleted = (version) => ({ roomId: 'lobby', messageId: '01A', deletedBy: 'bob', version });
 const reacted = (version, counts) => ({ roomId: 'lobby', messageId: '01A', userId: 'x', emoji: '👍', action: 'added', counts, version });
-
-// ---- RoomMessages -------------------------------------------------------------------------------
 
 test('a change heard before the join\'s chat_history survives the older copy in it', () => {
   for (const [type, change, expect] of [
@@ -107,73 +93,4 @@ test('changes to messages never held are bounded', () => {
   held.put({ ...M(1), messageId: '010' });
   held.put({ ...M(1), messageId: '014' });
   assert.deepEqual(held.list().map((m) => m.message), ['helo', 'm4'], 'the oldest kept changes went first');
-});
-
-// ---- through the client: useRoom ----------------------------------------------------------------
-
-function makeClient() {
-  const clock = new FakeClock();
-  const WS = makeFakeWebSocket();
-  let n = 0;
-  const client = new ParleyClient({
-    url: 'ws://test/local', token: 't', WebSocketImpl: WS, timers: clock, now: () => clock.now, random: () => 0.5, generateId: () => `c${++n}`,
-  });
-  return { client, clock, last: () => WS.instances.at(-1) };
-}
-
-async function mountRoom(client) {
-  const seen = {};
-  function Room() {
-    seen.room = P.useRoom('lobby');
-    return null;
-  }
-  const origError = console.error;
-  console.error = (...args) => {
-    if (!String(args[0]).includes('react-test-renderer is deprecated')) origError(...args);
-  };
-  try {
-    await TR.act(async () => {
-      seen.root = TR.create(React.createElement(P.WebSocketProvider, { client }, React.createElement(Room)));
-    });
-  } finally {
-    console.error = origError;
-  }
-  return seen;
-}
-
-const act = (fn) => TR.act(async () => fn());
-
-test('useRoom: changes heard during a join and a rejoin survive the chat_history that follows', { skip }, async () => {
-  const { client, clock, last } = makeClient();
-  const seen = await mountRoom(client);
-  await act(() => last().open());
-  // The join: the edit and a reaction land while it is under way and are delivered before its answer.
-  await act(() => {
-    last().receive('message_updated', edited(2));
-    last().receive('reaction_update', reacted(3, { '👍': 1 }));
-    last().receive('chat_history', { roomId: 'lobby', messages: [M(1)], hasMore: false, unreadCount: 1, unreadCapped: false });
-  });
-  let [m] = seen.room.messages;
-  assert.deepEqual([m.message, m.reactions, m.version], ['hello', { '👍': 1 }, 3]);
-
-  // A reconnect: the rejoin (since) answers with a copy read before a deletion heard live.
-  await act(() => last().drop());
-  await act(() => clock.advance(1000));
-  await act(() => last().open());
-  assert.equal(last().frames()[0].type, 'join_room');
-  await act(() => {
-    last().receive('message_deleted', deleted(4));
-    last().receive('chat_history', { roomId: 'lobby', messages: [M(3, { message: 'hello', editedAt: 'e2', reactions: { '👍': 1 } })], hasMore: false, unreadCount: 0, unreadCapped: false });
-  });
-  [m] = seen.room.messages;
-  assert.deepEqual([m.deleted, m.message, m.version], [true, undefined, 4]);
-
-  // Two reactions to another message cross on the way.
-  await act(() => {
-    last().receive('message_received', M(1, { messageId: '01B', message: 'two' }));
-    last().receive('reaction_update', { ...reacted(3, { '🎉': 2 }), messageId: '01B' });
-    last().receive('reaction_update', { ...reacted(2, { '🎉': 1 }), messageId: '01B' });
-  });
-  assert.deepEqual(seen.room.messages[1].reactions, { '🎉': 2 });
-  await act(() => seen.root.unmount());
 });

@@ -1,7 +1,7 @@
 """Issue 13's store operations against AWS's DynamoDB Local, where moto could be lenient: conditional
 UpdateItems that return the old item on refusal (`ReturnValuesOnConditionCheckFailure`), `ADD` and
 `DELETE` of string sets inside the `reactions` map (an emptied set disappears), `size()` of that map
-in a condition, an old message without the map, the COUNT Query, and the sparse `ByReader` index
+in a condition, an old message without the map, the `version` each change ADDs, the COUNT Query, and the sparse `ByReader` index
 with BatchGetItem of the rooms' last messages."""
 
 from __future__ import annotations
@@ -58,21 +58,24 @@ def test_reactions_are_sets_in_a_map_bounded_in_distinct_emoji(store):
     assert store.react(room, message.message_id, "bob", "😂", remove=False, max_distinct=2).changed  # room again
 
 
-def test_an_old_message_without_the_reactions_map_gets_one(layer, store, ddb):
-    tables, _ = layer
-    room = _room()
-    message = _put(store, room, 1)
-    ddb.update_item(TableName=tables.StoredMessage.Meta.table_name,
-                    Key={"roomId": {"S": room}, "messageId": {"S": message.message_id}}, UpdateExpression="REMOVE reactions")
-    reacted = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20)
-    assert reacted.changed and reacted.message.reactions == {"👍": frozenset({"bob"})}
-    assert store.react(room, "01J" + "9" * 23, "bob", "👍", remove=False, max_distinct=20).message is None
-
-
 def _stored_version(tables: Any, ddb: Any, room: str, message_id: str) -> str | None:
     item = ddb.get_item(TableName=tables.StoredMessage.Meta.table_name, ConsistentRead=True,
                         Key={"roomId": {"S": room}, "messageId": {"S": message_id}})["Item"]
     return item.get("version", {}).get("N")
+
+
+def test_an_old_message_without_the_reactions_map_gets_one_and_without_a_version_counts_from_0(layer, store, ddb):
+    """The map's own write does not move the version (nothing a reader sees changed); the reaction does."""
+    tables, _ = layer
+    room = _room()
+    message = _put(store, room, 1)
+    ddb.update_item(TableName=tables.StoredMessage.Meta.table_name,
+                    Key={"roomId": {"S": room}, "messageId": {"S": message.message_id}}, UpdateExpression="REMOVE reactions, version")
+    assert store.newest_messages(room, 10).messages[0].version == 0
+    reacted = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20)
+    assert reacted.changed and reacted.message.reactions == {"👍": frozenset({"bob"})} and reacted.message.version == 1
+    assert _stored_version(tables, ddb, room, message.message_id) == "1"
+    assert store.react(room, "01J" + "9" * 23, "bob", "👍", remove=False, max_distinct=20).message is None
 
 
 def test_each_change_write_adds_one_to_the_version_and_a_refused_one_nothing(layer, store, ddb):
@@ -96,19 +99,6 @@ def test_each_change_write_adds_one_to_the_version_and_a_refused_one_nothing(lay
         assert _stored_version(tables, ddb, room, message.message_id) == str(version)
     [tombstone] = store.newest_messages(room, 10, consistent=True).messages
     assert tombstone.deleted and tombstone.version == 5
-
-
-def test_a_message_stored_before_versions_reads_as_0_and_counts_from_there(layer, store, ddb):
-    """Even one older still, without the reactions map: the map's own write does not count, the reaction does."""
-    tables, _ = layer
-    room = _room()
-    message = _put(store, room, 1)
-    ddb.update_item(TableName=tables.StoredMessage.Meta.table_name,
-                    Key={"roomId": {"S": room}, "messageId": {"S": message.message_id}}, UpdateExpression="REMOVE version, reactions")
-    assert store.newest_messages(room, 10).messages[0].version == 0
-    reacted = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20)
-    assert reacted.changed and reacted.message.version == 1
-    assert _stored_version(tables, ddb, room, message.message_id) == "1"
 
 
 def test_unread_count_reader_index_and_newest_message_of_each_room(store):
