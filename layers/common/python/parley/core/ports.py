@@ -93,7 +93,8 @@ class ChatStore(Protocol):
         ...
 
     def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
-        """Store a message; with `only_if_new`, False (and nothing written) when it is already stored."""
+        """Store a message (its `version` as given: 1 for a new one); with `only_if_new`, False (and
+        nothing written) when it is already stored."""
         ...
 
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:
@@ -126,7 +127,8 @@ class ChatStore(Protocol):
         """Add `hits` to the user's counter for (`kind`, `window`); the total so far, these included."""
         ...
 
-    # message changes: one conditional write each; a refused one returns the message as it stood
+    # message changes: one conditional write each, which also adds 1 to the message's `version` (an
+    # item without one counts from 0); a refused one writes nothing and returns the message as it stood
     def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
         """Replace the text if the message exists, is not deleted, is `author_id`'s and says something else."""
         ...
