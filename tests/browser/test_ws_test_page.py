@@ -25,7 +25,9 @@ def test_gateway_serves_client_and_page(gateway: DevGateway):
         assert "export class ParleyClient" in body
         assert "javascript" in res.headers.get("Content-Type", "")
     with urllib.request.urlopen(f"{gateway.http}/ws-test", timeout=5) as res:
-        assert "import { ParleyClient } from '/parley-client.js'" in res.read().decode()
+        assert "import { ParleyClient, RoomMessages } from '/parley-client.js'" in res.read().decode()
+    with urllib.request.urlopen(f"{gateway.http}/lib/messages.js", timeout=5) as res:  # parley-client.js re-exports RoomMessages from it
+        assert "export class RoomMessages" in res.read().decode()
 
 
 def test_two_pages_chat_in_one_room(context, gateway: DevGateway, room_id: str):
