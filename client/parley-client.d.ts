@@ -97,7 +97,7 @@ export interface ClientFrames {
   chat_message: { roomId: RoomId; message: string; clientMessageId?: ClientMessageId };
   typing: { roomId: RoomId; isTyping: boolean };
   mark_read: { roomId: RoomId; messageId: MessageId };
-  get_history: { roomId: RoomId; before?: MessageId; limit?: number };
+  get_history: { roomId: RoomId; before?: MessageId; since?: MessageId; limit?: number };
   ping: Record<string, never>;
   edit_message: { roomId: RoomId; messageId: MessageId; message: string };
   delete_message: { roomId: RoomId; messageId: MessageId };
@@ -144,7 +144,8 @@ export interface ServerFrames {
   message_response: { status: 'received'; message: JsonValue; timestamp: Timestamp };
   participants_list: { roomId: RoomId; participants: Participant[]; count: number; nextCursor?: string };
   /** Oldest first. `unreadCount`/`unreadCapped` only when it answers join_room. */
-  chat_history: { roomId: RoomId; messages: HistoryMessage[]; hasMore: boolean; unreadCount?: number; unreadCapped?: boolean };
+  /** `since`: the request's, repeated, when it asked for the page after a messageId (a catch-up page). */
+  chat_history: { roomId: RoomId; messages: HistoryMessage[]; hasMore: boolean; unreadCount?: number; unreadCapped?: boolean; since?: MessageId };
   user_joined: { roomId: RoomId; userId: string; name: string; timestamp: Timestamp };
   user_left: { roomId: RoomId; userId: string; timestamp: Timestamp };
   message_received: Message;

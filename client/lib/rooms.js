@@ -5,7 +5,8 @@
 // senders are stored slightly out of messageId order (each handler takes its
 // id before it writes), so one older than the newest seen may still have been
 // on its way when the socket went down. A `since` page with `hasMore` is
-// followed by the next (`since` = its newest), until the room is caught up.
+// followed by the next (`get_history` with `since` = its newest), until the
+// room is caught up.
 // Frames for a room wait until its first `chat_history` (the rejoin's answer)
 // arrives, so a member-only frame never reaches the server before the join.
 // Message ids already seen are remembered (bounded) to drop the duplicates
@@ -16,8 +17,7 @@ import { ROOM_ID_RE } from './protocol.js';
 import { rewindMessageId } from './ids.js';
 
 const SEEN_PER_ROOM = 2000;
-// A catch-up page after the first is another join (participants page and all): the largest
-// page the server allows makes them few.
+// The largest page the server allows: a long absence takes few requests.
 const CATCH_UP_PAGE = 100;
 
 export class RoomTracker {
@@ -90,19 +90,20 @@ export class RoomTracker {
 
   /**
    * A `chat_history` arrived (its messages already marked seen): if the room was being joined,
-   * release its frames; if it answers this client's `since` join and more follow, ask for the
-   * next page. Only a join's answer carries `unreadCount`: a `get_history` page (older messages)
-   * never pages on.
+   * release its frames; if it answers this client's catch-up page and more follow, ask for the
+   * next one. A page says which `since` it answers; a server from before that was said answers
+   * only joins with `unreadCount`, and is paged on with joins as it expects. A page of older
+   * messages (`get_history` with `before`) never pages on.
    */
-  historyArrived(roomId, { messages, hasMore, unreadCount } = {}) {
+  historyArrived(roomId, { messages, hasMore, unreadCount, since } = {}) {
     const room = this._rooms.get(roomId);
     if (!room) return;
-    if (room.catchUpSince && typeof unreadCount === 'number') {
-      const since = room.catchUpSince;
+    const from = room.catchUpSince;
+    if (from && (since !== undefined ? since === from : typeof unreadCount === 'number')) {
       room.catchUpSince = null;
       const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
-      if (hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > since) {
-        this._sendCatchUp(roomId, room, newest.messageId);
+      if (hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > from) {
+        this._sendCatchUp(roomId, room, newest.messageId, CATCH_UP_PAGE, since === from ? 'get_history' : 'join_room');
       }
     }
     if (!room.joined) {
@@ -147,12 +148,12 @@ export class RoomTracker {
     this._sendCatchUp(roomId, room, since, room.limit ?? null);
   }
 
-  /** A join from `since` (none: the newest page); its answer may ask for the next page. */
-  _sendCatchUp(roomId, room, since, limit = CATCH_UP_PAGE) {
+  /** A join (or a further page) from `since` (none: the newest page); its answer may ask for the next. */
+  _sendCatchUp(roomId, room, since, limit = CATCH_UP_PAGE, type = 'join_room') {
     const data = { roomId };
     if (since) data.since = since;
     if (limit) data.limit = limit;
     room.catchUpSince = since || null;
-    this._write({ type: 'join_room', data });
+    this._write({ type, data });
   }
 }

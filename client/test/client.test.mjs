@@ -353,9 +353,11 @@ test('rejoinOverlapMs: 0 rejoins from the newest messageId itself; an id that is
   ]);
 });
 
-test('a rejoin pages on with since until the room is caught up, and room frames wait only for the first page', async () => {
+test('a rejoin pages on with get_history since until the room is caught up, and room frames wait only for the first page', async () => {
   const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
-  const joined = (messages, hasMore) => ({ roomId: 'r', messages, hasMore, unreadCount: 0, unreadCapped: false });
+  // What the server sends: a join's answer counts unread; every answer to a `since` repeats it.
+  const joined = (messages, hasMore, since) => ({ roomId: 'r', messages, hasMore, unreadCount: 0, unreadCapped: false, ...(since ? { since } : {}) });
+  const page = (messages, hasMore, since) => ({ roomId: 'r', messages, hasMore, since });
   client.joinRoom('r', { limit: 2 });
   last().receive('chat_history', joined([msg('r', '01H000000000000000000000A0')], false));
   last().drop(1006);
@@ -364,22 +366,43 @@ test('a rejoin pages on with since until the room is caught up, and room frames 
   client.sendChatMessage('r', 'back');
   client.getHistory('r', '01H000000000000000000000A0'); // older messages, asked for while rejoining
   assert.deepEqual(last().frames().map((f) => [f.type, f.data.since, f.data.limit]), [['join_room', '01H000000000000000000000A0', 2]]);
-  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')], true));
-  // the next page (the largest the server allows), and the held frames go
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')], true, '01H000000000000000000000A0'));
+  // the next page as a page of its own (no second join), the largest the server allows; the held frames go
   assert.deepEqual(last().frames().slice(1).map((f) => [f.type, f.data.since, f.data.limit]),
-    [['join_room', '01H000000000000000000000A2', 100], ['chat_message', undefined, undefined], ['get_history', undefined, undefined]]);
-  // get_history's answer (older messages; hasMore: older ones exist) pages nothing on
+    [['get_history', '01H000000000000000000000A2', 100], ['chat_message', undefined, undefined], ['get_history', undefined, undefined]]);
+  // get_history's answer of older messages (hasMore: older ones exist; no since) pages nothing on
   last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H0000000000000000000009Z')], hasMore: true });
   assert.equal(last().frames().length, 4);
-  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A3')], false));
-  assert.equal(last().frames().length, 4); // caught up: nothing more asked
-  assert.equal(client.lastMessageId('r'), '01H000000000000000000000A3');
-  // a join answer whose page does not move past its since (a misbehaving server) ends the catch-up
+  // nor does a page answering another since than the one asked for
+  last().receive('chat_history', page([msg('r', '01H000000000000000000000A5')], true, '01H000000000000000000000A4'));
+  assert.equal(last().frames().length, 4);
+  last().receive('chat_history', page([msg('r', '01H000000000000000000000A3'), msg('r', '01H000000000000000000000A6')], true, '01H000000000000000000000A2'));
+  assert.deepEqual(last().frames().slice(4).map((f) => [f.type, f.data.since]), [['get_history', '01H000000000000000000000A6']]);
+  last().receive('chat_history', page([msg('r', '01H000000000000000000000A7')], false, '01H000000000000000000000A6'));
+  assert.equal(last().frames().length, 5); // caught up: nothing more asked
+  assert.equal(client.lastMessageId('r'), '01H000000000000000000000A7');
+  // a page that does not move past its since (a misbehaving server) ends the catch-up
   last().drop(1006);
   clock.advance(1000);
   last().open();
-  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A3')], true));
-  assert.deepEqual(last().frames().filter((f) => f.type === 'join_room').length, 1); // (the unacknowledged 'back' goes again too)
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A7')], true, '01H000000000000000000000A7'));
+  assert.deepEqual(last().frames().filter((f) => f.type === 'join_room' || f.type === 'get_history').length, 1); // (the unacknowledged 'back' goes again too)
+});
+
+test('a server that does not repeat since is paged on with joins, as it expects', async () => {
+  const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
+  const joined = (messages, hasMore) => ({ roomId: 'r', messages, hasMore, unreadCount: 0, unreadCapped: false });
+  client.joinRoom('r', { limit: 2 });
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A0')], false));
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')], true));
+  assert.deepEqual(last().frames().map((f) => [f.type, f.data.since, f.data.limit]),
+    [['join_room', '01H000000000000000000000A0', 2], ['join_room', '01H000000000000000000000A2', 100]]);
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H0000000000000000000009Z')], hasMore: true }); // older: nothing
+  last().receive('chat_history', joined([msg('r', '01H000000000000000000000A3')], false));
+  assert.equal(last().frames().length, 2);
 });
 
 test('rejoinOverlapMs must be a whole number of milliseconds', () => {

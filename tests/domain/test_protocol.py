@@ -188,6 +188,40 @@ def test_join_with_since_returns_what_was_missed(world):
     assert [m["messageId"] for m in newest.take()[1]["data"]["messages"]] == ids[3:]
 
 
+def test_a_rejoin_pages_on_with_get_history_since_and_each_page_says_which_since_it_answers(world):
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    ids = []
+    for n in range(5):
+        alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"})
+        ids.append(alice.take()[0]["data"]["messageId"])
+    world.disconnect(bob)
+    back = world.connect("bob")
+    back.send("join_room", {"roomId": "lobby", "since": ids[0], "limit": 2})
+    first = back.take()[1]["data"]
+    assert [m["messageId"] for m in first["messages"]] == ids[1:3] and first["hasMore"] is True
+    assert first["since"] == ids[0] and first["unreadCount"] == 5  # a join's answer still counts unread
+    page = back.send("get_history", {"roomId": "lobby", "since": ids[2], "limit": 2})
+    assert page["type"] == "chat_history" and back.take() == [page]  # the page only: no participants, no join
+    assert [m["messageId"] for m in page["data"]["messages"]] == ids[3:5]
+    assert page["data"]["hasMore"] is False and page["data"]["since"] == ids[2] and "unreadCount" not in page["data"]
+    older = back.send("get_history", {"roomId": "lobby", "before": ids[1]})["data"]  # an older page says no since
+    assert [m["messageId"] for m in older["messages"]] == ids[:1] and "since" not in older
+
+
+def test_get_history_with_both_before_and_since_is_refused_and_changes_nothing(world):
+    (alice,) = joined(world, "lobby", "alice")
+    alice.send("chat_message", {"roomId": "lobby", "message": "m"})
+    mid = alice.take()[0]["data"]["messageId"]
+    before = world.items("MembershipsTable")
+    error = alice.send("get_history", {"roomId": "lobby", "before": mid, "since": mid})
+    assert error["type"] == "error" and error["data"]["code"] == "validation_error"
+    assert "before" in error["data"]["message"] and "since" in error["data"]["message"]
+    assert [d["field"] for d in error["data"]["details"]] == ["since"]
+    assert world.items("MembershipsTable") == before and alice.take() == [error]  # one error frame, nothing else
+    outsider = world.connect("carol")
+    assert outsider.send("get_history", {"roomId": "lobby", "since": mid})["data"]["code"] == "not_a_member"
+
+
 def test_spoofed_user_id_in_data_is_ignored(world):
     alice, bob = joined(world, "lobby", "alice", "bob")
     alice.send("chat_message", {"roomId": "lobby", "message": "hi", "userId": "bob", "name": "Bob"})

@@ -70,6 +70,11 @@ def test_typing_and_ping_costs(world):
     a.send("get_history", {"roomId": "r"})
     assert reads(world) == [("GetItem", "test-MembershipsTable", True), ("Query", "test-MessagesTable", False)]
     assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1})
+    # A catch-up page (`since`) reads as the join it continues: strongly consistent, and nothing else
+    # (another join_room also wrote the membership and read the participants and the read cursor).
+    a.send("get_history", {"roomId": "r", "since": "01H0000000000000000000000A"})
+    assert reads(world) == [("GetItem", "test-MembershipsTable", True), ("Query", "test-MessagesTable", True)]
+    assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1})
 
 
 def test_a_flood_costs_no_query_and_one_counter_write_per_allowance_of_refusals(world, monkeypatch):

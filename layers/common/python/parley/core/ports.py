@@ -116,7 +116,8 @@ class ChatStore(Protocol):
         ...
 
     def messages_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
-        """Only joins read these: always strongly consistent (see `newest_messages`)."""
+        """A join's page and the catch-up pages after it (`get_history` with `since`): always strongly
+        consistent (see `newest_messages`), as the client pages on from the join's."""
         ...
 
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:

@@ -181,7 +181,8 @@ class MarkReadData(_Data):
 class GetHistoryData(_Data):
     type_name = "get_history"
     roomId: RoomId
-    before: MessageId | None = None
+    before: MessageId | None = None  # older pages
+    since: MessageId | None = None  # newer pages: a reconnected client catching up (not with `before`)
     limit: PageLimit = 50
 
 

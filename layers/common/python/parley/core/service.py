@@ -214,7 +214,9 @@ class ChatService:
             complete_from = "" if not page.has_more else page.messages[0].message_id
         unread = self._unread_on_join(room, caller, page, complete_from)
         wire = [m.to_wire() for m in page.messages]
-        return p.history_frame(room, wire, page.has_more, keep_newest=not request.since, extra=unread)
+        # A `since` page says which `since` it answers, as get_history's do: the client pages on from it.
+        extra = {**unread, "since": request.since} if request.since else unread
+        return p.history_frame(room, wire, page.has_more, keep_newest=not request.since, extra=extra)
 
     def _unread_on_join(self, room: str, caller: Caller, page: HistoryPage, complete_from: str | None) -> dict[str, Any]:
         """List the room among the user's rooms and count what they have not read.
@@ -318,9 +320,22 @@ class ChatService:
         return None
 
     def _on_get_history(self, request: p.GetHistoryData, caller: Caller) -> Frame:
+        """Older pages (`before`, or the newest), or newer ones (`since`): a client back from a reconnect
+        pages on from its rejoin's `chat_history` with these, a Query each, where another join would also
+        write the membership and read the participants again."""
+        if request.before and request.since:
+            raise ProtocolError(
+                ErrorCode.VALIDATION_ERROR,
+                "Invalid get_history: send before (older messages) or since (newer ones), not both.",
+                details=[{"field": "since", "message": "not allowed together with before"}],
+            )
         self._check_access(caller, request.roomId, Action.READ)
         if not self._store.is_member(request.roomId, caller.connection_id):
             raise _not_a_member(request.roomId)
+        if request.since:
+            page = self._store.messages_since(request.roomId, request.since, request.limit)
+            wire = [m.to_wire() for m in page.messages]
+            return p.history_frame(request.roomId, wire, page.has_more, keep_newest=False, extra={"since": request.since})
         page = self._store.newest_messages(request.roomId, request.limit, before=request.before)
         return p.history_frame(request.roomId, [m.to_wire() for m in page.messages], page.has_more, keep_newest=True)
 
