@@ -218,9 +218,10 @@ class MemoryChatStore:
         row.update(messageId=to.message_id, timestamp=to.timestamp)
         return None
 
-    def is_stored(self, room_id: str, message_id: str) -> bool:
-        self._count("is_stored")
-        return (room_id, message_id) in self.messages
+    def stored_message(self, room_id: str, message_id: str) -> ChatMessage | None:
+        self._count("stored_message")
+        row = self.messages.get((room_id, message_id))
+        return None if row is None else self._message_of(row)
 
     @staticmethod
     def _message_of(row: Row) -> ChatMessage:

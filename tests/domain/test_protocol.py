@@ -233,6 +233,24 @@ def test_spoofed_user_id_in_data_is_ignored(world):
     assert bob.take()[0]["data"]["userId"] == "alice"
 
 
+def test_a_retry_after_an_edit_or_a_deletion_tells_the_room_the_message_as_it_stands(world):
+    """A duplicate's echo is the history's copy now: a member who lacks the message must get neither the
+    first text of an edited one nor the text of a deleted one."""
+    alice, bob = joined(world, "lobby", "alice", "bob")
+    sent = alice.send("chat_message", {"roomId": "lobby", "message": "frist", "clientMessageId": "c-1"})["data"]["messageId"]
+    alice.send("edit_message", {"roomId": "lobby", "messageId": sent, "message": "first"})
+    alice.take(), bob.take()
+    echo = alice.send("chat_message", {"roomId": "lobby", "message": "frist", "clientMessageId": "c-1"})
+    assert echo["type"] == "message_received" and echo["data"]["messageId"] == sent
+    assert (echo["data"]["message"], echo["data"]["version"]) == ("first", 2)
+    assert bob.take() == [echo]
+    alice.send("delete_message", {"roomId": "lobby", "messageId": sent})
+    alice.take(), bob.take()
+    tombstone = alice.send("chat_message", {"roomId": "lobby", "message": "frist", "clientMessageId": "c-1"})["data"]
+    assert tombstone["deleted"] is True and "message" not in tombstone and tombstone["version"] == 3
+    assert len(world.items("MessagesTable")) == 1
+
+
 def test_retry_with_same_client_message_id_stores_one_message(world):
     alice, bob = joined(world, "lobby", "alice", "bob")
     first = alice.send("chat_message", {"roomId": "lobby", "message": "once", "clientMessageId": "retry-1"})

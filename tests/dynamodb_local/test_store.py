@@ -179,10 +179,10 @@ def test_a_claim_moves_only_from_the_message_it_points_at(store):
     room = f"moved-{_id()}"
     first, later, other = _message(room, 1, client_id="m-1"), _message(room, 2, client_id="m-1"), _message(room, 3, client_id="m-1")
     assert store.claim_client_message_id(first) is None
-    assert store.is_stored(room, first.message_id) is False
+    assert store.stored_message(room, first.message_id) is None
     assert store.move_claim(first, later) is None
     moved = store.claim_client_message_id(other)
     assert (moved.message_id, moved.text) == (later.message_id, first.text)
     assert store.move_claim(first, other) == moved  # refused: it points at `later` now
     store.put_message(later)
-    assert store.is_stored(room, later.message_id) is True
+    assert store.stored_message(room, later.message_id) == later

@@ -471,12 +471,11 @@ class DynamoChatStore:
                                       claimed.room_id, claimed.client_message_id)
         return None
 
-    def is_stored(self, room_id: str, message_id: str) -> bool:
+    def stored_message(self, room_id: str, message_id: str) -> ChatMessage | None:
         try:
-            StoredMessage.get(room_id, message_id, consistent_read=True, attributes_to_get=["messageId"])
+            return _message_of(StoredMessage.get(room_id, message_id, consistent_read=True))
         except DoesNotExist:
-            return False
-        return True
+            return None
 
     def newest_messages(self, room_id: str, limit: int, before: str | None = None, *, consistent: bool = False) -> HistoryPage:
         condition = StoredMessage.message_id < before if before else None

@@ -106,8 +106,8 @@ class ChatStore(Protocol):
         at `claimed`: None when moved, else the message it points at now."""
         ...
 
-    def is_stored(self, room_id: str, message_id: str) -> bool:
-        """Whether the message is in the room's history (strongly consistent)."""
+    def stored_message(self, room_id: str, message_id: str) -> ChatMessage | None:
+        """The message as the room's history holds it now (strongly consistent), or None."""
         ...
 
     def newest_messages(self, room_id: str, limit: int, before: str | None = None, *, consistent: bool = False) -> HistoryPage:

@@ -267,7 +267,10 @@ class ChatService:
             # cannot tell, so the room is told again: the same messageId, which clients drop when
             # they already have it (a large room's shard claims skip those already sent to).
             self._metric("DuplicateMessages", 1)
-            echo = p.frame("message_received", original.to_wire())
+            # As the history holds it now, not as first sent: edited, reacted to or deleted since, a
+            # client that lacks it must not get the first text back (nor a deleted one's).
+            current = self._store.stored_message(room, original.message_id) or original
+            echo = p.frame("message_received", current.to_wire())
             self._broadcast(self._audience(room), echo, room, delivery_id=original.message_id, exclude=caller.connection_id)
             return echo
         page = self._audience(room)
@@ -293,7 +296,7 @@ class ChatService:
         room has seen since, where a client's rejoin (`since` 30 s before the newest it saw) never
         looks. Within ABANDONED_CLAIM_MS the first attempt may still be running, so the original id
         and its conditional put stay (`_on_chat_message`)."""
-        if self._store.is_stored(original.room_id, original.message_id):
+        if self._store.stored_message(original.room_id, original.message_id) is not None:
             return original, retry
         fresh = replace(original, message_id=retry.message_id, timestamp=retry.timestamp)
         return self._store.move_claim(original, fresh), fresh
