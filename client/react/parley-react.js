@@ -34,11 +34,11 @@ export class RoomStore {
         if (d.roomId !== roomId) return;
         for (const m of d.messages || []) this._messages.put({ ...m, roomId });
         // hasMore describes the oldest end: only a page at least as old as what we hold may change it,
-        // and never a rejoin's answer (a join's, with unreadCount, while we hold messages): its pages
-        // run from `since` and their hasMore says newer ones follow.
+        // and never a rejoin's pages (a join's answer, with unreadCount, or a catch-up page, with since,
+        // while we hold messages): they run from `since` and their hasMore says newer ones follow.
         const oldest = (d.messages || [])[0];
         const held = this.snapshot.messages.length > 0;
-        const rejoin = held && typeof d.unreadCount === 'number';
+        const rejoin = held && (typeof d.unreadCount === 'number' || d.since !== undefined);
         const hasMore = !rejoin && (!oldest || !held || oldest.messageId <= this.snapshot.messages[0].messageId) ? !!d.hasMore : this.snapshot.hasMore;
         const patch = { messages: this._sorted(), hasMore, joined: true };
         // Only join's chat_history counts unread; get_history pages leave the count alone.

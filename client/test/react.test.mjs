@@ -225,6 +225,9 @@ test('useRoom: joins, merges history and live messages without duplicates, parti
   });
   assert.deepEqual(room.messages.map((m) => m.message), ['a', 'b', 'c', 'while away']);
   assert.equal(room.hasMore, true, 'older messages are still there to load');
+  // a catch-up page (get_history with since, no unreadCount) from as far back says nothing of older ones either
+  await act(() => last().receive('chat_history', { roomId: 'lobby', messages: [M('01A', 'a'), M('01E', 'later')], hasMore: false, since: '01A' }));
+  assert.equal(room.hasMore, true, 'a catch-up page leaves the oldest end alone');
   assert.deepEqual(room.participants.map((p) => p.userId), ['alice']);
 
   await act(() => last().receive('user_left', { roomId: 'lobby', userId: 'alice', timestamp: 't' }));
