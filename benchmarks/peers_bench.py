@@ -872,7 +872,9 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
              "`ping`, `join_room` and `chat_message` (`benchmarks/peers/`); `parley dev` runs the real template, handlers, "
              f"authorizer and DynamoDB ({'moto' if d.get('dynamodb', 'moto') == 'moto' else 'DynamoDB Local, its default'}), "
              "so every handshake is two Lambda invocations (the authorizer and `$connect`). "
-             "`parley dev` is measured with its default log (one line per invocation) and with `--quiet`.", "",
+             "`parley dev` is measured with its default log (one line per invocation) and with `--quiet`"
+             + (f", {max(len(v) for v in d['rounds'].values())} times each in alternated rounds after one unmeasured start; "
+                "its columns show each mode's median run by handshake rate" if d.get("rounds") else "") + ".", "",
              "| | " + " | ".join(LABELS[k] for k in systems) + " |", "| --- |" + " ---: |" * len(systems)]
     for key, label in rows:
         lines.append(f"| {label} | " + " | ".join(cells[k][key] for k in systems) + " |")
