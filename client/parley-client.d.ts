@@ -49,6 +49,8 @@ export interface Tombstone {
   name: string;
   timestamp: Timestamp;
   version?: number;
+  /** The sender's, as on the message it was: a retried message is acknowledged by its tombstone too. */
+  clientMessageId?: ClientMessageId;
   deleted: true;
   deletedBy: string;
   deletedAt: Timestamp;
@@ -148,7 +150,8 @@ export interface ServerFrames {
   chat_history: { roomId: RoomId; messages: HistoryMessage[]; hasMore: boolean; unreadCount?: number; unreadCapped?: boolean; since?: MessageId };
   user_joined: { roomId: RoomId; userId: string; name: string; timestamp: Timestamp };
   user_left: { roomId: RoomId; userId: string; timestamp: Timestamp };
-  message_received: Message;
+  /** A tombstone only when it answers a retry (the same clientMessageId) of a message deleted since. */
+  message_received: HistoryMessage;
   chat_update: ChatUpdateDelivered | ChatUpdateSent | ChatUpdateRead;
   /** A large room's arrivals and departures since the last one; at most 50 named per direction, `joinedCount`/`leftCount` the totals. */
   presence_update: { roomId: RoomId; joined: Participant[]; left: Participant[]; joinedCount: number; leftCount: number; count: number };

@@ -17,7 +17,7 @@ void [limit, stopped];
 
 client.on('message_received', (m) => {
   const id: string = m.messageId;
-  const text: string = m.message;
+  const text: string = 'deleted' in m ? '(deleted)' : m.message; // a tombstone answers a retry of a deleted message
   void id, text;
 });
 client.on('chat_update', (u) => {

@@ -248,6 +248,7 @@ def test_a_retry_after_an_edit_or_a_deletion_tells_the_room_the_message_as_it_st
     alice.take(), bob.take()
     tombstone = alice.send("chat_message", {"roomId": "lobby", "message": "frist", "clientMessageId": "c-1"})["data"]
     assert tombstone["deleted"] is True and "message" not in tombstone and tombstone["version"] == 3
+    assert tombstone["clientMessageId"] == "c-1"  # the sender's client acknowledges its retry by it
     assert len(world.items("MessagesTable")) == 1
 
 

@@ -46,9 +46,14 @@ def test_chat_message_costs_one_query_and_one_put_and_every_kth_one_rate_update(
     assert world.posts - posts_before == 8  # one per member, the sender's own included; chat_update is the route response
     clients[0].send("chat_message", {"roomId": "costly", "message": "hi", "clientMessageId": "k1"})
     assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1, "PutItem": 2})
-    for n in range(batch - 3):
+    for n in range(batch - 4):
         clients[0].send("chat_message", {"roomId": "costly", "message": f"more {n}"})
         assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1, "PutItem": 1})
+    # A duplicate (a retry of k1, which is stored): the claim and the conditional put both fail, and the
+    # message is read as it stands for the room's echo: two GetItems and two failed PutItems more, on
+    # a rare path.
+    clients[0].send("chat_message", {"roomId": "costly", "message": "hi", "clientMessageId": "k1"})
+    assert dynamodb_ops(world) == Counter({"GetItem": 3, "Query": 1, "PutItem": 2})
     # The k-th frame adds the batch to the rate counter: one UpdateItem more, sent with the GetItem.
     clients[0].send("chat_message", {"roomId": "costly", "message": "kth"})
     assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1, "UpdateItem": 1, "PutItem": 1})

@@ -73,12 +73,13 @@ class ChatMessage:
             "timestamp": self.timestamp,
             "version": self.version,
         }
+        # A tombstone keeps it too: the sender's client acknowledges a retried message by it, deleted or not.
+        if self.client_message_id is not None:
+            wire["clientMessageId"] = self.client_message_id
         if self.deleted_by is not None:
             wire.update(deleted=True, deletedBy=self.deleted_by, deletedAt=self.deleted_at)
             return wire
         wire["message"] = self.text
-        if self.client_message_id is not None:
-            wire["clientMessageId"] = self.client_message_id
         if self.edited_at is not None:
             wire["editedAt"] = self.edited_at
         reaction_counts = counts(self.reactions)

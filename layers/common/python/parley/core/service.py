@@ -253,11 +253,12 @@ class ChatService:
             room, new_ulid(now), caller.user_id, caller.name, request.message, iso_at(now), request.clientMessageId
         )
         original = self._store.claim_client_message_id(message) if message.client_message_id else None
+        stored: ChatMessage | None = None  # the original as the history holds it, when that was read already
         if original is not None and now - ulid_time_ms(original.message_id) > ABANDONED_CLAIM_MS:
-            original, message = self._reclaim(original, message)
+            original, message, stored = self._reclaim(original, message)
         if original is None:
             self._store.put_message(message)
-        elif self._store.put_message(original, only_if_new=True):
+        elif stored is None and self._store.put_message(original, only_if_new=True):
             # A retry whose first attempt died between its claim and its put: the original is
             # stored only now, so the room has not heard it yet.
             message = original
@@ -269,7 +270,7 @@ class ChatService:
             self._metric("DuplicateMessages", 1)
             # As the history holds it now, not as first sent: edited, reacted to or deleted since, a
             # client that lacks it must not get the first text back (nor a deleted one's).
-            current = self._store.stored_message(room, original.message_id) or original
+            current = stored or self._store.stored_message(room, original.message_id) or original
             echo = p.frame("message_received", current.to_wire())
             self._broadcast(self._audience(room), echo, room, delivery_id=original.message_id, exclude=caller.connection_id)
             return echo
@@ -286,20 +287,22 @@ class ChatService:
         reply = {"roomId": room, "messageId": message.message_id, "status": "delivered", "deliveredTo": delivered_to}
         return p.frame("chat_update", reply)
 
-    def _reclaim(self, original: ChatMessage, retry: ChatMessage) -> tuple[ChatMessage | None, ChatMessage]:
+    def _reclaim(self, original: ChatMessage, retry: ChatMessage) -> tuple[ChatMessage | None, ChatMessage, ChatMessage | None]:
         """A retry of a message whose first attempt claimed its clientMessageId long ago. When that
         attempt died before storing it, this one moves the claim to the original text under the id
-        and timestamp minted now, and returns (None, that message) to be stored as new; else
-        (the message the claim stands for, `retry`).
+        and timestamp minted now, and returns (None, that message, None) to be stored as new; else
+        (the message the claim stands for, `retry`, the message as stored when it is: a duplicate,
+        with no put to try and no second read).
 
         Why a new id: a message stored now under an id minted long ago would sort behind what the
         room has seen since, where a client's rejoin (`since` 30 s before the newest it saw) never
         looks. Within ABANDONED_CLAIM_MS the first attempt may still be running, so the original id
         and its conditional put stay (`_on_chat_message`)."""
-        if self._store.stored_message(original.room_id, original.message_id) is not None:
-            return original, retry
+        stored = self._store.stored_message(original.room_id, original.message_id)
+        if stored is not None:
+            return original, retry, stored
         fresh = replace(original, message_id=retry.message_id, timestamp=retry.timestamp)
-        return self._store.move_claim(original, fresh), fresh
+        return self._store.move_claim(original, fresh), fresh, None
 
     def _on_typing(self, request: p.TypingData, caller: Caller) -> None:
         self._check_access(caller, request.roomId, Action.WRITE)
