@@ -229,6 +229,7 @@ export class ParleyClient {
     } else if (type === 'error') {
       this._outbox.refused(data);
       this._participants.error(data);
+      this._rooms.error(data);
     } else if (type === 'participants_list') {
       this._participants.participantsList(data);
     } else if (type === 'user_joined') {

@@ -19,6 +19,11 @@ import { rewindMessageId } from './ids.js';
 const SEEN_PER_ROOM = 2000;
 // The largest page the server allows: a long absence takes few requests.
 const CATCH_UP_PAGE = 100;
+// A catch-up page refused for a reason that may pass is asked again after this (or the error's
+// retryAfterMs), at most this many times in a row.
+const CATCH_UP_RETRY_MS = 1000;
+const CATCH_UP_RETRIES = 5;
+const RETRYABLE = new Set(['internal_error', 'rate_limited']);
 
 export class RoomTracker {
   /**
@@ -31,7 +36,8 @@ export class RoomTracker {
     this._t = timers;
     this._write = write;
     this._ready = ready;
-    this._rooms = new Map(); // roomId -> {lastMessageId, joined, joinTimer, limit, catchUpSince}
+    // roomId -> {lastMessageId, joined, joinTimer, limit, catchUpSince, catchUpFrame, resumeFrom, catchUpRetries, catchUpRetry}
+    this._rooms = new Map();
     this._seen = new Map(); // roomId -> {set:Set, order:string[]}
   }
 
@@ -55,7 +61,7 @@ export class RoomTracker {
     if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
     let room = this._rooms.get(roomId);
     if (!room) {
-      room = { lastMessageId: since, joined: false, joinTimer: null, limit, catchUpSince: null };
+      room = { lastMessageId: since, joined: false, joinTimer: null, limit, catchUpSince: null, catchUpFrame: null, resumeFrom: null, catchUpRetries: 0, catchUpRetry: null };
       this._rooms.set(roomId, room);
     } else {
       if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
@@ -69,6 +75,7 @@ export class RoomTracker {
     const room = this._rooms.get(roomId);
     if (room) {
       this._t.clearTimeout(room.joinTimer);
+      this._t.clearTimeout(room.catchUpRetry);
       this._rooms.delete(roomId);
     }
     this._seen.delete(roomId);
@@ -79,12 +86,39 @@ export class RoomTracker {
     for (const [roomId, r] of this._rooms) this._sendJoin(roomId, r);
   }
 
-  /** The socket is gone: every room must be joined again before its frames go. */
+  /**
+   * The socket is gone: every room must be joined again before its frames go. A room whose catch-up
+   * was under way keeps where it had got to (`resumeFrom`): its rejoin asks from there, not from the
+   * newest message seen, which live messages may have moved past pages not fetched yet.
+   */
   reset() {
     for (const r of this._rooms.values()) {
       r.joined = false;
       this._t.clearTimeout(r.joinTimer);
       r.joinTimer = null;
+      this._t.clearTimeout(r.catchUpRetry);
+      r.catchUpRetry = null;
+      r.catchUpFrame = null;
+    }
+  }
+
+  /**
+   * An `error` frame. One answering a catch-up page (`join_room` or `get_history`) for a reason that
+   * may pass (`internal_error`, `rate_limited`) does not say which room it was: every catch-up page
+   * still awaited is asked again after a pause, a few times at most. A page answered twice is taken
+   * once (the second answer's `since` is no longer the one awaited).
+   */
+  error({ requestType, code, retryAfterMs } = {}) {
+    if ((requestType !== 'get_history' && requestType !== 'join_room') || !RETRYABLE.has(code)) return;
+    const delay = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : CATCH_UP_RETRY_MS;
+    for (const [roomId, room] of this._rooms) {
+      if (!room.catchUpFrame || room.catchUpRetry || room.catchUpRetries >= CATCH_UP_RETRIES) continue;
+      room.catchUpRetries += 1;
+      const frame = room.catchUpFrame;
+      room.catchUpRetry = this._t.setTimeout(() => {
+        room.catchUpRetry = null;
+        if (this._rooms.get(roomId) === room && room.catchUpFrame === frame) this._write(frame);
+      }, delay);
     }
   }
 
@@ -101,9 +135,14 @@ export class RoomTracker {
     const from = room.catchUpSince;
     if (from && (since !== undefined ? since === from : typeof unreadCount === 'number')) {
       room.catchUpSince = null;
+      room.catchUpFrame = null;
+      room.catchUpRetries = 0;
       const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
       if (hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > from) {
+        room.resumeFrom = newest.messageId;
         this._sendCatchUp(roomId, room, newest.messageId, CATCH_UP_PAGE, since === from ? 'get_history' : 'join_room');
+      } else {
+        room.resumeFrom = null; // caught up
       }
     }
     if (!room.joined) {
@@ -134,7 +173,7 @@ export class RoomTracker {
   }
 
   _sendJoin(roomId, room) {
-    const since = rewindMessageId(room.lastMessageId, this.rejoinOverlapMs);
+    const since = rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs);
     room.joined = false;
     this._t.clearTimeout(room.joinTimer);
     // If no chat_history comes back in time, stop holding the room's frames.
@@ -154,6 +193,7 @@ export class RoomTracker {
     if (since) data.since = since;
     if (limit) data.limit = limit;
     room.catchUpSince = since || null;
+    room.catchUpFrame = since ? { type, data } : null;
     this._write({ type, data });
   }
 }

@@ -389,6 +389,77 @@ test('a rejoin pages on with get_history since until the room is caught up, and 
   assert.deepEqual(last().frames().filter((f) => f.type === 'join_room' || f.type === 'get_history').length, 1); // (the unacknowledged 'back' goes again too)
 });
 
+test('a drop in the middle of a catch-up rejoins from where it had got to, not from a live message past it', async () => {
+  const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
+  client.joinRoom('r', { limit: 2 });
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A0')], hasMore: false, unreadCount: 0 });
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')],
+    hasMore: true, unreadCount: 9, since: '01H000000000000000000000A0' });
+  last().receive('message_received', msg('r', '01H000000000000000000000B0')); // live, while A3.. are still to be fetched
+  last().drop(1006);
+  clock.advance(5000);
+  last().open();
+  assert.deepEqual(last().frames()[0], { type: 'join_room', data: { roomId: 'r', since: '01H000000000000000000000A2', limit: 2 } });
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A3')], hasMore: false, unreadCount: 8, since: '01H000000000000000000000A2' });
+  last().drop(1006); // caught up: the next rejoin is from the newest seen again
+  clock.advance(5000);
+  last().open();
+  assert.equal(last().frames()[0].data.since, '01H000000000000000000000B0');
+});
+
+test('a catch-up page refused for a reason that may pass is asked again, a few times at most', async () => {
+  const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
+  client.joinRoom('r', { limit: 2 });
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A0')], hasMore: false, unreadCount: 0 });
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')],
+    hasMore: true, unreadCount: 9, since: '01H000000000000000000000A0' });
+  const pages = () => last().frames().filter((f) => f.type === 'get_history');
+  const page = { type: 'get_history', data: { roomId: 'r', since: '01H000000000000000000000A2', limit: 100 } };
+  assert.deepEqual(pages(), [page]);
+  last().receive('error', { code: 'validation_error', message: 'x', requestType: 'get_history' });
+  clock.advance(60000);
+  assert.equal(pages().length, 1); // a refusal that will not pass is not asked again
+  last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'get_history', retryAfterMs: 2500 });
+  clock.advance(2000);
+  assert.equal(pages().length, 1);
+  clock.advance(500);
+  assert.deepEqual(pages(), [page, page]); // after its retryAfterMs
+  for (let n = 0; n < 10; n++) {
+    last().receive('error', { code: 'internal_error', message: 'x', requestType: 'get_history' });
+    clock.advance(1000);
+  }
+  assert.equal(pages().length, 6); // five in a row at most
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A3')], hasMore: false, since: '01H000000000000000000000A2' });
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A3')], hasMore: false, since: '01H000000000000000000000A2' });
+  last().receive('error', { code: 'internal_error', message: 'x', requestType: 'get_history' });
+  clock.advance(60000);
+  assert.equal(pages().length, 6); // answered (twice: taken once): nothing awaited, nothing asked again
+  assert.equal(client.lastMessageId('r'), '01H000000000000000000000A3');
+});
+
+test('a message deleted while its send was unanswered is acknowledged by its tombstone, which carries its clientMessageId', async () => {
+  const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
+  client.joinRoom('r');
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false, unreadCount: 0 });
+  const cmid = client.sendChatMessage('r', 'oops');
+  last().drop(1006); // stored, then the socket dropped before the answer; a moderator deleted it meanwhile
+  clock.advance(1000);
+  last().open();
+  const tombstone = { messageId: '01H000000000000000000000A1', roomId: 'r', userId: 'alice', name: 'A', timestamp: 't', version: 2,
+    clientMessageId: cmid, deleted: true, deletedBy: 'mod', deletedAt: 't' };
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false, unreadCount: 0, since: '01H0000000000000000000009Z' });
+  assert.deepEqual(last().frames().slice(1).map((f) => [f.type, f.data.clientMessageId]), [['chat_message', cmid]]); // sent again
+  last().receive('message_received', tombstone); // the duplicate's echo: the message as it stands
+  client.sendChatMessage('r', 'next');
+  assert.deepEqual(last().frames().slice(2).map((f) => [f.type, f.data.message]), [['chat_message', 'next']]); // not held 30 s behind it
+});
+
 test('a server that does not repeat since is paged on with joins, as it expects', async () => {
   const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
   const joined = (messages, hasMore) => ({ roomId: 'r', messages, hasMore, unreadCount: 0, unreadCapped: false });
