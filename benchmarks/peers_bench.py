@@ -846,10 +846,17 @@ def log_cost_verdict(values: list[float]) -> str:
 
 
 def rounds_line(d: dict[str, Any]) -> str:
-    """Every round's handshake rate, so a reader sees the spread behind the table's median."""
+    """Every round's handshake rate and last delivery, so a reader sees the spread behind the table's median run."""
     rounds = d.get("rounds") or {}
-    parts = [f"{LABELS[k]} {', '.join(f'{_open_rate(r):,.0f}' for r in rounds[k])}" for k in LOGGED_PAIR if k in rounds]
-    return f"- Handshakes/s in each round: {'; '.join(parts)}." if parts else ""
+    keys = [k for k in LOGGED_PAIR if k in rounds]
+    if not keys:
+        return ""
+    rates = "; ".join(f"{LABELS[k]} {', '.join(f'{_open_rate(r):,.0f}' for r in rounds[k])}" for k in keys)
+    line = f"- Handshakes/s in each round: {rates}."
+    if all("fanout" in r for k in keys for r in rounds[k]):
+        lasts = "; ".join(f"{LABELS[k]} {', '.join(_ms(r['fanout']['last_ms']) for r in rounds[k])}" for k in keys)
+        line += f" Last delivery to the room in each round: {lasts}."
+    return line
 
 
 def markdown(d: dict[str, Any], command: str) -> list[str]:
