@@ -389,7 +389,8 @@ test('a rejoin pages on with get_history since until the room is caught up, and 
   assert.deepEqual(last().frames().filter((f) => f.type === 'join_room' || f.type === 'get_history').length, 1); // (the unacknowledged 'back' goes again too)
 });
 
-test('a drop in the middle of a catch-up rejoins from where it had got to, not from a live message past it', async () => {
+/** Back from a drop, with the rejoin's first page (A1, A2) answered and more to fetch: the catch-up is under way. */
+async function midCatchUp() {
   const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
   client.joinRoom('r', { limit: 2 });
   last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A0')], hasMore: false, unreadCount: 0 });
@@ -398,6 +399,11 @@ test('a drop in the middle of a catch-up rejoins from where it had got to, not f
   last().open();
   last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')],
     hasMore: true, unreadCount: 9, since: '01H000000000000000000000A0' });
+  return { client, last, clock };
+}
+
+test('a drop in the middle of a catch-up rejoins from where it had got to, not from a live message past it', async () => {
+  const { client, last, clock } = await midCatchUp();
   last().receive('message_received', msg('r', '01H000000000000000000000B0')); // live, while A3.. are still to be fetched
   last().drop(1006);
   clock.advance(5000);
@@ -411,14 +417,7 @@ test('a drop in the middle of a catch-up rejoins from where it had got to, not f
 });
 
 test('a catch-up page refused for a reason that may pass is asked again, a few times at most', async () => {
-  const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
-  client.joinRoom('r', { limit: 2 });
-  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A0')], hasMore: false, unreadCount: 0 });
-  last().drop(1006);
-  clock.advance(1000);
-  last().open();
-  last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A1'), msg('r', '01H000000000000000000000A2')],
-    hasMore: true, unreadCount: 9, since: '01H000000000000000000000A0' });
+  const { client, last, clock } = await midCatchUp();
   const pages = () => last().frames().filter((f) => f.type === 'get_history');
   const page = { type: 'get_history', data: { roomId: 'r', since: '01H000000000000000000000A2', limit: 100 } };
   assert.deepEqual(pages(), [page]);

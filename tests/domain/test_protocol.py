@@ -166,14 +166,19 @@ def test_get_history_pages_with_before(world):
     assert len(default_page["messages"]) == 7 and default_page["hasMore"] is False
 
 
-def test_join_with_since_returns_what_was_missed(world):
+def away_while_five_are_sent(world):
+    """Bob's connection drops while alice sends m0..m4 to the lobby: their ids, and bob's new connection (in no room)."""
     alice, bob = joined(world, "lobby", "alice", "bob")
     ids = []
     for n in range(5):
         alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"})
         ids.append(alice.take()[0]["data"]["messageId"])
     world.disconnect(bob)
-    bob_again = world.connect("bob")
+    return ids, world.connect("bob")
+
+
+def test_join_with_since_returns_what_was_missed(world):
+    ids, bob_again = away_while_five_are_sent(world)
     bob_again.send("join_room", {"roomId": "lobby", "since": ids[1], "limit": 2})
     frames = bob_again.take()
     history = frames[1]["data"]
@@ -189,13 +194,7 @@ def test_join_with_since_returns_what_was_missed(world):
 
 
 def test_a_rejoin_pages_on_with_get_history_since_and_each_page_says_which_since_it_answers(world):
-    alice, bob = joined(world, "lobby", "alice", "bob")
-    ids = []
-    for n in range(5):
-        alice.send("chat_message", {"roomId": "lobby", "message": f"m{n}"})
-        ids.append(alice.take()[0]["data"]["messageId"])
-    world.disconnect(bob)
-    back = world.connect("bob")
+    ids, back = away_while_five_are_sent(world)
     back.send("join_room", {"roomId": "lobby", "since": ids[0], "limit": 2})
     first = back.take()[1]["data"]
     assert [m["messageId"] for m in first["messages"]] == ids[1:3] and first["hasMore"] is True
