@@ -345,7 +345,12 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
 
         return Expected(bob=["user_left"] if member and bob_there else [], tables="accepted" if member else "unchanged", check=check_leave)
 
-    if t in ("chat_message", "typing", "mark_read", "get_rooms", *MESSAGE_CHANGES):
+    after_user = None
+    if t == "get_participants" and data.get("cursor") is not None:  # a cursor that does not decode spends nothing
+        after_user = cursor_position(data["cursor"], room)
+        if after_user is None:
+            return reject("validation_error", {"cursor"})
+    if t in ("chat_message", "typing", "mark_read", "get_rooms", "get_history", "get_participants", *MESSAGE_CHANGES):
         chat = t in ("chat_message", "edit_message", "delete_message")
         kind, limit = ("chat", state.chat_limit) if chat else ("signals", state.signal_limit)
         assert state.hits(kind, "alice") + limit <= 10 * limit, "the test would reach the flood limit; raise the limits"
@@ -357,15 +362,9 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
         if state.hits(kind, "alice") + 1 > limit:
             return reject("rate_limited", tables=f"rate:{kind}")
         return Expected(sender=["rooms_list"], tables=f"rate:{kind}")
-    after_user = None
-    if t == "get_participants" and data.get("cursor") is not None:
-        after_user = cursor_position(data["cursor"], room)
-        if after_user is None:
-            return reject("validation_error", {"cursor"})
-
-    # members only from here. A room action's members Query and rate counter go out together:
+    # members only from here. A room action's membership read and rate counter go out together:
     # over the allowance it is rate_limited, else a non-member's frame is not_a_member, both counted.
-    charged = t in ("chat_message", "typing", "mark_read", *MESSAGE_CHANGES)
+    charged = t in ("chat_message", "typing", "mark_read", "get_history", "get_participants", *MESSAGE_CHANGES)
     if charged and state.hits(kind, "alice") + 1 > limit:
         return reject("rate_limited", tables=f"rate:{kind}")
     if not member:
@@ -376,7 +375,7 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
     if t == "get_participants":
         users = sorted(set(members.values()))
         if after_user is not None and after_user not in users:
-            return reject("validation_error", {"cursor"})  # stale: that participant left
+            return reject("validation_error", {"cursor"}, tables=f"rate:{kind}")  # stale: that participant left (read, so counted)
         rest = [u for u in users if after_user is None or u > after_user]
         limit = data.get("limit", 100)
 
@@ -385,7 +384,7 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
             assert [p["userId"] for p in page["participants"]] == rest[:limit] and page["count"] == len(users)
             assert ("nextCursor" in page) == (len(rest) > limit)
 
-        return Expected(sender=["participants_list"], check=check_participants)
+        return Expected(sender=["participants_list"], tables=f"rate:{kind}", check=check_participants)
     if t == "get_history":
         limit, before_id = data.get("limit", 50), data.get("before")
         ids = [i for i in state.messages(room) if not before_id or i < before_id]
@@ -396,7 +395,7 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
             history = frames[0]["data"]
             assert [m["messageId"] for m in history["messages"]] == page and history["hasMore"] == more
 
-        return Expected(sender=["chat_history"], check=check_history)
+        return Expected(sender=["chat_history"], tables=f"rate:{kind}", check=check_history)
     if t == "typing":
         return Expected(bob=["typing_update"] if bob_there else [], tables=f"rate:{kind}")
     if t == "mark_read":

@@ -520,7 +520,7 @@ EXPECTED_GRANTS = {
     },
     "GetHistoryFunction": {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable"),
-        ("dynamodb:Query", "MessagesTable"),
+        ("dynamodb:Query", "MessagesTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
     "EditMessageFunction": CLEANUP | {
         ("dynamodb:GetItem", "MessagesTable"), ("dynamodb:UpdateItem", "MessagesTable"),
@@ -537,7 +537,10 @@ EXPECTED_GRANTS = {
     "GetRoomsFunction": {
         ("dynamodb:Query", "MembershipsTable/index/ByReader"), ("dynamodb:Query", "MessagesTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
-    "GetParticipantsFunction": {("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable")},
+    "GetParticipantsFunction": {
+        ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:Query", "MembershipsTable"),
+        ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+    },
     "PresenceFunction": CLEANUP | {SHARD_DISPATCH},
     # A claim is one UpdateItem, a continuation's page plan one PutItem; a continuation dispatches
     # its shards to this same function.

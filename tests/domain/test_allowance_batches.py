@@ -104,6 +104,23 @@ def test_get_rooms_spends_the_signals_allowance_in_batches(world, room):
     assert writes(world) == before + 1 and counter(world, "signals") == 11
 
 
+@pytest.mark.parametrize("kind, data", [("get_history", {"roomId": "lobby"}), ("get_participants", {"roomId": "lobby"})])
+def test_the_room_reads_spend_the_signals_allowance_and_are_refused_over_it(world, room, kind, data):
+    """Each is a GetItem and a Query of someone's money: a client looping on one is limited like typing."""
+    alice, _ = room
+    before = writes(world)
+    for _ in range(10):
+        assert alice.send(kind, data)["type"] != "error"
+    assert writes(world) == before  # in batches, as every signal: no counter write yet
+    alice.send(kind, data)
+    assert writes(world) == before + 1 and counter(world, "signals") == 11
+    while counter(world, "signals") < 120:
+        assert alice.send(kind, data)["type"] != "error"
+    refused = alice.send(kind, data)["data"]
+    assert (refused["code"], refused["requestType"]) == ("rate_limited", kind) and refused["retryAfterMs"] > 0
+    assert alice.send("typing", {"roomId": "lobby", "isTyping": True})["data"]["code"] == "rate_limited"  # one allowance
+
+
 def test_a_flood_is_still_counted_and_closed(world, room):
     alice, _ = room
     sent = 0

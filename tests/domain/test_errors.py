@@ -136,10 +136,10 @@ def test_not_a_member(world, room, type_name, data):
     outsider.send("join_room", {"roomId": "elsewhere2"})
     outsider.take()
     raw = json.dumps({"type": type_name, "data": {**data, "roomId": "lobby"}})
-    # A room action's members Query and rate counter go out together, so the refused frame counts
-    # against the outsider's allowance (and only that); get_history is not rate limited.
-    kind = {"chat_message": "chat", "typing": "signals", "mark_read": "signals"}.get(type_name)
-    charged = f"rate#{kind}#mallory#" if kind else None
+    # A room action's membership read and rate counter go out together, so the refused frame counts
+    # against the outsider's allowance (and only that).
+    kind = {"chat_message": "chat", "typing": "signals", "mark_read": "signals", "get_history": "signals"}[type_name]
+    charged = f"rate#{kind}#mallory#"
     data_ = assert_one_error(world, outsider, raw, "not_a_member", request_type=type_name, others=[alice, bob], charged=charged)
     assert "join_room" in data_["message"]
 

@@ -237,8 +237,7 @@ class ChatService:
     def _on_get_participants(self, request: p.GetParticipantsData, caller: Caller) -> Frame:
         room = request.roomId
         after = p.read_participants_cursor(request.cursor, room) if request.cursor else None
-        if not self._store.is_member(room, caller.connection_id):
-            raise _not_a_member(room)
+        self._admit_member("signals", room, caller)
         if after is not None and not self._store.has_participant(room, after):
             raise p.bad_cursor("is stale: the participant it pages on from has left; start over without a cursor")
         page = self._store.participants(room, after_user=after, limit=request.limit)
@@ -336,8 +335,7 @@ class ChatService:
                 details=[{"field": "since", "message": "not allowed together with before"}],
             )
         self._check_access(caller, request.roomId, Action.READ)
-        if not self._store.is_member(request.roomId, caller.connection_id):
-            raise _not_a_member(request.roomId)
+        self._admit_member("signals", request.roomId, caller)
         if request.since:
             page = self._store.messages_since(request.roomId, request.since, request.limit)
             wire = [m.to_wire() for m in page.messages]
@@ -435,6 +433,12 @@ class ChatService:
         membership check is then a GetItem of the caller's own membership (sent with the rate
         counter's write when there is one), the price of never losing a message to a joiner.
         """
+        self._admit_member(kind, room, caller)
+
+    def _admit_member(self, kind: str, room: str, caller: Caller) -> None:
+        """The allowance and a GetItem of the caller's own membership (sent with the rate counter's
+        write when there is one): a change's check, and a read's that needs no fan-out list
+        (`get_history`, `get_participants`)."""
         member = self._charged(kind, caller, lambda: self._store.is_member(room, caller.connection_id),
                                lambda charge: self._store.membership_and_count(room, caller.connection_id, charge))
         if not member:
