@@ -36,7 +36,7 @@ export class RoomTracker {
     this._t = timers;
     this._write = write;
     this._ready = ready;
-    // roomId -> {lastMessageId, joined, joinTimer, limit, catchUpSince, catchUpFrame, resumeFrom, catchUpRetries, catchUpRetry}
+    // roomId -> {lastMessageId, joined, joinTimer, limit, catchUpFrame (the page awaited), resumeFrom, catchUpRetries, catchUpRetry}
     this._rooms = new Map();
     this._seen = new Map(); // roomId -> {set:Set, order:string[]}
   }
@@ -61,7 +61,7 @@ export class RoomTracker {
     if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
     let room = this._rooms.get(roomId);
     if (!room) {
-      room = { lastMessageId: since, joined: false, joinTimer: null, limit, catchUpSince: null, catchUpFrame: null, resumeFrom: null, catchUpRetries: 0, catchUpRetry: null };
+      room = { lastMessageId: since, joined: false, joinTimer: null, limit, catchUpFrame: null, resumeFrom: null, catchUpRetries: 0, catchUpRetry: null };
       this._rooms.set(roomId, room);
     } else {
       if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
@@ -132,9 +132,8 @@ export class RoomTracker {
   historyArrived(roomId, { messages, hasMore, unreadCount, since } = {}) {
     const room = this._rooms.get(roomId);
     if (!room) return;
-    const from = room.catchUpSince;
+    const from = room.catchUpFrame && room.catchUpFrame.data.since;
     if (from && (since !== undefined ? since === from : typeof unreadCount === 'number')) {
-      room.catchUpSince = null;
       room.catchUpFrame = null;
       room.catchUpRetries = 0;
       const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
@@ -192,8 +191,7 @@ export class RoomTracker {
     const data = { roomId };
     if (since) data.since = since;
     if (limit) data.limit = limit;
-    room.catchUpSince = since || null;
-    room.catchUpFrame = since ? { type, data } : null;
+    room.catchUpFrame = since ? { type, data } : null; // its since is what the answer must repeat
     this._write({ type, data });
   }
 }

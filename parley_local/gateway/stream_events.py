@@ -213,11 +213,13 @@ class StreamEventPoller:
         """Running mappings whose table now has another stream: the table was deleted and created again (by
         this redeploy, which creates missing tables, or by hand), so the stream they read gets nothing more.
         Like a mapping whose `StreamArn` changed, each starts afresh on the new stream."""
-        moved = set()
+        moved: set[str] = set()
+        if not self._mappings:
+            return moved
+        dynamodb = await asyncio.to_thread(aws_client, "dynamodb", self.dynamodb_endpoint)  # one client for them all
         for lid, mapping in self._mappings.items():
             try:
-                described = await asyncio.to_thread(
-                    aws_client("dynamodb", self.dynamodb_endpoint).describe_table, TableName=mapping.table)
+                described = await asyncio.to_thread(dynamodb.describe_table, TableName=mapping.table)
             except Exception:  # noqa: BLE001 - gone, or the local DynamoDB hiccuped: the template's view decides
                 continue
             if described["Table"].get("LatestStreamArn", mapping.stream_arn) != mapping.stream_arn:

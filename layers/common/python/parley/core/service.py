@@ -338,10 +338,11 @@ class ChatService:
         self._admit_member("signals", request.roomId, caller)
         if request.since:
             page = self._store.messages_since(request.roomId, request.since, request.limit)
-            wire = [m.to_wire() for m in page.messages]
-            return p.history_frame(request.roomId, wire, page.has_more, keep_newest=False, extra={"since": request.since})
-        page = self._store.newest_messages(request.roomId, request.limit, before=request.before)
-        return p.history_frame(request.roomId, [m.to_wire() for m in page.messages], page.has_more, keep_newest=True)
+        else:
+            page = self._store.newest_messages(request.roomId, request.limit, before=request.before)
+        extra = {"since": request.since} if request.since else None
+        wire = [m.to_wire() for m in page.messages]
+        return p.history_frame(request.roomId, wire, page.has_more, keep_newest=not request.since, extra=extra)
 
     def _on_edit_message(self, request: p.EditMessageData, caller: Caller) -> None:
         room, message_id = request.roomId, request.messageId
