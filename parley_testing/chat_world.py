@@ -109,7 +109,8 @@ class ChatWorld:
         """The table's items in DynamoDB's typed JSON."""
         raise NotImplementedError
 
-    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1) -> None:
+    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1,
+                   joins: int = 100, joins_batch: int = 1) -> None:
         """Deploy with other rate-limit settings (batches of 1: every frame counted at once, as the
         property-test oracle judges them)."""
         raise NotImplementedError
@@ -199,8 +200,9 @@ class MemoryChatWorld(ChatWorld):
         grants = Grants.decode(client.rooms) if client.rooms is not None else Grants.for_mode(self.room_access)
         return Caller(client.connection_id, client.user_id, client.name, grants)
 
-    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1) -> None:
-        self.limits = RateLimits(chat, signals, window_seconds, chat_batch, signals_batch)
+    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1,
+                   joins: int = 100, joins_batch: int = 1) -> None:
+        self.limits = RateLimits(chat, signals, window_seconds, chat_batch, signals_batch, joins, joins_batch)
 
     def now_ms(self) -> int:
         return self.clock()

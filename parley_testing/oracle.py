@@ -27,18 +27,22 @@ ULID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 MAX_TEXT = 4000
 CHAT_LIMIT, SIGNAL_LIMIT = 20, 40  # per window; the window is made longer than the test run
+# Joins and leaves: high enough that a run's rejoins (`rejoin_lobby_if_left`, the gateway's
+# `ensure_in_lobby`, which waits for the join's answer) are never refused; judged all the same.
+JOIN_LIMIT = 1000
 NOW_MS = int(time.time() * 1000)
 ERROR_CODES = {"invalid_json", "unknown_type", "validation_error", "not_a_member", "rate_limited", "internal_error"}
 
 # ---- the world the frames are sent into ----------------------------------------------------
 
 
-def seed_room(world: Any, chat_limit: int = CHAT_LIMIT, signal_limit: int = SIGNAL_LIMIT) -> tuple[Any, Any]:
+def seed_room(world: Any, chat_limit: int = CHAT_LIMIT, signal_limit: int = SIGNAL_LIMIT,
+              join_limit: int = JOIN_LIMIT) -> tuple[Any, Any]:
     """alice (the sender) in `lobby` and `side`, bob in `lobby`, a few messages in `lobby`; the
     rate window is made longer than the run, and the limits high enough that the run never
     reaches the flood close (10x) but low enough that it crosses the allowance."""
-    world.use_limits(chat=chat_limit, signals=signal_limit, window_seconds=10**9)
-    world.oracle_limits = (chat_limit, signal_limit)
+    world.use_limits(chat=chat_limit, signals=signal_limit, window_seconds=10**9, joins=join_limit)
+    world.oracle_limits = (chat_limit, signal_limit, join_limit)
     alice, bob = world.connect("alice"), world.connect("bob")
     for client, rooms in ((alice, ["lobby", "side"]), (bob, ["lobby"])):
         for room_id in rooms:
@@ -112,6 +116,7 @@ class State:
     bob: str
     chat_limit: int = CHAT_LIMIT
     signal_limit: int = SIGNAL_LIMIT
+    join_limit: int = JOIN_LIMIT
 
     def _items(self, table: str) -> list[dict[str, Any]]:
         return [{k: next(iter(v.values())) for k, v in item.items()} for item in self.snapshot[table]]
@@ -312,6 +317,13 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
             assert json.dumps(frames[0]["data"]["message"], sort_keys=True) == json.dumps(echo, sort_keys=True)
 
         return Expected(sender=["message_response"], check=check_echo)
+    if t in ("join_room", "leave_room"):
+        # The joins allowance is spent before the membership is written or deleted, whatever it finds.
+        assert state.hits("joins", "alice") + state.join_limit <= 10 * state.join_limit, "the run would reach the flood limit"
+        if state.hits("joins", "alice") > state.join_limit:
+            return reject("rate_limited", tables=f"refused:joins:{state.join_limit}")
+        if state.hits("joins", "alice") + 1 > state.join_limit:
+            return reject("rate_limited", tables="rate:joins")
     if t == "join_room":
         limit, since = data.get("limit", 50), data.get("since")
         ids = state.messages(room)
@@ -335,7 +347,7 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
         return Expected(
             sender=["participants_list", "chat_history"],
             bob=["user_joined"] if joining and bob_there else [],
-            tables="accepted" if joining else "unchanged",
+            tables="accepted" if joining else "rate:joins",
             check=check_join,
         )
     if t == "leave_room":
@@ -343,7 +355,7 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
         def check_leave(frames, bob_frames, before, after_state):
             assert alice not in after_state.members(room)
 
-        return Expected(bob=["user_left"] if member and bob_there else [], tables="accepted" if member else "unchanged", check=check_leave)
+        return Expected(bob=["user_left"] if member and bob_there else [], tables="accepted" if member else "rate:joins", check=check_leave)
 
     after_user = None
     if t == "get_participants" and data.get("cursor") is not None:  # a cursor that does not decode spends nothing

@@ -502,11 +502,11 @@ EXPECTED_GRANTS = {
     "JoinRoomFunction": CLEANUP | {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:PutItem", "MembershipsTable"),
         ("dynamodb:Query", "MembershipsTable"), ("dynamodb:Query", "MessagesTable"),
-        ("dynamodb:UpdateItem", "MembershipsTable"),
+        ("dynamodb:UpdateItem", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
     "LeaveRoomFunction": CLEANUP | {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:DeleteItem", "MembershipsTable"),
-        ("dynamodb:Query", "MembershipsTable"),
+        ("dynamodb:Query", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
     "ChatMessageFunction": CLEANUP | {
         ("dynamodb:PutItem", "MessagesTable"), ("dynamodb:UpdateItem", "MembershipsTable"),

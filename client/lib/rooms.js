@@ -9,6 +9,10 @@
 // room is caught up.
 // Frames for a room wait until its first `chat_history` (the rejoin's answer)
 // arrives, so a member-only frame never reaches the server before the join.
+// A join refused for a reason that passes (`rate_limited`: the server limits
+// joins per user, and a reconnect from several tabs rejoins many rooms at
+// once; `internal_error`) is sent again after the error's `retryAfterMs`, a
+// few times at most, and the room's frames keep waiting for it meanwhile.
 // Message ids already seen are remembered (bounded) to drop the duplicates
 // the overlap, a rejoin or a server retry can bring.
 
@@ -19,8 +23,8 @@ import { rewindMessageId } from './ids.js';
 const SEEN_PER_ROOM = 2000;
 // The largest page the server allows: a long absence takes few requests.
 const CATCH_UP_PAGE = 100;
-// A catch-up page refused for a reason that may pass is asked again after this (or the error's
-// retryAfterMs), at most this many times in a row.
+// A join or catch-up page refused for a reason that may pass is asked again after this (or the
+// error's retryAfterMs), at most this many times in a row.
 const CATCH_UP_RETRY_MS = 1000;
 const CATCH_UP_RETRIES = 5;
 const RETRYABLE = new Set(['internal_error', 'rate_limited']);
@@ -36,7 +40,8 @@ export class RoomTracker {
     this._t = timers;
     this._write = write;
     this._ready = ready;
-    // roomId -> {lastMessageId, joined, joinTimer, limit, catchUpFrame (the page awaited), resumeFrom, catchUpRetries, catchUpRetry}
+    // roomId -> {lastMessageId, joined, joinTimer, limit, joinFrame (the join awaiting its answer), catchUpFrame (the
+    // page awaited), resumeFrom, catchUpRetries, catchUpRetry}
     this._rooms = new Map();
     this._seen = new Map(); // roomId -> {set:Set, order:string[]}
   }
@@ -61,7 +66,8 @@ export class RoomTracker {
     if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
     let room = this._rooms.get(roomId);
     if (!room) {
-      room = { lastMessageId: since, joined: false, joinTimer: null, limit, catchUpFrame: null, resumeFrom: null, catchUpRetries: 0, catchUpRetry: null };
+      room = { lastMessageId: since, joined: false, joinTimer: null, limit, joinFrame: null, catchUpFrame: null, resumeFrom: null,
+        catchUpRetries: 0, catchUpRetry: null };
       this._rooms.set(roomId, room);
     } else {
       if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
@@ -98,28 +104,39 @@ export class RoomTracker {
       r.joinTimer = null;
       this._t.clearTimeout(r.catchUpRetry);
       r.catchUpRetry = null;
+      r.catchUpRetries = 0;
       r.catchUpFrame = null;
+      r.joinFrame = null;
     }
   }
 
   /**
-   * An `error` frame. One answering a catch-up page (`join_room` or `get_history`) for a reason that
-   * may pass (`internal_error`, `rate_limited`) does not say which room it was: every catch-up page
-   * still awaited is asked again after a pause, a few times at most. A page answered twice is taken
-   * once (the second answer's `since` is no longer the one awaited).
+   * An `error` frame. One answering a join or a catch-up page for a reason that may pass
+   * (`internal_error`, `rate_limited`) does not say which room it was: every join (or, for
+   * `get_history`, every catch-up page) still unanswered is sent again after the pause, a few times
+   * at most; one answered meanwhile is not. A join's room keeps holding its frames until the retry
+   * has had `joinTimeoutMs` to be answered, so a queued message does not reach the room before its
+   * join. A page answered twice is taken once (the second answer's `since` is no longer the one
+   * awaited); a room joined twice is harmless.
    */
   error({ requestType, code, retryAfterMs } = {}) {
     if ((requestType !== 'get_history' && requestType !== 'join_room') || !RETRYABLE.has(code)) return;
     const delay = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : CATCH_UP_RETRY_MS;
     for (const [roomId, room] of this._rooms) {
-      if (!room.catchUpFrame || room.catchUpRetry || room.catchUpRetries >= CATCH_UP_RETRIES) continue;
+      const frame = this._awaited(room);
+      if (!frame || frame.type !== requestType || room.catchUpRetry || room.catchUpRetries >= CATCH_UP_RETRIES) continue;
       room.catchUpRetries += 1;
-      const frame = room.catchUpFrame;
+      if (frame.type === 'join_room' && !room.joined) this._hold(roomId, room, delay + this.joinTimeoutMs);
       room.catchUpRetry = this._t.setTimeout(() => {
         room.catchUpRetry = null;
-        if (this._rooms.get(roomId) === room && room.catchUpFrame === frame) this._write(frame);
+        if (this._rooms.get(roomId) === room && this._awaited(room) === frame) this._write(frame);
       }, delay);
     }
+  }
+
+  /** The frame of the room still waiting for its answer: its join, else its catch-up page. */
+  _awaited(room) {
+    return room.joinFrame || room.catchUpFrame;
   }
 
   /**
@@ -132,6 +149,9 @@ export class RoomTracker {
   historyArrived(roomId, { messages, hasMore, unreadCount, since } = {}) {
     const room = this._rooms.get(roomId);
     if (!room) return;
+    const answersJoin = room.joinFrame !== null;
+    room.joinFrame = null;
+    if (answersJoin && !room.catchUpFrame) room.catchUpRetries = 0;
     const from = room.catchUpFrame && room.catchUpFrame.data.since;
     if (from && (since !== undefined ? since === from : typeof unreadCount === 'number')) {
       room.catchUpFrame = null;
@@ -174,24 +194,30 @@ export class RoomTracker {
   _sendJoin(roomId, room) {
     const since = rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs);
     room.joined = false;
+    this._hold(roomId, room, this.joinTimeoutMs);
+    room.joinFrame = this._sendCatchUp(roomId, room, since, room.limit ?? null);
+  }
+
+  /** Hold the room's frames for `ms` at most: if no chat_history comes back in time, let them go. */
+  _hold(roomId, room, ms) {
     this._t.clearTimeout(room.joinTimer);
-    // If no chat_history comes back in time, stop holding the room's frames.
     room.joinTimer = this._t.setTimeout(() => {
       room.joinTimer = null;
       if (this._rooms.get(roomId) === room && !room.joined) {
         room.joined = true;
         this._ready();
       }
-    }, this.joinTimeoutMs);
-    this._sendCatchUp(roomId, room, since, room.limit ?? null);
+    }, ms);
   }
 
-  /** A join (or a further page) from `since` (none: the newest page); its answer may ask for the next. */
+  /** A join (or a further page) from `since` (none: the newest page); its answer may ask for the next. Returns the frame sent. */
   _sendCatchUp(roomId, room, since, limit = CATCH_UP_PAGE, type = 'join_room') {
     const data = { roomId };
     if (since) data.since = since;
     if (limit) data.limit = limit;
-    room.catchUpFrame = since ? { type, data } : null; // its since is what the answer must repeat
-    this._write({ type, data });
+    const frame = { type, data };
+    room.catchUpFrame = since ? frame : null; // its since is what the answer must repeat
+    this._write(frame);
+    return frame;
   }
 }

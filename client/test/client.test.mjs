@@ -284,6 +284,51 @@ test('held room frames go anyway after joinTimeoutMs', async () => {
   assert.deepEqual(last().frames().map((f) => f.type), ['join_room', 'chat_message']);
 });
 
+test('a join refused with rate_limited is sent again after retryAfterMs, a few times at most, and its room\'s frames wait for it', async () => {
+  const { client, last, clock } = await connected({ client: { joinTimeoutMs: 2000 } });
+  const types = () => last().frames().map((f) => f.type);
+  client.joinRoom('lobby');
+  client.sendChatMessage('lobby', 'hi');
+  last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'join_room', retryAfterMs: 6000 });
+  clock.advance(5999);
+  assert.deepEqual(types(), ['join_room']); // held past joinTimeoutMs: the join is still to come
+  clock.advance(1);
+  assert.deepEqual(last().frames(), [{ type: 'join_room', data: { roomId: 'lobby' } }, { type: 'join_room', data: { roomId: 'lobby' } }]);
+  for (let n = 0; n < 10; n++) {
+    last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'join_room', retryAfterMs: 1000 });
+    clock.advance(1000);
+  }
+  // Five in a row at most; given up, the room's frames go joinTimeoutMs after the last one, as for a join never answered.
+  assert.deepEqual(types(), [...Array(6).fill('join_room'), 'chat_message']);
+});
+
+test('a reconnect whose rejoins are rate limited sends the refused ones again, once each, and holds their frames till then', async () => {
+  const { client, last, clock } = await connected({ client: { joinTimeoutMs: 1000, rejoinOverlapMs: 0 } });
+  for (const room of ['a', 'b', 'c']) client.joinRoom(room);
+  last().receive('chat_history', { roomId: 'a', messages: [msg('a', '01H000000000000000000000A0')], hasMore: false, unreadCount: 0 });
+  last().receive('chat_history', { roomId: 'b', messages: [msg('b', '01H000000000000000000000B0')], hasMore: false, unreadCount: 0 });
+  last().receive('chat_history', { roomId: 'c', messages: [], hasMore: false, unreadCount: 0 }); // nothing seen: rejoined without since
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  assert.deepEqual(last().frames().map((f) => [f.data.roomId, f.data.since]),
+    [['a', '01H000000000000000000000A0'], ['b', '01H000000000000000000000B0'], ['c', undefined]]);
+  client.sendChatMessage('c', 'back');
+  // a's rejoin is answered; b's and c's are refused: the joins allowance of the window is spent
+  last().receive('chat_history', { roomId: 'a', messages: [], hasMore: false, unreadCount: 0, since: '01H000000000000000000000A0' });
+  for (let n = 0; n < 2; n++) last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'join_room', retryAfterMs: 4000 });
+  clock.advance(3999);
+  assert.equal(last().frames().length, 3); // nothing more yet, and c's message is still held
+  clock.advance(1);
+  assert.deepEqual(last().frames().slice(3).map((f) => [f.type, f.data.roomId]), [['join_room', 'b'], ['join_room', 'c']]);
+  last().receive('chat_history', { roomId: 'c', messages: [], hasMore: false, unreadCount: 0 });
+  assert.deepEqual(last().frames().slice(5).map((f) => [f.type, f.data.message]), [['chat_message', 'back']]);
+  last().receive('chat_history', { roomId: 'b', messages: [], hasMore: false, unreadCount: 0, since: '01H000000000000000000000B0' });
+  last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'join_room', retryAfterMs: 1000 }); // late, about nothing awaited
+  clock.advance(60000);
+  assert.equal(last().frames().filter((f) => f.type === 'join_room').length, 5);
+});
+
 // ---- rejoin with since -------------------------------------------------------------
 
 test('rejoins every room with since = 30 s before the newest messageId seen there', async () => {

@@ -130,3 +130,60 @@ def test_a_flood_is_still_counted_and_closed(world, room):
     assert world.closed == [alice.connection_id]
     # The counter reaches the flood line at most one batch of remembered refusals late.
     assert LIMIT * ABUSE_FACTOR < sent <= LIMIT * ABUSE_FACTOR + LIMIT
+
+
+JOINS, JOINS_BATCH = 100, 10
+
+
+@pytest.fixture
+def joins_room(world):
+    world.use_limits(chat=LIMIT, signals=120, window_seconds=WINDOW_S, chat_batch=BATCH, signals_batch=11,
+                     joins=JOINS, joins_batch=JOINS_BATCH)
+    clients = alice_and_bob_in_lobby(world)
+    world.clock.advance(WINDOW_S * 1000 - world.clock() % (WINDOW_S * 1000))  # the start of a window
+    return clients
+
+
+def test_a_reconnect_from_three_tabs_rejoins_30_rooms_but_a_join_leave_loop_is_refused(world, joins_room):
+    """A join is several writes and reads, and tells the room: a client looping on join_room and
+    leave_room is limited by an allowance of its own, sized so that a real reconnect is never refused."""
+    alice, bob = joins_room
+    tabs = [alice] + [world.connect("alice") for _ in range(2)]
+    before = writes(world)
+    for tab in tabs:  # each tab rejoins every room it was in, all at once
+        replies = [tab.send("join_room", {"roomId": f"room{n}"}) for n in range(30)]
+        assert [r["type"] for r in replies] == ["chat_history"] * 30
+    assert writes(world) - before == 9 and counter(world, "joins") == 90  # in batches of 10, then every frame near the limit
+    # Refused before any I/O, so spending nothing: bad input, and a room the token does not grant.
+    assert alice.send("join_room", {"roomId": "bad room"})["data"]["code"] == "validation_error"
+    assert alice.send("join_room", {"roomId": "dm:bob:carol"})["data"]["code"] == "forbidden"
+    assert counter(world, "joins") == 90
+    # A loop: joins and leaves both count, a leave of a room one is not in too (its delete is a write).
+    assert alice.send("leave_room", {"roomId": "nowhere"}) is None
+    for n in range(4):
+        assert alice.send("join_room", {"roomId": "loop"})["type"] == "chat_history"
+        assert alice.send("leave_room", {"roomId": "loop"}) is None
+    assert alice.send("join_room", {"roomId": "loop"})["type"] == "chat_history"  # the 100th
+    bob.take()
+    refused = alice.send("join_room", {"roomId": "lobby2"})["data"]
+    assert (refused["code"], refused["requestType"]) == ("rate_limited", "join_room") and 0 < refused["retryAfterMs"] <= WINDOW_S * 1000
+    assert "join" in refused["message"]
+    assert "lobby2" not in {i["roomId"]["S"] for i in world.items("MembershipsTable")}  # nothing written
+    assert alice.send("leave_room", {"roomId": "loop"})["data"]["code"] == "rate_limited"
+    assert [i["roomId"]["S"] for i in world.items("MembershipsTable") if i["memberKey"]["S"] == f"c#{alice.connection_id}"
+            and i["roomId"]["S"] == "loop"] == ["loop"]  # still in: the refused leave deleted nothing
+    assert bob.take() == []
+    # The other allowances are apart, and the next window has the whole allowance again.
+    assert chat(alice) == "chat_update"
+    world.clock.advance(WINDOW_S * 1000)
+    assert alice.send("join_room", {"roomId": "lobby2"})["type"] == "chat_history"
+
+
+def test_a_join_leave_flood_closes_the_connection(world, joins_room):
+    alice, _ = joins_room
+    sent = 0
+    while not world.closed and sent < 2 * JOINS * ABUSE_FACTOR:
+        alice.send("join_room" if sent % 2 == 0 else "leave_room", {"roomId": "loop"})
+        sent += 1
+    assert world.closed == [alice.connection_id]
+    assert JOINS * ABUSE_FACTOR < sent <= JOINS * ABUSE_FACTOR + JOINS

@@ -208,3 +208,10 @@ def test_a_batch_above_the_allowance_counts_every_frame_at_once():
     RateLimits(chat=3, chat_batch=5)  # accepted: no deploy-time rule can compare the two parameters
     ledger = AllowanceLedger()
     assert [ledger.take("chat", "a", 7, 3, 5) for _ in range(4)] == [1, 1, 1, 1]  # a write per frame, none from memory
+
+
+def test_joins_have_an_allowance_and_a_batch_of_their_own():
+    limits = RateLimits(chat=30, signals=120, chat_batch=5, signals_batch=11, joins=100, joins_batch=10)
+    assert [limits.limit_of(kind) for kind in ("chat", "signals", "joins")] == [30, 120, 100]
+    assert [limits.batch_of(kind) for kind in ("chat", "signals", "joins")] == [5, 11, 10]
+    assert RateLimits().joins == 100  # a user in 30 rooms reconnecting from three tabs: 90 joins

@@ -46,6 +46,7 @@ from parley_testing.chat_world import ROUTES
 from parley_testing.memory_store import TABLES
 from parley_testing.oracle import (
     CHAT_LIMIT,
+    JOIN_LIMIT,
     SIGNAL_LIMIT,
     State,
     assert_one_error,
@@ -184,7 +185,7 @@ class Members:
 def props_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     # Counter batches of 1: the oracle judges every frame on the counter at once (batches: tests/domain/test_allowance_batches.py).
     overrides = {"ChatRateLimit": str(CHAT_LIMIT), "SignalRateLimit": str(SIGNAL_LIMIT), "RateWindowSeconds": str(RATE_WINDOW_S),
-                 "ChatRateBatch": "1", "SignalRateBatch": "1"}
+                 "ChatRateBatch": "1", "SignalRateBatch": "1", "JoinRateLimit": str(JOIN_LIMIT), "JoinRateBatch": "1"}
     g = RunningGateway(TEMPLATE, tmp_path_factory.mktemp("records-props"), stack_name="gwprops", prewarm=False, overrides=overrides).start()
     yield g
     g.stop()

@@ -105,12 +105,13 @@ class World(ChatWorld):
 
         self._monkeypatch.setattr(routes, "settings", dataclasses.replace(routes.settings, room_access=mode))
 
-    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1) -> None:
+    def use_limits(self, *, chat: int, signals: int, window_seconds: int, chat_batch: int = 1, signals_batch: int = 1,
+                   joins: int = 100, joins_batch: int = 1) -> None:
         import parley.aws.lambda_routes as routes
 
         self._monkeypatch.setattr(routes, "settings", dataclasses.replace(
             routes.settings, chat_rate_limit=chat, signal_rate_limit=signals, rate_window_seconds=window_seconds,
-            chat_rate_batch=chat_batch, signal_rate_batch=signals_batch))
+            chat_rate_batch=chat_batch, signal_rate_batch=signals_batch, join_rate_limit=joins, join_rate_batch=joins_batch))
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)

@@ -160,6 +160,33 @@ def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_do
     assert dynamodb_ops(world) == Counter({"Query": 2})
 
 
+def test_joins_and_leaves_write_the_joins_counter_every_kth_frame_first(world, monkeypatch):
+    """The counter's UpdateItem goes before the membership write (a refused join writes nothing), on
+    the JOIN_RATE_BATCH-th frame only: the other joins and leaves cost what they did."""
+    import dataclasses
+
+    import parley.aws.lambda_routes as adapter
+
+    batch = adapter.settings.join_rate_batch
+    assert batch == 10  # the template's JoinRateBatch default, read from JOIN_RATE_BATCH's default
+    # A long window: a new window half way through would start the batch again.
+    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, rate_window_seconds=3600))
+    a = world.connect("a")
+    dynamodb_ops(world)
+    tables = []  # per frame: the tables its calls went to, in order
+    for n in range(batch // 2):
+        for type_name in ("join_room", "leave_room"):
+            a.send(type_name, {"roomId": f"r{n}"})
+            tables.append([params["TableName"] for _, params in world.requests])
+            dynamodb_ops(world)
+    assert not any("test-IdempotencyTable" in called for called in tables[:-1])
+    # The k-th frame (a last leave: membership and participant DeleteItems, room size UpdateItem) adds
+    # the batch to the counter first, and nothing else.
+    assert tables[-1] == ["test-IdempotencyTable"] + tables[-3]
+    counters = [int(i["hits"]["N"]) for i in world.items("IdempotencyTable") if i["key"]["S"].startswith("rate#joins#a#")]
+    assert counters == [batch]
+
+
 def _large_rooms(world, monkeypatch, threshold: int = 2) -> None:
     """Rooms of `threshold` participants or more hear departures as presence_update (a `p#` PutItem)."""
     import dataclasses

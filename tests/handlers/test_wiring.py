@@ -116,7 +116,8 @@ def test_a_message_limit_that_cannot_fit_a_client_frame_is_refused_at_start(valu
 
 @pytest.mark.parametrize("changes,refusal", [({"chat_rate_batch": 30}, None), ({"chat_rate_batch": 31}, None),
                                               ({"chat_rate_batch": 0}, "CHAT_RATE_BATCH (template parameter ChatRateBatch) must be at least 1, got 0"),
-                                              ({"signal_rate_batch": -1}, "SIGNAL_RATE_BATCH (template parameter SignalRateBatch) must be at least 1, got -1")])
+                                              ({"signal_rate_batch": -1}, "SIGNAL_RATE_BATCH (template parameter SignalRateBatch) must be at least 1, got -1"),
+                                              ({"join_rate_batch": 0}, "JOIN_RATE_BATCH (template parameter JoinRateBatch) must be at least 1, got 0")])
 def test_a_counter_batch_below_one_is_refused_with_the_settings(changes, refusal):
     """The settings are built on import (the test above), so this is the cold start; a batch above the allowance is fine."""
     from parley.aws.config import settings

@@ -40,6 +40,8 @@ class Settings:
     rate_window_seconds: int
     chat_rate_batch: int
     signal_rate_batch: int
+    join_rate_limit: int
+    join_rate_batch: int
     room_access: RoomAccessMode
     presence_threshold: int
     fanout_function_name: str
@@ -55,7 +57,8 @@ class Settings:
                 f"32 KB client frame, got {self.max_message_length}"
             )
         for variable, parameter, batch in (("CHAT_RATE_BATCH", "ChatRateBatch", self.chat_rate_batch),
-                                           ("SIGNAL_RATE_BATCH", "SignalRateBatch", self.signal_rate_batch)):
+                                           ("SIGNAL_RATE_BATCH", "SignalRateBatch", self.signal_rate_batch),
+                                           ("JOIN_RATE_BATCH", "JoinRateBatch", self.join_rate_batch)):
             # Above the allowance is fine: every frame is then counted at once (RateLimits).
             if batch < 1:
                 raise RuntimeError(f"{variable} (template parameter {parameter}) must be at least 1, got {batch}")
@@ -79,6 +82,9 @@ class Settings:
             # while they are well below the allowance (core.rate_limits.AllowanceLedger); 1: every frame.
             chat_rate_batch=_int("CHAT_RATE_BATCH", 5),
             signal_rate_batch=_int("SIGNAL_RATE_BATCH", 11),
+            # Joins and leaves: sized for a reconnect that rejoins many rooms from a few tabs at once.
+            join_rate_limit=_int("JOIN_RATE_LIMIT", 100),
+            join_rate_batch=_int("JOIN_RATE_BATCH", 10),
             room_access=room_access_mode(),
             # Rooms this large hear arrivals and departures as coalesced presence_update frames.
             presence_threshold=_int("PRESENCE_THRESHOLD", 100),

@@ -60,7 +60,7 @@ def _service_for_endpoint(endpoint: str, shards: ShardDispatcher | None = None) 
     """`shards`: where large rooms' fan-out goes; None: this environment's `_shards` (FANOUT_FUNCTION_NAME)."""
     sender = sender_for(endpoint, settings.fanout_max_in_flight)
     limits = RateLimits(settings.chat_rate_limit, settings.signal_rate_limit, settings.rate_window_seconds,
-                        settings.chat_rate_batch, settings.signal_rate_batch)
+                        settings.chat_rate_batch, settings.signal_rate_batch, settings.join_rate_limit, settings.join_rate_batch)
     return ChatService(
         _store,
         sender,

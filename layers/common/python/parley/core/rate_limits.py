@@ -21,9 +21,15 @@ ABUSE_FACTOR = 10
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Per-user allowances per window: `chat` for chat messages, `signals` for typing and read receipts.
+    """Per-user allowances per window: `chat` for chat messages, `signals` for typing and read receipts,
+    `joins` for joining and leaving rooms.
 
-    `chat_batch` and `signals_batch` are the `k` of `AllowanceLedger`: 1 counts every frame on the
+    Joins have an allowance of their own, not a share of the signals': a reconnecting client rejoins
+    every room it was in at once, from each of its tabs, and must not then be refused its typing and
+    reads; and a join costs several writes and reads where a signal costs one, so a client looping on
+    join_room and leave_room is bounded by a count sized for reconnects, not for typing.
+
+    `chat_batch`, `signals_batch` and `joins_batch` are the `k` of `AllowanceLedger`: 1 counts every frame on the
     shared counter at once (exact across environments, one counter write per frame), and so does a
     batch above the allowance (the ledger could never stay `k` below the limit) or below 1. The
     deployment's batches are checked once, at cold start, by `parley.aws.config.Settings`: this
@@ -35,12 +41,14 @@ class RateLimits:
     window_seconds: int = 10
     chat_batch: int = 1
     signals_batch: int = 1
+    joins: int = 100
+    joins_batch: int = 1
 
     def limit_of(self, kind: str) -> int:
-        return self.chat if kind == "chat" else self.signals
+        return {"chat": self.chat, "joins": self.joins}.get(kind, self.signals)
 
     def batch_of(self, kind: str) -> int:
-        return self.chat_batch if kind == "chat" else self.signals_batch
+        return {"chat": self.chat_batch, "joins": self.joins_batch}.get(kind, self.signals_batch)
 
     def window_at(self, now_ms: int) -> int:
         return now_ms // (self.window_seconds * 1000)

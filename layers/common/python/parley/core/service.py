@@ -57,6 +57,8 @@ SHARD_CLAIM_CHUNK = 64
 # A request reads at most this many of a room's connections itself; a broadcast to a larger room
 # hands the reading of the rest to one continuation invocation of the fan-out function.
 DEFAULT_FANOUT_PAGE_SIZE = 1000
+# What `rate_limited` says the user sent too many of (the signals' wording is the default).
+_ALLOWANCE_NAMES = {"chat": "messages and edits", "joins": "room joins and leaves"}
 
 
 def _no_metrics(name: str, value: float) -> None:
@@ -91,7 +93,7 @@ class ChatService:
         self._metric = metric
         self._limits = rate_limits or RateLimits()
         self._over_limit = over_limit if over_limit is not None else OverLimitMemory()
-        if ledger is None and (self._limits.chat_batch > 1 or self._limits.signals_batch > 1):
+        if ledger is None and max(self._limits.chat_batch, self._limits.signals_batch, self._limits.joins_batch) > 1:
             # A ledger made per request would forget every frame it did not count: no limit at all.
             raise ValueError("counter batches above 1 need the execution environment's AllowanceLedger")
         self._ledger = ledger if ledger is not None else AllowanceLedger()
@@ -196,6 +198,7 @@ class ChatService:
     def _on_join_room(self, request: p.JoinRoomData, caller: Caller) -> Frame:
         room = request.roomId
         actions = self._check_access(caller, room, Action.READ)
+        self._spend("joins", caller)
         me = Member(room, caller.connection_id, caller.user_id, caller.name, self._now_ms(), encode_actions(actions))
         outcome = self._store.join_room(me)
         if outcome.first_for_user:
@@ -231,6 +234,8 @@ class ChatService:
         return unread_fields(counted)
 
     def _on_leave_room(self, request: p.LeaveRoomData, caller: Caller) -> None:
+        # Counted even when the connection is not in the room: the conditional delete is a write either way.
+        self._spend("joins", caller)
         self._leave(request.roomId, caller.connection_id, caller.user_id)
         return None
 
@@ -405,8 +410,7 @@ class ChatService:
         """The caller's rooms, newest activity first: one index Query, one newest-message Query per
         room (so a message writes nothing for this list), and one COUNT Query per listed room that
         has unread messages."""
-        self._refuse_if_known_over("signals", self._limits.signals, caller)
-        self._spend("signals", self._limits.signals, caller)
+        self._spend("signals", caller)
         readable = [
             room for room in self._store.reader_rooms(caller.user_id, MAX_LISTED_ROOMS)
             if Action.READ in allowed_actions(caller.grants, caller.user_id, room.room_id)
@@ -536,8 +540,13 @@ class ChatService:
             self._close_if_flooding(hits, limit, caller)
         raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
 
-    def _spend(self, kind: str, limit: int, caller: Caller) -> None:
-        """Charge the user's allowance (get_rooms: no room to read, so nothing to send it with)."""
+    def _spend(self, kind: str, caller: Caller) -> None:
+        """Charge the user's allowance before anything else is read or written: get_rooms has no room
+        read to send the counter write with, and a join or leave must not write the membership of a
+        frame that turns out to be over the allowance, so the counter goes first (on the frames the
+        ledger asks it for: one in `joins_batch`)."""
+        limit = self._limits.limit_of(kind)
+        self._refuse_if_known_over(kind, limit, caller)
         charge = self._charge(kind, caller)
         if charge is None:
             return
@@ -571,9 +580,10 @@ class ChatService:
 
     def _rate_limited(self, kind: str, limit: int, retry_after: int) -> ProtocolError:
         self._metric("RateLimited", 1)
+        what = _ALLOWANCE_NAMES.get(kind, "typing, read and reaction updates")
         return ProtocolError(
             ErrorCode.RATE_LIMITED,
-            f"Too many {'messages and edits' if kind == 'chat' else 'typing, read and reaction updates'}: "
+            f"Too many {what}: "
             f"at most {limit} per {self._limits.window_seconds} s. Retry in {retry_after} ms.",
             retry_after_ms=retry_after,
         )
