@@ -2,7 +2,7 @@
 
 It holds the rows the DynamoDB tables would hold (same attribute names, same key formats from
 `parley.aws.keys`), so an oracle that reads tables can read either store, and it honours what
-the rules rely on: conditional writes (idempotency claims, `only_if_new` puts, forward-only read
+the rules rely on: conditional writes (idempotency claims, message puts that never overwrite, forward-only read
 cursors, deletes that report whether there was an item), `limit`/`hasMore` pagination in
 ULID order, and rate counters that add up and expire.
 """
@@ -182,10 +182,10 @@ class MemoryChatStore:
         return {cid for cid in connection_ids if (room_id, member_key(cid)) in self.memberships}
 
     # messages ------------------------------------------------------------------------------
-    def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
+    def put_message(self, message: ChatMessage) -> bool:
         self._count("put_message")
         key = (message.room_id, message.message_id)
-        if only_if_new and key in self.messages:
+        if key in self.messages:
             return False
         row = {"roomId": message.room_id, "messageId": message.message_id, "userId": message.user_id,
                "name": message.name, "message": message.text, "timestamp": message.timestamp, "reactions": {},

@@ -115,3 +115,59 @@ def test_a_retry_soon_after_an_attempt_that_died_unstored_keeps_its_id(world: Me
     alice.send("chat_message", {"roomId": "r", "message": "soon", "clientMessageId": "soon-1"})
     [stored] = [f["data"] for f in alice.take() if f["type"] == "message_received"]
     assert stored["messageId"] == first.message_id
+
+
+def _meanwhile_after(world: MemoryChatWorld, monkeypatch: pytest.MonkeyPatch, store_method: str,
+                     meanwhile: Callable[[], None]) -> None:
+    """Run `meanwhile` (other requests, whole) right after the next call of the store's `store_method` returns."""
+    real: Callable[..., Any] = getattr(world.store, store_method)
+    ran: list[bool] = []
+
+    def then_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        if not ran:
+            ran.append(True)
+            meanwhile()
+        return result
+
+    monkeypatch.setattr(world.store, store_method, then_meanwhile)
+
+
+@pytest.mark.parametrize("store_method, age_ms", [
+    ("claim_client_message_id", None),  # a first attempt, between its claim and its put
+    ("move_claim", ABANDONED_CLAIM_MS + 90_000),  # a late retry, between moving the claim and its put
+])
+def test_a_message_another_retry_stored_first_is_never_overwritten(world: MemoryChatWorld, monkeypatch: pytest.MonkeyPatch,
+                                                                     store_method: str, age_ms: int | None):
+    """Two attempts of one clientMessageId (a retry from another tab, or after a reconnect, while the
+    first is still running): the one that claimed the id (or moved a dead attempt's claim) is about
+    to store its message when the other, finding the claim, stores that same message first and the
+    room reacts to it. The first one's put must not write the message back over the reaction: it
+    finds the message stored and answers with it, as a duplicate."""
+    alice, bob = world.connect("alice"), world.connect("bob")
+    for c in (alice, bob):
+        c.send("join_room", {"roomId": "r"})
+    if age_ms is not None:
+        _claimed_by_an_attempt_that_died(world, alice, "r", "k-1", age_ms)
+    other_tab = world.connect("alice")
+    other_tab.send("join_room", {"roomId": "r"})
+    for c in (alice, bob, other_tab):
+        c.take()
+    stored_first: list[dict[str, Any]] = []
+
+    def the_other_attempt_and_a_reaction() -> None:
+        answer = other_tab.send("chat_message", {"roomId": "r", "message": "hi", "clientMessageId": "k-1"})
+        assert answer is not None and answer["type"] == "chat_update", answer
+        stored_first.append(answer["data"])
+        assert bob.send("react", {"roomId": "r", "messageId": answer["data"]["messageId"], "emoji": "\N{THUMBS UP SIGN}"}) is None
+
+    _meanwhile_after(world, monkeypatch, store_method, the_other_attempt_and_a_reaction)
+    reply = alice.send("chat_message", {"roomId": "r", "message": "hi", "clientMessageId": "k-1"})
+    (first,) = stored_first
+    stored = world.store.stored_message("r", first["messageId"])
+    assert stored is not None and stored.reactions == {"\N{THUMBS UP SIGN}": frozenset({"bob"})} and stored.version == 2
+    assert [m.message_id for m in world.store.newest_messages("r", 10).messages] == [first["messageId"]]
+    # The attempt that lost the race answers with the message as stored: a duplicate (no chat_update).
+    assert reply is not None and reply["type"] == "message_received", reply
+    assert reply["data"]["messageId"] == first["messageId"] and reply["data"]["version"] == 2
+    assert reply["data"]["reactions"] == {"\N{THUMBS UP SIGN}": 1}

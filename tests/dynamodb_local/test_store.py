@@ -30,9 +30,9 @@ def test_conditional_put_writes_once_and_raises_condition_failed(layer, store, d
     tables, _ = layer
     room = f"cond-{_id()}"
     first = _message(room, 1)
-    assert store.put_message(first, only_if_new=True) is True
+    assert store.put_message(first) is True
     again = ChatMessage(room, first.message_id, "mallory", "M", "overwritten?", first.timestamp, None)
-    assert store.put_message(again, only_if_new=True) is False
+    assert store.put_message(again) is False
     item = ddb.get_item(TableName=tables.StoredMessage.Meta.table_name,
                         Key={"roomId": {"S": room}, "messageId": {"S": first.message_id}}, ConsistentRead=True)["Item"]
     assert item["message"] == {"S": "hello 1"} and item["userId"] == {"S": "alice"}
@@ -173,6 +173,18 @@ def test_membership_check_is_sent_with_the_counter(store):
     charge = RequestCharge("chat", f"alice-{_id()}", 42, 20, hits=2)
     assert store.membership_and_count(room, conn, charge) == (True, 2)
     assert store.membership_and_count(room, f"c{_id()}", charge) == (False, 4)
+
+
+def test_a_message_is_never_put_over_a_changed_copy(store):
+    """Two attempts of one clientMessageId store the same message; the later put finds it and leaves
+    what the room did to it meanwhile (a reaction, its version) as it is."""
+    room = f"twice-{_id()}"
+    message = _message(room, 1, client_id="m-1")
+    assert store.put_message(message) is True
+    assert store.react(room, message.message_id, "bob", "\N{THUMBS UP SIGN}", remove=False, max_distinct=20).changed
+    assert store.put_message(message) is False
+    stored = store.stored_message(room, message.message_id)
+    assert (stored.reactions, stored.version, stored.text) == ({"\N{THUMBS UP SIGN}": frozenset({"bob"})}, 2, message.text)
 
 
 def test_a_claim_moves_only_from_the_message_it_points_at(store):

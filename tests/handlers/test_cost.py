@@ -42,6 +42,11 @@ def test_chat_message_costs_one_query_and_one_put_and_every_kth_one_rate_update(
     assert [op for op, _, _ in reads(world)] == ["GetItem", "Query"]
     assert [consistent for _, _, consistent in reads(world)] == [True, True]
     assert world.operations.index("dynamodb:PutItem") < world.operations.index("dynamodb:Query")
+    # The message's put is conditional (a message is never written over: another attempt of the same
+    # clientMessageId may have stored it, and the room changed it, a moment earlier), in the same one
+    # PutItem: the condition on a new id costs no call and no unit.
+    [put] = [params for op, params in world.requests if op == "PutItem"]
+    assert put["TableName"] == "test-MessagesTable" and "attribute_not_exists" in put["ConditionExpression"]
     assert dynamodb_ops(world) == Counter({"GetItem": 1, "Query": 1, "PutItem": 1})
     assert world.posts - posts_before == 8  # one per member, the sender's own included; chat_update is the route response
     clients[0].send("chat_message", {"roomId": "costly", "message": "hi", "clientMessageId": "k1"})

@@ -92,9 +92,11 @@ class ChatStore(Protocol):
         connection keys from the lowest of them to the highest (a shard's recipients are such a range)."""
         ...
 
-    def put_message(self, message: ChatMessage, *, only_if_new: bool = False) -> bool:
-        """Store a message (its `version` as given: 1 for a new one); with `only_if_new`, False (and
-        nothing written) when it is already stored."""
+    def put_message(self, message: ChatMessage) -> bool:
+        """Store a new message (its `version` as given: 1 for a new one); False, and nothing written,
+        when one with its id is stored already. Never an overwrite: two attempts of one
+        clientMessageId store the same message, and the later put must not undo the changes (edits,
+        reactions, a deletion) made to the copy the earlier one stored."""
         ...
 
     def claim_client_message_id(self, message: ChatMessage) -> ChatMessage | None:

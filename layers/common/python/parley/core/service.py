@@ -260,12 +260,18 @@ class ChatService:
         stored: ChatMessage | None = None  # the original as the history holds it, when that was read already
         if original is not None and now - ulid_time_ms(original.message_id) > ABANDONED_CLAIM_MS:
             original, message, stored = self._reclaim(original, message)
-        if original is None:
-            self._store.put_message(message)
-        elif stored is None and self._store.put_message(original, only_if_new=True):
-            # A retry whose first attempt died between its claim and its put: the original is
-            # stored only now, so the room has not heard it yet.
-            message = original
+        # The message the claim stands for: this attempt's own (it claimed the id, or moved a dead
+        # attempt's claim to it), else the one an earlier attempt claimed. Every attempt that finds
+        # the claim stores that same message, so the put is conditional for each of them: another
+        # attempt may have stored it a moment earlier and the room reacted to it since, and its
+        # version, reactions or deletion must never be written over. The put that finds it there
+        # answers as a duplicate. (A fresh id makes the condition free on the common path: the same
+        # PutItem, the same write unit.)
+        claimed = original or message
+        if stored is None and self._store.put_message(claimed):
+            # Stored now, by this attempt: a new message, or the original of an attempt that died
+            # between its claim and its put, which the room has not heard yet either.
+            message = claimed
         else:
             # A duplicate: nothing new is stored. The first attempt may have died between its put
             # and its fan-out (its members Query failed, the invocation timed out), and this one
@@ -274,9 +280,9 @@ class ChatService:
             self._metric("DuplicateMessages", 1)
             # As the history holds it now, not as first sent: edited, reacted to or deleted since, a
             # client that lacks it must not get the first text back (nor a deleted one's).
-            current = stored or self._store.stored_message(room, original.message_id) or original
+            current = stored or self._store.stored_message(room, claimed.message_id) or claimed
             echo = p.frame("message_received", current.to_wire())
-            self._broadcast(self._audience(room), echo, room, delivery_id=original.message_id, exclude=caller.connection_id)
+            self._broadcast(self._audience(room), echo, room, delivery_id=claimed.message_id, exclude=caller.connection_id)
             return echo
         page = self._audience(room)
         self._metric("MessagesStored", 1)
