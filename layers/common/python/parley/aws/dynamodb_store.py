@@ -500,8 +500,9 @@ class DynamoChatStore:
 
     def messages_changed_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
         """One Query of ByChange (eventual: an index cannot read strongly), newest change first, Limit
-        `limit` + 1; the ones after `since` are dropped here rather than by a FilterExpression,
-        which would bill the same items read and could not say more of what lies beyond the Limit."""
+        `limit` + 1; the ones after `since` are dropped here rather than by a FilterExpression: it
+        would bill the same items (DynamoDB bills what the Limit reads, filtered or not), and the
+        Limit would then count differently from what the store's contract says."""
         rows = list(StoredMessage.by_change.query(
             room_id, ByChangeIndex.changed_at_ms >= ulid_time_ms(since), scan_index_forward=False, limit=limit + 1,
             page_size=limit + 1,
