@@ -147,7 +147,16 @@ export interface ServerFrames {
   participants_list: { roomId: RoomId; participants: Participant[]; count: number; nextCursor?: string };
   /** Oldest first. `unreadCount`/`unreadCapped` only when it answers join_room. */
   /** `since`: the request's, repeated, when it asked for the page after a messageId (a catch-up page). */
-  chat_history: { roomId: RoomId; messages: HistoryMessage[]; hasMore: boolean; unreadCount?: number; unreadCapped?: boolean; since?: MessageId };
+  /**
+   * `changed` and `moreChanged` come with the answer to a join with `since` (a rejoin) from a server
+   * of 2026-11-30 or later: the messages at or before `since` changed (edited, deleted, reacted to)
+   * at or after its time, as they stand now, newest change first; `moreChanged`: there were more than
+   * it sent (ParleyClient then reads the older pages it has seen again, with get_history `since`).
+   */
+  chat_history: {
+    roomId: RoomId; messages: HistoryMessage[]; hasMore: boolean; unreadCount?: number; unreadCapped?: boolean; since?: MessageId;
+    changed?: HistoryMessage[]; moreChanged?: boolean;
+  };
   user_joined: { roomId: RoomId; userId: string; name: string; timestamp: Timestamp };
   user_left: { roomId: RoomId; userId: string; timestamp: Timestamp };
   /** A tombstone only when it answers a retry (the same clientMessageId) of a message deleted since. */
@@ -366,6 +375,8 @@ export declare class RoomMessages {
   clear(): void;
   /** A `message_received` or `chat_history` entry; true when the message was not held before. */
   put(message: HistoryMessage): boolean;
+  /** A rejoin's `changed` entry: merged as `put` into the message held; true when held (one not held is left out). */
+  refresh(message: HistoryMessage): boolean;
   /** An edit, deletion or reaction; true when a held message changed (one not held yet is kept for later). */
   change<T extends MessageChangeType>(type: T, data: ServerFrames[T]): boolean;
 }

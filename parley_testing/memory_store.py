@@ -20,7 +20,7 @@ from parley.aws.keys import (
     rate_counter_key,
     read_cursor_key,
 )
-from parley.core.ids import new_ulid
+from parley.core.ids import new_ulid, ulid_time_ms
 from parley.core.model import (
     LEGACY_MEMBER_ACTIONS, ChangeResult, ChatMessage, HistoryPage, JoinOutcome, LeaveOutcome, Member, MembersPage,
     PagePlan, Participant, ParticipantsPage, PresenceChange, RequestCharge,
@@ -246,21 +246,24 @@ class MemoryChatStore:
         return ChangeResult(changed, self._message_of(row) if row is not None else None)
 
     @staticmethod
-    def _bump(row: Row) -> None:
-        """`ADD version :one` of DynamoChatStore's change writes (an item without one counts from 0)."""
+    def _bump(row: Row, at_ms: int) -> None:
+        """`ADD version :one` of DynamoChatStore's change writes (an item without one counts from 0),
+        and the change time they SET, which puts the message in the change index."""
         row["version"] = row.get("version", 0) + 1
+        row["changedAtMs"] = at_ms
 
-    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
+    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str, *,
+                     at_ms: int) -> ChangeResult:
         self._count("edit_message")
         row = self._changeable(room_id, message_id)
         if row is None or row["userId"] != author_id or row["message"] == text:
             return self._result(room_id, message_id, False)
         row.update(message=text, editedAt=edited_at)
-        self._bump(row)
+        self._bump(row, at_ms)
         return self._result(room_id, message_id, True)
 
     def delete_message(
-        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None
+        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None, at_ms: int
     ) -> ChangeResult:
         self._count("delete_message")
         row = self._changeable(room_id, message_id)
@@ -269,10 +272,11 @@ class MemoryChatStore:
         row.pop("message", None)
         row.pop("editedAt", None)
         row.update(deletedBy=deleted_by, deletedAt=deleted_at, reactions={})
-        self._bump(row)
+        self._bump(row, at_ms)
         return self._result(room_id, message_id, True)
 
-    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int) -> ChangeResult:
+    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int,
+              at_ms: int) -> ChangeResult:
         self._count("react")
         row = self._changeable(room_id, message_id)
         if row is None:
@@ -286,7 +290,7 @@ class MemoryChatStore:
             reactions[emoji] = users
         else:
             del reactions[emoji]  # like DynamoDB: a set left empty is removed
-        self._bump(row)
+        self._bump(row, at_ms)
         return self._result(room_id, message_id, True)
 
     # unread counts and the rooms list ------------------------------------------------------
@@ -320,6 +324,17 @@ class MemoryChatStore:
         self._count("messages_since")
         newer = [m for m in self._room_messages(room_id) if m.message_id > since]
         return HistoryPage(newer[:limit], has_more=len(newer) > limit)
+
+    def messages_changed_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
+        """The ByChange index's Query: the room's changed messages, newest change first (a tie in
+        DynamoDB's order, here the messageId's), `limit` + 1 read, those after `since` left out."""
+        self._count("messages_changed_since")
+        from_ms = ulid_time_ms(since)
+        indexed = sorted(((row["changedAtMs"], mid), row) for (room, mid), row in self.messages.items()
+                         if room == room_id and row.get("changedAtMs", -1) >= from_ms)
+        read = [row for _, row in reversed(indexed)][:limit + 1]
+        older = [self._message_of(row) for row in read[:limit] if row["messageId"] <= since]
+        return HistoryPage(older, has_more=len(read) > limit)
 
     # read cursors --------------------------------------------------------------------------
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:

@@ -152,6 +152,15 @@ class State:
     def messages(self, room: str) -> list[str]:
         return sorted(i["messageId"] for i in self._items("MessagesTable") if i["roomId"] == room)
 
+    def changed(self, room: str, since: str) -> tuple[list[str], bool]:
+        """PROTOCOL.md "Reconnecting": a rejoin's `changed` (without the frame's share, which no
+        generated history reaches): of the room's 101 newest changes made at or after `since`'s
+        millisecond, the messages at or before `since`; and whether there were more than 100."""
+        rows = [i for i in self._items("MessagesTable") if i["roomId"] == room and "changedAtMs" in i
+                and int(i["changedAtMs"]) >= ulid_ms(since)]
+        read = sorted(rows, key=lambda i: (int(i["changedAtMs"]), i["messageId"]), reverse=True)[:101]
+        return [i["messageId"] for i in read[:100] if i["messageId"] <= since], len(read) > 100
+
     def cursor(self, room: str, user: str) -> str | None:
         found = [i.get("messageId") for i in self._items("MembershipsTable") if i["roomId"] == room and i["memberKey"] == "r#" + user]
         return found[0] if found else None
@@ -334,6 +343,8 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
             history = frames[1]["data"]
             extra = {k: v for k, v in history.items() if k not in ("roomId", "messages", "hasMore")}  # the unread fields
             if since:
+                changed, more_changed = state.changed(room, since)
+                assert [m["messageId"] for m in history["changed"]] == changed and history["moreChanged"] == more_changed
                 after_since = [i for i in ids if i > since]
                 page, more = state.fit(room, after_since[:limit], len(after_since) > limit, keep_newest=False, extra=extra)
             else:

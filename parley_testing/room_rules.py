@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from parley.core.access import RoomAccessMode
-from parley.core.ids import ulid_at
+from parley.core.ids import new_ulid, ulid_at, ulid_time_ms
 from parley.core.model import ChatMessage, Member
 from parley_testing.chat_world import ChatWorld, MemoryChatWorld
 
@@ -413,3 +413,61 @@ def test_get_rooms_leaves_out_rooms_the_token_may_not_read(world):
 def test_get_rooms_validates_its_page(world, data, field):
     ann = world.connect("ann")
     assert refused(world, ann, "get_rooms", data, "validation_error")["details"][0]["field"] == field
+
+
+# ---- a rejoin's changes to older messages ------------------------------------------------------
+def clock_past_every_id(world: ChatWorld) -> None:
+    """Move a fake clock past every ULID this process minted: ids are monotonic per process, so after
+    a test that ran its clock ahead they would be minted later than the clock says, and a `since`
+    taken from the clock would fall before them. The handlers' real clock needs nothing."""
+    if isinstance(world, MemoryChatWorld):
+        world.clock.ms = max(world.clock.ms, ulid_time_ms(new_ulid()) + 1)
+
+
+def later(world: ChatWorld, ms: int) -> None:
+    """Let `ms` pass on the chat's clock: the fake one moves, the handlers' real one is waited for."""
+    if isinstance(world, MemoryChatWorld):
+        world.clock.advance(ms)
+        return
+    import time
+
+    time.sleep(ms / 1000)
+
+
+def test_a_rejoin_brings_the_changes_made_while_away_to_messages_older_than_its_since(world):
+    """An edit, a moderator's deletion and a reaction made while bob was away, each to a message
+    older than his rejoin's `since`, reach him in the join's `changed`, as the messages stand now
+    (newest change first); a change from before `since` (heard live) and the messages after it (in
+    the page itself) do not."""
+    clock_past_every_id(world)
+    ann = joined(world, "ann", "lobby")
+    mod = joined(world, "mo", "lobby", rooms={"*": ["read", "write", "moderate"]})
+    bob = joined(world, "bob", "lobby")
+    a0, a1, a2, a3 = (say(ann, "lobby", f"a{n}") for n in range(4))
+    ann.send("edit_message", {"roomId": "lobby", "messageId": a0, "message": "heard live"})
+    later(world, 5)
+    since = ulid_at(world.now_ms())  # bob's rejoin position: after a3, after the live edit
+    later(world, 5)
+    world.disconnect(bob)
+    ann.send("edit_message", {"roomId": "lobby", "messageId": a1, "message": "fixed"})
+    later(world, 2)
+    mod.send("delete_message", {"roomId": "lobby", "messageId": a2})
+    later(world, 2)
+    ann.send("react", {"roomId": "lobby", "messageId": a3, "emoji": "👍"})
+    later(world, 2)
+    a4 = say(ann, "lobby", "a4")
+    ann.send("react", {"roomId": "lobby", "messageId": a4, "emoji": "🎉"})
+    drain(ann, mod)
+
+    back = world.connect("bob")
+    history = back.send("join_room", {"roomId": "lobby", "since": since})["data"]
+    assert [m["messageId"] for m in history["messages"]] == [a4] and history["messages"][0]["reactions"] == {"🎉": 1}
+    assert [m["messageId"] for m in history["changed"]] == [a3, a2, a1] and history["moreChanged"] is False
+    reacted, tombstone, edited = history["changed"]
+    assert (reacted["message"], reacted["reactions"], reacted["version"]) == ("a3", {"👍": 1}, 2)
+    assert (tombstone["deleted"], tombstone["deletedBy"], tombstone["version"]) == (True, "mo", 2) and "message" not in tombstone
+    assert (edited["message"], edited["version"]) == ("fixed", 2) and edited["editedAt"]
+    # Only a rejoin's answer carries them: not a join without since, nor a catch-up page.
+    assert "changed" not in world.connect("cy").send("join_room", {"roomId": "lobby"})["data"]
+    page = back.send("get_history", {"roomId": "lobby", "since": since})["data"]
+    assert [m["messageId"] for m in page["messages"]] == [a4] and "changed" not in page and "moreChanged" not in page

@@ -449,6 +449,17 @@ def test_memberships_by_connection_index(resources):
     assert by_reader["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["messageId"]}
 
 
+def test_messages_by_change_index(resources):
+    """A rejoin's changed older messages: room + change time, every attribute (their current copies
+    in one Query), and the sort key a number (epoch ms) that only a change sets."""
+    props = resources["MessagesTable"]["Properties"]
+    (by_change,) = props["GlobalSecondaryIndexes"]
+    assert by_change["IndexName"] == "ByChange"
+    assert [(k["AttributeName"], k["KeyType"]) for k in by_change["KeySchema"]] == [("roomId", "HASH"), ("changedAtMs", "RANGE")]
+    assert by_change["Projection"] == {"ProjectionType": "ALL"}
+    assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}["changedAtMs"] == "N"
+
+
 # ------------------------------------------------------------------ IAM
 
 def test_no_broad_grants(resources):
@@ -502,7 +513,8 @@ EXPECTED_GRANTS = {
     "JoinRoomFunction": CLEANUP | {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:PutItem", "MembershipsTable"),
         ("dynamodb:Query", "MembershipsTable"), ("dynamodb:Query", "MessagesTable"),
-        ("dynamodb:UpdateItem", "MembershipsTable"), ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
+        ("dynamodb:Query", "MessagesTable/index/ByChange"), ("dynamodb:UpdateItem", "MembershipsTable"),
+        ("dynamodb:UpdateItem", "IdempotencyTable"), CLOSE_CONNECTION,
     },
     "LeaveRoomFunction": CLEANUP | {
         ("dynamodb:GetItem", "MembershipsTable"), ("dynamodb:DeleteItem", "MembershipsTable"),

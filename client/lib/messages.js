@@ -103,6 +103,17 @@ export class RoomMessages {
   }
 
   /**
+   * A rejoin's `changed` entry: a whole copy of an older message changed while this client was
+   * away, merged like `put` into the message held, and left out when none is held (a message never
+   * shown does not join the list; a later page of it brings it as it stands). Returns true when held.
+   */
+  refresh(m) {
+    if (!m || typeof m !== 'object' || !this._held.has(m.messageId)) return false;
+    this.put(m);
+    return true;
+  }
+
+  /**
    * `message_updated`, `message_deleted` or `reaction_update` (`type`, its data `d`). Returns true
    * when a held message changed; a change to a message not held yet is kept for when it comes.
    */

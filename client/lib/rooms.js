@@ -7,6 +7,10 @@
 // on its way when the socket went down. A `since` page with `hasMore` is
 // followed by the next (`get_history` with `since` = its newest), until the
 // room is caught up.
+// A rejoin's answer also carries the older messages changed while the client was away
+// (`changed`, which the app merges into what it holds); when the server had more of them than it
+// sent (`moreChanged`), every page held from before is read again: `get_history` with `since` from
+// just before the oldest message seen, page by page, up to the rejoin's `since`.
 // Frames for a room wait until its first `chat_history` (the rejoin's answer)
 // arrives, so a member-only frame never reaches the server before the join.
 // A join refused for a reason that passes (`rate_limited`: the server limits
@@ -28,6 +32,9 @@ const CATCH_UP_PAGE = 100;
 const CATCH_UP_RETRY_MS = 1000;
 const CATCH_UP_RETRIES = 5;
 const RETRYABLE = new Set(['internal_error', 'rate_limited']);
+// The answers a room may be waiting for: its join, its catch-up after a rejoin (a join with `since`
+// is both), and the re-read of older pages.
+const AWAITED = ['joinFrame', 'catchUpFrame', 'refreshFrame'];
 
 export class RoomTracker {
   /**
@@ -40,8 +47,9 @@ export class RoomTracker {
     this._t = timers;
     this._write = write;
     this._ready = ready;
-    // roomId -> {lastMessageId, joined, joinTimer, limit, joinFrame (the join awaiting its answer), catchUpFrame (the
-    // page awaited), resumeFrom, catchUpRetries, catchUpRetry}
+    // roomId -> {lastMessageId, oldestMessageId, joined, joinTimer, limit, joinFrame (the join awaiting its answer),
+    //   catchUpFrame (the page awaited), resumeFrom, refreshFrame (the older page awaited), refreshUpTo (where the
+    //   re-read ends), retry: {joinFrame|catchUpFrame|refreshFrame: {count, timer}}}
     this._rooms = new Map();
     this._seen = new Map(); // roomId -> {set:Set, order:string[]}
   }
@@ -66,8 +74,11 @@ export class RoomTracker {
     if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
     let room = this._rooms.get(roomId);
     if (!room) {
-      room = { lastMessageId: since, joined: false, joinTimer: null, limit, joinFrame: null, catchUpFrame: null, resumeFrom: null,
-        catchUpRetries: 0, catchUpRetry: null };
+      room = {
+        lastMessageId: since, oldestMessageId: undefined, joined: false, joinTimer: null, limit, joinFrame: null, catchUpFrame: null,
+        resumeFrom: null, refreshFrame: null, refreshUpTo: null,
+        retry: Object.fromEntries(AWAITED.map((key) => [key, { count: 0, timer: null }])),
+      };
       this._rooms.set(roomId, room);
     } else {
       if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
@@ -81,7 +92,7 @@ export class RoomTracker {
     const room = this._rooms.get(roomId);
     if (room) {
       this._t.clearTimeout(room.joinTimer);
-      this._t.clearTimeout(room.catchUpRetry);
+      for (const key of AWAITED) this._t.clearTimeout(room.retry[key].timer);
       this._rooms.delete(roomId);
     }
     this._seen.delete(roomId);
@@ -95,48 +106,50 @@ export class RoomTracker {
   /**
    * The socket is gone: every room must be joined again before its frames go. A room whose catch-up
    * was under way keeps where it had got to (`resumeFrom`): its rejoin asks from there, not from the
-   * newest message seen, which live messages may have moved past pages not fetched yet.
+   * newest message seen, which live messages may have moved past pages not fetched yet. A re-read
+   * of older pages stops: the rejoin brings the changes made meanwhile again.
    */
   reset() {
     for (const r of this._rooms.values()) {
       r.joined = false;
       this._t.clearTimeout(r.joinTimer);
       r.joinTimer = null;
-      this._t.clearTimeout(r.catchUpRetry);
-      r.catchUpRetry = null;
-      r.catchUpRetries = 0;
-      r.catchUpFrame = null;
-      r.joinFrame = null;
+      for (const key of AWAITED) {
+        this._t.clearTimeout(r.retry[key].timer);
+        r.retry[key] = { count: 0, timer: null }; // a new socket starts a new run of retries
+        r[key] = null;
+      }
+      r.refreshUpTo = null;
     }
   }
 
   /**
-   * An `error` frame. One answering a join or a catch-up page for a reason that may pass
-   * (`internal_error`, `rate_limited`) does not say which room it was: every join (or, for
-   * `get_history`, every catch-up page) still unanswered is sent again after the pause, a few times
-   * at most; one answered meanwhile is not. A join's room keeps holding its frames until the retry
-   * has had `joinTimeoutMs` to be answered, so a queued message does not reach the room before its
-   * join. A page answered twice is taken once (the second answer's `since` is no longer the one
-   * awaited); a room joined twice is harmless.
+   * An `error` frame. One answering a join, a catch-up page or a re-read older page for a reason
+   * that may pass (`internal_error`, `rate_limited`) does not say which room it was: every frame of
+   * its type still unanswered is sent again after a pause, a few times at most; one answered
+   * meanwhile is not. A join's room keeps holding its frames until the retry has had
+   * `joinTimeoutMs` to be answered, so a queued message does not reach the room before its join. A
+   * page answered twice is taken once (the second answer's `since` is no longer the one awaited); a
+   * room joined twice is harmless.
    */
   error({ requestType, code, retryAfterMs } = {}) {
     if ((requestType !== 'get_history' && requestType !== 'join_room') || !RETRYABLE.has(code)) return;
     const delay = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : CATCH_UP_RETRY_MS;
     for (const [roomId, room] of this._rooms) {
-      const frame = this._awaited(room);
-      if (!frame || frame.type !== requestType || room.catchUpRetry || room.catchUpRetries >= CATCH_UP_RETRIES) continue;
-      room.catchUpRetries += 1;
-      if (frame.type === 'join_room' && !room.joined) this._hold(roomId, room, delay + this.joinTimeoutMs);
-      room.catchUpRetry = this._t.setTimeout(() => {
-        room.catchUpRetry = null;
-        if (this._rooms.get(roomId) === room && this._awaited(room) === frame) this._write(frame);
-      }, delay);
+      AWAITED.forEach((key, i) => {
+        const retry = room.retry[key];
+        const frame = room[key];
+        // A join with since is the join and the catch-up page: its retries are the join's.
+        const sameAsEarlier = AWAITED.slice(0, i).some((earlier) => room[earlier] === frame);
+        if (!frame || frame.type !== requestType || sameAsEarlier || retry.timer || retry.count >= CATCH_UP_RETRIES) return;
+        retry.count += 1;
+        if (key === 'joinFrame' && !room.joined) this._hold(roomId, room, delay + this.joinTimeoutMs);
+        retry.timer = this._t.setTimeout(() => {
+          retry.timer = null;
+          if (this._rooms.get(roomId) === room && room[key] === frame) this._write(frame);
+        }, delay);
+      });
     }
-  }
-
-  /** The frame of the room still waiting for its answer: its join, else its catch-up page. */
-  _awaited(room) {
-    return room.joinFrame || room.catchUpFrame;
   }
 
   /**
@@ -146,23 +159,32 @@ export class RoomTracker {
    * only joins with `unreadCount`, and is paged on with joins as it expects. A page of older
    * messages (`get_history` with `before`) never pages on.
    */
-  historyArrived(roomId, { messages, hasMore, unreadCount, since } = {}) {
+  historyArrived(roomId, { messages, hasMore, unreadCount, since, moreChanged } = {}) {
     const room = this._rooms.get(roomId);
     if (!room) return;
-    const answersJoin = room.joinFrame !== null;
-    room.joinFrame = null;
-    if (answersJoin && !room.catchUpFrame) room.catchUpRetries = 0;
+    if (room.joinFrame) {
+      room.joinFrame = null;
+      room.retry.joinFrame.count = 0;
+    }
     const from = room.catchUpFrame && room.catchUpFrame.data.since;
+    const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
+    const after = (position) => hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > position;
     if (from && (since !== undefined ? since === from : typeof unreadCount === 'number')) {
       room.catchUpFrame = null;
-      room.catchUpRetries = 0;
-      const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
-      if (hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > from) {
+      room.retry.catchUpFrame.count = 0;
+      // Only a rejoin's answer says moreChanged: the changes it sent were not all of them.
+      if (moreChanged === true) this._rereadHeld(roomId, room, from);
+      if (after(from)) {
         room.resumeFrom = newest.messageId;
         this._sendCatchUp(roomId, room, newest.messageId, CATCH_UP_PAGE, since === from ? 'get_history' : 'join_room');
       } else {
         room.resumeFrom = null; // caught up
       }
+    } else if (room.refreshFrame && since !== undefined && since === room.refreshFrame.data.since) {
+      room.refreshFrame = null;
+      room.retry.refreshFrame.count = 0;
+      if (after(since) && newest.messageId < room.refreshUpTo) this._sendRefresh(roomId, room, newest.messageId);
+      else room.refreshUpTo = null; // every page held is read again
     }
     if (!room.joined) {
       room.joined = true;
@@ -186,9 +208,22 @@ export class RoomTracker {
     seen.order.push(m.messageId);
     if (seen.order.length > SEEN_PER_ROOM) seen.set.delete(seen.order.shift());
     const room = this._rooms.get(roomId);
-    // ULIDs sort by time: keep the greatest as the rejoin `since`.
+    // ULIDs sort by time: keep the greatest as the rejoin `since`, and the least as where a re-read starts.
     if (room && (!room.lastMessageId || m.messageId > room.lastMessageId)) room.lastMessageId = m.messageId;
+    if (room && (!room.oldestMessageId || m.messageId < room.oldestMessageId)) room.oldestMessageId = m.messageId;
     return false;
+  }
+
+  /** Read every page held from before `upTo` (a rejoin's since) again, from just before the oldest message seen. */
+  _rereadHeld(roomId, room, upTo) {
+    if (!room.oldestMessageId || room.oldestMessageId > upTo || room.refreshFrame) return;
+    room.refreshUpTo = upTo;
+    this._sendRefresh(roomId, room, rewindMessageId(room.oldestMessageId, 1));
+  }
+
+  _sendRefresh(roomId, room, since) {
+    room.refreshFrame = { type: 'get_history', data: { roomId, since, limit: CATCH_UP_PAGE } };
+    this._write(room.refreshFrame);
   }
 
   _sendJoin(roomId, room) {

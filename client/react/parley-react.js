@@ -33,6 +33,9 @@ export class RoomStore {
       chat_history: (d) => {
         if (d.roomId !== roomId) return;
         for (const m of d.messages || []) this._messages.put({ ...m, roomId });
+        // A rejoin's older messages changed while away (edited, deleted, reacted to): only those held
+        // are updated; when there were more, the client reads the held pages again (since pages, below).
+        for (const m of Array.isArray(d.changed) ? d.changed : []) this._messages.refresh({ ...m, roomId });
         // hasMore describes the oldest end: only a page at least as old as what we hold may change it,
         // and never a rejoin's pages (a join's answer, with unreadCount, or a catch-up page, with since,
         // while we hold messages): they run from `since` and their hasMore says newer ones follow.

@@ -487,6 +487,38 @@ test('a catch-up page refused for a reason that may pass is asked again, a few t
   assert.equal(client.lastMessageId('r'), '01H000000000000000000000A3');
 });
 
+test('a rejoin whose answer says moreChanged reads the pages seen before it again, oldest first, up to its since', async () => {
+  const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
+  const id = (n) => `01H0000000000000000000${n}`;
+  client.joinRoom('r');
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', id('00A0')), msg('r', id('00A1'))], hasMore: true, unreadCount: 0 });
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', id('0090'))], hasMore: false }); // an older page (before)
+  last().receive('message_received', msg('r', id('00A2')));
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  const reads = () => last().frames().filter((f) => f.type === 'get_history').map((f) => f.data);
+  // An answer without moreChanged (or a server that sends no changes) reads nothing again.
+  last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false, unreadCount: 0, since: id('00A2'), changed: [], moreChanged: false });
+  assert.deepEqual(reads(), []);
+  last().drop(1006);
+  clock.advance(1000);
+  last().open();
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', id('00A3'))], hasMore: false, unreadCount: 0, since: id('00A2'),
+    changed: [msg('r', id('00A0'))], moreChanged: true });
+  // From just before the oldest seen (a millisecond earlier), the largest page.
+  assert.deepEqual(reads(), [{ roomId: 'r', since: '01GZZZZZZZ0000000000000000', limit: 100 }]);
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', id('0090')), msg('r', id('00A0'))], hasMore: true, since: '01GZZZZZZZ0000000000000000' });
+  assert.deepEqual(reads().slice(1), [{ roomId: 'r', since: id('00A0'), limit: 100 }]);
+  last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'get_history', retryAfterMs: 500 });
+  clock.advance(500);
+  assert.deepEqual(reads().slice(1), [{ roomId: 'r', since: id('00A0'), limit: 100 }, { roomId: 'r', since: id('00A0'), limit: 100 }]);
+  // A page reaching the rejoin's since ends it, even with hasMore (the catch-up has those).
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', id('00A1')), msg('r', id('00A2'))], hasMore: true, since: id('00A0') });
+  assert.equal(reads().length, 3);
+  assert.equal(client.lastMessageId('r'), id('00A3'));
+});
+
 test('a message deleted while its send was unanswered is acknowledged by its tombstone, which carries its clientMessageId', async () => {
   const { client, last, clock } = await connected({ client: { rejoinOverlapMs: 0 } });
   client.joinRoom('r');

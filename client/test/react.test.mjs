@@ -363,6 +363,28 @@ test('useRoom: changes heard during a join and a rejoin survive the older copy i
   await act(() => root.unmount());
 });
 
+test('useRoom: a rejoin\'s changed messages update the older ones held, and add none', { skip }, async () => {
+  const view = await lobbyView();
+  const { clock, last, root } = view;
+  const M = (messageId, version, extra = {}) => ({ messageId, roomId: 'lobby', userId: 'bob', name: 'Bob', message: messageId, timestamp: 't', version, ...extra });
+  await act(() => last().receive('chat_history', { roomId: 'lobby', messages: [M('01A', 1), M('01B', 1)], hasMore: false, unreadCount: 0, unreadCapped: false }));
+  await act(() => last().drop());
+  await act(() => clock.advance(1000));
+  await act(() => last().open());
+  const since = last().frames()[0].data.since;
+  // Away: a moderator deleted 01A, someone reacted to 01B; 01 (older than anything held) was edited.
+  await act(() => last().receive('chat_history', {
+    roomId: 'lobby', messages: [M('01C', 1)], hasMore: false, unreadCount: 1, unreadCapped: false, since,
+    changed: [M('01B', 2, { reactions: { '👍': 1 } }), M('01A', 2, { message: undefined, deleted: true, deletedBy: 'mod' }), M('01', 2, { message: 'x' })],
+    moreChanged: false,
+  }));
+  const [a, b, c] = view.room.messages;
+  assert.deepEqual(view.room.messages.map((m) => m.messageId), ['01A', '01B', '01C']);
+  assert.deepEqual([a.deleted, a.deletedBy, a.message, a.version], [true, 'mod', undefined, 2]);
+  assert.deepEqual([b.reactions, b.version, c.version], [{ '👍': 1 }, 2, 1]);
+  await act(() => root.unmount());
+});
+
 test('useRooms: asks on connect, lists, pages with loadMore, refreshes after a reconnect', { skip }, async () => {
   const { client, last, clock } = makeClient();
   let rooms;

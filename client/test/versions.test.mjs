@@ -94,3 +94,18 @@ test('changes to messages never held are bounded', () => {
   held.put({ ...M(1), messageId: '014' });
   assert.deepEqual(held.list().map((m) => m.message), ['helo', 'm4'], 'the oldest kept changes went first');
 });
+
+test('a rejoin\'s changed copy updates a held message by its version and never adds one not held', () => {
+  const held = new RoomMessages();
+  held.put(M(1));
+  held.put(M(1, { messageId: '01B', message: 'newer' }));
+  assert.equal(held.refresh(M(3, { deleted: true, deletedBy: 'mod', message: undefined })), true);
+  assert.deepEqual([held.get('01A').deleted, held.get('01A').message, held.get('01A').version], [true, undefined, 3]);
+  assert.equal(held.refresh(M(2, { messageId: '01B', message: 'edited', editedAt: 'e2', reactions: { '👍': 1 } })), true);
+  assert.deepEqual([held.get('01B').message, held.get('01B').reactions, held.get('01B').version], ['edited', { '👍': 1 }, 2]);
+  assert.equal(held.refresh(M(1, { messageId: '01B', message: 'newer' })), true, 'an older copy changes nothing');
+  assert.equal(held.get('01B').message, 'edited');
+  assert.equal(held.refresh(M(2, { messageId: '00Z', message: 'never shown' })), false);
+  assert.equal(held.has('00Z'), false);
+  assert.equal(held.size, 2);
+});

@@ -93,3 +93,29 @@ async def test_chat_round_trip_on_dynamodb_local(local_gw: RunningGateway):
     # only bob's holds a read cursor.
     assert {c["memberKey"]["S"]: c.get("messageId", {}).get("S") for c in cursors} == {
         "r#alice": None, "r#bob": received["messageId"]}
+
+
+async def test_a_deletion_made_while_away_reaches_the_rejoin_over_real_sockets(local_gw: RunningGateway):
+    """PROTOCOL "Reconnecting": bob's socket closes, alice deletes a message bob holds (older than
+    his rejoin's since), and his rejoin's chat_history brings its tombstone in `changed`: the change
+    time written by the delete's UpdateItem, the ByChange index on DynamoDB Local, the join's Query."""
+    room = f"room-{time.time_ns()}"
+    alice = await Client.open(local_gw, "alice", "Alice")
+    bob = await Client.open(local_gw, "bob", "Bob")
+    for client in (alice, bob):
+        await client.send("join_room", roomId=room)
+        await client.expect("chat_history")
+    await alice.send("chat_message", roomId=room, message="regret")
+    held = await bob.expect("message_received")
+    await bob.ws.close()
+    await alice.send("delete_message", roomId=room, messageId=held["messageId"])
+    await alice.expect("message_deleted")
+
+    back = await Client.open(local_gw, "bob", "Bob")
+    await back.send("join_room", roomId=room, since=held["messageId"])
+    history = await back.expect("chat_history")
+    assert history["messages"] == [] and history["moreChanged"] is False
+    [tombstone] = history["changed"]
+    assert (tombstone["messageId"], tombstone["deleted"], tombstone["deletedBy"], tombstone["version"]) == (held["messageId"], True, "alice", 2)
+    await alice.ws.close()
+    await back.ws.close()

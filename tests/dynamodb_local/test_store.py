@@ -181,7 +181,8 @@ def test_a_message_is_never_put_over_a_changed_copy(store):
     room = f"twice-{_id()}"
     message = _message(room, 1, client_id="m-1")
     assert store.put_message(message) is True
-    assert store.react(room, message.message_id, "bob", "\N{THUMBS UP SIGN}", remove=False, max_distinct=20).changed
+    assert store.react(room, message.message_id, "bob", "\N{THUMBS UP SIGN}", remove=False, max_distinct=20,
+                       at_ms=int(time.time() * 1000)).changed
     assert store.put_message(message) is False
     stored = store.stored_message(room, message.message_id)
     assert (stored.reactions, stored.version, stored.text) == ({"\N{THUMBS UP SIGN}": frozenset({"bob"})}, 2, message.text)

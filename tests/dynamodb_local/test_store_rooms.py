@@ -9,7 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from parley.core.ids import ulid_time_ms
 from parley.core.model import ChatMessage
+
+
+# A change's time (epoch ms), stamped on the message for the ByChange index.
+AT = 1_800_000_000_000
 
 
 def _room() -> str:
@@ -25,37 +30,37 @@ def _put(store: Any, room: str, n: int, author: str = "alice") -> ChatMessage:
 def test_edit_and_delete_are_conditional_and_explain_a_refusal_without_a_read(store):
     room = _room()
     message = _put(store, room, 1)
-    edited = store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-28T21:01:00.000Z")
+    edited = store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-28T21:01:00.000Z", at_ms=AT)
     assert edited.changed and edited.message.text == "fixed" and edited.message.edited_at == "2026-11-28T21:01:00.000Z"
-    same = store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-28T21:02:00.000Z")
+    same = store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-28T21:02:00.000Z", at_ms=AT)
     assert not same.changed and same.message.edited_at == "2026-11-28T21:01:00.000Z"  # a retry: nothing written
-    other = store.edit_message(room, message.message_id, "mallory", "mine", "2026-11-28T21:02:00.000Z")
+    other = store.edit_message(room, message.message_id, "mallory", "mine", "2026-11-28T21:02:00.000Z", at_ms=AT)
     assert not other.changed and other.message.user_id == "alice" and other.message.text == "fixed"
-    missing = store.edit_message(room, "01J" + "9" * 23, "alice", "x", "t")
+    missing = store.edit_message(room, "01J" + "9" * 23, "alice", "x", "t", at_ms=AT)
     assert not missing.changed and missing.message is None
 
-    refused = store.delete_message(room, message.message_id, "mallory", "t", author_id="mallory")
+    refused = store.delete_message(room, message.message_id, "mallory", "t", author_id="mallory", at_ms=AT)
     assert not refused.changed and not refused.message.deleted
-    deleted = store.delete_message(room, message.message_id, "mod", "2026-11-28T21:03:00.000Z", author_id=None)
+    deleted = store.delete_message(room, message.message_id, "mod", "2026-11-28T21:03:00.000Z", author_id=None, at_ms=AT)
     assert deleted.changed and deleted.message.deleted and deleted.message.text == "" and deleted.message.edited_at is None
-    twice = store.delete_message(room, message.message_id, "mod", "t", author_id=None)
+    twice = store.delete_message(room, message.message_id, "mod", "t", author_id=None, at_ms=AT)
     assert not twice.changed and twice.message.deleted_by == "mod"
-    assert not store.edit_message(room, message.message_id, "alice", "back", "t").changed
+    assert not store.edit_message(room, message.message_id, "alice", "back", "t", at_ms=AT).changed
 
 
 def test_reactions_are_sets_in_a_map_bounded_in_distinct_emoji(store):
     room = _room()
     message = _put(store, room, 1)
-    first = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=2)
+    first = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=2, at_ms=AT)
     assert first.changed and first.message.reactions == {"👍": frozenset({"bob"})}
-    assert not store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=2).changed  # once per user
-    assert store.react(room, message.message_id, "cy", "👍", remove=False, max_distinct=2).message.reactions["👍"] == {"bob", "cy"}
-    assert store.react(room, message.message_id, "bob", "🎉", remove=False, max_distinct=2).changed
-    full = store.react(room, message.message_id, "bob", "😂", remove=False, max_distinct=2)
+    assert not store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=2, at_ms=AT).changed  # once per user
+    assert store.react(room, message.message_id, "cy", "👍", remove=False, max_distinct=2, at_ms=AT).message.reactions["👍"] == {"bob", "cy"}
+    assert store.react(room, message.message_id, "bob", "🎉", remove=False, max_distinct=2, at_ms=AT).changed
+    full = store.react(room, message.message_id, "bob", "😂", remove=False, max_distinct=2, at_ms=AT)
     assert not full.changed and set(full.message.reactions) == {"👍", "🎉"}  # a third distinct emoji is refused
-    emptied = store.react(room, message.message_id, "bob", "🎉", remove=True, max_distinct=2)
+    emptied = store.react(room, message.message_id, "bob", "🎉", remove=True, max_distinct=2, at_ms=AT)
     assert emptied.changed and set(emptied.message.reactions) == {"👍"}  # the emptied set is gone from the map
-    assert store.react(room, message.message_id, "bob", "😂", remove=False, max_distinct=2).changed  # room again
+    assert store.react(room, message.message_id, "bob", "😂", remove=False, max_distinct=2, at_ms=AT).changed  # room again
 
 
 def _stored_version(tables: Any, ddb: Any, room: str, message_id: str) -> str | None:
@@ -72,10 +77,10 @@ def test_an_old_message_without_the_reactions_map_gets_one_and_without_a_version
     ddb.update_item(TableName=tables.StoredMessage.Meta.table_name,
                     Key={"roomId": {"S": room}, "messageId": {"S": message.message_id}}, UpdateExpression="REMOVE reactions, version")
     assert store.newest_messages(room, 10).messages[0].version == 0
-    reacted = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20)
+    reacted = store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20, at_ms=AT)
     assert reacted.changed and reacted.message.reactions == {"👍": frozenset({"bob"})} and reacted.message.version == 1
     assert _stored_version(tables, ddb, room, message.message_id) == "1"
-    assert store.react(room, "01J" + "9" * 23, "bob", "👍", remove=False, max_distinct=20).message is None
+    assert store.react(room, "01J" + "9" * 23, "bob", "👍", remove=False, max_distinct=20, at_ms=AT).message is None
 
 
 def test_each_change_write_adds_one_to_the_version_and_a_refused_one_nothing(layer, store, ddb):
@@ -86,10 +91,10 @@ def test_each_change_write_adds_one_to_the_version_and_a_refused_one_nothing(lay
     message = _put(store, room, 1)
     assert _stored_version(tables, ddb, room, message.message_id) == "1"
     changes = [
-        lambda: store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-29T19:00:00.000Z"),
-        lambda: store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20),
-        lambda: store.react(room, message.message_id, "bob", "👍", remove=True, max_distinct=20),
-        lambda: store.delete_message(room, message.message_id, "alice", "2026-11-29T19:01:00.000Z", author_id="alice"),
+        lambda: store.edit_message(room, message.message_id, "alice", "fixed", "2026-11-29T19:00:00.000Z", at_ms=AT),
+        lambda: store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20, at_ms=AT),
+        lambda: store.react(room, message.message_id, "bob", "👍", remove=True, max_distinct=20, at_ms=AT),
+        lambda: store.delete_message(room, message.message_id, "alice", "2026-11-29T19:01:00.000Z", author_id="alice", at_ms=AT),
     ]
     for version, change in enumerate(changes, start=2):
         made = change()
@@ -113,9 +118,9 @@ def test_unread_count_reader_index_and_newest_message_of_each_room(store):
     store.open_reader(other, "ann")
 
     # The preview is the newest message as it stands: edited, reacted to (reactions left out).
-    assert store.edit_message(room, ids[-1], "alice", "edited", "2026-11-28T21:01:00.000Z").changed
-    assert store.react(room, ids[-1], "bob", "👍", remove=False, max_distinct=20).changed
-    assert store.edit_message(room, ids[0], "alice", "old edit", "2026-11-28T21:02:00.000Z").changed  # not the newest
+    assert store.edit_message(room, ids[-1], "alice", "edited", "2026-11-28T21:01:00.000Z", at_ms=AT).changed
+    assert store.react(room, ids[-1], "bob", "👍", remove=False, max_distinct=20, at_ms=AT).changed
+    assert store.edit_message(room, ids[0], "alice", "old edit", "2026-11-28T21:02:00.000Z", at_ms=AT).changed  # not the newest
     rooms = {r.room_id: r for r in store.reader_rooms("ann", 500)}
     assert set(rooms) == {room, other}
     assert (rooms[room].read_cursor, rooms[room].last_message_id) == (ids[4], ids[-1])
@@ -125,7 +130,7 @@ def test_unread_count_reader_index_and_newest_message_of_each_room(store):
     assert (rooms[other].read_cursor, rooms[other].last_message_id, rooms[other].last_message) == (None, None, None)
 
     # Deleting the newest message leaves its tombstone as the preview, the room's place unchanged.
-    assert store.delete_message(room, ids[-1], "alice", "2026-11-28T21:03:00.000Z", author_id="alice").changed
+    assert store.delete_message(room, ids[-1], "alice", "2026-11-28T21:03:00.000Z", author_id="alice", at_ms=AT).changed
     shown = {r.room_id: r for r in store.reader_rooms("ann", 500)}[room]
     assert shown.last_message_id == ids[-1] and shown.last_message["deletedBy"] == "alice" and "message" not in shown.last_message
 
@@ -142,3 +147,32 @@ def test_reader_rooms_reads_many_rooms_side_by_side_each_with_its_own_newest(sto
     }
     assert len(store.reader_rooms("zed", 7)) == 7
     assert store.reader_rooms("nobody", 500) == []
+
+
+def test_each_change_stamps_its_time_and_the_change_index_answers_a_rejoin(store):
+    """The sparse ByChange index on DynamoDB Local: only changed messages are in it, each under its
+    last change's time (SET in the change's own UpdateItem, beside DELETE/ADD for a reaction); the
+    Query reads newest change first, `limit` + 1, and leaves out the messages after `since`."""
+    room = _room()
+    old = [_put(store, room, n) for n in range(1, 5)]
+    new = _put(store, room, 60)
+    since = f"01J{50:023d}"  # after the four, before `new`
+    at = ulid_time_ms(since)
+    assert store.edit_message(room, old[0].message_id, "alice", "heard live", "t", at_ms=at - 5000).changed
+    assert store.edit_message(room, old[1].message_id, "alice", "fixed", "t", at_ms=at + 1).changed
+    assert store.delete_message(room, old[2].message_id, "mod", "t", author_id=None, at_ms=at + 2).changed
+    assert store.react(room, new.message_id, "bob", "🎉", remove=False, max_distinct=20, at_ms=at + 3).changed
+    assert store.react(room, old[3].message_id, "bob", "👍", remove=False, max_distinct=20, at_ms=at + 4).changed
+    assert store.react(room, old[3].message_id, "bob", "👍", remove=True, max_distinct=20, at_ms=at + 6).changed
+    assert not store.react(room, old[3].message_id, "bob", "👍", remove=True, max_distinct=20, at_ms=at + 9).changed
+
+    page = store.messages_changed_since(room, since, 10)
+    assert [m.message_id for m in page.messages] == [old[3].message_id, old[2].message_id, old[1].message_id]
+    unreacted, tombstone, edited = page.messages
+    assert (unreacted.reactions, unreacted.version) == ({}, 3), "the refused removal moved neither version nor time"
+    assert tombstone.deleted and tombstone.version == 2 and (edited.text, edited.version) == ("fixed", 2)
+    assert not page.has_more
+    # `limit` + 1 changes read (the one to `new`, after `since`, among them) say there may be more.
+    capped = store.messages_changed_since(room, since, 3)
+    assert [m.message_id for m in capped.messages] == [old[3].message_id, old[2].message_id] and capped.has_more
+    assert store.messages_changed_since(room, since, 5).has_more is False

@@ -310,3 +310,33 @@ def test_connect_costs_nothing(world):
     dynamodb_ops(world)  # forget what came before
     world.connect("a")
     assert dynamodb_ops(world) == Counter()
+
+
+def test_a_rejoin_costs_one_query_of_the_change_index_more_and_a_change_no_call_more(world):
+    """A join with `since` also reads the older messages changed since (PROTOCOL "Reconnecting"):
+    one Query of the messages' ByChange index, eventually consistent (an index cannot read strongly),
+    after the history page. A change writes its time in its own UpdateItem (and DynamoDB the index
+    entry with it): no call more. A join without `since`, and get_history, do not read the index."""
+    a, b = world.connect("a"), world.connect("b")
+    for client in (a, b):
+        client.send("join_room", {"roomId": "lobby"})
+    message_id = a.send("chat_message", {"roomId": "lobby", "message": "hi"})["data"]["messageId"]
+    a.send("mark_read", {"roomId": "lobby", "messageId": message_id})
+    world.disconnect(a)
+    dynamodb_ops(world)  # forget what came before
+    b.send("react", {"roomId": "lobby", "messageId": message_id, "emoji": "👍"})
+    assert dynamodb_ops(world) == Counter({"GetItem": 1, "UpdateItem": 1, "Query": 1})
+    back = world.connect("a")
+    history = back.send("join_room", {"roomId": "lobby", "since": message_id})["data"]
+    assert [m["messageId"] for m in history["changed"]] == [message_id]
+    indexed = [(op, params.get("IndexName"), bool(params.get("ConsistentRead"))) for op, params in world.requests
+               if params.get("TableName") == "test-MessagesTable"]
+    # The history page after `since` (strongly consistent, as a join's), then the index.
+    assert indexed == [("Query", None, True), ("Query", "ByChange", False)]
+    # The same join as before (membership PutItem, participant and size UpdateItems, participants and
+    # members Queries, history Query, reader UpdateItem; the cursor is inside the page: no COUNT)
+    # and the one index Query.
+    assert dynamodb_ops(world) == Counter({"Query": 4, "PutItem": 1, "UpdateItem": 3})
+    world.connect("c").send("join_room", {"roomId": "lobby"})
+    back.send("get_history", {"roomId": "lobby", "since": message_id})
+    assert not [params for _, params in world.requests if params.get("IndexName") == "ByChange"]

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from pynamodb.constants import ALL_NEW, ALL_OLD, UPDATED_NEW
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from ..core.ids import new_ulid
+from ..core.ids import new_ulid, ulid_time_ms
 from ..core.model import (
     LEGACY_MEMBER_ACTIONS,
     ChangeResult,
@@ -46,6 +46,7 @@ from .keys import (
     read_cursor_key,
 )
 from .tables import (
+    ByChangeIndex,
     FanoutClaim,
     FanoutPlan,
     IdempotencyRecord,
@@ -60,8 +61,10 @@ from .tables import (
 
 T = TypeVar("T")
 
-# The ADD action every change write of a message ends with (`_change` names its operands).
+# The ADD action every change write of a message ends with, and the SET action its SET clause
+# holds (`_change` names their operands): the version and the change time move in the change's write.
 _BUMP = "#version :one"
+_STAMP = "#changed = :changed"
 
 PRESENCE_RECORD_TTL = timedelta(hours=1)
 # get_rooms reads each listed room's newest message; this many Queries at once keeps 500 rooms
@@ -497,6 +500,18 @@ class DynamoChatStore:
         )
         return HistoryPage([_message_of(row) for row in rows[:limit]], has_more=len(rows) > limit)
 
+    def messages_changed_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
+        """One Query of ByChange (eventual: an index cannot read strongly), newest change first, Limit
+        `limit` + 1; the ones after `since` are dropped here rather than by a FilterExpression: it
+        would bill the same items (DynamoDB bills what the Limit reads, filtered or not), and the
+        Limit would then count differently from what the store's contract says."""
+        rows = list(StoredMessage.by_change.query(
+            room_id, ByChangeIndex.changed_at_ms >= ulid_time_ms(since), scan_index_forward=False, limit=limit + 1,
+            page_size=limit + 1,
+        ))
+        older = [_message_of(row) for row in rows[:limit] if row.message_id <= since]
+        return HistoryPage(older, has_more=len(rows) > limit)
+
     # read cursors --------------------------------------------------------------------------
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:
         cursor = ReadCursor(room_id, read_cursor_key(user_id))
@@ -513,13 +528,16 @@ class DynamoChatStore:
 
     # message changes: one conditional UpdateItem each ------------------------------------------
     def _change(self, room_id: str, message_id: str, update: str, condition: str, names: dict[str, str],
-                values: dict[str, Any]) -> ChangeResult:
+                values: dict[str, Any], at_ms: int) -> ChangeResult:
         """One conditional UpdateItem; a refused one returns the item as it stood (no extra read).
 
-        `update` ends with `_BUMP` in its ADD clause: the version moves in the write that makes
-        the change (an item stored before versions counts from 0), and a refused one moves nothing."""
-        names = {**names, "#version": StoredMessage.version.attr_name}
-        values = {**values, ":one": {"N": "1"}}
+        `update` ends with `_BUMP` in its ADD clause and has `_STAMP` in its SET clause: the version
+        and the change time move in the write that makes the change (an item stored before versions
+        counts from 0), and a refused one moves nothing. The stamp puts the message in the ByChange
+        index (one index write for its first change, two for a later one: the old entry's delete
+        and the new one's put), which a rejoin reads for the changes it missed."""
+        names = {**names, "#version": StoredMessage.version.attr_name, "#changed": StoredMessage.changed_at_ms.attr_name}
+        values = {**values, ":one": {"N": "1"}, ":changed": {"N": str(at_ms)}}
         client = _client(StoredMessage)
         try:
             response = client.update_item(
@@ -539,17 +557,19 @@ class DynamoChatStore:
             return ChangeResult(False, _message_of(StoredMessage.from_raw_data(old)) if old else None)
         return ChangeResult(True, _message_of(StoredMessage.from_raw_data(response["Attributes"])))
 
-    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
+    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str, *,
+                     at_ms: int) -> ChangeResult:
         return self._change(
             room_id, message_id,
-            f"SET #text = :text, editedAt = :at ADD {_BUMP}",
+            f"SET #text = :text, editedAt = :at, {_STAMP} ADD {_BUMP}",
             "userId = :author AND #text <> :text",
             {"#text": "message"},
             {":text": {"S": text}, ":at": {"S": edited_at}, ":author": {"S": author_id}},
+            at_ms,
         )
 
     def delete_message(
-        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None
+        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None, at_ms: int
     ) -> ChangeResult:
         values: dict[str, Any] = {":by": {"S": deleted_by}, ":at": {"S": deleted_at}, ":empty": {"M": {}}}
         condition = "attribute_exists(userId)"
@@ -558,23 +578,25 @@ class DynamoChatStore:
             values[":author"] = {"S": author_id}
         return self._change(
             room_id, message_id,
-            f"SET deletedBy = :by, deletedAt = :at, reactions = :empty REMOVE #text, editedAt ADD {_BUMP}",
-            condition, {"#text": "message"}, values,
+            f"SET deletedBy = :by, deletedAt = :at, reactions = :empty, {_STAMP} REMOVE #text, editedAt ADD {_BUMP}",
+            condition, {"#text": "message"}, values, at_ms,
         )
 
-    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int) -> ChangeResult:
+    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int,
+              at_ms: int) -> ChangeResult:
         values: dict[str, Any] = {":users": {"SS": [user_id]}, ":user": {"S": user_id}}
         if remove:
-            update, condition = f"DELETE reactions.#emoji :users ADD {_BUMP}", "contains(reactions.#emoji, :user)"
+            update = f"SET {_STAMP} DELETE reactions.#emoji :users ADD {_BUMP}"
+            condition = "contains(reactions.#emoji, :user)"
         else:
-            update = f"ADD reactions.#emoji :users, {_BUMP}"
+            update = f"SET {_STAMP} ADD reactions.#emoji :users, {_BUMP}"
             condition = (
                 "attribute_exists(reactions) AND NOT contains(reactions.#emoji, :user)"
                 " AND (attribute_exists(reactions.#emoji) OR size(reactions) < :max)"
             )
             values[":max"] = {"N": str(max_distinct)}
         try:
-            result = self._change(room_id, message_id, update, condition, {"#emoji": emoji}, values)
+            result = self._change(room_id, message_id, update, condition, {"#emoji": emoji}, values, at_ms)
         except ClientError as error:
             if _error_code(error) != "ValidationException":
                 raise
@@ -583,7 +605,7 @@ class DynamoChatStore:
             return result
         # A message stored before reactions existed has no `reactions` map: give it one, once, and retry.
         if self._add_reactions_map(room_id, message_id):
-            return self._change(room_id, message_id, update, condition, {"#emoji": emoji}, values)
+            return self._change(room_id, message_id, update, condition, {"#emoji": emoji}, values, at_ms)
         return result
 
     @staticmethod

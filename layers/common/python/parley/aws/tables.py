@@ -9,7 +9,7 @@ import os
 from pynamodb.attributes import (
     BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute,
 )
-from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from .config import settings
@@ -107,6 +107,19 @@ class PresenceRecord(_RoomItem):
     expires_at = TTLAttribute(attr_name="expiresAt")
 
 
+class ByChangeIndex(GlobalSecondaryIndex["StoredMessage"]):
+    """A room's changed messages, by the time of their last change: a rejoin reads the ones changed
+    while the client was away. Sparse (only a change sets `changedAtMs`), and ALL attributes, so
+    that one Query answers their current copies, with no read of the table after it."""
+
+    class Meta:
+        index_name = "ByChange"
+        projection = AllProjection()
+
+    room_id = UnicodeAttribute(hash_key=True, attr_name="roomId")
+    changed_at_ms = NumberAttribute(range_key=True, attr_name="changedAtMs")
+
+
 class StoredMessage(Model):
     """A chat message (`MessagesTable`): ULID range keys give history in time order."""
 
@@ -125,6 +138,10 @@ class StoredMessage(Model):
     deleted_at = UnicodeAttribute(null=True, attr_name="deletedAt")
     reactions = MapAttribute(null=True)  # emoji -> string set of user ids; {} from the start, so ADD can path into it
     version = NumberAttribute(null=True)  # 1 when stored, +1 per change write; absent (0) on items stored before
+    # Epoch ms of the last edit, deletion or reaction change, set in its write; absent until the
+    # first, so the index holds only changed messages (none stored before this attribute existed).
+    changed_at_ms = NumberAttribute(null=True, attr_name="changedAtMs")
+    by_change = ByChangeIndex()
 
 
 class IdempotencyRecord(Model):

@@ -122,6 +122,15 @@ class ChatStore(Protocol):
         consistent (see `newest_messages`), as the client pages on from the join's."""
         ...
 
+    def messages_changed_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
+        """A rejoin's older messages changed while the client was away: those at or before `since`
+        whose last change (edit, deletion, reaction) was made at or after `since`'s millisecond, as
+        they stand now (tombstones too), newest change first. One eventually consistent Query of the
+        room's changed messages (an index only they are in), newest change first, reading `limit`
+        + 1 of them whatever their messageId; those after `since` are left out (the rejoin's pages
+        hold them as they stand). `has_more`: it read `limit` + 1, so there may be more."""
+        ...
+
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:
         """Move the cursor forward only; False when it already stood at or past `message_id`."""
         ...
@@ -131,18 +140,21 @@ class ChatStore(Protocol):
         ...
 
     # message changes: one conditional write each, which also adds 1 to the message's `version` (an
-    # item without one counts from 0); a refused one writes nothing and returns the message as it stood
-    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str) -> ChangeResult:
+    # item without one counts from 0) and stamps the change's time (`at_ms`, epoch ms) on it for
+    # `messages_changed_since`; a refused one writes nothing and returns the message as it stood
+    def edit_message(self, room_id: str, message_id: str, author_id: str, text: str, edited_at: str, *,
+                     at_ms: int) -> ChangeResult:
         """Replace the text if the message exists, is not deleted, is `author_id`'s and says something else."""
         ...
 
     def delete_message(
-        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None
+        self, room_id: str, message_id: str, deleted_by: str, deleted_at: str, *, author_id: str | None, at_ms: int
     ) -> ChangeResult:
         """Make the message a tombstone unless it is missing or deleted (or, with `author_id`, someone else's)."""
         ...
 
-    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int) -> ChangeResult:
+    def react(self, room_id: str, message_id: str, user_id: str, emoji: str, *, remove: bool, max_distinct: int,
+              at_ms: int) -> ChangeResult:
         """Add or remove one user's emoji; unchanged when the message is missing or deleted, the
         reaction is already (or not) there, or a new emoji would exceed `max_distinct`."""
         ...

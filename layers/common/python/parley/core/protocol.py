@@ -22,6 +22,8 @@ from .ids import ROOM_ID_PATTERN, ULID_PATTERN
 # API Gateway's limits, in UTF-8 bytes: a frame it sends (route response or @connections post)
 # and a frame a client sends (a browser frame over 32 KB closes the connection).
 MAX_FRAME_BYTES = 128 * 1024
+# A rejoin's `changed` messages take at most this much of its chat_history (see `history_frame`).
+CHANGED_FRAME_SHARE = MAX_FRAME_BYTES // 2
 MAX_CLIENT_FRAME_BYTES = 32 * 1024
 # The most a chat_message frame adds around its text: type, a 64-character roomId and a
 # 64-character clientMessageId (each character \u-escaped at worst). MaxMessageLength may not
@@ -343,26 +345,43 @@ def encode(frame_: dict[str, Any]) -> bytes:
 
 
 def history_frame(
-    room_id: str, messages: list[dict[str, Any]], has_more: bool, *, keep_newest: bool, extra: dict[str, Any] | None = None
+    room_id: str, messages: list[dict[str, Any]], has_more: bool, *, keep_newest: bool, extra: dict[str, Any] | None = None,
+    changed: list[dict[str, Any]] | None = None, changed_more: bool = False,
 ) -> dict[str, Any]:
     """`chat_history` with as many of `messages` (oldest first) as fit in `MAX_FRAME_BYTES`.
 
     A page that does not fit loses messages from the end a client pages on from, and says
     `hasMore`: the oldest when `keep_newest` (newest/`before` pages: the client asks `before` the
     first it got), else the newest (`since` pages: the client asks `since` the last it got).
+
+    A rejoin's page also carries `changed` (older messages changed since, newest change first) and
+    `moreChanged`. They are fitted first, into at most `CHANGED_FRAME_SHARE`, losing their oldest
+    changes: a change left out costs the client a re-read of every older page it holds, a message
+    left out only the next catch-up page. The share leaves room for a message of any allowed length.
     """
-    used = len(encode(frame("chat_history", {"roomId": room_id, "messages": [], "hasMore": False, **(extra or {})})))
-    kept: list[dict[str, Any]] = []
-    for message in reversed(messages) if keep_newest else messages:
-        size = len(encode(message)) + (1 if kept else 0)  # the comma between two messages
-        if used + size > MAX_FRAME_BYTES:
-            break
-        used += size
-        kept.append(message)
+    data: dict[str, Any] = {"roomId": room_id, "messages": [], "hasMore": False, **(extra or {})}
+    if changed is not None:
+        kept_changes, _ = _fitting(changed, CHANGED_FRAME_SHARE)
+        data.update(changed=kept_changes, moreChanged=changed_more or len(kept_changes) < len(changed))
+    used = len(encode(frame("chat_history", data)))
+    kept, _ = _fitting(list(reversed(messages)) if keep_newest else messages, MAX_FRAME_BYTES - used)
     trimmed = len(kept) < len(messages)
     if keep_newest:
         kept.reverse()
-    return frame("chat_history", {"roomId": room_id, "messages": kept, "hasMore": has_more or trimmed, **(extra or {})})
+    return frame("chat_history", {**data, "messages": kept, "hasMore": has_more or trimmed})
+
+
+def _fitting(items: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, Any]], int]:
+    """The leading `items` whose JSON, comma-separated, takes at most `budget` bytes, and the bytes taken."""
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for item in items:
+        size = len(encode(item)) + (1 if kept else 0)  # the comma between two items
+        if used + size > budget:
+            break
+        used += size
+        kept.append(item)
+    return kept, used
 
 
 def error_frame(

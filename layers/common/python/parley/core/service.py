@@ -59,6 +59,9 @@ SHARD_CLAIM_CHUNK = 64
 DEFAULT_FANOUT_PAGE_SIZE = 1000
 # What `rate_limited` says the user sent too many of (the signals' wording is the default).
 _ALLOWANCE_NAMES = {"chat": "messages and edits", "joins": "room joins and leaves"}
+# A rejoin's chat_history brings at most this many older messages changed while the client was
+# away (`changed`); with more, `moreChanged` tells it to read its older pages again.
+REJOIN_CHANGES = 100
 
 
 def _no_metrics(name: str, value: float) -> None:
@@ -209,17 +212,20 @@ class ChatService:
                 self._store.add_presence_change(PresenceChange(room, caller.user_id, caller.name, True, self._now_ms()))
         participants = self._store.participants(room, after_user=None, limit=PARTICIPANTS_PAGE)
         self._send_to_caller(caller, _participants_frame(room, participants, outcome.room_size))
-        if request.since:
-            page = self._store.messages_since(room, request.since, request.limit)
-            complete_from = None if page.has_more else request.since
-        else:
+        if not request.since:
             page = self._store.newest_messages(room, request.limit, consistent=True)
             complete_from = "" if not page.has_more else page.messages[0].message_id
-        unread = self._unread_on_join(room, caller, page, complete_from)
-        wire = [m.to_wire() for m in page.messages]
+            unread = self._unread_on_join(room, caller, page, complete_from)
+            return p.history_frame(room, [m.to_wire() for m in page.messages], page.has_more, keep_newest=True, extra=unread)
+        page = self._store.messages_since(room, request.since, request.limit)
+        # A rejoin: its pages hold the messages after `since` as they stand, but not an edit, deletion
+        # or reaction made meanwhile to one the client holds from before; those come along (one Query).
+        changed = self._store.messages_changed_since(room, request.since, REJOIN_CHANGES)
+        unread = self._unread_on_join(room, caller, page, None if page.has_more else request.since)
         # A `since` page says which `since` it answers, as get_history's do: the client pages on from it.
-        extra = {**unread, "since": request.since} if request.since else unread
-        return p.history_frame(room, wire, page.has_more, keep_newest=not request.since, extra=extra)
+        return p.history_frame(room, [m.to_wire() for m in page.messages], page.has_more, keep_newest=False,
+                               extra={**unread, "since": request.since}, changed=[m.to_wire() for m in changed.messages],
+                               changed_more=changed.has_more)
 
     def _unread_on_join(self, room: str, caller: Caller, page: HistoryPage, complete_from: str | None) -> dict[str, Any]:
         """List the room among the user's rooms and count what they have not read.
@@ -359,7 +365,8 @@ class ChatService:
         room, message_id = request.roomId, request.messageId
         self._check_access(caller, room, Action.WRITE)
         self._admit_change("chat", room, caller)
-        result = self._store.edit_message(room, message_id, caller.user_id, request.message, self._timestamp())
+        now = self._now_ms()
+        result = self._store.edit_message(room, message_id, caller.user_id, request.message, iso_at(now), at_ms=now)
         current = self._existing(result, room, message_id)
         if not result.changed and current.user_id != caller.user_id:
             raise _forbidden(room, Action.WRITE, "only its author can edit a message")
@@ -375,7 +382,8 @@ class ChatService:
             raise _forbidden(room, Action.WRITE, "deleting a message needs write (your own) or moderate (anyone's)")
         self._admit_change("chat", room, caller)
         author_only = None if Action.MODERATE in actions else caller.user_id
-        result = self._store.delete_message(room, message_id, caller.user_id, self._timestamp(), author_id=author_only)
+        now = self._now_ms()
+        result = self._store.delete_message(room, message_id, caller.user_id, iso_at(now), author_id=author_only, at_ms=now)
         gone = result.message
         if gone is not None and gone.deleted and not result.changed and (author_only is None or gone.user_id == caller.user_id):
             # Deleted already (a retry): tell the room again, as for a message's or an edit's retry.
@@ -392,7 +400,8 @@ class ChatService:
         self._check_access(caller, room, Action.WRITE)
         self._admit_change("signals", room, caller)
         result = self._store.react(
-            room, message_id, caller.user_id, request.emoji, remove=request.remove, max_distinct=MAX_DISTINCT_EMOJI
+            room, message_id, caller.user_id, request.emoji, remove=request.remove, max_distinct=MAX_DISTINCT_EMOJI,
+            at_ms=self._now_ms(),
         )
         current = self._existing(result, room, message_id)
         update = p.frame("reaction_update", {
