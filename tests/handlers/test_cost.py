@@ -3,9 +3,21 @@ but the room, and fan-out plus the membership check is one Query."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
+import pytest
+
 from parley_testing.lambda_events import disconnect_event
+
+
+@pytest.fixture(autouse=True)
+def one_rate_window(monkeypatch):
+    """Every test here counts the rate counter's writes, which come every batch-th frame of a window: a
+    window ending mid-test (one in 10 s by default) would start the batch again and move a write."""
+    import parley.aws.lambda_routes as adapter
+
+    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, rate_window_seconds=3600))
 
 
 def dynamodb_ops(world):
@@ -88,8 +100,6 @@ def test_typing_and_ping_costs(world):
 
 
 def test_a_flood_costs_no_query_and_one_counter_write_per_allowance_of_refusals(world, monkeypatch):
-    import dataclasses
-
     import parley.aws.lambda_routes as adapter
 
     monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, chat_rate_limit=5, rate_window_seconds=600))
@@ -165,17 +175,13 @@ def test_access_costs_nothing_a_refusal_nothing_and_the_new_requests_what_the_do
     assert dynamodb_ops(world) == Counter({"Query": 2})
 
 
-def test_joins_and_leaves_write_the_joins_counter_every_kth_frame_first(world, monkeypatch):
+def test_joins_and_leaves_write_the_joins_counter_every_kth_frame_first(world):
     """The counter's UpdateItem goes before the membership write (a refused join writes nothing), on
     the JOIN_RATE_BATCH-th frame only: the other joins and leaves cost what they did."""
-    import dataclasses
-
     import parley.aws.lambda_routes as adapter
 
     batch = adapter.settings.join_rate_batch
     assert batch == 10  # the template's JoinRateBatch default, read from JOIN_RATE_BATCH's default
-    # A long window: a new window half way through would start the batch again.
-    monkeypatch.setattr(adapter, "settings", dataclasses.replace(adapter.settings, rate_window_seconds=3600))
     a = world.connect("a")
     dynamodb_ops(world)
     tables = []  # per frame: the tables its calls went to, in order

@@ -58,7 +58,8 @@ SHARD_CLAIM_CHUNK = 64
 # hands the reading of the rest to one continuation invocation of the fan-out function.
 DEFAULT_FANOUT_PAGE_SIZE = 1000
 # What `rate_limited` says the user sent too many of (the signals' wording is the default).
-_ALLOWANCE_NAMES = {"chat": "messages and edits", "joins": "room joins and leaves"}
+_ALLOWANCE_NAMES = {"chat": "messages and edits", "joins": "room joins and leaves",
+                    "signals": "typing, read, reaction, history, participant and room list requests"}
 # A rejoin's chat_history brings at most this many older messages changed while the client was
 # away (`changed`); with more, `moreChanged` tells it to read its older pages again.
 REJOIN_CHANGES = 100
@@ -595,7 +596,7 @@ class ChatService:
 
     def _rate_limited(self, kind: str, limit: int, retry_after: int) -> ProtocolError:
         self._metric("RateLimited", 1)
-        what = _ALLOWANCE_NAMES.get(kind, "typing, read and reaction updates")
+        what = _ALLOWANCE_NAMES[kind]
         return ProtocolError(
             ErrorCode.RATE_LIMITED,
             f"Too many {what}: "
