@@ -227,8 +227,9 @@ async def run_dev(args: argparse.Namespace) -> int:
 def _start_failure(exc: BaseException, args: argparse.Namespace) -> str | None:
     """One line naming the fix for a start-up failure the developer can fix; None for a bug."""
     from .local_aws.dynamodb_local import DynamoDBLocalError
+    from .local_aws.tables import TableUpgradeError
 
-    if isinstance(exc, DynamoDBLocalError):
+    if isinstance(exc, (DynamoDBLocalError, TableUpgradeError)):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return (f"port {args.port} on {args.host} is already in use (another parley dev?): stop that one, "

@@ -188,7 +188,8 @@ class Gateway:
         self.aws = await self._in_thread(LocalAws.start, cfg.dynamodb, cfg.dynamodb_endpoint, cfg.dynamodb_data, cfg.moto_mode)
         await clients_loaded
         self._watch_services()
-        await self._in_thread(self.aws.create_tables, self.stack.tables)
+        # before the stream mappings start: a rebuilt table has a new stream, and they must read that one
+        await self._in_thread(self.aws.create_tables, self.stack.tables, self.console.line)
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((self.config.host, self.config.port))
@@ -316,7 +317,8 @@ class Gateway:
             stack = await asyncio.to_thread(self._load_template)
             api = stack.api
             if stack.tables:
-                await asyncio.to_thread(self.aws.create_tables, stack.tables)
+                # no rebuild while functions write: the writes made during the copy would be lost
+                await asyncio.to_thread(self.aws.create_tables, stack.tables, self.console.line, False)
         except Exception as exc:  # noqa: BLE001 - YAML, CloudFormation or table errors alike: keep serving
             reason = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
             self.console.line(f"Template changed but not applied ({reason}); still serving the previous template")

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from .account import aws_client
 from .dynamodb_local import DynamoDBLocal, DynamoDBLocalError
 from .moto_services import EmbeddedMoto
-from .tables import TableDefinition, create_tables
+from .tables import Report, TableDefinition, TableUpgradeError, create_tables
 
 DYNAMODB_CHOICES = ("local", "moto")
 
@@ -91,15 +91,20 @@ class LocalAws:
         """The standard boto3 endpoint variable for DynamoDB (the gateway adds its own services')."""
         return {"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint}
 
-    def create_tables(self, tables: Sequence[TableDefinition]) -> list[str]:
-        """Create the template's tables (missing ones only) and enable TTL; returns the names created.
+    def create_tables(self, tables: Sequence[TableDefinition], report: Report | None = None, rebuild: bool = True) -> list[str]:
+        """Create the template's missing tables, bring kept ones up to it, enable TTL; returns the names created.
 
-        A DynamoDB Local data folder it cannot read is reported with the fix; nothing is deleted.
+        A table UpdateTable cannot change is rebuilt, items kept, with its backup in the DynamoDB Local data
+        folder, when `rebuild` (`parley dev`'s start; not a redeploy while functions write). A data folder it
+        cannot read is reported with the fix; nothing is deleted.
         """
+        ddb = self.dynamodb_local
+        backup_dir = ddb.data_dir if rebuild and ddb is not None else None
         try:
-            return create_tables(self.client("dynamodb"), tables)
+            return create_tables(self.client("dynamodb"), tables, backup_dir, report)
+        except TableUpgradeError:  # its own line names the fix
+            raise
         except Exception as exc:  # botocore's ClientError / connection errors: one line for the developer
-            ddb = self.dynamodb_local
             if ddb is None or ddb.data_dir is None:
                 raise
             raise DynamoDBLocalError(

@@ -3,6 +3,7 @@ silently, data kept with `--dynamodb-data`, and one clear line (nothing deleted)
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -13,9 +14,13 @@ from typing import Any
 
 import pytest
 
+from parley_local.gateway.template import load_stack
 from parley_local.local_aws.account import aws_client
+from parley_local.local_aws.dynamodb_local import DynamoDBLocal
+from parley_local.local_aws.tables import create_tables
 from parley_testing.dev_process import DevProcess
 from parley_testing.gateway_thread import SMALL_TEMPLATE
+from parley_testing.template import TEMPLATE
 from parley_testing.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
@@ -143,3 +148,36 @@ def test_port_in_use_is_one_line_naming_the_fix(tmp_path: Path):
             assert "Traceback" not in dev.output()
         finally:
             dev.kill()
+
+
+def test_a_data_folder_from_before_an_index_starts_with_the_index_and_its_history(tmp_path: Path, dynamodb_local: Any):
+    """`make dev` on a data folder whose messages table predates ByChange: one line says the index was added,
+    the ready line comes, and the old messages are there and in the index."""
+    data = tmp_path / "ddb"
+    tables = copy.deepcopy(load_stack(TEMPLATE, "parley").tables)
+    [messages] = [t for t in tables if t.logical_id == "MessagesTable"]
+    del messages.create_args["GlobalSecondaryIndexes"]
+    messages.create_args["AttributeDefinitions"] = [a for a in messages.create_args["AttributeDefinitions"]
+                                                     if a["AttributeName"] != "changedAtMs"]
+    old = DynamoDBLocal.start(data)
+    try:
+        ddb = aws_client("dynamodb", old.endpoint)
+        create_tables(ddb, tables)
+        edited = {"roomId": {"S": "lobby"}, "messageId": {"S": "m1"}, "changedAtMs": {"N": "5"}, "text": {"S": "hi"}}
+        ddb.put_item(TableName=messages.name, Item=edited)
+        ddb.put_item(TableName=messages.name, Item={"roomId": {"S": "lobby"}, "messageId": {"S": "m2"}})
+    finally:
+        old.stop()
+    dev = DevProcess(["--port", "0", "--no-prewarm", "--dynamodb-data", str(data)])
+    try:
+        dev.wait_ready(120)
+        assert f"table {messages.name} gained index ByChange in place: every item kept" in dev.output()
+        ddb = aws_client("dynamodb", dev.dynamodb_endpoint)
+        assert ddb.query(TableName=messages.name, IndexName="ByChange", KeyConditionExpression="roomId = :r",
+                         ExpressionAttributeValues={":r": {"S": "lobby"}})["Items"] == [edited]
+        assert len(ddb.query(TableName=messages.name, KeyConditionExpression="roomId = :r",
+                             ExpressionAttributeValues={":r": {"S": "lobby"}})["Items"]) == 2
+        dev.interrupt()
+        assert dev.proc.wait(30) == 0
+    finally:
+        dev.kill()
