@@ -151,7 +151,8 @@ export interface ServerFrames {
    * `changed` and `moreChanged` come with the answer to a join with `since` (a rejoin) from a server
    * of 2026-11-30 or later: the messages at or before `since` changed (edited, deleted, reacted to)
    * at or after its time, as they stand now, newest change first; `moreChanged`: there were more than
-   * it sent (ParleyClient then reads the older pages it has seen again, with get_history `since`).
+   * it sent (ParleyClient then reads again the older pages it still remembers, at most 2000 messages,
+   * with get_history `since`; a drop in the middle of it goes on after the next rejoin).
    */
   chat_history: {
     roomId: RoomId; messages: HistoryMessage[]; hasMore: boolean; unreadCount?: number; unreadCapped?: boolean; since?: MessageId;
@@ -297,7 +298,11 @@ export interface ParleyClientOptions {
   tokenTimeoutMs?: number;
   /** A chat message unanswered after this long stops holding its room's next message, and a participants page the next page (default 30000 ms). */
   ackTimeoutMs?: number;
-  /** Frames for a room being rejoined wait for its chat_history at most this long (default 10000 ms). */
+  /**
+   * Frames for a room being rejoined wait for its chat_history at most this long after its join was
+   * sent (default 10000 ms). At most 20 joins are unanswered at once; a room whose join is queued
+   * behind them holds its frames until its own join is sent and answered (or times out).
+   */
   joinTimeoutMs?: number;
   /**
    * A join with `since` (every rejoin, and joinRoom with `since`) asks for the history from this

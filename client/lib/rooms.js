@@ -10,15 +10,22 @@
 // A rejoin's answer also carries the older messages changed while the client was away
 // (`changed`, which the app merges into what it holds); when the server had more of them than it
 // sent (`moreChanged`), every page held from before is read again: `get_history` with `since` from
-// just before the oldest message seen, page by page, up to the rejoin's `since`.
+// just before the oldest message still remembered as seen, page by page, up to the rejoin's `since`.
+// A re-read cut short by a dropped socket goes on, from the page it had got to, once the next rejoin
+// is answered: that rejoin's `since` is later, so its `changed` cannot stand for what was left.
 // Frames for a room wait until its first `chat_history` (the rejoin's answer)
 // arrives, so a member-only frame never reaches the server before the join.
 // A join refused for a reason that passes (`rate_limited`: the server limits
 // joins per user, and a reconnect from several tabs rejoins many rooms at
 // once; `internal_error`) is sent again after the error's `retryAfterMs`, a
 // few times at most, and the room's frames keep waiting for it meanwhile.
-// Message ids already seen are remembered (bounded) to drop the duplicates
-// the overlap, a rejoin or a server retry can bring.
+// Joins are paced: at most MAX_JOINS_IN_FLIGHT unanswered on a socket, the rest
+// queued (their frames held), and none sent for the `retryAfterMs` of a join
+// refused `rate_limited`, so a reconnect in hundreds of rooms from several tabs
+// stays far below the server's flood line (10 times the joins allowance).
+// Message ids already seen are remembered (the newest SEEN_PER_ROOM of each
+// room) to drop the duplicates the overlap, a rejoin or a server retry can
+// bring: all of these are recent, so an older page never pushes them out.
 
 import { ParleyError } from './errors.js';
 import { ROOM_ID_RE } from './protocol.js';
@@ -35,6 +42,12 @@ const RETRYABLE = new Set(['internal_error', 'rate_limited']);
 // The answers a room may be waiting for: its join, its catch-up after a rejoin (a join with `since`
 // is both), and the re-read of older pages.
 const AWAITED = ['joinFrame', 'catchUpFrame', 'refreshFrame'];
+// Joins unanswered at once on one socket. The server allows 100 joins per user per 10 s and closes a
+// connection past 10 times that, refused frames included. A tab stops sending at its first
+// `rate_limited`, so a window sees at most the allowance plus 20 refused per tab: below the flood line
+// for up to 45 tabs. 20 still rejoins 350 rooms in under 20 round trips, and bounds the burst of
+// answers (each a participants page and a history page of up to 128 KB) arriving at once.
+const MAX_JOINS_IN_FLIGHT = 20;
 
 export class RoomTracker {
   /**
@@ -47,11 +60,14 @@ export class RoomTracker {
     this._t = timers;
     this._write = write;
     this._ready = ready;
-    // roomId -> {lastMessageId, oldestMessageId, joined, joinTimer, limit, joinFrame (the join awaiting its answer),
-    //   catchUpFrame (the page awaited), resumeFrom, refreshFrame (the older page awaited), refreshUpTo (where the
-    //   re-read ends), retry: {joinFrame|catchUpFrame|refreshFrame: {count, timer}}}
+    // roomId -> {lastMessageId, joined, joinTimer, limit, joinFrame (the join awaiting its answer),
+    //   catchUpFrame (the page awaited), resumeFrom, refreshFrame (the older page awaited), refreshFrom and
+    //   refreshUpTo (the re-read still to do: kept across a reconnect), retry: {joinFrame|catchUpFrame|refreshFrame: {count, timer}}}
     this._rooms = new Map();
-    this._seen = new Map(); // roomId -> {set:Set, order:string[]}
+    this._seen = new Map(); // roomId -> {set:Set, order:string[] (ascending)}
+    this._joinQueue = new Set(); // rooms whose join waits for a free place (roomIds, in order)
+    this._joinsInFlight = new Set(); // rooms whose join is sent and neither answered nor timed out
+    this._joinPause = null; // the timer ending a pause after a join refused rate_limited
   }
 
   get ids() {
@@ -75,8 +91,8 @@ export class RoomTracker {
     let room = this._rooms.get(roomId);
     if (!room) {
       room = {
-        lastMessageId: since, oldestMessageId: undefined, joined: false, joinTimer: null, limit, joinFrame: null, catchUpFrame: null,
-        resumeFrom: null, refreshFrame: null, refreshUpTo: null,
+        lastMessageId: since, joined: false, joinTimer: null, limit, joinFrame: null, catchUpFrame: null,
+        resumeFrom: null, refreshFrame: null, refreshFrom: null, refreshUpTo: null,
         retry: Object.fromEntries(AWAITED.map((key) => [key, { count: 0, timer: null }])),
       };
       this._rooms.set(roomId, room);
@@ -84,7 +100,7 @@ export class RoomTracker {
       if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
       if (limit) room.limit = limit;
     }
-    if (connected) this._sendJoin(roomId, room);
+    if (connected) this._queueJoin(roomId, room);
   }
 
   /** Forget a room: it is no longer rejoined and its seen ids are dropped. */
@@ -96,18 +112,21 @@ export class RoomTracker {
       this._rooms.delete(roomId);
     }
     this._seen.delete(roomId);
+    this._joinQueue.delete(roomId);
+    if (this._joinsInFlight.delete(roomId)) this._pumpJoins();
   }
 
   /** On a new socket: join every room, each with `since` = the newest messageId seen there. */
   rejoinAll() {
-    for (const [roomId, r] of this._rooms) this._sendJoin(roomId, r);
+    for (const [roomId, r] of this._rooms) this._queueJoin(roomId, r);
   }
 
   /**
    * The socket is gone: every room must be joined again before its frames go. A room whose catch-up
    * was under way keeps where it had got to (`resumeFrom`): its rejoin asks from there, not from the
    * newest message seen, which live messages may have moved past pages not fetched yet. A re-read
-   * of older pages stops: the rejoin brings the changes made meanwhile again.
+   * of older pages keeps where it had got to too (`refreshFrom`, up to `refreshUpTo`), and goes on
+   * once the rejoin is answered: the rejoin's `changed` starts at its own, later `since`.
    */
   reset() {
     for (const r of this._rooms.values()) {
@@ -119,8 +138,11 @@ export class RoomTracker {
         r.retry[key] = { count: 0, timer: null }; // a new socket starts a new run of retries
         r[key] = null;
       }
-      r.refreshUpTo = null;
     }
+    this._joinQueue.clear();
+    this._joinsInFlight.clear();
+    this._t.clearTimeout(this._joinPause);
+    this._joinPause = null;
   }
 
   /**
@@ -135,6 +157,7 @@ export class RoomTracker {
   error({ requestType, code, retryAfterMs } = {}) {
     if ((requestType !== 'get_history' && requestType !== 'join_room') || !RETRYABLE.has(code)) return;
     const delay = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : CATCH_UP_RETRY_MS;
+    const pause = requestType === 'join_room' && code === 'rate_limited' && !this._joinPause;
     for (const [roomId, room] of this._rooms) {
       AWAITED.forEach((key, i) => {
         const retry = room.retry[key];
@@ -149,6 +172,14 @@ export class RoomTracker {
           if (this._rooms.get(roomId) === room && room[key] === frame) this._write(frame);
         }, delay);
       });
+    }
+    // The joins allowance is spent until retryAfterMs: no new join goes before then (set after the
+    // retries above, so the refused ones go first when it ends).
+    if (pause) {
+      this._joinPause = this._t.setTimeout(() => {
+        this._joinPause = null;
+        this._pumpJoins();
+      }, delay);
     }
   }
 
@@ -166,6 +197,7 @@ export class RoomTracker {
       room.joinFrame = null;
       room.retry.joinFrame.count = 0;
     }
+    const freed = this._joinsInFlight.delete(roomId);
     const from = room.catchUpFrame && room.catchUpFrame.data.since;
     const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
     const after = (position) => hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > position;
@@ -174,6 +206,7 @@ export class RoomTracker {
       room.retry.catchUpFrame.count = 0;
       // Only a rejoin's answer says moreChanged: the changes it sent were not all of them.
       if (moreChanged === true) this._rereadHeld(roomId, room, from);
+      else if (room.refreshFrom && !room.refreshFrame) this._sendRefresh(roomId, room, room.refreshFrom); // cut short by a drop
       if (after(from)) {
         room.resumeFrom = newest.messageId;
         this._sendCatchUp(roomId, room, newest.messageId, CATCH_UP_PAGE, since === from ? 'get_history' : 'join_room');
@@ -184,7 +217,7 @@ export class RoomTracker {
       room.refreshFrame = null;
       room.retry.refreshFrame.count = 0;
       if (after(since) && newest.messageId < room.refreshUpTo) this._sendRefresh(roomId, room, newest.messageId);
-      else room.refreshUpTo = null; // every page held is read again
+      else room.refreshFrom = room.refreshUpTo = null; // every page held is read again
     }
     if (!room.joined) {
       room.joined = true;
@@ -192,9 +225,15 @@ export class RoomTracker {
       room.joinTimer = null;
       this._ready();
     }
+    if (freed) this._pumpJoins();
   }
 
-  /** Record a message (with a string messageId) as seen. Returns true if it had been seen before. */
+  /**
+   * Record a message (with a string messageId) as seen. Returns true if it had been seen before.
+   * The newest SEEN_PER_ROOM ids are kept (ULIDs sort by time): the duplicates to drop are recent,
+   * so an id older than all of a full set is not kept, and a page of old messages (scrolled back to,
+   * or read again) never pushes out the recent ones.
+   */
   markSeen(m) {
     const roomId = m.roomId;
     if (typeof roomId !== 'string') return false;
@@ -203,45 +242,81 @@ export class RoomTracker {
       seen = { set: new Set(), order: [] };
       this._seen.set(roomId, seen);
     }
-    if (seen.set.has(m.messageId)) return true;
-    seen.set.add(m.messageId);
-    seen.order.push(m.messageId);
-    if (seen.order.length > SEEN_PER_ROOM) seen.set.delete(seen.order.shift());
+    const id = m.messageId;
+    if (seen.set.has(id)) return true;
     const room = this._rooms.get(roomId);
-    // ULIDs sort by time: keep the greatest as the rejoin `since`, and the least as where a re-read starts.
-    if (room && (!room.lastMessageId || m.messageId > room.lastMessageId)) room.lastMessageId = m.messageId;
-    if (room && (!room.oldestMessageId || m.messageId < room.oldestMessageId)) room.oldestMessageId = m.messageId;
+    // The greatest is the rejoin `since`.
+    if (room && (!room.lastMessageId || id > room.lastMessageId)) room.lastMessageId = id;
+    let at = seen.order.length; // messages come mostly newest last: search from the end
+    while (at > 0 && seen.order[at - 1] > id) at -= 1;
+    if (seen.order.length >= SEEN_PER_ROOM) {
+      if (at === 0) return false;
+      seen.set.delete(seen.order.shift());
+      at -= 1;
+    }
+    seen.order.splice(at, 0, id);
+    seen.set.add(id);
     return false;
   }
 
-  /** Read every page held from before `upTo` (a rejoin's since) again, from just before the oldest message seen. */
+  /**
+   * Read every page held from before `upTo` (a rejoin's since) again, from just before the oldest
+   * message still remembered: the pages before it are as old as the tracker forgets, and each page
+   * costs a request of the user's signals allowance (typing, mark_read and reactions share it), so
+   * at most SEEN_PER_ROOM / CATCH_UP_PAGE pages per room.
+   */
   _rereadHeld(roomId, room, upTo) {
-    if (!room.oldestMessageId || room.oldestMessageId > upTo || room.refreshFrame) return;
+    const seen = this._seen.get(roomId);
+    const oldest = seen && seen.order[0];
+    if (!oldest || oldest > upTo || room.refreshFrame) return;
     room.refreshUpTo = upTo;
-    this._sendRefresh(roomId, room, rewindMessageId(room.oldestMessageId, 1));
+    this._sendRefresh(roomId, room, rewindMessageId(oldest, 1));
   }
 
   _sendRefresh(roomId, room, since) {
+    room.refreshFrom = since;
     room.refreshFrame = { type: 'get_history', data: { roomId, since, limit: CATCH_UP_PAGE } };
     this._write(room.refreshFrame);
   }
 
-  _sendJoin(roomId, room) {
-    const since = rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs);
+  /** The room's join waits for a place among those in flight; its frames wait for it. */
+  _queueJoin(roomId, room) {
     room.joined = false;
-    this._hold(roomId, room, this.joinTimeoutMs);
-    room.joinFrame = this._sendCatchUp(roomId, room, since, room.limit ?? null);
+    this._t.clearTimeout(room.joinTimer);
+    room.joinTimer = null;
+    this._joinsInFlight.delete(roomId); // joined again: the earlier join's place goes to this one
+    this._joinQueue.add(roomId);
+    this._pumpJoins();
   }
 
-  /** Hold the room's frames for `ms` at most: if no chat_history comes back in time, let them go. */
+  /** Send queued joins while fewer than MAX_JOINS_IN_FLIGHT are unanswered and no refusal pauses them. */
+  _pumpJoins() {
+    while (!this._joinPause && this._joinsInFlight.size < MAX_JOINS_IN_FLIGHT && this._joinQueue.size) {
+      const roomId = this._joinQueue.values().next().value;
+      this._joinQueue.delete(roomId);
+      const room = this._rooms.get(roomId);
+      if (!room) continue;
+      this._joinsInFlight.add(roomId);
+      const since = rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs);
+      this._hold(roomId, room, this.joinTimeoutMs);
+      room.joinFrame = this._sendCatchUp(roomId, room, since, room.limit ?? null);
+    }
+  }
+
+  /**
+   * Hold the room's frames for `ms` at most: if no chat_history comes back in time, let them go, and
+   * count the join as no longer in flight (a server that never answers must not stall the queue).
+   */
   _hold(roomId, room, ms) {
     this._t.clearTimeout(room.joinTimer);
     room.joinTimer = this._t.setTimeout(() => {
       room.joinTimer = null;
-      if (this._rooms.get(roomId) === room && !room.joined) {
+      if (this._rooms.get(roomId) !== room) return;
+      if (!room.joined) {
         room.joined = true;
         this._ready();
       }
+      if (this._joinsInFlight.delete(roomId)) this._pumpJoins();
     }, ms);
   }
 
