@@ -154,12 +154,14 @@ class State:
 
     def changed(self, room: str, since: str) -> tuple[list[str], bool]:
         """PROTOCOL.md "Reconnecting": a rejoin's `changed` (without the frame's share, which no
-        generated history reaches): of the room's 101 newest changes made at or after `since`'s
-        millisecond, the messages at or before `since`; and whether there were more than 100."""
+        generated history reaches): the 100 messages at or before `since` last changed most recently
+        at or after `since`'s millisecond, found among the room's 404 newest such changes (to any
+        message); and whether there were more of them, or changes left unread past the 404."""
         rows = [i for i in self._items("MessagesTable") if i["roomId"] == room and "changedAtMs" in i
                 and int(i["changedAtMs"]) >= ulid_ms(since)]
-        read = sorted(rows, key=lambda i: (int(i["changedAtMs"]), i["messageId"]), reverse=True)[:101]
-        return [i["messageId"] for i in read[:100] if i["messageId"] <= since], len(read) > 100
+        read = sorted(rows, key=lambda i: (int(i["changedAtMs"]), i["messageId"]), reverse=True)[:404]
+        older = [i["messageId"] for i in read if i["messageId"] <= since]
+        return older[:100], len(older) > 100 or (len(rows) >= 404 and len(older) <= 100)
 
     def cursor(self, room: str, user: str) -> str | None:
         found = [i.get("messageId") for i in self._items("MembershipsTable") if i["roomId"] == room and i["memberKey"] == "r#" + user]

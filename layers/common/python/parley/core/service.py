@@ -63,6 +63,13 @@ _ALLOWANCE_NAMES = {"chat": "messages and edits", "joins": "room joins and leave
 # A rejoin's chat_history brings at most this many older messages changed while the client was
 # away (`changed`); with more, `moreChanged` tells it to read its older pages again.
 REJOIN_CHANGES = 100
+# ...reading at most this many entries of the change index to find them: changes to messages after
+# `since` (reactions to what was said while the client was away) are read and passed over, and past
+# this many `moreChanged` says there may be more. Four Queries of at most 101 eventually consistent
+# items: at most the read units of re-reading two held pages of 100 strongly consistently, which is
+# what `moreChanged` would cost a client holding 200 messages (and sends them all to it again); and
+# four round trips of milliseconds, far inside API Gateway's 29 s.
+REJOIN_CHANGE_READS = 4 * (REJOIN_CHANGES + 1)
 
 
 def _no_metrics(name: str, value: float) -> None:
@@ -220,8 +227,9 @@ class ChatService:
             return p.history_frame(room, [m.to_wire() for m in page.messages], page.has_more, keep_newest=True, extra=unread)
         page = self._store.messages_since(room, request.since, request.limit)
         # A rejoin: its pages hold the messages after `since` as they stand, but not an edit, deletion
-        # or reaction made meanwhile to one the client holds from before; those come along (one Query).
-        changed = self._store.messages_changed_since(room, request.since, REJOIN_CHANGES)
+        # or reaction made meanwhile to one the client holds from before; those come along (one Query in a
+        # room with at most 101 changes since, at most four otherwise).
+        changed = self._store.messages_changed_since(room, request.since, REJOIN_CHANGES, max_read=REJOIN_CHANGE_READS)
         unread = self._unread_on_join(room, caller, page, None if page.has_more else request.since)
         # A `since` page says which `since` it answers, as get_history's do: the client pages on from it.
         return p.history_frame(room, [m.to_wire() for m in page.messages], page.has_more, keep_newest=False,
