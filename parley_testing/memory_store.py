@@ -325,16 +325,27 @@ class MemoryChatStore:
         newer = [m for m in self._room_messages(room_id) if m.message_id > since]
         return HistoryPage(newer[:limit], has_more=len(newer) > limit)
 
-    def messages_changed_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
-        """The ByChange index's Query: the room's changed messages, newest change first (a tie in
-        DynamoDB's order, here the messageId's), `limit` + 1 read, those after `since` left out."""
-        self._count("messages_changed_since")
+    def messages_changed_since(self, room_id: str, since: str, limit: int, *, max_read: int) -> HistoryPage:
+        """The ByChange index's Queries: the room's changed messages, newest change first (a tie in
+        DynamoDB's order, here the messageId's), in pages of at most `limit` + 1 read, each filtered
+        to those at or before `since`, until `limit` + 1 kept or `max_read` read (one call a page)."""
         from_ms = ulid_time_ms(since)
         indexed = sorted(((row["changedAtMs"], mid), row) for (room, mid), row in self.messages.items()
                          if room == room_id and row.get("changedAtMs", -1) >= from_ms)
-        read = [row for _, row in reversed(indexed)][:limit + 1]
-        older = [self._message_of(row) for row in read[:limit] if row["messageId"] <= since]
-        return HistoryPage(older, has_more=len(read) > limit)
+        entries = [row for _, row in reversed(indexed)]
+        kept: list[ChatMessage] = []
+        read = 0
+        while True:
+            self._count("messages_changed_since")
+            size = min(limit + 1, max_read - read)
+            page = entries[read:read + size]
+            read += len(page)
+            kept += [self._message_of(row) for row in page if row["messageId"] <= since]
+            # DynamoDB answers a LastEvaluatedKey after a page that stopped at its Limit, more or not.
+            unread = len(page) == size
+            if len(kept) > limit or read >= max_read or not unread:
+                break
+        return HistoryPage(kept[:limit], has_more=len(kept) > limit or (unread and read >= max_read))
 
     # read cursors --------------------------------------------------------------------------
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:

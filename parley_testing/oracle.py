@@ -154,12 +154,14 @@ class State:
 
     def changed(self, room: str, since: str) -> tuple[list[str], bool]:
         """PROTOCOL.md "Reconnecting": a rejoin's `changed` (without the frame's share, which no
-        generated history reaches): of the room's 101 newest changes made at or after `since`'s
-        millisecond, the messages at or before `since`; and whether there were more than 100."""
+        generated history reaches): the 100 messages at or before `since` last changed most recently
+        at or after `since`'s millisecond, found among the room's 404 newest such changes (to any
+        message); and whether there were more of them, or changes left unread past the 404."""
         rows = [i for i in self._items("MessagesTable") if i["roomId"] == room and "changedAtMs" in i
                 and int(i["changedAtMs"]) >= ulid_ms(since)]
-        read = sorted(rows, key=lambda i: (int(i["changedAtMs"]), i["messageId"]), reverse=True)[:101]
-        return [i["messageId"] for i in read[:100] if i["messageId"] <= since], len(read) > 100
+        read = sorted(rows, key=lambda i: (int(i["changedAtMs"]), i["messageId"]), reverse=True)[:404]
+        older = [i["messageId"] for i in read if i["messageId"] <= since]
+        return older[:100], len(older) > 100 or (len(rows) >= 404 and len(older) <= 100)
 
     def cursor(self, room: str, user: str) -> str | None:
         found = [i.get("messageId") for i in self._items("MembershipsTable") if i["roomId"] == room and i["memberKey"] == "r#" + user]
@@ -327,11 +329,13 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
 
         return Expected(sender=["message_response"], check=check_echo)
     if t in ("join_room", "leave_room"):
-        # The joins allowance is spent before the membership is written or deleted, whatever it finds.
+        # The joins allowance is spent before the membership is written or deleted, whatever it finds;
+        # a join over it is refused, a leave performed all the same (counted, from memory once over).
         assert state.hits("joins", "alice") + state.join_limit <= 10 * state.join_limit, "the run would reach the flood limit"
-        if state.hits("joins", "alice") > state.join_limit:
+        over_known = state.hits("joins", "alice") > state.join_limit
+        if t == "join_room" and over_known:
             return reject("rate_limited", tables=f"refused:joins:{state.join_limit}")
-        if state.hits("joins", "alice") + 1 > state.join_limit:
+        if t == "join_room" and state.hits("joins", "alice") + 1 > state.join_limit:
             return reject("rate_limited", tables="rate:joins")
     if t == "join_room":
         limit, since = data.get("limit", 50), data.get("since")
@@ -366,7 +370,8 @@ def oracle(raw: str, state: State, now_ms: int) -> Expected:
         def check_leave(frames, bob_frames, before, after_state):
             assert alice not in after_state.members(room)
 
-        return Expected(bob=["user_left"] if member and bob_there else [], tables="accepted" if member else "rate:joins", check=check_leave)
+        counted = f"refused:joins:{state.join_limit}" if over_known else "rate:joins"
+        return Expected(bob=["user_left"] if member and bob_there else [], tables="accepted" if member else counted, check=check_leave)
 
     after_user = None
     if t == "get_participants" and data.get("cursor") is not None:  # a cursor that does not decode spends nothing
@@ -497,8 +502,8 @@ def assert_tables(expected: Expected, before: dict, after: dict) -> None:
     elif expected.tables.startswith("rate:"):
         assert_rate_only(expected.tables[5:], before, after)
     elif expected.tables.startswith("refused:"):
-        # Refused from memory: counted later in a batch of `limit` refusals (an environment that
-        # did not remember the user counts it at once).
+        # Refused from memory (or a leave of a room alice is not in, over the allowance): counted
+        # later in a batch of `limit` (an environment that did not remember the user counts it at once).
         _, kind, limit = expected.tables.split(":")
         assert_rate_only(kind, before, after, growth=(0, 1, int(limit)))
     else:  # accepted: `check` looked at what it should change; nothing else may

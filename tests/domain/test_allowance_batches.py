@@ -169,9 +169,6 @@ def test_a_reconnect_from_three_tabs_rejoins_30_rooms_but_a_join_leave_loop_is_r
     assert (refused["code"], refused["requestType"]) == ("rate_limited", "join_room") and 0 < refused["retryAfterMs"] <= WINDOW_S * 1000
     assert "join" in refused["message"]
     assert "lobby2" not in {i["roomId"]["S"] for i in world.items("MembershipsTable")}  # nothing written
-    assert alice.send("leave_room", {"roomId": "loop"})["data"]["code"] == "rate_limited"
-    assert [i["roomId"]["S"] for i in world.items("MembershipsTable") if i["memberKey"]["S"] == f"c#{alice.connection_id}"
-            and i["roomId"]["S"] == "loop"] == ["loop"]  # still in: the refused leave deleted nothing
     assert bob.take() == []
     # The other allowances are apart, and the next window has the whole allowance again.
     assert chat(alice) == "chat_update"
@@ -187,3 +184,43 @@ def test_a_join_leave_flood_closes_the_connection(world, joins_room):
         sent += 1
     assert world.closed == [alice.connection_id]
     assert JOINS * ABUSE_FACTOR < sent <= JOINS * ABUSE_FACTOR + JOINS
+
+
+def rooms_of(world, client) -> set[str]:
+    return {i["roomId"]["S"] for i in world.items("MembershipsTable") if i["memberKey"]["S"] == f"c#{client.connection_id}"}
+
+
+def test_a_leave_over_the_joins_allowance_is_performed_and_announced_and_a_join_still_refused(world, joins_room):
+    """A refused leave_room left the user in the room (others never heard user_left, its frames kept
+    coming) unless the client sent it again: a leave is counted, but never refused. Over the
+    allowance, the first leave is counted on the shared counter, the next from the environment's
+    memory; both leave. A join over it is still refused and changes nothing."""
+    alice, bob = joins_room
+    carol = world.connect("carol")
+    carol.send("join_room", {"roomId": "side"})
+    alice.send("join_room", {"roomId": "side"})
+    for n in range(JOINS - 1):
+        assert alice.send("join_room", {"roomId": f"r{n}"})["type"] == "chat_history"
+    assert counter(world, "joins") == JOINS
+    bob.take(), carol.take()
+    assert alice.send("leave_room", {"roomId": "lobby"}) is None  # the 101st: the counter says over
+    assert counter(world, "joins") == JOINS + 1
+    assert alice.send("leave_room", {"roomId": "side"}) is None  # known over: counted from memory
+    assert not {"lobby", "side"} & rooms_of(world, alice)
+    assert [f["data"]["userId"] for f in bob.take() if f["type"] == "user_left"] == ["alice"]
+    assert [f["data"]["userId"] for f in carol.take() if f["type"] == "user_left"] == ["alice"]
+    refused = alice.send("join_room", {"roomId": "lobby"})["data"]
+    assert refused["code"] == "rate_limited" and "lobby" not in rooms_of(world, alice)
+    assert bob.take() == []
+
+
+def test_a_leave_loop_gets_no_refusal_and_is_closed_as_a_flood(world, joins_room):
+    """Leaves are never answered rate_limited, but count toward the flood close as any frame."""
+    alice, _ = joins_room
+    sent, replies = 0, []
+    while not world.closed and sent < 2 * JOINS * ABUSE_FACTOR:
+        replies.append(alice.send("leave_room", {"roomId": "nowhere"}))
+        sent += 1
+    assert world.closed == [alice.connection_id]
+    assert JOINS * ABUSE_FACTOR < sent <= JOINS * ABUSE_FACTOR + JOINS
+    assert replies == [None] * sent

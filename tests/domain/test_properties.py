@@ -11,6 +11,8 @@ example count so the run crosses it but never reaches the flood close.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parley_testing import properties
 from parley_testing.chat_world import MemoryChatWorld
@@ -27,3 +29,20 @@ test_malformed_frames_get_exactly_one_error_and_change_nothing = properties.malf
 test_typed_frames_get_the_documented_reply_or_exactly_one_error = properties.typed_frames_get_the_documented_reply_or_exactly_one_error(1200)
 test_lone_surrogates_are_rejected_and_never_echoed = properties.lone_surrogates_are_rejected_and_never_echoed(100)
 test_non_json_numbers_are_invalid_json = properties.non_json_numbers_are_invalid_json(60)
+
+
+@settings(max_examples=1, database=None)
+@given(st.just(None))
+def test_the_oracle_judges_joins_and_leaves_across_the_joins_allowance(_):
+    """The generated runs never cross the joins allowance (it is kept high for their rejoins): this
+    walks alice across a small one, each frame judged by the oracle (in a one-example Hypothesis
+    test, where the oracle records its events). Past it, joins are refused and
+    change nothing; leaves are performed (bob hears user_left) and only counted."""
+    from parley_testing.oracle import run
+
+    world = MemoryChatWorld()
+    alice, bob = seed_room(world, chat_limit=200, signal_limit=400, join_limit=10)
+    for n in range(12):
+        run(world, alice, bob, '{"type": "join_room", "data": {"roomId": "lobby"}}')
+        run(world, alice, bob, '{"type": "leave_room", "data": {"roomId": "lobby"}}')
+        run(world, alice, bob, '{"type": "leave_room", "data": {"roomId": "nowhere"}}')

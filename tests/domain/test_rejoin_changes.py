@@ -8,7 +8,7 @@ import json
 
 from parley.core.ids import ulid_at
 from parley.core.protocol import CHANGED_FRAME_SHARE, MAX_FRAME_BYTES
-from parley.core.service import REJOIN_CHANGES
+from parley.core.service import REJOIN_CHANGE_READS, REJOIN_CHANGES
 from parley_testing.room_rules import clock_past_every_id
 
 
@@ -70,3 +70,55 @@ def test_large_changes_take_at_most_half_the_frame_and_the_page_fills_the_rest(w
     got = [m["messageId"] for m in data["messages"]]
     assert 5 < len(got) < 30 and got == after[:len(got)] and data["hasMore"] is True
     assert wire_size(frame) > MAX_FRAME_BYTES - 5000, "the page filled what the changes left"
+
+
+def react_to_each(world, ann, ids):
+    for message_id in ids:
+        world.clock.advance(1)
+        ann.send("react", {"roomId": "lobby", "messageId": message_id, "emoji": "👍"})
+
+
+def index_queries(world) -> int:
+    return world.store.calls.get("messages_changed_since", 0)
+
+
+def test_changes_to_messages_after_since_neither_fill_the_100_nor_set_more_changed(world):
+    """A busy room's reactions to what was said while bob was away are in his rejoin's pages as they
+    stand: they must not push the one older change out of `changed`, nor make `moreChanged` (which
+    costs the client a re-read of every page it holds) true. They are read and passed over."""
+    ann, ids, since = away_from(world, 5)
+    react_to_each(world, ann, ids[:1])
+    world.clock.advance(10)
+    newer = [ann.send("chat_message", {"roomId": "lobby", "message": f"new{n}"})["data"]["messageId"]
+             for n in range(REJOIN_CHANGES + 50)]
+    react_to_each(world, ann, newer)
+    before = index_queries(world)
+    data = world.connect("bob").send("join_room", {"roomId": "lobby", "since": since, "limit": 100})["data"]
+    assert [m["messageId"] for m in data["changed"]] == ids[:1] and data["moreChanged"] is False
+    assert index_queries(world) - before == 2, "a second page of the index, past the 101 newest changes"
+
+
+def test_only_newer_changes_say_nothing_changed(world):
+    """The review's case: 101 messages after `since`, each reacted to, nothing older changed."""
+    ann, ids, since = away_from(world, 5)
+    world.clock.advance(10)
+    newer = [ann.send("chat_message", {"roomId": "lobby", "message": f"new{n}"})["data"]["messageId"]
+             for n in range(REJOIN_CHANGES + 1)]
+    react_to_each(world, ann, newer)
+    data = world.connect("bob").send("join_room", {"roomId": "lobby", "since": since, "limit": 100})["data"]
+    assert data["changed"] == [] and data["moreChanged"] is False
+
+
+def test_the_index_read_stops_at_its_budget_and_then_says_there_may_be_more(world):
+    """Past REJOIN_CHANGE_READS entries (four Queries of 101) the rejoin stops reading: an older
+    change behind them is not found, so `moreChanged` tells the client to read its pages again."""
+    ann, ids, since = away_from(world, 5)
+    react_to_each(world, ann, ids[:1])
+    world.clock.advance(10)
+    newer = [ann.send("chat_message", {"roomId": "lobby", "message": f"new{n}"})["data"]["messageId"]
+             for n in range(REJOIN_CHANGE_READS)]
+    react_to_each(world, ann, newer)
+    before = index_queries(world)
+    data = world.connect("bob").send("join_room", {"roomId": "lobby", "since": since, "limit": 100})["data"]
+    assert data["changed"] == [] and data["moreChanged"] is True
+    assert index_queries(world) - before == REJOIN_CHANGE_READS // (REJOIN_CHANGES + 1) == 4

@@ -152,7 +152,7 @@ def test_reader_rooms_reads_many_rooms_side_by_side_each_with_its_own_newest(sto
 def test_each_change_stamps_its_time_and_the_change_index_answers_a_rejoin(store):
     """The sparse ByChange index on DynamoDB Local: only changed messages are in it, each under its
     last change's time (SET in the change's own UpdateItem, beside DELETE/ADD for a reaction); the
-    Query reads newest change first, `limit` + 1, and leaves out the messages after `since`."""
+    Query reads newest change first and leaves out (FilterExpression) the messages after `since`."""
     room = _room()
     old = [_put(store, room, n) for n in range(1, 5)]
     new = _put(store, room, 60)
@@ -166,13 +166,38 @@ def test_each_change_stamps_its_time_and_the_change_index_answers_a_rejoin(store
     assert store.react(room, old[3].message_id, "bob", "👍", remove=True, max_distinct=20, at_ms=at + 6).changed
     assert not store.react(room, old[3].message_id, "bob", "👍", remove=True, max_distinct=20, at_ms=at + 9).changed
 
-    page = store.messages_changed_since(room, since, 10)
+    page = store.messages_changed_since(room, since, 10, max_read=40)
     assert [m.message_id for m in page.messages] == [old[3].message_id, old[2].message_id, old[1].message_id]
     unreacted, tombstone, edited = page.messages
     assert (unreacted.reactions, unreacted.version) == ({}, 3), "the refused removal moved neither version nor time"
     assert tombstone.deleted and tombstone.version == 2 and (edited.text, edited.version) == ("fixed", 2)
     assert not page.has_more
-    # `limit` + 1 changes read (the one to `new`, after `since`, among them) say there may be more.
-    capped = store.messages_changed_since(room, since, 3)
+    # The change to `new` (after `since`) is read and passed over: it takes no place of the `limit`.
+    capped = store.messages_changed_since(room, since, 2, max_read=40)
     assert [m.message_id for m in capped.messages] == [old[3].message_id, old[2].message_id] and capped.has_more
-    assert store.messages_changed_since(room, since, 5).has_more is False
+    assert store.messages_changed_since(room, since, 3, max_read=40).has_more is False
+
+
+def test_the_change_index_is_read_in_filtered_pages_up_to_a_budget(store):
+    """DynamoDB applies a Query's Limit before its FilterExpression: a page of changes to newer
+    messages comes back empty with a LastEvaluatedKey, and the store reads on from it, `limit` + 1
+    entries a page, until it keeps `limit` + 1 older ones or has read `max_read` entries."""
+    room = _room()
+    old = [_put(store, room, n) for n in range(1, 4)]
+    since = f"01J{50:023d}"
+    at = ulid_time_ms(since)
+    for n, message in enumerate(old):
+        assert store.react(room, message.message_id, "bob", "👍", remove=False, max_distinct=20, at_ms=at + n).changed
+    for n in range(7):  # newer changes, all to messages after `since`, made after the older ones
+        newer = _put(store, room, 60 + n)
+        assert store.react(room, newer.message_id, "bob", "👍", remove=False, max_distinct=20, at_ms=at + 10 + n).changed
+    ids = [m.message_id for m in old][::-1]
+    # Pages of 3: two of newer changes only (empty after the filter), then the older ones.
+    found = store.messages_changed_since(room, since, 2, max_read=12)
+    assert [m.message_id for m in found.messages] == ids[:2] and found.has_more
+    whole = store.messages_changed_since(room, since, 3, max_read=12)
+    assert [m.message_id for m in whole.messages] == ids and not whole.has_more
+    # A budget spent with entries left unread: there may be more.
+    spent = store.messages_changed_since(room, since, 3, max_read=8)
+    assert [m.message_id for m in spent.messages] == ids[:1] and spent.has_more
+    assert store.messages_changed_since(room, since, 3, max_read=6).messages == []

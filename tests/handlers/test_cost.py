@@ -337,8 +337,11 @@ def test_a_rejoin_costs_one_query_of_the_change_index_more_and_a_change_no_call_
     assert [m["messageId"] for m in history["changed"]] == [message_id]
     indexed = [(op, params.get("IndexName"), bool(params.get("ConsistentRead"))) for op, params in world.requests
                if params.get("TableName") == "test-MessagesTable"]
-    # The history page after `since` (strongly consistent, as a join's), then the index.
+    # The history page after `since` (strongly consistent, as a join's), then the index: one page of
+    # at most 101 entries, those after `since` filtered out; in a quiet room it is the whole answer.
     assert indexed == [("Query", None, True), ("Query", "ByChange", False)]
+    assert [(params["Limit"], "FilterExpression" in params) for _, params in world.requests
+            if params.get("IndexName") == "ByChange"] == [(101, True)]
     # The same join as before (membership PutItem, participant and size UpdateItems, participants and
     # members Queries, history Query, reader UpdateItem; the cursor is inside the page: no COUNT)
     # and the one index Query.
@@ -346,3 +349,45 @@ def test_a_rejoin_costs_one_query_of_the_change_index_more_and_a_change_no_call_
     world.connect("c").send("join_room", {"roomId": "lobby"})
     back.send("get_history", {"roomId": "lobby", "since": message_id})
     assert not [params for _, params in world.requests if params.get("IndexName") == "ByChange"]
+
+
+def _rejoin_behind_changes(world, newer: int) -> tuple[tuple[list[str], bool], str, list[tuple[int, bool]]]:
+    """b rejoins `lobby` from just after one old message that was changed while it was away,
+    behind `newer` later changes to messages after its `since` (stored straight through the store:
+    the allowances are not what this is about). Its (changed, moreChanged), the old message and the
+    ByChange Queries it made: (Limit, filtered)."""
+    from parley.core.ids import ulid_at
+    from parley.core.model import ChatMessage
+    from parley_testing.room_rules import store_of
+
+    store, start = store_of(world), 1_800_000_000_000
+    old = ChatMessage("lobby", ulid_at(start), "a", "A", "old", "2027-01-15T08:00:00.000Z")
+    store.put_message(old)
+    since = ulid_at(start + 1000)
+    store.react("lobby", old.message_id, "a", "👍", remove=False, max_distinct=20, at_ms=start + 2000)
+    for n in range(newer):
+        message = ChatMessage("lobby", ulid_at(start + 3000 + n), "a", "A", f"new {n}", "2027-01-15T08:00:03.000Z")
+        store.put_message(message)
+        store.react("lobby", message.message_id, "a", "👍", remove=False, max_distinct=20, at_ms=start + 3000 + n)
+    dynamodb_ops(world)  # forget what came before
+    history = world.connect("b").send("join_room", {"roomId": "lobby", "since": since})["data"]
+    found = [m["messageId"] for m in history["changed"]], history["moreChanged"]
+    queries = [(params["Limit"], "FilterExpression" in params) for _, params in world.requests
+               if params.get("IndexName") == "ByChange"]
+    return found, old.message_id, queries
+
+
+def test_a_rejoin_reads_past_changes_to_newer_messages_a_page_of_101_at_a_time_up_to_four(world):
+    """Changes to messages after `since` are in the rejoin's page: the index read passes over them
+    (a FilterExpression, which bills what the Limit read) and reads on from LastEvaluatedKey for the
+    older ones, a page of 101 entries at a time, at most 4 pages (REJOIN_CHANGE_READS): 101 newer
+    changes and an older one cost a second Query and find it, with `moreChanged` false."""
+    (changed, more), old, queries = _rejoin_behind_changes(world, 101)
+    assert (changed, more) == ([old], False)
+    assert queries == [(101, True), (101, True)]
+
+
+def test_a_rejoin_behind_404_newer_changes_stops_at_four_queries_and_says_there_may_be_more(world):
+    (changed, more), old, queries = _rejoin_behind_changes(world, 404)
+    assert (changed, more) == ([], True)
+    assert queries == [(101, True)] * 4

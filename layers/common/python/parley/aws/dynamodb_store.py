@@ -500,17 +500,28 @@ class DynamoChatStore:
         )
         return HistoryPage([_message_of(row) for row in rows[:limit]], has_more=len(rows) > limit)
 
-    def messages_changed_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
-        """One Query of ByChange (eventual: an index cannot read strongly), newest change first, Limit
-        `limit` + 1; the ones after `since` are dropped here rather than by a FilterExpression: it
-        would bill the same items (DynamoDB bills what the Limit reads, filtered or not), and the
-        Limit would then count differently from what the store's contract says."""
-        rows = list(StoredMessage.by_change.query(
-            room_id, ByChangeIndex.changed_at_ms >= ulid_time_ms(since), scan_index_forward=False, limit=limit + 1,
-            page_size=limit + 1,
-        ))
-        older = [_message_of(row) for row in rows[:limit] if row.message_id <= since]
-        return HistoryPage(older, has_more=len(rows) > limit)
+    def messages_changed_since(self, room_id: str, since: str, limit: int, *, max_read: int) -> HistoryPage:
+        """Queries of ByChange (eventual: an index cannot read strongly), newest change first, with a
+        FilterExpression leaving out the messages after `since`. DynamoDB applies the Limit before the
+        filter (and bills what it read), so a page may keep fewer than it read. Each Query reads at
+        most `limit` + 1 (a quiet room's whole answer is the first, one call), the next one from the
+        last one's LastEvaluatedKey, until `limit` + 1 are kept, the index has no more, or `max_read`
+        items were read. Pages of `limit` + 1, not the whole rest of `max_read` at once: DynamoDB
+        reads (and bills) a page's Limit even when the ones wanted came early in it."""
+        pages = StoredMessage.by_change.query(
+            room_id, ByChangeIndex.changed_at_ms >= ulid_time_ms(since), filter_condition=StoredMessage.message_id <= since,
+            scan_index_forward=False, page_size=min(limit + 1, max_read),
+        ).page_iter
+        kept: list[ChatMessage] = []
+        read = 0
+        for page in pages:
+            read += page["ScannedCount"]
+            kept += [_message_of(StoredMessage.from_raw_data(item)) for item in page.get("Items", [])]
+            if len(kept) > limit or read >= max_read:
+                break
+            pages.page_size = min(limit + 1, max_read - read)
+        unread = pages.last_evaluated_key is not None
+        return HistoryPage(kept[:limit], has_more=len(kept) > limit or (unread and read >= max_read))
 
     # read cursors --------------------------------------------------------------------------
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:

@@ -122,13 +122,15 @@ class ChatStore(Protocol):
         consistent (see `newest_messages`), as the client pages on from the join's."""
         ...
 
-    def messages_changed_since(self, room_id: str, since: str, limit: int) -> HistoryPage:
+    def messages_changed_since(self, room_id: str, since: str, limit: int, *, max_read: int) -> HistoryPage:
         """A rejoin's older messages changed while the client was away: those at or before `since`
         whose last change (edit, deletion, reaction) was made at or after `since`'s millisecond, as
-        they stand now (tombstones too), newest change first. One eventually consistent Query of the
-        room's changed messages (an index only they are in), newest change first, reading `limit`
-        + 1 of them whatever their messageId; those after `since` are left out (the rejoin's pages
-        hold them as they stand). `has_more`: it read `limit` + 1, so there may be more."""
+        they stand now (tombstones too), newest change first, at most `limit`. Eventually consistent
+        Queries of the room's changed messages (an index only they are in), newest change first, each
+        reading at most `limit` + 1 of them whatever their messageId and keeping those at or before
+        `since` (the rejoin's pages hold the others as they stand), until `limit` + 1 are kept or
+        `max_read` were read. `has_more`: more such messages exist (`limit` + 1 kept), or may (the
+        budget ran out with changes left unread); never for changes only to messages after `since`."""
         ...
 
     def advance_read_cursor(self, room_id: str, user_id: str, message_id: str) -> bool:

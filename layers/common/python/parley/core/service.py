@@ -63,6 +63,13 @@ _ALLOWANCE_NAMES = {"chat": "messages and edits", "joins": "room joins and leave
 # A rejoin's chat_history brings at most this many older messages changed while the client was
 # away (`changed`); with more, `moreChanged` tells it to read its older pages again.
 REJOIN_CHANGES = 100
+# ...reading at most this many entries of the change index to find them: changes to messages after
+# `since` (reactions to what was said while the client was away) are read and passed over, and past
+# this many `moreChanged` says there may be more. Four Queries of at most 101 eventually consistent
+# items: at most the read units of re-reading two held pages of 100 strongly consistently, which is
+# what `moreChanged` would cost a client holding 200 messages (and sends them all to it again); and
+# four round trips of milliseconds, far inside API Gateway's 29 s.
+REJOIN_CHANGE_READS = 4 * (REJOIN_CHANGES + 1)
 
 
 def _no_metrics(name: str, value: float) -> None:
@@ -220,8 +227,9 @@ class ChatService:
             return p.history_frame(room, [m.to_wire() for m in page.messages], page.has_more, keep_newest=True, extra=unread)
         page = self._store.messages_since(room, request.since, request.limit)
         # A rejoin: its pages hold the messages after `since` as they stand, but not an edit, deletion
-        # or reaction made meanwhile to one the client holds from before; those come along (one Query).
-        changed = self._store.messages_changed_since(room, request.since, REJOIN_CHANGES)
+        # or reaction made meanwhile to one the client holds from before; those come along (one Query in a
+        # room with at most 101 changes since, at most four otherwise).
+        changed = self._store.messages_changed_since(room, request.since, REJOIN_CHANGES, max_read=REJOIN_CHANGE_READS)
         unread = self._unread_on_join(room, caller, page, None if page.has_more else request.since)
         # A `since` page says which `since` it answers, as get_history's do: the client pages on from it.
         return p.history_frame(room, [m.to_wire() for m in page.messages], page.has_more, keep_newest=False,
@@ -241,8 +249,11 @@ class ChatService:
         return unread_fields(counted)
 
     def _on_leave_room(self, request: p.LeaveRoomData, caller: Caller) -> None:
-        # Counted even when the connection is not in the room: the conditional delete is a write either way.
-        self._spend("joins", caller)
+        # Counted even when the connection is not in the room: the conditional delete is a write either
+        # way. Never refused: a refused leave left the user in the room (announced to no one, frames
+        # still arriving) unless the client sent it again, and a join/leave loop is bounded by its
+        # refused joins anyway; counted, so that a loop of leaves still meets the flood close.
+        self._spend("joins", caller, refuse=False)
         self._leave(request.roomId, caller.connection_id, caller.user_id)
         return None
 
@@ -537,8 +548,9 @@ class ChatService:
         consistent (half the read units) unless it is a change's audience (`_audience`)."""
         return self._store.room_members_page(room, after=None, limit=self.fanout_page_size, consistent=consistent)
 
-    def _refuse_if_known_over(self, kind: str, limit: int, caller: Caller) -> None:
-        """Refuse a user this environment already saw over the allowance, before any other I/O.
+    def _refuse_if_known_over(self, kind: str, limit: int, caller: Caller, *, refuse: bool = True) -> bool:
+        """Refuse a user this environment already saw over the allowance, before any other I/O
+        (with `refuse` False, count the frame as one over the allowance and say so: True).
 
         Such a frame costs no membership Query, and only every `limit`-th one a counter write
         (which adds the refusals remembered so far), so a flood stays cheap for everyone else.
@@ -548,26 +560,30 @@ class ChatService:
         window = self._limits.window_at(now)
         refusals = self._over_limit.refuse(kind, caller.user_id, window)
         if refusals is None:
-            return
+            return False
         if refusals >= limit:
             hits = self._store.count_request(kind, caller.user_id, window, self._limits.counter_lifetime_seconds, hits=refusals)
             self._over_limit.counted(kind, caller.user_id, refusals)
             self._ledger.counted(kind, caller.user_id, window, hits)
             self._close_if_flooding(hits, limit, caller)
-        raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
+        if refuse:
+            raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
+        return True
 
-    def _spend(self, kind: str, caller: Caller) -> None:
+    def _spend(self, kind: str, caller: Caller, *, refuse: bool = True) -> None:
         """Charge the user's allowance before anything else is read or written: get_rooms has no room
         read to send the counter write with, and a join or leave must not write the membership of a
         frame that turns out to be over the allowance, so the counter goes first (on the frames the
-        ledger asks it for: one in `joins_batch`)."""
+        ledger asks it for: one in `joins_batch`). With `refuse` False (a leave) a frame over the
+        allowance is counted as any other, toward the flood close too, and then performed."""
         limit = self._limits.limit_of(kind)
-        self._refuse_if_known_over(kind, limit, caller)
+        if self._refuse_if_known_over(kind, limit, caller, refuse=refuse):
+            return
         charge = self._charge(kind, caller)
         if charge is None:
             return
         hits = self._store.count_request(charge.kind, charge.user_id, charge.window, charge.keep_seconds, hits=charge.hits)
-        self._refuse_if_over(charge, hits, limit, caller)
+        self._refuse_if_over(charge, hits, limit, caller, refuse=refuse)
 
     def _charge(self, kind: str, caller: Caller) -> RequestCharge | None:
         """This frame against the environment's ledger: None when it is accepted without a counter
@@ -578,15 +594,17 @@ class ChatService:
             return None
         return RequestCharge(kind, caller.user_id, window, self._limits.counter_lifetime_seconds, hits)
 
-    def _refuse_if_over(self, charge: RequestCharge, hits: int, limit: int, caller: Caller) -> None:
-        """After a counter write: past the allowance, remember the user and refuse the frame."""
+    def _refuse_if_over(self, charge: RequestCharge, hits: int, limit: int, caller: Caller, *, refuse: bool = True) -> None:
+        """After a counter write: past the allowance, remember the user and refuse the frame (unless
+        not `refuse`: remembered all the same, so the user's next frames are counted from memory)."""
         self._ledger.counted(charge.kind, charge.user_id, charge.window, hits)
         if hits <= limit:
             return
         kind, now = charge.kind, self._now_ms()
         self._over_limit.remember(kind, caller.user_id, charge.window)
         self._close_if_flooding(hits, limit, caller)
-        raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
+        if refuse:
+            raise self._rate_limited(kind, limit, self._limits.retry_after_ms(now))
 
     def _close_if_flooding(self, hits: int, limit: int, caller: Caller) -> None:
         """A connection that keeps sending at `ABUSE_FACTOR` times the allowance is closed."""
