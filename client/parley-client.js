@@ -305,12 +305,15 @@ export class ParleyClient {
     this._rooms.join(roomId, { since, limit }, this._conn.isOpen);
   }
 
-  /** Leave a room; it is no longer rejoined. Its queued frames are dropped. */
+  /**
+   * Leave a room; it is no longer rejoined. Its queued frames are dropped. A room whose join is still
+   * queued was never joined on this socket: no leave_room, which would spend the joins allowance.
+   */
   leaveRoom(roomId) {
-    this._rooms.leave(roomId);
+    const queued = this._rooms.leave(roomId);
     this._outbox.dropRoom(roomId);
     this._participants.forget(roomId);
-    if (this._conn.isOpen) this._write({ type: 'leave_room', data: { roomId } });
+    if (this._conn.isOpen && !queued) this._write({ type: 'leave_room', data: { roomId } });
   }
 
   /** Send a chat message; returns the clientMessageId (retries reuse it). */

@@ -17,8 +17,10 @@
 // arrives, so a member-only frame never reaches the server before the join.
 // A join refused for a reason that passes (`rate_limited`: the server limits
 // joins per user, and a reconnect from several tabs rejoins many rooms at
-// once; `internal_error`) is sent again after the error's `retryAfterMs`, a
-// few times at most, and the room's frames keep waiting for it meanwhile.
+// once; `internal_error`) is sent again after the error's `retryAfterMs` (a
+// few times at most for `internal_error`; a `rate_limited` one until it goes
+// through, paced by the pause below), and the room's frames keep waiting for
+// it meanwhile. A join refused `forbidden` names its room and ends at once.
 // Joins are paced: at most MAX_JOINS_IN_FLIGHT unanswered on a socket, the rest
 // queued (their frames held), and none sent for the `retryAfterMs` of a join
 // refused `rate_limited`, so a reconnect in hundreds of rooms from several tabs
@@ -61,8 +63,8 @@ export class RoomTracker {
     this._write = write;
     this._ready = ready;
     // roomId -> {lastMessageId, joined, joinTimer, limit, joinFrame (the join awaiting its answer),
-    //   catchUpFrame (the page awaited), resumeFrom, refreshFrame (the older page awaited), refreshFrom and
-    //   refreshUpTo (the re-read still to do: kept across a reconnect), retry: {joinFrame|catchUpFrame|refreshFrame: {count, timer}}}
+    //   catchUpFrame (the page awaited), resumeFrom, refreshFrame (the older page awaited), refreshFrom,
+    //   refreshUpTo and refreshPagesLeft (the re-read still to do: kept across a reconnect), retry: {joinFrame|catchUpFrame|refreshFrame: {count, timer}}}
     this._rooms = new Map();
     this._seen = new Map(); // roomId -> {set:Set, order:string[] (ascending)}
     this._joinQueue = new Set(); // rooms whose join waits for a free place (roomIds, in order)
@@ -92,7 +94,7 @@ export class RoomTracker {
     if (!room) {
       room = {
         lastMessageId: since, joined: false, joinTimer: null, limit, joinFrame: null, catchUpFrame: null,
-        resumeFrom: null, refreshFrame: null, refreshFrom: null, refreshUpTo: null,
+        resumeFrom: null, refreshFrame: null, refreshFrom: null, refreshUpTo: null, refreshPagesLeft: 0,
         retry: Object.fromEntries(AWAITED.map((key) => [key, { count: 0, timer: null }])),
       };
       this._rooms.set(roomId, room);
@@ -100,11 +102,20 @@ export class RoomTracker {
       if (since && (!room.lastMessageId || since > room.lastMessageId)) room.lastMessageId = since;
       if (limit) room.limit = limit;
     }
-    if (connected) this._queueJoin(roomId, room);
+    if (!connected) return;
+    // Joined on this socket already: its frames keep going, and the join (for a new since or limit)
+    // goes at once, as one the app asked for, not queued behind a pause that would hold them.
+    if (room.joined) this._sendCatchUp(roomId, room, rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs), room.limit ?? null);
+    else this._queueJoin(roomId, room);
   }
 
-  /** Forget a room: it is no longer rejoined and its seen ids are dropped. */
+  /**
+   * Forget a room: it is no longer rejoined and its seen ids are dropped. Returns true when its join
+   * was still queued (never sent on this socket): there is nothing to leave, and a leave_room would
+   * spend the joins allowance for nothing.
+   */
   leave(roomId) {
+    const queued = this._joinQueue.has(roomId);
     const room = this._rooms.get(roomId);
     if (room) {
       this._t.clearTimeout(room.joinTimer);
@@ -114,6 +125,7 @@ export class RoomTracker {
     this._seen.delete(roomId);
     this._joinQueue.delete(roomId);
     if (this._joinsInFlight.delete(roomId)) this._pumpJoins();
+    return queued;
   }
 
   /** On a new socket: join every room, each with `since` = the newest messageId seen there. */
@@ -152,9 +164,19 @@ export class RoomTracker {
    * meanwhile is not. A join's room keeps holding its frames until the retry has had
    * `joinTimeoutMs` to be answered, so a queued message does not reach the room before its join. A
    * page answered twice is taken once (the second answer's `since` is no longer the one awaited); a
-   * room joined twice is harmless.
+   * room joined twice is harmless. Only joins still in flight are sent again: one that timed out has
+   * given its place to another, and sending it again would go past MAX_JOINS_IN_FLIGHT. A join
+   * refused `rate_limited` spends no retry: the pause paces it, and with several tabs the same rooms
+   * can be refused window after window until the allowance comes round to them.
+   * A join refused for a reason that does not pass (`forbidden`) names its room: that join is over
+   * at once (its place freed, its frames let go so the app sees them refused too), rather than
+   * holding a place for joinTimeoutMs.
    */
-  error({ requestType, code, retryAfterMs } = {}) {
+  error({ requestType, code, retryAfterMs, roomId: refused } = {}) {
+    if (requestType === 'join_room' && !RETRYABLE.has(code) && typeof refused === 'string') {
+      this._joinRefused(refused);
+      return;
+    }
     if ((requestType !== 'get_history' && requestType !== 'join_room') || !RETRYABLE.has(code)) return;
     const delay = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : CATCH_UP_RETRY_MS;
     const pause = requestType === 'join_room' && code === 'rate_limited' && !this._joinPause;
@@ -164,8 +186,11 @@ export class RoomTracker {
         const frame = room[key];
         // A join with since is the join and the catch-up page: its retries are the join's.
         const sameAsEarlier = AWAITED.slice(0, i).some((earlier) => room[earlier] === frame);
-        if (!frame || frame.type !== requestType || sameAsEarlier || retry.timer || retry.count >= CATCH_UP_RETRIES) return;
-        retry.count += 1;
+        if (!frame || frame.type !== requestType || sameAsEarlier || retry.timer) return;
+        if (frame.type === 'join_room' && !this._joinsInFlight.has(roomId)) return;
+        const free = frame.type === 'join_room' && code === 'rate_limited';
+        if (!free && retry.count >= CATCH_UP_RETRIES) return;
+        if (!free) retry.count += 1;
         if (key === 'joinFrame' && !room.joined) this._hold(roomId, room, delay + this.joinTimeoutMs);
         retry.timer = this._t.setTimeout(() => {
           retry.timer = null;
@@ -181,6 +206,28 @@ export class RoomTracker {
         this._pumpJoins();
       }, delay);
     }
+  }
+
+  /** The join of `roomId` was refused for good: end it now, so the queue moves and its frames go. */
+  _joinRefused(roomId) {
+    const room = this._rooms.get(roomId);
+    if (!room || !this._joinsInFlight.delete(roomId)) return;
+    if (room.catchUpFrame === room.joinFrame) room.catchUpFrame = null; // no answer will come
+    this._endJoin(room);
+    if (!room.joined) {
+      room.joined = true;
+      this._ready();
+    }
+    this._pumpJoins();
+  }
+
+  /** The room's join is no longer awaited: no hold, no retry of it, and nothing sends it again. */
+  _endJoin(room) {
+    this._t.clearTimeout(room.joinTimer);
+    room.joinTimer = null;
+    this._t.clearTimeout(room.retry.joinFrame.timer);
+    room.retry.joinFrame = { count: 0, timer: null };
+    room.joinFrame = null;
   }
 
   /**
@@ -216,8 +263,9 @@ export class RoomTracker {
     } else if (room.refreshFrame && since !== undefined && since === room.refreshFrame.data.since) {
       room.refreshFrame = null;
       room.retry.refreshFrame.count = 0;
-      if (after(since) && newest.messageId < room.refreshUpTo) this._sendRefresh(roomId, room, newest.messageId);
-      else room.refreshFrom = room.refreshUpTo = null; // every page held is read again
+      room.refreshPagesLeft -= 1;
+      if (after(since) && newest.messageId < room.refreshUpTo && room.refreshPagesLeft > 0) this._sendRefresh(roomId, room, newest.messageId);
+      else room.refreshFrom = room.refreshUpTo = null; // every page held is read again, or as many as the bound allows
     }
     if (!room.joined) {
       room.joined = true;
@@ -263,13 +311,16 @@ export class RoomTracker {
    * Read every page held from before `upTo` (a rejoin's since) again, from just before the oldest
    * message still remembered: the pages before it are as old as the tracker forgets, and each page
    * costs a request of the user's signals allowance (typing, mark_read and reactions share it), so
-   * at most SEEN_PER_ROOM / CATCH_UP_PAGE pages per room.
+   * at most SEEN_PER_ROOM / CATCH_UP_PAGE pages per room. That is counted, not left to the ids: the
+   * remembered ones need not be contiguous (a permalink far back is remembered too), and the pages
+   * between them are read as well. The count is kept with refreshFrom, so a drop does not restart it.
    */
   _rereadHeld(roomId, room, upTo) {
     const seen = this._seen.get(roomId);
     const oldest = seen && seen.order[0];
     if (!oldest || oldest > upTo || room.refreshFrame) return;
     room.refreshUpTo = upTo;
+    room.refreshPagesLeft = SEEN_PER_ROOM / CATCH_UP_PAGE;
     this._sendRefresh(roomId, room, rewindMessageId(oldest, 1));
   }
 
@@ -282,9 +333,10 @@ export class RoomTracker {
   /** The room's join waits for a place among those in flight; its frames wait for it. */
   _queueJoin(roomId, room) {
     room.joined = false;
-    this._t.clearTimeout(room.joinTimer);
-    room.joinTimer = null;
-    this._joinsInFlight.delete(roomId); // joined again: the earlier join's place goes to this one
+    // Joined again: the earlier join's place goes to this one, and it is not sent again (its pending
+    // retry would go past the queue and MAX_JOINS_IN_FLIGHT).
+    this._endJoin(room);
+    this._joinsInFlight.delete(roomId);
     this._joinQueue.add(roomId);
     this._pumpJoins();
   }
@@ -305,13 +357,15 @@ export class RoomTracker {
 
   /**
    * Hold the room's frames for `ms` at most: if no chat_history comes back in time, let them go, and
-   * count the join as no longer in flight (a server that never answers must not stall the queue).
+   * count the join as no longer in flight (a server that never answers must not stall the queue):
+   * it is not sent again either, but a late answer is still taken as its room's history.
    */
   _hold(roomId, room, ms) {
     this._t.clearTimeout(room.joinTimer);
     room.joinTimer = this._t.setTimeout(() => {
       room.joinTimer = null;
       if (this._rooms.get(roomId) !== room) return;
+      this._endJoin(room);
       if (!room.joined) {
         room.joined = true;
         this._ready();

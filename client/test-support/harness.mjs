@@ -43,3 +43,15 @@ export const msg = (roomId, messageId, extra = {}) => ({
   timestamp: '2025-01-01T00:00:00.000Z',
   ...extra,
 });
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+/** The n-th message's ULID: one per millisecond, so that each has a time of its own to rewind from. */
+export const messageIdAt = (n) => {
+  let t = 1_700_000_000_000 + n;
+  let head = '';
+  for (let i = 0; i < 10; i++) {
+    head = CROCKFORD[t % 32] + head;
+    t = Math.floor(t / 32);
+  }
+  return `${head}${'0'.repeat(15)}1`;
+};

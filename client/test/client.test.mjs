@@ -284,7 +284,7 @@ test('held room frames go anyway after joinTimeoutMs', async () => {
   assert.deepEqual(last().frames().map((f) => f.type), ['join_room', 'chat_message']);
 });
 
-test('a join refused with rate_limited is sent again after retryAfterMs, a few times at most, and its room\'s frames wait for it', async () => {
+test('a join refused with rate_limited is sent again after retryAfterMs, as often as it is refused, and its room\'s frames wait for it', async () => {
   const { client, last, clock } = await connected({ client: { joinTimeoutMs: 2000 } });
   const types = () => last().frames().map((f) => f.type);
   client.joinRoom('lobby');
@@ -298,7 +298,22 @@ test('a join refused with rate_limited is sent again after retryAfterMs, a few t
     last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'join_room', retryAfterMs: 1000 });
     clock.advance(1000);
   }
-  // Five in a row at most; given up, the room's frames go joinTimeoutMs after the last one, as for a join never answered.
+  // The pause paces it: a refusal spends no retry, however many windows the allowance takes to come round.
+  assert.deepEqual(types(), Array(12).fill('join_room'));
+  last().receive('chat_history', { roomId: 'lobby', messages: [], hasMore: false, unreadCount: 0 });
+  assert.deepEqual(types(), [...Array(12).fill('join_room'), 'chat_message']);
+});
+
+test('a join refused with internal_error is sent again five times in a row at most', async () => {
+  const { client, last, clock } = await connected({ client: { joinTimeoutMs: 2000 } });
+  const types = () => last().frames().map((f) => f.type);
+  client.joinRoom('lobby');
+  client.sendChatMessage('lobby', 'hi');
+  for (let n = 0; n < 10; n++) {
+    last().receive('error', { code: 'internal_error', message: 'x', requestType: 'join_room' });
+    clock.advance(1000);
+  }
+  // Given up, the room's frames go joinTimeoutMs after the last one, as for a join never answered.
   assert.deepEqual(types(), [...Array(6).fill('join_room'), 'chat_message']);
 });
 

@@ -4,19 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rewindMessageId } from '../lib/ids.js';
-import { connected, msg, setup } from '../test-support/harness.mjs';
+import { connected, messageIdAt, msg, setup } from '../test-support/harness.mjs';
 
-const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-/** The n-th message's ULID: one per millisecond, so that each has a time of its own to rewind from. */
-const id = (n) => {
-  let t = 1_700_000_000_000 + n;
-  let head = '';
-  for (let i = 0; i < 10; i++) {
-    head = CROCKFORD[t % 32] + head;
-    t = Math.floor(t / 32);
-  }
-  return `${head}${'0'.repeat(15)}1`;
-};
+const id = messageIdAt;
 const range = (from, to) => Array.from({ length: to - from }, (_, i) => from + i);
 const page = (from, to) => range(from, to).map((n) => msg('r', id(n)));
 
