@@ -331,7 +331,8 @@ export interface ParleyClientOptions {
 
 /**
  * `code`: `queue_full` (maxQueue reached), `frame_too_large` (a frame over MAX_CLIENT_FRAME_BYTES;
- * `bytes` and `limit` say by how much), `invalid_room`, `invalid_frame`, `invalid_options`;
+ * `bytes` and `limit` say by how much), `invalid_room`, `invalid_since` (joinRoom's `since` is not a
+ * messageId), `invalid_frame`, `invalid_options`;
  * from loadMoreParticipants: `no_more_participants`, `participants_loading`, `not_joined`, `not_ready`.
  */
 export declare class ParleyError extends Error {

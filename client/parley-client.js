@@ -21,8 +21,7 @@ import { checkFrameSize } from './lib/frames.js';
 import { randomId } from './lib/ids.js';
 import { Outbox } from './lib/outbox.js';
 import { ParticipantTracker } from './lib/participants.js';
-import { ROOM_ID_RE } from './lib/protocol.js';
-import { RoomTracker } from './lib/rooms.js';
+import { RoomTracker, checkJoin } from './lib/rooms.js';
 import { decodeJwtPayload } from './lib/token.js';
 
 export { PROTOCOL_VERSION, SERVER_TYPES, CLIENT_TYPES, CLIENT_EVENTS, ROOM_ID_RE, MAX_CLIENT_FRAME_BYTES, dmRoomId } from './lib/protocol.js';
@@ -301,7 +300,8 @@ export class ParleyClient {
 
   /** Join a room (and rejoin it after every reconnect). `since`/`limit` as in PROTOCOL.md. */
   joinRoom(roomId, { since, limit } = {}) {
-    if (typeof roomId === 'string' && ROOM_ID_RE.test(roomId)) this._participants.track(roomId);
+    checkJoin(roomId, since); // before anything is kept of the room
+    this._participants.track(roomId);
     this._rooms.join(roomId, { since, limit }, this._conn.isOpen);
   }
 

@@ -13,12 +13,17 @@ export function randomId(random = Math.random) {
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const ULID_RE = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/; // as the server checks a messageId
 
+/** True for a string the server takes as a messageId (a history position such as `since`). */
+export function isMessageId(id) {
+  return typeof id === 'string' && ULID_RE.test(id);
+}
+
 /**
  * The history position `ms` milliseconds before the messageId `id`: the smallest ULID of that
  * millisecond. An id that is not a ULID is returned as it is (there is no time in it to go back).
  */
 export function rewindMessageId(id, ms) {
-  if (typeof id !== 'string' || !ULID_RE.test(id) || !(ms > 0)) return id;
+  if (!isMessageId(id) || !(ms > 0)) return id;
   ms = Math.floor(ms);
   let t = 0;
   for (const ch of id.slice(0, 10)) t = t * 32 + CROCKFORD.indexOf(ch);

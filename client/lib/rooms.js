@@ -31,7 +31,7 @@
 
 import { ParleyError } from './errors.js';
 import { ROOM_ID_RE } from './protocol.js';
-import { rewindMessageId } from './ids.js';
+import { isMessageId, rewindMessageId } from './ids.js';
 
 const SEEN_PER_ROOM = 2000;
 // The largest page the server allows: a long absence takes few requests.
@@ -50,6 +50,12 @@ const AWAITED = ['joinFrame', 'catchUpFrame', 'refreshFrame'];
 // for up to 45 tabs. 20 still rejoins 350 rooms in under 20 round trips, and bounds the burst of
 // answers (each a participants page and a history page of up to 128 KB) arriving at once.
 const MAX_JOINS_IN_FLIGHT = 20;
+
+/** Throw for a join the server would refuse: nothing may be kept of it, nor asked again on every rejoin. */
+export function checkJoin(roomId, since) {
+  if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
+  if (since != null && !isMessageId(since)) throw new ParleyError('invalid_since', `invalid since (not a messageId): ${since}`);
+}
 
 export class RoomTracker {
   /**
@@ -70,6 +76,12 @@ export class RoomTracker {
     this._joinQueue = new Set(); // rooms whose join waits for a free place (roomIds, in order)
     this._joinsInFlight = new Set(); // rooms whose join is sent and neither answered nor timed out
     this._joinPause = null; // the timer ending a pause after a join refused rate_limited
+    // Rooms whose join timed out unanswered on this socket -> the internal_error retries spent. A
+    // refusal naming no room may be theirs: they are joined again (through the queue), or their join
+    // would never be answered.
+    this._timedOut = new Map();
+    this._toRequeue = new Set(); // timed-out rooms to queue again when _requeueTimer fires
+    this._requeueTimer = null;
   }
 
   get ids() {
@@ -89,7 +101,7 @@ export class RoomTracker {
 
   /** Register a room (kept for every rejoin) and, when `connected`, send its join now. */
   join(roomId, { since, limit } = {}, connected) {
-    if (typeof roomId !== 'string' || !ROOM_ID_RE.test(roomId)) throw new ParleyError('invalid_room', `invalid roomId: ${roomId}`);
+    checkJoin(roomId, since);
     let room = this._rooms.get(roomId);
     if (!room) {
       room = {
@@ -103,20 +115,32 @@ export class RoomTracker {
       if (limit) room.limit = limit;
     }
     if (!connected) return;
+    // A join waiting for its place or its answer (or its retry) is the one join: sending another
+    // would spend the allowance twice, and leave() must still know that one went.
+    if (this._joinQueue.has(roomId) || (!room.joined && this._joinsInFlight.has(roomId))) return;
+    if (!room.joined) {
+      this._queueJoin(roomId, room);
+      return;
+    }
     // Joined on this socket already: its frames keep going, and the join (for a new since or limit)
-    // goes at once, as one the app asked for, not queued behind a pause that would hold them.
-    if (room.joined) this._sendCatchUp(roomId, room, rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs), room.limit ?? null);
-    else this._queueJoin(roomId, room);
+    // goes at once, as one the app asked for, not queued behind a pause that would hold them. It is
+    // awaited like any other, so a refusal that passes sends it again.
+    this._endJoin(room);
+    this._joinsInFlight.add(roomId);
+    this._hold(roomId, room, this.joinTimeoutMs);
+    this._sendJoin(roomId, room);
   }
 
   /**
    * Forget a room: it is no longer rejoined and its seen ids are dropped. Returns true when its join
-   * was still queued (never sent on this socket): there is nothing to leave, and a leave_room would
-   * spend the joins allowance for nothing.
+   * was still queued and none was sent on this socket: there is nothing to leave, and a leave_room
+   * would spend the joins allowance for nothing.
    */
   leave(roomId) {
-    const queued = this._joinQueue.has(roomId);
     const room = this._rooms.get(roomId);
+    const queued = this._joinQueue.has(roomId) && !room.sentOnSocket;
+    this._timedOut.delete(roomId);
+    this._toRequeue.delete(roomId);
     if (room) {
       this._t.clearTimeout(room.joinTimer);
       for (const key of AWAITED) this._t.clearTimeout(room.retry[key].timer);
@@ -130,7 +154,8 @@ export class RoomTracker {
 
   /** On a new socket: join every room, each with `since` = the newest messageId seen there. */
   rejoinAll() {
-    for (const [roomId, r] of this._rooms) this._queueJoin(roomId, r);
+    // A room the app joined already on this socket (in a 'connect' listener, which runs first) is not joined twice.
+    for (const [roomId, r] of this._rooms) if (!this._joinQueue.has(roomId) && !this._joinsInFlight.has(roomId)) this._queueJoin(roomId, r);
   }
 
   /**
@@ -143,6 +168,7 @@ export class RoomTracker {
   reset() {
     for (const r of this._rooms.values()) {
       r.joined = false;
+      r.sentOnSocket = false;
       this._t.clearTimeout(r.joinTimer);
       r.joinTimer = null;
       for (const key of AWAITED) {
@@ -155,6 +181,10 @@ export class RoomTracker {
     this._joinsInFlight.clear();
     this._t.clearTimeout(this._joinPause);
     this._joinPause = null;
+    this._timedOut.clear();
+    this._toRequeue.clear();
+    this._t.clearTimeout(this._requeueTimer);
+    this._requeueTimer = null;
   }
 
   /**
@@ -168,6 +198,8 @@ export class RoomTracker {
    * given its place to another, and sending it again would go past MAX_JOINS_IN_FLIGHT. A join
    * refused `rate_limited` spends no retry: the pause paces it, and with several tabs the same rooms
    * can be refused window after window until the allowance comes round to them.
+   * A join that timed out may be the refused one too: its room is queued again after the pause (a
+   * few times at most for `internal_error`), taking its place among the joins in flight.
    * A join refused for a reason that does not pass (`forbidden`) names its room: that join is over
    * at once (its place freed, its frames let go so the app sees them refused too), rather than
    * holding a place for joinTimeoutMs.
@@ -191,7 +223,8 @@ export class RoomTracker {
         const free = frame.type === 'join_room' && code === 'rate_limited';
         if (!free && retry.count >= CATCH_UP_RETRIES) return;
         if (!free) retry.count += 1;
-        if (key === 'joinFrame' && !room.joined) this._hold(roomId, room, delay + this.joinTimeoutMs);
+        // The hold keeps the join's place (and, before its first answer, its room's frames).
+        if (key === 'joinFrame') this._hold(roomId, room, delay + this.joinTimeoutMs);
         retry.timer = this._t.setTimeout(() => {
           retry.timer = null;
           if (this._rooms.get(roomId) === room && room[key] === frame) this._write(frame);
@@ -206,10 +239,38 @@ export class RoomTracker {
         this._pumpJoins();
       }, delay);
     }
+    if (requestType === 'join_room') this._requeueTimedOut(code, delay);
+  }
+
+  /**
+   * Queue again, after `delay`, the joins that timed out and may be the one just refused. Their rooms'
+   * frames were let go at the timeout and keep going: only the join goes again.
+   */
+  _requeueTimedOut(code, delay) {
+    for (const [roomId, count] of this._timedOut) {
+      if (this._joinQueue.has(roomId) || this._joinsInFlight.has(roomId) || this._toRequeue.has(roomId)) continue;
+      if (code !== 'rate_limited') {
+        if (count >= CATCH_UP_RETRIES) continue;
+        this._timedOut.set(roomId, count + 1);
+      }
+      this._toRequeue.add(roomId);
+    }
+    if (this._requeueTimer || !this._toRequeue.size) return;
+    this._requeueTimer = this._t.setTimeout(() => {
+      this._requeueTimer = null;
+      const due = [...this._toRequeue];
+      this._toRequeue.clear();
+      for (const roomId of due) {
+        const room = this._rooms.get(roomId);
+        if (room && this._timedOut.has(roomId) && !this._joinQueue.has(roomId) && !this._joinsInFlight.has(roomId)) this._queueJoin(roomId, room);
+      }
+    }, delay);
   }
 
   /** The join of `roomId` was refused for good: end it now, so the queue moves and its frames go. */
   _joinRefused(roomId) {
+    this._timedOut.delete(roomId);
+    this._toRequeue.delete(roomId);
     const room = this._rooms.get(roomId);
     if (!room || !this._joinsInFlight.delete(roomId)) return;
     if (room.catchUpFrame === room.joinFrame) room.catchUpFrame = null; // no answer will come
@@ -245,6 +306,8 @@ export class RoomTracker {
       room.retry.joinFrame.count = 0;
     }
     const freed = this._joinsInFlight.delete(roomId);
+    this._timedOut.delete(roomId);
+    this._toRequeue.delete(roomId);
     const from = room.catchUpFrame && room.catchUpFrame.data.since;
     const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
     const after = (position) => hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > position;
@@ -332,11 +395,6 @@ export class RoomTracker {
 
   /** The room's join waits for a place among those in flight; its frames wait for it. */
   _queueJoin(roomId, room) {
-    room.joined = false;
-    // Joined again: the earlier join's place goes to this one, and it is not sent again (its pending
-    // retry would go past the queue and MAX_JOINS_IN_FLIGHT).
-    this._endJoin(room);
-    this._joinsInFlight.delete(roomId);
     this._joinQueue.add(roomId);
     this._pumpJoins();
   }
@@ -349,10 +407,18 @@ export class RoomTracker {
       const room = this._rooms.get(roomId);
       if (!room) continue;
       this._joinsInFlight.add(roomId);
-      const since = rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs);
       this._hold(roomId, room, this.joinTimeoutMs);
-      room.joinFrame = this._sendCatchUp(roomId, room, since, room.limit ?? null);
+      this._sendJoin(roomId, room);
     }
+  }
+
+  /** Send the room's join from where it has got to; leave() then knows the server may count it in. */
+  _sendJoin(roomId, room) {
+    const since = rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs);
+    room.joinFrame = this._sendCatchUp(roomId, room, since, room.limit ?? null);
+    room.sentOnSocket = true;
+    // A join sent again after it timed out goes on with the retries its room has spent on this socket.
+    room.retry.joinFrame.count = this._timedOut.get(roomId) ?? 0;
   }
 
   /**
@@ -365,6 +431,7 @@ export class RoomTracker {
     room.joinTimer = this._t.setTimeout(() => {
       room.joinTimer = null;
       if (this._rooms.get(roomId) !== room) return;
+      this._timedOut.set(roomId, Math.max(this._timedOut.get(roomId) ?? 0, room.retry.joinFrame.count));
       this._endJoin(room);
       if (!room.joined) {
         room.joined = true;

@@ -97,14 +97,86 @@ test('a join refused forbidden frees its place at once, lets its room\'s frames 
   assert.deepEqual(s.joins().slice(40), rooms(20, 40));
 });
 
-test('joinRoom for a room whose refused join waits for its retry queues it once: the old join is not sent too', async () => {
+test('joinRoom for a room whose refused join waits for its retry adds no join: the pending retry is the one join', async () => {
   const s = await inRooms(40, 10000);
   refuse(s.last(), 'rate_limited', { retryAfterMs: 500 });
-  s.client.joinRoom('room0'); // back to the queue, behind room20..room39
+  s.client.joinRoom('room0');
   s.clock.advance(500);
-  assert.deepEqual(s.joins().slice(20), [...rooms(1, 20), 'room20']);
-  for (const room of rooms(1, 21)) answer(s.last(), room);
-  assert.deepEqual(s.joins().slice(40), [...rooms(21, 40), 'room0']);
+  assert.deepEqual(s.joins().slice(20), rooms(0, 20));
+  for (const room of rooms(0, 20)) answer(s.last(), room);
+  assert.deepEqual(s.joins().slice(40), rooms(20, 40));
+});
+
+test('a join answered after the app joined its room again is left with leave_room (the server counts the user in)', async () => {
+  const s = await inRooms(40, 10000);
+  refuse(s.last(), 'rate_limited', { retryAfterMs: 5000 }); // room0..room19 wait for their retry
+  s.client.joinRoom('room5', { limit: 10 });
+  answer(s.last(), 'room5'); // the first join had gone through before the limit
+  s.client.leaveRoom('room5');
+  assert.deepEqual(s.last().frames().filter((f) => f.type === 'leave_room').map((f) => f.data.roomId), ['room5']);
+  s.clock.advance(5000);
+  assert.ok(!s.joins().slice(20).includes('room5'));
+});
+
+test('joinRoom in a connect listener for a room already registered sends one join on the socket', async () => {
+  const s = setup({ client: { rejoinOverlapMs: 0 } });
+  s.client.joinRoom('lobby');
+  s.client.on('connect', () => s.client.joinRoom('lobby'));
+  const p = s.client.connect();
+  await tick();
+  s.last().open();
+  await p;
+  assert.deepEqual(s.last().frames().filter((f) => f.type === 'join_room').map((f) => f.data.roomId), ['lobby']);
+});
+
+test('joinRoom(since) for a joined room refused rate_limited is sent again after retryAfterMs', async () => {
+  const s = await connected({ client: { rejoinOverlapMs: 0 } });
+  const joins = () => s.last().frames().filter((f) => f.type === 'join_room');
+  s.client.joinRoom('r');
+  s.last().receive('chat_history', { roomId: 'r', messages: [msg('r', id(10))], hasMore: false, unreadCount: 0 });
+  s.client.joinRoom('r', { since: id(20) });
+  assert.equal(joins().length, 2);
+  refuse(s.last(), 'rate_limited', { retryAfterMs: 500 });
+  s.clock.advance(500);
+  assert.deepEqual(joins().slice(2).map((f) => f.data.since), [id(20)]);
+  s.clock.advance(60000);
+  assert.equal(joins().length, 3);
+});
+
+test('a join refused after its hold timed out is sent again through the queue, five times at most for internal_error', async () => {
+  const s = await inRooms(1, 1000);
+  s.clock.advance(1000); // timed out: its place is given up
+  refuse(s.last(), 'internal_error');
+  assert.equal(s.joins().length, 1); // not at once: after the retry delay
+  s.clock.advance(1000);
+  assert.deepEqual(s.joins(), ['room0', 'room0']);
+  for (let n = 0; n < 10; n++) {
+    s.clock.advance(1000);
+    refuse(s.last(), 'internal_error');
+  }
+  s.clock.advance(60000);
+  assert.equal(s.joins().length, 6);
+  // A late rate_limited for a timed-out join: sent again once the pause ends.
+  const t = await inRooms(1, 1000);
+  t.clock.advance(1000);
+  refuse(t.last(), 'rate_limited', { retryAfterMs: 3000 });
+  t.clock.advance(2999);
+  assert.equal(t.joins().length, 1);
+  t.clock.advance(1);
+  assert.equal(t.joins().length, 2);
+  answer(t.last(), 'room0');
+  refuse(t.last(), 'internal_error'); // answered: not the refused one
+  t.clock.advance(60000);
+  assert.equal(t.joins().length, 2);
+});
+
+test('joinRoom with a since that is no messageId throws invalid_since and keeps nothing of the room', async () => {
+  const s = await connected({ client: { rejoinOverlapMs: 0 } });
+  assert.throws(() => s.client.joinRoom('r', { since: 'bogus' }), { name: 'ParleyError', code: 'invalid_since' });
+  assert.deepEqual(s.client.rooms, []);
+  assert.equal(s.last().frames().filter((f) => f.type === 'join_room').length, 0);
+  s.client.joinRoom('r', { since: id(1) });
+  assert.equal(s.last().frames().filter((f) => f.type === 'join_room').at(-1).data.since, id(1));
 });
 
 test('joinRoom for a room already joined does not hold its frames behind the queue', async () => {
