@@ -301,13 +301,19 @@ export class RoomTracker {
   historyArrived(roomId, { messages, hasMore, unreadCount, since, moreChanged } = {}) {
     const room = this._rooms.get(roomId);
     if (!room) return;
-    if (room.joinFrame) {
+    // A page repeating the since of a catch-up or re-read page awaited (and not the join's) answers
+    // that page: the join (the app's, sent meanwhile) is still awaited, and its retry still due.
+    const page = since !== undefined && !(room.joinFrame && room.joinFrame.data.since === since)
+      && [room.catchUpFrame, room.refreshFrame].some((f) => f && f.type === 'get_history' && f.data.since === since);
+    if (room.joinFrame && !page) {
       room.joinFrame = null;
       room.retry.joinFrame.count = 0;
     }
-    const freed = this._joinsInFlight.delete(roomId);
-    this._timedOut.delete(roomId);
-    this._toRequeue.delete(roomId);
+    const freed = !page && this._joinsInFlight.delete(roomId);
+    if (!page) {
+      this._timedOut.delete(roomId);
+      this._toRequeue.delete(roomId);
+    }
     const from = room.catchUpFrame && room.catchUpFrame.data.since;
     const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;
     const after = (position) => hasMore && newest && typeof newest.messageId === 'string' && newest.messageId > position;
@@ -415,7 +421,10 @@ export class RoomTracker {
   /** Send the room's join from where it has got to; leave() then knows the server may count it in. */
   _sendJoin(roomId, room) {
     const since = rewindMessageId(room.resumeFrom || room.lastMessageId, this.rejoinOverlapMs);
+    // A catch-up page on its way goes on: the app's join does not take its place (its answer would be dropped).
+    const catchUp = room.resumeFrom && room.catchUpFrame;
     room.joinFrame = this._sendCatchUp(roomId, room, since, room.limit ?? null);
+    if (catchUp) room.catchUpFrame = catchUp;
     room.sentOnSocket = true;
     // A join sent again after it timed out goes on with the retries its room has spent on this socket.
     room.retry.joinFrame.count = this._timedOut.get(roomId) ?? 0;

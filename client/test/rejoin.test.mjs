@@ -177,3 +177,24 @@ test('a join refused rate_limited stops new joins until retryAfterMs, then sends
   // The unanswered joins again (room19, room21..room38), then the queue goes on with the one place left.
   assert.deepEqual(joins().slice(39), ['room19', ...range(21, 39).map((n) => `room${n}`), 'room39']);
 });
+
+test('joinRoom mid catch-up: the catch-up page is still awaited and paged on, and the app\'s join is still retried', async () => {
+  const s = await connected({ client: { rejoinOverlapMs: 30000 } });
+  const { client, last, clock } = s;
+  const sent = (type) => last().frames().filter((f) => f.type === type);
+  client.joinRoom('r');
+  last().receive('chat_history', { roomId: 'r', messages: [msg('r', id(10))], hasMore: false, unreadCount: 0 });
+  await reconnect(s);
+  const rejoin = sent('join_room').at(-1);
+  last().receive('chat_history', { roomId: 'r', messages: page(11, 61), hasMore: true, unreadCount: 0, since: rejoin.data.since });
+  assert.equal(sent('get_history').at(-1).data.since, id(60));
+  client.joinRoom('r'); // a view mounts for it
+  const join = sent('join_room').at(-1);
+  assert.notEqual(join, rejoin);
+  last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'join_room', retryAfterMs: 500 });
+  last().receive('chat_history', { roomId: 'r', messages: page(61, 161), hasMore: true, since: id(60) });
+  assert.equal(sent('get_history').at(-1).data.since, id(160)); // the catch-up goes on
+  clock.advance(500);
+  assert.deepEqual(sent('join_room').at(-1).data, join.data); // the refused join goes again
+  assert.equal(sent('join_room').length, 3);
+});
