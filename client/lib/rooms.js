@@ -313,6 +313,10 @@ export class RoomTracker {
     if (!page) {
       this._timedOut.delete(roomId);
       this._toRequeue.delete(roomId);
+      // The join is answered: its hold ends here, also for a room joined already (whose frames were
+      // never held), else the timer would later count the answered join as timed out and send it again.
+      this._t.clearTimeout(room.joinTimer);
+      room.joinTimer = null;
     }
     const from = room.catchUpFrame && room.catchUpFrame.data.since;
     const newest = Array.isArray(messages) && messages.length ? messages[messages.length - 1] : null;

@@ -230,3 +230,21 @@ test('a re-read reads 20 pages at most, though the ids remembered are far apart,
   serve(2000);
   assert.equal(pages, 20);
 });
+
+test('an answered join of a room already joined ends its hold: a later refused join does not send it again', async () => {
+  const s = await connected({ client: { rejoinOverlapMs: 0, joinTimeoutMs: 10000 } });
+  const joinsOf = (room) => s.last().frames().filter((f) => f.type === 'join_room' && f.data.roomId === room).length;
+  s.client.joinRoom('r');
+  s.last().receive('chat_history', { roomId: 'r', messages: [msg('r', id(1))], hasMore: false, unreadCount: 0 });
+  s.client.joinRoom('r'); // a view mounts again: a join for a joined room, answered at once
+  s.last().receive('chat_history', { roomId: 'r', messages: [], hasMore: false, unreadCount: 0, since: id(1) });
+  s.clock.advance(10000); // past its hold: it was answered, so it did not time out
+  for (let k = 0; k < 3; k++) {
+    s.client.joinRoom(`other${k}`); // another room, refused rate_limited once, then answered
+    s.last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'join_room', retryAfterMs: 1000 });
+    s.clock.advance(1000);
+    s.last().receive('chat_history', { roomId: `other${k}`, messages: [], hasMore: false, unreadCount: 0 });
+    s.clock.advance(10000);
+  }
+  assert.equal(joinsOf('r'), 2);
+});
