@@ -149,7 +149,7 @@ export interface ServerFrames {
   /** `since`: the request's, repeated, when it asked for the page after a messageId (a catch-up page). */
   /**
    * `changed` and `moreChanged` come with the answer to a join with `since` (a rejoin) from a server
-   * of 2026-11-30 or later: the messages at or before `since` changed (edited, deleted, reacted to)
+   * of 2026-11-29 (late night) or later: the messages at or before `since` changed (edited, deleted, reacted to)
    * at or after its time, as they stand now, newest change first; `moreChanged`: there were more than
    * it sent (ParleyClient then reads again the older pages it still remembers, at most 2000 messages,
    * with get_history `since`; a drop in the middle of it goes on after the next rejoin).
