@@ -220,7 +220,9 @@ export class RoomTracker {
         const sameAsEarlier = AWAITED.slice(0, i).some((earlier) => room[earlier] === frame);
         if (!frame || frame.type !== requestType || sameAsEarlier || retry.timer) return;
         if (frame.type === 'join_room' && !this._joinsInFlight.has(roomId)) return;
-        const free = frame.type === 'join_room' && code === 'rate_limited';
+        // A refusal for the allowance spends no retry: the pause (retryAfterMs) spaces them, and a
+        // reconnect in many rooms may need several windows for its joins and catch-up pages.
+        const free = code === 'rate_limited';
         if (!free && retry.count >= CATCH_UP_RETRIES) return;
         if (!free) retry.count += 1;
         // The hold keeps the join's place (and, before its first answer, its room's frames).

@@ -476,6 +476,18 @@ test('a drop in the middle of a catch-up rejoins from where it had got to, not f
   assert.equal(last().frames()[0].data.since, '01H000000000000000000000B0');
 });
 
+test('a catch-up page refused rate_limited is asked again after each retryAfterMs, however many windows it takes', async () => {
+  const { last, clock } = await midCatchUp();
+  const pages = () => last().frames().filter((f) => f.type === 'get_history');
+  for (let n = 0; n < 8; n++) { // a reconnect in many rooms: the signals allowance is spent for several windows
+    last().receive('error', { code: 'rate_limited', message: 'x', requestType: 'get_history', retryAfterMs: 10000 });
+    clock.advance(9999);
+    assert.equal(pages().length, 1 + n); // not before its retryAfterMs
+    clock.advance(1);
+    assert.equal(pages().length, 2 + n);
+  }
+});
+
 test('a catch-up page refused for a reason that may pass is asked again, a few times at most', async () => {
   const { client, last, clock } = await midCatchUp();
   const pages = () => last().frames().filter((f) => f.type === 'get_history');
@@ -493,12 +505,12 @@ test('a catch-up page refused for a reason that may pass is asked again, a few t
     last().receive('error', { code: 'internal_error', message: 'x', requestType: 'get_history' });
     clock.advance(1000);
   }
-  assert.equal(pages().length, 6); // five in a row at most
+  assert.equal(pages().length, 7); // five in a row at most (the rate_limited one spent none)
   last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A3')], hasMore: false, since: '01H000000000000000000000A2' });
   last().receive('chat_history', { roomId: 'r', messages: [msg('r', '01H000000000000000000000A3')], hasMore: false, since: '01H000000000000000000000A2' });
   last().receive('error', { code: 'internal_error', message: 'x', requestType: 'get_history' });
   clock.advance(60000);
-  assert.equal(pages().length, 6); // answered (twice: taken once): nothing awaited, nothing asked again
+  assert.equal(pages().length, 7); // answered (twice: taken once): nothing awaited, nothing asked again
   assert.equal(client.lastMessageId('r'), '01H000000000000000000000A3');
 });
 
