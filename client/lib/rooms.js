@@ -37,7 +37,8 @@ const SEEN_PER_ROOM = 2000;
 // The largest page the server allows: a long absence takes few requests.
 const CATCH_UP_PAGE = 100;
 // A join or catch-up page refused for a reason that may pass is asked again after this (or the
-// error's retryAfterMs), at most this many times in a row.
+// error's retryAfterMs); one refused `internal_error` at most this many times in a row (a
+// `rate_limited` one spends no retry: retryAfterMs paces it).
 const CATCH_UP_RETRY_MS = 1000;
 const CATCH_UP_RETRIES = 5;
 const RETRYABLE = new Set(['internal_error', 'rate_limited']);
@@ -119,16 +120,14 @@ export class RoomTracker {
     // would spend the allowance twice, and leave() must still know that one went.
     if (this._joinQueue.has(roomId) || (!room.joined && this._joinsInFlight.has(roomId))) return;
     if (!room.joined) {
-      this._queueJoin(roomId, room);
+      this._queueJoin(roomId);
       return;
     }
     // Joined on this socket already: its frames keep going, and the join (for a new since or limit)
     // goes at once, as one the app asked for, not queued behind a pause that would hold them. It is
     // awaited like any other, so a refusal that passes sends it again.
     this._endJoin(room);
-    this._joinsInFlight.add(roomId);
-    this._hold(roomId, room, this.joinTimeoutMs);
-    this._sendJoin(roomId, room);
+    this._dispatchJoin(roomId, room);
   }
 
   /**
@@ -155,7 +154,7 @@ export class RoomTracker {
   /** On a new socket: join every room, each with `since` = the newest messageId seen there. */
   rejoinAll() {
     // A room the app joined already on this socket (in a 'connect' listener, which runs first) is not joined twice.
-    for (const [roomId, r] of this._rooms) if (!this._joinQueue.has(roomId) && !this._joinsInFlight.has(roomId)) this._queueJoin(roomId, r);
+    for (const roomId of this._rooms.keys()) if (!this._joinQueue.has(roomId) && !this._joinsInFlight.has(roomId)) this._queueJoin(roomId);
   }
 
   /**
@@ -264,7 +263,7 @@ export class RoomTracker {
       this._toRequeue.clear();
       for (const roomId of due) {
         const room = this._rooms.get(roomId);
-        if (room && this._timedOut.has(roomId) && !this._joinQueue.has(roomId) && !this._joinsInFlight.has(roomId)) this._queueJoin(roomId, room);
+        if (room && this._timedOut.has(roomId) && !this._joinQueue.has(roomId) && !this._joinsInFlight.has(roomId)) this._queueJoin(roomId);
       }
     }, delay);
   }
@@ -406,7 +405,7 @@ export class RoomTracker {
   }
 
   /** The room's join waits for a place among those in flight; its frames wait for it. */
-  _queueJoin(roomId, room) {
+  _queueJoin(roomId) {
     this._joinQueue.add(roomId);
     this._pumpJoins();
   }
@@ -417,11 +416,15 @@ export class RoomTracker {
       const roomId = this._joinQueue.values().next().value;
       this._joinQueue.delete(roomId);
       const room = this._rooms.get(roomId);
-      if (!room) continue;
-      this._joinsInFlight.add(roomId);
-      this._hold(roomId, room, this.joinTimeoutMs);
-      this._sendJoin(roomId, room);
+      if (room) this._dispatchJoin(roomId, room);
     }
+  }
+
+  /** Send the room's join now, in flight (its place taken) and held for its answer. */
+  _dispatchJoin(roomId, room) {
+    this._joinsInFlight.add(roomId);
+    this._hold(roomId, room, this.joinTimeoutMs);
+    this._sendJoin(roomId, room);
   }
 
   /** Send the room's join from where it has got to; leave() then knows the server may count it in. */

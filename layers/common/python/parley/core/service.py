@@ -57,7 +57,7 @@ SHARD_CLAIM_CHUNK = 64
 # A request reads at most this many of a room's connections itself; a broadcast to a larger room
 # hands the reading of the rest to one continuation invocation of the fan-out function.
 DEFAULT_FANOUT_PAGE_SIZE = 1000
-# What `rate_limited` says the user sent too many of (the signals' wording is the default).
+# What `rate_limited` says the user sent too many of, per allowance.
 _ALLOWANCE_NAMES = {"chat": "messages and edits", "joins": "room joins and leaves",
                     "signals": "typing, read, reaction, history, participant and room list requests"}
 # A rejoin's chat_history brings at most this many older messages changed while the client was
