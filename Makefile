@@ -106,7 +106,7 @@ lock-layer: setup ## re-pin layers/common/python/requirements.txt from security/
 
 test: security test-node example test-python ## every test
 
-bench: setup ## every benchmark; rewrites docs/benchmarks.md and its plots (about 10 minutes)
+bench: setup ## every benchmark; rewrites docs/benchmarks.md and its plots (about 30 minutes)
 	$(BIN)/python benchmarks/run_all.py
 
 # The one build command: the python3.13 build method needs a python3.13 on PATH, which .venv-sam has.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -138,3 +140,30 @@ def test_one_run_of_each_is_judged_as_it_stands(peers_bench):
     line = peers_bench.log_cost_line(d)
     assert "one run of each" in line and "round trip +8%" in line and "**met**" in line
     assert peers_bench.rounds_line(d) == ""
+
+
+def _burner(busy_s: float):
+    """A process in a session of its own that spins `busy_s` seconds on one CPU, then sleeps."""
+    code = f"import time\nt = time.monotonic()\nwhile time.monotonic() - t < {busy_s}: pass\ntime.sleep(30)"
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+def test_a_row_starts_once_the_system_has_gone_quiet(peers_bench):
+    proc = _burner(0.8)
+    try:
+        waited = asyncio.run(peers_bench.settle(proc.pid, window_s=0.1, max_s=5.0))
+        assert 0.6 <= waited < 3.0  # the spin's leftover, not the bound
+        assert asyncio.run(peers_bench.settle(proc.pid, window_s=0.1, max_s=5.0)) < 0.5  # idle now: one window
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_system_that_never_goes_quiet_is_waited_for_at_most_the_bound(peers_bench):
+    proc = _burner(30)
+    try:
+        waited = asyncio.run(peers_bench.settle(proc.pid, window_s=0.1, max_s=0.8))
+        assert 0.8 <= waited < 1.5
+    finally:
+        proc.kill()
+        proc.wait()

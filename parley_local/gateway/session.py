@@ -165,16 +165,17 @@ class Session:
         assert route.function is not None
         event = message_event(conn.info, route.key, body, request_id, aws_id())
         inv = await self.s.integration.invoke(route.function, event, route)
-        self.s.console.invocation(route.key, conn.id, inv.duration_ms, status_text(inv), inv.init_ms)
-        if not inv.ok:
-            await conn.send(gateway_frame("Internal server error", conn.id, request_id))
-            return
-        if route.route_response and isinstance(inv.result, dict):
-            reply = inv.result.get("body")
-            if reply is not None and not isinstance(reply, str):
-                reply = json.dumps(reply)
-            if reply:
-                await self._send_route_response(route.key, reply)
+        try:  # the reply first, then the log line: the client does not wait for the console
+            if not inv.ok:
+                await conn.send(gateway_frame("Internal server error", conn.id, request_id))
+            elif route.route_response and isinstance(inv.result, dict):
+                reply = inv.result.get("body")
+                if reply is not None and not isinstance(reply, str):
+                    reply = json.dumps(reply)
+                if reply:
+                    await self._send_route_response(route.key, reply)
+        finally:
+            self.s.console.invocation(route.key, conn.id, inv.duration_ms, status_text(inv), inv.init_ms)
 
     async def _send_route_response(self, route_key: str, reply: str) -> None:
         """Deliver a route response, or refuse one over 128 KB: not sent, one loud line, close 1009.

@@ -339,3 +339,24 @@ async def test_handler_output_is_forwarded_with_function_prefix(gw: RunningGatew
     wait_for(lambda: "[EnvBFunction] printed by handler: hello-console" in gw.console.text(), 5)
     assert re.search(r"env_b\s+\S+=\s+[\d.]+ ms  200", gw.console.text())  # one line per invocation
     await ws.close()
+
+
+def test_a_reply_does_not_wait_for_its_log_line(small_gw: RunningGateway, monkeypatch: pytest.MonkeyPatch):
+    """A terminal slow to take the console's lines delays the log, never the client's reply."""
+    logged: list[str] = []
+
+    def stuck_terminal(text: str) -> None:
+        time.sleep(0.5)  # the gateway's loop blocks in the write, as on a terminal that stopped reading
+        logged.append(text)
+
+    async def echo_once() -> tuple[dict, float]:
+        async with websockets.connect(small_gw.ws_url, open_timeout=10) as ws:
+            monkeypatch.setattr(small_gw.console, "line", stuck_terminal)
+            started = time.perf_counter()
+            reply = await request(ws, {"action": "echo"})
+            return reply, time.perf_counter() - started
+
+    reply, seconds = asyncio.run(echo_once())
+    assert reply.get("route") == "echo"
+    assert seconds < 0.4  # the reply went out before the line
+    assert any(" echo " in line for line in logged)  # and the line was still written

@@ -1,0 +1,272 @@
+"""The default log's cost (issue 15, item 5): `parley dev` with its log and with `--quiet`, both running, measured in alternated blocks.
+
+Why side by side: one run of a row moves by 10-20% with the machine's load (docs/benchmarks.md,
+*The log's cost in alternated rounds*), more than the 10% the log may cost, so whole runs one after
+another could not tell a 5% cost from noise. Here both trees run at once (each in its own process
+group, with its own DynamoDB Local), and every figure is measured in pairs of adjacent blocks, one
+block on each tree, swapping which goes first from pair to pair: a pair sees the same machine, and
+its ratio (logged over quiet) is one sample of the log's cost. The figures are the peers table's:
+
+- `ping` round trip: `--blocks` pairs of PINGS_PER_BLOCK pings on one connection, p50 of each block;
+- time per handshake: `--blocks` pairs of `--handshakes` connections, 50 in flight, closed after each
+  block and both trees left to go quiet before the next;
+- joins into a room of `--members`, one after another, alternating between the trees join by join:
+  the median reply time of each window of 50 joins is one pair;
+- last delivery of one `chat_message` to that room: `--blocks` pairs of one message each.
+
+The verdict per figure comes from the median of its pairs' costs and that median's 95% interval
+(order statistics: no assumption about the noise's shape): met when the interval's top is within
+10%, not met when its bottom is over 10%, otherwise not decided. CPU per handshake of each whole
+tree is shown too: it moves far less with the load than the times do.
+
+    .venv/bin/python benchmarks/log_cost_bench.py [--blocks 16] [--members 1000] [--json FILE]
+
+Every server listens on a free 127.0.0.1 port and is killed at the end; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import peers_bench as pb
+
+GOAL = 0.10  # the log may cost at most 10% of any figure
+PINGS_PER_BLOCK = 200
+JOIN_WINDOW = 50
+IN_FLIGHT = 50
+FIGURES = ("round trip", "time per handshake", "join reply", "last delivery")
+MODES = ("parley", "parley-quiet")  # logged, quiet
+
+
+# ------------------------------------------------------------------ statistics (pure)
+def _binomial_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median: the order statistics x(k) and x(n+1-k) with the
+    largest k whose coverage is at least `confidence` (the sign test's interval). With too few
+    values for that coverage, the whole range (-inf, inf): nothing can be concluded."""
+    xs, n = sorted(values), len(values)
+    k = 0
+    while k + 1 <= n // 2 and 1 - 2 * _binomial_cdf(k, n) >= confidence:  # [x(k+1), x(n-k)] still covers enough
+        k += 1
+    if k == 0:
+        return -math.inf, math.inf
+    return xs[k - 1], xs[n - k]
+
+
+def verdict(costs: list[float], goal: float = GOAL) -> str:
+    """'met', 'not met' or 'not decided' for one figure's pair costs (ratio - 1)."""
+    low, high = median_interval(costs)
+    if high <= goal:
+        return "met"
+    if low > goal:
+        return "not met"
+    return "not decided"
+
+
+def overall(verdicts: list[str]) -> str:
+    if "not met" in verdicts:
+        return "not met"
+    return "met" if verdicts and all(v == "met" for v in verdicts) else "not decided"
+
+
+def summarize(pairs: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, Any]]:
+    """Per figure: each pair's (logged, quiet) figure, its cost, the median cost with its interval, the verdict."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, measured in pairs.items():
+        costs = [logged / quiet - 1 for logged, quiet in measured if quiet > 0 and math.isfinite(logged / quiet)]
+        low, high = median_interval(costs) if costs else (-math.inf, math.inf)
+        out[name] = {"pairs": measured, "costs": costs, "median": statistics.median(costs) if costs else math.nan,
+                     "low": low, "high": high, "verdict": verdict(costs) if costs else "not decided"}
+    return out
+
+
+# ------------------------------------------------------------------ measuring
+def _ordered(i: int) -> list[str]:
+    """The pair's order: the logged tree first in even pairs, the quiet one in odd pairs."""
+    return list(MODES) if i % 2 == 0 else list(MODES[::-1])
+
+
+async def _paired(blocks: int, systems: dict[str, pb.System], measure: Callable[[str], Awaitable[float]]) -> list[tuple[float, float]]:
+    pairs = []
+    for i in range(blocks):
+        got = {key: await measure(key) for key in _ordered(i)}
+        pairs.append((got["parley"], got["parley-quiet"]))
+    return pairs
+
+
+async def round_trips(systems: dict[str, pb.System], blocks: int) -> list[tuple[float, float]]:
+    clients = {key: await pb.connect(s, "pinger") for key, s in systems.items()}
+    for client in clients.values():  # warm: the ping function's cold start is not a round trip
+        for _ in range(pb.WARMUP):
+            await client.request("ping", {}, "pong", 10)
+
+    async def block(key: str) -> float:
+        times = []
+        for _ in range(PINGS_PER_BLOCK):
+            _, s = await clients[key].request("ping", {}, "pong", 10)
+            times.append(s * 1000)
+        return statistics.median(times)
+
+    try:
+        return await _paired(blocks, systems, block)
+    finally:
+        await asyncio.gather(*(c.ws.close() for c in clients.values()), return_exceptions=True)
+
+
+async def handshakes(systems: dict[str, pb.System], blocks: int, n: int) -> tuple[list[tuple[float, float]], dict[str, float]]:
+    """Pairs of seconds per handshake, and each tree's CPU per handshake (ms, every process) over all its blocks."""
+    cpu_ms: dict[str, list[float]] = {key: [] for key in systems}
+
+    async def block(key: str) -> float:
+        sid = systems[key].proc.pid  # type: ignore[union-attr]
+        await asyncio.gather(*(pb.settle(s.proc.pid) for s in systems.values()))  # type: ignore[union-attr]
+        with pb.CpuMeter(sid) as meter:
+            clients, seconds, errors = await pb.open_many(systems[key], n, IN_FLIGHT)
+        spent = meter.seconds()
+        cpu_ms[key].append(sum(v for k, v in spent.items() if k != pb.CLIENT_LABEL) * 1000 / max(1, len(clients)))
+        await asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True)
+        if errors:
+            raise RuntimeError(f"{key}: {errors} of {n} handshakes failed")
+        return seconds / n
+
+    # Warm: each function's first environment, and the first `$disconnect`'s DynamoDB client.
+    for key, system in systems.items():
+        warm, _, _ = await pb.open_many(system, IN_FLIGHT * 2, IN_FLIGHT)
+        await asyncio.gather(*(c.ws.close() for c in warm), return_exceptions=True)
+    pairs = await _paired(blocks, systems, block)
+    return pairs, {key: statistics.median(v) for key, v in cpu_ms.items()}
+
+
+async def room(systems: dict[str, pb.System], members: int, messages: int, budget_s: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Joins alternated join by join (pairs: windows of JOIN_WINDOW), then messages alternated (pairs: one each)."""
+    room_id = f"logcost-{int(time.time())}"
+    joined: dict[str, list[pb.Client]] = {key: [] for key in systems}
+    reply_ms: dict[str, list[float]] = {key: [] for key in systems}
+    deadline = time.monotonic() + budget_s
+    try:
+        for i in range(members):
+            if time.monotonic() > deadline:
+                break
+            for key in _ordered(i):
+                client = await pb.connect(systems[key], f"member{i}")
+                joined[key].append(client)
+                _, s = await client.request("join_room", {"roomId": room_id, "limit": 1}, "chat_history", 60)
+                reply_ms[key].append(s * 1000)
+        windows = min(len(v) for v in reply_ms.values()) // JOIN_WINDOW
+        joins = [(statistics.median(reply_ms["parley"][w * JOIN_WINDOW:(w + 1) * JOIN_WINDOW]),
+                  statistics.median(reply_ms["parley-quiet"][w * JOIN_WINDOW:(w + 1) * JOIN_WINDOW])) for w in range(windows)]
+
+        await asyncio.sleep(1.0)  # the last joins' user_joined frames drain
+        for key in systems:  # not timed: the fan-out function's cold start
+            await joined[key][0].request("chat_message", {"roomId": room_id, "message": "warm-up"}, "chat_update", 60)
+        await asyncio.sleep(1.0)
+        sent = iter(range(messages * 2))
+
+        async def delivery(key: str) -> float:
+            members_ = joined[key]
+            t0 = time.perf_counter()
+            update, _ = await members_[0].request("chat_message", {"roomId": room_id, "message": f"to everyone {next(sent)}"},
+                                                  "chat_update", 60)
+            mid = str(update.get("messageId"))
+            reached = await pb.wait_until(lambda: all(mid in m.received for m in members_), 60)
+            last = (max(m.received[mid] for m in members_) - t0) * 1000 if reached else math.nan
+            await asyncio.sleep(0.3)
+            return last
+
+        deliveries = await _paired(messages, systems, delivery)
+        return joins, deliveries
+    finally:
+        await asyncio.gather(*(c.ws.close() for cs in joined.values() for c in cs), return_exceptions=True)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg(),
+                              "blocks": args.blocks, "handshakes": args.handshakes, "members": args.members}
+    systems = {key: pb.make_system(key, "local", args.repo) for key in MODES}
+    try:
+        for system in systems.values():
+            system.start()
+        pairs: dict[str, list[tuple[float, float]]] = {}
+        pairs["round trip"] = await round_trips(systems, args.blocks)
+        print(f"round trip: {pairs['round trip']}", flush=True)
+        pairs["time per handshake"], result["cpu_per_handshake_ms"] = await handshakes(systems, args.blocks, args.handshakes)
+        print(f"handshakes: {pairs['time per handshake']}; CPU ms {result['cpu_per_handshake_ms']}", flush=True)
+        if args.members >= JOIN_WINDOW:
+            await asyncio.gather(*(pb.settle(s.proc.pid) for s in systems.values()))  # type: ignore[union-attr]
+            pairs["join reply"], pairs["last delivery"] = await room(systems, args.members, args.blocks, args.phase_budget)
+            print(f"joins: {pairs['join reply']}\ndeliveries: {pairs['last delivery']}", flush=True)
+    finally:
+        for system in systems.values():
+            system.kill()
+    result["figures"] = summarize(pairs)
+    return result
+
+
+# ------------------------------------------------------------------ docs/benchmarks.md
+def _pct(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:+.0%}"
+
+
+def markdown(d: dict[str, Any], command: str) -> list[str]:
+    figures = d["figures"]
+    lines = ["## The default log's cost, both modes side by side (issue 15)", "", "```bash", command, "```", "",
+             "`parley dev` with its default log (one line per invocation) and with `--quiet`, both running, each figure "
+             "measured in pairs of adjacent blocks (one on each, swapping which goes first), so that a pair sees the same "
+             "machine; each pair's ratio is one sample of the log's cost. A figure's cost is the median of its pairs, with "
+             "that median's 95% interval (order statistics); the goal is met when the interval's top is within 10%, not "
+             "met when its bottom is over 10%.", "",
+             "| figure | pairs | with the log (median of its blocks) | `--quiet` | the log's cost: median [95% interval] | verdict |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    units = {"round trip": ("ms, p50 of %d pings" % PINGS_PER_BLOCK, 1.0), "time per handshake": ("ms", 1000.0),
+             "join reply": (f"ms, median of {JOIN_WINDOW} joins", 1.0), "last delivery": ("ms", 1.0)}
+    for name in FIGURES:
+        f = figures.get(name)
+        if f is None:
+            lines.append(f"| {name} | 0 | – | – | not measured | not decided |")
+            continue
+        unit, scale = units[name]
+        logged = statistics.median(p[0] for p in f["pairs"]) * scale
+        quiet = statistics.median(p[1] for p in f["pairs"]) * scale
+        lines.append(f"| {name} | {len(f['pairs'])} | {logged:.2f} {unit} | {quiet:.2f} | {_pct(f['median'])} "
+                     f"[{_pct(f['low'])}, {_pct(f['high'])}] | {f['verdict']} |")
+    cpu = d.get("cpu_per_handshake_ms")
+    lines.append("")
+    if cpu:
+        logged, quiet = cpu.get("parley", math.nan), cpu.get("parley-quiet", math.nan)
+        lines.append(f"- CPU per handshake, every process of the tree (median of its blocks): {logged:.2f} ms with the log, "
+                     f"{quiet:.2f} ms `--quiet` ({_pct(logged / quiet - 1)}).")
+    result = overall([figures[n]["verdict"] if n in figures else "not decided" for n in FIGURES])
+    lines += [f"- Goal (issue 15): the default log costs at most 10% of any figure above: **{result}**.", ""]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--blocks", type=int, default=16, help="pairs of blocks for the round trip, the handshakes and the deliveries")
+    parser.add_argument("--handshakes", type=int, default=500, help="connections per handshake block")
+    parser.add_argument("--members", type=int, default=1000, help="members of each tree's room (0: no room figures)")
+    parser.add_argument("--phase-budget", type=float, default=240.0, help="seconds the joins may take")
+    parser.add_argument("--repo", type=Path, default=pb.REPO, help="run `parley dev` from this checkout")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    result = asyncio.run(bench(args))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    print("\n".join(markdown(result, "log_cost_bench.py")))
+
+
+if __name__ == "__main__":
+    main()

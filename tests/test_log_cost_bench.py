@@ -1,0 +1,62 @@
+"""The log-cost benchmark's judgement: a median's distribution-free interval decides, not the median alone."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    # A script beside peers_bench.py, which it imports: loaded with benchmarks/ on the path for this module only.
+    added = str(BENCHMARKS) not in sys.path
+    if added:
+        sys.path.insert(0, str(BENCHMARKS))
+    before = set(sys.modules)
+    try:
+        yield importlib.import_module("log_cost_bench")
+    finally:
+        for name in set(sys.modules) - before:
+            sys.modules.pop(name, None)
+        if added:
+            sys.path.remove(str(BENCHMARKS))
+
+
+def test_the_interval_is_the_order_statistics_the_sign_test_allows(bench):
+    values = [float(v) for v in range(1, 13)]  # 12 pairs: x(3) and x(10) cover the median with 96%
+    assert bench.median_interval(values) == (3.0, 10.0)
+    assert bench.median_interval(list(reversed(values))) == (3.0, 10.0)
+    assert bench.median_interval([float(v) for v in range(1, 9)]) == (1.0, 8.0)  # 8 pairs: the whole range, 99%
+    assert bench.median_interval([0.01] * 5) == (-math.inf, math.inf)  # 5 pairs cannot reach 95%
+
+
+def test_a_cost_is_met_only_when_its_interval_is_within_the_goal(bench):
+    small = [0.01, 0.03, -0.02, 0.05, 0.02, 0.0, 0.04, 0.01, -0.01, 0.06, 0.02, 0.03]
+    assert bench.verdict(small) == "met"
+    noisy = small[:9] + [0.25, 0.3, 0.4]  # the interval's top, x(10), is now over 10%
+    assert bench.verdict(noisy) == "not decided"
+    assert bench.verdict([c + 0.2 for c in small]) == "not met"
+    assert bench.overall(["met", "met"]) == "met"
+    assert bench.overall(["met", "not decided"]) == "not decided"
+    assert bench.overall(["not decided", "not met"]) == "not met"
+
+
+def test_the_section_shows_each_figure_and_the_goal(bench):
+    pairs = {"round trip": [(0.42 + i / 1000, 0.41) for i in range(12)],
+             "time per handshake": [(0.00100, 0.00098)] * 12,
+             "join reply": [(9.0, 7.0)] * 12,  # +29% in every pair
+             "last delivery": [(250.0, 240.0)] * 12}
+    d = {"figures": bench.summarize(pairs), "cpu_per_handshake_ms": {"parley": 1.02, "parley-quiet": 1.0}}
+    lines = bench.markdown(d, "cmd")
+    text = "\n".join(lines)
+    assert lines[:5] == ["## The default log's cost, both modes side by side (issue 15)", "", "```bash", "cmd", "```"]
+    assert "| join reply | 12 | 9.00 ms, median of 50 joins | 7.00 | +29% [+29%, +29%] | not met |" in text
+    assert "| time per handshake | 12 | 1.00 ms | 0.98 | +2% [+2%, +2%] | met |" in text
+    assert "1.02 ms with the log, 1.00 ms `--quiet` (+2%)" in text
+    assert "costs at most 10% of any figure above: **not met**" in text
