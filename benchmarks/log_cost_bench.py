@@ -7,19 +7,22 @@ group, with its own DynamoDB Local), and every figure is measured in pairs of ad
 block on each tree, swapping which goes first from pair to pair: a pair sees the same machine, and
 its ratio (logged over quiet) is one sample of the log's cost. The figures are the peers table's:
 
-- `ping` round trip: `--blocks` pairs of PINGS_PER_BLOCK pings on one connection, p50 of each block;
-- time per handshake: `--blocks` pairs of `--handshakes` connections, 50 in flight, closed after each
+- `ping` round trip: `--ping-pairs` pairs of PINGS_PER_BLOCK pings on one connection, p50 of each block;
+- time per handshake: `--handshake-pairs` pairs of `--handshakes` connections, 50 in flight, closed after each
   block and both trees left to go quiet before the next;
 - joins into a room of `--members`, one after another, alternating between the trees join by join:
   the median reply time of each window of 50 joins is one pair;
-- last delivery of one `chat_message` to that room: `--blocks` pairs of one message each.
+- last delivery of one `chat_message` to that room: `--message-pairs` pairs of one message each.
+
+The pair counts are fixed before a run (a run is never extended until it decides); the cheap figures
+get more pairs, since a pair's noise is the same size as the cost being judged.
 
 The verdict per figure comes from the median of its pairs' costs and that median's 95% interval
 (order statistics: no assumption about the noise's shape): met when the interval's top is within
 10%, not met when its bottom is over 10%, otherwise not decided. CPU per handshake of each whole
 tree is shown too: it moves far less with the load than the times do.
 
-    .venv/bin/python benchmarks/log_cost_bench.py [--blocks 16] [--members 1000] [--json FILE]
+    .venv/bin/python benchmarks/log_cost_bench.py [--ping-pairs 64] [--handshake-pairs 24] [--message-pairs 48] [--json FILE]
 
 Every server listens on a free 127.0.0.1 port and is killed at the end; every wait is bounded.
 """
@@ -194,19 +197,20 @@ async def room(systems: dict[str, pb.System], members: int, messages: int, budge
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg(),
-                              "blocks": args.blocks, "handshakes": args.handshakes, "members": args.members}
+                              "pairs": {"ping": args.ping_pairs, "handshake": args.handshake_pairs, "message": args.message_pairs},
+                              "handshakes": args.handshakes, "members": args.members}
     systems = {key: pb.make_system(key, "local", args.repo) for key in MODES}
     try:
         for system in systems.values():
             system.start()
         pairs: dict[str, list[tuple[float, float]]] = {}
-        pairs["round trip"] = await round_trips(systems, args.blocks)
+        pairs["round trip"] = await round_trips(systems, args.ping_pairs)
         print(f"round trip: {pairs['round trip']}", flush=True)
-        pairs["time per handshake"], result["cpu_per_handshake_ms"] = await handshakes(systems, args.blocks, args.handshakes)
+        pairs["time per handshake"], result["cpu_per_handshake_ms"] = await handshakes(systems, args.handshake_pairs, args.handshakes)
         print(f"handshakes: {pairs['time per handshake']}; CPU ms {result['cpu_per_handshake_ms']}", flush=True)
         if args.members >= JOIN_WINDOW:
             await asyncio.gather(*(pb.settle(s.proc.pid) for s in systems.values()))  # type: ignore[union-attr]
-            pairs["join reply"], pairs["last delivery"] = await room(systems, args.members, args.blocks, args.phase_budget)
+            pairs["join reply"], pairs["last delivery"] = await room(systems, args.members, args.message_pairs, args.phase_budget)
             print(f"joins: {pairs['join reply']}\ndeliveries: {pairs['last delivery']}", flush=True)
     finally:
         for system in systems.values():
@@ -255,7 +259,9 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--blocks", type=int, default=16, help="pairs of blocks for the round trip, the handshakes and the deliveries")
+    parser.add_argument("--ping-pairs", type=int, default=64, help=f"pairs of blocks of {PINGS_PER_BLOCK} pings")
+    parser.add_argument("--handshake-pairs", type=int, default=24, help="pairs of blocks of --handshakes connections")
+    parser.add_argument("--message-pairs", type=int, default=48, help="pairs of messages to the room")
     parser.add_argument("--handshakes", type=int, default=500, help="connections per handshake block")
     parser.add_argument("--members", type=int, default=1000, help="members of each tree's room (0: no room figures)")
     parser.add_argument("--phase-budget", type=float, default=240.0, help="seconds the joins may take")
