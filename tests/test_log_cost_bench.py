@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from parley_testing.bench_scripts import benchmark_scripts
 
 
 @pytest.fixture(scope="module")
 def bench():
-    # A script beside peers_bench.py, which it imports: loaded with benchmarks/ on the path for this module only.
-    added = str(BENCHMARKS) not in sys.path
-    if added:
-        sys.path.insert(0, str(BENCHMARKS))
-    before = set(sys.modules)
-    try:
-        yield importlib.import_module("log_cost_bench")
-    finally:
-        for name in set(sys.modules) - before:
-            sys.modules.pop(name, None)
-        if added:
-            sys.path.remove(str(BENCHMARKS))
+    with benchmark_scripts("peers_bench", "log_cost_bench") as (_, module):
+        yield module
 
 
 def test_the_interval_is_the_order_statistics_the_sign_test_allows(bench):

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import subprocess
 import sys
-import types
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look the module up while it loads
-    spec.loader.exec_module(module)
-    return module
+from parley_testing.bench_scripts import benchmark_scripts
 
 
 @pytest.fixture(scope="module")
 def peers_bench():
-    # Loaded by path; its `from peers import install` finds benchmarks/peers/ (a folder without an
-    # __init__) through a package entry for it, so the import path stays as it is.
-    added = [name for name in ("peers", "peers.install", "peers_bench_under_test") if name not in sys.modules]
-    peers = types.ModuleType("peers")
-    peers.__path__ = [str(REPO / "benchmarks" / "peers")]
-    sys.modules.setdefault("peers", peers)
-    try:
-        yield _load("peers_bench_under_test", REPO / "benchmarks" / "peers_bench.py")
-    finally:
-        for name in added:
-            sys.modules.pop(name, None)
+    with benchmark_scripts("peers_bench") as (module,):
+        yield module
 
 
 def _system(cpu_s: dict[str, float] | None, opened: int = 1000) -> dict:
