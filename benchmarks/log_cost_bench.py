@@ -10,9 +10,12 @@ its ratio (logged over quiet) is one sample of the log's cost. The figures are t
 - `ping` round trip: `--ping-pairs` pairs of PINGS_PER_BLOCK pings on one connection, p50 of each block;
 - time per handshake: `--handshake-pairs` pairs of `--handshakes` connections, 50 in flight, closed after each
   block and both trees left to go quiet before the next;
-- joins into a room of `--members`, one after another, alternating between the trees join by join:
-  the median reply time of each window of 50 joins is one pair;
+- joins into a room growing to `--members`, one after another, in blocks of JOIN_WINDOW on one tree
+  and then the other: the blocks' median reply times are one pair;
 - last delivery of one `chat_message` to that room: `--message-pairs` pairs of one message each.
+
+Every handshake, join and message block starts with both trees idle (`peers_bench.settle`), so that
+no block pays for what the other tree, or its own last block, left running.
 
 The pair counts are fixed before a run (a run is never extended until it decides); the cheap figures
 get more pairs, since a pair's noise is the same size as the cost being judged.
@@ -89,9 +92,10 @@ def summarize(pairs: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str
     """Per figure: each pair's (logged, quiet) figure, its cost, the median cost with its interval, the verdict."""
     out: dict[str, dict[str, Any]] = {}
     for name, measured in pairs.items():
-        costs = [logged / quiet - 1 for logged, quiet in measured if quiet > 0 and math.isfinite(logged / quiet)]
+        used = [(logged, quiet) for logged, quiet in measured if math.isfinite(logged) and math.isfinite(quiet) and quiet > 0]
+        costs = [logged / quiet - 1 for logged, quiet in used]
         low, high = median_interval(costs) if costs else (-math.inf, math.inf)
-        out[name] = {"pairs": measured, "costs": costs, "median": statistics.median(costs) if costs else math.nan,
+        out[name] = {"pairs": measured, "used": used, "costs": costs, "median": statistics.median(costs) if costs else math.nan,
                      "low": low, "high": high, "verdict": verdict(costs) if costs else "not decided"}
     return out
 
@@ -102,9 +106,20 @@ def _ordered(i: int) -> list[str]:
     return list(MODES) if i % 2 == 0 else list(MODES[::-1])
 
 
-async def _paired(blocks: int, systems: dict[str, pb.System], measure: Callable[[str], Awaitable[float]]) -> list[tuple[float, float]]:
+SETTLED_S: list[float] = []  # every wait for both trees to go idle, for the JSON (a wait at its bound shows there)
+
+
+async def _settle(systems: dict[str, pb.System]) -> None:
+    """Both trees idle before a block: neither block pays for what the other (or its own last one) left running."""
+    waits = await asyncio.gather(*(pb.settle(s.proc.pid) for s in systems.values()))  # type: ignore[union-attr]
+    SETTLED_S.append(max(waits))
+
+
+async def _paired(blocks: int, systems: dict[str, pb.System], measure: Callable[[str], Awaitable[float]],
+                  first: int = 0) -> list[tuple[float, float]]:
+    """`blocks` pairs of (logged, quiet) figures, the order swapped pair by pair counting from pair `first`."""
     pairs = []
-    for i in range(blocks):
+    for i in range(first, first + blocks):
         got = {key: await measure(key) for key in _ordered(i)}
         pairs.append((got["parley"], got["parley-quiet"]))
     return pairs
@@ -135,7 +150,7 @@ async def handshakes(systems: dict[str, pb.System], blocks: int, n: int) -> tupl
 
     async def block(key: str) -> float:
         sid = systems[key].proc.pid  # type: ignore[union-attr]
-        await asyncio.gather(*(pb.settle(s.proc.pid) for s in systems.values()))  # type: ignore[union-attr]
+        await _settle(systems)
         with pb.CpuMeter(sid) as meter:
             clients, seconds, errors = await pb.open_many(systems[key], n, IN_FLIGHT)
         spent = meter.seconds()
@@ -150,27 +165,35 @@ async def handshakes(systems: dict[str, pb.System], blocks: int, n: int) -> tupl
         warm, _, _ = await pb.open_many(system, IN_FLIGHT * 2, IN_FLIGHT)
         await asyncio.gather(*(c.ws.close() for c in warm), return_exceptions=True)
     pairs = await _paired(blocks, systems, block)
-    return pairs, {key: statistics.median(v) for key, v in cpu_ms.items()}
+    return pairs, {key: pb.median(v) for key, v in cpu_ms.items()}
 
 
 async def room(systems: dict[str, pb.System], members: int, messages: int, budget_s: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Joins alternated join by join (pairs: windows of JOIN_WINDOW), then messages alternated (pairs: one each)."""
+    """Joins in blocks of JOIN_WINDOW, one block on each tree in turn (a pair: the two blocks' median reply
+    times; each room grows to `members`), then messages in pairs (one on each tree). Every block starts
+    with both trees idle: a join into a room over 100 members hands its `user_joined` to the fan-out
+    function, whose work would otherwise land in the other tree's block."""
     room_id = f"logcost-{int(time.time())}"
     joined: dict[str, list[pb.Client]] = {key: [] for key in systems}
     reply_ms: dict[str, list[float]] = {key: [] for key in systems}
     deadline = time.monotonic() + budget_s
     try:
-        for i in range(members):
-            if time.monotonic() > deadline:
-                break
-            for key in _ordered(i):
+        async def join_block(key: str) -> float:
+            first = len(joined[key])
+            await _settle(systems)
+            times = []
+            for i in range(first, first + JOIN_WINDOW):
                 client = await pb.connect(systems[key], f"member{i}")
                 joined[key].append(client)
                 _, s = await client.request("join_room", {"roomId": room_id, "limit": 1}, "chat_history", 60)
-                reply_ms[key].append(s * 1000)
-        windows = min(len(v) for v in reply_ms.values()) // JOIN_WINDOW
-        joins = [(statistics.median(reply_ms["parley"][w * JOIN_WINDOW:(w + 1) * JOIN_WINDOW]),
-                  statistics.median(reply_ms["parley-quiet"][w * JOIN_WINDOW:(w + 1) * JOIN_WINDOW])) for w in range(windows)]
+                times.append(s * 1000)
+            return statistics.median(times)
+
+        joins: list[tuple[float, float]] = []
+        for w in range(members // JOIN_WINDOW):
+            if time.monotonic() > deadline:
+                break
+            joins += await _paired(1, systems, join_block, first=w)
 
         await asyncio.sleep(1.0)  # the last joins' user_joined frames drain
         for key in systems:  # not timed: the fan-out function's cold start
@@ -180,13 +203,13 @@ async def room(systems: dict[str, pb.System], members: int, messages: int, budge
 
         async def delivery(key: str) -> float:
             members_ = joined[key]
+            await _settle(systems)
             t0 = time.perf_counter()
             update, _ = await members_[0].request("chat_message", {"roomId": room_id, "message": f"to everyone {next(sent)}"},
                                                   "chat_update", 60)
             mid = str(update.get("messageId"))
             reached = await pb.wait_until(lambda: all(mid in m.received for m in members_), 60)
             last = (max(m.received[mid] for m in members_) - t0) * 1000 if reached else math.nan
-            await asyncio.sleep(0.3)
             return last
 
         deliveries = await _paired(messages, systems, delivery)
@@ -204,6 +227,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         for system in systems.values():
             system.start()
         pairs: dict[str, list[tuple[float, float]]] = {}
+        await _settle(systems)  # their start-up's last work (DynamoDB Local's tables) is no one's block
         pairs["round trip"] = await round_trips(systems, args.ping_pairs)
         print(f"round trip: {pairs['round trip']}", flush=True)
         pairs["time per handshake"], result["cpu_per_handshake_ms"] = await handshakes(systems, args.handshake_pairs, args.handshakes)
@@ -216,6 +240,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         for system in systems.values():
             system.kill()
     result["figures"] = summarize(pairs)
+    result["settled_s"] = {"waits": len(SETTLED_S), "longest": max(SETTLED_S, default=0.0), "bound": pb.SETTLE_MAX_S}
     return result
 
 
@@ -231,7 +256,8 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
              "measured in pairs of adjacent blocks (one on each, swapping which goes first), so that a pair sees the same "
              "machine; each pair's ratio is one sample of the log's cost. A figure's cost is the median of its pairs, with "
              "that median's 95% interval (order statistics); the goal is met when the interval's top is within 10%, not "
-             "met when its bottom is over 10%.", "",
+             "met when its bottom is over 10%. Every block but the pings' starts with both trees idle; the joins go in "
+             f"blocks of {JOIN_WINDOW} into a room growing to {d.get('members', 0):,} on each tree.", "",
              "| figure | pairs | with the log (median of its blocks) | `--quiet` | the log's cost: median [95% interval] | verdict |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
     units = {"round trip": ("ms, p50 of %d pings" % PINGS_PER_BLOCK, 1.0), "time per handshake": ("ms", 1000.0),
@@ -242,16 +268,19 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
             lines.append(f"| {name} | 0 | – | – | not measured | not decided |")
             continue
         unit, scale = units[name]
-        logged = statistics.median(p[0] for p in f["pairs"]) * scale
-        quiet = statistics.median(p[1] for p in f["pairs"]) * scale
-        lines.append(f"| {name} | {len(f['pairs'])} | {logged:.2f} {unit} | {quiet:.2f} | {_pct(f['median'])} "
+        used = f.get("used", f["pairs"])
+        logged = pb.median([p[0] * scale for p in used])
+        quiet = pb.median([p[1] * scale for p in used])
+        dropped = len(f["pairs"]) - len(used)
+        count = f"{len(used)}" + (f" ({dropped} failed, left out)" if dropped else "")
+        lines.append(f"| {name} | {count} | {logged:.2f} {unit} | {quiet:.2f} | {_pct(f['median'])} "
                      f"[{_pct(f['low'])}, {_pct(f['high'])}] | {f['verdict']} |")
     cpu = d.get("cpu_per_handshake_ms")
     lines.append("")
     if cpu:
         logged, quiet = cpu.get("parley", math.nan), cpu.get("parley-quiet", math.nan)
         lines.append(f"- CPU per handshake, every process of the tree (median of its blocks): {logged:.2f} ms with the log, "
-                     f"{quiet:.2f} ms `--quiet` ({_pct(logged / quiet - 1)}).")
+                     f"{quiet:.2f} ms `--quiet` ({_pct(logged / quiet - 1) if quiet > 0 else '–'}).")
     result = overall([figures[n]["verdict"] if n in figures else "not decided" for n in FIGURES])
     lines += [f"- Goal (issue 15): the default log costs at most 10% of any figure above: **{result}**.", ""]
     return lines

@@ -55,10 +55,10 @@ from parley_local.tokens import make_token
 from peers import install  # benchmarks/peers/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
-# Each system's console, as its terminal would get it: in memory (tmpfs) where the machine has one, as a
-# terminal's buffer is. On the disk, the writeback of the default log's lines (three per handshake) took
-# about 10% of that mode's handshake blocks in benchmarks/log_cost_bench.py (2026-11-29): the file
-# system's cost, not the gateway's.
+# Each system's console goes to a file in memory (tmpfs) where the machine has one: the cheapest sink, so
+# that the figures are the systems' own. On the disk, the writeback of the default log's lines (three per
+# handshake) took about 10% of that mode's handshake blocks (2026-11-29, docs/benchmarks.md). A terminal
+# costs more than either: its emulator renders every line on the same cores, which no figure here includes.
 OUTPUT_DIR = (Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")) / "parley-bench" / "peers-output"
 
 WARMUP, PINGS = 20, 300
@@ -200,13 +200,34 @@ class CpuMeter(TreeSampler):
         return {k: round(v, 2) for k, v in sorted(by_label.items(), key=lambda kv: -kv[1]) if v >= 0.005}
 
 
-def _run_ns(pid: int) -> int:
-    """Nanoseconds a process has run (its schedstat): /proc's stat counts in 10 ms ticks, too coarse for `settle`."""
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0
+def _threads_run_ns(pids: list[int]) -> dict[tuple[int, int], int]:
+    """Nanoseconds each thread of `pids` has run, from each thread's schedstat (a process's own
+    schedstat counts its main thread only; DynamoDB Local's work is on the JVM's other threads).
+    /proc's stat counts in 10 ms ticks, too coarse for `settle`."""
+    run: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    run[(pid, int(tid))] = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return run
+
+
+def _busy_ns(pids: list[int], window_s: float) -> float:
+    """CPU nanoseconds the processes spent over the next `window_s` (a thread started meanwhile counts whole);
+    from /proc's ticks where the kernel keeps no schedstat."""
+    before, ticks = _threads_run_ns(pids), sum(_cpu_s(pid) for pid in pids)
+    time.sleep(window_s)
+    after = _threads_run_ns(pids)
+    if not after:
+        return (sum(_cpu_s(pid) for pid in pids) - ticks) * 1e9
+    return float(sum(ns - before.get(key, 0) for key, ns in after.items()))
 
 
 SETTLE_WINDOW_S, SETTLE_BUSY, SETTLE_MAX_S = 0.25, 0.10, 5.0
@@ -224,9 +245,7 @@ async def settle(sid: int, window_s: float = SETTLE_WINDOW_S, busy: float = SETT
     started = time.monotonic()
     while time.monotonic() - started < max_s:  # bounded
         pids = session_tree(sid)
-        before = sum(_run_ns(pid) for pid in pids)
-        await asyncio.sleep(window_s)
-        if sum(_run_ns(pid) for pid in pids) - before < busy * window_s * 1e9:
+        if await asyncio.to_thread(_busy_ns, pids, window_s) < busy * window_s * 1e9:
             break
     return time.monotonic() - started
 
@@ -413,6 +432,7 @@ class System:
             pass
         if self.output is not None:
             self.output.close()
+            self.output.path.unlink(missing_ok=True)  # in memory (tmpfs): a run leaves nothing behind
 
 
 def make_system(key: str, dynamodb: str = "local", repo: Path = REPO) -> System:

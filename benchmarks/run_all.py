@@ -30,7 +30,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- measured:{name} begin (written by benchmarks/run_all.py from its JSON; edits inside are overwritten) -->"
 END = "<!-- measured:{name} end -->"
 PY = ".venv/bin/python"
-BUDGET_S = 45 * 60  # the peers benchmark starts `parley dev` nine times (a warm-up, four rounds with and without its log) and two peers
+BUDGET_S = 45 * 60  # all of them; the peers benchmark alone starts `parley dev` nine times (a warm-up, four rounds with and without its log) and two peers
 
 BENCHES = {  # name -> (script, extra args, timeout s)
     "cost": ("cost_bench.py", [], 300),

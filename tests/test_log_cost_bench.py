@@ -47,3 +47,14 @@ def test_the_section_shows_each_figure_and_the_goal(bench):
     assert "| time per handshake | 12 | 1.00 ms | 0.98 | +2% [+2%, +2%] | met |" in text
     assert "1.02 ms with the log, 1.00 ms `--quiet` (+2%)" in text
     assert "costs at most 10% of any figure above: **not met**" in text
+
+
+def test_a_failed_pair_is_left_out_and_counted_and_a_figure_without_pairs_decides_nothing(bench):
+    nan = float("nan")
+    pairs = {"round trip": [(0.44, 0.43)] * 12,
+             "last delivery": [(250.0, 240.0)] * 11 + [(nan, 240.0)]}  # a message that never reached everyone
+    d = {"members": 1000, "figures": bench.summarize(pairs)}
+    text = "\n".join(bench.markdown(d, "cmd"))
+    assert "| last delivery | 11 (1 failed, left out) | 250.00 ms | 240.00 |" in text
+    assert "| join reply | 0 | – | – | not measured | not decided |" in text
+    assert "**not decided**" in text and "nan" not in text

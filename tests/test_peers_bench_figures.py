@@ -121,14 +121,18 @@ def test_one_run_of_each_is_judged_as_it_stands(peers_bench):
     assert peers_bench.rounds_line(d) == ""
 
 
-def _burner(busy_s: float):
-    """A process in a session of its own that spins `busy_s` seconds on one CPU, then sleeps."""
-    code = f"import time\nt = time.monotonic()\nwhile time.monotonic() - t < {busy_s}: pass\ntime.sleep(30)"
+def _burner(busy_s: float, in_a_thread: bool = False):
+    """A process in a session of its own that spins `busy_s` seconds on one CPU (in its main thread, or in
+    another one as DynamoDB Local's JVM works), then sleeps."""
+    spin = f"def spin():\n    t = time.monotonic()\n    while time.monotonic() - t < {busy_s}: pass\n"
+    run = "threading.Thread(target=spin).start()\n" if in_a_thread else "spin()\n"
+    code = "import threading, time\n" + spin + run + "time.sleep(30)"
     return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 
 
-def test_a_row_starts_once_the_system_has_gone_quiet(peers_bench):
-    proc = _burner(0.8)
+@pytest.mark.parametrize("in_a_thread", [False, True], ids=["main thread", "another thread"])
+def test_a_row_starts_once_the_system_has_gone_quiet(peers_bench, in_a_thread: bool):
+    proc = _burner(0.8, in_a_thread)
     try:
         waited = asyncio.run(peers_bench.settle(proc.pid, window_s=0.1, max_s=5.0))
         assert 0.6 <= waited < 3.0  # the spin's leftover, not the bound
