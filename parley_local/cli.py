@@ -138,6 +138,7 @@ async def run_dev(args: argparse.Namespace) -> int:
     def on_signal() -> None:
         if stop.is_set():  # a second Ctrl-C: give up on the clean shutdown
             console.line("Forced exit.")
+            console.flush()  # os._exit skips the interpreter's flush of stdout
             os._exit(130)
         stop.set()
         console.line("Stopping (Ctrl-C again to force) ...")

@@ -2,9 +2,10 @@
 
 Why: the gateway prints one line per invocation plus the functions' own
 output; all of it goes through `Console.line`, so that a developer sees it live
-and a test can capture it. Lines written in one turn of the event loop are
-flushed together at its end (one write for a burst of a thousand `$disconnect`
-lines instead of a thousand), still within the same millisecond.
+and a test can capture it. Lines are flushed together FLUSH_AFTER_S after the
+first one not yet flushed: a write per loop turn was two or three system calls
+per handshake in a storm, about 6% of the gateway's CPU per handshake with the
+default log (docs/benchmarks.md), and 20 ms is still live to a reader.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import asyncio
 import sys
 import time
 from typing import TextIO
+
+FLUSH_AFTER_S = 0.02
+
 
 class Console:
     def __init__(self, stream: TextIO | None = None, quiet: bool = False, invocations: bool = True):
@@ -44,7 +48,11 @@ class Console:
             self._flush(out)
             return
         self._flush_scheduled = True
-        loop.call_soon(self._flush, out)
+        loop.call_later(FLUSH_AFTER_S, self._flush, out)
+
+    def flush(self) -> None:
+        """Write out what is buffered now: before an exit that skips the interpreter's own flush."""
+        self._flush(self.stream or sys.stdout)
 
     def _flush(self, out: TextIO) -> None:
         self._flush_scheduled = False

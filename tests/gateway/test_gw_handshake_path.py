@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from parley_local.gateway.console import Console, LogCopy
+from parley_local.gateway.console import FLUSH_AFTER_S, Console, LogCopy
 from parley_local.gateway.events import ConnectionInfo, authorizer_event, aws_id, connect_event
 from parley_local.gateway.front_door import front_door
 from parley_local.gateway.handshake import connection_info
@@ -215,3 +215,35 @@ def test_a_running_gateway_keeps_what_start_up_made_out_of_the_collectors_walks_
         gateway.stop()
     assert gc.get_freeze_count() == 0  # given back: what a stopped gateway leaves is collected as usual
     assert gc.get_threshold() == before
+
+
+class _FlushCountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_lines_of_many_loop_turns_share_a_flush_and_still_come_out_promptly():
+    """A handshake storm writes lines in turn after turn: one flush (a system call) per turn was two or three per
+    handshake. Lines are flushed together FLUSH_AFTER_S after the first, and an explicit flush writes them at once."""
+    out = _FlushCountingStream()
+    console = Console(stream=out)
+
+    async def storm() -> int:
+        for n in range(100):  # a hundred turns of the loop, each with a line
+            console.line(f"line {n}")
+            await asyncio.sleep(0)
+        during = out.flushes
+        await asyncio.sleep(FLUSH_AFTER_S * 5)
+        return during
+
+    during = asyncio.run(storm())
+    assert during <= 1 and out.flushes >= 1  # not one per turn, and the lines did go out
+    assert out.getvalue().count("\n") == 100
+    before = out.flushes
+    console.flush()
+    assert out.flushes == before + 1
