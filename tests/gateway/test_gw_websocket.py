@@ -12,7 +12,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from parley_testing.fixture_clients import closed_with, connect, my_id, request
-from parley_testing.gateway_thread import RunningGateway
+from parley_testing.gateway_thread import SMALL_TEMPLATE, RunningGateway
 from parley_testing.waiting import wait_for
 
 ID_RE = re.compile(r"^[A-Za-z0-9+/]{15}=$")
@@ -341,17 +341,23 @@ async def test_handler_output_is_forwarded_with_function_prefix(gw: RunningGatew
     await ws.close()
 
 
-def test_a_reply_does_not_wait_for_its_log_line(small_gw: RunningGateway, monkeypatch: pytest.MonkeyPatch):
+def test_a_reply_does_not_wait_for_its_log_line(tmp_path, monkeypatch: pytest.MonkeyPatch):
     """A terminal slow to take the console's lines delays the log, never the client's reply."""
+    # A gateway of its own, stopped here: the session-wide ones would still be closing this test's socket
+    # when the next test counts the process's open files.
+    gateway = RunningGateway(SMALL_TEMPLATE, tmp_path, prewarm=False, stream_events=False, reload=False).start()
     logged: list[str] = []
 
     def stuck_terminal(text: str) -> None:
-        time.sleep(0.5)  # the gateway's loop blocks in the write, as on a terminal that stopped reading
+        if " echo " in text:  # the echo's line: the gateway's loop blocks in the write, as on a terminal that stopped reading
+            time.sleep(0.5)
         logged.append(text)
 
     async def echo_once() -> tuple[dict, float]:
-        async with websockets.connect(small_gw.ws_url, open_timeout=10) as ws:
-            monkeypatch.setattr(small_gw.console, "line", stuck_terminal)
+        async with websockets.connect(gateway.ws_url, open_timeout=10) as ws:
+            await request(ws, {"action": "echo"}, 30)  # the echo function's cold start, not timed
+            wait_for(lambda: " echo " in gateway.console.text(), 5, what="the first echo's line")  # before the stall
+            monkeypatch.setattr(gateway.console, "line", stuck_terminal)
             started = time.perf_counter()
             reply = await request(ws, {"action": "echo"})
             seconds = time.perf_counter() - started
@@ -359,8 +365,9 @@ def test_a_reply_does_not_wait_for_its_log_line(small_gw: RunningGateway, monkey
             monkeypatch.undo()
             return reply, seconds
 
-    reply, seconds = asyncio.run(echo_once())
+    try:
+        reply, seconds = asyncio.run(echo_once())
+    finally:
+        gateway.stop()
     assert reply.get("route") == "echo"
     assert seconds < 0.4  # the reply went out before the line
-    # This session-wide gateway is done with the socket before the next test counts open files.
-    small_gw.wait_record(reply["requestContext"]["connectionId"], "DISCONNECT")
