@@ -131,15 +131,19 @@ class CpuIdleMeter:
     STALE_S = 2.0  # a reading this old tells of an earlier time, not of now
     RESUME_WINDOW_S = 0.2  # the first window after a stale reading: a burst's first fifth of a second
 
-    def __init__(self) -> None:
+    def __init__(self, read: Callable[[], tuple[int, int] | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, cpu_count: Callable[[], int | None] = os.cpu_count) -> None:
+        self._read = read or self.read_proc_stat  # injected, never patched: a gateway thread in a test process reads the real one
+        self._clock = clock
+        self._cpu_count = cpu_count
         self._then = self._read()
-        self._at = time.monotonic()
+        self._at = clock()
         self._idle_cpus: float | None = None
         self._window_s = self.WINDOW_S
         self.resuming = False  # a stale reading was dropped and the short window after it has not ended
 
     @staticmethod
-    def _read() -> tuple[int, int] | None:
+    def read_proc_stat() -> tuple[int, int] | None:
         """(idle + iowait ticks, all ticks) of every CPU, or None where /proc/stat is missing."""
         try:
             with open("/proc/stat", "rb") as f:
@@ -150,7 +154,7 @@ class CpuIdleMeter:
 
     def idle_cpus(self) -> float | None:
         """How many CPUs were idle on average over the last window (None: not known here, or not yet)."""
-        now = time.monotonic()
+        now = self._clock()
         if now - self._at < self._window_s:
             return self._idle_cpus
         current = self._read()
@@ -159,7 +163,7 @@ class CpuIdleMeter:
         else:
             if current is not None and self._then is not None and current[1] > self._then[1]:
                 share = (current[0] - self._then[0]) / (current[1] - self._then[1])
-                self._idle_cpus = share * (os.cpu_count() or 1)
+                self._idle_cpus = share * (self._cpu_count() or 1)
             self._window_s, self.resuming = self.WINDOW_S, False
         self._then, self._at = current, now
         return self._idle_cpus
@@ -180,11 +184,14 @@ class CpuWaitMeter:
 
     FRESH_S = 0.5  # an older reading spans a quieter time than the wait being judged
 
-    def __init__(self) -> None:
+    def __init__(self, read: Callable[[int], tuple[int, int] | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._read = read or self.read_schedstat
+        self._clock = clock
         self._last: dict[int, tuple[float, int, int]] = {}  # pid -> (when, ns running, ns waiting)
 
     @staticmethod
-    def _read(pid: int) -> tuple[int, int] | None:
+    def read_schedstat(pid: int) -> tuple[int, int] | None:
         try:
             with open(f"/proc/{pid}/schedstat", "rb") as f:
                 ran, waited = f.read().split()[:2]
@@ -195,7 +202,7 @@ class CpuWaitMeter:
     def starved(self, pids: list[int]) -> bool | None:
         """True: they waited for a CPU longer than they ran since the last look; None: not known yet (no
         fresh earlier reading, or no schedstat here)."""
-        now = time.monotonic()
+        now = self._clock()
         ran = waited = 0
         known = False
         seen: dict[int, tuple[float, int, int]] = {}
@@ -215,13 +222,13 @@ class CpuWaitMeter:
         return waited > ran
 
 
-def _cpu_to_spare() -> bool:
+def cpu_to_spare(meter: CpuIdleMeter = _CPU_IDLE) -> bool:
     """Whether another worker could run now: half a CPU idle over the last second (or, where
     /proc/stat is missing, a 1-minute load average below the number of CPUs)."""
-    idle = _CPU_IDLE.idle_cpus()
+    idle = meter.idle_cpus()
     if idle is not None:
         return idle >= 0.5
-    if _CPU_IDLE.resuming:  # the first fifth of a second after a quiet spell: not known, so no
+    if meter.resuming:  # the first fifth of a second after a quiet spell: not known, so no
         return False
     try:
         return os.getloadavg()[0] < (os.cpu_count() or 1)
@@ -734,11 +741,24 @@ class Worker:
                 self._log.transport.close()
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """What a pool asks of the machine before it starts another environment, and how it starts one.
+
+    An argument, not module state: tests answer for the machine here, and a patched module would also
+    answer for any gateway running in another thread of the same process."""
+
+    burst_workers: int = BURST_WORKERS
+    cpu_to_spare: Callable[[], bool] = cpu_to_spare
+    wait_meter: Callable[[], CpuWaitMeter] = CpuWaitMeter
+    start_worker: Callable[..., Awaitable[Worker]] = Worker.start
+
+
 class FunctionPool:
     """The execution environments of one function: warm idle workers, waiters, and background cold starts."""
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], console: Console, max_concurrency: int, max_parallel_starts: int = 2,
-                 on_post: PostHandler | None = None):
+                 on_post: PostHandler | None = None, scaling: Scaling = Scaling()):
         self.spec = spec
         self.env = env
         self.console = console
@@ -754,7 +774,8 @@ class FunctionPool:
         self.draining = False  # the gateway is stopping and does not need this function: no start, no wait
         self.last_release = 0.0  # loop time an invocation last finished (or a worker became ready)
         self.ready_at = 0.0  # loop time an environment last became ready: a wait counts from then at the earliest
-        self.cpu_waits = CpuWaitMeter()
+        self.scaling = scaling
+        self.cpu_waits = scaling.wait_meter()
         self._start_timer: asyncio.TimerHandle | None = None
         self._preinit_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -815,7 +836,7 @@ class FunctionPool:
         self._preinit_timer = None
         if self.closed or self.draining or self.workers or self.starting:
             return
-        if attempt < PREINIT_ATTEMPTS and not _cpu_to_spare():  # on a machine busy for longer: start all the same
+        if attempt < PREINIT_ATTEMPTS and not self.scaling.cpu_to_spare():  # on a machine busy for longer: start all the same
             self._preinit_timer = asyncio.get_running_loop().call_later(PREINIT_DELAY_S, self._preinit_when_idle, attempt + 1)
             return
         self.starting += 1
@@ -825,7 +846,7 @@ class FunctionPool:
 
     async def _start_worker(self) -> Worker | None:
         try:
-            worker = await Worker.start(self.spec, self.env, self.console, self.on_post, self.generation)
+            worker = await self.scaling.start_worker(self.spec, self.env, self.console, self.on_post, self.generation)
         except (OSError, ValueError) as exc:
             self.console.line(f"[{self.spec.logical_id}] could not start a worker: {exc!r}")
             return None
@@ -846,7 +867,7 @@ class FunctionPool:
         # wait for the authorizer's first cold start, which another import in parallel would only slow.
         waited_since = max(self.waiters[0][0], self.ready_at)
         due = waited_since + COLD_START_DELAY_S
-        spare = _cpu_to_spare()  # every tick, so that its window is the last second, not the quiet before the burst
+        spare = self.scaling.cpu_to_spare()  # every tick, so that its window is the last second, not the quiet before the burst
         if now >= due:
             if self.workers:  # else the first environment is still starting: nothing to judge yet
                 self._start_another(now, waited_since, spare)
@@ -856,10 +877,10 @@ class FunctionPool:
     def _start_another(self, now: float, waited_since: float, spare: bool) -> None:
         """An invocation has waited COLD_START_DELAY_S for a busy environment: start one more if it would help."""
         stuck = now - self.last_release >= STUCK_S
-        if self.total < BURST_WORKERS:
+        if self.total < self.scaling.burst_workers:
             starved = self.cpu_waits.starved([w.proc.pid for w in self.workers])
             if stuck or starved is False:  # None: not known yet; the next tick looks over this wait's own window
-                self._maybe_start(cap=BURST_WORKERS)
+                self._maybe_start(cap=self.scaling.burst_workers)
         elif spare and (stuck or now - waited_since >= SCALE_OUT_WAIT_S):
             self._maybe_start(parallel=1)
 

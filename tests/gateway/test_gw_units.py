@@ -206,17 +206,13 @@ class _FakeWorker:
         self.alive = False
 
 
-def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bool = False, cold_start_s: float = 0.05,
+def _fake_pool(seconds: float, cpu_to_spare: bool = False, cold_start_s: float = 0.05,
                starved: bool | None = False):
     from types import SimpleNamespace
 
     from parley_local.gateway import worker_pool as lr
     from parley_local.gateway.console import Console
 
-    monkeypatch.setattr(lr, "BURST_WORKERS", 2)
-    monkeypatch.setattr(lr, "_cpu_to_spare", lambda: cpu_to_spare)  # False: as on a busy 2-core machine
-    monkeypatch.setattr(lr.CpuWaitMeter, "starved", lambda self, pids: starved)  # False: waiting for work, not a CPU
-    pool = lr.FunctionPool(SimpleNamespace(timeout_s=5.0, logical_id="Fn"), {}, Console(quiet=True), max_concurrency=32)
     started: list[_FakeWorker] = []
 
     async def start(*_args, **_kw):
@@ -225,7 +221,14 @@ def _fake_pool(monkeypatch: pytest.MonkeyPatch, seconds: float, cpu_to_spare: bo
         started.append(worker)
         return worker
 
-    monkeypatch.setattr(lr.Worker, "start", start)  # the pool's own _start_worker runs around it
+    class WaitMeter:
+        def starved(self, pids):
+            return starved  # False: waiting for work, not a CPU
+
+    scaling = lr.Scaling(burst_workers=2, cpu_to_spare=lambda: cpu_to_spare,  # False: as on a busy 2-core machine
+                         wait_meter=WaitMeter, start_worker=start)  # the pool's own _start_worker runs around start
+    pool = lr.FunctionPool(SimpleNamespace(timeout_s=5.0, logical_id="Fn"), {}, Console(quiet=True), max_concurrency=32,
+                           scaling=scaling)
     return pool, started
 
 
@@ -241,12 +244,11 @@ async def _in_flight(pool, n: int, at_once: int) -> list:
 
 
 @pytest.mark.parametrize("cpu_to_spare", [False, True])
-async def test_a_burst_whose_queue_drains_fast_does_not_cold_start_another_worker(monkeypatch: pytest.MonkeyPatch,
-                                                                                 cpu_to_spare: bool):
+async def test_a_burst_whose_queue_drains_fast_does_not_cold_start_another_worker(cpu_to_spare: bool):
     """1,000 handshakes, 50 in flight, used to cold-start a dozen `$connect` workers (~0.5 s of CPU each) on 2 cores.
     A queue that moves in milliseconds (20 in flight, 1 ms each) gets none, a CPU idle or not: an import would
     cost more than the whole wait."""
-    pool, started = _fake_pool(monkeypatch, 0.001, cpu_to_spare=cpu_to_spare)
+    pool, started = _fake_pool(0.001, cpu_to_spare=cpu_to_spare)
     await pool.prewarm()
     results = await _in_flight(pool, 300, 20)
     assert [r.result["i"] for r in results] == list(range(300))
@@ -254,10 +256,10 @@ async def test_a_burst_whose_queue_drains_fast_does_not_cold_start_another_worke
     await pool.close()
 
 
-async def test_a_queue_that_waits_gets_a_second_worker_even_without_a_spare_cpu(monkeypatch: pytest.MonkeyPatch):
+async def test_a_queue_that_waits_gets_a_second_worker_even_without_a_spare_cpu():
     """A room's ten fan-out shards, or Ctrl-C's `$disconnect` of every socket: 300 waiting at once, 2 ms each, wait
     past COLD_START_DELAY_S for the one environment, and BURST_WORKERS' second starts, busy machine or not."""
-    pool, started = _fake_pool(monkeypatch, 0.002)
+    pool, started = _fake_pool(0.002)
     await pool.prewarm()
     results = await asyncio.wait_for(asyncio.gather(*(pool.invoke({"i": i}, f"r{i}") for i in range(300))), 10)
     assert [r.result["i"] for r in results] == list(range(300))
@@ -265,36 +267,34 @@ async def test_a_queue_that_waits_gets_a_second_worker_even_without_a_spare_cpu(
     await pool.close()
 
 
-async def test_a_queue_whose_environment_waits_for_a_cpu_gets_no_second(monkeypatch: pytest.MonkeyPatch):
+async def test_a_queue_whose_environment_waits_for_a_cpu_gets_no_second():
     """The same queue on a machine whose cores are taken (a connection burst: the authorizer's environment waits
     for a CPU longer than it runs): another environment would only add its import. Not known yet: no start."""
     for starved in (True, None):
-        pool, started = _fake_pool(monkeypatch, 0.002, starved=starved)
+        pool, started = _fake_pool(0.002, starved=starved)
         await pool.prewarm()
         await asyncio.wait_for(asyncio.gather(*(pool.invoke({"i": i}, f"r{i}") for i in range(300))), 10)
         assert len(started) == 1, starved
         await pool.close()
 
 
-async def test_a_stuck_pool_gets_a_second_worker_even_when_starved(monkeypatch: pytest.MonkeyPatch):
+async def test_a_stuck_pool_gets_a_second_worker_even_when_starved():
     """A slow handler (no invocation finishing for STUCK_S) still gets BURST_WORKERS' second environment."""
-    pool, started = _fake_pool(monkeypatch, 0.6, starved=True)
+    pool, started = _fake_pool(0.6, starved=True)
     await pool.prewarm()
     await asyncio.wait_for(asyncio.gather(*(pool.invoke({}, f"r{i}") for i in range(3))), 10)
     assert len(started) == 2
     await pool.close()
 
 
-def test_cpu_wait_meter_compares_waiting_for_a_cpu_with_running(monkeypatch: pytest.MonkeyPatch):
+def test_cpu_wait_meter_compares_waiting_for_a_cpu_with_running():
     """From /proc/PID/schedstat (ns on a CPU, ns runnable but not running), summed over the environments,
     over the window since the last look; unknown without a fresh earlier reading."""
     from parley_local.gateway import worker_pool as lr
 
     stats = {1: (1_000, 1_000), 2: (5_000, 0)}
-    monkeypatch.setattr(lr.CpuWaitMeter, "_read", staticmethod(lambda pid: stats.get(pid)))
     clock = [100.0]
-    monkeypatch.setattr(lr.time, "monotonic", lambda: clock[0])
-    meter = lr.CpuWaitMeter()
+    meter = lr.CpuWaitMeter(read=stats.get, clock=lambda: clock[0])
     assert meter.starved([1, 2]) is None  # no earlier reading
     stats.update({1: (2_000, 4_000), 2: (6_000, 1_000)})  # ran 1,000 + 1,000, waited 3,000 + 1,000
     clock[0] += 0.1
@@ -307,20 +307,20 @@ def test_cpu_wait_meter_compares_waiting_for_a_cpu_with_running(monkeypatch: pyt
     assert meter.starved([3]) is None  # an environment gone (no schedstat): not known
 
 
-async def test_a_burst_waiting_for_the_first_cold_start_does_not_start_a_second(monkeypatch: pytest.MonkeyPatch):
+async def test_a_burst_waiting_for_the_first_cold_start_does_not_start_a_second():
     """The first handshakes of a session all wait for the authorizer's first cold start. That wait is not counted:
     a second import in parallel only slows the first (the handshake burst used to cold-start two authorizer and two
     `$connect` environments, each second one's init ~1 s of CPU). Once one serves, 20 in flight queue for ms only."""
-    pool, started = _fake_pool(monkeypatch, 0.001, cold_start_s=0.6)
+    pool, started = _fake_pool(0.001, cold_start_s=0.6)
     results = await _in_flight(pool, 300, 20)
     assert [r.result["i"] for r in results] == list(range(300))
     assert len(started) == 1
     await pool.close()
 
 
-async def test_slow_invocations_still_get_workers_of_their_own(monkeypatch: pytest.MonkeyPatch):
+async def test_slow_invocations_still_get_workers_of_their_own():
     """A stuck pool (no invocation finishing) keeps scaling out while a CPU is spare, so a slow handler never blocks the others."""
-    pool, started = _fake_pool(monkeypatch, 0.6, cpu_to_spare=True)
+    pool, started = _fake_pool(0.6, cpu_to_spare=True)
     await pool.prewarm()
     t = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*(pool.invoke({}, f"r{i}") for i in range(4))), 10)
@@ -329,21 +329,21 @@ async def test_slow_invocations_still_get_workers_of_their_own(monkeypatch: pyte
     await pool.close()
 
 
-async def test_a_stuck_pool_without_a_spare_cpu_does_not_scale_out(monkeypatch: pytest.MonkeyPatch):
+async def test_a_stuck_pool_without_a_spare_cpu_does_not_scale_out():
     """Issue 15: a join storm on moto (one busy process) looks stuck to the pool (no invocation finishes for
     0.25 s), which grew JoinRoom to 25-32 environments that only added contention. No CPU, no new worker."""
-    pool, started = _fake_pool(monkeypatch, 0.6, cpu_to_spare=False)
+    pool, started = _fake_pool(0.6, cpu_to_spare=False)
     await pool.prewarm()
     await asyncio.wait_for(asyncio.gather(*(pool.invoke({}, f"r{i}") for i in range(6))), 10)
     assert len(started) == 2  # the prewarmed one and BURST_WORKERS' second: the queue drains on them
     await pool.close()
 
 
-async def test_a_draining_pool_starts_nothing_and_drops_its_queue(monkeypatch: pytest.MonkeyPatch):
+async def test_a_draining_pool_starts_nothing_and_drops_its_queue():
     """Shutdown: the invocation running finishes; those waiting fail at once; later ones fail without waiting."""
     from parley_local.gateway.worker_pool import WorkerDied
 
-    pool, started = _fake_pool(monkeypatch, 0.3, cpu_to_spare=True)
+    pool, started = _fake_pool(0.3, cpu_to_spare=True)
     await pool.prewarm()
     running = asyncio.ensure_future(pool.invoke({"i": 0}, "r0"))
     waiting = [asyncio.ensure_future(pool.invoke({}, f"r{i}")) for i in range(1, 5)]
@@ -362,37 +362,28 @@ async def test_a_draining_pool_starts_nothing_and_drops_its_queue(monkeypatch: p
     await pool.close()
 
 
-def test_cpu_idle_meter_reads_the_last_window_not_the_load_average(monkeypatch: pytest.MonkeyPatch):
+def test_cpu_idle_meter_reads_the_last_window_not_the_load_average():
     """A burst that has just taken every CPU means no CPU to spare, though the 1-minute load average still looks idle."""
     from parley_local.gateway import worker_pool as lr
 
     readings = iter([(1000, 2000), (1000 + 950, 2000 + 1000), (1950 + 10, 3000 + 1000)])  # (idle ticks, all ticks)
-    monkeypatch.setattr(lr.CpuIdleMeter, "_read", staticmethod(lambda: next(readings)))
-    monkeypatch.setattr(lr.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(lr.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     clock = iter([0.0, 1.2, 2.4, 2.5])  # the last look is within the window: the same answer
-    monkeypatch.setattr(lr.time, "monotonic", lambda: next(clock))
-    meter = lr.CpuIdleMeter()
-    monkeypatch.setattr(lr, "_CPU_IDLE", meter)
-    assert lr._cpu_to_spare()  # 95% idle over the first window: 1.9 CPUs
-    assert not lr._cpu_to_spare()  # 1% idle over the next: the burst has every CPU
+    meter = lr.CpuIdleMeter(read=lambda: next(readings), clock=lambda: next(clock), cpu_count=lambda: 2)
+    assert lr.cpu_to_spare(meter)  # 95% idle over the first window: 1.9 CPUs
+    assert not lr.cpu_to_spare(meter)  # 1% idle over the next: the burst has every CPU
     assert meter.idle_cpus() == pytest.approx(0.02)
 
 
-def test_cpu_idle_meter_does_not_answer_for_a_burst_from_the_quiet_before_it(monkeypatch: pytest.MonkeyPatch):
+def test_cpu_idle_meter_does_not_answer_for_a_burst_from_the_quiet_before_it():
     """The first look after minutes of quiet would average the quiet and say "spare" as a burst takes every
     CPU: it is "not known" instead, until a short window of the burst itself has been read."""
     from parley_local.gateway import worker_pool as lr
 
     readings = iter([(0, 0), (59_000, 60_000), (59_000 + 1, 60_000 + 40)])  # (idle ticks, all ticks)
-    monkeypatch.setattr(lr.CpuIdleMeter, "_read", staticmethod(lambda: next(readings)))
-    monkeypatch.setattr(lr.os, "cpu_count", lambda: 2)
     clock = iter([0.0, 300.0, 300.1, 300.2, 300.4])
-    monkeypatch.setattr(lr.time, "monotonic", lambda: next(clock))
-    meter = lr.CpuIdleMeter()
-    monkeypatch.setattr(lr, "_CPU_IDLE", meter)
-    assert not lr._cpu_to_spare()  # 5 minutes of 98% idle, but that is not now
+    meter = lr.CpuIdleMeter(read=lambda: next(readings), clock=lambda: next(clock), cpu_count=lambda: 2)
+    assert not lr.cpu_to_spare(meter)  # 5 minutes of 98% idle, but that is not now
     assert meter.resuming
-    assert not lr._cpu_to_spare()  # 0.1 s later: the short window has not ended, still not known
-    assert not lr._cpu_to_spare()  # 0.2 s: 1 idle tick of 40, the burst has both CPUs
+    assert not lr.cpu_to_spare(meter)  # 0.1 s later: the short window has not ended, still not known
+    assert not lr.cpu_to_spare(meter)  # 0.2 s: 1 idle tick of 40, the burst has both CPUs
     assert meter.idle_cpus() == pytest.approx(0.05) and not meter.resuming
