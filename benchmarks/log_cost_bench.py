@@ -40,6 +40,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -106,13 +107,26 @@ def _ordered(i: int) -> list[str]:
     return list(MODES) if i % 2 == 0 else list(MODES[::-1])
 
 
-SETTLED_S: list[float] = []  # every wait for both trees to go idle, for the JSON (a wait at its bound shows there)
+@dataclass
+class Trees:
+    """The two trees, by mode, and every wait for both to go idle (in the JSON: a wait at its bound shows there)."""
+
+    systems: dict[str, pb.System]
+    settle_waits: list[float] = field(default_factory=list)
+
+    async def settle(self) -> None:
+        """Both trees idle before a block: neither block pays for what the other (or its own last one) left running."""
+        waits = await asyncio.gather(*(pb.settle(s.proc.pid) for s in self.systems.values()))  # type: ignore[union-attr]
+        self.settle_waits.append(max(waits))
+
+    def settled(self) -> dict[str, float]:
+        return {"waits": len(self.settle_waits), "longest": max(self.settle_waits, default=0.0), "bound": pb.SETTLE_MAX_S}
 
 
-async def _settle(systems: dict[str, pb.System]) -> None:
-    """Both trees idle before a block: neither block pays for what the other (or its own last one) left running."""
-    waits = await asyncio.gather(*(pb.settle(s.proc.pid) for s in systems.values()))  # type: ignore[union-attr]
-    SETTLED_S.append(max(waits))
+def cpu_by_process(blocks: list[dict[str, float]], handshakes: int) -> dict[str, float]:
+    """Median ms of CPU per handshake of each process label over a tree's blocks (a label absent from a block counts as 0)."""
+    labels = {label for spent in blocks for label in spent}
+    return {label: round(pb.median([spent.get(label, 0.0) * 1000 / handshakes for spent in blocks]), 3) for label in sorted(labels)}
 
 
 async def _paired(blocks: int, systems: dict[str, pb.System], measure: Callable[[str], Awaitable[float]],
@@ -125,7 +139,8 @@ async def _paired(blocks: int, systems: dict[str, pb.System], measure: Callable[
     return pairs
 
 
-async def round_trips(systems: dict[str, pb.System], blocks: int) -> list[tuple[float, float]]:
+async def round_trips(trees: Trees, blocks: int) -> list[tuple[float, float]]:
+    systems = trees.systems
     clients = {key: await pb.connect(s, "pinger") for key, s in systems.items()}
     for client in clients.values():  # warm: the ping function's cold start is not a round trip
         for _ in range(pb.WARMUP):
@@ -144,16 +159,20 @@ async def round_trips(systems: dict[str, pb.System], blocks: int) -> list[tuple[
         await asyncio.gather(*(c.ws.close() for c in clients.values()), return_exceptions=True)
 
 
-async def handshakes(systems: dict[str, pb.System], blocks: int, n: int) -> tuple[list[tuple[float, float]], dict[str, float]]:
-    """Pairs of seconds per handshake, and each tree's CPU per handshake (ms, every process) over all its blocks."""
+async def handshakes(trees: Trees, blocks: int, n: int) -> tuple[list[tuple[float, float]], dict[str, float], dict[str, dict[str, float]]]:
+    """Pairs of seconds per handshake; each tree's CPU per handshake (ms, every process but the client) and
+    by process (ms, the client's too), medians over its blocks."""
+    systems = trees.systems
     cpu_ms: dict[str, list[float]] = {key: [] for key in systems}
+    spent_by_block: dict[str, list[dict[str, float]]] = {key: [] for key in systems}
 
     async def block(key: str) -> float:
         sid = systems[key].proc.pid  # type: ignore[union-attr]
-        await _settle(systems)
+        await trees.settle()
         with pb.CpuMeter(sid) as meter:
             clients, seconds, errors = await pb.open_many(systems[key], n, IN_FLIGHT)
-        spent = meter.seconds()
+        spent = meter.seconds(ndigits=4)
+        spent_by_block[key].append(spent)
         cpu_ms[key].append(sum(v for k, v in spent.items() if k != pb.CLIENT_LABEL) * 1000 / max(1, len(clients)))
         await asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True)
         if errors:
@@ -165,14 +184,15 @@ async def handshakes(systems: dict[str, pb.System], blocks: int, n: int) -> tupl
         warm, _, _ = await pb.open_many(system, IN_FLIGHT * 2, IN_FLIGHT)
         await asyncio.gather(*(c.ws.close() for c in warm), return_exceptions=True)
     pairs = await _paired(blocks, systems, block)
-    return pairs, {key: pb.median(v) for key, v in cpu_ms.items()}
+    return pairs, {key: pb.median(v) for key, v in cpu_ms.items()}, {key: cpu_by_process(v, n) for key, v in spent_by_block.items()}
 
 
-async def room(systems: dict[str, pb.System], members: int, messages: int, budget_s: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+async def room(trees: Trees, members: int, messages: int, budget_s: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """Joins in blocks of JOIN_WINDOW, one block on each tree in turn (a pair: the two blocks' median reply
     times; each room grows to `members`), then messages in pairs (one on each tree). Every block starts
     with both trees idle: a join into a room over 100 members hands its `user_joined` to the fan-out
     function, whose work would otherwise land in the other tree's block."""
+    systems = trees.systems
     room_id = f"logcost-{int(time.time())}"
     joined: dict[str, list[pb.Client]] = {key: [] for key in systems}
     reply_ms: dict[str, list[float]] = {key: [] for key in systems}
@@ -180,7 +200,7 @@ async def room(systems: dict[str, pb.System], members: int, messages: int, budge
     try:
         async def join_block(key: str) -> float:
             first = len(joined[key])
-            await _settle(systems)
+            await trees.settle()
             times = []
             for i in range(first, first + JOIN_WINDOW):
                 client = await pb.connect(systems[key], f"member{i}")
@@ -203,7 +223,7 @@ async def room(systems: dict[str, pb.System], members: int, messages: int, budge
 
         async def delivery(key: str) -> float:
             members_ = joined[key]
-            await _settle(systems)
+            await trees.settle()
             t0 = time.perf_counter()
             update, _ = await members_[0].request("chat_message", {"roomId": room_id, "message": f"to everyone {next(sent)}"},
                                                   "chat_update", 60)
@@ -222,31 +242,39 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg(),
                               "pairs": {"ping": args.ping_pairs, "handshake": args.handshake_pairs, "message": args.message_pairs},
                               "handshakes": args.handshakes, "members": args.members}
-    systems = {key: pb.make_system(key, "local", args.repo) for key in MODES}
+    trees = Trees({key: pb.make_system(key, "local", args.repo) for key in MODES})
     try:
-        for system in systems.values():
+        for system in trees.systems.values():
             system.start()
         pairs: dict[str, list[tuple[float, float]]] = {}
-        await _settle(systems)  # their start-up's last work (DynamoDB Local's tables) is no one's block
-        pairs["round trip"] = await round_trips(systems, args.ping_pairs)
+        await trees.settle()  # their start-up's last work (DynamoDB Local's tables) is no one's block
+        pairs["round trip"] = await round_trips(trees, args.ping_pairs)
         print(f"round trip: {pairs['round trip']}", flush=True)
-        pairs["time per handshake"], result["cpu_per_handshake_ms"] = await handshakes(systems, args.handshake_pairs, args.handshakes)
+        (pairs["time per handshake"], result["cpu_per_handshake_ms"],
+         result["cpu_per_handshake_by_process_ms"]) = await handshakes(trees, args.handshake_pairs, args.handshakes)
         print(f"handshakes: {pairs['time per handshake']}; CPU ms {result['cpu_per_handshake_ms']}", flush=True)
         if args.members >= JOIN_WINDOW:
-            await asyncio.gather(*(pb.settle(s.proc.pid) for s in systems.values()))  # type: ignore[union-attr]
-            pairs["join reply"], pairs["last delivery"] = await room(systems, args.members, args.message_pairs, args.phase_budget)
+            await trees.settle()
+            pairs["join reply"], pairs["last delivery"] = await room(trees, args.members, args.message_pairs, args.phase_budget)
             print(f"joins: {pairs['join reply']}\ndeliveries: {pairs['last delivery']}", flush=True)
     finally:
-        for system in systems.values():
+        for system in trees.systems.values():
             system.kill()
     result["figures"] = summarize(pairs)
-    result["settled_s"] = {"waits": len(SETTLED_S), "longest": max(SETTLED_S, default=0.0), "bound": pb.SETTLE_MAX_S}
+    result["settled_s"] = trees.settled()
     return result
 
 
 # ------------------------------------------------------------------ docs/benchmarks.md
 def _pct(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:+.0%}"
+
+
+def _by_process_rows(by_process: dict[str, dict[str, float]]) -> list[tuple[str, float, float]]:
+    """(label, logged, quiet) for every process label of either tree, the costliest first."""
+    logged, quiet = by_process.get(MODES[0], {}), by_process.get(MODES[1], {})
+    labels = sorted(set(logged) | set(quiet), key=lambda label: -max(logged.get(label, 0.0), quiet.get(label, 0.0)))
+    return [(label, logged.get(label, 0.0), quiet.get(label, 0.0)) for label in labels]
 
 
 def markdown(d: dict[str, Any], command: str) -> list[str]:
@@ -281,6 +309,10 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
         logged, quiet = cpu.get("parley", math.nan), cpu.get("parley-quiet", math.nan)
         lines.append(f"- CPU per handshake, every process of the tree (median of its blocks): {logged:.2f} ms with the log, "
                      f"{quiet:.2f} ms `--quiet` ({_pct(logged / quiet - 1) if quiet > 0 else '–'}).")
+    by_process = d.get("cpu_per_handshake_by_process_ms")
+    if by_process:
+        lines.append("- By process (ms per handshake, median of the blocks; with the log / `--quiet`): " + "; ".join(
+            f"{label} {logged:.3f} / {quiet:.3f}" for label, logged, quiet in _by_process_rows(by_process)) + ".")
     result = overall([figures[n]["verdict"] if n in figures else "not decided" for n in FIGURES])
     lines += [f"- Goal (issue 15): the default log costs at most 10% of any figure above: **{result}**.", ""]
     return lines

@@ -192,12 +192,13 @@ class CpuMeter(TreeSampler):
         for pid in list(self.last):
             self.last[pid] = max(self.last[pid], _cpu_s(pid))
 
-    def seconds(self) -> dict[str, float]:
+    def seconds(self, ndigits: int = 2) -> dict[str, float]:
+        """By label, rounded to `ndigits`; a label under 5 ms is left out (at 2 digits, the rounding's own size)."""
         by_label: dict[str, float] = {"benchmark client": time.process_time() - self.client_start}
         for pid, cpu in self.last.items():
             label = self.labels.get(pid, "other")
             by_label[label] = by_label.get(label, 0.0) + cpu - self.start.get(pid, 0.0)
-        return {k: round(v, 2) for k, v in sorted(by_label.items(), key=lambda kv: -kv[1]) if v >= 0.005}
+        return {k: round(v, ndigits) for k, v in sorted(by_label.items(), key=lambda kv: -kv[1]) if v >= 0.005}
 
 
 def _threads_run_ns(pids: list[int]) -> dict[tuple[int, int], int]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import weakref
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import boto3
 from botocore.config import Config
@@ -50,7 +51,13 @@ class ListConsole(Console):
 class RunningGateway:
     """`Gateway` + `ParleyExtras` on a free port, DynamoDB from moto unless `dynamodb="local"`; `config` is `GatewayConfig` fields plus
     `overrides` (template parameters) and `stack_name`. `client_dir` defaults to the template's
-    folder's `client/`, as `parley dev` does."""
+    folder's `client/`, as `parley dev` does.
+
+    A gateway's loop that dies (an exception out of the loop itself, not out of a callback) is reported
+    by `deaths()`, which tests/conftest.py asks after every test: the test it died in fails, naming the
+    exception, instead of every later test timing out in its handshake."""
+
+    running: ClassVar[weakref.WeakSet[RunningGateway]] = weakref.WeakSet()
 
     def __init__(self, template: Path, record_dir: Path, client_dir: Path | None = None, **config: Any):
         self.record_dir = record_dir
@@ -62,19 +69,41 @@ class RunningGateway:
         extras = ParleyExtras(client_dir or template.resolve().parent / "client")
         self.gateway = Gateway(self.stack, cfg, self.console, extras=extras)
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.died: BaseException | None = None
+        self._death_reported = False
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_forever()
+        except BaseException as exc:  # noqa: BLE001 - kept for deaths(): the thread's end is not the place to report it
+            self.died = exc
 
     def start(self) -> "RunningGateway":
         self.thread.start()
+        RunningGateway.running.add(self)
         asyncio.run_coroutine_threadsafe(self.gateway.start(), self.loop).result(60)
         return self
 
     def stop(self) -> None:
+        RunningGateway.running.discard(self)
+        if self.died is not None:  # nothing runs the loop any more: nothing to stop
+            return
         try:
             asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(30)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
+
+    @classmethod
+    def deaths(cls) -> list[str]:
+        """Gateways whose loop has died since the last call, each as "url: exception" (each reported once)."""
+        found = []
+        for gateway in list(cls.running):
+            if gateway.died is not None and not gateway._death_reported:
+                gateway._death_reported = True
+                found.append(f"{gateway.ws_url}: {gateway.died!r}")
+        return found
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run a plain function on the gateway's loop thread (to inspect state safely)."""

@@ -58,3 +58,18 @@ def test_a_failed_pair_is_left_out_and_counted_and_a_figure_without_pairs_decide
     assert "| last delivery | 11 (1 failed, left out) | 250.00 ms | 240.00 |" in text
     assert "| join reply | 0 | – | – | not measured | not decided |" in text
     assert "**not decided**" in text and "nan" not in text
+
+
+def test_cpu_by_process_is_the_median_per_handshake_and_a_process_missing_from_a_block_counts_zero(bench):
+    blocks = [{"gateway": 0.30, "Authorizer": 0.10}, {"gateway": 0.32, "Authorizer": 0.11},
+              {"gateway": 0.50, "Authorizer": 0.09, "ConnectFunction": 0.02}]  # an environment started in one block only
+    assert bench.cpu_by_process(blocks, 500) == {"Authorizer": 0.2, "ConnectFunction": 0.0, "gateway": 0.64}
+
+
+def test_the_section_names_each_process_costliest_first(bench):
+    d = {"figures": {}, "cpu_per_handshake_by_process_ms": {
+        "parley": {"gateway": 0.604, "Authorizer": 0.2, "benchmark client": 0.65},
+        "parley-quiet": {"gateway": 0.612, "Authorizer": 0.19, "DynamoDB Local (JVM)": 0.05}}}
+    text = "\n".join(bench.markdown(d, "cmd"))
+    assert ("By process (ms per handshake, median of the blocks; with the log / `--quiet`): benchmark client 0.650 / 0.000; "
+            "gateway 0.604 / 0.612; Authorizer 0.200 / 0.190; DynamoDB Local (JVM) 0.000 / 0.050.") in text

@@ -37,21 +37,57 @@ def _spec(tmp_path: Path, source: str, timeout_s: float = 5.0) -> FunctionSpec:
                         tmp_path, "app.handler", "python3.13", timeout_s, 128, {}, [])
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _pipes(pid: int | str = "self") -> set[str]:
+    """The pipes a process holds open, by name ("pipe:[inode]": both ends of a pipe have the same)."""
+    names = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("pipe:"):
+            names.add(link)
+    return names
+
+
+class PipeWatch:
+    """The pipes this test's environments share with the test process, and which of them are still open.
+
+    Why by pipe and not a count of open files: gateways of other tests run in threads of this process
+    for a module or the session, and open sockets, start environments or reap them at any time (a CI
+    run counted 241 == 242). A pipe held both here and by the environment's process is the environment's."""
+
+    def __init__(self) -> None:
+        self.before = _pipes()
+        self.seen: set[str] = set()
+
+    def add(self, worker: Worker) -> None:
+        new = _pipes() - self.before
+        try:
+            theirs = _pipes(worker.proc.pid)
+        except OSError:
+            theirs = set()
+        if theirs:  # else it has exited already (a failed init; a zombie holds no files): the pipes new here are its
+            new &= theirs
+        assert new, "the environment should hold pipes to this process"
+        self.seen |= new
+
+    def left_open(self) -> set[str]:
+        return self.seen & _pipes()
 
 
 async def test_replies_arrive_and_a_stopped_environment_leaves_no_pipe_open(tmp_path: Path):
     spec = _spec(tmp_path, HANDLER)
-    before = _open_fds()
+    pipes = PipeWatch()
     worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    pipes.add(worker)
     assert worker.init_error is None
     for i in range(3):
         inv = await worker.invoke({"n": i}, f"req-{i}", spec.timeout_s)
         assert inv.ok and inv.result == {"echo": {"n": i}, "request": f"req-{i}"}
     await worker.stop()
     assert worker.proc.returncode == 0
-    assert _open_fds() == before
+    assert pipes.left_open() == set()
 
 
 async def test_an_event_reaches_the_handler_exactly_as_the_gateway_sent_it(tmp_path: Path):
@@ -71,13 +107,14 @@ async def test_an_event_reaches_the_handler_exactly_as_the_gateway_sent_it(tmp_p
 
 async def test_an_environment_killed_on_its_timeout_leaves_no_pipe_open(tmp_path: Path):
     spec = _spec(tmp_path, HANDLER, timeout_s=0.5)
-    before = _open_fds()
+    pipes = PipeWatch()
     worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    pipes.add(worker)
     inv = await worker.invoke({"sleep": 5}, "req-slow", spec.timeout_s)
     assert inv.timed_out and inv.error is not None and inv.error["errorType"] == "Sandbox.Timedout"
     assert not worker.alive
     await worker.stop()
-    assert _open_fds() == before
+    assert pipes.left_open() == set()
 
 
 async def test_each_invocation_gets_its_whole_timeout_though_the_environment_watches_with_one_timer(tmp_path: Path):
@@ -101,13 +138,14 @@ async def test_each_invocation_gets_its_whole_timeout_though_the_environment_wat
 
 async def test_an_init_failure_is_read_from_the_pipe_and_leaves_no_pipe_open(tmp_path: Path):
     spec = _spec(tmp_path, "def handler(event, context):\n    return (\n")
-    before = _open_fds()
+    pipes = PipeWatch()
     worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    pipes.add(worker)
     assert worker.init_error is not None and worker.init_error["errorType"] == "Runtime.UserCodeSyntaxError"
     inv = await worker.invoke({}, "req-x", spec.timeout_s)
     assert inv.error == worker.init_error
     await worker.stop()
-    assert _open_fds() == before
+    assert pipes.left_open() == set()
 
 
 LOUD_HANDLER = '''
@@ -213,8 +251,9 @@ async def test_a_stopping_gateway_answers_waiting_and_later_posts_with_500(tmp_p
         return 200, "", ""
 
     out = io.StringIO()
-    before = _open_fds()
+    pipes = PipeWatch()
     worker = await Worker.start(spec, function_environment(spec, CONNECTIONS), Console(stream=out), on_post=slow_answer)
+    pipes.add(worker)
     assert worker.init_error is None, worker.init_error
     invocation = asyncio.create_task(worker.invoke({"posts": ["open"] * 8, "late": True}, "req-stop", spec.timeout_s))
     await asyncio.wait_for(arrived.wait(), 10)
@@ -225,25 +264,27 @@ async def test_a_stopping_gateway_answers_waiting_and_later_posts_with_500(tmp_p
     answer.set()
     await asyncio.wait_for(invocation, 5)
     await asyncio.sleep(0.05)  # the post tasks answer into the closed pipe, harmlessly
-    assert _open_fds() == before
+    assert pipes.left_open() == set()
 
 
 async def test_environments_that_can_post_leave_no_pipe_open(tmp_path: Path):
     """Each start opens a post-reply pipe as well: stopped, killed on a timeout or failing its init, all its ends close."""
     spec = _spec(tmp_path, HANDLER, timeout_s=0.5)
     env = function_environment(spec, CONNECTIONS)
-    before = _open_fds()
+    pipes = PipeWatch()
     for i in range(6):
         worker = await Worker.start(spec, env, Console(quiet=True), on_post=_answer)
+        pipes.add(worker)
         inv = await worker.invoke({"sleep": 2} if i % 2 else {"n": i}, f"req-{i}", spec.timeout_s)
         assert inv.timed_out if i % 2 else inv.ok
         await worker.stop()
     (tmp_path / "broken").mkdir()
     broken = _spec(tmp_path / "broken", "def handler(:\n")
     worker = await Worker.start(broken, env, Console(quiet=True), on_post=_answer)
+    pipes.add(worker)
     assert worker.init_error is not None
     await worker.stop()
-    assert _open_fds() == before
+    assert pipes.left_open() == set()
 
 
 MARSHAL_HANDLER = '''
