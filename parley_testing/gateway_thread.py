@@ -9,8 +9,10 @@ reads them back (bounded waits only).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -86,14 +88,31 @@ class RunningGateway:
         return self
 
     def stop(self) -> None:
-        RunningGateway.running.discard(self)
-        if self.died is not None:  # nothing runs the loop any more: nothing to stop
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(30)
-        finally:
+        """Stop the gateway (its sockets, environments and local AWS) on its loop; on a loop that died, here.
+
+        A dead loop's gateway stays in `running` until `deaths()` has reported it, so that a gateway a test
+        stops itself still fails that test."""
+        if self.thread.is_alive():
+            stopping = asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop)
+            deadline = time.monotonic() + 30
+            while self.thread.is_alive():
+                try:
+                    stopping.result(0.1)
+                    break
+                except concurrent.futures.TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
+        if self.died is not None and not self.loop.is_closed():  # no thread runs the loop: this one may
+            try:
+                self.loop.run_until_complete(asyncio.wait_for(self.gateway.stop(), 30))
+            except Exception as exc:  # noqa: BLE001 - the death is what deaths() reports; this is clean-up
+                self.console.line(f"stopping after the loop died: {exc!r}")
+            finally:
+                self.loop.close()
+        if self.died is None or self._death_reported:
+            RunningGateway.running.discard(self)
 
     @classmethod
     def deaths(cls) -> list[str]:
@@ -103,6 +122,8 @@ class RunningGateway:
             if gateway.died is not None and not gateway._death_reported:
                 gateway._death_reported = True
                 found.append(f"{gateway.ws_url}: {gateway.died!r}")
+                if gateway.loop.is_closed():  # stopped already
+                    cls.running.discard(gateway)
         return found
 
     def call(self, fn: Callable[[], Any]) -> Any:

@@ -18,24 +18,36 @@ SCANNED = ("tests", "parley_testing")
 SHARED_MODULES = {"time", "os", "asyncio", "socket", "select", "selectors", "threading", "signal", "subprocess", "random", "sys"}
 
 
-def _patched_module(call: ast.Call) -> str | None:
-    """The shared module a `monkeypatch.setattr`/`delattr` call patches, if it patches one."""
+def _module_aliases(tree: ast.Module) -> dict[str, str]:
+    """Local names bound to a shared module (`import time as clock`: clock -> time)."""
+    aliases = {name: name for name in SHARED_MODULES}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name.split(".")[-1] in SHARED_MODULES and alias.asname:
+                    aliases[alias.asname] = alias.name.split(".")[-1]
+    return aliases
+
+
+def _patched_module(call: ast.Call, aliases: dict[str, str]) -> str | None:
+    """The shared module a patching call patches, if it patches one: `<anything>.setattr/delattr(target, ...)`
+    (a MonkeyPatch under any name), `patch.object(target, ...)` and `patch("dotted.name")`."""
     func = call.func
-    if not (isinstance(func, ast.Attribute) and func.attr in ("setattr", "delattr") and call.args):
-        return None
-    if not (isinstance(func.value, ast.Name) and "monkeypatch" in func.value.id
-            or isinstance(func.value, ast.Attribute) and "monkeypatch" in func.value.attr):
+    is_patch = isinstance(func, ast.Name) and func.id == "patch" or isinstance(func, ast.Attribute) and func.attr == "patch"
+    is_setattr = isinstance(func, ast.Attribute) and func.attr in ("setattr", "delattr", "object")
+    if not (call.args and (is_patch or is_setattr)):
         return None
     target = call.args[0]
-    if isinstance(target, ast.Constant) and isinstance(target.value, str):  # the "time.monotonic" form
-        name = target.value.split(".")[0]
-    elif isinstance(target, ast.Name):
-        name = target.id
-    elif isinstance(target, ast.Attribute):
-        name = target.attr
-    else:
+    if isinstance(target, ast.Constant) and isinstance(target.value, str):  # "time.monotonic", "pkg.worker_pool.time.monotonic"
+        parts = target.value.split(".")[:-1]
+        return next((part for part in parts if part in SHARED_MODULES), None)
+    if is_patch:
         return None
-    return name if name in SHARED_MODULES else None
+    if isinstance(target, ast.Name):
+        return aliases.get(target.id)
+    if isinstance(target, ast.Attribute):
+        return target.attr if target.attr in SHARED_MODULES else None
+    return None
 
 
 def findings(root: Path) -> list[str]:
@@ -47,8 +59,9 @@ def findings(root: Path) -> list[str]:
                 continue
             relative = source.relative_to(root).as_posix()
             tree = ast.parse(source.read_text(encoding="utf-8"), relative)
+            aliases = _module_aliases(tree)
             for node in ast.walk(tree):
-                if isinstance(node, ast.Call) and (module := _patched_module(node)):
+                if isinstance(node, ast.Call) and (module := _patched_module(node, aliases)):
                     found.append(f"{relative}:{node.lineno} {module}")
     return found
 
@@ -61,19 +74,29 @@ def test_the_check_sees_what_it_forbids(tmp_path):
     for folder in SCANNED:
         (tmp_path / folder).mkdir()
     (tmp_path / "tests" / "test_a.py").write_text(
+        "from unittest import mock\n"
+        "from unittest.mock import patch\n"
+        "import time as clock\n"
         "from parley_local.gateway import worker_pool as lr\n"
-        "import time\n"
         "def test_x(monkeypatch):\n"
         "    monkeypatch.setattr(lr.time, 'monotonic', lambda: 0.0)\n"
-        "    monkeypatch.setattr(time, 'sleep', lambda s: None)\n"
+        "    monkeypatch.setattr(clock, 'sleep', lambda s: None)\n"
         "    monkeypatch.setattr('os.cpu_count', lambda: 2)\n"
+        "    monkeypatch.setattr('parley_local.gateway.worker_pool.time.monotonic', lambda: 0.0)\n"
+        "    with pytest.MonkeyPatch.context() as mp:\n"
+        "        mp.delattr(lr.asyncio, 'sleep')\n"
+        "    with mock.patch('time.monotonic'), patch.object(lr.os, 'getloadavg'):\n"
+        "        pass\n"
         "    monkeypatch.setattr(lr, 'BURST_WORKERS', 2)\n"  # a module of ours: not this check's business
-        "    setattr(lr.time, 'x', 1)\n"  # not a monkeypatch
+        "    monkeypatch.setattr('parley_local.gateway.worker_pool.BURST_WORKERS', 2)\n"
+        "    mock.patch('botocore.client.BaseClient._make_api_call')\n"
+        "    setattr(lr.time, 'x', 1)\n"  # not a patch
     )
     (tmp_path / "parley_testing" / "helper.py").write_text(
         "class Faults:\n"
         "    def arm(self):\n"
-        "        self._monkeypatch.setattr(self.asyncio, 'sleep', None)\n"
+        "        self._monkeypatch.setattr(self.signal, 'signal', None)\n"
     )
-    assert findings(tmp_path) == ["tests/test_a.py:4 time", "tests/test_a.py:5 time", "tests/test_a.py:6 os",
-                                  "parley_testing/helper.py:3 asyncio"]
+    assert findings(tmp_path) == ["tests/test_a.py:6 time", "tests/test_a.py:7 time", "tests/test_a.py:8 os", "tests/test_a.py:9 time",
+                                  "tests/test_a.py:11 asyncio", "tests/test_a.py:12 time", "tests/test_a.py:12 os",
+                                  "parley_testing/helper.py:3 signal"]

@@ -565,6 +565,19 @@ class Worker:
             worker.kill()
         return worker
 
+    def open_pipe_fds(self) -> list[int]:
+        """The gateway's ends of this environment's pipes that are still open (requests, replies, post replies,
+        log): what a stopped environment must have closed, for the leak checks."""
+        transports = (self._requests, self._replies_transport, self._post_reply_pipe, None if self._log is None else self._log.transport)
+        fds = []
+        for transport in transports:
+            pipe = None if transport is None or transport.is_closing() else transport.get_extra_info("pipe")
+            try:
+                fds.append(pipe.fileno())
+            except (AttributeError, ValueError, OSError):  # none, or closed already
+                pass
+        return fds
+
     def begin(self, event: Any, request_id: str, timeout_s: float, done: Done) -> float | None:
         """Send one invocation; `done` gets its outcome when the reply is read. On timeout the worker is
         killed (and must be replaced), as Lambda does. `done` may be called before this returns (then

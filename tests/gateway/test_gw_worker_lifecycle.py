@@ -37,12 +37,12 @@ def _spec(tmp_path: Path, source: str, timeout_s: float = 5.0) -> FunctionSpec:
                         tmp_path, "app.handler", "python3.13", timeout_s, 128, {}, [])
 
 
-def _pipes(pid: int | str = "self") -> set[str]:
-    """The pipes a process holds open, by name ("pipe:[inode]": both ends of a pipe have the same)."""
+def _pipes() -> set[str]:
+    """The pipes this process holds open, by name ("pipe:[inode]")."""
     names = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    for fd in os.listdir("/proc/self/fd"):
         try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            link = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:  # closed meanwhile
             continue
         if link.startswith("pipe:"):
@@ -51,26 +51,25 @@ def _pipes(pid: int | str = "self") -> set[str]:
 
 
 class PipeWatch:
-    """The pipes this test's environments share with the test process, and which of them are still open.
+    """The environments' pipes (by name, from the gateway's own ends), and which of them are still open.
 
-    Why by pipe and not a count of open files: gateways of other tests run in threads of this process
-    for a module or the session, and open sockets, start environments or reap them at any time (a CI
-    run counted 241 == 242). A pipe held both here and by the environment's process is the environment's."""
+    Why not a count of open files: gateways of other tests run in threads of this process for a module
+    or the session, and open sockets, start environments or reap them at any time (a CI run counted
+    244 == 245)."""
 
     def __init__(self) -> None:
-        self.before = _pipes()
         self.seen: set[str] = set()
 
     def add(self, worker: Worker) -> None:
-        new = _pipes() - self.before
-        try:
-            theirs = _pipes(worker.proc.pid)
-        except OSError:
-            theirs = set()
-        if theirs:  # else it has exited already (a failed init; a zombie holds no files): the pipes new here are its
-            new &= theirs
-        assert new, "the environment should hold pipes to this process"
-        self.seen |= new
+        names = set()
+        for fd in worker.open_pipe_fds():
+            try:
+                names.add(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # closed meanwhile
+                pass
+        if worker.init_error is None:  # a failed init's environment is killed at once: its pipes may be closing
+            assert len(names) >= 3, names  # requests, replies, log (and post replies where it can post)
+        self.seen |= names
 
     def left_open(self) -> set[str]:
         return self.seen & _pipes()
