@@ -15,6 +15,8 @@ import ast
 import re
 from pathlib import Path
 
+from parley_testing.source_scan import parsed_sources, write_tree
+
 THIS_FILE = Path(__file__).resolve()
 REPO = THIS_FILE.parents[1]
 SCANNED = ("tests", "benchmarks", "parley_testing")
@@ -58,28 +60,22 @@ def findings(root: Path) -> tuple[list[str], set[tuple[str, str]]]:
     """(imports of test modules as "file:line name", places that touch the import path as (file, function))."""
     test_imports: list[str] = []
     path_edits: set[tuple[str, str]] = set()
-    for folder in SCANNED:
-        for source in sorted((root / folder).rglob("*.py")):
-            if source == THIS_FILE:
-                continue  # it holds the forbidden forms as data
-            relative = source.relative_to(root).as_posix()
-            if any(part.startswith(".") or part == "node_modules" for part in Path(relative).parts):
-                continue  # installed, not ours: e.g. the peers benchmark's own .venv and npm packages
-            tree = ast.parse(source.read_text(encoding="utf-8"), relative)
-            docstrings = _docstrings(tree)
+    for relative, tree in parsed_sources(root, SCANNED, skip=THIS_FILE):  # this file holds the forbidden forms as data
+        docstrings = _docstrings(tree)
+        in_package = relative.startswith("parley_testing/")
 
-            def visit(node: ast.AST, function: str) -> None:
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    function = node.name
-                name = _imports_a_test_module(node, in_package=folder == "parley_testing")
-                if name:
-                    test_imports.append(f"{relative}:{node.lineno} {name}")
-                if id(node) not in docstrings and _touches_the_import_path(node):
-                    path_edits.add((relative, function))
-                for child in ast.iter_child_nodes(node):
-                    visit(child, function)
+        def visit(node: ast.AST, function: str) -> None:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                function = node.name
+            name = _imports_a_test_module(node, in_package=in_package)
+            if name:
+                test_imports.append(f"{relative}:{node.lineno} {name}")
+            if id(node) not in docstrings and _touches_the_import_path(node):
+                path_edits.add((relative, function))
+            for child in ast.iter_child_nodes(node):
+                visit(child, function)
 
-            visit(tree, "<module>")
+        visit(tree, "<module>")
     return test_imports, path_edits
 
 
@@ -95,27 +91,26 @@ def test_only_parley_testing_functions_puts_the_layer_on_the_import_path():
 
 def test_the_check_sees_what_it_forbids(tmp_path):
     """The scan itself can fail: each forbidden form is found, docstrings and prose are not."""
-    for folder in SCANNED:
-        (tmp_path / folder).mkdir()
-    (tmp_path / "tests" / "test_a.py").write_text(
-        '"""Mentions sys.path.insert and PYTHONPATH in prose only."""\n'
-        "from tests.handlers.conftest import World\n"
-        "import conftest\n"
-        "from test_b import helper\n"
-        "from parley_testing.functions import load_function\n"
-        "from . import sibling\n"
-    )
-    (tmp_path / "benchmarks" / "bench.py").write_text(
-        "import os, subprocess, sys\n"
-        "sys.path.insert(0, 'layers/common/python')\n"
-        "def child():\n"
-        "    subprocess.run([sys.executable, '-c', 'import sys; sys.path[:0] = [\"x\"]'])\n"
-        "def env():\n"
-        "    return dict(os.environ, PYTHONPATH='x')\n"
-        "def env_key():\n"
-        "    return {'PYTHONPATH': 'x', 'text': 'on the path'}\n"
-    )
-    (tmp_path / "parley_testing" / "paths.py").write_text("from sys import path\nfrom .template import ROOT\n")
+    write_tree(tmp_path, {
+        "tests/test_a.py": (
+            '"""Mentions sys.path.insert and PYTHONPATH in prose only."""\n'
+            "from tests.handlers.conftest import World\n"
+            "import conftest\n"
+            "from test_b import helper\n"
+            "from parley_testing.functions import load_function\n"
+            "from . import sibling\n"),
+        "benchmarks/bench.py": (
+            "import os, subprocess, sys\n"
+            "sys.path.insert(0, 'layers/common/python')\n"
+            "def child():\n"
+            "    subprocess.run([sys.executable, '-c', 'import sys; sys.path[:0] = [\"x\"]'])\n"
+            "def env():\n"
+            "    return dict(os.environ, PYTHONPATH='x')\n"
+            "def env_key():\n"
+            "    return {'PYTHONPATH': 'x', 'text': 'on the path'}\n"),
+        "benchmarks/peers/.venv/lib/site.py": "sys.path.insert(0, 'x')\n",  # installed, not ours
+        "parley_testing/paths.py": "from sys import path\nfrom .template import ROOT\n",
+    })
     test_imports, path_edits = findings(tmp_path)
     assert test_imports == ["tests/test_a.py:2 tests.handlers.conftest", "tests/test_a.py:3 conftest", "tests/test_a.py:4 test_b",
                             "tests/test_a.py:6 ."]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from parley_testing.source_scan import parsed_sources, write_tree
+
 THIS_FILE = Path(__file__).resolve()
 REPO = THIS_FILE.parents[1]
 SCANNED = ("tests", "parley_testing")
@@ -53,16 +55,11 @@ def _patched_module(call: ast.Call, aliases: dict[str, str]) -> str | None:
 def findings(root: Path) -> list[str]:
     """Every patch of a shared module, as "file:line module"."""
     found: list[str] = []
-    for folder in SCANNED:
-        for source in sorted((root / folder).rglob("*.py")):
-            if source == THIS_FILE:
-                continue
-            relative = source.relative_to(root).as_posix()
-            tree = ast.parse(source.read_text(encoding="utf-8"), relative)
-            aliases = _module_aliases(tree)
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Call) and (module := _patched_module(node, aliases)):
-                    found.append(f"{relative}:{node.lineno} {module}")
+    for relative, tree in parsed_sources(root, SCANNED, skip=THIS_FILE):
+        aliases = _module_aliases(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and (module := _patched_module(node, aliases)):
+                found.append(f"{relative}:{node.lineno} {module}")
     return found
 
 
@@ -71,32 +68,30 @@ def test_no_test_patches_a_module_every_thread_reads():
 
 
 def test_the_check_sees_what_it_forbids(tmp_path):
-    for folder in SCANNED:
-        (tmp_path / folder).mkdir()
-    (tmp_path / "tests" / "test_a.py").write_text(
-        "from unittest import mock\n"
-        "from unittest.mock import patch\n"
-        "import time as clock\n"
-        "from parley_local.gateway import worker_pool as lr\n"
-        "def test_x(monkeypatch):\n"
-        "    monkeypatch.setattr(lr.time, 'monotonic', lambda: 0.0)\n"
-        "    monkeypatch.setattr(clock, 'sleep', lambda s: None)\n"
-        "    monkeypatch.setattr('os.cpu_count', lambda: 2)\n"
-        "    monkeypatch.setattr('parley_local.gateway.worker_pool.time.monotonic', lambda: 0.0)\n"
-        "    with pytest.MonkeyPatch.context() as mp:\n"
-        "        mp.delattr(lr.asyncio, 'sleep')\n"
-        "    with mock.patch('time.monotonic'), patch.object(lr.os, 'getloadavg'):\n"
-        "        pass\n"
-        "    monkeypatch.setattr(lr, 'BURST_WORKERS', 2)\n"  # a module of ours: not this check's business
-        "    monkeypatch.setattr('parley_local.gateway.worker_pool.BURST_WORKERS', 2)\n"
-        "    mock.patch('botocore.client.BaseClient._make_api_call')\n"
-        "    setattr(lr.time, 'x', 1)\n"  # not a patch
-    )
-    (tmp_path / "parley_testing" / "helper.py").write_text(
-        "class Faults:\n"
-        "    def arm(self):\n"
-        "        self._monkeypatch.setattr(self.signal, 'signal', None)\n"
-    )
+    write_tree(tmp_path, {
+        "tests/test_a.py": (
+            "from unittest import mock\n"
+            "from unittest.mock import patch\n"
+            "import time as clock\n"
+            "from parley_local.gateway import worker_pool as lr\n"
+            "def test_x(monkeypatch):\n"
+            "    monkeypatch.setattr(lr.time, 'monotonic', lambda: 0.0)\n"
+            "    monkeypatch.setattr(clock, 'sleep', lambda s: None)\n"
+            "    monkeypatch.setattr('os.cpu_count', lambda: 2)\n"
+            "    monkeypatch.setattr('parley_local.gateway.worker_pool.time.monotonic', lambda: 0.0)\n"
+            "    with pytest.MonkeyPatch.context() as mp:\n"
+            "        mp.delattr(lr.asyncio, 'sleep')\n"
+            "    with mock.patch('time.monotonic'), patch.object(lr.os, 'getloadavg'):\n"
+            "        pass\n"
+            "    monkeypatch.setattr(lr, 'BURST_WORKERS', 2)\n"  # a module of ours: not this check's business
+            "    monkeypatch.setattr('parley_local.gateway.worker_pool.BURST_WORKERS', 2)\n"
+            "    mock.patch('botocore.client.BaseClient._make_api_call')\n"
+            "    setattr(lr.time, 'x', 1)\n"),  # not a patch
+        "parley_testing/helper.py": (
+            "class Faults:\n"
+            "    def arm(self):\n"
+            "        self._monkeypatch.setattr(self.signal, 'signal', None)\n"),
+    })
     assert findings(tmp_path) == ["tests/test_a.py:6 time", "tests/test_a.py:7 time", "tests/test_a.py:8 os", "tests/test_a.py:9 time",
                                   "tests/test_a.py:11 asyncio", "tests/test_a.py:12 time", "tests/test_a.py:12 os",
                                   "parley_testing/helper.py:3 signal"]
