@@ -18,14 +18,22 @@ Every handshake, join and message block starts with both trees idle (`peers_benc
 no block pays for what the other tree, or its own last block, left running.
 
 The pair counts are fixed before a run (a run is never extended until it decides); the cheap figures
-get more pairs, since a pair's noise is the same size as the cost being judged.
+get more pairs, since a pair's noise is the same size as the cost being judged. The handshakes got 48
+pairs (from 24) after a control run (`--control`: two identical trees) read their "cost" as +3%,
+interval -3% to +9%: at 24 pairs the interval is about 12 points wide, too wide to place a cost near
+5% on either side of 10%; twice the pairs narrow it by about a third. Decided before the next run.
 
 The verdict per figure comes from the median of its pairs' costs and that median's 95% interval
 (order statistics: no assumption about the noise's shape): met when the interval's top is within
 10%, not met when its bottom is over 10%, otherwise not decided. CPU per handshake of each whole
 tree is shown too: it moves far less with the load than the times do.
 
-    .venv/bin/python benchmarks/log_cost_bench.py [--ping-pairs 64] [--handshake-pairs 24] [--message-pairs 48] [--json FILE]
+    .venv/bin/python benchmarks/log_cost_bench.py [--ping-pairs 64] [--handshake-pairs 48] [--message-pairs 48] [--json FILE]
+    .venv/bin/python benchmarks/log_cost_bench.py --control   # both trees with the log: the method's own bias
+
+A control run (`--control`) starts the second tree with the log too, in the quiet tree's place: the
+two trees then differ only in which started first and where the kernel put them, so its "cost" is
+what the method reads when there is none, and should be decided within a few percent of 0.
 
 Every server listens on a free 127.0.0.1 port and is killed at the end; every wait is bounded.
 """
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -121,6 +130,14 @@ class Trees:
 
     def settled(self) -> dict[str, float]:
         return {"waits": len(self.settle_waits), "longest": max(self.settle_waits, default=0.0), "bound": pb.SETTLE_MAX_S}
+
+
+def make_systems(repo: Path, control: bool = False) -> dict[str, pb.System]:
+    """The two trees by mode; in a control run the second runs with the log too, in the quiet tree's place."""
+    systems = {key: pb.make_system(key, "local", repo) for key in MODES}
+    if control:
+        systems[MODES[1]] = dataclasses.replace(pb.make_system(MODES[0], "local", repo), key="parley-control")
+    return systems
 
 
 def cpu_by_process(blocks: list[dict[str, float]], handshakes: int) -> dict[str, float]:
@@ -243,7 +260,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg(),
                               "pairs": {"ping": args.ping_pairs, "handshake": args.handshake_pairs, "message": args.message_pairs},
                               "handshakes": args.handshakes, "members": args.members}
-    trees = Trees({key: pb.make_system(key, "local", args.repo) for key in MODES})
+    trees = Trees(make_systems(args.repo, args.control))
+    result["control"] = args.control
     try:
         for system in trees.systems.values():
             system.start()
@@ -278,16 +296,56 @@ def _by_process_rows(by_process: dict[str, dict[str, float]]) -> list[tuple[str,
     return [(label, logged.get(label, 0.0), quiet.get(label, 0.0)) for label in labels]
 
 
+@dataclass(frozen=True)
+class Columns:
+    """How a section names its two trees and their ratio."""
+
+    first: str
+    second: str
+    ratio: str
+    per_process: str
+
+
+LOG_COLUMNS = Columns("with the log", "`--quiet`", "the log's cost", "with the log / `--quiet`")
+CONTROL_COLUMNS = Columns("first tree", "second tree", "first over second", "first / second")
+
+
 def markdown(d: dict[str, Any], command: str) -> list[str]:
     figures = d["figures"]
-    lines = ["## The default log's cost, both modes side by side (issue 15)", "", "```bash", command, "```", "",
-             "`parley dev` with its default log (one line per invocation) and with `--quiet`, both running, each figure "
-             "measured in pairs of adjacent blocks (one on each, swapping which goes first), so that a pair sees the same "
-             "machine; each pair's ratio is one sample of the log's cost. A figure's cost is the median of its pairs, with "
-             "that median's 95% interval (order statistics); the goal is met when the interval's top is within 10%, not "
-             "met when its bottom is over 10%. Every block but the pings' starts with both trees idle; the joins go in "
-             f"blocks of {JOIN_WINDOW} into a room growing to {d.get('members', 0):,} on each tree.", "",
-             "| figure | pairs | with the log (median of its blocks) | `--quiet` | the log's cost: median [95% interval] | verdict |",
+    if d.get("control"):
+        columns = CONTROL_COLUMNS
+        lines = ["## Control: two trees both with the log, side by side (issue 15)", "", "```bash", command, "```", "",
+                 "Both trees run with the default log, measured exactly as in the section above. What the method reads "
+                 "as a cost here is its own bias between two identical trees.", ""]
+    else:
+        columns = LOG_COLUMNS
+        lines = ["## The default log's cost, both modes side by side (issue 15)", "", "```bash", command, "```", "",
+                 "`parley dev` with its default log (one line per invocation) and with `--quiet`, both running, each figure "
+                 "measured in pairs of adjacent blocks (one on each, swapping which goes first), so that a pair sees the same "
+                 "machine; each pair's ratio is one sample of the log's cost. A figure's cost is the median of its pairs, with "
+                 "that median's 95% interval (order statistics); the goal is met when the interval's top is within 10%, not "
+                 "met when its bottom is over 10%. Every block but the pings' starts with both trees idle; the joins go in "
+                 f"blocks of {JOIN_WINDOW} into a room growing to {d.get('members', 0):,} on each tree.", ""]
+    lines += _figure_rows(figures, columns)
+    lines.append("")
+    cpu = d.get("cpu_per_handshake_ms")
+    if cpu:
+        first, second = cpu.get(MODES[0], math.nan), cpu.get(MODES[1], math.nan)
+        lines.append(f"- CPU per handshake, every process of the tree (median of its blocks): {first:.2f} ms {columns.first}, "
+                     f"{second:.2f} ms {columns.second} ({_pct(first / second - 1) if second > 0 else '–'}).")
+    by_process = d.get("cpu_per_handshake_by_process_ms")
+    if by_process:
+        lines.append(f"- By process (ms per handshake, median of the blocks; {columns.per_process}): " + "; ".join(
+            f"{label} {first:.2f} / {second:.2f}" for label, first, second in _by_process_rows(by_process)) + ".")
+    if not d.get("control"):
+        result = overall([figures[n]["verdict"] if n in figures else "not decided" for n in FIGURES])
+        lines.append(f"- Goal (issue 15): the default log costs at most 10% of any figure above: **{result}**.")
+    return lines + [""]
+
+
+def _figure_rows(figures: dict[str, dict[str, Any]], columns: Columns) -> list[str]:
+    lines = [f"| figure | pairs | {columns.first} (median of its blocks) | {columns.second} | {columns.ratio}: median [95% interval] "
+             "| verdict |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
     units = {"round trip": ("ms, p50 of %d pings" % PINGS_PER_BLOCK, 1.0), "time per handshake": ("ms", 1000.0),
              "join reply": (f"ms, median of {JOIN_WINDOW} joins", 1.0), "last delivery": ("ms", 1.0)}
@@ -298,36 +356,25 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
             continue
         unit, scale = units[name]
         used = f.get("used", f["pairs"])
-        logged = pb.median([p[0] * scale for p in used])
-        quiet = pb.median([p[1] * scale for p in used])
+        first = pb.median([p[0] * scale for p in used])
+        second = pb.median([p[1] * scale for p in used])
         dropped = len(f["pairs"]) - len(used)
         count = f"{len(used)}" + (f" ({dropped} failed, left out)" if dropped else "")
-        lines.append(f"| {name} | {count} | {logged:.2f} {unit} | {quiet:.2f} | {_pct(f['median'])} "
+        lines.append(f"| {name} | {count} | {first:.2f} {unit} | {second:.2f} | {_pct(f['median'])} "
                      f"[{_pct(f['low'])}, {_pct(f['high'])}] | {f['verdict']} |")
-    cpu = d.get("cpu_per_handshake_ms")
-    lines.append("")
-    if cpu:
-        logged, quiet = cpu.get("parley", math.nan), cpu.get("parley-quiet", math.nan)
-        lines.append(f"- CPU per handshake, every process of the tree (median of its blocks): {logged:.2f} ms with the log, "
-                     f"{quiet:.2f} ms `--quiet` ({_pct(logged / quiet - 1) if quiet > 0 else '–'}).")
-    by_process = d.get("cpu_per_handshake_by_process_ms")
-    if by_process:
-        lines.append("- By process (ms per handshake, median of the blocks; with the log / `--quiet`): " + "; ".join(
-            f"{label} {logged:.2f} / {quiet:.2f}" for label, logged, quiet in _by_process_rows(by_process)) + ".")
-    result = overall([figures[n]["verdict"] if n in figures else "not decided" for n in FIGURES])
-    lines += [f"- Goal (issue 15): the default log costs at most 10% of any figure above: **{result}**.", ""]
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ping-pairs", type=int, default=64, help=f"pairs of blocks of {PINGS_PER_BLOCK} pings")
-    parser.add_argument("--handshake-pairs", type=int, default=24, help="pairs of blocks of --handshakes connections")
+    parser.add_argument("--handshake-pairs", type=int, default=48, help="pairs of blocks of --handshakes connections")
     parser.add_argument("--message-pairs", type=int, default=48, help="pairs of messages to the room")
     parser.add_argument("--handshakes", type=int, default=500, help="connections per handshake block")
     parser.add_argument("--members", type=int, default=1000, help="members of each tree's room (0: no room figures)")
     parser.add_argument("--phase-budget", type=float, default=240.0, help="seconds the joins may take")
     parser.add_argument("--repo", type=Path, default=pb.REPO, help="run `parley dev` from this checkout")
+    parser.add_argument("--control", action="store_true", help="both trees with the log: the method's own bias (should be ~0)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     result = asyncio.run(bench(args))

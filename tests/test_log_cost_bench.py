@@ -73,3 +73,18 @@ def test_the_section_names_each_process_costliest_first(bench):
     text = "\n".join(bench.markdown(d, "cmd"))
     assert ("By process (ms per handshake, median of the blocks; with the log / `--quiet`): benchmark client 0.65 / 0.00; "
             "gateway 0.60 / 0.61; Authorizer 0.20 / 0.19; DynamoDB Local (JVM) 0.00 / 0.05.") in text
+
+
+def test_a_control_run_starts_two_logged_trees_and_names_them_first_and_second(bench, tmp_path):
+    systems = bench.make_systems(tmp_path, control=True)
+    assert list(systems) == ["parley", "parley-quiet"]  # the pairs' slots
+    assert [s.key for s in systems.values()] == ["parley", "parley-control"]  # their own outputs
+    assert all("--quiet" not in s.cmd for s in systems.values())
+    assert "--quiet" in bench.make_systems(tmp_path)["parley-quiet"].cmd
+    d = {"control": True, "figures": bench.summarize({"round trip": [(0.42, 0.41)] * 12}),
+         "cpu_per_handshake_ms": {"parley": 1.0, "parley-quiet": 1.0}}
+    text = "\n".join(bench.markdown(d, "cmd"))
+    assert "## Control: two trees both with the log" in text
+    assert "| figure | pairs | first tree (median of its blocks) | second tree | first over second:" in text
+    assert "1.00 ms first tree, 1.00 ms second tree (+0%)" in text
+    assert "Goal" not in text
