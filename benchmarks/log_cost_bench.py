@@ -142,7 +142,7 @@ def make_systems(repo: Path, control: bool = False) -> dict[str, pb.System]:
 
 def cpu_by_process(blocks: list[dict[str, float]], handshakes: int) -> dict[str, float]:
     """Median ms of CPU per handshake of each process label over a tree's blocks (a label absent from a block counts
-    as 0). /proc counts CPU in 10 ms ticks: 0.02 ms per handshake in a block of 500, so two decimals are shown."""
+    as 0). Read in ns (`ThreadCpu`), shown to 1 µs."""
     labels = {label for spent in blocks for label in spent}
     return {label: round(pb.median([spent.get(label, 0.0) * 1000 / handshakes for spent in blocks]), 3) for label in sorted(labels)}
 
@@ -187,9 +187,9 @@ async def handshakes(trees: Trees, blocks: int, n: int) -> tuple[list[tuple[floa
     async def block(key: str) -> float:
         sid = systems[key].proc.pid  # type: ignore[union-attr]
         await trees.settle()
-        with pb.CpuMeter(sid) as meter:
-            clients, seconds, errors = await pb.open_many(systems[key], n, IN_FLIGHT)
-        spent = meter.seconds(ndigits=4)
+        cpu = pb.ThreadCpu(sid)
+        clients, seconds, errors = await pb.open_many(systems[key], n, IN_FLIGHT)
+        spent = cpu.seconds()
         spent_by_block[key].append(spent)
         cpu_ms[key].append(sum(v for k, v in spent.items() if k != pb.CLIENT_LABEL) * 1000 / max(1, len(clients)))
         await asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True)
@@ -336,7 +336,7 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
     by_process = d.get("cpu_per_handshake_by_process_ms")
     if by_process:
         lines.append(f"- By process (ms per handshake, median of the blocks; {columns.per_process}): " + "; ".join(
-            f"{label} {first:.2f} / {second:.2f}" for label, first, second in _by_process_rows(by_process)) + ".")
+            f"{label} {first:.3f} / {second:.3f}" for label, first, second in _by_process_rows(by_process)) + ".")
     if not d.get("control"):
         result = overall([figures[n]["verdict"] if n in figures else "not decided" for n in FIGURES])
         lines.append(f"- Goal (issue 15): the default log costs at most 10% of any figure above: **{result}**.")

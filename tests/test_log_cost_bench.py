@@ -71,8 +71,8 @@ def test_the_section_names_each_process_costliest_first(bench):
         "parley": {"gateway": 0.604, "Authorizer": 0.2, "benchmark client": 0.65},
         "parley-quiet": {"gateway": 0.612, "Authorizer": 0.19, "DynamoDB Local (JVM)": 0.05}}}
     text = "\n".join(bench.markdown(d, "cmd"))
-    assert ("By process (ms per handshake, median of the blocks; with the log / `--quiet`): benchmark client 0.65 / 0.00; "
-            "gateway 0.60 / 0.61; Authorizer 0.20 / 0.19; DynamoDB Local (JVM) 0.00 / 0.05.") in text
+    assert ("By process (ms per handshake, median of the blocks; with the log / `--quiet`): benchmark client 0.650 / 0.000; "
+            "gateway 0.604 / 0.612; Authorizer 0.200 / 0.190; DynamoDB Local (JVM) 0.000 / 0.050.") in text
 
 
 def test_a_control_run_starts_two_logged_trees_and_names_them_first_and_second(bench, tmp_path):

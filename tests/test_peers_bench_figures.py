@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -147,6 +148,34 @@ def test_a_system_that_never_goes_quiet_is_waited_for_at_most_the_bound(peers_be
     try:
         waited = asyncio.run(peers_bench.settle(proc.pid, window_s=0.1, max_s=0.8))
         assert 0.8 <= waited < 1.5
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_spent_by_label_sums_threads_per_process_and_counts_a_new_thread_whole(peers_bench):
+    pb = peers_bench
+    before = {(10, 10): 1_000_000, (10, 11): 500_000, (20, 20): 0}
+    after = {(10, 10): 3_000_000, (10, 11): 1_500_000, (20, 20): 2_000_000, (20, 21): 250_000, (30, 30): 1_000_000}
+    labels = {10: "gateway", 20: "DynamoDB Local (JVM)", 30: "ConnectFunction"}
+    assert pb.spent_by_label(before, after, labels) == pytest.approx({"gateway": 0.003, "DynamoDB Local (JVM)": 0.00225,
+                                                                     "ConnectFunction": 0.001})
+
+
+@pytest.mark.parametrize("in_a_thread", [False, True], ids=["main thread", "another thread"])
+def test_thread_cpu_reads_a_spin_to_the_millisecond_in_any_thread(peers_bench, in_a_thread: bool):
+    """A 0.3 s spin reads as 0.3 s of that process's CPU (ticks would give 0.30 +- 0.01), wherever it runs."""
+    spin = "def spin():\n    t = time.monotonic()\n    while time.monotonic() - t < 0.3: pass\n    time.sleep(30)\n"
+    run = "threading.Thread(target=spin).start()\n" if in_a_thread else "spin()\n"
+    proc = subprocess.Popen([sys.executable, "-c", "import threading, time\n" + spin + run], start_new_session=True)
+    try:
+        time.sleep(0.05)  # the interpreter's start-up is before the reading
+        cpu = peers_bench.ThreadCpu(proc.pid)
+        time.sleep(0.6)
+        spent = cpu.seconds()
+        server = sum(v for k, v in spent.items() if k != peers_bench.CLIENT_LABEL)
+        assert 0.1 <= server <= 0.32, spent  # the spin (less what ran before the first reading, or waited for a CPU)
+        assert spent[peers_bench.CLIENT_LABEL] < 0.1
     finally:
         proc.kill()
         proc.wait()
