@@ -99,14 +99,22 @@ def overall(verdicts: list[str]) -> str:
 
 
 def summarize(pairs: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, Any]]:
-    """Per figure: each pair's (logged, quiet) figure, its cost, the median cost with its interval, the verdict."""
+    """Per figure: each pair's (logged, quiet) figure, its cost, the median cost with its interval, the verdict,
+    and the median cost of the pairs in each order (`_ordered`: the logged tree first in even pairs). The two
+    orders' medians differ by twice whatever going first or second is worth: an order effect widens the
+    interval, though the alternation keeps it out of the median."""
     out: dict[str, dict[str, Any]] = {}
     for name, measured in pairs.items():
-        used = [(logged, quiet) for logged, quiet in measured if math.isfinite(logged) and math.isfinite(quiet) and quiet > 0]
+        kept = [(i, (logged, quiet)) for i, (logged, quiet) in enumerate(measured)
+                if math.isfinite(logged) and math.isfinite(quiet) and quiet > 0]
+        used = [pair for _, pair in kept]
         costs = [logged / quiet - 1 for logged, quiet in used]
+        by_order = {order: [logged / quiet - 1 for i, (logged, quiet) in kept if i % 2 == parity]
+                    for order, parity in (("logged first", 0), ("quiet first", 1))}
         low, high = median_interval(costs) if costs else (-math.inf, math.inf)
         out[name] = {"pairs": measured, "used": used, "costs": costs, "median": statistics.median(costs) if costs else math.nan,
-                     "low": low, "high": high, "verdict": verdict(costs) if costs else "not decided"}
+                     "low": low, "high": high, "verdict": verdict(costs) if costs else "not decided",
+                     "by_order": {order: statistics.median(c) if c else math.nan for order, c in by_order.items()}}
     return out
 
 
@@ -122,6 +130,7 @@ class Trees:
 
     systems: dict[str, pb.System]
     settle_waits: list[float] = field(default_factory=list)
+    cpu_blocks: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # each handshake block's CPU by process, kept
 
     async def settle(self) -> None:
         """Both trees idle before a block: neither block pays for what the other (or its own last one) left running."""
@@ -130,6 +139,9 @@ class Trees:
 
     def settled(self) -> dict[str, float]:
         return {"waits": len(self.settle_waits), "longest": max(self.settle_waits, default=0.0), "bound": pb.SETTLE_MAX_S}
+
+
+BOOKKEEPING = ("threads lost", "processes")  # kept with each block's CPU, not CPU
 
 
 def make_systems(repo: Path, control: bool = False) -> dict[str, pb.System]:
@@ -143,7 +155,7 @@ def make_systems(repo: Path, control: bool = False) -> dict[str, pb.System]:
 def cpu_by_process(blocks: list[dict[str, float]], handshakes: int) -> dict[str, float]:
     """Median ms of CPU per handshake of each process label over a tree's blocks (a label absent from a block counts
     as 0). Read in ns (`ThreadCpu`), shown to 1 µs."""
-    labels = {label for spent in blocks for label in spent}
+    labels = {label for spent in blocks for label in spent if label not in BOOKKEEPING}
     return {label: round(pb.median([spent.get(label, 0.0) * 1000 / handshakes for spent in blocks]), 3) for label in sorted(labels)}
 
 
@@ -190,7 +202,7 @@ async def handshakes(trees: Trees, blocks: int, n: int) -> tuple[list[tuple[floa
         cpu = pb.ThreadCpu(sid)
         clients, seconds, errors = await pb.open_many(systems[key], n, IN_FLIGHT)
         spent = cpu.seconds()
-        spent_by_block[key].append(spent)
+        spent_by_block[key].append({**spent, "threads lost": cpu.lost, "processes": cpu.processes})
         cpu_ms[key].append(sum(v for k, v in spent.items() if k != pb.CLIENT_LABEL) * 1000 / max(1, len(clients)))
         await asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True)
         if errors:
@@ -202,6 +214,7 @@ async def handshakes(trees: Trees, blocks: int, n: int) -> tuple[list[tuple[floa
         warm, _, _ = await pb.open_many(system, IN_FLIGHT * 2, IN_FLIGHT)
         await asyncio.gather(*(c.ws.close() for c in warm), return_exceptions=True)
     pairs = await _paired(blocks, systems, block)
+    trees.cpu_blocks = spent_by_block
     return pairs, {key: pb.median(v) for key, v in cpu_ms.items()}, {key: cpu_by_process(v, n) for key, v in spent_by_block.items()}
 
 
@@ -281,6 +294,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             system.kill()
     result["figures"] = summarize(pairs)
     result["settled_s"] = trees.settled()
+    result["cpu_blocks"] = trees.cpu_blocks
     return result
 
 
@@ -326,7 +340,7 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
                  "that median's 95% interval (order statistics); the goal is met when the interval's top is within 10%, not "
                  "met when its bottom is over 10%. Every block but the pings' starts with both trees idle; the joins go in "
                  f"blocks of {JOIN_WINDOW} into a room growing to {d.get('members', 0):,} on each tree.", ""]
-    lines += _figure_rows(figures, columns)
+    lines += _figure_rows(figures, columns, verdicts=not d.get("control"))
     lines.append("")
     cpu = d.get("cpu_per_handshake_ms")
     if cpu:
@@ -343,16 +357,16 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
     return lines + [""]
 
 
-def _figure_rows(figures: dict[str, dict[str, Any]], columns: Columns) -> list[str]:
+def _figure_rows(figures: dict[str, dict[str, Any]], columns: Columns, verdicts: bool = True) -> list[str]:
     lines = [f"| figure | pairs | {columns.first} (median of its blocks) | {columns.second} | {columns.ratio}: median [95% interval] "
-             "| verdict |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+             "| by order: the first tree first / the second first |" + (" verdict |" if verdicts else ""),
+             "| --- | ---: | ---: | ---: | ---: | ---: |" + (" --- |" if verdicts else "")]
     units = {"round trip": ("ms, p50 of %d pings" % PINGS_PER_BLOCK, 1.0), "time per handshake": ("ms", 1000.0),
              "join reply": (f"ms, median of {JOIN_WINDOW} joins", 1.0), "last delivery": ("ms", 1.0)}
     for name in FIGURES:
         f = figures.get(name)
         if f is None:
-            lines.append(f"| {name} | 0 | – | – | not measured | not decided |")
+            lines.append(f"| {name} | 0 | – | – | not measured | – |" + (" not decided |" if verdicts else ""))
             continue
         unit, scale = units[name]
         used = f.get("used", f["pairs"])
@@ -360,8 +374,10 @@ def _figure_rows(figures: dict[str, dict[str, Any]], columns: Columns) -> list[s
         second = pb.median([p[1] * scale for p in used])
         dropped = len(f["pairs"]) - len(used)
         count = f"{len(used)}" + (f" ({dropped} failed, left out)" if dropped else "")
+        order = f.get("by_order", {})
         lines.append(f"| {name} | {count} | {first:.2f} {unit} | {second:.2f} | {_pct(f['median'])} "
-                     f"[{_pct(f['low'])}, {_pct(f['high'])}] | {f['verdict']} |")
+                     f"[{_pct(f['low'])}, {_pct(f['high'])}] | {_pct(order.get('logged first', math.nan))} / "
+                     f"{_pct(order.get('quiet first', math.nan))} |" + (f" {f['verdict']} |" if verdicts else ""))
     return lines
 
 

@@ -243,6 +243,8 @@ class ThreadCpu:
         self.labels = {pid: _process_label(pid) for pid in pids}
         self.before = _threads_run_ns(pids)
         self.client_start = time.process_time()
+        self.lost = 0  # threads read at the start and gone at the end: their CPU in the block is not counted
+        self.processes = 0  # processes of the tree at the end
 
     def seconds(self) -> dict[str, float]:
         client = time.process_time() - self.client_start
@@ -251,6 +253,8 @@ class ThreadCpu:
         for pid in pids:
             if pid not in self.labels:
                 self.labels[pid] = _process_label(pid)
+        self.lost = sum(1 for key in self.before if key not in after)
+        self.processes = len(pids)
         return {CLIENT_LABEL: client, **spent_by_label(self.before, after, self.labels)}
 
 

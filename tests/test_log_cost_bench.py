@@ -43,8 +43,8 @@ def test_the_section_shows_each_figure_and_the_goal(bench):
     lines = bench.markdown(d, "cmd")
     text = "\n".join(lines)
     assert lines[:5] == ["## The default log's cost, both modes side by side (issue 15)", "", "```bash", "cmd", "```"]
-    assert "| join reply | 12 | 9.00 ms, median of 50 joins | 7.00 | +29% [+29%, +29%] | not met |" in text
-    assert "| time per handshake | 12 | 1.00 ms | 0.98 | +2% [+2%, +2%] | met |" in text
+    assert "| join reply | 12 | 9.00 ms, median of 50 joins | 7.00 | +29% [+29%, +29%] | +29% / +29% | not met |" in text
+    assert "| time per handshake | 12 | 1.00 ms | 0.98 | +2% [+2%, +2%] | +2% / +2% | met |" in text
     assert "1.02 ms with the log, 1.00 ms `--quiet` (+2%)" in text
     assert "costs at most 10% of any figure above: **not met**" in text
 
@@ -56,7 +56,7 @@ def test_a_failed_pair_is_left_out_and_counted_and_a_figure_without_pairs_decide
     d = {"members": 1000, "figures": bench.summarize(pairs)}
     text = "\n".join(bench.markdown(d, "cmd"))
     assert "| last delivery | 11 (1 failed, left out) | 250.00 ms | 240.00 |" in text
-    assert "| join reply | 0 | – | – | not measured | not decided |" in text
+    assert "| join reply | 0 | – | – | not measured | – | not decided |" in text
     assert "**not decided**" in text and "nan" not in text
 
 
@@ -87,4 +87,22 @@ def test_a_control_run_starts_two_logged_trees_and_names_them_first_and_second(b
     assert "## Control: two trees both with the log" in text
     assert "| figure | pairs | first tree (median of its blocks) | second tree | first over second:" in text
     assert "1.00 ms first tree, 1.00 ms second tree (+0%)" in text
-    assert "Goal" not in text
+    assert "Goal" not in text and "verdict" not in text and "| met |" not in text  # the 10% rule is not the control's
+
+
+def test_an_order_effect_shows_as_two_order_medians_and_stays_out_of_the_median(bench):
+    """Going second costs 9% whichever tree it is, the log nothing: the pairs' costs alternate -8% / +9%
+    (the logged tree first in even pairs), the median is near 0 and each order's median shows the effect."""
+    pairs = {"time per handshake": [(1.00, 1.09) if i % 2 == 0 else (1.09, 1.00) for i in range(24)]}
+    f = bench.summarize(pairs)["time per handshake"]
+    assert f["by_order"]["logged first"] == pytest.approx(1.00 / 1.09 - 1)
+    assert f["by_order"]["quiet first"] == pytest.approx(0.09)
+    assert abs(f["median"]) < 0.01
+    failed = {"last delivery": [(math.nan, 1.0), (1.0, 1.1), (1.2, 1.0)]}  # pair 0 failed: pair 1 stays "quiet first"
+    assert bench.summarize(failed)["last delivery"]["by_order"] == {"logged first": pytest.approx(0.2),
+                                                                     "quiet first": pytest.approx(1.0 / 1.1 - 1)}
+
+
+def test_cpu_by_process_leaves_out_the_bookkeeping_kept_with_each_block(bench):
+    blocks = [{"gateway": 0.3, "threads lost": 2, "processes": 6}, {"gateway": 0.31, "threads lost": 0, "processes": 6}]
+    assert bench.cpu_by_process(blocks, 500) == {"gateway": pytest.approx(0.61)}
