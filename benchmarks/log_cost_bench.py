@@ -318,10 +318,13 @@ class Columns:
     second: str
     ratio: str
     per_process: str
+    orders: str
 
 
-LOG_COLUMNS = Columns("with the log", "`--quiet`", "the log's cost", "with the log / `--quiet`")
-CONTROL_COLUMNS = Columns("first tree", "second tree", "first over second", "first / second")
+LOG_COLUMNS = Columns("with the log", "`--quiet`", "the log's cost", "with the log / `--quiet`",
+                      "its median by order: the logged block first / the quiet block first")
+CONTROL_COLUMNS = Columns("first tree", "second tree", "first over second", "first / second",
+                          "its median by order: the first tree's block first / the second's first")
 
 
 def markdown(d: dict[str, Any], command: str) -> list[str]:
@@ -359,7 +362,7 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
 
 def _figure_rows(figures: dict[str, dict[str, Any]], columns: Columns, verdicts: bool = True) -> list[str]:
     lines = [f"| figure | pairs | {columns.first} (median of its blocks) | {columns.second} | {columns.ratio}: median [95% interval] "
-             "| by order: the first tree first / the second first |" + (" verdict |" if verdicts else ""),
+             f"| {columns.orders} |" + (" verdict |" if verdicts else ""),
              "| --- | ---: | ---: | ---: | ---: | ---: |" + (" --- |" if verdicts else "")]
     units = {"round trip": ("ms, p50 of %d pings" % PINGS_PER_BLOCK, 1.0), "time per handshake": ("ms", 1000.0),
              "join reply": (f"ms, median of {JOIN_WINDOW} joins", 1.0), "last delivery": ("ms", 1.0)}
