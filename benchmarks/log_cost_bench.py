@@ -275,9 +275,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                               "handshakes": args.handshakes, "members": args.members}
     trees = Trees(make_systems(args.repo, args.control))
     result["control"] = args.control
+    started = list(MODES[::-1] if args.quiet_first else MODES)
+    result["started_first"] = started[0]
     try:
-        for system in trees.systems.values():
-            system.start()
+        for key in started:
+            trees.systems[key].start()
         pairs: dict[str, list[tuple[float, float]]] = {}
         await trees.settle()  # their start-up's last work (DynamoDB Local's tables) is no one's block
         pairs["round trip"] = await round_trips(trees, args.ping_pairs)
@@ -345,6 +347,10 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
                  f"blocks of {JOIN_WINDOW} into a room growing to {d.get('members', 0):,} on each tree.", ""]
     lines += _figure_rows(figures, columns, verdicts=not d.get("control"))
     lines.append("")
+    if d.get("started_first") and not d.get("control"):
+        first = "the quiet tree (`--quiet-first`)" if d["started_first"] == MODES[1] else "the logged tree"
+        lines.append(f"- Started first: {first}. Of two identical trees, the one started first spent about 5% more CPU "
+                     "per handshake (a control run, docs/benchmarks.md).")
     cpu = d.get("cpu_per_handshake_ms")
     if cpu:
         first, second = cpu.get(MODES[0], math.nan), cpu.get(MODES[1], math.nan)
@@ -394,6 +400,8 @@ def main() -> None:
     parser.add_argument("--phase-budget", type=float, default=240.0, help="seconds the joins may take")
     parser.add_argument("--repo", type=Path, default=pb.REPO, help="run `parley dev` from this checkout")
     parser.add_argument("--control", action="store_true", help="both trees with the log: the method's own bias (should be ~0)")
+    parser.add_argument("--quiet-first", action="store_true",
+                        help="start the quiet tree first (the first-started tree spent ~5%% more CPU per handshake in a control)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     result = asyncio.run(bench(args))

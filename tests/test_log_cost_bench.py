@@ -106,3 +106,10 @@ def test_an_order_effect_shows_as_two_order_medians_and_stays_out_of_the_median(
 def test_cpu_by_process_leaves_out_the_bookkeeping_kept_with_each_block(bench):
     blocks = [{"gateway": 0.3, "threads lost": 2, "processes": 6}, {"gateway": 0.31, "threads lost": 0, "processes": 6}]
     assert bench.cpu_by_process(blocks, 500) == {"gateway": pytest.approx(0.61)}
+
+
+def test_the_section_says_which_tree_started_first(bench):
+    d = {"figures": {}, "started_first": "parley-quiet"}
+    assert "- Started first: the quiet tree (`--quiet-first`)." in "\n".join(bench.markdown(d, "cmd"))
+    d["started_first"] = "parley"
+    assert "- Started first: the logged tree." in "\n".join(bench.markdown(d, "cmd"))
