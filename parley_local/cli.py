@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .gateway.console import Console
+from .gateway.event_loop import new_event_loop
 from .gateway.cfn import load_yaml
 from .gateway.template import TemplateError, load_stack
 from .parameter_overrides import OverrideRefused, ignored_line, parse_overrides, undeclared
@@ -256,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "dev":
         try:
-            return asyncio.run(run_dev(args))
+            return asyncio.run(run_dev(args), loop_factory=new_event_loop)
         except KeyboardInterrupt:  # Ctrl-C before run_dev installed its handler: nothing had started yet
             return 0
     return 2

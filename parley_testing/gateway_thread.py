@@ -21,6 +21,7 @@ import boto3
 from botocore.config import Config
 
 from parley_local.gateway.console import Console
+from parley_local.gateway.event_loop import new_event_loop
 from parley_local.gateway.server import Gateway, GatewayConfig
 from parley_local.gateway.template import load_stack
 from parley_local.parley_extras import ParleyExtras
@@ -70,7 +71,7 @@ class RunningGateway:
         cfg = GatewayConfig(host="127.0.0.1", port=0, **config)
         extras = ParleyExtras(client_dir or template.resolve().parent / "client")
         self.gateway = Gateway(self.stack, cfg, self.console, extras=extras)
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # the loop `parley dev` runs on
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.died: BaseException | None = None
         self._death_reported = False

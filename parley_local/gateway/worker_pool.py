@@ -51,6 +51,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import orjson
+
 from ..child_processes import stop_signals_blocked
 from ..local_aws.account import FAKE_CREDENTIALS, REGION
 from .console import Console, LogCopy
@@ -68,6 +70,19 @@ PREINIT_ATTEMPTS = 5  # ... looking once a PREINIT_DELAY_S, this many times at m
 TIMEOUT_SLACK_S = 0.001  # a timer may fire this much before its time: the invocation has timed out all the same
 BURST_WORKERS = max(2, os.cpu_count() or 2)  # workers per function started for any wait over COLD_START_DELAY_S
 
+
+
+def request_line(req: dict[str, Any]) -> bytes:
+    """One invocation request as the worker reads it: a line of UTF-8 JSON.
+
+    orjson writes an authorizer's or `$connect`'s event in ~1 µs against the standard library's ~11,
+    twice per handshake. It refuses a str holding lone surrogates, which a header's undecodable bytes
+    become (aiohttp decodes with `surrogateescape`); the standard library escapes those, and the
+    worker reads them back (`surrogatepass`), so such a request takes that path."""
+    try:
+        return orjson.dumps(req, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return json.dumps(req).encode() + b"\n"
 
 @dataclass
 class Invocation:
@@ -593,7 +608,7 @@ class Worker:
         trace = f"Root=1-{int(now):08x}-{random_hex(24)};Parent={random_hex(16)};Sampled=0"
         req = {"id": self._seq, "event": event, "request_id": request_id, "deadline_ms": int(now * 1000 + timeout_s * 1000),
                "trace_id": trace}
-        line = json.dumps(req).encode() + b"\n"
+        line = request_line(req)
         self.invocations += 1
         loop = asyncio.get_running_loop()
         running = self._running = _Running(request_id, timeout_s, done, loop.time() + timeout_s)
