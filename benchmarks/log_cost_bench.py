@@ -199,20 +199,21 @@ async def handshakes(trees: Trees, blocks: int, n: int) -> tuple[list[tuple[floa
     async def block(key: str) -> float:
         sid = systems[key].proc.pid  # type: ignore[union-attr]
         await trees.settle()
+        urls = pb.handshake_urls(systems[key], n)
         cpu = pb.ThreadCpu(sid)
-        clients, seconds, errors = await pb.open_many(systems[key], n, IN_FLIGHT)
+        sockets, seconds, errors = await pb.open_many(systems[key], urls, IN_FLIGHT)
         spent = cpu.seconds()
         spent_by_block[key].append({**spent, "threads lost": cpu.lost, "processes": cpu.processes})
-        cpu_ms[key].append(sum(v for k, v in spent.items() if k != pb.CLIENT_LABEL) * 1000 / max(1, len(clients)))
-        await asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True)
+        cpu_ms[key].append(sum(v for k, v in spent.items() if k != pb.CLIENT_LABEL) * 1000 / max(1, len(sockets)))
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         if errors:
             raise RuntimeError(f"{key}: {errors} of {n} handshakes failed")
         return seconds / n
 
     # Warm: each function's first environment, and the first `$disconnect`'s DynamoDB client.
     for key, system in systems.items():
-        warm, _, _ = await pb.open_many(system, IN_FLIGHT * 2, IN_FLIGHT)
-        await asyncio.gather(*(c.ws.close() for c in warm), return_exceptions=True)
+        warm, _, _ = await pb.open_many(system, pb.handshake_urls(system, IN_FLIGHT * 2), IN_FLIGHT)
+        await asyncio.gather(*(ws.close() for ws in warm), return_exceptions=True)
     pairs = await _paired(blocks, systems, block)
     trees.cpu_blocks = spent_by_block
     return pairs, {key: pb.median(v) for key, v in cpu_ms.items()}, {key: cpu_by_process(v, n) for key, v in spent_by_block.items()}

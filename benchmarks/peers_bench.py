@@ -539,10 +539,15 @@ class Client:
                 raise RuntimeError(f"error frame for {kind}: {payload}")
 
 
-async def connect(system: System, user: str) -> Client:
-    ws = await websockets.connect(system.wire.url(system.url, user), open_timeout=60, compression=None, max_queue=None)
+async def open_socket(system: System, url: str) -> Any:
+    """The handshake and the wire's own opening (Socket.IO's namespace join): what a connection costs the server."""
+    ws = await websockets.connect(url, open_timeout=60, compression=None, max_queue=None)
     await system.wire.open(ws)
-    return Client(ws, system.wire)
+    return ws
+
+
+async def connect(system: System, user: str) -> Client:
+    return Client(await open_socket(system, system.wire.url(system.url, user)), system.wire)
 
 
 async def echo_rtt_p50() -> float:
@@ -613,22 +618,33 @@ async def system_rtt_p50(system: System) -> float:
     return median(times)
 
 
-async def open_many(system: System, n: int, in_flight: int) -> tuple[list[Client], float, int]:
+def handshake_urls(system: System, n: int) -> list[str]:
+    """The URLs of `n` users' connections, built before a timed row: Parley's carry a signed token each
+    (~21 µs to mint), which an identity provider mints, not the handshake."""
+    return [system.wire.url(system.url, f"idle{i}") for i in range(n)]
+
+
+async def open_many(system: System, urls: list[str], in_flight: int) -> tuple[list[Any], float, int]:
+    """One connection per URL, `in_flight` handshakes at a time: (the sockets, seconds, errors).
+
+    Just the handshakes: the client shares this machine's 2 cores with the server it measures, so its
+    own work in the window (minting tokens, starting each socket's `Client` reader) lowers the rate the
+    server is credited with. Callers wrap the sockets in `Client`s after their CPU reading."""
     sem = asyncio.Semaphore(in_flight)
     errors = 0
 
-    async def one(i: int) -> Client | None:
+    async def one(url: str) -> Any:
         nonlocal errors
         async with sem:
             try:
-                return await connect(system, f"idle{i}")
+                return await open_socket(system, url)
             except Exception:  # noqa: BLE001 - counted and reported
                 errors += 1
                 return None
 
     t = time.perf_counter()
-    clients = [c for c in await asyncio.gather(*(one(i) for i in range(n))) if c is not None]
-    return clients, time.perf_counter() - t, errors
+    sockets = [ws for ws in await asyncio.gather(*(one(url) for url in urls)) if ws is not None]
+    return sockets, time.perf_counter() - t, errors
 
 
 async def wait_until(pred: Callable[[], bool], timeout_s: float) -> bool:
@@ -665,8 +681,10 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     if rows & {"open", "ctrl_c"}:
         out["settled_s"] = await settle(sid)
         first_line = len(system.lines)
+        urls = handshake_urls(system, n)
         with CpuMeter(sid) as cpu:
-            idle, seconds, errors = await open_many(system, n, args.in_flight)
+            sockets, seconds, errors = await open_many(system, urls, args.in_flight)
+        idle = [Client(ws, system.wire) for ws in sockets]
         cold = sum("(cold start" in line for line in system.lines[first_line:])
         out["open"] = {"n": n, "opened": len(idle), "errors": errors, "seconds": seconds, "per_s": len(idle) / seconds,
                        "cpu_s": cpu.seconds(), "cold_starts": cold}

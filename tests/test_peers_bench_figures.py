@@ -196,3 +196,38 @@ def test_thread_cpu_reads_a_spin_to_the_millisecond_in_any_thread(peers_bench, i
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_open_row_times_the_handshakes_and_hands_back_live_sockets(peers_bench):
+    """Real sockets: each URL is opened once, a refused one is counted and the rest still open; the
+    sockets come back unread, so the caller starts their readers after its CPU reading."""
+    from websockets.asyncio.server import serve
+
+    from parley_local.ports import free_port
+
+    async def run() -> tuple[list, float, int, list[str]]:
+        paths: list[str] = []
+
+        async def echo(ws) -> None:
+            paths.append(ws.request.path)
+            async for msg in ws:
+                await ws.send(msg)
+
+        async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            system = peers_bench.System.__new__(peers_bench.System)
+            system.wire, system.url = peers_bench.ParleyWire(), f"ws://127.0.0.1:{port}/local"
+            urls = peers_bench.handshake_urls(system, 5) + [f"ws://127.0.0.1:{free_port()}/refused"]  # nothing listens
+            sockets, seconds, errors = await peers_bench.open_many(system, urls, 2)
+            clients = [peers_bench.Client(ws, system.wire) for ws in sockets]
+            await clients[0].ws.send('{"type": "pong", "data": {"n": 1}}')
+            got = await asyncio.wait_for(clients[0].replies.get(), 5)
+            await asyncio.gather(*(c.ws.close() for c in clients))
+            return sockets, seconds, errors, paths + [got[0]]
+
+    sockets, seconds, errors, seen = asyncio.run(run())
+    assert len(sockets) == 5 and errors == 1 and seconds > 0
+    paths, echoed = seen[:-1], seen[-1]
+    assert sorted(paths) == sorted(set(paths)) and len(paths) == 5  # one handshake per URL, each user's own token
+    assert all(p.startswith("/local?token=") for p in paths)
+    assert echoed == "pong"  # a Client wrapped after the row reads its socket
