@@ -782,6 +782,15 @@ class Scaling:
     start_worker: Callable[..., Awaitable[Worker]] = Worker.start
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """An invocation waiting for an environment of its function, since loop time `since`."""
+
+    since: float
+    call: Call
+    event: Any
+
+
 class FunctionPool:
     """The execution environments of one function: warm idle workers, waiters, and background cold starts."""
 
@@ -795,7 +804,7 @@ class FunctionPool:
         self.max_concurrency = max_concurrency
         self.max_parallel_starts = max_parallel_starts
         self.idle: collections.deque[Worker] = collections.deque()
-        self.waiters: collections.deque[tuple[float, asyncio.Future[Worker]]] = collections.deque()
+        self.waiters: collections.deque[_Waiting] = collections.deque()
         self.workers: set[Worker] = set()
         self.starting = 0
         self.closed = False
@@ -885,15 +894,13 @@ class FunctionPool:
     def _delayed_start(self) -> None:
         """Cold-start only for invocations that have waited COLD_START_DELAY_S; re-arm for the next one."""
         self._start_timer = None
-        while self.waiters and self.waiters[0][1].done():
-            self.waiters.popleft()
         if not self.waiters or self.closed or self.draining:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
         # A wait counts from when an environment last became ready: the first handshakes of a session all
         # wait for the authorizer's first cold start, which another import in parallel would only slow.
-        waited_since = max(self.waiters[0][0], self.ready_at)
+        waited_since = max(self.waiters[0].since, self.ready_at)
         due = waited_since + COLD_START_DELAY_S
         spare = self.scaling.cpu_to_spare()  # every tick, so that its window is the last second, not the quiet before the burst
         if now >= due:
@@ -935,11 +942,8 @@ class FunctionPool:
         if worker is not None:
             worker.cold = cold  # True: the invocation that gets it waited for its start (a cold start)
         if worker is None:
-            while self.waiters:
-                _, fut = self.waiters.popleft()
-                if not fut.done():
-                    fut.set_exception(WorkerDied(f"cannot start {self.spec.logical_id}"))
-                    break
+            if self.waiters:
+                self.waiters.popleft().call.fail(WorkerDied(f"cannot start {self.spec.logical_id}"))
             return
         self.release(worker)
 
@@ -958,10 +962,8 @@ class FunctionPool:
         if self.draining:
             call.fail(WorkerDied(f"{self.spec.logical_id} not run: the gateway is stopping"))
             return call
-        fut: asyncio.Future[Worker] = loop.create_future()
-        self.waiters.append((loop.time(), fut))
+        self.waiters.append(_Waiting(loop.time(), call, event))
         call.queued = loop.create_future()
-        fut.add_done_callback(lambda handed: self._handed(call, event, handed))
         if not self.workers:
             self._maybe_start(parallel=1)  # nothing warm to wait for: one cold start now (more by the timer's rule)
         if self._start_timer is None:
@@ -970,15 +972,6 @@ class FunctionPool:
             # ~0.5 s of CPU on a laptop and would slow down everything else during a burst.
             self._start_timer = loop.call_later(COLD_START_DELAY_S, self._delayed_start)
         return call
-
-    def _handed(self, call: Call, event: Any, handed: asyncio.Future[Worker]) -> None:
-        """A waiting invocation's turn: the environment released (or started) for it, or none will come."""
-        if handed.cancelled():
-            call.fail(WorkerDied(f"{self.spec.logical_id} not run: its wait was cancelled"))
-        elif (exc := handed.exception()) is not None:
-            call.fail(exc)
-        else:
-            self._serve(call, handed.result(), event)
 
     def _serve(self, call: Call, worker: Worker, event: Any) -> None:
         call.cold, worker.cold = worker.cold, False
@@ -1015,11 +1008,16 @@ class FunctionPool:
             self._stop_later(worker)
             self._maybe_start()
             return
-        while self.waiters:
-            _, fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_result(worker)
-                return
+        if self.waiters:
+            # The next waiting invocation's request goes on the pipe in the callback that read the last
+            # reply. Handed over through a future, it waited for the loop's next turn, behind everything
+            # else this turn had read (in a storm, handshakes at ~0.1 ms each), while the environment idled.
+            waiting = self.waiters.popleft()
+            if worker.init_error is None:
+                self._serve(waiting.call, worker, waiting.event)
+            else:  # it ends each invocation at once, inside `_serve`: one per callback, or the waiters would recurse
+                asyncio.get_running_loop().call_soon(self._serve, waiting.call, worker, waiting.event)
+            return
         self.idle.append(worker)
 
     async def invoke(self, event: Any, request_id: str) -> Invocation:
@@ -1035,12 +1033,9 @@ class FunctionPool:
             if timer is not None:
                 timer.cancel()
         self._start_timer = self._preinit_timer = None
-        dropped = 0
+        dropped = len(self.waiters)
         while self.waiters:
-            _, fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_exception(WorkerDied(f"{self.spec.logical_id} not run: the gateway is stopping"))
-                dropped += 1
+            self.waiters.popleft().call.fail(WorkerDied(f"{self.spec.logical_id} not run: the gateway is stopping"))
         return dropped
 
     async def close(self) -> None:

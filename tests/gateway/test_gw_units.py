@@ -387,3 +387,73 @@ def test_cpu_idle_meter_does_not_answer_for_a_burst_from_the_quiet_before_it():
     assert not lr.cpu_to_spare(meter)  # 0.1 s later: the short window has not ended, still not known
     assert not lr.cpu_to_spare(meter)  # 0.2 s: 1 idle tick of 40, the burst has both CPUs
     assert meter.idle_cpus() == pytest.approx(0.05) and not meter.resuming
+
+
+class _ManualWorker(_FakeWorker):
+    """A worker whose invocations end when the test says: it records each request as the pool writes it."""
+
+    def __init__(self, init_error: dict | None = None):
+        super().__init__(0.0)
+        self.init_error = init_error
+        self.begun: list[str] = []
+        self.dones: list = []
+
+    def begin(self, event, request_id, timeout_s, done):
+        from parley_local.gateway.worker_pool import Invocation
+
+        self.begun.append(request_id)
+        if self.init_error is not None:  # as Worker.begin: the init error ends the invocation at once
+            done(Invocation(request_id, error=self.init_error))
+            return None
+        self.dones.append(done)
+        return None
+
+
+def _manual_pool(worker: _ManualWorker, cold_start_s: float = 0.0):
+    from types import SimpleNamespace
+
+    from parley_local.gateway import worker_pool as lr
+    from parley_local.gateway.console import Console
+
+    async def start(*_args, **_kw):
+        await asyncio.sleep(cold_start_s)
+        return worker
+
+    class WaitMeter:
+        def starved(self, pids):
+            return True  # no second environment: the test watches one
+
+    scaling = lr.Scaling(burst_workers=1, cpu_to_spare=lambda: False, wait_meter=WaitMeter, start_worker=start)
+    return lr.FunctionPool(SimpleNamespace(timeout_s=5.0, logical_id="Fn"), {}, Console(quiet=True), max_concurrency=1,
+                           scaling=scaling)
+
+
+async def test_an_environment_gets_the_next_waiting_request_in_the_callback_that_ends_its_last():
+    """No loop turn between an environment's reply and its next request: in a storm, that turn came after
+    everything else the loop had read, and the environment idled meanwhile."""
+    from parley_local.gateway.worker_pool import Invocation
+
+    worker = _ManualWorker()
+    pool = _manual_pool(worker)
+    await pool.prewarm()
+    calls = [pool.begin({"i": i}, f"r{i}") for i in range(3)]
+    assert worker.begun == ["r0"]  # one at a time per environment, as Lambda
+    worker.dones[0](Invocation("r0", result=0))
+    assert worker.begun == ["r0", "r1"]  # written before this callback returned: no await in between
+    worker.dones[1](Invocation("r1", result=1))
+    worker.dones[2](Invocation("r2", result=2))
+    assert [(await c.outcome).result for c in calls] == [0, 1, 2]  # each its own outcome, in order
+    assert list(pool.idle) == [worker] and not pool.waiters
+    await pool.close()
+
+
+async def test_invocations_queued_behind_a_failed_init_each_get_its_error_without_recursing():
+    """2,000 handshakes waiting for an authorizer whose init fails: each gets the init error (Lambda's), one
+    per loop callback. Handed over inside the callback, each would nest one call deeper: a RecursionError."""
+    worker = _ManualWorker(init_error={"errorMessage": "boom", "errorType": "Runtime.ImportModuleError"})
+    pool = _manual_pool(worker, cold_start_s=0.05)
+    calls = [pool.begin({"i": i}, f"r{i}") for i in range(2000)]
+    outcomes = await asyncio.wait_for(asyncio.gather(*(c.outcome for c in calls)), 10)
+    assert [o.error["errorType"] for o in outcomes] == ["Runtime.ImportModuleError"] * 2000
+    assert worker.begun == [f"r{i}" for i in range(2000)]  # in the order they came
+    await pool.close()
