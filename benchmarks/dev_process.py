@@ -6,6 +6,7 @@ Why shared: `idle_bench.py` and `gateway_cpu_bench.py` both start one checkout's
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -21,6 +22,23 @@ from parley_local.ports import free_port
 
 READY_TIMEOUT_S = 60.0
 READY = re.compile(r"Ready on (ws://\S+)")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends it SIGKILL when the benchmark that started it ends.
+
+    Why: a benchmark ended by a signal (a SIGTERM, a killed CI job) runs no `finally`, and left its
+    system running: a gateway with its environments and DynamoDB Local, spending the next run's CPU.
+    The gateway's own children end when it does (their pipes close)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+
+
+# Linux only; elsewhere a system outlives a benchmark killed by a signal, as before.
+# The benchmarks start their systems from their main thread, whose end is what the kernel watches.
+DIE_WITH_PARENT = _die_with_parent if sys.platform.startswith("linux") else None
 
 
 
@@ -33,7 +51,7 @@ def running_dev(repo: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str]
            "--port", str(free_port()), "--stack-name", f"bench{os.getpid()}", *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=DIE_WITH_PARENT)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         assert proc.stdout is not None

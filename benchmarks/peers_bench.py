@@ -52,6 +52,7 @@ from websockets.asyncio.server import serve
 
 from parley_local.ports import free_port
 from parley_local.tokens import make_token
+from dev_process import DIE_WITH_PARENT  # beside this script
 from peers import install  # benchmarks/peers/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -425,7 +426,7 @@ class System:
         self.output = OutputLog(path)
         with open(path, "w") as sink:
             self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=sink, stderr=subprocess.STDOUT,
-                                         text=True, start_new_session=True)
+                                         text=True, start_new_session=True, preexec_fn=DIE_WITH_PARENT)
         while True:  # bounded: the process ends, or the timeout
             match = next((m for line in self.lines if (m := self.ready.search(line))), None)
             if match is not None:

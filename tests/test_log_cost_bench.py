@@ -11,7 +11,7 @@ from parley_testing.bench_scripts import benchmark_scripts
 
 @pytest.fixture(scope="module")
 def bench():
-    with benchmark_scripts("peers_bench", "log_cost_bench") as (_, module):
+    with benchmark_scripts("dev_process", "peers_bench", "log_cost_bench") as (_, _, module):
         yield module
 
 

@@ -14,7 +14,7 @@ from parley_testing.bench_scripts import benchmark_scripts
 
 @pytest.fixture(scope="module")
 def peers_bench():
-    with benchmark_scripts("peers_bench") as (module,):
+    with benchmark_scripts("dev_process", "peers_bench") as (_, module):
         yield module
 
 
