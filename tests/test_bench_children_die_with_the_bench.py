@@ -17,10 +17,9 @@ from parley_testing.bench_scripts import BENCHMARKS
 
 BENCH = """
 import subprocess, sys
-sys.path.insert(0, sys.argv[1])
-from dev_process import DIE_WITH_PARENT
+from dev_process import DIE_WITH_PARENT  # run in benchmarks/: `-c` puts the working folder on the path
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True,
-                         preexec_fn=DIE_WITH_PARENT if sys.argv[2] == "yes" else None)
+                         preexec_fn=DIE_WITH_PARENT if sys.argv[1] == "yes" else None)
 print(child.pid, flush=True)
 sys.stdin.read()
 """
@@ -35,7 +34,7 @@ def _alive(pid: int) -> bool:
 
 
 def _started_child(die_with_parent: bool) -> tuple[subprocess.Popen[str], int]:
-    bench = subprocess.Popen([sys.executable, "-c", BENCH, str(BENCHMARKS), "yes" if die_with_parent else "no"],
+    bench = subprocess.Popen([sys.executable, "-c", BENCH, "yes" if die_with_parent else "no"], cwd=BENCHMARKS,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert bench.stdout is not None
     return bench, int(bench.stdout.readline())

@@ -50,7 +50,7 @@ def test_internal_error_is_reported_without_a_stack_trace(world, room):
 
 def test_a_flood_closes_the_connection_with_delete_connection(world, room):
     alice, bob = room
-    world.use_limits(chat=3, signals=2, window_seconds=60)
+    world.use_limits(chat=3, signals=2, window_seconds=3600)
     for n in range(3 * 10):
         alice.send("chat_message", {"roomId": "lobby", "message": f"flood {n}"})
     assert world.closed == []
@@ -62,7 +62,7 @@ def test_each_execution_environment_remembers_its_own_refusals(world, room, monk
     import parley.aws.lambda_routes as routes
 
     alice, bob = room
-    world.use_limits(chat=3, signals=2, window_seconds=60)
+    world.use_limits(chat=3, signals=2, window_seconds=3600)
     environments = [OverLimitMemory(), OverLimitMemory()]
     sent = 0
     while not world.closed and sent < 60:
