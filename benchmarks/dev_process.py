@@ -41,7 +41,6 @@ def _die_with_parent() -> None:
 DIE_WITH_PARENT = _die_with_parent if sys.platform.startswith("linux") else None
 
 
-
 @contextmanager
 def running_dev(repo: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`parley dev --quiet` of `repo` (its own .venv, else this interpreter) on a free 127.0.0.1 port:

@@ -2,8 +2,9 @@
 
 Each line is written to a pipe that another thread drains (as a terminal or `make dev`'s pipe
 would), twice: flushed one line at a time (off an event loop), and as the gateway writes it, on a
-running event loop whose console flushes its lines together FLUSH_AFTER_S after the first. The figure is CPU time per line (process time, so other work on the
-machine does not count), to set against a handshake's or a ping's CPU.
+running event loop whose console flushes its lines together FLUSH_AFTER_S after the first. The
+figure is CPU time per line (process time, so other work on the machine does not count), to set
+against a handshake's or a ping's CPU.
 
     .venv/bin/python benchmarks/log_line_bench.py [--lines 200000]
 """

@@ -267,7 +267,7 @@ def _busy_ns(pids: list[int], window_s: float) -> float:
     after = _threads_run_ns(pids)
     if not after:
         return (sum(_cpu_s(pid) for pid in pids) - ticks) * 1e9
-    return float(sum(ns - before.get(key, 0) for key, ns in after.items()))
+    return sum(spent_by_label(before, after, {}).values()) * 1e9
 
 
 SETTLE_WINDOW_S, SETTLE_BUSY, SETTLE_MAX_S = 0.25, 0.10, 5.0

@@ -71,7 +71,6 @@ TIMEOUT_SLACK_S = 0.001  # a timer may fire this much before its time: the invoc
 BURST_WORKERS = max(2, os.cpu_count() or 2)  # workers per function started for any wait over COLD_START_DELAY_S
 
 
-
 def request_line(req: dict[str, Any]) -> bytes:
     """One invocation request as the worker reads it: a line of UTF-8 JSON.
 
@@ -83,6 +82,7 @@ def request_line(req: dict[str, Any]) -> bytes:
         return orjson.dumps(req, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
         return json.dumps(req).encode() + b"\n"
+
 
 @dataclass
 class Invocation:
