@@ -14,6 +14,12 @@ checkouts alternated `--rounds` times so a before/after pair shares the machine'
   (`$disconnect`) and `--settle` seconds for the closes: gateway CPU per connection, and how many
   opened per second (the tokens minted before).
 
+Once per round, before the checkouts, the same pings go to the floor of that chain: an echo relayed
+through a worker process (`peers_bench.echo_server`, aiohttp on uvloop as the gateway, a line on a
+pipe each way and nothing parsed). Its round trip and its server's, worker's and client's CPU per ping
+say how much of a `ping`'s cost is the process model itself (two hops each way, as on Lambda) and how
+much is Parley's own code on either side of them.
+
     .venv/bin/python benchmarks/gateway_cpu_bench.py [--repo . --repo /tmp/before] [--rounds 3]
 
 Every server listens on a free 127.0.0.1 port and is killed at the end; every loop is bounded.
@@ -33,7 +39,7 @@ import websockets
 
 from dev_process import running_dev  # beside this script
 from parley_local.tokens import make_token
-from peers_bench import CLIENT_LABEL, ThreadCpu, _cpu_s
+from peers_bench import CLIENT_LABEL, ThreadCpu, _cpu_s, _threads_run_ns, echo_server, spent_by_label
 
 REPO = Path(__file__).resolve().parents[1]
 STEP_TIMEOUT_S = 120.0
@@ -46,19 +52,47 @@ async def _pings(url: str, pid: int, n: int, idle_per_s: float) -> tuple[float, 
     """(gateway CPU µs per ping net of idle, round trip µs, every process's CPU µs per ping by label: the
     client's and the `ping` function's environment's too, not net of idle)."""
     async with websockets.connect(f"{url}?token={make_token('bench-ping', 'Ping', 3600)}", compression=None) as ws:
-        frame = json.dumps({"type": "ping", "data": {}})
-        for _ in range(200):  # warm: the environment started, its first calls made
-            await ws.send(frame)
-            await ws.recv()
+        await _ping_loop(ws, WARM_PINGS)
         by_process = ThreadCpu(pid)
-        cpu, start = _cpu_s(pid), time.perf_counter()
-        for _ in range(n):
-            await ws.send(frame)
-            await ws.recv()
-        elapsed = time.perf_counter() - start
+        cpu = _cpu_s(pid)
+        elapsed = await _ping_loop(ws, n)
         spent = _cpu_s(pid) - cpu - idle_per_s * elapsed
         per_ping = {label: s * 1e6 / n for label, s in by_process.seconds().items() if s * 1e6 / n >= 1}
     return spent / n * 1e6, elapsed / n * 1e6, per_ping
+
+
+PING_FRAME = json.dumps({"type": "ping", "data": {}})
+WARM_PINGS = 200  # before any measured block: the environment started, its first calls made
+
+
+async def _ping_loop(ws: websockets.ClientConnection, n: int) -> float:
+    """Seconds for `n` pings one after another."""
+    start = time.perf_counter()
+    for _ in range(n):
+        await ws.send(PING_FRAME)
+        await ws.recv()
+    return time.perf_counter() - start
+
+
+def measure_floor(args: argparse.Namespace) -> dict[str, float]:
+    """The ping chain with nothing in it: round trip µs, and CPU µs per ping of the relay's server, its worker
+    and this client (every thread's schedstat)."""
+    with echo_server(relay=True) as (port, server):
+        with open(f"/proc/{server}/task/{server}/children") as f:
+            labels = {server: "server", **{int(pid): "worker" for pid in f.read().split()}}
+
+        async def run() -> dict[str, float]:
+            async with websockets.connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
+                await _ping_loop(ws, WARM_PINGS)
+                before, client = _threads_run_ns(list(labels)), time.process_time()
+                elapsed = await _ping_loop(ws, args.pings)
+                spent = spent_by_label(before, _threads_run_ns(list(labels)), labels)
+                client = time.process_time() - client
+            per = lambda s: s * 1e6 / args.pings  # noqa: E731
+            return {"rtt_us": per(elapsed), "server_us": per(spent.get("server", 0.0)), "worker_us": per(spent.get("worker", 0.0)),
+                    "client_us": per(client)}
+
+        return asyncio.run(asyncio.wait_for(run(), STEP_TIMEOUT_S))
 
 
 async def _handshakes(url: str, pid: int, n: int, in_flight: int, settle_s: float, idle_per_s: float) -> tuple[float, float]:
@@ -111,7 +145,13 @@ def main() -> None:
     print(f"gateway CPU per invocation, parley dev --quiet: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
           flush=True)
     runs: dict[Path, list[dict[str, float]]] = {r: [] for r in repos}
+    floors: list[dict[str, float]] = []
     for n in range(1, args.rounds + 1):
+        floor = measure_floor(args)
+        floors.append(floor)
+        print(f"round {n}  floor (an echo relayed through a worker process): round trip {floor['rtt_us']:.0f} µs; CPU per ping: "
+              f"server {floor['server_us']:.0f} µs, worker {floor['worker_us']:.0f} µs, the client {floor['client_us']:.0f} µs",
+              flush=True)
         for repo in repos:
             got = measure(repo, args)
             runs[repo].append(got)
@@ -129,6 +169,16 @@ def main() -> None:
             ratio = statistics.median(a[key] / b[key] for a, b in zip(runs[repo], runs[base]))
             line.append(f"{label} {mid:.0f} {unit} ({ratio:.2f}x {base.name} per round)")
         print(f"{repo}: median " + ", ".join(line), flush=True)
+    mid = {key: statistics.median(f[key] for f in floors) for key in floors[0]}
+    print(f"floor: median round trip {mid['rtt_us']:.0f} µs; CPU per ping: server {mid['server_us']:.0f} µs, worker "
+          f"{mid['worker_us']:.0f} µs, the client {mid['client_us']:.0f} µs", flush=True)
+    for repo in repos:
+        over = {key: statistics.median(r[ours] - f[floor] for r, f in zip(runs[repo], floors))
+                for key, ours, floor in (("rtt", "rtt_us", "rtt_us"), ("gateway", "ping_cpu_us", "server_us"),
+                                         ("env", "ping_env_us", "worker_us"), ("client", "ping_client_us", "client_us"))}
+        print(f"{repo}: over the floor, median of the rounds' differences: round trip +{over['rtt']:.0f} µs; CPU per ping: "
+              f"gateway +{over['gateway']:.0f} µs (its `ping` environment +{over['env']:.0f} µs, the client "
+              f"+{over['client']:.0f} µs)", flush=True)
 
 
 if __name__ == "__main__":

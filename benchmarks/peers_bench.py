@@ -1,10 +1,11 @@
 """`parley dev` side by side with serverless-offline (in-process) and Flask-SocketIO (gevent), one client, one machine.
 
-Each system runs alone, one after another, with a bare `websockets` echo server measured right
-before it, and gets the same frames (ping, join_room, chat_message; Socket.IO framing for Flask):
+Each system runs alone, one after another, with three bare echoes measured right before it (in the
+client's process; served by a process of its own; relayed by that server through a worker process),
+and gets the same frames (ping, join_room, chat_message; Socket.IO framing for Flask):
 
 - processes and RSS of its process tree once it is ready, before the first client;
-- `ping` round trip p50 (after a warm-up) and its ratio to the echo's;
+- `ping` round trip p50 (after a warm-up) and its ratio to each echo's;
 - connections opened per second, `--members` of them, `--in-flight` handshakes at a time (these stay
   open, in no room, for the Ctrl-C row);
 - `--members` more connections each joining one room, one after another: reply time of the first 50
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -45,7 +47,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import websockets
 from websockets.asyncio.server import serve
@@ -573,34 +575,93 @@ async def _echo_p50(port: int) -> float:
     return median(times)
 
 
-ECHO_SERVER = """
-import asyncio, sys
-from websockets.asyncio.server import serve
+ECHO_SERVER = r"""
+import asyncio, subprocess, sys
+from aiohttp import web
 
-async def echo(ws):
-    async for msg in ws:
-        await ws.send(msg)
+RELAY = sys.argv[1:] == ["relay"]
+# The worker: each line back as it came, nothing parsed. A frame travels as one line, so the frames
+# measured here (the ping frame) hold no newline.
+WORKER = "import os\nout = os.fdopen(1, 'wb', buffering=0)\nfor line in os.fdopen(0, 'rb', buffering=1 << 16):\n    out.write(line)\n"
+
 
 async def main():
-    async with serve(echo, "127.0.0.1", 0, compression=None) as server:
-        print(server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    loop = asyncio.get_running_loop()
+    replies = []  # one future per frame at the worker, in order
 
-asyncio.run(main())
+    class Replies(asyncio.Protocol):
+        rest = b""
+
+        def data_received(self, data):
+            *lines, self.rest = (self.rest + data).split(b"\n")
+            for line in lines:
+                replies.pop(0).set_result(line.decode())
+
+    if RELAY:
+        worker = subprocess.Popen([sys.executable, "-I", "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        await loop.connect_read_pipe(Replies, worker.stdout)
+
+    async def echo(request):
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        async for msg in ws:
+            if RELAY:
+                reply = loop.create_future()
+                replies.append(reply)
+                worker.stdin.write(msg.data.encode() + b"\n")
+                await ws.send_str(await reply)
+            else:
+                await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(site._server.sockets[0].getsockname()[1], flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+
+
+try:
+    import uvloop
+except ImportError:  # Windows: asyncio's own loop, as `parley dev` uses there
+    asyncio.run(main())
+else:
+    uvloop.run(main())
 """
 
 
-async def echo_process_rtt_p50() -> float:
-    """The same echo, served by its own process: every system measured here is another process, so
-    this is the floor of any server's round trip on this machine (a process hop each way)."""
-    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+async def echo_process_rtt_p50(relay: bool = False) -> float:
+    """An echo served by its own process, on `parley dev`'s own stack (aiohttp on uvloop): every system
+    measured here is another process, so this is the floor of any server's round trip on this machine (a
+    process hop each way). `relay`: each frame goes through a worker process of the server's and back (a
+    line on a pipe each way, nothing parsed): the floor of any design that runs its handlers in a process
+    of their own, as Lambda and `parley dev` do."""
+    with echo_server(relay) as (port, _):
+        return await _echo_p50(port)
+
+
+@contextlib.contextmanager
+def echo_server(relay: bool = False) -> Iterator[tuple[int, int]]:
+    """The process-of-its-own echo (`ECHO_SERVER`) running: (its port, its pid). It ends, worker and all, with the block."""
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, *(["relay"] if relay else [])], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, preexec_fn=DIE_WITH_PARENT)
     try:
         assert proc.stdout is not None
-        port = int(await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30))
-        return await _echo_p50(port)
+        line = proc.stdout.readline()  # bounded: the process prints its port or exits
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the echo server did not start (status {proc.poll()})")
+        yield int(line), proc.pid
     finally:
-        proc.kill()
-        proc.wait(10)
+        assert proc.stdin is not None
+        proc.stdin.close()  # its stdin read ends, so it exits and its worker's stdin closes too
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 async def system_rtt_p50(system: System) -> float:
@@ -662,6 +723,7 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     n, out = args.members, {"system": system.key}
     out["echo_p50_ms"] = await echo_rtt_p50()
     out["echo_process_p50_ms"] = await echo_process_rtt_p50()
+    out["echo_relay_p50_ms"] = await echo_process_rtt_p50(relay=True)
     system.start()
     assert system.proc is not None
     sid = system.proc.pid
@@ -675,8 +737,10 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
         out["rtt_p50_ms"] = await system_rtt_p50(system)
         out["rtt_ratio"] = out["rtt_p50_ms"] / out["echo_p50_ms"]
         out["rtt_ratio_process"] = out["rtt_p50_ms"] / out["echo_process_p50_ms"]
+        out["rtt_ratio_relay"] = out["rtt_p50_ms"] / out["echo_relay_p50_ms"]
         print(f"[{system.key}] ping p50 {out['rtt_p50_ms']:.2f} ms (echo {out['echo_p50_ms']:.2f} ms in this process, "
-              f"{out['echo_process_p50_ms']:.2f} ms from its own)", flush=True)
+              f"{out['echo_process_p50_ms']:.2f} ms from its own, {out['echo_relay_p50_ms']:.2f} ms relayed through a worker)",
+              flush=True)
 
     idle: list[Client] = []
     if rows & {"open", "ctrl_c"}:
@@ -904,7 +968,8 @@ def _cells(d: dict[str, Any]) -> dict[str, str]:
     counted = lambda n, of: "" if n is None else f", {n:,} of {of:,} disconnect handlers run"  # noqa: E731
     return {
         "rtt": f"{_ms(d['rtt_p50_ms'])} ({d['rtt_ratio']:.1f}x"
-               + (f"; {d['rtt_ratio_process']:.1f}x)" if "rtt_ratio_process" in d else ")"),
+               + (f"; {d['rtt_ratio_process']:.1f}x" if "rtt_ratio_process" in d else "")
+               + (f"; {d['rtt_ratio_relay']:.1f}x" if "rtt_ratio_relay" in d else "") + ")",
         "open": f"{o['per_s']:,.0f}" + (f" ({o['errors']} errors)" if o["errors"] else ""),
         "open_cpu": "–" if per is None else f"{per[0]:.2f} ms / {per[1]:.2f} ms",
         "joins": f"{_ms(j['first_ms'])} -> {_ms(j['last_ms'])}" + ("" if j["n"] == o["n"] else f" (only {j['n']:,} joins within the row's time limit)"),
@@ -982,7 +1047,7 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
     cells = {k: _cells(d["systems"][k]) for k in systems}
     n = d["members"]
     rows = [("rtt", "`ping` round trip p50 (ratio to a bare echo measured just before: served in the client's process; "
-                    "served by a process of its own)"),
+                    "served by a process of its own; relayed through a worker process of that server's)"),
             ("open", f"connections opened per second, {d['in_flight']} handshakes in flight"),
             ("open_cpu", "CPU per connection opened in that row: the system's processes (all of them) / the benchmark client"),
             ("joins", f"{n:,} joins one after another: reply time of the first 50 -> last 50"),
@@ -992,7 +1057,11 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
             ("ctrl_c", f"Ctrl-C with {n:,} sockets open")]
     lines = ["## `parley dev` side by side with serverless-offline and Flask-SocketIO", "", "```bash", command, "```", "",
              "One client (Python `websockets`, in the benchmark's process), one machine, the systems one after another, each "
-             "with a bare `websockets` echo server measured right before it. The peers run a minimal handler set mirroring "
+             "with three bare echoes measured right before it: a `websockets` server in the client's own process; an aiohttp "
+             "server on uvloop (`parley dev`'s own stack) in a process of its own, the floor of any server in another process; "
+             "and that server relaying each frame through a worker process of its own (a line on a pipe each way, nothing "
+             "parsed), the floor of any design that runs its handlers in a process of their own, as Lambda and `parley dev` "
+             "do (the second echo was a `websockets` server before 2026-11-30's fourth session, and the third is new there). The peers run a minimal handler set mirroring "
              "`ping`, `join_room` and `chat_message` (`benchmarks/peers/`); `parley dev` runs the real template, handlers, "
              f"authorizer and DynamoDB ({'moto' if d.get('dynamodb', 'moto') == 'moto' else 'DynamoDB Local, its default'}), "
              "so every handshake is two Lambda invocations (the authorizer and `$connect`). "
@@ -1017,7 +1086,10 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
             (f"at least 1,000 handshakes/s with the authorizer and `$connect`: {p['open']['per_s']:,.0f}/s"
              + _ceiling(p, d.get("cpus") or 1), p["open"]["per_s"] >= 1000),
             (f"round trip within 3x a bare echo: {p['rtt_ratio']:.1f}x the echo served in the client's process"
-             + (f" ({p['rtt_ratio_process']:.1f}x the echo served by its own process)" if "rtt_ratio_process" in p else ""),
+             + (f" ({p['rtt_ratio_process']:.1f}x the echo served by its own process" if "rtt_ratio_process" in p else "")
+             + (f", {p['rtt_ratio_relay']:.1f}x the echo relayed through a worker process, whose own round trip is "
+                f"{p['echo_relay_p50_ms'] / p['echo_p50_ms']:.1f}x the first echo's" if "rtt_ratio_relay" in p else "")
+             + (")" if "rtt_ratio_process" in p else ""),
              p["rtt_ratio"] <= 3),
             (f"one message to {n:,} delivered to the last member within 0.3 s: {p['fanout']['last_ms'] / 1000:.2f} s",
              p["fanout"]["last_ms"] <= 300),

@@ -231,3 +231,39 @@ def test_the_open_row_times_the_handshakes_and_hands_back_live_sockets(peers_ben
     assert sorted(paths) == sorted(set(paths)) and len(paths) == 5  # one handshake per URL, each user's own token
     assert all(p.startswith("/local?token=") for p in paths)
     assert echoed == "pong"  # a Client wrapped after the row reads its socket
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("relay", [False, True])
+def test_the_process_echoes_answer_each_frame_as_sent_and_only_the_relay_has_a_worker(peers_bench, relay):
+    """The round-trip row's floors: the relay must really cross a worker process, and nothing may outlive the row."""
+    import websockets.sync.client
+
+    frames = ['{"type": "ping", "data": {}}', '{"type":"chat","data":{"text":"héllo ✓"}}', "x" * 70_000]
+    with peers_bench.echo_server(relay) as (port, server):
+        workers = _children(server)
+        with websockets.sync.client.connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None) as ws:
+            for frame in frames:
+                ws.send(frame)
+                assert ws.recv(timeout=10) == frame
+    assert len(workers) == (1 if relay else 0)
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in [server, *workers]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in [server, *workers])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
