@@ -10,7 +10,6 @@ and the authorizer use none of that and have modules of their own (`connect_rout
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -19,6 +18,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from ..core.access import ClaimError, Grants
 from ..core.model import BadFanoutEvent, Caller, PresenceChange, ShardJob, fanout_work_of_event
 from ..core.ports import ShardDispatcher
+from ..core.protocol import encode_text
 from ..core.rate_limits import AllowanceLedger, OverLimitMemory, RateLimits
 from ..core.service import ChatService
 from .apigw_events import DisconnectEvent, MessageEvent
@@ -98,7 +98,7 @@ def _caller(context: Any) -> Caller:
 def _reply(frame: dict[str, Any] | None) -> dict[str, Any]:
     if frame is None:
         return {"statusCode": 200}
-    return {"statusCode": 200, "body": json.dumps(frame, separators=(",", ":"), ensure_ascii=False)}
+    return {"statusCode": 200, "body": encode_text(frame)}
 
 
 def message_route(route_key: str) -> Handler:
