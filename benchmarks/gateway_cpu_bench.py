@@ -176,9 +176,9 @@ def main() -> None:
         over = {key: statistics.median(r[ours] - f[floor] for r, f in zip(runs[repo], floors))
                 for key, ours, floor in (("rtt", "rtt_us", "rtt_us"), ("gateway", "ping_cpu_us", "server_us"),
                                          ("env", "ping_env_us", "worker_us"), ("client", "ping_client_us", "client_us"))}
-        print(f"{repo}: over the floor, median of the rounds' differences: round trip +{over['rtt']:.0f} µs; CPU per ping: "
-              f"gateway +{over['gateway']:.0f} µs (its `ping` environment +{over['env']:.0f} µs, the client "
-              f"+{over['client']:.0f} µs)", flush=True)
+        print(f"{repo}: over the floor, median of the rounds' differences: round trip {over['rtt']:+.0f} µs; CPU per ping: "
+              f"gateway {over['gateway']:+.0f} µs, the `ping` environment {over['env']:+.0f} µs, the client "
+              f"{over['client']:+.0f} µs", flush=True)
 
 
 if __name__ == "__main__":
