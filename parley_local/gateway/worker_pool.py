@@ -147,10 +147,12 @@ class CpuIdleMeter:
     RESUME_WINDOW_S = 0.2  # the first window after a stale reading: a burst's first fifth of a second
 
     def __init__(self, read: Callable[[], tuple[int, int] | None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, cpu_count: Callable[[], int | None] = os.cpu_count) -> None:
+                 clock: Callable[[], float] = time.monotonic, cpu_count: Callable[[], int | None] = os.cpu_count,
+                 load_average: Callable[[], float] | None = None) -> None:
         self._read = read or self.read_proc_stat  # injected, never patched: a gateway thread in a test process reads the real one
         self._clock = clock
-        self._cpu_count = cpu_count
+        self.cpu_count = cpu_count
+        self.load_average = load_average or self.one_minute_load
         self._then = self._read()
         self._at = clock()
         self._idle_cpus: float | None = None
@@ -167,6 +169,11 @@ class CpuIdleMeter:
             return None
         return ticks[3] + ticks[4], sum(ticks)
 
+    @staticmethod
+    def one_minute_load() -> float:
+        """The 1-minute load average (AttributeError where the platform has none, OSError where it is unknown)."""
+        return os.getloadavg()[0]
+
     def idle_cpus(self) -> float | None:
         """How many CPUs were idle on average over the last window (None: not known here, or not yet)."""
         now = self._clock()
@@ -178,7 +185,7 @@ class CpuIdleMeter:
         else:
             if current is not None and self._then is not None and current[1] > self._then[1]:
                 share = (current[0] - self._then[0]) / (current[1] - self._then[1])
-                self._idle_cpus = share * (self._cpu_count() or 1)
+                self._idle_cpus = share * (self.cpu_count() or 1)
             self._window_s, self.resuming = self.WINDOW_S, False
         self._then, self._at = current, now
         return self._idle_cpus
@@ -246,8 +253,8 @@ def cpu_to_spare(meter: CpuIdleMeter = _CPU_IDLE) -> bool:
     if meter.resuming:  # the first fifth of a second after a quiet spell: not known, so no
         return False
     try:
-        return os.getloadavg()[0] < (os.cpu_count() or 1)
-    except (AttributeError, OSError):
+        return meter.load_average() < (meter.cpu_count() or 1)
+    except (AttributeError, OSError):  # nothing tells how busy the machine is: a burst may have its second environment
         return True
 
 

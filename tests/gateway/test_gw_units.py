@@ -457,3 +457,29 @@ async def test_invocations_queued_behind_a_failed_init_each_get_its_error_withou
     assert [o.error["errorType"] for o in outcomes] == ["Runtime.ImportModuleError"] * 2000
     assert worker.begun == [f"r{i}" for i in range(2000)]  # in the order they came
     await pool.close()
+
+
+def _blind_meter(load_average):
+    """A meter on a machine without /proc/stat (macOS, Windows): only the load average can answer."""
+    from parley_local.gateway import worker_pool as lr
+
+    return lr.CpuIdleMeter(read=lambda: None, clock=iter([0.0, 5.0, 10.0, 15.0]).__next__, cpu_count=lambda: 2,
+                           load_average=load_average)
+
+
+def test_without_proc_stat_the_load_average_decides_against_the_cpu_count():
+    from parley_local.gateway import worker_pool as lr
+
+    assert lr.cpu_to_spare(_blind_meter(lambda: 0.7))  # under 2 CPUs' worth of runnable work: spare
+    assert not lr.cpu_to_spare(_blind_meter(lambda: 2.4))  # over it: a second environment would only wait
+
+
+@pytest.mark.parametrize("error", [AttributeError, OSError])
+def test_without_proc_stat_or_a_load_average_a_burst_may_have_its_second_environment(error):
+    """Nothing tells how busy the machine is (Windows has no load average): not a reason to refuse."""
+    from parley_local.gateway import worker_pool as lr
+
+    def unknown() -> float:
+        raise error("no load average here")
+
+    assert lr.cpu_to_spare(_blind_meter(unknown))
