@@ -19,7 +19,6 @@ replace the old ones as CloudFormation's would (`StreamEventPoller.redeploy`).
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..parameter_overrides import redeploy_note
 from . import banner as banner_lines
 from .addresses import ANY_INTERFACE, host_in_url
 from .code_watch import CodeWatcher, is_under
+from .collector import SERVING_COLLECTOR
 from .connection import OPEN, REASON_GOING_AWAY, Connection
 from .connections_api import ConnectionsApi
 from .console import Console
@@ -52,9 +52,6 @@ from .cfn import load_yaml
 from .template import Stack, TemplateError, load_stack
 from .this_machine_only import api_gateway_forbidden, open_to_the_network
 from .worker_pool import LambdaRuntime
-
-
-YOUNG_COLLECTION_EVERY = 20_000  # the collector's young-generation threshold while serving (Python's default: 2,000)
 
 
 @dataclass
@@ -142,7 +139,7 @@ class Gateway:
         self.failure: str | None = None  # why the gateway cannot go on (set with `failed`)
         self.failed = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
-        self._gc_threshold: tuple[int, ...] | None = None  # the collector's thresholds before start() raised the young one
+        self._collector_tuned = False  # start() told SERVING_COLLECTOR this gateway serves; stop() tells it once it does not
 
     # -- addresses ----------------------------------------------------------------
 
@@ -232,17 +229,10 @@ class Gateway:
         self._sweeper = asyncio.create_task(
             sweep(self.connections, self.config.idle_timeout, self.config.max_connection_duration, self.tasks.spawn)
         )
-        # What start-up made (modules, botocore's models, the template) lives as long as the gateway: the
-        # collector stops walking it, so a full collection during a storm of connections walks what they
-        # made only (profiled: one ~120 ms full collection in a 2,000-connection storm, then none). stop()
-        # gives it back to the collector (a test process starts many gateways).
-        gc.freeze()
-        # A young collection every YOUNG_COLLECTION_EVERY container allocations, not every 2,000: a handshake
-        # allocates a few hundred, most freed at once, and each collection walks every young object still
-        # alive (the connections opened since the last one). Fewer collections walk those no less often but
-        # pay each collection's fixed cost, and the older generations' (which the young count drives), less often.
-        self._gc_threshold = gc.get_threshold()
-        gc.set_threshold(YOUNG_COLLECTION_EVERY, *self._gc_threshold[1:])
+        # Start-up's objects out of the collector's walks, young collections rarer: counted across the
+        # process's gateways (a test process serves several at once), given back when the last stops.
+        SERVING_COLLECTOR.gateway_started()
+        self._collector_tuned = True
 
     def _watch_services(self) -> None:
         """DynamoDB Local is never restarted silently: if it exits while serving, say so and fail."""
@@ -414,10 +404,9 @@ class Gateway:
             await asyncio.to_thread(self.aws.stop)
         if self.tls:
             self.tls.remove()
-        gc.unfreeze()
-        if self._gc_threshold is not None:
-            gc.set_threshold(*self._gc_threshold)
-            self._gc_threshold = None
+        if self._collector_tuned:
+            self._collector_tuned = False
+            SERVING_COLLECTOR.gateway_stopped()
 
     def _only_for_clients(self) -> set[str]:
         """The functions that only serve clients ($connect, the authorizer, message routes): a stopping

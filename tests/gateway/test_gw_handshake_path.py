@@ -28,7 +28,7 @@ from parley_local.gateway.console import FLUSH_AFTER_S, Console, LogCopy
 from parley_local.gateway.events import ConnectionInfo, authorizer_event, aws_id, connect_event
 from parley_local.gateway.front_door import front_door
 from parley_local.gateway.handshake import connection_info
-from parley_local.gateway.server import YOUNG_COLLECTION_EVERY
+from parley_local.gateway.collector import SERVING_COLLECTOR, YOUNG_COLLECTION_EVERY, ServingCollector
 from parley_local.gateway.this_machine_only import NOT_FROM_THIS_MACHINE, OPEN_ROUTES
 from parley_local.local_aws.other_services import OtherAwsServices
 from parley_testing.gateway_thread import SMALL_TEMPLATE, ListConsole, RunningGateway
@@ -206,15 +206,76 @@ def test_log_lines_are_written_through_the_consoles_stream_one_write_per_read():
 
 
 def test_a_running_gateway_keeps_what_start_up_made_out_of_the_collectors_walks_until_it_stops(tmp_path: Any):
-    before = gc.get_threshold()
+    before, others = gc.get_threshold(), SERVING_COLLECTOR.serving  # the session's gateways may be serving
     gateway = RunningGateway(SMALL_TEMPLATE, tmp_path, prewarm=False, stream_events=False, reload=False).start()
     try:
         assert gc.get_freeze_count() > 10_000  # modules, botocore's models, the template: frozen once serving
-        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *before[1:])  # young collections 10x rarer
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_EVERY  # young collections 10x rarer
+        assert SERVING_COLLECTOR.serving == others + 1
     finally:
         gateway.stop()
-    assert gc.get_freeze_count() == 0  # given back: what a stopped gateway leaves is collected as usual
+    assert SERVING_COLLECTOR.serving == others
     assert gc.get_threshold() == before
+    if not others:
+        assert gc.get_freeze_count() == 0  # given back: what a stopped gateway leaves is collected as usual
+
+
+def test_a_gateway_that_stops_while_another_serves_leaves_the_collector_tuned_for_it(tmp_path: Any):
+    before, others = gc.get_threshold(), SERVING_COLLECTOR.serving
+    first = RunningGateway(SMALL_TEMPLATE, tmp_path / "a", prewarm=False, stream_events=False, reload=False).start()
+    try:
+        second = RunningGateway(SMALL_TEMPLATE, tmp_path / "b", prewarm=False, stream_events=False, reload=False).start()
+    finally:
+        first.stop()
+    try:
+        assert gc.get_freeze_count() > 10_000  # the second still serves: nothing handed back yet
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_EVERY
+    finally:
+        second.stop()
+    assert gc.get_threshold() == before  # the one the first found, not the raised one the second found
+    if not others:
+        assert gc.get_freeze_count() == 0
+
+
+class _CollectorStandIn:
+    """The calls a `ServingCollector` makes, on a collector of its own (this process's is the gateways')."""
+
+    def __init__(self) -> None:
+        self.threshold, self.frozen, self.freezes = (700, 10, 10), False, 0
+
+    def freeze(self) -> None:
+        self.frozen, self.freezes = True, self.freezes + 1
+
+    def unfreeze(self) -> None:
+        self.frozen = False
+
+    def get_threshold(self) -> tuple[int, ...]:
+        return self.threshold
+
+    def set_threshold(self, *threshold: int) -> None:
+        self.threshold = threshold
+
+
+def test_the_collector_is_given_back_when_the_last_of_several_gateways_stops():
+    stand_in = _CollectorStandIn()
+    serving = ServingCollector(stand_in)
+    serving.gateway_started()
+    serving.gateway_started()  # a second gateway, started while the first serves: its start-up frozen too
+    assert (stand_in.freezes, stand_in.threshold) == (2, (YOUNG_COLLECTION_EVERY, 10, 10))
+    serving.gateway_stopped()
+    assert stand_in.frozen and stand_in.threshold == (YOUNG_COLLECTION_EVERY, 10, 10)
+    serving.gateway_stopped()
+    assert not stand_in.frozen and stand_in.threshold == (700, 10, 10)
+    serving.gateway_started()  # serving again later: tuned again from the thresholds it finds now
+    assert stand_in.frozen and stand_in.threshold == (YOUNG_COLLECTION_EVERY, 10, 10)
+
+
+def test_a_stop_without_a_start_is_refused_and_changes_nothing():
+    stand_in = _CollectorStandIn()
+    serving = ServingCollector(stand_in)
+    with pytest.raises(RuntimeError, match="without a gateway_started"):
+        serving.gateway_stopped()
+    assert (serving.serving, stand_in.frozen, stand_in.threshold) == (0, False, (700, 10, 10))
 
 
 class _FlushCountingStream(io.StringIO):
