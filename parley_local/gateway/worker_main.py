@@ -33,12 +33,14 @@ import decimal
 import importlib
 import itertools
 import json
+import marshal
 import os
 import signal
 import sys
 import threading
 import time
 import traceback
+from importlib import machinery as import_machinery, util as import_util
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
@@ -344,6 +346,57 @@ def _syntax_error(module_name: str, exc: SyntaxError) -> dict[str, Any]:
     return err
 
 
+class _CurrentSourceLoader(import_machinery.SourceFileLoader):
+    """A module of the function's code or its layers: its cached bytecode (`__pycache__`) is used only
+    when compiled from the source as it is now (a hash of it), not when the source's size and
+    modification time in whole seconds match, as Python's default check has it. A second save of the
+    same size within the second of a save a cold start compiled (a quick fix, a revert) passes that
+    check: every later environment would run the earlier save, though the gateway reloaded for the
+    later one. Its bytecode is cached as a checked hash-based `.pyc`, which Python itself reads right."""
+
+    def get_code(self, fullname: str) -> Any:
+        source_path = self.get_filename(fullname)
+        source = self.get_data(source_path)
+        source_hash = import_util.source_hash(source)
+        try:
+            cached = import_util.cache_from_source(source_path)
+        except NotImplementedError:
+            cached = None
+        if cached is not None:
+            try:
+                data = self.get_data(cached)
+            except OSError:
+                data = b""
+            if data[:4] == import_util.MAGIC_NUMBER and data[4] & 1 and data[8:16] == source_hash:  # hash-based, of this source
+                try:
+                    return marshal.loads(memoryview(data)[16:])
+                except (EOFError, ValueError, TypeError):
+                    pass
+        code = self.source_to_code(source, source_path)
+        if cached is not None and not sys.dont_write_bytecode:
+            flags = (0b11).to_bytes(4, "little")  # hash-based, checked against the source
+            self.set_data(cached, import_util.MAGIC_NUMBER + flags + source_hash + marshal.dumps(code))
+        return code
+
+
+def _current_source_hook(roots: list[str]) -> Callable[[str], Any]:
+    """A `sys.path_hooks` entry: folders under `roots` (the code and the layers) import with
+    `_CurrentSourceLoader`; any other folder (the standard library, site-packages) as before."""
+    finder = import_machinery.FileFinder.path_hook(
+        (import_machinery.ExtensionFileLoader, import_machinery.EXTENSION_SUFFIXES),
+        (_CurrentSourceLoader, import_machinery.SOURCE_SUFFIXES),
+        (import_machinery.SourcelessFileLoader, import_machinery.BYTECODE_SUFFIXES),
+    )
+    prefixes = [root.rstrip(os.sep) + os.sep for root in roots]
+
+    def hook(path: str) -> Any:
+        if not any(path == prefix[:-1] or path.startswith(prefix) for prefix in prefixes):
+            raise ImportError("not the function's code")  # the next hook finds it
+        return finder(path)
+
+    return hook
+
+
 def _exit_with_parent(parent: int) -> None:
     """A worker busy in a handler never reads the EOF a dead gateway leaves: leave when orphaned."""
     while True:
@@ -370,6 +423,7 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
+    sys.path_hooks.insert(0, _current_source_hook(cfg["sys_path"]))
     for path in reversed(cfg["sys_path"]):
         sys.path.insert(0, path)
     os.chdir(cfg["code_dir"])

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -133,6 +135,28 @@ async def test_syntax_error_is_the_invocations_error_and_the_gateway_keeps_runni
         source.write_text(good)
         wait_for(lambda: len(lines_with(live, "Reloaded")) == 2, 10, what="the second reload line")
         assert (await echo(ws))["route"] == "echo"
+
+
+async def test_a_second_save_in_the_same_second_is_run_though_the_first_was_compiled(live: RunningGateway, stack_dir: Path):
+    """Python's bytecode cache (`__pycache__`) trusts a source whose size and modification time in whole
+    seconds match: a save imported by a cold start, then a second save of the same size within that second
+    (a quick fix, a revert), would leave every later cold start running the first save though the watcher
+    reported the second one."""
+    source = stack_dir / "functions" / "echo.py"
+    good = source.read_text()
+    second = int(time.time()) * 1_000_000_000
+
+    def save(version: int, at_ns: int) -> None:
+        source.write_text(good.replace('"route": event', f'"saved": {version}, "route": event'))
+        os.utime(source, ns=(at_ns, at_ns))  # both saves in one second, whatever the machine's pace
+
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        save(1, second + 100_000_000)
+        wait_for(lambda: lines_with(live, "Reloaded"), 10, what="the first reload line")
+        assert (await echo(ws))["saved"] == 1  # a cold start: echo.py compiled and its bytecode cached
+        save(2, second + 600_000_000)
+        wait_for(lambda: len(lines_with(live, "Reloaded")) == 2, 10, what="the second reload line")
+        assert (await echo(ws))["saved"] == 2
 
 
 async def test_template_change_applies_to_new_connections(live: RunningGateway, stack_dir: Path):
