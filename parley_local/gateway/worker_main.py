@@ -449,17 +449,19 @@ def main() -> None:
     module_name, _, func_name = cfg["handler"].rpartition(".")
     try:
         module = importlib.import_module(module_name)
-        handler = getattr(module, func_name)
     except SyntaxError as exc:
         init_error = _syntax_error(module_name, exc)
     except ImportError as exc:
         init_error = _error(exc, "Runtime.ImportModuleError")
         init_error["errorMessage"] = f"Unable to import module '{module_name}': {exc}"
-    except AttributeError as exc:
-        init_error = _error(exc, "Runtime.HandlerNotFound")
-        init_error["errorMessage"] = f"Handler '{func_name}' missing on module '{module_name}'"
-    except Exception as exc:  # noqa: BLE001 - any init failure is reported like Lambda does
+    except Exception as exc:  # noqa: BLE001 - any init failure is reported like Lambda does (an AttributeError too)
         init_error = _error(exc)
+    else:
+        try:  # only a module without the handler is Runtime.HandlerNotFound, not an AttributeError its code raised
+            handler = getattr(module, func_name)
+        except AttributeError as exc:
+            init_error = _error(exc, "Runtime.HandlerNotFound")
+            init_error["errorMessage"] = f"Handler '{func_name}' missing on module '{module_name}'"
     if init_error is not None:
         _log_error(init_error)
         init_error.pop("_traceback", None)

@@ -147,6 +147,29 @@ async def test_an_init_failure_is_read_from_the_pipe_and_leaves_no_pipe_open(tmp
     assert pipes.left_open() == set()
 
 
+async def test_an_attribute_error_while_importing_is_not_a_missing_handler(tmp_path: Path):
+    """Lambda's runtime reports `Runtime.HandlerNotFound` only when the imported module lacks the handler;
+    an AttributeError raised by the module's own code (a typo at module level, in it or in a layer) is
+    that error, as any exception during init: telling the developer the handler is missing sends them
+    looking in the wrong place."""
+    spec = _spec(tmp_path, "import os\n\nTABLE = os.enviorn\n\n" + HANDLER)
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        assert worker.init_error is not None
+        assert worker.init_error["errorType"] == "AttributeError"
+        assert "has no attribute 'enviorn'" in worker.init_error["errorMessage"]
+    finally:
+        await worker.stop()
+    spec = _spec(tmp_path, HANDLER.replace("def handler(", "def handle("))
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        assert worker.init_error is not None
+        assert worker.init_error["errorType"] == "Runtime.HandlerNotFound"
+        assert worker.init_error["errorMessage"] == "Handler 'handler' missing on module 'app'"
+    finally:
+        await worker.stop()
+
+
 LOUD_HANDLER = '''
 import sys
 
