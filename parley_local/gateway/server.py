@@ -319,6 +319,8 @@ class Gateway:
         overrides_now = redeploy_note(self.stack.undeclared_overrides, stack.undeclared_overrides, list(stack.parameters),
                                       stack.template_path.name)
         routing = [] if api.routes == self.api.routes else ["routes"]
+        if api.selection_expression != self.api.selection_expression:
+            routing.append("the route selection expression")
         auth = lambda a: a.routes.get("$connect") and a.routes["$connect"].authorizer  # noqa: E731
         if auth(api) != auth(self.api):
             routing.append("the authorizer")

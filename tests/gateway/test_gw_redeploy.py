@@ -174,6 +174,18 @@ async def test_template_change_applies_to_new_connections(live: RunningGateway, 
         assert (await echo(before))["route"] == "echo"  # the open socket keeps the routes it connected with
 
 
+async def test_a_new_route_selection_expression_applies_to_new_connections_and_the_log_says_so(
+        live: RunningGateway, stack_dir: Path):
+    async with websockets.connect(live.ws_url, open_timeout=10) as before:
+        await echo(before)
+        edit(stack_dir / "template.yaml", "${request.body.action}", "${request.body.kind}")
+        line = wait_for(lambda: lines_with(live, "Template reloaded"), 10, what="the template line")[0]
+        assert "route selection expression changed: applies to new connections" in line, line
+        async with websockets.connect(live.ws_url, open_timeout=10) as after:
+            assert (await request(after, {"kind": "echo"}))["route"] == "echo"
+        assert (await echo(before))["route"] == "echo"  # the open socket keeps the expression it connected with
+
+
 async def test_broken_template_keeps_the_previous_one(live: RunningGateway, stack_dir: Path):
     (stack_dir / "template.yaml").write_text("Resources: [not, a, map\n")
     line = wait_for(lambda: lines_with(live, "Template changed but not applied"), 10, what="the refusal line")[0]
