@@ -426,7 +426,10 @@ def main() -> None:
     sys.path_hooks.insert(0, _current_source_hook(cfg["sys_path"]))
     for path in reversed(cfg["sys_path"]):
         sys.path.insert(0, path)
-    os.chdir(cfg["code_dir"])
+    try:
+        os.chdir(cfg["code_dir"])
+    except OSError:  # gone (a rename, a `git checkout` under way): the import below fails as Lambda's would
+        pass
 
     replies_fd = cfg.get("post_replies_fd")
     if replies_fd is not None:

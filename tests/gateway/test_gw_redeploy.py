@@ -159,6 +159,22 @@ async def test_a_second_save_in_the_same_second_is_run_though_the_first_was_comp
         assert (await echo(ws))["saved"] == 2
 
 
+async def test_a_function_folder_renamed_away_is_lambdas_import_error_until_it_is_back(live: RunningGateway, stack_dir: Path):
+    """A `git checkout`, a rename or a delete leaves the CodeUri missing for a while: the invocation gets
+    Lambda's error for a module it cannot find, the log says which, and the folder put back serves again."""
+    folder = stack_dir / "functions"
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        await echo(ws)
+        folder.rename(stack_dir / "functions.away")
+        wait_for(lambda: lines_with(live, "Reloaded"), 10, what="the reload line")
+        assert (await echo(ws))["message"] == "Internal server error"
+        init = wait_for(lambda: lines_with(live, "init failed"), 10, what="the init failure line")
+        assert "Runtime.ImportModuleError: Unable to import module 'echo': No module named 'echo'" in init[0], init[0]
+        (stack_dir / "functions.away").rename(folder)
+        wait_for(lambda: len(lines_with(live, "Reloaded")) == 2, 10, what="the second reload line")
+        assert (await echo(ws))["route"] == "echo"
+
+
 async def test_template_change_applies_to_new_connections(live: RunningGateway, stack_dir: Path):
     template = stack_dir / "template.yaml"
     async with websockets.connect(live.ws_url, open_timeout=10) as before:
