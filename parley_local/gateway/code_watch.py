@@ -81,7 +81,7 @@ def scan(roots: Iterable[Path]) -> Snapshot:
                         if name not in SKIP_DIRS and not entry.is_symlink():
                             folders.append(entry.path)
                         continue
-                    if name.endswith(SKIP_SUFFIXES):
+                    if name.endswith(SKIP_SUFFIXES) or (name.startswith("#") and name.endswith("#")):  # Emacs' auto-save
                         continue
                     st = entry.stat()
                 except OSError:  # removed between listing and stat

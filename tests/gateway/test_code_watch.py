@@ -135,3 +135,12 @@ def test_a_scan_lists_the_files_os_walk_would_and_skips_the_rest(tmp_path: Path)
     found = scan([root, single, tmp_path / "not-there"])
     assert sorted(found) == sorted(str(p) for p in (root / "pkg" / "app.py", root / "linked_file.py", single))
     assert found[str(root / "linked_file.py")][1] == 0 and found[str(root / "pkg" / "app.py")][1] == 6
+
+
+def test_an_editors_auto_save_file_is_not_watched(tmp_path: Path):
+    """Emacs writes `#app.py#` beside a file being edited every few hundred keystrokes or 30 s idle, without
+    a save: watched, each would redeploy every function of the folder (a cold start each, a "Reloaded" line)
+    for code the developer has not saved. Its lock file (`.#app.py`) is a dot file, skipped already."""
+    (tmp_path / "app.py").write_text("x = 1\n")
+    (tmp_path / "#app.py#").write_text("x = 2\n")
+    assert sorted(scan([tmp_path])) == [str(tmp_path / "app.py")]
