@@ -271,23 +271,29 @@ class Gateway:
         return sorted(p for p in roots if p.exists())
 
     async def _on_files_changed(self, paths: set[Path]) -> None:
-        """A deploy of what changed: the template (routes, authorizer, functions), or functions' code and layers."""
+        """A deploy of what changed: the template (routes, authorizer, functions), or functions' code and layers.
+
+        One change is one deploy and one line, as one `sam deploy` is: a `git checkout` that edits both
+        the template and code is reported in the template's line, each function retired once."""
         if self._stopping or self.runtime is None:
             return
+        code = paths - {self.stack.template_path}
         if self.stack.template_path in paths:
-            await self._redeploy_template()
-            paths = paths - {self.stack.template_path}
-        if not paths:
-            return
+            await self._redeploy_template(code)
+        elif code:
+            retired = self._retire_for(code, already=set())
+            if retired:
+                self.console.line(f"Reloaded {', '.join(retired)} ({_changed_files(code)} changed): open connections stay; "
+                                  "the next invocation cold-starts on the new code")
+
+    def _retire_for(self, paths: set[Path], already: set[str]) -> list[str]:
+        """Retire the functions whose code or layers hold `paths` (but those in `already`); their names."""
+        assert self.runtime is not None
         hit = {
             lid for lid, spec in self.stack.functions.items()
-            if any(is_under(p, (spec.code_dir, *spec.layer_dirs)) for p in paths)
+            if lid not in already and any(is_under(p, (spec.code_dir, *spec.layer_dirs)) for p in paths)
         }
-        retired = self.runtime.retire(hit)
-        if retired:
-            names = ", ".join(sorted(_shown(p) for p in paths)[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-            self.console.line(f"Reloaded {', '.join(retired)} ({names} changed): open connections stay; "
-                              "the next invocation cold-starts on the new code")
+        return self.runtime.retire(hit)
 
     def _extras_overrides(self, template: Path) -> dict[str, str]:
         """The developer's overrides plus the extras' for `template` (whose parameters are read from its
@@ -301,7 +307,8 @@ class Gateway:
         path = self.stack.template_path
         return load_stack(path, self.stack.stack_name, self._extras_overrides(path))
 
-    async def _redeploy_template(self) -> None:
+    async def _redeploy_template(self, code: set[Path]) -> None:
+        """Apply the template as it is now; `code` are the other files changed with it (see `_on_files_changed`)."""
         assert self.runtime is not None and self.aws is not None
         try:
             stack = await asyncio.to_thread(self._load_template)
@@ -311,7 +318,8 @@ class Gateway:
                 await asyncio.to_thread(self.aws.create_tables, stack.tables, self.console.line, False)
         except Exception as exc:  # noqa: BLE001 - YAML, CloudFormation or table errors alike: keep serving
             reason = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
-            self.console.line(f"Template changed but not applied ({reason}); still serving the previous template")
+            self.console.line(f"Template changed but not applied ({reason}); still serving the previous template"
+                              + self._code_note(self._retire_for(code, already=set()), code))
             return
         if self.stream_events is not None:  # before the functions: a removed mapping invokes nothing more
             await self.stream_events.redeploy(stack.stream_sources, _table_names(stack))
@@ -329,10 +337,12 @@ class Gateway:
         self._services = self._session_services()
         if self._code_watcher is not None:
             await self._code_watcher.watch(self._watched_paths())
+        reloaded = self._retire_for(code, already={*added, *changed})  # on the new template's functions
         parts = [f"{what} {', '.join(ids)}" for what, ids in (("new", added), ("changed", changed), ("removed", removed)) if ids]
         self.console.line(
-            "Template reloaded: " + ("; ".join(parts) or "no function changed")
+            "Template reloaded: " + ("; ".join(parts) or ("no function changed" if not reloaded else "no function's definition changed"))
             + (f"; {' and '.join(routing)} changed: applies to new connections, open ones keep theirs" if routing else "")
+            + self._code_note(reloaded, code)
             + overrides_now
         )
         if self.extras is not None:
@@ -342,6 +352,12 @@ class Gateway:
                 lines = [f"After the redeploy: {type(exc).__name__}: {exc}"]
             for line in lines:
                 self.console.line(line)
+
+    @staticmethod
+    def _code_note(reloaded: list[str], code: set[Path]) -> str:
+        if not reloaded:
+            return ""
+        return f"; code reloaded for {', '.join(reloaded)} ({_changed_files(code)} changed): the next invocation cold-starts on it"
 
     def _used_functions(self) -> set[str]:
         used: set[str] = set()
@@ -476,6 +492,11 @@ class Gateway:
 
 def _table_names(stack: Stack) -> dict[str, str]:
     return {t.logical_id: t.name for t in stack.tables}
+
+
+def _changed_files(paths: set[Path]) -> str:
+    shown = sorted(_shown(p) for p in paths)
+    return ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
 
 
 def _shown(path: Path) -> str:

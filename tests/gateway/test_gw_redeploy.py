@@ -202,6 +202,34 @@ async def test_a_new_route_selection_expression_applies_to_new_connections_and_t
         assert (await echo(before))["route"] == "echo"  # the open socket keeps the expression it connected with
 
 
+async def test_a_checkout_that_changes_template_and_code_is_one_deploy_and_one_line(live: RunningGateway, stack_dir: Path):
+    """As one `sam deploy` ships both: the template's line names the code reloaded with it, no second line."""
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        await echo(ws)
+        edit(stack_dir / "template.yaml", "RouteKey: echo", "RouteKey: shout")
+        edit(stack_dir / "functions" / "echo.py", '"route": event', '"checked_out": True, "route": event')
+        line = wait_for(lambda: lines_with(live, "Template reloaded"), 10, what="the template line")[0]
+        assert "routes changed: applies to new connections" in line, line
+        assert "code reloaded for DisconnectFunction, EchoFunction (" in line and "echo.py" in line, line
+        assert (await echo(ws))["checked_out"] is True  # the open socket: its routes, the new code
+        async with websockets.connect(live.ws_url, open_timeout=10) as after:
+            assert (await request(after, {"action": "shout"}))["checked_out"] is True
+        await asyncio.sleep(0.5)  # five looks at the files
+    assert not lines_with(live, "Reloaded"), lines_with(live, "Reloaded")
+    assert len(lines_with(live, "Template reloaded")) == 1
+
+
+async def test_code_saved_with_a_broken_template_is_still_reloaded_and_said_in_the_refusal(live: RunningGateway, stack_dir: Path):
+    async with websockets.connect(live.ws_url, open_timeout=10) as ws:
+        await echo(ws)
+        (stack_dir / "template.yaml").write_text("Resources: [not, a, map\n")
+        edit(stack_dir / "functions" / "echo.py", '"route": event', '"fixed": True, "route": event')
+        line = wait_for(lambda: lines_with(live, "Template changed but not applied"), 10, what="the refusal line")[0]
+        assert "still serving the previous template; code reloaded for DisconnectFunction, EchoFunction" in line, line
+        assert (await echo(ws))["fixed"] is True
+    assert not lines_with(live, "Reloaded"), lines_with(live, "Reloaded")
+
+
 async def test_broken_template_keeps_the_previous_one(live: RunningGateway, stack_dir: Path):
     (stack_dir / "template.yaml").write_text("Resources: [not, a, map\n")
     line = wait_for(lambda: lines_with(live, "Template changed but not applied"), 10, what="the refusal line")[0]
