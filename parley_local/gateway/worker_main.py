@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import collections
 import decimal
+import _imp
 import importlib
 import itertools
 import json
@@ -369,9 +370,12 @@ class _CurrentSourceLoader(import_machinery.SourceFileLoader):
                 data = b""
             if data[:4] == import_util.MAGIC_NUMBER and data[4] & 1 and data[8:16] == source_hash:  # hash-based, of this source
                 try:
-                    return marshal.loads(memoryview(data)[16:])
+                    code = marshal.loads(memoryview(data)[16:])
                 except (EOFError, ValueError, TypeError):
                     pass
+                else:  # compiled where the file was then: tracebacks name where it is now, as the standard loader's do
+                    _imp._fix_co_filename(code, source_path)
+                    return code
         code = self.source_to_code(source, source_path)
         if cached is not None and not sys.dont_write_bytecode:
             flags = (0b11).to_bytes(4, "little")  # hash-based, checked against the source
@@ -379,18 +383,26 @@ class _CurrentSourceLoader(import_machinery.SourceFileLoader):
         return code
 
 
-def _current_source_hook(roots: list[str]) -> Callable[[str], Any]:
+INSTALLED = ("site-packages", "dist-packages")  # a virtualenv's or a distribution's packages, wherever they are
+
+
+def _current_source_hook(roots: list[str], unwatched: list[str]) -> Callable[[str], Any]:
     """A `sys.path_hooks` entry: folders under `roots` (the code and the layers) import with
-    `_CurrentSourceLoader`; any other folder (the standard library, site-packages) as before."""
+    `_CurrentSourceLoader`; any other folder (the standard library, site-packages) as before, and so do
+    folders under a root that the gateway does not watch (`unwatched`: a `.venv` in a `CodeUri: .`),
+    whose installed packages' timestamp-based caches stay valid."""
     finder = import_machinery.FileFinder.path_hook(
         (import_machinery.ExtensionFileLoader, import_machinery.EXTENSION_SUFFIXES),
         (_CurrentSourceLoader, import_machinery.SOURCE_SUFFIXES),
         (import_machinery.SourcelessFileLoader, import_machinery.BYTECODE_SUFFIXES),
     )
-    prefixes = [root.rstrip(os.sep) + os.sep for root in roots]
+    prefixes = [os.path.abspath(root).rstrip(os.sep) + os.sep for root in roots]
+    skipped = {*unwatched, *INSTALLED}
 
     def hook(path: str) -> Any:
-        if not any(path == prefix[:-1] or path.startswith(prefix) for prefix in prefixes):
+        where = os.path.abspath(path or ".")  # a relative entry (sys.path.append("vendor")) is under the working folder
+        inside = next((p for p in prefixes if where == p[:-1] or where.startswith(p)), None)
+        if inside is None or skipped.intersection(where[len(inside):].split(os.sep)):
             raise ImportError("not the function's code")  # the next hook finds it
         return finder(path)
 
@@ -423,7 +435,7 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
-    sys.path_hooks.insert(0, _current_source_hook(cfg["sys_path"]))
+    sys.path_hooks.insert(0, _current_source_hook(cfg["sys_path"], cfg.get("unwatched_dirs", [])))
     for path in reversed(cfg["sys_path"]):
         sys.path.insert(0, path)
     try:

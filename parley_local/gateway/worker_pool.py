@@ -55,6 +55,7 @@ import orjson
 
 from ..child_processes import stop_signals_blocked
 from ..local_aws.account import FAKE_CREDENTIALS, REGION
+from .code_watch import SKIP_DIRS
 from .console import Console, LogCopy
 from .ids import random_hex, uuid4_str
 from .template import FunctionSpec
@@ -529,6 +530,7 @@ class Worker:
         cfg = {
             "handler": spec.handler,
             "sys_path": [str(spec.code_dir), *(str(p) for p in spec.layer_dirs)],
+            "unwatched_dirs": sorted(SKIP_DIRS),  # not code a redeploy follows: imported as Python imports it
             "code_dir": str(spec.code_dir),
             "function_name": spec.name,
             "function_arn": spec.arn,

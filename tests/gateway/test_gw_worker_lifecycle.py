@@ -351,3 +351,58 @@ async def test_a_shorter_timeout_than_the_last_invocations_is_kept_too(tmp_path:
         assert loop.time() - began < 1.5
     finally:
         await worker.stop()
+
+
+IMPORTS_HANDLER = '''
+import sys
+
+import helper
+
+
+def handler(event, context):
+    return {"helper_file": helper.where.__code__.co_filename, "helper_loader": type(helper.__loader__).__name__,
+            "vendored_loader": type(__import__(event["vendored"]).__loader__).__name__ if event.get("vendored") else None}
+'''
+
+
+async def _imports_of(code_dir: Path, event: dict) -> dict:
+    spec = FunctionSpec("EchoFunction", "stack-EchoFunction", "arn:aws:lambda:us-east-1:123456789012:function:stack-EchoFunction",
+                        code_dir, "app.handler", "python3.13", 5.0, 128, {}, [])
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        inv = await worker.invoke(event, "req-imports", spec.timeout_s)
+        assert inv.ok, inv.error
+        return inv.result
+    finally:
+        await worker.stop()
+
+
+async def test_code_moved_with_its_bytecode_cache_names_where_it_is_now(tmp_path: Path):
+    """A project copied or moved with its `__pycache__`: the cached code was compiled where the files were,
+    and tracebacks (and linecache) must name where they are now, as the standard loader has them."""
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "app.py").write_text(IMPORTS_HANDLER)
+    (first / "helper.py").write_text("def where():\n    return 1\n")
+    assert (await _imports_of(first, {}))["helper_file"] == str(first / "helper.py")  # compiled, cached beside it
+    assert list((first / "__pycache__").glob("helper.*.pyc"))
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    result = await _imports_of(moved, {})
+    assert result["helper_loader"] == "_CurrentSourceLoader"  # read from the cache the first environment wrote
+    assert result["helper_file"] == str(moved / "helper.py")
+
+
+async def test_installed_packages_under_the_code_import_as_python_imports_them(tmp_path: Path):
+    """`CodeUri: .` with a virtualenv in the project: its packages are not code a redeploy follows (the
+    watcher skips such folders), so they keep the standard loader and pip's timestamp-based caches."""
+    (tmp_path / "app.py").write_text(IMPORTS_HANDLER)
+    (tmp_path / "helper.py").write_text("def where():\n    return 1\n")
+    site = tmp_path / ".venv" / "lib" / "python3.13" / "site-packages"
+    (site / "vendored_pkg").mkdir(parents=True)
+    (site / "vendored_pkg" / "__init__.py").write_text("")
+    source = IMPORTS_HANDLER.replace("import helper\n", f"import helper\nsys.path.append({str(site)!r})\n")
+    (tmp_path / "app.py").write_text(source)
+    result = await _imports_of(tmp_path, {"vendored": "vendored_pkg"})
+    assert result["helper_loader"] == "_CurrentSourceLoader"
+    assert result["vendored_loader"] == "SourceFileLoader"

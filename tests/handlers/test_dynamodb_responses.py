@@ -1,6 +1,6 @@
 """`ItemsJSONParser` reads what botocore's own `JSONParser` reads, for every response of the outputs it
-reads directly: responses generated from botocore's DynamoDB model (items of every attribute type,
-blobs and nulls included), errors, and bodies that are not JSON."""
+reads directly: responses generated from botocore's DynamoDB model (items of every attribute type, blobs,
+nulls, fields and types this botocore does not know), errors, and bodies that are not JSON."""
 
 from __future__ import annotations
 
@@ -21,14 +21,21 @@ OUTPUTS = {name: MODEL.shape_for(name) for name in sorted(ITEM_OUTPUTS)}
 HEADERS = {"x-amzn-requestid": "REQ123", "x-amz-crc32": "1", "content-type": "application/x-amz-json-1.0"}
 
 
+_ODD_VALUES = st.sampled_from([{"X": "1"}, {"S": "a", "__type": "x"}, {}, {"S": "a", "N": "1"}, {"S": None}, {"M": None}])
+
+
 def _values(shape: Any, depth: int = 0) -> st.SearchStrategy[Any]:
-    """JSON values as DynamoDB sends them for `shape` (the wire form: blobs as base64 text)."""
+    """JSON values as DynamoDB sends them for `shape` (the wire form: blobs as base64 text), now and then
+    with a field or an attribute type the model does not know, as a newer DynamoDB could send."""
     kind = shape.type_name
     if kind == "structure":
         members = {name: member for name, member in shape.members.items() if depth < 3 or member.type_name not in ("map", "list")}
         if shape.is_tagged_union:  # an AttributeValue: exactly one member set
-            return st.one_of(*(st.builds(lambda v, n=name: {n: v}, _values(m, depth + 1)) for name, m in members.items()))
-        return st.fixed_dictionaries({}, optional={name: _values(m, depth + 1) for name, m in members.items()})
+            known = st.one_of(*(st.builds(lambda v, n=name: {n: v}, _values(m, depth + 1)) for name, m in members.items()))
+            return st.one_of(known, known, known, _ODD_VALUES)
+        optional = {name: _values(m, depth + 1) for name, m in members.items()}
+        optional["NotInTheModel"] = st.integers(0, 9)
+        return st.fixed_dictionaries({}, optional=optional)
     if kind == "list":
         return st.lists(_values(shape.member, depth + 1), max_size=3)
     if kind == "map":
@@ -58,11 +65,17 @@ def _with_nulls(value: Any, draw: Any) -> Any:
 def _responses(draw: Any) -> tuple[Any, bytes]:
     name = draw(st.sampled_from(sorted(OUTPUTS)))
     document = draw(_values(OUTPUTS[name]))
-    if draw(st.booleans()):
-        document["NotInTheModel"] = {"S": "x"}  # a field this botocore does not know: both leave it out
     if draw(st.integers(0, 4)) == 0:
         document = _with_nulls(document, draw)
     return OUTPUTS[name], json.dumps(document, separators=draw(st.sampled_from([(",", ":"), (", ", ": ")]))).encode()
+
+
+def _outcome(parser: Any, shape: Any, body: bytes, status: int = 200) -> Any:
+    """What the parser returns, or the type of what it raises (botocore refuses some malformed items)."""
+    try:
+        return parser.parse({"status_code": status, "headers": dict(HEADERS), "body": body}, shape)
+    except Exception as error:  # noqa: BLE001 - what botocore raises is part of what must match
+        return type(error)
 
 
 def _both(shape: Any, body: bytes, status: int = 200) -> tuple[Any, Any]:
@@ -72,12 +85,14 @@ def _both(shape: Any, body: bytes, status: int = 200) -> tuple[Any, Any]:
     return JSONParser().parse(response(), shape), ItemsJSONParser().parse(response(), shape)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_responses())
 def test_every_generated_response_reads_as_botocore_reads_it(generated: tuple[Any, bytes]):
     shape, body = generated
-    walked, direct = _both(shape, body)
+    direct, walked = _outcome(ItemsJSONParser(), shape, body), _outcome(JSONParser(), shape, body)
     assert direct == walked
+    if isinstance(walked, dict):
+        assert list(direct) == list(walked)  # in the same order, too
 
 
 def test_a_room_page_is_read_without_the_walk_and_as_the_walk_reads_it():
@@ -86,11 +101,30 @@ def test_a_room_page_is_read_without_the_walk_and_as_the_walk_reads_it():
              for i in range(50)]
     body = json.dumps({"Items": items, "Count": 50, "ScannedCount": 50, "LastEvaluatedKey": {"roomId": {"S": "r"}},
                        "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 0.5}}).encode()
-    parser = ItemsJSONParser()
-    parser._parse_shape = None  # the walk: not taken for this body
+    parser, walked_shapes = ItemsJSONParser(), []
+    walk = parser._parse_shape
+    parser._parse_shape = lambda shape, value: walked_shapes.append(shape.name) or walk(shape, value)
     direct = parser.parse({"status_code": 200, "headers": dict(HEADERS), "body": body}, OUTPUTS["QueryOutput"])
     walked, _ = _both(OUTPUTS["QueryOutput"], body)
     assert direct == walked and direct["Items"][0]["name"] == {"S": "Ann é"}
+    assert "ItemList" not in walked_shapes and "AttributeValue" not in walked_shapes  # the items: not walked
+    assert "ConsumedCapacity" in walked_shapes  # the small members are
+
+
+ODD = [{"X": "1"}, {"S": "a", "__type": "x"}, {}, {"S": "a", "N": "1"}, {"S": None}, {"M": None}, {"L": None}, {"L": [None]},
+       {"SS": [None]}, {"B": "AA=="}, {"BS": ["AA=="]}, None, "S", ["S"]]
+
+
+@pytest.mark.parametrize("odd", ODD, ids=[json.dumps(v) for v in ODD])
+@pytest.mark.parametrize("where", ["item", "in a map", "in a list", "in a page of items"])
+def test_an_attribute_value_the_walk_would_change_is_read_by_the_walk(odd: Any, where: str):
+    value = {"item": odd, "in a map": {"M": {"k": odd}}, "in a list": {"L": [{"S": "a"}, odd]}, "in a page of items": odd}[where]
+    if where == "in a page of items":
+        shape, document = OUTPUTS["QueryOutput"], {"Items": [{"a": {"S": "a"}}, {"b": value}], "Count": 2}
+    else:
+        shape, document = OUTPUTS["GetItemOutput"], {"Item": {"a": {"N": "1"}, "b": value}}
+    body = json.dumps(document).encode()
+    assert _outcome(ItemsJSONParser(), shape, body) == _outcome(JSONParser(), shape, body)
 
 
 def test_a_blob_is_decoded_to_bytes_as_botocore_decodes_it():
@@ -99,16 +133,10 @@ def test_a_blob_is_decoded_to_bytes_as_botocore_decodes_it():
     assert direct == walked and direct["Item"]["k"] == {"B": b"\x00\xff"} and direct["Item"]["s"] == {"BS": [b"x"]}
 
 
-def _outcome(parser: Any, body: bytes) -> Any:
-    try:
-        return parser.parse({"status_code": 200, "headers": dict(HEADERS), "body": body}, OUTPUTS["QueryOutput"])
-    except Exception as error:  # noqa: BLE001 - what botocore raises is part of what must match
-        return type(error)
-
-
 @pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b'"text"', b"{}"])
 def test_bodies_that_are_not_an_object_read_as_botocore_reads_them(body: bytes):
-    assert _outcome(ItemsJSONParser(), body) == _outcome(JSONParser(), body)
+    shape = OUTPUTS["QueryOutput"]
+    assert _outcome(ItemsJSONParser(), shape, body) == _outcome(JSONParser(), shape, body)
 
 
 def test_an_error_reads_as_botocore_reads_it():
@@ -152,3 +180,20 @@ def test_a_client_given_the_direct_read_keeps_its_session_defaults_and_other_pro
     assert type(factory.create_parser("json")) is ItemsJSONParser
     assert type(factory._inner) is not type(factory)
     assert type(factory.create_parser("rest-json")).__name__ == "RestJSONParser"
+
+
+def test_every_models_client_reads_items_directly_whichever_call_builds_it():
+    from parley.aws import tables
+
+    models = [m for m in vars(tables).values()
+              if isinstance(m, type) and issubclass(m, tables.Model) and getattr(getattr(m, "Meta", None), "table_name", None)]
+    assert len(models) >= 8, models
+    saved = {m: m.__dict__.get("_connection") for m in models}
+    try:
+        for model in models:
+            model._connection = None  # as in a fresh environment: the model's first call builds its client
+            client = model._get_connection().connection.client
+            assert type(client._endpoint._response_parser_factory.create_parser("json")) is ItemsJSONParser, model
+    finally:
+        for model, connection in saved.items():
+            model._connection = connection

@@ -32,7 +32,6 @@ from ..core.model import (
     RequestCharge,
 )
 from ..core.room_list import RoomActivity
-from .dynamodb_responses import read_items_directly
 from .keys import (
     MEMBER_PREFIX,
     PARTICIPANT_PREFIX,
@@ -77,11 +76,8 @@ def _table(model: Any) -> Any:
     """The model's PynamoDB table connection (one botocore client and pool per environment), for the
     few calls its model API cannot make cheaply: projected raw Queries, ALL_OLD return values,
     hand-written expressions. The one place this store reaches past the models (PynamoDB keeps it
-    private); tests/dynamodb_local pins every call made through it. Its client reads item answers
-    directly (`dynamodb_responses`): the model's own calls, which share this connection, too."""
-    table = model._get_connection()
-    read_items_directly(table.connection.client)
-    return table
+    private); tests/dynamodb_local pins every call made through it."""
+    return model._get_connection()
 
 
 def _client(model: Any) -> Any:

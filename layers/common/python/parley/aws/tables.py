@@ -5,6 +5,7 @@ Key formats (prefixes, composite keys) are in `keys`."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute,
@@ -13,6 +14,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProject
 from pynamodb.models import Model
 
 from .config import settings
+from .dynamodb_responses import read_items_directly
 
 
 class _Meta:
@@ -23,7 +25,18 @@ class _Meta:
     max_retry_attempts = 3
 
 
-class _RoomItem(Model):
+class _Table(Model):
+    """Every model here: the botocore client of its connection reads item answers without botocore's
+    walk of every value (`dynamodb_responses`), whichever call builds that client first."""
+
+    @classmethod
+    def _get_connection(cls) -> Any:
+        table = super()._get_connection()
+        read_items_directly(table.connection.client)
+        return table
+
+
+class _RoomItem(_Table):
     """An item in a room's partition of `MembershipsTable`; `memberKey`'s prefix says which kind (`keys`)."""
 
     class Meta(_Meta):
@@ -120,7 +133,7 @@ class ByChangeIndex(GlobalSecondaryIndex["StoredMessage"]):
     changed_at_ms = NumberAttribute(range_key=True, attr_name="changedAtMs")
 
 
-class StoredMessage(Model):
+class StoredMessage(_Table):
     """A chat message (`MessagesTable`): ULID range keys give history in time order."""
 
     class Meta(_Meta):
@@ -144,7 +157,7 @@ class StoredMessage(Model):
     by_change = ByChangeIndex()
 
 
-class IdempotencyRecord(Model):
+class IdempotencyRecord(_Table):
     """The first message stored for (user, room, clientMessageId); a retry finds it here for 24 h."""
 
     class Meta(_Meta):
@@ -159,7 +172,7 @@ class IdempotencyRecord(Model):
     expires_at = TTLAttribute(attr_name="expiresAt")
 
 
-class FanoutClaim(Model):
+class FanoutClaim(_Table):
     """The connections one fan-out shard has claimed (`key = fanout#<deliveryId>#<shard>`), so a
     retried shard skips them; expired by TTL after a day."""
 
@@ -171,7 +184,7 @@ class FanoutClaim(Model):
     expires_at = TTLAttribute(attr_name="expiresAt")
 
 
-class FanoutPlan(Model):
+class FanoutPlan(_Table):
     """How a continuation cut one page of a large room into shards (`key = fanplan#<deliveryId>#<after>`),
     written once, so every attempt cuts that page alike (`parley.core.model.PagePlan`); TTL after a day."""
 
@@ -185,7 +198,7 @@ class FanoutPlan(Model):
     expires_at = TTLAttribute(attr_name="expiresAt")
 
 
-class RateCounter(Model):
+class RateCounter(_Table):
     """Requests one user made in one fixed window (`key = rate#<kind>#<userId>#<window>`), expired by TTL."""
 
     class Meta(_Meta):
