@@ -26,8 +26,9 @@ def stop_signals_blocked() -> Iterator[None]:
     for every socket, and they exit when the gateway closes their stdin. The blocked mask survives
     fork and exec, so a signal cannot kill a child while its interpreter starts, before it sets
     "ignore" itself (then it unblocks them). In this thread a signal is only delayed: pending, and
-    delivered when the mask is restored. The spawn itself (Popen) is synchronous even under
-    `asyncio.create_subprocess_exec`, so overlapping uses only need the last one out to unblock.
+    delivered when the mask is restored. The spawn itself (Popen) is synchronous, so overlapping
+    uses only need the last one out to unblock. Only the standard library's spawn keeps the mask:
+    uvloop's empties it in the child (hence `gateway.environment_process`).
     """
     if not hasattr(signal, "pthread_sigmask"):
         yield

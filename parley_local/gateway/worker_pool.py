@@ -53,10 +53,10 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from ..child_processes import stop_signals_blocked
 from ..local_aws.account import FAKE_CREDENTIALS, REGION
 from .code_watch import SKIP_DIRS
 from .console import Console, LogCopy
+from .environment_process import EnvironmentProcess
 from .ids import random_hex, uuid4_str
 from .template import FunctionSpec
 
@@ -493,7 +493,7 @@ class Worker:
     running, re-arms for that. Thousands of millisecond invocations per second then arm a timer
     once per timeout, not each a timer to push onto the loop's heap and cancel (~2 µs each)."""
 
-    def __init__(self, spec: FunctionSpec, proc: asyncio.subprocess.Process, replies: "_ReplyPipe", console: Console,
+    def __init__(self, spec: FunctionSpec, proc: EnvironmentProcess, replies: "_ReplyPipe", console: Console,
                  on_post: PostHandler | None = None, generation: int = 0, post_replies: "_PostReplyPipe | None" = None,
                  log: _LogPipe | None = None):
         self.spec = spec
@@ -547,16 +547,14 @@ class Worker:
             if on_post is not None:
                 post_replies = await _post_reply_pipe()
                 cfg["post_replies_fd"] = post_replies.child_end  # the same number in the child (pass_fds)
-            with stop_signals_blocked():
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=replies.child_end,
-                    stderr=log.child_end,
-                    pass_fds=() if post_replies is None else (post_replies.child_end,),
-                    env=env,
-                    cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
-                )
+            proc = await EnvironmentProcess.spawn(
+                [sys.executable, "-I", WORKER_SCRIPT, json.dumps(cfg)],
+                stdout=replies.child_end,
+                stderr=log.child_end,
+                pass_fds=() if post_replies is None else (post_replies.child_end,),
+                env=env,
+                cwd=str(spec.code_dir) if spec.code_dir.is_dir() else None,
+            )
         except BaseException:
             for pipe in (replies, post_replies, log):
                 if pipe is not None:

@@ -15,9 +15,18 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from parley_local.gateway.console import Console
+from parley_local.gateway.environment_process import EnvironmentProcess
+from parley_local.gateway.event_loop import new_event_loop
 from parley_local.gateway.template import FunctionSpec
 from parley_local.gateway.worker_pool import Worker, function_environment
 
@@ -406,3 +415,82 @@ async def test_installed_packages_under_the_code_import_as_python_imports_them(t
     result = await _imports_of(tmp_path, {"vendored": "vendored_pkg"})
     assert result["helper_loader"] == "_CurrentSourceLoader"
     assert result["vendored_loader"] == "SourceFileLoader"
+
+
+def _environment_children() -> list[int]:
+    """This process's children that run worker_main.py (execution environments), by /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                args = cmdline.read()
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        if parent == os.getpid() and b"worker_main.py" in args:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads children from /proc")
+def test_a_ctrl_c_while_an_environment_starts_on_the_gateways_loop_does_not_kill_it(tmp_path: Path):
+    """A terminal's Ctrl-C reaches every process of the group, environments starting included: they must
+    come up and serve (the gateway needs them for `$disconnect`). On uvloop, the loop's own spawner
+    emptied the child's signal mask, and a SIGINT during its interpreter's start killed it."""
+    spec = _spec(tmp_path, HANDLER)
+    started = threading.Event()
+
+    def ctrl_c_until_started() -> None:
+        deadline = time.monotonic() + 10
+        while not started.is_set() and time.monotonic() < deadline:
+            for pid in _environment_children():
+                try:
+                    os.kill(pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.001)
+
+    async def start_and_invoke() -> tuple[Any, Any]:
+        presser = threading.Thread(target=ctrl_c_until_started, daemon=True)
+        presser.start()
+        try:
+            worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+        finally:
+            started.set()
+            presser.join(5)
+        try:
+            return worker.init_error, await worker.invoke({"n": 1}, "req-after-ctrl-c", spec.timeout_s)
+        finally:
+            await worker.stop()
+
+    loop = new_event_loop()  # the gateway's own (uvloop where there is one), not the tests' default loop
+    try:
+        init_error, inv = loop.run_until_complete(start_and_invoke())
+    finally:
+        loop.close()
+    assert init_error is None
+    assert inv.ok and inv.result["echo"] == {"n": 1}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the signal mask from /proc")
+def test_environments_start_with_ctrl_c_and_sigterm_blocked_on_the_gateways_loop(tmp_path: Path):
+    read, write = os.pipe()
+
+    async def spawn() -> int:
+        proc = await EnvironmentProcess.spawn(
+            [sys.executable, "-I", "-c", "print(open('/proc/self/status').read(), flush=True)"],
+            stdout=write, stderr=write, pass_fds=(), env=dict(os.environ), cwd=None)
+        os.close(write)
+        return await proc.wait()
+
+    loop = new_event_loop()
+    try:
+        assert loop.run_until_complete(spawn()) == 0
+    finally:
+        loop.close()
+    with os.fdopen(read) as out:
+        status = dict(line.split(":\t", 1) for line in out.read().splitlines() if ":\t" in line)
+    blocked = int(status["SigBlk"], 16)
+    assert blocked & (1 << (signal.SIGINT - 1)) and blocked & (1 << (signal.SIGTERM - 1)), status["SigBlk"]
