@@ -363,8 +363,6 @@ async def test_a_shorter_timeout_than_the_last_invocations_is_kept_too(tmp_path:
 
 
 IMPORTS_HANDLER = '''
-import sys
-
 import helper
 
 
@@ -374,9 +372,9 @@ def handler(event, context):
 '''
 
 
-async def _imports_of(code_dir: Path, event: dict) -> dict:
+async def _imports_of(code_dir: Path, event: dict, layer_dirs: list[Path] | None = None) -> dict:
     spec = FunctionSpec("EchoFunction", "stack-EchoFunction", "arn:aws:lambda:us-east-1:123456789012:function:stack-EchoFunction",
-                        code_dir, "app.handler", "python3.13", 5.0, 128, {}, [])
+                        code_dir, "app.handler", "python3.13", 5.0, 128, {}, layer_dirs or [])
     worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
     try:
         inv = await worker.invoke(event, "req-imports", spec.timeout_s)
@@ -410,9 +408,7 @@ async def test_installed_packages_under_the_code_import_as_python_imports_them(t
     site = tmp_path / ".venv" / "lib" / "python3.13" / "site-packages"
     (site / "vendored_pkg").mkdir(parents=True)
     (site / "vendored_pkg" / "__init__.py").write_text("")
-    source = IMPORTS_HANDLER.replace("import helper\n", f"import helper\nsys.path.append({str(site)!r})\n")
-    (tmp_path / "app.py").write_text(source)
-    result = await _imports_of(tmp_path, {"vendored": "vendored_pkg"})
+    result = await _imports_of(tmp_path, {"vendored": "vendored_pkg"}, layer_dirs=[site])  # on the path, inside the code
     assert result["helper_loader"] == "_CurrentSourceLoader"
     assert result["vendored_loader"] == "SourceFileLoader"
 
