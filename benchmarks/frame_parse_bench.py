@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from checkouts import add_repo_argument, chosen_repos, run_in
 
 FRAMES = {
     "ping": '{"type":"ping","data":{}}',
@@ -53,19 +51,16 @@ print(json.dumps(out))
 
 
 def measure(repo: Path, calls: int) -> dict[str, float]:
-    python = repo / ".venv" / "bin" / "python"
-    done = subprocess.run([str(python if python.exists() else sys.executable), "-c", CHILD, str(calls)], input=json.dumps(FRAMES),
-                          cwd=repo, capture_output=True, text=True, timeout=300, check=True)
-    return json.loads(done.stdout)
+    return run_in(repo, CHILD, str(calls), stdin=json.dumps(FRAMES))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", type=Path, action="append", help="a checkout (repeatable); the last is the baseline")
+    add_repo_argument(parser)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2000, help="calls per round for a ping-sized frame (fewer for big ones)")
     args = parser.parse_args()
-    repos = [r.resolve() for r in (args.repo or [REPO])]
+    repos = chosen_repos(args)
     runs: dict[Path, list[dict[str, float]]] = {r: [] for r in repos}
     for _ in range(args.rounds):
         for repo in repos:

@@ -17,12 +17,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from checkouts import add_repo_argument, chosen_repos, run_in
 TABLE = "bench-MembershipsTable"
 _TTL = timedelta(seconds=7500)  # a membership's expiry, as join_room sets it (ConnectionTtlSeconds)
 
@@ -74,20 +72,17 @@ def seed(endpoint: str, sizes: list[int]) -> dict[str, int]:
 
 
 def measure(repo: Path, env: dict[str, str], rooms: dict[str, int], reads: int) -> dict[str, dict[str, float]]:
-    python = repo / ".venv" / "bin" / "python"
-    done = subprocess.run([str(python if python.exists() else sys.executable), "-c", CHILD, json.dumps(rooms), str(reads)],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=600, check=True)
-    return json.loads(done.stdout)
+    return run_in(repo, CHILD, json.dumps(rooms), str(reads), env=env, timeout=600)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", type=Path, action="append", help="a checkout (repeatable); the last is the baseline")
+    add_repo_argument(parser)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reads", type=int, default=15, help="timed reads of each room per round (their median counts)")
     parser.add_argument("--members", type=int, nargs="+", default=[100, 1000])
     args = parser.parse_args()
-    repos = [r.resolve() for r in (args.repo or [REPO])]
+    repos = chosen_repos(args)
 
     from parley_local.local_aws.dynamodb_local import DynamoDBLocal
 
