@@ -409,6 +409,10 @@ def _current_source_hook(roots: list[str], unwatched: list[str]) -> Callable[[st
     return hook
 
 
+class _MalformedHandler(Exception):
+    """A Handler without a module part (`handler` for `app.handler`): Lambda's `Runtime.MalformedHandlerName`."""
+
+
 def _exit_with_parent(parent: int) -> None:
     """A worker busy in a handler never reads the EOF a dead gateway leaves: leave when orphaned."""
     while True:
@@ -463,7 +467,11 @@ def main() -> None:
     init_error: dict[str, Any] | None = None
     module_name, _, func_name = cfg["handler"].rpartition(".")
     try:
-        module = importlib.import_module(module_name)
+        if not module_name:
+            raise _MalformedHandler(f"Bad handler '{cfg['handler']}': not enough values to unpack (expected 2, got 1)")
+        module = importlib.import_module(module_name.replace("/", "."))  # `dir/app.handler`, as Lambda's runtime reads it
+    except _MalformedHandler as exc:
+        init_error = _error(exc, "Runtime.MalformedHandlerName")
     except SyntaxError as exc:
         init_error = _syntax_error(module_name, exc)
     except ImportError as exc:

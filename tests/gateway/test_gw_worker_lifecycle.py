@@ -490,3 +490,28 @@ def test_environments_start_with_ctrl_c_and_sigterm_blocked_on_the_gateways_loop
         status = dict(line.split(":\t", 1) for line in out.read().splitlines() if ":\t" in line)
     blocked = int(status["SigBlk"], 16)
     assert blocked & (1 << (signal.SIGINT - 1)) and blocked & (1 << (signal.SIGTERM - 1)), status["SigBlk"]
+
+
+async def test_a_handler_in_a_subfolder_is_named_with_a_slash_as_lambda_reads_it(tmp_path: Path):
+    (tmp_path / "handlers").mkdir()
+    (tmp_path / "handlers" / "app.py").write_text(HANDLER)
+    spec = FunctionSpec("EchoFunction", "stack-EchoFunction", "arn:aws:lambda:us-east-1:123456789012:function:stack-EchoFunction",
+                        tmp_path, "handlers/app.handler", "python3.13", 5.0, 128, {}, [])
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        assert worker.init_error is None
+        assert (await worker.invoke({"n": 2}, "req-slash", spec.timeout_s)).result["echo"] == {"n": 2}
+    finally:
+        await worker.stop()
+
+
+async def test_a_handler_without_a_module_is_lambdas_malformed_handler_name(tmp_path: Path):
+    spec = FunctionSpec("EchoFunction", "stack-EchoFunction", "arn:aws:lambda:us-east-1:123456789012:function:stack-EchoFunction",
+                        tmp_path, "handler", "python3.13", 5.0, 128, {}, [])
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        assert worker.init_error is not None
+        assert worker.init_error["errorType"] == "Runtime.MalformedHandlerName"
+        assert worker.init_error["errorMessage"] == "Bad handler 'handler': not enough values to unpack (expected 2, got 1)"
+    finally:
+        await worker.stop()
