@@ -40,10 +40,22 @@ def handler(event, context):
 '''
 
 
-def _spec(tmp_path: Path, source: str, timeout_s: float = 5.0) -> FunctionSpec:
-    (tmp_path / "app.py").write_text(source)
+def _spec(tmp_path: Path, source: str | None, timeout_s: float = 5.0, handler: str = "app.handler",
+          layer_dirs: list[Path] | None = None) -> FunctionSpec:
+    """EchoFunction with its code in `tmp_path` (`source` as app.py, unless None)."""
+    if source is not None:
+        (tmp_path / "app.py").write_text(source)
     return FunctionSpec("EchoFunction", "stack-EchoFunction", "arn:aws:lambda:us-east-1:123456789012:function:stack-EchoFunction",
-                        tmp_path, "app.handler", "python3.13", timeout_s, 128, {}, [])
+                        tmp_path, handler, "python3.13", timeout_s, 128, {}, layer_dirs or [])
+
+
+async def _init_error(spec: FunctionSpec) -> dict | None:
+    """What a new environment of `spec` reports from its init (None: it came up)."""
+    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
+    try:
+        return worker.init_error
+    finally:
+        await worker.stop()
 
 
 def _pipes() -> set[str]:
@@ -161,22 +173,12 @@ async def test_an_attribute_error_while_importing_is_not_a_missing_handler(tmp_p
     an AttributeError raised by the module's own code (a typo at module level, in it or in a layer) is
     that error, as any exception during init: telling the developer the handler is missing sends them
     looking in the wrong place."""
-    spec = _spec(tmp_path, "import os\n\nTABLE = os.enviorn\n\n" + HANDLER)
-    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
-    try:
-        assert worker.init_error is not None
-        assert worker.init_error["errorType"] == "AttributeError"
-        assert "has no attribute 'enviorn'" in worker.init_error["errorMessage"]
-    finally:
-        await worker.stop()
-    spec = _spec(tmp_path, HANDLER.replace("def handler(", "def handle("))
-    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
-    try:
-        assert worker.init_error is not None
-        assert worker.init_error["errorType"] == "Runtime.HandlerNotFound"
-        assert worker.init_error["errorMessage"] == "Handler 'handler' missing on module 'app'"
-    finally:
-        await worker.stop()
+    error = await _init_error(_spec(tmp_path, "import os\n\nTABLE = os.enviorn\n\n" + HANDLER))
+    assert error is not None and error["errorType"] == "AttributeError"
+    assert "has no attribute 'enviorn'" in error["errorMessage"]
+    error = await _init_error(_spec(tmp_path, HANDLER.replace("def handler(", "def handle(")))
+    assert error is not None and error["errorType"] == "Runtime.HandlerNotFound"
+    assert error["errorMessage"] == "Handler 'handler' missing on module 'app'"
 
 
 LOUD_HANDLER = '''
@@ -373,8 +375,7 @@ def handler(event, context):
 
 
 async def _imports_of(code_dir: Path, event: dict, layer_dirs: list[Path] | None = None) -> dict:
-    spec = FunctionSpec("EchoFunction", "stack-EchoFunction", "arn:aws:lambda:us-east-1:123456789012:function:stack-EchoFunction",
-                        code_dir, "app.handler", "python3.13", 5.0, 128, {}, layer_dirs or [])
+    spec = _spec(code_dir, None, layer_dirs=layer_dirs)
     worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
     try:
         inv = await worker.invoke(event, "req-imports", spec.timeout_s)
@@ -495,8 +496,7 @@ def test_environments_start_with_ctrl_c_and_sigterm_blocked_on_the_gateways_loop
 async def test_a_handler_in_a_subfolder_is_named_with_a_slash_as_lambda_reads_it(tmp_path: Path):
     (tmp_path / "handlers").mkdir()
     (tmp_path / "handlers" / "app.py").write_text(HANDLER)
-    spec = FunctionSpec("EchoFunction", "stack-EchoFunction", "arn:aws:lambda:us-east-1:123456789012:function:stack-EchoFunction",
-                        tmp_path, "handlers/app.handler", "python3.13", 5.0, 128, {}, [])
+    spec = _spec(tmp_path, None, handler="handlers/app.handler")
     worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
     try:
         assert worker.init_error is None
@@ -506,12 +506,6 @@ async def test_a_handler_in_a_subfolder_is_named_with_a_slash_as_lambda_reads_it
 
 
 async def test_a_handler_without_a_module_is_lambdas_malformed_handler_name(tmp_path: Path):
-    spec = FunctionSpec("EchoFunction", "stack-EchoFunction", "arn:aws:lambda:us-east-1:123456789012:function:stack-EchoFunction",
-                        tmp_path, "handler", "python3.13", 5.0, 128, {}, [])
-    worker = await Worker.start(spec, function_environment(spec, {}), Console(quiet=True))
-    try:
-        assert worker.init_error is not None
-        assert worker.init_error["errorType"] == "Runtime.MalformedHandlerName"
-        assert worker.init_error["errorMessage"] == "Bad handler 'handler': not enough values to unpack (expected 2, got 1)"
-    finally:
-        await worker.stop()
+    error = await _init_error(_spec(tmp_path, None, handler="handler"))
+    assert error is not None and error["errorType"] == "Runtime.MalformedHandlerName"
+    assert error["errorMessage"] == "Bad handler 'handler': not enough values to unpack (expected 2, got 1)"
