@@ -281,12 +281,12 @@ class Gateway:
         if self.stack.template_path in paths:
             await self._redeploy_template(code)
         elif code:
-            retired = self._retire_for(code, already=set())
+            retired = self._retire_for(code)
             if retired:
                 self.console.line(f"Reloaded {', '.join(retired)} ({_changed_files(code)} changed): open connections stay; "
                                   "the next invocation cold-starts on the new code")
 
-    def _retire_for(self, paths: set[Path], already: set[str]) -> list[str]:
+    def _retire_for(self, paths: set[Path], already: Collection[str] = ()) -> list[str]:
         """Retire the functions whose code or layers hold `paths` (but those in `already`); their names."""
         assert self.runtime is not None
         hit = {
@@ -318,8 +318,9 @@ class Gateway:
                 await asyncio.to_thread(self.aws.create_tables, stack.tables, self.console.line, False)
         except Exception as exc:  # noqa: BLE001 - YAML, CloudFormation or table errors alike: keep serving
             reason = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
+            reloaded = self._retire_for(code)  # the code saved with it is deployed all the same
             self.console.line(f"Template changed but not applied ({reason}); still serving the previous template"
-                              + self._code_note(self._retire_for(code, already=set()), code))
+                              + self._code_note(reloaded, code))
             return
         if self.stream_events is not None:  # before the functions: a removed mapping invokes nothing more
             await self.stream_events.redeploy(stack.stream_sources, _table_names(stack))
