@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import statistics
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -71,6 +72,27 @@ def seed(endpoint: str, sizes: list[int]) -> dict[str, int]:
     return rooms
 
 
+def answer_reading_ms(members: int, rounds: int) -> tuple[float, float]:
+    """CPU to read one Query answer of `members` items as the room read gets them (five attributes), by
+    botocore's own reader and by this checkout's `ItemsJSONParser`, in alternated rounds: medians, ms."""
+    import botocore.session
+    from botocore.parsers import JSONParser
+    from parley.aws.dynamodb_responses import ItemsJSONParser
+
+    shape = botocore.session.get_session().get_service_model("dynamodb").shape_for("QueryOutput")
+    items = [{"connectionId": {"S": f"Cn{n:010d}AbCdEfGh="}, "userId": {"S": f"user-{n}"}, "name": {"S": f"User number {n}"},
+              "joinedAt": {"N": str(1764500000000 + n)}, "actions": {"S": "read,write"}} for n in range(members)]
+    body = json.dumps({"Items": items, "Count": members, "ScannedCount": members,
+                       "ConsumedCapacity": {"TableName": TABLE, "CapacityUnits": 2.5}}).encode()
+    times: dict[type, list[float]] = {JSONParser: [], ItemsJSONParser: []}
+    for _ in range(rounds):
+        for reader, spent in times.items():
+            parser, start = reader(), time.process_time()
+            parser.parse({"status_code": 200, "headers": {}, "body": body}, shape)
+            spent.append(time.process_time() - start)
+    return statistics.median(times[JSONParser]) * 1000, statistics.median(times[ItemsJSONParser]) * 1000
+
+
 def measure(repo: Path, env: dict[str, str], rooms: dict[str, int], reads: int) -> dict[str, dict[str, float]]:
     return run_in(repo, CHILD, json.dumps(rooms), str(reads), env=env, timeout=600)
 
@@ -109,6 +131,9 @@ def main() -> None:
             ratios = [f"{statistics.median(a[room][key] / b[room][key] for a, b in zip(runs[repo], runs[base])):.2f}x"
                       for repo in repos[:-1]]
             print(f"| {rooms[room]:,} members | {label} | " + " | ".join(cells) + " | " + (", ".join(ratios) or "–") + " |")
+    walked, direct = answer_reading_ms(max(args.members), args.rounds * args.reads)
+    print(f"Reading one answer of {max(args.members):,} members (this checkout, no DynamoDB): botocore's walk {walked:.2f} ms "
+          f"of CPU, ItemsJSONParser {direct:.2f} ms ({direct / walked:.2f}x)")
 
 
 if __name__ == "__main__":
