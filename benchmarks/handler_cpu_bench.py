@@ -12,7 +12,10 @@ The handlers: the authorizer (a valid HS256 token, an allowed Origin), `$connect
 `ping` (no DynamoDB call: the wrapper, the parse and the reply), `$disconnect` of a connection
 in no room, and `fanout_shard`: the fan-out function on one shard of a large room's broadcast
 (`SHARD_RECIPIENTS` connections: the claims in DynamoDB, then a signed PostToConnection each to
-a stand-in `@connections` in a process of its own that answers 200 at once, over real HTTP). The figure is the handler process's CPU (time.process_time) per call, in microseconds:
+a stand-in `@connections` in a process of its own that answers 200 at once, over real HTTP).
+`chat_message` is one message to a room of `ROOM_MEMBERS` (its three DynamoDB calls, every fifth
+message the rate counter's, and a post to each member), and `join_leave` one connection joining a room
+and leaving it (the join's and the leave's calls, with their replies and presence posts). The figure is the handler process's CPU (time.process_time) per call, in microseconds:
 each round runs every handler `--calls` times after a short warm-up, and the median round is shown.
 
 This machine is shared, so absolute figures drift with its load. `--baseline DIR` (another checkout,
@@ -46,7 +49,8 @@ from parley_testing.template import ROOT
 
 import_the_layer()
 
-HANDLERS = ("authorizer", "connect", "ping", "disconnect", "fanout_shard")
+HANDLERS = ("authorizer", "connect", "ping", "disconnect", "fanout_shard", "chat_message", "join_leave")
+ROOM_MEMBERS = 5  # chat_message's room: the sender and four others
 SHARD_RECIPIENTS = 100  # the template's FanoutShardSize
 TAG_DIGITS = {"this": "1", "baseline": "2", "profile": "3"}  # each tree's deliveries apart
 SECRET_PARAMETER = "/parley/bench/jwt-secret"
@@ -62,6 +66,9 @@ os.environ.update(
     POWERTOOLS_SERVICE_NAME="parley", POWERTOOLS_METRICS_NAMESPACE="Parley",
     POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"), POWERTOOLS_TRACE_DISABLED="true",
     JWT_SECRET_PARAMETER=SECRET_PARAMETER, ALLOWED_ORIGINS=ORIGIN, AWS_LAMBDA_FUNCTION_NAME="bench",
+    # Every timed message and join is accepted: a refusal costs less and would flatter the figure.
+    # The counters are still written every CHAT_RATE_BATCH-th / JOIN_RATE_BATCH-th frame, as deployed.
+    CHAT_RATE_LIMIT="1000000000", JOIN_RATE_LIMIT="1000000000",
 )
 
 
@@ -126,7 +133,8 @@ def handler_calls(tag: str) -> dict[str, Callable[[int], Any]]:
     from parley_testing.functions import load_function
     from parley_testing.lambda_events import JWT_SECRET, connect_event, connection_id, disconnect_event, jwt_token, message_event
 
-    functions = {name: load_function(name) for name in ("authorizer", "connect", "ping", "disconnect", "fanout")}
+    functions = {name: load_function(name) for name in ("authorizer", "connect", "ping", "disconnect", "fanout",
+                                                        "chat_message", "join_room", "leave_room")}
     token = jwt_token({"exp": int(time.time()) + 3600}, key=JWT_SECRET)
     authorizer_event = {
         "type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/test/$connect",
@@ -141,12 +149,28 @@ def handler_calls(tag: str) -> dict[str, Callable[[int], Any]]:
     def cid(n: int) -> str:
         return f"{tag}-{n:07d}="
 
+    room = f"{tag}-chat"
+    for member in range(ROOM_MEMBERS):
+        invoke("join_room", message_event(f"{tag}-m{member}=", f"user{member}", {"type": "join_room", "data": {"roomId": room}}))
+
+    def chat(n: int) -> None:
+        frame = {"type": "chat_message", "data": {"roomId": room, "message": f"hello, everyone ({n})"}}
+        if json.loads(invoke("chat_message", message_event(f"{tag}-m0=", "user0", frame))["body"])["type"] != "chat_update":
+            raise RuntimeError("the benchmark's message was refused")
+
+    def join_leave(n: int) -> None:
+        joiner, data = f"{tag}-j{n:07d}=", {"roomId": f"{tag}-joins"}
+        invoke("join_room", message_event(joiner, f"joiner{n}", {"type": "join_room", "data": data}))
+        invoke("leave_room", message_event(joiner, f"joiner{n}", {"type": "leave_room", "data": data}))
+
     calls = {
         "authorizer": lambda n: invoke("authorizer", authorizer_event),
         "connect": lambda n: invoke("connect", connect_event(cid(n), "alice", "Alice")),
         "ping": lambda n: invoke("ping", ping),
         "disconnect": lambda n: invoke("disconnect", disconnect_event(cid(n), "alice")),
         "fanout_shard": lambda n: invoke("fanout", shard_event(tag, n)),
+        "chat_message": chat,
+        "join_leave": join_leave,
     }
     if invoke("authorizer", authorizer_event)["policyDocument"]["Statement"][0]["Effect"] != "Allow":
         raise RuntimeError("the authorizer refused the benchmark's token")
@@ -233,11 +257,11 @@ def main() -> None:
                     raise RuntimeError(f"the {tag} tree's handlers stopped (see above)")
                 if n:
                     rounds[tag].append(json.loads(line))
-        header = f"{'handler':<12}{'CPU us/call':>12}" + (f"{'baseline':>10}{'this/baseline':>15}" if args.baseline else "")
+        header = f"{'handler':<13}{'CPU us/call':>12}" + (f"{'baseline':>10}{'this/baseline':>15}" if args.baseline else "")
         print(f"{header}   (median of {args.rounds} rounds of {args.calls} warm calls)")
         for name in HANDLERS:
             mine = [r[name] for r in rounds["this"]]
-            row = f"{name:<12}{statistics.median(mine):>12.0f}"
+            row = f"{name:<13}{statistics.median(mine):>12.0f}"
             if args.baseline:
                 theirs = [r[name] for r in rounds["baseline"]]
                 row += f"{statistics.median(theirs):>10.0f}{statistics.median(m / t for m, t in zip(mine, theirs)):>15.2f}"

@@ -14,6 +14,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProject
 from pynamodb.models import Model
 
 from .config import settings
+from .dynamodb_requests import send_item_calls_directly
 from .dynamodb_responses import read_items_directly
 
 
@@ -27,12 +28,13 @@ class _Meta:
 
 class _Table(Model):
     """Every model here: the botocore client of its connection reads item answers without botocore's
-    walk of every value (`dynamodb_responses`), whichever call builds that client first."""
+    walk of every value (`dynamodb_responses`) and sends item calls without its per-call pipeline
+    (`dynamodb_requests`, unless something else hooks into them), whichever call builds that client first."""
 
     @classmethod
     def _get_connection(cls) -> Any:
         table = super()._get_connection()
-        read_items_directly(table.connection.client)
+        send_item_calls_directly(read_items_directly(table.connection.client))
         return table
 
 
