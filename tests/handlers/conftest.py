@@ -198,13 +198,15 @@ def throttle(world: World, monkeypatch: pytest.MonkeyPatch) -> DynamoThrottle:
 def connection_faults(world: World, monkeypatch: pytest.MonkeyPatch) -> ConnectionFaults:
     import urllib3
 
+    from parley.aws.signed_http import SignedOrigin
+
     faults = ConnectionFaults(world.connections_api)
     sender = the_sender()
     monkeypatch.setattr(sender, "_sleep", faults.sleeps.append)  # backoff recorded, not slept
     # A hung call must time out well before the stand-in's 1.5 s hang ends.
-    short = urllib3.PoolManager(num_pools=4, maxsize=sender.max_in_flight, block=True, retries=False,
-                                timeout=urllib3.Timeout(connect=0.5, read=0.3))
-    monkeypatch.setattr(sender, "_pool", short)
+    short = SignedOrigin(sender.endpoint_url, sender._api.signer, maxsize=sender.max_in_flight,
+                         timeout=urllib3.Timeout(connect=0.5, read=0.3))
+    monkeypatch.setattr(sender, "_api", short)
     return faults
 
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import urllib3
 
 from ..core.model import FanoutWork
-from .signed_http import SigV4Signer, backoff_s, retryable, signed_request
+from .signed_http import SigV4Signer, SignedOrigin, backoff_s, retryable
 
 # Invoke calls in flight while handing out one broadcast's shards.
 MAX_PARALLEL_INVOKES = 32
@@ -45,31 +45,31 @@ class LambdaShardDispatcher:
         self._sleep = sleep
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._ready: tuple[SigV4Signer, str, ThreadPoolExecutor] | None = None
+        self._ready: tuple[SignedOrigin, str, ThreadPoolExecutor] | None = None
         self._lock = threading.Lock()
 
-    def _client(self) -> tuple[SigV4Signer, str, ThreadPoolExecutor]:
-        """The signer (credentials and region), the Invoke URL and the threads, made once per environment."""
+    def _client(self) -> tuple[SignedOrigin, str, ThreadPoolExecutor]:
+        """The Lambda API's signed origin (credentials and region), the Invoke path and the threads, made once per environment."""
         with self._lock:
             if self._ready is None:
                 from botocore.session import get_session
 
                 region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-                url = f"{lambda_endpoint(region)}/2015-03-31/functions/{quote(self.function_name, safe='')}/invocations"
-                self._pool = urllib3.PoolManager(num_pools=2, maxsize=MAX_PARALLEL_INVOKES, block=True, retries=False,
-                                                 timeout=urllib3.Timeout(connect=2.0, read=5.0))
+                path = f"/2015-03-31/functions/{quote(self.function_name, safe='')}/invocations"
+                api = SignedOrigin(lambda_endpoint(region), SigV4Signer(get_session().get_credentials(), "lambda", region),
+                                   maxsize=MAX_PARALLEL_INVOKES, timeout=urllib3.Timeout(connect=2.0, read=5.0))
                 threads = ThreadPoolExecutor(max_workers=MAX_PARALLEL_INVOKES, thread_name_prefix="invoke")
-                self._ready = (SigV4Signer(get_session().get_credentials(), "lambda", region), url, threads)
+                self._ready = (api, path, threads)
             return self._ready
 
     def _invoke(self, job: FanoutWork) -> FanoutWork | None:
         """Queue one shard or continuation (202); the job back when Lambda would not take it after the retries."""
-        signer, url, _ = self._client()
+        api, path, _ = self._client()
         payload = json.dumps(job.to_event(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = {"X-Amz-Invocation-Type": "Event", "Content-Type": "application/json"}
         for attempt in range(MAX_ATTEMPTS):
             try:
-                status, error_type = signed_request(self._pool, signer, "POST", url, payload, headers)
+                status, error_type = api.request("POST", path, payload, headers)
                 if status == 202:
                     return None
                 if not retryable(status, error_type):

@@ -17,7 +17,7 @@ import urllib3
 from botocore.session import get_session
 
 from ..core.model import FanoutJob, FanoutResult
-from .signed_http import SigV4Signer, backoff_s, retryable, signed_request
+from .signed_http import SigV4Signer, SignedOrigin, backoff_s, retryable
 
 
 class ManagementApiSender:
@@ -50,10 +50,9 @@ class ManagementApiSender:
         self.endpoint_url = endpoint_url.rstrip("/")
         self.max_in_flight = max(1, max_in_flight)
         self._region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        self._signer = SigV4Signer(credentials or get_session().get_credentials(), "execute-api", self._region)
-        self._pool = urllib3.PoolManager(
-            num_pools=4, maxsize=self.max_in_flight, block=True, retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        self._api = SignedOrigin(
+            self.endpoint_url, SigV4Signer(credentials or get_session().get_credentials(), "execute-api", self._region),
+            maxsize=self.max_in_flight, timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         )
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
@@ -94,9 +93,8 @@ class ManagementApiSender:
 
     def _request(self, connection_id: str, payload: bytes, method: str = "POST") -> tuple[int, str]:
         """One signed call; returns the HTTP status and the `x-amzn-ErrorType` it carried."""
-        url = f"{self.endpoint_url}/@connections/{quote(connection_id, safe='')}"
         headers = {"Content-Type": "application/json"} if method == "POST" else {}
-        return signed_request(self._pool, self._signer, method, url, payload, headers)
+        return self._api.request(method, f"/@connections/{quote(connection_id, safe='')}", payload, headers)
 
     def _post(self, connection_id: str, payload: bytes) -> tuple[str, str, str]:
         reason = ""

