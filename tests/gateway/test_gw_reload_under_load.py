@@ -134,6 +134,13 @@ def sharded_gw(project: Path, tmp_path: Path) -> Iterator[RunningGateway]:
     yield from serving(project, tmp_path, FanoutShardSize=str(SHARD))
 
 
+@pytest.fixture
+def hung_gw(project: Path, tmp_path: Path) -> Iterator[RunningGateway]:
+    """The chat_message function's code hangs in its init, as a call at import to an address that never answers."""
+    (project / "functions/chat_message/app.py").write_text(chat_app(init='print("hung in init", flush=True)\ntime.sleep(600)'))
+    yield from serving(project, tmp_path)
+
+
 def statuses(g: RunningGateway, route: str) -> list[str]:
     """The status of each invocation line of `route` (a route key, or a function for an Invoke) so far."""
     line = re.compile(rf"^\d\d:\d\d:\d\d {re.escape(route)}\s.* ms  (\S+)")
@@ -290,3 +297,29 @@ async def test_a_fan_out_to_a_room_across_a_save_of_the_fan_out_function_reaches
     assert len(lines_with(g, "Reloaded")) == len(said(g, reloaded)) == 1
     for inbox in inboxes:
         await inbox.close()
+
+
+async def test_a_save_while_environments_start_serves_the_waiting_frames_on_the_new_code(hung_gw: RunningGateway, project: Path):
+    """The code on disk hangs in its init (a call that never returns at import); a burst waits for the
+    environments starting on it; the developer saves a fix. The reload line says the next invocation
+    cold-starts on the new code: the waiting frames and those sent after the line are answered by it, each
+    once, without waiting for the hung init to time out (INIT_TIMEOUT_S, 30 s: before the fix, they all did)."""
+    gw, room = hung_gw, "starting"
+    sender, listener = await pair_in(gw, room)
+    inbox, heard = Inbox(sender), Inbox(listener)
+    waiting = await send_burst(sender, room, "waiting", 20)
+    await wait_for_async(lambda: lines_with(gw, "[ChatMessageFunction] hung in init"), 15, what="an environment hung in its init")
+    (project / "functions/chat_message/app.py").write_text(chat_app().replace(*SAVED_BUILD))
+    await wait_for_async(lambda: said(gw, SAVES["app.py"][2]), 15, what="the reload line")
+    late = await send_burst(sender, room, "late", 20)
+    sent = waiting + late
+    await wait_for_async(lambda: answered(inbox, heard, sent), 15, what="every frame answered by the saved code")  # the hung init: 30 s
+    await asyncio.sleep(0.5)
+    order = answers(inbox, sent, heard)
+    assert {inbox.frames[update]["app"] for _, update in order.values()} == {"after"}
+    assert statuses(gw, "chat_message") == ["200"] * len(sent)
+    assert len(lines_with(gw, "Reloaded")) == 1
+    pool = gw.gateway.runtime.pools["ChatMessageFunction"]  # type: ignore[union-attr]
+    assert gw.call(lambda: pool.starting) == 0  # the hung start was stopped, not left to time out
+    await inbox.close()
+    await heard.close()
