@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Callable
 
@@ -14,4 +15,15 @@ def wait_for(pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.
         if value:
             return value
         time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def wait_for_async(pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02, what: str = "condition") -> Any:
+    """`wait_for` for a test on an event loop: the loop goes on (its sockets keep reading) between two looks."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -823,6 +823,7 @@ class FunctionPool:
         self._start_timer: asyncio.TimerHandle | None = None
         self._preinit_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starts: set[asyncio.Task[None]] = set()  # environments starting, each counted in `starting` until it ends
 
     @property
     def total(self) -> int:
@@ -836,6 +837,11 @@ class FunctionPool:
     def retire(self, spec: FunctionSpec | None = None, env: dict[str, str] | None = None) -> int:
         """A deploy: idle environments stop now, busy ones after their invocation; the next invocation cold-starts.
 
+        Environments still starting stop now too (cancelling a start kills its process): they import the
+        old code and would serve nobody once up. The invocations waiting for an environment then cold-start
+        on the new code at once. Before, they waited for those starts to end first: after a save that fixed
+        an init that hangs, INIT_TIMEOUT_S (30 s), the invocations sent after the reload line with them.
+
         Returns how many environments were retired.
         """
         self.generation += 1
@@ -846,6 +852,11 @@ class FunctionPool:
         retired = len(self.workers)
         while self.idle:
             self._stop_later(self.idle.pop())
+        for task in self._starts:
+            task.cancel()
+        self.starting -= len(self._starts)  # counted out now, not when they end: the waiters' starts go first
+        self._starts.clear()
+        self._maybe_start()
         return retired
 
     def reap_idle(self, idle_for_s: float) -> int:
@@ -883,10 +894,7 @@ class FunctionPool:
         if attempt < PREINIT_ATTEMPTS and not self.scaling.cpu_to_spare():  # on a machine busy for longer: start all the same
             self._preinit_timer = asyncio.get_running_loop().call_later(PREINIT_DELAY_S, self._preinit_when_idle, attempt + 1)
             return
-        self.starting += 1
-        task = asyncio.create_task(self._background_start(cold=False))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._start_in_background(cold=False)
 
     async def _start_worker(self) -> Worker | None:
         try:
@@ -936,16 +944,23 @@ class FunctionPool:
             and self.total < most
             and len(self.waiters) > self.starting
         ):
-            self.starting += 1
-            task = asyncio.create_task(self._background_start())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_in_background(cold=True)
 
-    async def _background_start(self, cold: bool = True) -> None:
+    def _start_in_background(self, cold: bool) -> None:
+        self.starting += 1
+        task = asyncio.create_task(self._background_start(cold))
+        self._starts.add(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _background_start(self, cold: bool) -> None:
         try:
             worker = await self._start_worker()
         finally:
-            self.starting -= 1
+            task = asyncio.current_task()
+            if task is not None and task in self._starts:  # else `retire` counted it out already
+                self._starts.discard(task)
+                self.starting -= 1
         if worker is not None:
             worker.cold = cold  # True: the invocation that gets it waited for its start (a cold start)
         if worker is None:

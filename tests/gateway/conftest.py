@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 import websockets
@@ -16,7 +16,7 @@ import websockets
 from parley_local.gateway.connections_api import ConnectionsApi
 from parley_local.local_aws.dynamodb_local import DynamoDBLocalError, find_release
 from parley_testing.fixture_clients import request
-from parley_testing.gateway_thread import FIXTURES, MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway
+from parley_testing.gateway_thread import MAIN_TEMPLATE, SMALL_TEMPLATE, RunningGateway
 
 
 @pytest.fixture(scope="session")
@@ -89,15 +89,16 @@ def stream_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def copy_stack(tmp_path: Path) -> Callable[[Path], Path]:
-    """`copy_stack(template)`: a private copy of a fixture stack (the template as template.yaml, the functions
-    and the layer), free to edit while a gateway serves it; returns the copied template's path."""
-    def copy(template: Path) -> Path:
+def copy_stack(tmp_path: Path) -> Callable[..., Path]:
+    """`copy_stack(template, folders=("functions", "layer"))`: a private copy of a stack (the template as
+    template.yaml and the `folders` beside it: a fixture stack's functions and layer, or the project's
+    `("functions", "layers")`), free to edit while a gateway serves it; returns the copied template's path."""
+    def copy(template: Path, folders: Sequence[str] = ("functions", "layer")) -> Path:
         root = tmp_path / "stack"
         root.mkdir()
         shutil.copy(template, root / "template.yaml")
-        for folder in ("functions", "layer"):
-            shutil.copytree(FIXTURES / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        for folder in folders:
+            shutil.copytree(template.parent / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
         return root / "template.yaml"
 
     return copy

@@ -18,6 +18,7 @@ import pytest
 
 from parley_testing.fixture_clients import request
 from parley_testing.gateway_thread import SMALL_TEMPLATE, RunningGateway
+from parley_testing.redeploys import edit, lines_with
 from parley_testing.waiting import wait_for
 
 import websockets
@@ -39,16 +40,6 @@ def live(stack_dir: Path, tmp_path: Path) -> Iterator[RunningGateway]:
 def environments(g: RunningGateway) -> dict[str, int]:
     assert g.gateway.runtime is not None
     return g.call(lambda: {lid: len(p.workers) + p.starting for lid, p in g.gateway.runtime.pools.items()})  # type: ignore[union-attr]
-
-
-def lines_with(g: RunningGateway, text: str) -> list[str]:
-    return [line for line in list(g.console.lines) if text in line]
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new))
 
 
 async def echo(ws: object) -> dict:

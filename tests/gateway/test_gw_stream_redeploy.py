@@ -16,6 +16,7 @@ import pytest
 
 from parley_local.local_aws.account import aws_client
 from parley_testing.gateway_thread import FIXTURES, ListConsole, RunningGateway
+from parley_testing.redeploys import lines_with
 from parley_testing.waiting import wait_for
 
 STREAM_TEMPLATE = FIXTURES / "template_stream.yaml"
@@ -175,10 +176,6 @@ def streamless_stack(stream_stack: Path) -> Path:
     return template
 
 
-def started(g: RunningGateway, text: str) -> list[str]:
-    return [line for line in list(g.console.lines) if text in line]
-
-
 def test_a_mapping_that_could_not_start_starts_on_the_next_redeploy_though_its_entry_did_not_change(
         stream_backend: str, streamless_stack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """At start-up the table has no stream: each mapping says NOT RUN, is tried twice more (no line while the
@@ -192,20 +189,20 @@ def test_a_mapping_that_could_not_start_starts_on_the_next_redeploy_though_its_e
     try:
         lids = ["KeepFunctionEverything", "FilterFunctionFiltered", "DropFunctionDropped"]
         for lid in lids:
-            first = started(g, f"stream event source {lid} NOT RUN yet: ")
+            first = lines_with(g, f"stream event source {lid} NOT RUN yet: ")
             assert len(first) == 1 and "has no stream locally" in first[0] and "trying again 2 time(s) over 0.2 s" in first[0], first
-        wait_for(lambda: all(started(g, f"stream event source {lid} NOT RUN after 3 attempts") for lid in lids), 30,
+        wait_for(lambda: all(lines_with(g, f"stream event source {lid} NOT RUN after 3 attempts") for lid in lids), 30,
                  what="the give-up lines")
         for lid in lids:
-            assert len(started(g, lid)) == 2, started(g, lid)  # one when it failed, one when it gave up: none per attempt
-            assert "Fix that, then save the template (its redeploy starts it) or restart parley dev" in started(g, lid)[-1]
+            assert len(lines_with(g, lid)) == 2, lines_with(g, lid)  # one when it failed, one when it gave up: none per attempt
+            assert "Fix that, then save the template (its redeploy starts it) or restart parley dev" in lines_with(g, lid)[-1]
         ddb = aws_client("dynamodb", g.gateway.aws.dynamodb_endpoint)
         table = g.stack.tables[0].name
         ddb.put_item(TableName=table, Item={"pk": {"S": "a#before"}})  # written while the table has no stream: no mapping may get it
 
         streamless_stack.write_text(streamless_stack.read_text().replace(
             "        - {AttributeName: pk, KeyType: HASH}\n", "        - {AttributeName: pk, KeyType: HASH}\n" + NO_STREAM))
-        line = wait_for(lambda: started(g, "DynamoDB stream mappings redeployed"), 30, what="the redeploy's stream line")[0]
+        line = wait_for(lambda: lines_with(g, "DynamoDB stream mappings redeployed"), 30, what="the redeploy's stream line")[0]
         for lid in lids:
             assert f"started {lid} (" in line and "from LATEST)" in line, line
         keys = ["a#0", "b#1", "a#2"]
@@ -232,14 +229,14 @@ def test_a_mapping_that_could_not_start_starts_on_its_own_once_its_stream_is_the
     g = RunningGateway(streamless_stack, tmp_path / "records", stack_name=f"latestream{time.time_ns() % 10**6}",
                        reload_interval=0.1, dynamodb=stream_backend).start()
     try:
-        assert started(g, "stream event source KeepFunctionEverything NOT RUN yet")
+        assert lines_with(g, "stream event source KeepFunctionEverything NOT RUN yet")
         ddb = aws_client("dynamodb", g.gateway.aws.dynamodb_endpoint)
         table = g.stack.tables[0].name
         ddb.update_table(TableName=table, StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
         early = ["a#0", "b#1"]
         ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": k}}}} for k in early]})
-        lines = wait_for(lambda: [ln for ln in started(g, "(started on attempt") if "-> DropFunction" in ln]
-                         and [ln for ln in started(g, "(started on attempt") if "-> KeepFunction" in ln], 30,
+        lines = wait_for(lambda: [ln for ln in lines_with(g, "(started on attempt") if "-> DropFunction" in ln]
+                         and [ln for ln in lines_with(g, "(started on attempt") if "-> KeepFunction" in ln], 30,
                          what="the mappings started on their own")
         assert lines
         late = ["a#2", "b#3"]
@@ -250,9 +247,9 @@ def test_a_mapping_that_could_not_start_starts_on_its_own_once_its_stream_is_the
         assert keys_of(g, "KeepFunction") == early + late  # TRIM_HORIZON: from the stream's start, each once
         dropped = keys_of(g, "DropFunction")  # LATEST: from when it started (some early ones may follow that), each once
         assert len(dropped) == len(set(dropped)) and dropped[-2:] == late and set(dropped) <= set(early + late)
-        assert not started(g, "NOT RUN after"), g.console.text()[-2000:]
+        assert not lines_with(g, "NOT RUN after"), g.console.text()[-2000:]
         for fn in ("KeepFunction", "DropFunction", "FilterFunction"):
-            assert len([ln for ln in started(g, "(started on attempt") if f"-> {fn}:" in ln]) == 1
+            assert len([ln for ln in lines_with(g, "(started on attempt") if f"-> {fn}:" in ln]) == 1
     finally:
         g.stop()
 
