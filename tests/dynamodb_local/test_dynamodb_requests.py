@@ -20,6 +20,7 @@ from pynamodb.connection import Connection
 
 from parley_testing.functions import lambda_import_env
 from parley_testing.scripted_dynamodb import ScriptedDynamoDB
+from parley_testing.template import LAYER
 
 from parley.aws.dynamodb_requests import USER_AGENT, DirectItemCalls, send_item_calls_directly
 
@@ -227,3 +228,26 @@ def test_with_tracing_on_the_store_keeps_botocores_pipeline(tracing: bool) -> No
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd="/tmp", capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.splitlines()[-1]) is (not tracing)
+
+
+def test_a_tracer_patching_after_the_first_call_still_gets_answers(dynamodb_local: Any) -> None:
+    """The X-Ray SDK's PynamoDB patch (in `patch_all`, which a Powertools Tracer runs) wraps botocore's
+    HTTP session and reads the request's headers as botocore hands them over: bytes. A Tracer made after
+    a model's first call finds the client already direct; its calls must still get DynamoDB's answer."""
+    code = ("import sys, json\n"
+            "from pynamodb.connection import Connection\n"
+            "from parley.aws.dynamodb_requests import DirectItemCalls, send_item_calls_directly\n"
+            "client = send_item_calls_directly(Connection(host=sys.argv[1], region='us-east-1').client)\n"
+            "assert isinstance(client.__dict__['_make_api_call'], DirectItemCalls)\n"
+            "from aws_xray_sdk.core import patch_all\n"
+            "patch_all()\n"
+            "try:\n"
+            "    client.get_item(TableName='no-such-table', Key={'k': {'S': 'v'}})\n"
+            "except Exception as error:\n"
+            "    print(json.dumps(type(error).__name__))\n")
+    env = {**os.environ, "PYTHONPATH": str(LAYER), "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"}
+    out = subprocess.run([sys.executable, "-c", code, dynamodb_local.endpoint], env=env, cwd="/tmp",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == "ResourceNotFoundException"

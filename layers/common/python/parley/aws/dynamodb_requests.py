@@ -128,8 +128,11 @@ class DirectItemCalls:
         """One signed send: (the HTTP answer, its parsed form, None), or (None, None, why there was no answer).
 
         `before-send` fires as botocore's endpoint fires it: a handler may add headers (PynamoDB's extra
-        headers) or answer in the service's place (moto's stub, while a mock is on)."""
-        signed = HeadersDict(self._signer.headers("POST", self._url, body, headers))
+        headers) or answer in the service's place (moto's stub, while a mock is on). The header values
+        are bytes, as botocore's endpoint encodes them: what wraps its HTTP session reads them so (the
+        X-Ray SDK's PynamoDB patch decodes X-Amz-Target, and failed every call on str)."""
+        signed = HeadersDict({name: value.encode("utf-8")
+                              for name, value in self._signer.headers("POST", self._url, body, headers).items()})
         request = AWSPreparedRequest("POST", self._url, signed, body, False)
         try:
             http = _first_answer(self._events.emit(f"before-send.{self._service_id}.{operation.name}", request=request))
