@@ -22,7 +22,7 @@ from parley_testing.functions import lambda_import_env
 from parley_testing.scripted_dynamodb import ScriptedDynamoDB
 from parley_testing.template import LAYER
 
-from parley.aws.dynamodb_requests import USER_AGENT, DirectItemCalls, send_item_calls_directly
+from parley.aws.dynamodb_requests import SKIPPED_EVENTS, USER_AGENT, DirectItemCalls, send_item_calls_directly
 
 READ_TIMEOUT_S = 0.3
 
@@ -187,9 +187,33 @@ def test_an_operation_not_listed_goes_through_botocore(paths: Paths, table: str)
     assert described["user_agents"] == {False} and described["answer"]["Table"]["TableName"] == table
 
 
-def test_a_client_something_else_hooks_into_keeps_botocores_pipeline(front: ScriptedDynamoDB) -> None:
+# The direct path fires these of the events botocore fires for a call (`DirectItemCalls`).
+FIRED_EVENTS = {"before-send", "needs-retry", "after-call"}
+
+
+def test_every_event_botocore_fires_for_a_call_is_fired_directly_or_checked_for_hooks(paths: Paths, table: str) -> None:
+    """A handler of an event the direct path skips keeps a client on botocore's path only if
+    `SKIPPED_EVENTS` names that event: so it must name every event botocore fires for an item call,
+    an answered one and one that fails (no answer past every attempt), apart from those fired directly."""
+    emitter = paths.client.meta.events._emitter
+    fired: set[str] = set()
+    emit = emitter._emit
+
+    def recorded(event_name: str, kwargs: Any, stop_on_response: bool = False) -> Any:
+        fired.add(event_name.split(".")[0])
+        return emit(event_name, kwargs, stop_on_response)
+
+    emitter._emit = recorded
+    paths.outcome(paths.botocore, "GetItem", {"TableName": table, "Key": {"key": {"S": "events"}}})
+    failed = paths.outcome(paths.botocore, "GetItem", {"TableName": table, "Key": {"key": {"S": "events"}}}, ["drop"] * 4)
+    assert failed["error"] == "ConnectionClosedError"
+    assert fired - FIRED_EVENTS - set(SKIPPED_EVENTS) == set()
+
+
+@pytest.mark.parametrize("event", ["before-call", "choose-signer", "after-call-error"])
+def test_a_client_something_else_hooks_into_keeps_botocores_pipeline(front: ScriptedDynamoDB, event: str) -> None:
     hooked = Connection(host=front.url, region="us-east-1").client
-    hooked.meta.events.register("before-call.dynamodb.PutItem", lambda **kwargs: None)
+    hooked.meta.events.register(f"{event}.dynamodb.PutItem", lambda **kwargs: None)
     assert "_make_api_call" not in send_item_calls_directly(hooked).__dict__
     plain = Connection(host=front.url, region="us-east-1").client
     assert isinstance(send_item_calls_directly(plain).__dict__["_make_api_call"], DirectItemCalls)  # so the above can fail

@@ -46,9 +46,12 @@ from .signed_http import SigV4Signer
 DIRECT_OPERATIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem"})
 # The events botocore fires for a call that the direct path does not fire (it fires `before-send`,
 # `needs-retry` and `after-call`): a handler of these from outside botocore and PynamoDB keeps the
-# client on botocore's path.
+# client on botocore's path. `choose-signer` and `before-sign` are its signer's; `after-call-error`
+# replaces `after-call` when a call ends in an exception (test_dynamodb_requests holds this list to
+# the events botocore fires).
 SKIPPED_EVENTS = ("provide-client-params", "before-parameter-build", "before-endpoint-resolution", "before-call",
-                  "request-created", "before-sign", "response-received", "before-parse")
+                  "request-created", "choose-signer", "before-sign", "response-received", "before-parse",
+                  "after-call-error")
 # Hooks on those events that direct calls may skip: botocore's and PynamoDB's own (the direct path does
 # their work: signing, retry headers, user agent), and Powertools', which only adds its name to the
 # User-Agent header (for AWS's count of Powertools' use) and which every function imports.
