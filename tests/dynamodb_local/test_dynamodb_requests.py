@@ -10,12 +10,15 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from functools import partial
 from typing import Any, Callable, Iterator
 
 import botocore.session
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
+from moto.core.botocore_stubber import MockRawResponse
 from pynamodb.connection import Connection
 
 from parley_testing.functions import lambda_import_env
@@ -275,3 +278,49 @@ def test_a_tracer_patching_after_the_first_call_still_gets_answers(dynamodb_loca
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.splitlines()[-1]) == "ResourceNotFoundException"
+
+
+ENDPOINT_CASES = {
+    "DynamoDB's regional endpoint": ("us-east-1", None, {}),
+    # botocore's ruleset: region "local" is http://localhost:8000, signed for us-east-1 (DynamoDB Local
+    # keeps a database per signed region unless started with -sharedDb).
+    "the region 'local'": ("local", None, {}),
+    # Credentials that know their account (AWS_ACCOUNT_ID, SSO, assume-role): an account's endpoint.
+    "credentials with an account id": ("us-east-1", None, {"AWS_ACCOUNT_ID": "123456789012"}),
+    "an account id required but unknown": ("us-east-1", None, {"AWS_ACCOUNT_ID_ENDPOINT_MODE": "required"}),
+    "an endpoint with a path": ("us-east-1", "http://127.0.0.1:9/dynamodb", {}),
+}
+
+
+@pytest.mark.parametrize("name", ENDPOINT_CASES)
+def test_item_calls_go_where_botocore_sends_them_signed_for_its_region(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """botocore resolves a call's endpoint (URL and signing region) per call from its ruleset, not
+    from the client's `endpoint_url`: a PynamoDB model's item calls must reach that URL with that
+    credential scope on either path (or fail as botocore fails)."""
+    region, host, env = ENDPOINT_CASES[name]
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **env}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    client = Connection(host=host, region=region).client
+    sent: list[tuple[str, str]] = []
+
+    def answer(request: Any, **kwargs: Any) -> AWSResponse:
+        authorization = request.headers["Authorization"]
+        authorization = authorization.decode() if isinstance(authorization, bytes) else authorization
+        sent.append((request.url, authorization.split("Credential=")[1].split(",")[0]))
+        return AWSResponse(request.url, 200, {"x-amz-crc32": str(zlib.crc32(b"{}"))}, MockRawResponse(b"{}"))
+
+    client.meta.events.register("before-send.dynamodb", answer)
+
+    def outcome(call: Callable[..., Any]) -> Any:
+        sent.clear()
+        try:
+            call("GetItem", {"TableName": "t", "Key": {"k": {"S": "v"}}})
+        except Exception as error:
+            return type(error).__name__
+        return sent[:]
+
+    theirs = outcome(partial(BaseClient._make_api_call, client))
+    mine = outcome(send_item_calls_directly(client)._make_api_call)
+    assert mine == theirs
