@@ -22,8 +22,8 @@ per call (resolved once), and the events other than `before-send`, `needs-retry`
 `after-call` (`SKIPPED_EVENTS`). So a client keeps botocore's whole pipeline where anything else hooks
 into those (`_foreign_hooks`): the X-Ray SDK, which records calls by wrapping botocore's client when
 tracing is on, or a test's recorder.
-Operations other than `DIRECT_OPERATIONS`, and parameters that JSON cannot carry as they are (bytes,
-which botocore sends as base64; a None member, which it drops), also go through botocore.
+Operations other than `DIRECT_OPERATIONS`, parameters that JSON cannot carry as they are (bytes,
+which botocore sends as base64) and a None member (sent as null either way), also go through botocore.
 tests/dynamodb_local/test_dynamodb_requests.py holds both paths to the same answers, errors, attempts
 and waits, against DynamoDB Local and a front that fails on request.
 """
