@@ -280,15 +280,16 @@ def test_a_tracer_patching_after_the_first_call_still_gets_answers(dynamodb_loca
     assert json.loads(out.stdout.splitlines()[-1]) == "ResourceNotFoundException"
 
 
+# (region, endpoint URL, environment, whether the direct path takes the client's item calls)
 ENDPOINT_CASES = {
-    "DynamoDB's regional endpoint": ("us-east-1", None, {}),
+    "DynamoDB's regional endpoint": ("us-east-1", None, {}, True),
     # botocore's ruleset: region "local" is http://localhost:8000, signed for us-east-1 (DynamoDB Local
     # keeps a database per signed region unless started with -sharedDb).
-    "the region 'local'": ("local", None, {}),
+    "the region 'local'": ("local", None, {}, True),
     # Credentials that know their account (AWS_ACCOUNT_ID, SSO, assume-role): an account's endpoint.
-    "credentials with an account id": ("us-east-1", None, {"AWS_ACCOUNT_ID": "123456789012"}),
-    "an account id required but unknown": ("us-east-1", None, {"AWS_ACCOUNT_ID_ENDPOINT_MODE": "required"}),
-    "an endpoint with a path": ("us-east-1", "http://127.0.0.1:9/dynamodb", {}),
+    "credentials with an account id": ("us-east-1", None, {"AWS_ACCOUNT_ID": "123456789012"}, True),
+    "an account id required but unknown": ("us-east-1", None, {"AWS_ACCOUNT_ID_ENDPOINT_MODE": "required"}, False),
+    "an endpoint with a path": ("us-east-1", "http://127.0.0.1:9/dynamodb", {}, True),
 }
 
 
@@ -297,11 +298,11 @@ def test_item_calls_go_where_botocore_sends_them_signed_for_its_region(monkeypat
     """botocore resolves a call's endpoint (URL and signing region) per call from its ruleset, not
     from the client's `endpoint_url`: a PynamoDB model's item calls must reach that URL with that
     credential scope on either path (or fail as botocore fails)."""
-    region, host, env = ENDPOINT_CASES[name]
+    region, host, env, direct = ENDPOINT_CASES[name]
+    for key in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL", "AWS_ACCOUNT_ID", "AWS_ACCOUNT_ID_ENDPOINT_MODE", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **env}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     client = Connection(host=host, region=region).client
     sent: list[tuple[str, str]] = []
 
@@ -324,3 +325,4 @@ def test_item_calls_go_where_botocore_sends_them_signed_for_its_region(monkeypat
     theirs = outcome(partial(BaseClient._make_api_call, client))
     mine = outcome(send_item_calls_directly(client)._make_api_call)
     assert mine == theirs
+    assert isinstance(client.__dict__.get("_make_api_call"), DirectItemCalls) is direct
