@@ -10,18 +10,22 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from functools import partial
 from typing import Any, Callable, Iterator
 
 import botocore.session
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
+from moto.core.botocore_stubber import MockRawResponse
 from pynamodb.connection import Connection
 
 from parley_testing.functions import lambda_import_env
 from parley_testing.scripted_dynamodb import ScriptedDynamoDB
+from parley_testing.template import LAYER
 
-from parley.aws.dynamodb_requests import USER_AGENT, DirectItemCalls, send_item_calls_directly
+from parley.aws.dynamodb_requests import SKIPPED_EVENTS, USER_AGENT, DirectItemCalls, send_item_calls_directly
 
 READ_TIMEOUT_S = 0.3
 
@@ -186,9 +190,33 @@ def test_an_operation_not_listed_goes_through_botocore(paths: Paths, table: str)
     assert described["user_agents"] == {False} and described["answer"]["Table"]["TableName"] == table
 
 
-def test_a_client_something_else_hooks_into_keeps_botocores_pipeline(front: ScriptedDynamoDB) -> None:
+# The direct path fires these of the events botocore fires for a call (`DirectItemCalls`).
+FIRED_EVENTS = {"before-send", "needs-retry", "after-call"}
+
+
+def test_every_event_botocore_fires_for_a_call_is_fired_directly_or_checked_for_hooks(paths: Paths, table: str) -> None:
+    """A handler of an event the direct path skips keeps a client on botocore's path only if
+    `SKIPPED_EVENTS` names that event: so it must name every event botocore fires for an item call,
+    an answered one and one that fails (no answer past every attempt), apart from those fired directly."""
+    emitter = paths.client.meta.events._emitter
+    fired: set[str] = set()
+    emit = emitter._emit
+
+    def recorded(event_name: str, kwargs: Any, stop_on_response: bool = False) -> Any:
+        fired.add(event_name.split(".")[0])
+        return emit(event_name, kwargs, stop_on_response)
+
+    emitter._emit = recorded
+    paths.outcome(paths.botocore, "GetItem", {"TableName": table, "Key": {"key": {"S": "events"}}})
+    failed = paths.outcome(paths.botocore, "GetItem", {"TableName": table, "Key": {"key": {"S": "events"}}}, ["drop"] * 4)
+    assert failed["error"] == "ConnectionClosedError"
+    assert fired - FIRED_EVENTS - set(SKIPPED_EVENTS) == set()
+
+
+@pytest.mark.parametrize("event", ["before-call", "choose-signer", "after-call-error"])
+def test_a_client_something_else_hooks_into_keeps_botocores_pipeline(front: ScriptedDynamoDB, event: str) -> None:
     hooked = Connection(host=front.url, region="us-east-1").client
-    hooked.meta.events.register("before-call.dynamodb.PutItem", lambda **kwargs: None)
+    hooked.meta.events.register(f"{event}.dynamodb.PutItem", lambda **kwargs: None)
     assert "_make_api_call" not in send_item_calls_directly(hooked).__dict__
     plain = Connection(host=front.url, region="us-east-1").client
     assert isinstance(send_item_calls_directly(plain).__dict__["_make_api_call"], DirectItemCalls)  # so the above can fail
@@ -227,3 +255,74 @@ def test_with_tracing_on_the_store_keeps_botocores_pipeline(tracing: bool) -> No
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd="/tmp", capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.splitlines()[-1]) is (not tracing)
+
+
+def test_a_tracer_patching_after_the_first_call_still_gets_answers(dynamodb_local: Any) -> None:
+    """The X-Ray SDK's PynamoDB patch (in `patch_all`, which a Powertools Tracer runs) wraps botocore's
+    HTTP session and reads the request's headers as botocore hands them over: bytes. A Tracer made after
+    a model's first call finds the client already direct; its calls must still get DynamoDB's answer."""
+    code = ("import sys, json\n"
+            "from pynamodb.connection import Connection\n"
+            "from parley.aws.dynamodb_requests import DirectItemCalls, send_item_calls_directly\n"
+            "client = send_item_calls_directly(Connection(host=sys.argv[1], region='us-east-1').client)\n"
+            "assert isinstance(client.__dict__['_make_api_call'], DirectItemCalls)\n"
+            "from aws_xray_sdk.core import patch_all\n"
+            "patch_all()\n"
+            "try:\n"
+            "    client.get_item(TableName='no-such-table', Key={'k': {'S': 'v'}})\n"
+            "except Exception as error:\n"
+            "    print(json.dumps(type(error).__name__))\n")
+    env = {**os.environ, "PYTHONPATH": str(LAYER), "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"}
+    out = subprocess.run([sys.executable, "-c", code, dynamodb_local.endpoint], env=env, cwd="/tmp",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == "ResourceNotFoundException"
+
+
+# (region, endpoint URL, environment, whether the direct path takes the client's item calls)
+ENDPOINT_CASES = {
+    "DynamoDB's regional endpoint": ("us-east-1", None, {}, True),
+    # botocore's ruleset: region "local" is http://localhost:8000, signed for us-east-1 (DynamoDB Local
+    # keeps a database per signed region unless started with -sharedDb).
+    "the region 'local'": ("local", None, {}, True),
+    # Credentials that know their account (AWS_ACCOUNT_ID, SSO, assume-role): an account's endpoint.
+    "credentials with an account id": ("us-east-1", None, {"AWS_ACCOUNT_ID": "123456789012"}, True),
+    "an account id required but unknown": ("us-east-1", None, {"AWS_ACCOUNT_ID_ENDPOINT_MODE": "required"}, False),
+    "an endpoint with a path": ("us-east-1", "http://127.0.0.1:9/dynamodb", {}, True),
+}
+
+
+@pytest.mark.parametrize("name", ENDPOINT_CASES)
+def test_item_calls_go_where_botocore_sends_them_signed_for_its_region(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """botocore resolves a call's endpoint (URL and signing region) per call from its ruleset, not
+    from the client's `endpoint_url`: a PynamoDB model's item calls must reach that URL with that
+    credential scope on either path (or fail as botocore fails)."""
+    region, host, env, direct = ENDPOINT_CASES[name]
+    for key in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL", "AWS_ACCOUNT_ID", "AWS_ACCOUNT_ID_ENDPOINT_MODE", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **env}.items():
+        monkeypatch.setenv(key, value)
+    client = Connection(host=host, region=region).client
+    sent: list[tuple[str, str]] = []
+
+    def answer(request: Any, **kwargs: Any) -> AWSResponse:
+        authorization = request.headers["Authorization"]
+        authorization = authorization.decode() if isinstance(authorization, bytes) else authorization
+        sent.append((request.url, authorization.split("Credential=")[1].split(",")[0]))
+        return AWSResponse(request.url, 200, {"x-amz-crc32": str(zlib.crc32(b"{}"))}, MockRawResponse(b"{}"))
+
+    client.meta.events.register("before-send.dynamodb", answer)
+
+    def outcome(call: Callable[..., Any]) -> Any:
+        sent.clear()
+        try:
+            call("GetItem", {"TableName": "t", "Key": {"k": {"S": "v"}}})
+        except Exception as error:
+            return type(error).__name__
+        return sent[:]
+
+    theirs = outcome(partial(BaseClient._make_api_call, client))
+    mine = outcome(send_item_calls_directly(client)._make_api_call)
+    assert mine == theirs
+    assert isinstance(client.__dict__.get("_make_api_call"), DirectItemCalls) is direct

@@ -7,7 +7,8 @@ request through those objects. A `$disconnect` makes five calls and a chat messa
 function's CPU share (256 MB: 0.145 of a vCPU), so that overhead is billed as milliseconds per call.
 
 What stays botocore's, so the calls behave as before:
-- the credentials it resolved (refreshed as it refreshes them) and the endpoint it resolved for the client;
+- the credentials it resolved (refreshed as it refreshes them), and the URL and signing region its
+  endpoint ruleset resolves for the client's item calls (`_item_endpoint`; once, not per call);
 - its HTTP session: the connection pool, proxies, TLS verification, timeouts, and the mapping of
   connection errors and timeouts to its exceptions;
 - its reader of the answer (`dynamodb_responses`), with the modeled fields of an error;
@@ -17,12 +18,12 @@ What stays botocore's, so the calls behave as before:
 - its exceptions: the modeled class for the error code, which PynamoDB and `dynamodb_store` catch.
 
 What is skipped: parameter validation (PynamoDB's clients switch it off anyway), the endpoint ruleset
-per call (the client's endpoint is used), and the events other than `before-send`, `needs-retry` and
+per call (resolved once), and the events other than `before-send`, `needs-retry` and
 `after-call` (`SKIPPED_EVENTS`). So a client keeps botocore's whole pipeline where anything else hooks
 into those (`_foreign_hooks`): the X-Ray SDK, which records calls by wrapping botocore's client when
 tracing is on, or a test's recorder.
-Operations other than `DIRECT_OPERATIONS`, and parameters that JSON cannot carry as they are (bytes,
-which botocore sends as base64; a None member, which it drops), also go through botocore.
+Operations other than `DIRECT_OPERATIONS`, parameters that JSON cannot carry as they are (bytes,
+which botocore sends as base64) and a None member (sent as null either way), also go through botocore.
 tests/dynamodb_local/test_dynamodb_requests.py holds both paths to the same answers, errors, attempts
 and waits, against DynamoDB Local and a front that fails on request.
 """
@@ -46,9 +47,12 @@ from .signed_http import SigV4Signer
 DIRECT_OPERATIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem"})
 # The events botocore fires for a call that the direct path does not fire (it fires `before-send`,
 # `needs-retry` and `after-call`): a handler of these from outside botocore and PynamoDB keeps the
-# client on botocore's path.
+# client on botocore's path. `choose-signer` and `before-sign` are its signer's; `after-call-error`
+# replaces `after-call` when a call ends in an exception (test_dynamodb_requests holds this list to
+# the events botocore fires).
 SKIPPED_EVENTS = ("provide-client-params", "before-parameter-build", "before-endpoint-resolution", "before-call",
-                  "request-created", "before-sign", "response-received", "before-parse")
+                  "request-created", "choose-signer", "before-sign", "response-received", "before-parse",
+                  "after-call-error")
 # Hooks on those events that direct calls may skip: botocore's and PynamoDB's own (the direct path does
 # their work: signing, retry headers, user agent), and Powertools', which only adds its name to the
 # User-Agent header (for AWS's count of Powertools' use) and which every function imports.
@@ -70,7 +74,10 @@ class DirectItemCalls:
     """A DynamoDB client's `_make_api_call`, for `DIRECT_OPERATIONS`: the rest goes to botocore's own."""
 
     def __init__(self, client: Any, via_botocore: Callable[[str, dict[str, Any]], Any], *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, endpoint: tuple[str, str, str] | None = None) -> None:
+        endpoint = endpoint or _item_endpoint(client)
+        if endpoint is None:
+            raise ValueError("botocore's ruleset gives this client's item calls more than a SigV4 URL: see _item_endpoint")
         meta = client.meta
         service = meta.service_model
         self._client = client
@@ -79,8 +86,8 @@ class DirectItemCalls:
         self._events = meta.events
         self._endpoint = client._endpoint
         self._session = client._endpoint.http_session
-        self._url = meta.endpoint_url.rstrip("/") + "/"
-        self._signer = SigV4Signer(client._request_signer._credentials, service.signing_name, meta.region_name)
+        self._url, signing_name, signing_region = endpoint
+        self._signer = SigV4Signer(client._request_signer._credentials, signing_name, signing_region)
         self._operations = {name: service.operation_model(name) for name in DIRECT_OPERATIONS}
         self._targets = {name: f"{service.metadata['targetPrefix']}.{name}" for name in DIRECT_OPERATIONS}
         self._content_type = f"application/x-amz-json-{service.metadata['jsonVersion']}"
@@ -128,8 +135,11 @@ class DirectItemCalls:
         """One signed send: (the HTTP answer, its parsed form, None), or (None, None, why there was no answer).
 
         `before-send` fires as botocore's endpoint fires it: a handler may add headers (PynamoDB's extra
-        headers) or answer in the service's place (moto's stub, while a mock is on)."""
-        signed = HeadersDict(self._signer.headers("POST", self._url, body, headers))
+        headers) or answer in the service's place (moto's stub, while a mock is on). The header values
+        are bytes, as botocore's endpoint encodes them: what wraps its HTTP session reads them so (the
+        X-Ray SDK's PynamoDB patch decodes X-Amz-Target, and failed every call on str)."""
+        signed = HeadersDict({name: value.encode("utf-8")
+                              for name, value in self._signer.headers("POST", self._url, body, headers).items()})
         request = AWSPreparedRequest("POST", self._url, signed, body, False)
         try:
             http = _first_answer(self._events.emit(f"before-send.{self._service_id}.{operation.name}", request=request))
@@ -146,6 +156,31 @@ class DirectItemCalls:
             if shape is not None:
                 parsed.update(self._parser.parse(answer, shape))
         return http, parsed, None
+
+
+def _item_endpoint(client: Any) -> tuple[str, str, str] | None:
+    """(URL, signing name, signing region) of the client's item calls, as botocore's endpoint ruleset
+    resolves them for every call. That is not always the client's `endpoint_url` and region: credentials
+    that know their account (AWS_ACCOUNT_ID, SSO, assume-role) get the account's endpoint, and region
+    "local" is DynamoDB Local signed for us-east-1 (which keeps a database per signed region without
+    -sharedDb). None where botocore would do more than sign for a URL (headers, another auth scheme, a
+    query) or refuse the call (an account id required but unknown): its pipeline keeps those clients.
+    The URL's path is botocore's: its endpoint's, or "/" where it has none."""
+    meta = client.meta
+    operation = meta.service_model.operation_model("GetItem")
+    context: dict[str, Any] = {"client_region": meta.region_name, "client_config": meta.config,
+                               "auth_type": operation.resolved_auth_type}
+    try:
+        url, headers, _ = client._resolve_endpoint_ruleset(operation, {}, context)
+    except Exception:  # botocore raises it again for every call, on its own path
+        return None
+    parts = urlsplit(url)
+    if (headers or parts.query or parts.fragment or context.get("auth_type") not in (None, "v4")
+            or client._request_signer.signature_version != "v4"):
+        return None
+    signing = context.get("signing", {})
+    return (url if parts.path else f"{url}/", signing.get("signing_name", client._request_signer.signing_name),
+            signing.get("region", meta.region_name))
 
 
 def _foreign_hooks(client: Any) -> list[str]:
@@ -173,16 +208,16 @@ _decided: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 def send_item_calls_directly(client: Any) -> Any:
     """Give a botocore DynamoDB client `DirectItemCalls` (once; idempotent), unless something hooks into its
-    calls (`_foreign_hooks`), it has no credentials yet, or its endpoint carries a query: those clients keep
-    botocore's whole pipeline. PynamoDB calls the client's `_make_api_call`; an attribute of the instance
-    answers before the class's method."""
+    calls (`_foreign_hooks`), it has no credentials yet, or botocore's ruleset asks more of its calls than a
+    signature for a URL (`_item_endpoint`): those clients keep botocore's whole pipeline. PynamoDB calls
+    the client's `_make_api_call`; an attribute of the instance answers before the class's method."""
     if client in _decided:
         return client
-    parts = urlsplit(client.meta.endpoint_url)
-    if client._request_signer._credentials is None or parts.query or parts.fragment:
+    if client._request_signer._credentials is None:
         return client  # undecided: PynamoDB builds a new client when the credentials were missing
-    direct = not _foreign_hooks(client)
+    endpoint = None if _foreign_hooks(client) else _item_endpoint(client)
+    direct = endpoint is not None
     if direct:
-        client._make_api_call = DirectItemCalls(client, client._make_api_call)
+        client._make_api_call = DirectItemCalls(client, client._make_api_call, endpoint=endpoint)
     _decided[client] = direct
     return client
