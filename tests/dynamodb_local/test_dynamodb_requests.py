@@ -23,7 +23,6 @@ from pynamodb.connection import Connection
 
 from parley_testing.functions import lambda_import_env
 from parley_testing.scripted_dynamodb import ScriptedDynamoDB
-from parley_testing.template import LAYER
 
 from parley.aws.dynamodb_requests import SKIPPED_EVENTS, USER_AGENT, DirectItemCalls, send_item_calls_directly
 
@@ -272,7 +271,7 @@ def test_a_tracer_patching_after_the_first_call_still_gets_answers(dynamodb_loca
             "    client.get_item(TableName='no-such-table', Key={'k': {'S': 'v'}})\n"
             "except Exception as error:\n"
             "    print(json.dumps(type(error).__name__))\n")
-    env = {**os.environ, "PYTHONPATH": str(LAYER), "AWS_ACCESS_KEY_ID": "testing",
+    env = {**os.environ, **lambda_import_env("chat_message"), "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"}
     out = subprocess.run([sys.executable, "-c", code, dynamodb_local.endpoint], env=env, cwd="/tmp",
                          capture_output=True, text=True, timeout=60)
