@@ -39,6 +39,7 @@ class ScriptedDynamoDB:
     backend: str  # DynamoDB Local's endpoint
     credentials: Any  # botocore's: every call's signature is checked against them
     hang_s: float = 1.0
+    region: str = "us-east-1"  # the credential scope every call must name, as DynamoDB's endpoint in that region requires
     script: list[Step] = field(default_factory=list)
     arrivals: list[Arrival] = field(default_factory=list)
     url: str = ""
@@ -68,7 +69,8 @@ class ScriptedDynamoDB:
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k: v for k, v in self.headers.items()}
-                problem = signature_problem(front.credentials, "POST", f"{front.url}{self.path}", headers, body)
+                problem = signature_problem(front.credentials, "POST", f"{front.url}{self.path}", headers, body,
+                                            scope=(front.region, "dynamodb"))
                 with front._lock:
                     front.arrivals.append(Arrival(headers.get("X-Amz-Target", ""), headers.get("User-Agent", ""), problem))
                 step = front.next_step()

@@ -20,13 +20,18 @@ _AUTHORIZATION = re.compile(
 )
 
 
-def signature_problem(credentials: Any, method: str, url: str, headers: Mapping[str, str], body: bytes) -> str | None:
+def signature_problem(credentials: Any, method: str, url: str, headers: Mapping[str, str], body: bytes,
+                      scope: tuple[str, str] | None = None) -> str | None:
     """None when `headers["Authorization"]` is botocore's signature of this request with
-    `credentials` (a botocore Credentials), else what is wrong with it."""
+    `credentials` (a botocore Credentials), for `scope` (region, service) when given, else what is
+    wrong with it. Without `scope`, a request signed for another region or service passes: the
+    signature is checked against the scope the request names."""
     lower = {k.lower(): v for k, v in headers.items()}
     m = _AUTHORIZATION.match(lower.get("authorization", ""))
     if m is None:
         return f"not a SigV4 Authorization header: {lower.get('authorization')!r}"
+    if scope is not None and (m["region"], m["service"]) != scope:
+        return f"signed for {m['region']}/{m['service']}, not {scope[0]}/{scope[1]}"
     frozen = credentials.get_frozen_credentials()
     if m["key"] != frozen.access_key:
         return f"signed with access key {m['key']}, not {frozen.access_key}"

@@ -175,6 +175,15 @@ def test_the_same_attempts_waits_and_outcome_as_botocore(paths: Paths, table: st
     assert paths.slept == mine["waits"]
 
 
+def test_the_front_refuses_a_call_signed_for_another_region(front: ScriptedDynamoDB, table: str) -> None:
+    """So the signature checks above would see a direct call signed for the wrong region, as AWS would."""
+    elsewhere = send_item_calls_directly(Connection(host=front.url, region="eu-west-1").client)
+    assert isinstance(elsewhere.__dict__["_make_api_call"], DirectItemCalls)
+    with pytest.raises(elsewhere.exceptions.ClientError, match="signed for eu-west-1/dynamodb, not us-east-1/dynamodb"):
+        elsewhere.get_item(TableName=table, Key={"key": {"S": "nobody"}})
+    assert [a.signature_problem is not None for a in front.take()] == [True]
+
+
 def test_what_json_cannot_carry_goes_through_botocore(paths: Paths, table: str) -> None:
     """A blob is base64 in DynamoDB's JSON: botocore's serializer sends it, and the answer is the same item."""
     key = {"key": {"S": "blob"}}
