@@ -813,7 +813,6 @@ class FunctionPool:
         self.idle: collections.deque[Worker] = collections.deque()
         self.waiters: collections.deque[_Waiting] = collections.deque()
         self.workers: set[Worker] = set()
-        self.starting = 0
         self.closed = False
         self.draining = False  # the gateway is stopping and does not need this function: no start, no wait
         self.last_release = 0.0  # loop time an invocation last finished (or a worker became ready)
@@ -823,7 +822,11 @@ class FunctionPool:
         self._start_timer: asyncio.TimerHandle | None = None
         self._preinit_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._starts: set[asyncio.Task[None]] = set()  # environments starting, each counted in `starting` until it ends
+        self._starts: set[asyncio.Task[None]] = set()  # environments starting for this generation
+
+    @property
+    def starting(self) -> int:
+        return len(self._starts)
 
     @property
     def total(self) -> int:
@@ -854,8 +857,7 @@ class FunctionPool:
             self._stop_later(self.idle.pop())
         for task in self._starts:
             task.cancel()
-        self.starting -= len(self._starts)  # counted out now, not when they end: the waiters' starts go first
-        self._starts.clear()
+        self._starts.clear()  # counted out now, not when they end: the waiters' starts go first
         self._maybe_start()
         return retired
 
@@ -947,7 +949,6 @@ class FunctionPool:
             self._start_in_background(cold=True)
 
     def _start_in_background(self, cold: bool) -> None:
-        self.starting += 1
         task = asyncio.create_task(self._background_start(cold))
         self._starts.add(task)
         self._tasks.add(task)
@@ -957,10 +958,7 @@ class FunctionPool:
         try:
             worker = await self._start_worker()
         finally:
-            task = asyncio.current_task()
-            if task is not None and task in self._starts:  # else `retire` counted it out already
-                self._starts.discard(task)
-                self.starting -= 1
+            self._starts.discard(asyncio.current_task())  # unless `retire` counted it out already
         if worker is not None:
             worker.cold = cold  # True: the invocation that gets it waited for its start (a cold start)
         if worker is None:
