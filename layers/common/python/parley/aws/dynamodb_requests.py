@@ -1,10 +1,12 @@
 """DynamoDB's item calls sent with one signature and one HTTP send, instead of botocore's whole per-call pipeline.
 
-Why: a botocore call costs about 0.75 ms of CPU (a PutItem to DynamoDB Local), and most of it is not
-the HTTP exchange: the event hooks fired around it, the endpoint ruleset resolved again for every
-call, the request objects built, copied and prepared, and `SigV4Auth`, which rebuilds the canonical
-request through those objects. A `$disconnect` makes five calls and a chat message three, each at the
-function's CPU share (256 MB: 0.145 of a vCPU), so that overhead is billed as milliseconds per call.
+Why: most of a botocore call's CPU is not the HTTP exchange but what surrounds it: the event hooks
+fired around it, the endpoint ruleset resolved again for every call, the request objects built,
+copied and prepared, and `SigV4Auth`, which rebuilds the canonical request through those objects.
+A `$disconnect` in no room (one Query) took 1,006 µs of CPU through botocore and 705 µs directly
+(`benchmarks/handler_cpu_bench.py --baseline`); a `$disconnect` from a room makes five calls and a
+chat message three, each at the function's CPU share (256 MB: 0.145 of a vCPU), where that overhead
+is billed as milliseconds per call.
 
 What stays botocore's, so the calls behave as before:
 - the credentials it resolved (refreshed as it refreshes them), and the URL and signing region its

@@ -112,8 +112,8 @@ class SignedOrigin:
 
     Why not urllib3's PoolManager: it parses, normalises and re-encodes the whole URL on every call to
     find the pool (a long `@connections` path is percent-encoded one character at a time, twice); here
-    the pool is found once and a call names its path. A post to `@connections` costs ~15% less CPU
-    (a probe: 350 against 300 µs)."""
+    the pool is found once and a call names its path. A fan-out shard of 100 posts (and one claim
+    write) costs 0.90x the CPU it did (`benchmarks/handler_cpu_bench.py --baseline`, `fanout_shard`)."""
 
     def __init__(self, base_url: str, signer: SigV4Signer, *, maxsize: int, timeout: urllib3.Timeout) -> None:
         parts = urlsplit(base_url)
