@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import zlib
 from functools import partial
 from typing import Any, Callable, Iterator
@@ -182,6 +183,22 @@ def test_the_front_refuses_a_call_signed_for_another_region(front: ScriptedDynam
     with pytest.raises(elsewhere.exceptions.ClientError, match="signed for eu-west-1/dynamodb, not us-east-1/dynamodb"):
         elsewhere.get_item(TableName=table, Key={"key": {"S": "nobody"}})
     assert [a.signature_problem is not None for a in front.take()] == [True]
+
+
+def test_calls_from_many_threads_at_once_are_all_signed_and_counted(paths: Paths, front: ScriptedDynamoDB, table: str) -> None:
+    """The store reads rooms 16 at a time in one environment: every thread's call is signed right (the
+    signer's day key is shared) and none is lost or doubled, with a throttled one among them."""
+    key = {"key": {"S": "threads"}}
+    paths.botocore("DeleteItem", {"TableName": table, "Key": key})
+    front.take()
+    front.script = [(400, "ThrottlingException")]
+    add = {"TableName": table, "Key": key, "UpdateExpression": "ADD hits :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}
+    with ThreadPoolExecutor(max_workers=16) as threads:
+        list(threads.map(lambda _: paths.direct("UpdateItem", dict(add)), range(160)))
+    arrivals = front.take()
+    assert len(arrivals) == 161 and [a.signature_problem for a in arrivals] == [None] * 161
+    item = paths.direct("GetItem", {"TableName": table, "Key": key, "ConsistentRead": True})["Item"]
+    assert item["hits"] == {"N": "160"}
 
 
 def test_what_json_cannot_carry_goes_through_botocore(paths: Paths, table: str) -> None:
