@@ -13,6 +13,7 @@ the translator insists on S3 locations, and `local_code_path` turns them back.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -44,6 +45,10 @@ SAM_PYTHON_ENV = "PARLEY_SAM_PYTHON"
 CACHE_DIR_ENV = "PARLEY_CACHE_DIR"
 CACHE_SUBDIR = Path(".aws-sam") / "parley"
 TRANSFORM_TIMEOUT_S = 120.0
+# Expansions kept per template. Every edit of a template, and every new set of parameters, is a new
+# entry; without a bound, a checkout whose tests start gateways with per-run parameters collected
+# hundreds. A few cover switching between branches or parameter sets without paying the transform.
+CACHE_KEEP = 8
 
 _WORKER = Path(__file__).with_name("_sam_translate.py")
 # Where SAM keeps a local path that the translator would otherwise reject: (resource type, property).
@@ -149,6 +154,36 @@ def _cache_dir(template_path: Path) -> Path:
     return Path(explicit) if explicit else template_path.parent / CACHE_SUBDIR
 
 
+def _mark_used(cache_file: Path) -> None:
+    """A hit makes the entry the newest, so pruning drops the least recently used ones."""
+    try:
+        os.utime(cache_file)
+    except OSError:
+        pass
+
+
+def _prune(cache_file: Path) -> None:
+    """Keep the CACHE_KEEP most recently used expansions of `cache_file`'s template, delete the rest.
+
+    Another gateway may be pruning or reading the same folder: a file already gone is skipped, and
+    a reader that loses its file to a prune only pays the transform again."""
+    stem = cache_file.name.rsplit("-", 1)[0]
+    entries = []
+    for path in cache_file.parent.glob(f"{glob.escape(stem)}-*.json"):
+        if path.name.rsplit("-", 1)[0] != stem:  # `template-a-<hash>` is another template than `template-<hash>`
+            continue
+        try:
+            entries.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue
+    for _, path in sorted(entries, reverse=True)[CACHE_KEEP:]:
+        if path != cache_file:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # not ours to delete: the cache only grows, as before
+                pass
+
+
 def expand(doc: dict[str, Any], template_path: Path, parameters: dict[str, str], python: Path) -> Expansion:
     """`doc` as CloudFormation receives it after the SAM transform, from the cache when it is there."""
     request = {"template": _with_code_placeholders(doc), "parameters": parameters}
@@ -161,9 +196,12 @@ def expand(doc: dict[str, Any], template_path: Path, parameters: dict[str, str],
     cache_file = _cache_dir(template_path) / f"{template_path.stem}-{digest}.json"
     try:
         cached = json.loads(cache_file.read_text(encoding="utf-8"))
-        return Expansion(cached["template"], str(cached["version"]), True, cache_file)
+        expansion = Expansion(cached["template"], str(cached["version"]), True, cache_file)
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    else:
+        _mark_used(cache_file)
+        return expansion
     env = {**os.environ, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
     try:
         proc = subprocess.run(  # nosec B603
@@ -192,4 +230,6 @@ def expand(doc: dict[str, Any], template_path: Path, parameters: dict[str, str],
         tmp.replace(cache_file)
     except OSError as exc:  # a read-only checkout still runs, only slower
         print(f"parley: cannot cache the SAM transform in {cache_file.parent}: {exc}", file=sys.stderr)
+    else:
+        _prune(cache_file)
     return Expansion(answer["template"], str(answer.get("version", version)), False, cache_file)

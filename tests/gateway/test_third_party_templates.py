@@ -149,6 +149,38 @@ def test_the_expansion_is_cached_by_template_hash(tmp_path: Path, monkeypatch: p
     assert len(list((tmp_path / "cache").glob("template-*.json"))) == 2
 
 
+def test_the_cache_keeps_the_most_recently_used_expansions_of_each_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every edit is a new entry; past CACHE_KEEP the least recently used go, and other templates' stay."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(sam_transform.CACHE_DIR_ENV, str(cache))
+    monkeypatch.setattr(sam_transform, "CACHE_KEEP", 2)
+    source = FORMS["AWS::Serverless::WebSocketApi"]
+    (tmp_path / "handlers").symlink_to(source.parent / "handlers")
+    other = tmp_path / "template-other.yaml"  # its name starts like the other's: its entries are its own
+    other.write_text(source.read_text())
+    load_stack(other, "tp", sam="required")
+    template = tmp_path / "template.yaml"
+
+    def stage(name: str) -> str:
+        template.write_text(source.read_text().replace("StageName: prod", f"StageName: {name}"))
+        loaded = load_stack(template, "tp", sam="required")
+        assert loaded.api.stage_name == name
+        return loaded.source
+
+    def entries() -> int:
+        return sum(1 for p in cache.glob("template-*.json") if not p.name.startswith("template-other-"))
+
+    stage("one")
+    stage("two")
+    assert entries() == 2
+    assert stage("one").endswith("cached)")  # a hit: "one" is now the most recently used
+    assert stage("three").endswith("expanded now)")
+    assert entries() == 2
+    assert stage("one").endswith("cached)")  # kept: "two" went
+    assert stage("two").endswith("expanded now)")
+    assert len(list(cache.glob("template-other-*.json"))) == 1
+
+
 def test_without_a_sam_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     """The raw form still runs on the built-in reader; the SAM resource says what to install."""
     monkeypatch.setattr(sam_transform, "find_sam_python", lambda template_dir: None)
