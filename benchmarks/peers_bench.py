@@ -795,7 +795,7 @@ async def room_rows(system: System, args: argparse.Namespace, out: dict[str, Any
     print(f"[{system.key}] one message to {len(members)}: last delivery {out['fanout']['last_ms']:.0f} ms", flush=True)
 
     before = system.disconnects()
-    with RssSampler(sid) as sampler:
+    with RssSampler(sid) as sampler, CpuMeter(sid) as cpu:
         t = time.perf_counter()
         await asyncio.gather(*(m.ws.close() for m in members), return_exceptions=True)
         closed_s = time.perf_counter() - t
@@ -803,9 +803,10 @@ async def room_rows(system: System, args: argparse.Namespace, out: dict[str, Any
             lambda: (system.disconnects_since(before) or 0) >= len(members), args.phase_budget)
         leave_s = time.perf_counter() - t
     out["leave"] = {"members": len(members), "client_close_s": closed_s, "seconds": leave_s if done else None,
-                    "disconnects": system.disconnects_since(before), "rss_peak_mib": sampler.peak}
+                    "disconnects": system.disconnects_since(before), "rss_peak_mib": sampler.peak,
+                    "cpu_s": cpu.seconds()}
     print(f"[{system.key}] {len(members)} members left: {out['leave']['disconnects']} disconnects in "
-          f"{leave_s:.1f} s, tree peak {sampler.peak:.0f} MiB", flush=True)
+          f"{leave_s:.1f} s, tree peak {sampler.peak:.0f} MiB; CPU s {out['leave']['cpu_s']}", flush=True)
 
 
 async def ctrl_c_row(system: System, args: argparse.Namespace, out: dict[str, Any], idle: list[Client]) -> None:
