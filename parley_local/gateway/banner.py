@@ -8,20 +8,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .template import WebSocketApiSpec
+from .template import RouteSpec, WebSocketApiSpec
 
 if TYPE_CHECKING:
     from .server import Gateway
 
 
 def routes_table(api: WebSocketApiSpec) -> list[str]:
-    """One line per route: key -> function, with its authorizer and route response."""
+    """One line per route: key -> function, with its authorizer and route response.
+
+    A route whose integration `parley dev` does not run as AWS does says so here, with what happens
+    locally instead: the only place a developer would otherwise learn it is a deploy."""
     width = max([len(k) for k in api.routes] + [9])
     lines = []
     order = sorted(api.routes, key=lambda k: (not k.startswith("$"), k))
     for key in order:
         route = api.routes[key]
-        target = route.function or "(no Lambda integration)"
+        target = route.function or _not_run(route)
+        if route.function and route.integration_type == "AWS":
+            target += " (AWS integration, run as AWS_PROXY: the function gets the proxy event, not a mapping template's output)"
         extras = []
         if route.authorizer:
             extras.append(f"authorizer {route.authorizer.function}")
@@ -30,6 +35,17 @@ def routes_table(api: WebSocketApiSpec) -> list[str]:
         suffix = f"  [{', '.join(extras)}]" if extras else ""
         lines.append(f"  {key:<{width}}  ->  {target}{suffix}")
     return lines
+
+
+def _not_run(route: RouteSpec) -> str:
+    """What a route without a function to invoke does locally."""
+    kind = route.integration_type
+    what = "no integration" if kind == "NONE" else f"{kind} integration" if kind != "AWS" else "AWS integration with no Lambda function"
+    if route.key == "$connect":
+        return f"({what}, not run locally: connections are accepted without a call)"
+    if route.key == "$disconnect":
+        return f"({what}, not run locally: nothing runs on disconnect)"
+    return f"({what}, not run locally: its frames get no answer)"
 
 
 def banner(gateway: "Gateway") -> list[str]:

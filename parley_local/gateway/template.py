@@ -78,6 +78,7 @@ class RouteSpec:
     key: str
     function: str | None  # logical id; None for MOCK/unsupported integrations
     authorizer: AuthorizerSpec | None = None
+    integration_type: str = "AWS_PROXY"  # as the template declares it: what `parley dev` cannot run, the route table says
     integration_timeout_ms: int = INTEGRATION_TIMEOUT_MS
     route_response: bool = False  # RouteResponseSelectionExpression + a `$default` RouteResponse
 
@@ -295,7 +296,8 @@ class _Builder:
             integ_id = target.split("/", 1)[1] if target.startswith("integrations/") else ""
             integ = integrations.get(integ_id, {})
             function = None
-            if str(integ.get("IntegrationType", "AWS_PROXY")).upper() in ("AWS_PROXY", "AWS"):
+            integration_type = str(integ.get("IntegrationType", "AWS_PROXY")).upper() if integ else "NONE"
+            if integration_type in ("AWS_PROXY", "AWS"):
                 function = self._function_for_uri(integ.get("IntegrationUri"), functions)
             authorizer = None
             if str(props.get("AuthorizationType", "NONE")).upper() == "CUSTOM":
@@ -304,6 +306,7 @@ class _Builder:
                 key=str(props["RouteKey"]),
                 function=function,
                 authorizer=authorizer,
+                integration_type=integration_type,
                 integration_timeout_ms=min(int(integ.get("TimeoutInMillis", INTEGRATION_TIMEOUT_MS)), INTEGRATION_TIMEOUT_MS),
             )
             route.route_response = "RouteResponseSelectionExpression" in props
