@@ -240,19 +240,27 @@ def _pipe_post_hook(channel: Channel) -> Callable[..., Any]:
 
 
 def _patch_botocore(channel: Channel, prefix: str) -> None:
-    """boto3 clients: PostToConnection to `prefix` answered over the pipe, before signing and HTTP."""
-    base = sys.modules["botocore.client"].BaseClient
-    original = base._make_api_call
+    """boto3 clients: PostToConnection to `prefix` answered over the pipe, before signing and HTTP.
+
+    The hook goes on each `apigatewaymanagementapi` client for `prefix` as botocore creates it, and
+    only there. Why not a wrapper of `BaseClient._make_api_call`, as before: every client of every
+    service then ran through it, and a library that looks for wrappers of botocore's calls (the X-Ray
+    SDK's kind) takes one for a hook into all of them. The layer's DynamoDB store does: it kept every
+    call on botocore's whole per-call pipeline in `parley dev`, where Lambda sends them directly
+    (`parley.aws.dynamodb_requests`). Installed as `botocore.client` is imported (`_after_import`),
+    before any client can exist, so clients created at import time are covered too."""
+    creator = sys.modules["botocore.client"].ClientCreator
+    original = creator.create_client
     hook = _pipe_post_hook(channel)
 
-    def make_api_call(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        if operation_name == "PostToConnection" and not getattr(client, "_parley_pipe", False):
-            client._parley_pipe = True
-            if str(client.meta.endpoint_url).rstrip("/") == prefix:
-                client.meta.events.register_first("before-call.apigatewaymanagementapi.PostToConnection", hook)
-        return original(client, operation_name, api_params)
+    def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        client = original(self, *args, **kwargs)
+        if (client.meta.service_model.service_name == "apigatewaymanagementapi"
+                and str(client.meta.endpoint_url).rstrip("/") == prefix):
+            client.meta.events.register_first("before-call.apigatewaymanagementapi.PostToConnection", hook)
+        return client
 
-    base._make_api_call = make_api_call
+    creator.create_client = create_client
 
 
 def _patch_urllib3(channel: Channel, prefix: str) -> None:
@@ -321,21 +329,52 @@ def _patch_sigv4(_: Channel, prefix: str) -> None:
     SigV4Auth.add_auth = add_auth  # type: ignore[method-assign]
 
 
-def route_posts_through_pipe(channel: Channel, connections_url: str, done: set[str]) -> bool:
-    """Send PostToConnection calls to `connections_url` over the pipe, through whichever HTTP stacks
-    the handler has imported (botocore, urllib3); True once all are patched (`done` remembers which).
+class _AfterImport:
+    """A `sys.meta_path` finder that runs `action` on one module right after its code has run, once.
 
-    Patched at the class, so clients created before or after (at import or per invocation) are covered;
-    any other endpoint, operation or service goes over HTTP as before. Signing is skipped only once
-    urllib3 answers those requests over the pipe.
-    """
+    Why at import and not before each invocation: a patch that waits for the first invocation misses
+    what the handler's module built at import time (a module-level boto3 client)."""
+
+    def __init__(self, name: str, action: Callable[[Any], None]) -> None:
+        self.name, self.action = name, action
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # once, and the lookup below finds the module where it really is
+        spec = import_util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run_module, action = spec.loader.exec_module, self.action
+
+        def exec_module(module: Any) -> None:
+            run_module(module)
+            action(module)
+
+        spec.loader.exec_module = exec_module  # this spec's own loader (a path finder makes one per module)
+        return spec
+
+
+def _after_import(name: str, action: Callable[[Any], None]) -> None:
+    """Run `action` on module `name` once it is imported: now if it already is."""
+    if name in sys.modules:
+        action(sys.modules[name])
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, action))
+
+
+def route_posts_through_pipe(channel: Channel, connections_url: str) -> None:
+    """Send PostToConnection calls to `connections_url` over the pipe, through whichever HTTP stacks
+    the handler imports (botocore, urllib3), each patched as it is imported (or now, if it is).
+
+    Patched at botocore's client factory and urllib3's classes, so clients and pools created at import
+    or per invocation are covered; any other endpoint, operation or service goes over HTTP as before.
+    Signing is skipped only for requests that urllib3 answers over the pipe (`_patch_sigv4`): a request
+    cannot be sent before urllib3 is imported, and so patched."""
     prefix = connections_url.rstrip("/")
-    patches = (("botocore.client", _patch_botocore), ("urllib3.connectionpool", _patch_urllib3), ("botocore.auth", _patch_sigv4))
-    for module, patch in patches:
-        if module not in done and module in sys.modules and (module != "botocore.auth" or "urllib3.connectionpool" in done):
-            patch(channel, prefix)
-            done.add(module)
-    return len(done) == len(patches)
+    for module, patch in (("botocore.client", _patch_botocore), ("urllib3.poolmanager", _patch_urllib3),
+                          ("botocore.auth", _patch_sigv4)):
+        _after_import(module, lambda _module, patch=patch: patch(channel, prefix))
 
 
 def _syntax_error(module_name: str, exc: SyntaxError) -> dict[str, Any]:
@@ -465,6 +504,9 @@ def main() -> None:
 
     handler = None
     init_error: dict[str, Any] | None = None
+    connections_url = cfg.get("connections_url")
+    if connections_url:  # before the handler's import: its module-level clients are covered too
+        route_posts_through_pipe(channel, connections_url)
     module_name, _, func_name = cfg["handler"].rpartition(".")
     try:
         if not module_name:
@@ -491,9 +533,6 @@ def main() -> None:
         send({"init_error": init_error})
         return
     send({"ready": True})
-    connections_url = cfg.get("connections_url")
-    piped = not connections_url
-    patched: set[str] = set()
 
     while True:
         line = ipc_in.readline()
@@ -506,8 +545,6 @@ def main() -> None:
                     pass
             os._exit(0)
         req = read_request(line)
-        if not piped:  # botocore may be imported only now, by the handler's first invocation
-            piped = route_posts_through_pipe(channel, connections_url, patched)
         os.environ["_X_AMZN_TRACE_ID"] = req.get("trace_id", "")
         ctx = LambdaContext(cfg, req["request_id"], req["deadline_ms"])
         try:
@@ -519,8 +556,6 @@ def main() -> None:
             err.pop("_traceback", None)
             reply = {"id": req["id"], "error": err}
         send(reply)
-        if not piped:
-            piped = route_posts_through_pipe(channel, connections_url, patched)
 
 
 if __name__ == "__main__":

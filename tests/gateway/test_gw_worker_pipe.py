@@ -40,6 +40,20 @@ async def test_boto3_posts_use_the_pipe_with_the_http_answers(gw: RunningGateway
     await b.close()
 
 
+async def test_the_pipe_leaves_every_other_client_on_botocores_own_call(gw: RunningGateway):
+    """Only `apigatewaymanagementapi` clients for the gateway get the pipe's hook, once each (the module-level
+    client too, created at import); botocore's `_make_api_call` stays its own for every client, so code that
+    looks for wrappers of it (the layer's direct DynamoDB calls, `parley.aws.dynamodb_requests`) finds none,
+    in `parley dev` as on Lambda."""
+    a = await connect(gw)
+    assert await request(a, {"action": "post", "op": "clients"}) == {
+        "make_api_call": "botocore.client.BaseClient._make_api_call",
+        "instance_attribute": False,
+        "pipe_hooks_on_module_client": 1,
+    }
+    await a.close()
+
+
 async def test_posts_from_64_threads_each_get_their_own_answer(gw: RunningGateway, http_calls: list[str]):
     """Posts that arrive together travel as batches: each must still come back with its own status."""
     a, b = await connect(gw), await connect(gw)
@@ -104,7 +118,7 @@ def gateway():  # answers like ConnectionsApi.post: 413 over 128 KB, 410 for unk
 
 threading.Thread(target=gateway, daemon=True).start()
 prefix = "http://127.0.0.1:9/dev"
-assert wm.route_posts_through_pipe(channel, prefix, set())
+wm.route_posts_through_pipe(channel, prefix)
 pool = PoolManager(retries=False)
 out = {}
 out["open"] = pool.urlopen("POST", prefix + "/@connections/open", body=b"\xff\x00binary").status
