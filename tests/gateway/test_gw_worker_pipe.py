@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import websockets
 from parley_local.tokens import make_token
 from parley_testing.fixture_clients import connect, my_id, request
 from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
+from parley_testing.functions import lambda_import_env
 from parley_testing.template import ROOT
 
 WORKER_DIR = ROOT / "parley_local" / "gateway"
@@ -154,6 +156,50 @@ def test_channel_batches_answers_and_signing_outside_the_pipe():
     assert out["other_auth"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "not-needed" not in out["other_auth"]
     assert out["last"] == 410
     assert out["after_eof"] == 500
+
+
+SIGNER_SCRIPT = r"""
+import json, os
+import worker_main as wm
+from botocore.credentials import Credentials
+
+to_worker, _ = os.pipe()
+_, from_worker = os.pipe()
+channel = wm.Channel(os.fdopen(to_worker, "rb"), os.fdopen(from_worker, "wb", buffering=0))
+prefix = "http://127.0.0.1:9/dev"
+wm.route_posts_through_pipe(channel, prefix)  # before the layer is imported, as in an environment
+from parley.aws.signed_http import SigV4Signer
+
+signer = SigV4Signer(Credentials("AKIDEXAMPLE", "secret"), "execute-api", "us-east-1")
+out = {url: signer.headers(method, url, b"{}", {"Content-Type": "application/json"})
+       for method, url in (("POST", prefix + "/@connections/abc"), ("POST", "http://127.0.0.1:9/other/@connections/abc"))}
+out["DELETE"] = signer.headers("DELETE", prefix + "/@connections/abc")
+try:
+    SigV4Signer(None, "execute-api", "us-east-1").headers("POST", prefix + "/@connections/abc", b"{}")
+except AttributeError:
+    out["no credentials"] = "refused"
+print(json.dumps(out))
+"""
+
+
+def test_parleys_own_signer_skips_only_the_posts_the_pipe_answers():
+    """The layer signs its posts itself (`parley.aws.signed_http`): over the pipe, where no signature is
+    read, a post gets the placeholder; a DELETE (sent over HTTP) and any other URL are signed for real, and
+    missing credentials still fail as on AWS."""
+    env = {**os.environ, **lambda_import_env("fanout")}  # the fan-out function's import path: its code, then the layer
+    proc = subprocess.run([sys.executable, "-c", SIGNER_SCRIPT], cwd=WORKER_DIR, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    piped = out["http://127.0.0.1:9/dev/@connections/abc"]
+    assert piped == {"Content-Type": "application/json", "Authorization": wm_placeholder()}
+    for signed in (out["http://127.0.0.1:9/other/@connections/abc"], out["DELETE"]):
+        assert signed["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "X-Amz-Date" in signed
+    assert out["no credentials"] == "refused"
+
+
+def wm_placeholder() -> str:
+    source = (WORKER_DIR / "worker_main.py").read_text()
+    return source.split('PIPE_AUTHORIZATION = "', 1)[1].split('"', 1)[0]
 
 
 @pytest.fixture(scope="module")
