@@ -40,9 +40,15 @@ def routes_table(api: WebSocketApiSpec) -> list[str]:
 def _not_run(route: RouteSpec) -> str:
     """What a route without a function to invoke does locally."""
     kind = route.integration_type
-    what = "no integration" if kind == "NONE" else f"{kind} integration" if kind != "AWS" else "AWS integration with no Lambda function"
+    what = {
+        "NONE": "no integration",
+        "MISSING": "its integration is not in this template",
+        "AWS_PROXY": "AWS_PROXY integration with a function not in this template",
+        "AWS": "AWS integration with a function not in this template",
+    }.get(kind, f"{kind} integration")
     if route.key == "$connect":
-        return f"({what}, not run locally: connections are accepted without a call)"
+        allowed = "once the authorizer allows them" if route.authorizer else "without a call"
+        return f"({what}, not run locally: connections are accepted {allowed})"
     if route.key == "$disconnect":
         return f"({what}, not run locally: nothing runs on disconnect)"
     return f"({what}, not run locally: its frames get no answer)"

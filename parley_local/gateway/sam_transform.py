@@ -168,9 +168,10 @@ def _prune(cache_file: Path) -> None:
     Another gateway may be pruning or reading the same folder: a file already gone is skipped, and
     a reader that loses its file to a prune only pays the transform again."""
     stem = cache_file.name.rsplit("-", 1)[0]
+    ours = re.compile(rf"{re.escape(stem)}-[0-9a-f]{{32}}\.json")  # not `template-a-<hash>`, nor another tool's file
     entries = []
     for path in cache_file.parent.glob(f"{glob.escape(stem)}-*.json"):
-        if path.name.rsplit("-", 1)[0] != stem:  # `template-a-<hash>` is another template than `template-<hash>`
+        if not ours.fullmatch(path.name):
             continue
         try:
             entries.append((path.stat().st_mtime_ns, path))

@@ -296,7 +296,8 @@ class _Builder:
             integ_id = target.split("/", 1)[1] if target.startswith("integrations/") else ""
             integ = integrations.get(integ_id, {})
             function = None
-            integration_type = str(integ.get("IntegrationType", "AWS_PROXY")).upper() if integ else "NONE"
+            integration_type = (str(integ.get("IntegrationType", "AWS_PROXY")).upper() if integ
+                                else "MISSING" if integ_id else "NONE")
             if integration_type in ("AWS_PROXY", "AWS"):
                 function = self._function_for_uri(integ.get("IntegrationUri"), functions)
             authorizer = None

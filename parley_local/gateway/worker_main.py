@@ -343,8 +343,8 @@ def _patch_parley_signer(_: Channel, prefix: str) -> None:
     url_prefix = f"{prefix}/@connections/"
 
     def headers(self: Any, method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None) -> dict[str, str]:
-        if method != "POST" or not url.startswith(url_prefix):
-            return original(self, method, url, body, headers)
+        if method != "POST" or not url.startswith(url_prefix) or "?" in url or "#" in url:
+            return original(self, method, url, body, headers)  # signed, or refused as the real signer refuses
         self._credentials.get_frozen_credentials()  # none: the real signer's AttributeError
         return {**(headers or {}), "Authorization": PIPE_AUTHORIZATION}
 
@@ -355,25 +355,45 @@ class _AfterImport:
     """A `sys.meta_path` finder that runs `action` on one module right after its code has run, once.
 
     Why at import and not before each invocation: a patch that waits for the first invocation misses
-    what the handler's module built at import time (a module-level boto3 client)."""
+    what the handler's module built at import time (a module-level boto3 client).
+
+    It stays in `sys.meta_path` (removing it would change the list under another thread's import) and
+    asks the other finders itself, with the path it was given: importing anything from `find_spec`,
+    which runs under the global import lock, could wait on a parent package that another thread is
+    still importing, and hang both."""
 
     def __init__(self, name: str, action: Callable[[Any], None]) -> None:
         self.name, self.action = name, action
+        self._wired = False
+        self._lock = threading.Lock()
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != self.name:
+        if fullname != self.name or self._wired:
             return None
-        sys.meta_path.remove(self)  # once, and the lookup below finds the module where it really is
-        spec = import_util.find_spec(fullname)
+        spec = None
+        for finder in list(sys.meta_path):
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    break
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        run_module, action = spec.loader.exec_module, self.action
+        with self._lock:
+            if self._wired:
+                return spec
+            self._wired = True
+        run_module, name, action, ran = spec.loader.exec_module, self.name, self.action, []
 
         def exec_module(module: Any) -> None:
             run_module(module)
-            action(module)
+            if module.__name__ == name and not ran:  # a loader shared by many modules (a zip's) runs this for each
+                ran.append(True)
+                try:
+                    action(module)
+                except Exception as exc:  # noqa: BLE001 - the handler's import must not fail for the pipe
+                    sys.stderr.write(f"[parley dev] posts to this gateway go over HTTP: patching {name} failed ({exc!r})\n")
 
-        spec.loader.exec_module = exec_module  # this spec's own loader (a path finder makes one per module)
+        spec.loader.exec_module = exec_module
         return spec
 
 

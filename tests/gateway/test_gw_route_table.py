@@ -60,7 +60,33 @@ EXTRA_ROUTES = """
     Properties:
       ApiId: !Ref SmallApi
       RouteKey: orphan
+  ElsewhereInteg:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref SmallApi
+      IntegrationType: AWS_PROXY
+      IntegrationUri: arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:elsewhere/invocations
+  ElsewhereRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref SmallApi
+      RouteKey: elsewhere
+      Target: !Sub integrations/${ElsewhereInteg}
+  DanglingRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref SmallApi
+      RouteKey: dangling
+      Target: integrations/abc1234
 """
+
+
+def test_an_authorized_connect_without_a_function_still_asks_the_authorizer() -> None:
+    api = load_stack(FIXTURES / "template.yaml", "rt").api
+    connect = api.routes["$connect"]
+    connect.function, connect.integration_type = None, "MOCK"
+    line = next(line for line in routes_table(api) if line.strip().startswith("$connect "))
+    assert "connections are accepted once the authorizer allows them" in line and "authorizer AuthFunction" in line
 
 
 def test_routes_parley_dev_does_not_run_as_aws_does_say_what_happens_instead(tmp_path: Path) -> None:
@@ -78,5 +104,7 @@ def test_routes_parley_dev_does_not_run_as_aws_does_say_what_happens_instead(tmp
     assert lines["mocked"] == "(MOCK integration, not run locally: its frames get no answer)"
     assert lines["proxied"] == "(HTTP_PROXY integration, not run locally: its frames get no answer)"
     assert lines["orphan"] == "(no integration, not run locally: its frames get no answer)"
+    assert lines["elsewhere"] == "(AWS_PROXY integration with a function not in this template, not run locally: its frames get no answer)"
+    assert lines["dangling"] == "(its integration is not in this template, not run locally: its frames get no answer)"
     assert lines["mapped"].startswith("EchoFunction (AWS integration, run as AWS_PROXY: the function gets the proxy event")
     assert api.routes["mapped"].function == "EchoFunction" and api.routes["proxied"].function is None
