@@ -267,3 +267,12 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_line_against_serverless_offline_names_the_rows_won_and_lost(peers_bench):
+    line = peers_bench.sls_line({"round trip": True, "handshakes/s": False, "last joins": True, "last delivery": True})
+    assert line == ("- Against serverless-offline: faster on 3 of the 4 timed rows (round trip, last joins, last delivery); "
+                    "slower on handshakes/s.")
+    assert peers_bench.sls_line({"round trip": True, "handshakes/s": True}) == (
+        "- Against serverless-offline: faster on 2 of the 2 timed rows (round trip, handshakes/s).")
+    assert peers_bench.sls_line({"round trip": False}) == "- Against serverless-offline: faster on 0 of the 1 timed rows; slower on round trip."
