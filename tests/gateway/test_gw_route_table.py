@@ -9,76 +9,27 @@ from parley_local.gateway.template import load_stack
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-EXTRA_ROUTES = """
-  MockInteg:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties:
-      ApiId: !Ref SmallApi
-      IntegrationType: MOCK
-      RequestTemplates: {"$default": '{"statusCode": 200}'}
-      TemplateSelectionExpression: \\$default
-  ConnectRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref SmallApi
-      RouteKey: $connect
-      Target: !Sub integrations/${MockInteg}
-  MockedRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref SmallApi
-      RouteKey: mocked
-      Target: !Sub integrations/${MockInteg}
-  HttpInteg:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties:
-      ApiId: !Ref SmallApi
-      IntegrationType: HTTP_PROXY
-      IntegrationMethod: POST
-      IntegrationUri: https://example.com/chat
-  HttpRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref SmallApi
-      RouteKey: proxied
-      Target: !Sub integrations/${HttpInteg}
-  MappedInteg:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties:
-      ApiId: !Ref SmallApi
-      IntegrationType: AWS
-      IntegrationMethod: POST
-      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${EchoFunction.Arn}/invocations
-  MappedRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref SmallApi
-      RouteKey: mapped
-      Target: !Sub integrations/${MappedInteg}
-  OrphanRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref SmallApi
-      RouteKey: orphan
-  ElsewhereInteg:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties:
-      ApiId: !Ref SmallApi
-      IntegrationType: AWS_PROXY
-      IntegrationUri: arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:elsewhere/invocations
-  ElsewhereRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref SmallApi
-      RouteKey: elsewhere
-      Target: !Sub integrations/${ElsewhereInteg}
-  DanglingRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref SmallApi
-      RouteKey: dangling
-      Target: integrations/abc1234
-"""
+LAMBDA_URI = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{}/invocations"
+INTEGRATIONS = {  # logical id -> properties (besides ApiId), in YAML's flow style
+    "MockInteg": """IntegrationType: MOCK, RequestTemplates: {"$default": '{"statusCode": 200}'}, TemplateSelectionExpression: '\\$default'""",
+    "HttpInteg": "IntegrationType: HTTP_PROXY, IntegrationMethod: POST, IntegrationUri: 'https://example.com/chat'",
+    "MappedInteg": f"IntegrationType: AWS, IntegrationMethod: POST, IntegrationUri: !Sub '{LAMBDA_URI.format('${EchoFunction.Arn}')}'",
+    "ElsewhereInteg": f"IntegrationType: AWS_PROXY, IntegrationUri: '{LAMBDA_URI.format('arn:aws:lambda:us-east-1:123456789012:function:elsewhere')}'",
+}
+ROUTES = {  # route key -> its Target (None: no Target at all)
+    "$connect": "!Sub 'integrations/${MockInteg}'",
+    "mocked": "!Sub 'integrations/${MockInteg}'",
+    "proxied": "!Sub 'integrations/${HttpInteg}'",
+    "mapped": "!Sub 'integrations/${MappedInteg}'",
+    "orphan": None,
+    "elsewhere": "!Sub 'integrations/${ElsewhereInteg}'",
+    "dangling": "'integrations/abc1234'",
+}
+EXTRA_ROUTES = "\n".join(
+    [f"  {lid}: {{Type: AWS::ApiGatewayV2::Integration, Properties: {{ApiId: !Ref SmallApi, {props}}}}}" for lid, props in INTEGRATIONS.items()]
+    + [f"  Route{i}: {{Type: AWS::ApiGatewayV2::Route, Properties: {{ApiId: !Ref SmallApi, RouteKey: '{key}'"
+       + (f", Target: {target}" if target else "") + "}}" for i, (key, target) in enumerate(ROUTES.items())]
+) + "\n"
 
 
 def test_an_authorized_connect_without_a_function_still_asks_the_authorizer() -> None:
