@@ -332,9 +332,9 @@ def _patch_sigv4(_: Channel, prefix: str) -> None:
 def _patch_parley_signer(_: Channel, prefix: str) -> None:
     """Parley's layer signs its posts with a signer of its own (`parley.aws.signed_http.SigV4Signer`,
     cheaper than botocore's for a fan-out), which `_patch_sigv4` does not reach: as there, a POST to
-    `prefix/@connections/` gets the pipe's placeholder instead of a signature. With a stand-in gateway
-    in another process (a throw-away probe, fan-outs of 100 posts, 64 in flight), the environment's
-    CPU per post fell from 157 to 98 µs. The credentials are still read (an environment without any
+    `prefix/@connections/` gets the pipe's placeholder instead of a signature. The last delivery of a
+    message to 1,000 members fell to 0.90x (`benchmarks/peers_bench.py --rows room --repeat 7`, this
+    tree against the one before, three alternated pairs; docs/benchmarks.md). The credentials are still read (an environment without any
     fails as the real signer does, as on AWS), and every other request (the Lambda Invoke of a
     fan-out's shards) is signed for real. `tests/gateway/test_gw_worker_pipe.py` imports the layer's
     class by name, so a rename there fails that test instead of quietly signing again."""
@@ -358,9 +358,9 @@ class _AfterImport:
     what the handler's module built at import time (a module-level boto3 client).
 
     It stays in `sys.meta_path` (removing it would change the list under another thread's import) and
-    asks the other finders itself, with the path it was given: importing anything from `find_spec`,
-    which runs under the global import lock, could wait on a parent package that another thread is
-    still importing, and hang both."""
+    asks the other finders itself, with the path it was given, so that `find_spec` imports nothing: a
+    review found that importing the parent package from there could wait on another thread that is
+    still importing it."""
 
     def __init__(self, name: str, action: Callable[[Any], None]) -> None:
         self.name, self.action = name, action

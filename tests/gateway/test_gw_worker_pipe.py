@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import pytest
 import websockets
 
+from parley_local.gateway.worker_main import PIPE_AUTHORIZATION
 from parley_local.tokens import make_token
 from parley_testing.fixture_clients import connect, my_id, request
 from parley_testing.gateway_thread import MAIN_TEMPLATE, RunningGateway
@@ -245,16 +246,11 @@ def test_parleys_own_signer_skips_only_the_posts_the_pipe_answers():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     piped = out["http://127.0.0.1:9/dev/@connections/abc"]
-    assert piped == {"Content-Type": "application/json", "Authorization": wm_placeholder()}
+    assert piped == {"Content-Type": "application/json", "Authorization": PIPE_AUTHORIZATION}
     for signed in (out["http://127.0.0.1:9/other/@connections/abc"], out["DELETE"]):
         assert signed["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "X-Amz-Date" in signed
     assert out["no credentials"] == "refused"
     assert out["query"] == "refused"  # as the real signer refuses a URL it cannot sign
-
-
-def wm_placeholder() -> str:
-    source = (WORKER_DIR / "worker_main.py").read_text()
-    return source.split('PIPE_AUTHORIZATION = "', 1)[1].split('"', 1)[0]
 
 
 @pytest.fixture(scope="module")
