@@ -290,11 +290,11 @@ async def test_a_stuck_pool_gets_a_second_worker_even_when_starved():
 def test_cpu_wait_meter_compares_waiting_for_a_cpu_with_running():
     """From /proc/PID/schedstat (ns on a CPU, ns runnable but not running), summed over the environments,
     over the window since the last look; unknown without a fresh earlier reading."""
-    from parley_local.gateway import worker_pool as lr
+    from parley_local.gateway import cpu_meters as meters
 
     stats = {1: (1_000, 1_000), 2: (5_000, 0)}
     clock = [100.0]
-    meter = lr.CpuWaitMeter(read=stats.get, clock=lambda: clock[0])
+    meter = meters.CpuWaitMeter(read=stats.get, clock=lambda: clock[0])
     assert meter.starved([1, 2]) is None  # no earlier reading
     stats.update({1: (2_000, 4_000), 2: (6_000, 1_000)})  # ran 1,000 + 1,000, waited 3,000 + 1,000
     clock[0] += 0.1
@@ -364,28 +364,28 @@ async def test_a_draining_pool_starts_nothing_and_drops_its_queue():
 
 def test_cpu_idle_meter_reads_the_last_window_not_the_load_average():
     """A burst that has just taken every CPU means no CPU to spare, though the 1-minute load average still looks idle."""
-    from parley_local.gateway import worker_pool as lr
+    from parley_local.gateway import cpu_meters as meters
 
     readings = iter([(1000, 2000), (1000 + 950, 2000 + 1000), (1950 + 10, 3000 + 1000)])  # (idle ticks, all ticks)
     clock = iter([0.0, 1.2, 2.4, 2.5])  # the last look is within the window: the same answer
-    meter = lr.CpuIdleMeter(read=lambda: next(readings), clock=lambda: next(clock), cpu_count=lambda: 2)
-    assert lr.cpu_to_spare(meter)  # 95% idle over the first window: 1.9 CPUs
-    assert not lr.cpu_to_spare(meter)  # 1% idle over the next: the burst has every CPU
+    meter = meters.CpuIdleMeter(read=lambda: next(readings), clock=lambda: next(clock), cpu_count=lambda: 2)
+    assert meters.cpu_to_spare(meter)  # 95% idle over the first window: 1.9 CPUs
+    assert not meters.cpu_to_spare(meter)  # 1% idle over the next: the burst has every CPU
     assert meter.idle_cpus() == pytest.approx(0.02)
 
 
 def test_cpu_idle_meter_does_not_answer_for_a_burst_from_the_quiet_before_it():
     """The first look after minutes of quiet would average the quiet and say "spare" as a burst takes every
     CPU: it is "not known" instead, until a short window of the burst itself has been read."""
-    from parley_local.gateway import worker_pool as lr
+    from parley_local.gateway import cpu_meters as meters
 
     readings = iter([(0, 0), (59_000, 60_000), (59_000 + 1, 60_000 + 40)])  # (idle ticks, all ticks)
     clock = iter([0.0, 300.0, 300.1, 300.2, 300.4])
-    meter = lr.CpuIdleMeter(read=lambda: next(readings), clock=lambda: next(clock), cpu_count=lambda: 2)
-    assert not lr.cpu_to_spare(meter)  # 5 minutes of 98% idle, but that is not now
+    meter = meters.CpuIdleMeter(read=lambda: next(readings), clock=lambda: next(clock), cpu_count=lambda: 2)
+    assert not meters.cpu_to_spare(meter)  # 5 minutes of 98% idle, but that is not now
     assert meter.resuming
-    assert not lr.cpu_to_spare(meter)  # 0.1 s later: the short window has not ended, still not known
-    assert not lr.cpu_to_spare(meter)  # 0.2 s: 1 idle tick of 40, the burst has both CPUs
+    assert not meters.cpu_to_spare(meter)  # 0.1 s later: the short window has not ended, still not known
+    assert not meters.cpu_to_spare(meter)  # 0.2 s: 1 idle tick of 40, the burst has both CPUs
     assert meter.idle_cpus() == pytest.approx(0.05) and not meter.resuming
 
 
@@ -461,25 +461,25 @@ async def test_invocations_queued_behind_a_failed_init_each_get_its_error_withou
 
 def _blind_meter(load_average):
     """A meter on a machine without /proc/stat (macOS, Windows): only the load average can answer."""
-    from parley_local.gateway import worker_pool as lr
+    from parley_local.gateway import cpu_meters as meters
 
-    return lr.CpuIdleMeter(read=lambda: None, clock=iter([0.0, 5.0, 10.0, 15.0]).__next__, cpu_count=lambda: 2,
+    return meters.CpuIdleMeter(read=lambda: None, clock=iter([0.0, 5.0, 10.0, 15.0]).__next__, cpu_count=lambda: 2,
                            load_average=load_average)
 
 
 def test_without_proc_stat_the_load_average_decides_against_the_cpu_count():
-    from parley_local.gateway import worker_pool as lr
+    from parley_local.gateway import cpu_meters as meters
 
-    assert lr.cpu_to_spare(_blind_meter(lambda: 0.7))  # under 2 CPUs' worth of runnable work: spare
-    assert not lr.cpu_to_spare(_blind_meter(lambda: 2.4))  # over it: a second environment would only wait
+    assert meters.cpu_to_spare(_blind_meter(lambda: 0.7))  # under 2 CPUs' worth of runnable work: spare
+    assert not meters.cpu_to_spare(_blind_meter(lambda: 2.4))  # over it: a second environment would only wait
 
 
 @pytest.mark.parametrize("error", [AttributeError, OSError])
 def test_without_proc_stat_or_a_load_average_a_burst_may_have_its_second_environment(error):
     """Nothing tells how busy the machine is (Windows has no load average): not a reason to refuse."""
-    from parley_local.gateway import worker_pool as lr
+    from parley_local.gateway import cpu_meters as meters
 
     def unknown() -> float:
         raise error("no load average here")
 
-    assert lr.cpu_to_spare(_blind_meter(unknown))
+    assert meters.cpu_to_spare(_blind_meter(unknown))
