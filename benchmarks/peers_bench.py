@@ -1,8 +1,9 @@
 """`parley dev` side by side with serverless-offline (in-process) and Flask-SocketIO (gevent), one client, one machine.
 
 Each system runs alone, one after another, with three bare echoes measured right before it (in the
-client's process; served by a process of its own; relayed by that server through a worker process),
-and gets the same frames (ping, join_room, chat_message; Socket.IO framing for Flask):
+client's process; served by a process of its own; relayed by that server through a worker process;
+before `parley dev`, also Parley's real `ping` handler called inside that server's process), and gets
+the same frames (ping, join_room, chat_message; Socket.IO framing for Flask):
 
 - processes and RSS of its process tree once it is ready, before the first client;
 - `ping` round trip p50 (after a warm-up) and its ratio to each echo's;
@@ -663,6 +664,90 @@ def echo_server(relay: bool = False) -> Iterator[tuple[int, int]]:
             proc.wait(10)
 
 
+# The real `ping` function served inside the server's own process: aiohttp on uvloop, as above, builds each
+# frame's API Gateway event with the gateway's own code and calls the function's handler in-line, with no
+# worker and no pipe. It is the floor of any design that runs Parley's handler at all, even one that ran
+# it in the server's process as serverless-offline's `--useInProcess` does (at the cost of every function
+# sharing one process's environment variables and modules, which a handler can tell from Lambda).
+HANDLER_SERVER = r"""
+import asyncio, importlib, json, os, sys, uuid
+from aiohttp import web
+from parley_local.gateway.events import ConnectionInfo, message_event
+from parley_testing.functions import LambdaContext
+
+module_name, _, function_name = sys.argv[1].rpartition(".")
+handler = getattr(importlib.import_module(module_name), function_name)  # the task root is on PYTHONPATH, as on Lambda
+connection = ConnectionInfo(**json.loads(sys.argv[2]))
+
+
+async def main():
+    async def serve(request):
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        async for msg in ws:
+            request_id = str(uuid.uuid4())
+            result = handler(message_event(connection, "ping", msg.data, request_id, request_id), LambdaContext(aws_request_id=request_id))
+            await ws.send_str(result["body"])
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    print(runner.addresses[0][1], flush=True)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the handler's log lines must not fill a pipe nobody reads
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+try:
+    import uvloop
+except ImportError:
+    asyncio.run(main())
+else:
+    uvloop.run(main())
+"""
+PING_FOLDER = "ping"
+
+
+@contextlib.contextmanager
+def handler_server() -> Iterator[tuple[int, int]]:
+    """`HANDLER_SERVER` running this checkout's `ping` function, with the environment `parley dev` gives it
+    (no AWS endpoint answers: a ping calls none): (its port, its pid). It ends with the block."""
+    from parley_local.gateway.template import load_stack
+    from parley_local.gateway.worker_pool import function_environment
+    from parley_testing.functions import lambda_import_env
+
+    stack = load_stack(REPO / "template.yaml", "bench")
+    spec = next(f for f in stack.functions.values() if f.code_dir == REPO / "functions" / PING_FOLDER)
+    env = {**function_environment(spec, {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}), **lambda_import_env(PING_FOLDER)}
+    connection = {"connection_id": "PingFloor0=", "api_id": "local", "stage": "local", "domain_name": "127.0.0.1",
+                  "source_ip": "127.0.0.1", "user_agent": "peers_bench", "connected_at": int(time.time() * 1000),
+                  "authorizer": {"principalId": "pinger", "userId": "pinger", "name": "pinger"}}
+    proc = subprocess.Popen([sys.executable, "-c", HANDLER_SERVER, spec.handler, json.dumps(connection)], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=DIE_WITH_PARENT)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # bounded: the process prints its port or exits
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the in-process `ping` server did not start (status {proc.poll()})")
+        yield int(line), proc.pid
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+async def handler_rtt_p50() -> float:
+    """Round trip p50 of `ping` to Parley's real handler run inside the server's process (`HANDLER_SERVER`)."""
+    with handler_server() as (port, _):
+        return await _echo_p50(port)
+
+
 async def system_rtt_p50(system: System) -> float:
     client = await connect(system, "pinger")
     times = []
@@ -723,6 +808,8 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     out["echo_p50_ms"] = await echo_rtt_p50()
     out["echo_process_p50_ms"] = await echo_process_rtt_p50()
     out["echo_relay_p50_ms"] = await echo_process_rtt_p50(relay=True)
+    if system.key.startswith("parley") and "rtt" in args.rows:
+        out["handler_p50_ms"] = await handler_rtt_p50()
     system.start()
     assert system.proc is not None
     sid = system.proc.pid
@@ -737,9 +824,12 @@ async def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
         out["rtt_ratio"] = out["rtt_p50_ms"] / out["echo_p50_ms"]
         out["rtt_ratio_process"] = out["rtt_p50_ms"] / out["echo_process_p50_ms"]
         out["rtt_ratio_relay"] = out["rtt_p50_ms"] / out["echo_relay_p50_ms"]
+        if "handler_p50_ms" in out:
+            out["rtt_ratio_handler"] = out["rtt_p50_ms"] / out["handler_p50_ms"]
         print(f"[{system.key}] ping p50 {out['rtt_p50_ms']:.2f} ms (echo {out['echo_p50_ms']:.2f} ms in this process, "
-              f"{out['echo_process_p50_ms']:.2f} ms from its own, {out['echo_relay_p50_ms']:.2f} ms relayed through a worker)",
-              flush=True)
+              f"{out['echo_process_p50_ms']:.2f} ms from its own, {out['echo_relay_p50_ms']:.2f} ms relayed through a worker"
+              + (f"; Parley's `ping` handler inside the server's process {out['handler_p50_ms']:.2f} ms" if "handler_p50_ms" in out else "")
+              + ")", flush=True)
 
     idle: list[Client] = []
     if rows & {"open", "ctrl_c"}:
@@ -977,7 +1067,8 @@ def _cells(d: dict[str, Any]) -> dict[str, str]:
     return {
         "rtt": f"{_ms(d['rtt_p50_ms'])} ({d['rtt_ratio']:.1f}x"
                + (f"; {d['rtt_ratio_process']:.1f}x" if "rtt_ratio_process" in d else "")
-               + (f"; {d['rtt_ratio_relay']:.1f}x" if "rtt_ratio_relay" in d else "") + ")",
+               + (f"; {d['rtt_ratio_relay']:.1f}x" if "rtt_ratio_relay" in d else "")
+               + (f"; {d['rtt_ratio_handler']:.1f}x" if "rtt_ratio_handler" in d else "") + ")",
         "open": f"{o['per_s']:,.0f}" + (f" ({o['errors']} errors)" if o["errors"] else ""),
         "open_cpu": "–" if per is None else f"{per[0]:.2f} ms / {per[1]:.2f} ms",
         "joins": f"{_ms(j['first_ms'])} -> {_ms(j['last_ms'])}" + ("" if j["n"] == o["n"] else f" (only {j['n']:,} joins within the row's time limit)"),
@@ -1055,7 +1146,8 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
     cells = {k: _cells(d["systems"][k]) for k in systems}
     n = d["members"]
     rows = [("rtt", "`ping` round trip p50 (ratio to a bare echo measured just before: served in the client's process; "
-                    "served by a process of its own; relayed through a worker process of that server's)"),
+                    "served by a process of its own; relayed through a worker process of that server's; for `parley dev`, "
+                    "also to Parley's real `ping` handler run inside that server's own process)"),
             ("open", f"connections opened per second, {d['in_flight']} handshakes in flight"),
             ("open_cpu", "CPU per connection opened in that row: the system's processes (all of them) / the benchmark client"),
             ("joins", f"{n:,} joins one after another: reply time of the first 50 -> last 50"),
@@ -1069,7 +1161,11 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
              "server on uvloop (`parley dev`'s own stack) in a process of its own, the floor of any server in another process; "
              "and that server relaying each frame through a worker process of its own (a line on a pipe each way, nothing "
              "parsed), the floor of any design that runs its handlers in a process of their own, as Lambda and `parley dev` "
-             "do (the second echo was a `websockets` server before 2026-11-30's fourth session, and the third is new there). The peers run a minimal handler set mirroring "
+             "do (the second echo was a `websockets` server before 2026-11-30's fourth session, and the third is new there). "
+             "Before `parley dev`, a fourth: that server calling Parley's real `ping` handler in its own process for each frame "
+             "(the event built by the gateway's code, no worker, no pipe), the floor of any design that runs Parley's handlers "
+             "at all, even in the server's process as serverless-offline's `--useInProcess` does (new in 2026-11-30's eighth "
+             "session). The peers run a minimal handler set mirroring "
              "`ping`, `join_room` and `chat_message` (`benchmarks/peers/`); `parley dev` runs the real template, handlers, "
              f"authorizer and DynamoDB ({'moto' if d.get('dynamodb', 'moto') == 'moto' else 'DynamoDB Local, its default'}), "
              "so every handshake is two Lambda invocations (the authorizer and `$connect`). "
@@ -1097,7 +1193,9 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
              + (f" ({p['rtt_ratio_process']:.1f}x the echo served by its own process" if "rtt_ratio_process" in p else "")
              + (f", {p['rtt_ratio_relay']:.1f}x the echo relayed through a worker process, whose own round trip is "
                 f"{p['echo_relay_p50_ms'] / p['echo_p50_ms']:.1f}x the first echo's" if "rtt_ratio_relay" in p else "")
-             + (")" if "rtt_ratio_process" in p else ""),
+             + (")" if "rtt_ratio_process" in p else "")
+             + (f"; Parley's real `ping` handler run inside the server's own process, with no worker, takes "
+                f"{p['handler_p50_ms'] / p['echo_p50_ms']:.1f}x the first echo's by itself" if "handler_p50_ms" in p else ""),
              p["rtt_ratio"] <= 3),
             (f"one message to {n:,} delivered to the last member within 0.3 s: {p['fanout']['last_ms'] / 1000:.2f} s",
              p["fanout"]["last_ms"] <= 300),
