@@ -46,7 +46,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -576,14 +576,35 @@ async def _echo_p50(port: int) -> float:
     return median(times)
 
 
+# Each frame: echoed as it came; or ("relay") sent through a worker process and back; or ("handler")
+# answered by Parley's real `ping` function called in this process, its API Gateway event built with the
+# gateway's own code, with no worker and no pipe (argv: the handler as the template names it, and the
+# connection's fields as JSON). The last is the floor of any design that runs Parley's handler at all,
+# even one that ran it in the server's process as serverless-offline's `--useInProcess` does (at the cost
+# of every function sharing one process's environment variables and modules, which a handler can tell
+# from Lambda).
 ECHO_SERVER = r"""
-import asyncio, subprocess, sys
+import asyncio, os, subprocess, sys
 from aiohttp import web
 
-RELAY = sys.argv[1:] == ["relay"]
+MODE = sys.argv[1] if len(sys.argv) > 1 else "echo"
 # The worker: each line back as it came, nothing parsed. A frame travels as one line, so the frames
 # measured here (the ping frame) hold no newline.
 WORKER = "import os\nout = os.fdopen(1, 'wb', buffering=0)\nfor line in os.fdopen(0, 'rb', buffering=1 << 16):\n    out.write(line)\n"
+
+if MODE == "handler":
+    import importlib, json, uuid
+    from parley_local.gateway.events import ConnectionInfo, message_event
+    from parley_testing.functions import LambdaContext
+
+    module_name, _, function_name = sys.argv[2].rpartition(".")
+    handler = getattr(importlib.import_module(module_name), function_name)  # the task root is on PYTHONPATH, as on Lambda
+    connection = ConnectionInfo(**json.loads(sys.argv[3]))
+
+    def answer(frame):
+        request_id = str(uuid.uuid4())
+        event = message_event(connection, "ping", frame, request_id, request_id)
+        return handler(event, LambdaContext(aws_request_id=request_id))["body"]
 
 
 async def main():
@@ -598,7 +619,7 @@ async def main():
             for line in lines:
                 replies.pop(0).set_result(line.decode())
 
-    if RELAY:
+    if MODE == "relay":
         worker = subprocess.Popen([sys.executable, "-I", "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         await loop.connect_read_pipe(Replies, worker.stdout)
 
@@ -606,11 +627,13 @@ async def main():
         ws = web.WebSocketResponse(compress=False)
         await ws.prepare(request)
         async for msg in ws:
-            if RELAY:
+            if MODE == "relay":
                 reply = loop.create_future()
                 replies.append(reply)
                 worker.stdin.write(msg.data.encode() + b"\n")
                 await ws.send_str(await reply)
+            elif MODE == "handler":
+                await ws.send_str(answer(msg.data))
             else:
                 await ws.send_str(msg.data)
         return ws
@@ -621,6 +644,7 @@ async def main():
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     print(runner.addresses[0][1], flush=True)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # a handler's log lines must not fill a pipe nobody reads
     await loop.run_in_executor(None, sys.stdin.read)
 
 
@@ -631,6 +655,7 @@ except ImportError:  # Windows: asyncio's own loop, as `parley dev` uses there
 else:
     uvloop.run(main())
 """
+PING_FOLDER = "ping"
 
 
 async def echo_process_rtt_p50(relay: bool = False) -> float:
@@ -643,16 +668,42 @@ async def echo_process_rtt_p50(relay: bool = False) -> float:
         return await _echo_p50(port)
 
 
-@contextlib.contextmanager
-def echo_server(relay: bool = False) -> Iterator[tuple[int, int]]:
+async def handler_rtt_p50() -> float:
+    """Round trip p50 of `ping` to Parley's real handler called inside the server's own process."""
+    with handler_server() as (port, _):
+        return await _echo_p50(port)
+
+
+def echo_server(relay: bool = False) -> contextlib.AbstractContextManager[tuple[int, int]]:
     """The process-of-its-own echo (`ECHO_SERVER`) running: (its port, its pid). It ends, worker and all, with the block."""
-    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, *(["relay"] if relay else [])], stdin=subprocess.PIPE,
+    return _server_process(["relay"] if relay else [])
+
+
+def handler_server() -> contextlib.AbstractContextManager[tuple[int, int]]:
+    """`ECHO_SERVER` answering with this checkout's `ping` function, in the environment `parley dev` gives
+    it (no AWS endpoint answers: a ping calls none): (its port, its pid). It ends with the block."""
+    from parley_local.gateway.environment import function_environment
+    from parley_local.gateway.template import load_stack
+    from parley_testing.functions import lambda_import_env
+
+    stack = load_stack(REPO / "template.yaml", "bench")
+    spec = next(f for f in stack.functions.values() if f.code_dir == REPO / "functions" / PING_FOLDER)
+    env = {**function_environment(spec, {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}), **lambda_import_env(PING_FOLDER)}
+    connection = {"connection_id": "PingFloor0=", "api_id": "local", "stage": "local", "domain_name": "127.0.0.1",
+                  "source_ip": "127.0.0.1", "user_agent": "peers_bench", "connected_at": int(time.time() * 1000),
+                  "authorizer": {"principalId": "pinger", "userId": "pinger", "name": "pinger"}}
+    return _server_process(["handler", spec.handler, json.dumps(connection)], env)
+
+
+@contextlib.contextmanager
+def _server_process(args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[int, int]]:
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, *args], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, preexec_fn=DIE_WITH_PARENT)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # bounded: the process prints its port or exits
         if not line.strip().isdigit():
-            raise RuntimeError(f"the echo server did not start (status {proc.poll()})")
+            raise RuntimeError(f"the {args[0] if args else 'echo'} server did not start (status {proc.poll()})")
         yield int(line), proc.pid
     finally:
         assert proc.stdin is not None
@@ -662,90 +713,6 @@ def echo_server(relay: bool = False) -> Iterator[tuple[int, int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-
-
-# The real `ping` function served inside the server's own process: aiohttp on uvloop, as above, builds each
-# frame's API Gateway event with the gateway's own code and calls the function's handler in-line, with no
-# worker and no pipe. It is the floor of any design that runs Parley's handler at all, even one that ran
-# it in the server's process as serverless-offline's `--useInProcess` does (at the cost of every function
-# sharing one process's environment variables and modules, which a handler can tell from Lambda).
-HANDLER_SERVER = r"""
-import asyncio, importlib, json, os, sys, uuid
-from aiohttp import web
-from parley_local.gateway.events import ConnectionInfo, message_event
-from parley_testing.functions import LambdaContext
-
-module_name, _, function_name = sys.argv[1].rpartition(".")
-handler = getattr(importlib.import_module(module_name), function_name)  # the task root is on PYTHONPATH, as on Lambda
-connection = ConnectionInfo(**json.loads(sys.argv[2]))
-
-
-async def main():
-    async def serve(request):
-        ws = web.WebSocketResponse(compress=False)
-        await ws.prepare(request)
-        async for msg in ws:
-            request_id = str(uuid.uuid4())
-            result = handler(message_event(connection, "ping", msg.data, request_id, request_id), LambdaContext(aws_request_id=request_id))
-            await ws.send_str(result["body"])
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/", serve)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    print(runner.addresses[0][1], flush=True)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the handler's log lines must not fill a pipe nobody reads
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-
-
-try:
-    import uvloop
-except ImportError:
-    asyncio.run(main())
-else:
-    uvloop.run(main())
-"""
-PING_FOLDER = "ping"
-
-
-@contextlib.contextmanager
-def handler_server() -> Iterator[tuple[int, int]]:
-    """`HANDLER_SERVER` running this checkout's `ping` function, with the environment `parley dev` gives it
-    (no AWS endpoint answers: a ping calls none): (its port, its pid). It ends with the block."""
-    from parley_local.gateway.template import load_stack
-    from parley_local.gateway.worker_pool import function_environment
-    from parley_testing.functions import lambda_import_env
-
-    stack = load_stack(REPO / "template.yaml", "bench")
-    spec = next(f for f in stack.functions.values() if f.code_dir == REPO / "functions" / PING_FOLDER)
-    env = {**function_environment(spec, {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}), **lambda_import_env(PING_FOLDER)}
-    connection = {"connection_id": "PingFloor0=", "api_id": "local", "stage": "local", "domain_name": "127.0.0.1",
-                  "source_ip": "127.0.0.1", "user_agent": "peers_bench", "connected_at": int(time.time() * 1000),
-                  "authorizer": {"principalId": "pinger", "userId": "pinger", "name": "pinger"}}
-    proc = subprocess.Popen([sys.executable, "-c", HANDLER_SERVER, spec.handler, json.dumps(connection)], env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=DIE_WITH_PARENT)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # bounded: the process prints its port or exits
-        if not line.strip().isdigit():
-            raise RuntimeError(f"the in-process `ping` server did not start (status {proc.poll()})")
-        yield int(line), proc.pid
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-async def handler_rtt_p50() -> float:
-    """Round trip p50 of `ping` to Parley's real handler run inside the server's process (`HANDLER_SERVER`)."""
-    with handler_server() as (port, _):
-        return await _echo_p50(port)
 
 
 async def system_rtt_p50(system: System) -> float:

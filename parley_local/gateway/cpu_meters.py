@@ -84,10 +84,11 @@ class CpuWaitMeter:
     kernel's scheduler statistics of each (`/proc/PID/schedstat`: ns on a CPU, ns runnable but not running).
 
     Why: an invocation that waits 0.1 s for a busy environment gets another one
-    (`worker_pool.BURST_WORKERS`), which pays when the environment is the bottleneck (a room's ten fan-out shards, one after another) but not when the
-    machine is: in a connection burst the authorizer's environment is runnable most of the time and waits
-    for one of the two cores, and a second environment would wait beside it after an import of 0.4-1 s of
-    CPU (the default log's run started two such, a third of the burst's CPU, and `--quiet`'s none)."""
+    (`worker_pool.BURST_WORKERS`), which pays when the environment is the bottleneck (a room's ten
+    fan-out shards, one after another) but not when the machine is: in a connection burst the
+    authorizer's environment is runnable most of the time and waits for one of the two cores, and a
+    second environment would wait beside it after an import of 0.4-1 s of CPU (the default log's run
+    started two such, a third of the burst's CPU, and `--quiet`'s none)."""
 
     FRESH_S = 0.5  # an older reading spans a quieter time than the wait being judged
 

@@ -30,7 +30,7 @@ def connection_info(request: web.Request, api_id: str, stage: str, port: int) ->
     source_ip = request.remote or "127.0.0.1"
     peer = request.transport.get_extra_info("sockname") if request.transport else None
     # aiohttp's header names are `istr`s; the names go out as plain `str`, which the worker's request
-    # encoder (orjson, `worker_pool.request_line`) takes on its fast path.
+    # encoder (orjson, `environment.request_line`) takes on its fast path.
     headers, multi = _single_and_multi((str(k), v) for k, v in request.headers.items())
     extra = (
         ("X-Amzn-Trace-Id", f"Root=1-{int(time.time()):08x}-{random_hex(24)}"),

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Coroutine
 
 from .template import RouteSpec
-from .worker_pool import Call, Invocation, LambdaRuntime, WorkerDied, unavailable
+from .environment import Invocation, WorkerDied
+from .worker_pool import Call, LambdaRuntime, unavailable
 
 DEFAULT_INTEGRATION_TIMEOUT_MS = 29_000
 QUEUE_NOTE_S = 1.0  # a wait for a busy environment longer than this is reported on the console

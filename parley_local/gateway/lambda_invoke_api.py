@@ -28,7 +28,8 @@ from .console import Console
 from .events import aws_id
 from .integration import BackgroundTasks, status_text
 from .template import FunctionSpec
-from .worker_pool import Invocation, LambdaRuntime
+from .environment import Invocation
+from .worker_pool import LambdaRuntime
 
 INVOKE_PATH = "/2015-03-31/functions/{function}/invocations"
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # RequestResponse request payload quota

@@ -32,7 +32,8 @@ from .ids import uuid4_str
 from .integration import status_text
 from .streams_api import StreamsApi, StreamsError
 from .template import StreamEventSource
-from .worker_pool import Invocation, LambdaRuntime
+from .environment import Invocation
+from .worker_pool import LambdaRuntime
 
 POLL_INTERVAL_S = 0.25  # Lambda polls each shard about four times a second
 SHARD_REFRESH_S = 1.0  # while no shard is open: how soon the stream's first shard is found

@@ -1,6 +1,6 @@
 """The Lambda worker entry point: one execution environment that imports a handler once, then serves invocations one at a time.
 
-Run by `worker_pool` as `python -I worker_main.py CONFIG_JSON` (stdlib
+Run by `environment.Worker` as `python -I worker_main.py CONFIG_JSON` (stdlib
 only, executed by path, so nothing of the gateway leaks onto the handler's
 sys.path). The IPC channel is newline-delimited JSON: requests on the
 original stdin, read by the main thread itself; replies on the original
@@ -78,7 +78,7 @@ def _json_default(obj: Any) -> Any:
 
 # json.dumps(default=...) builds a new encoder on every call: one for every reply saves ~1 µs of an invocation's ~20.
 _REPLY_ENCODER = json.JSONEncoder(default=_json_default)
-# A request line is one JSON document in UTF-8 (`worker_pool.request_line`). json.loads(bytes) would first guess
+# A request line is one JSON document in UTF-8 (`environment.request_line`). json.loads(bytes) would first guess
 # its encoding and then look for text after the document: decoding it as UTF-8 (`surrogatepass`, as json.loads
 # does) and reading one document cut the environment's own CPU per invocation from ~29 to ~25 µs (a handler
 # that returns at once, a handshake's ~2 KB event, alternated rounds).

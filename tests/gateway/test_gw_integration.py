@@ -19,7 +19,8 @@ import pytest
 from parley_local.gateway.console import Console
 from parley_local.gateway.integration import BackgroundTasks, Integration
 from parley_local.gateway.template import FunctionSpec
-from parley_local.gateway.worker_pool import Call, Invocation, LambdaRuntime
+from parley_local.gateway.environment import Invocation
+from parley_local.gateway.worker_pool import Call, LambdaRuntime
 
 
 class _Runtime:

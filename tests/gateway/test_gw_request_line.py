@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from parley_local.gateway.worker_main import read_request
-from parley_local.gateway.worker_pool import request_line
+from parley_local.gateway.environment import request_line
 
 EVENTS = sorted((Path(__file__).resolve().parents[2] / "events").glob("*.json"))
 

@@ -198,7 +198,7 @@ class _FakeWorker:
         self.proc = SimpleNamespace(pid=0)  # read only by the CPU wait meter, which the tests set
 
     def begin(self, event, request_id, timeout_s, done):
-        from parley_local.gateway.worker_pool import Invocation
+        from parley_local.gateway.environment import Invocation
 
         asyncio.get_running_loop().call_later(self.seconds, done, Invocation(request_id, result=event))
 
@@ -341,7 +341,7 @@ async def test_a_stuck_pool_without_a_spare_cpu_does_not_scale_out():
 
 async def test_a_draining_pool_starts_nothing_and_drops_its_queue():
     """Shutdown: the invocation running finishes; those waiting fail at once; later ones fail without waiting."""
-    from parley_local.gateway.worker_pool import WorkerDied
+    from parley_local.gateway.environment import WorkerDied
 
     pool, started = _fake_pool(0.3, cpu_to_spare=True)
     await pool.prewarm()
@@ -399,7 +399,7 @@ class _ManualWorker(_FakeWorker):
         self.dones: list = []
 
     def begin(self, event, request_id, timeout_s, done):
-        from parley_local.gateway.worker_pool import Invocation
+        from parley_local.gateway.environment import Invocation
 
         self.begun.append(request_id)
         if self.init_error is not None:  # as Worker.begin: the init error ends the invocation at once
@@ -431,7 +431,7 @@ def _manual_pool(worker: _ManualWorker, cold_start_s: float = 0.0):
 async def test_an_environment_gets_the_next_waiting_request_in_the_callback_that_ends_its_last():
     """No loop turn between an environment's reply and its next request: in a storm, that turn came after
     everything else the loop had read, and the environment idled meanwhile."""
-    from parley_local.gateway.worker_pool import Invocation
+    from parley_local.gateway.environment import Invocation
 
     worker = _ManualWorker()
     pool = _manual_pool(worker)

@@ -28,7 +28,7 @@ from parley_local.gateway.console import Console
 from parley_local.gateway.environment_process import EnvironmentProcess
 from parley_local.gateway.event_loop import new_event_loop
 from parley_local.gateway.template import FunctionSpec
-from parley_local.gateway.worker_pool import Worker, function_environment
+from parley_local.gateway.environment import Worker, function_environment
 
 HANDLER = '''
 import time
