@@ -26,6 +26,16 @@ def chosen_repos(args: argparse.Namespace) -> list[Path]:
     return [r.resolve() for r in (args.repo or [REPO])]
 
 
+def in_turn(repos: list[Path], round_number: int) -> list[Path]:
+    """The checkouts in the order round `round_number` (from 1) runs them: as given, then reversed, in turn.
+
+    Why: the checkout that runs first in a round pays for it. Two identical trees, one after the other,
+    read about 5% apart in CPU per handshake (a control run, docs/benchmarks.md), and on 2026-11-30 one
+    tree read 1.07x another's round trip when listed first and 0.89x when listed second; with the order
+    turned each round, an even number of rounds puts each checkout first equally often."""
+    return list(repos) if round_number % 2 else list(reversed(repos))
+
+
 def run_in(repo: Path, child: str, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
            timeout: float = 300) -> Any:
     """Run `child` (Python code) in `repo`'s interpreter (its .venv, else this one), in `repo`; its one line of JSON."""

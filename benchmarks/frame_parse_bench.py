@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from checkouts import add_repo_argument, chosen_repos, run_in
+from checkouts import add_repo_argument, chosen_repos, in_turn, run_in
 
 FRAMES = {
     "ping": '{"type":"ping","data":{}}',
@@ -62,8 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     repos = chosen_repos(args)
     runs: dict[Path, list[dict[str, float]]] = {r: [] for r in repos}
-    for _ in range(args.rounds):
-        for repo in repos:
+    for n in range(1, args.rounds + 1):
+        for repo in in_turn(repos, n):
             runs[repo].append(measure(repo, args.calls))
     base = repos[-1]
     print("| frame | " + " | ".join(r.name or str(r) for r in repos) + " | ratio to the last, per round |")

@@ -4,7 +4,8 @@ Why CPU and not rates: on a 2-core machine shared by the client, the gateway, th
 environments and DynamoDB Local, rates move with whatever else runs; the CPU the gateway process
 spends per operation does not, and it is what its own code (event building, the worker pipe,
 asyncio turns) decides. Each checkout given with `--repo` runs `parley dev --quiet` in turn, the
-checkouts alternated `--rounds` times so a before/after pair shares the machine's noise:
+checkouts alternated `--rounds` times so a before/after pair shares the machine's noise, their order
+turned each round (`checkouts.in_turn`: an even `--rounds` puts each first equally often):
 
 - its idle rate over `--idle` seconds (the stream polls and the code watcher), subtracted below;
 - `--pings` `ping` frames on one socket, one after another: gateway CPU per ping, the mean round trip,
@@ -37,7 +38,8 @@ from pathlib import Path
 
 import websockets
 
-from dev_process import running_dev  # beside this script
+from checkouts import in_turn  # beside this script
+from dev_process import running_dev
 from parley_local.tokens import make_token
 from peers_bench import CLIENT_LABEL, ThreadCpu, _cpu_s, _threads_run_ns, echo_server, spent_by_label
 
@@ -152,7 +154,7 @@ def main() -> None:
         print(f"round {n}  floor (an echo relayed through a worker process): round trip {floor['rtt_us']:.0f} µs; CPU per ping: "
               f"server {floor['server_us']:.0f} µs, worker {floor['worker_us']:.0f} µs, the client {floor['client_us']:.0f} µs",
               flush=True)
-        for repo in repos:
+        for repo in in_turn(repos, n):
             got = measure(repo, args)
             runs[repo].append(got)
             print(f"round {n}  {repo}: ping {got['ping_cpu_us']:.0f} µs CPU (round trip {got['rtt_us']:.0f} µs; its "

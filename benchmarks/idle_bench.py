@@ -19,7 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
-from dev_process import running_dev  # beside this script
+from checkouts import in_turn  # beside this script
+from dev_process import running_dev
 from peers_bench import _cpu_s, _process_label, session_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     totals: dict[Path, list[float]] = {r: [] for r in repos}
     for n in range(1, args.rounds + 1):
-        for repo in repos:
+        for repo in in_turn(repos, n):
             spent = measure(repo, args.settle, args.window)
             totals[repo].append(spent["total"])
             parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if k != "total")

@@ -21,7 +21,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from checkouts import add_repo_argument, chosen_repos, run_in
+from checkouts import add_repo_argument, chosen_repos, in_turn, run_in
 TABLE = "bench-MembershipsTable"
 _TTL = timedelta(seconds=7500)  # a membership's expiry, as join_room sets it (ConnectionTtlSeconds)
 
@@ -116,8 +116,8 @@ def main() -> None:
                                                "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION")})
         rooms = seed(ddb.endpoint, args.members)
         runs: dict[Path, list[dict[str, dict[str, float]]]] = {r: [] for r in repos}
-        for _ in range(args.rounds):
-            for repo in repos:
+        for n in range(1, args.rounds + 1):
+            for repo in in_turn(repos, n):
                 runs[repo].append(measure(repo, env, rooms, args.reads))
     finally:
         ddb.stop()
