@@ -592,9 +592,15 @@ MODE = sys.argv[1] if len(sys.argv) > 1 else "echo"
 # measured here (the ping frame) hold no newline.
 WORKER = "import os\nout = os.fdopen(1, 'wb', buffering=0)\nfor line in os.fdopen(0, 'rb', buffering=1 << 16):\n    out.write(line)\n"
 
+# The port goes to the benchmark on the original stdout; everything else written there (a handler's log
+# lines, from its import on) goes nowhere, so that nothing comes before the port or fills a pipe nobody reads.
+PORT_OUT = os.fdopen(os.dup(1), "w")
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
 if MODE == "handler":
-    import importlib, json, uuid
+    import importlib, json
     from parley_local.gateway.events import ConnectionInfo, message_event
+    from parley_local.gateway.ids import aws_id
     from parley_testing.functions import LambdaContext
 
     module_name, _, function_name = sys.argv[2].rpartition(".")
@@ -602,9 +608,9 @@ if MODE == "handler":
     connection = ConnectionInfo(**json.loads(sys.argv[3]))
 
     def answer(frame):
-        request_id = str(uuid.uuid4())
+        request_id = aws_id()
         event = message_event(connection, "ping", frame, request_id, request_id)
-        return handler(event, LambdaContext(aws_request_id=request_id))["body"]
+        return handler(event, LambdaContext(os.environ["AWS_LAMBDA_FUNCTION_NAME"], request_id))["body"]
 
 
 async def main():
@@ -643,8 +649,7 @@ async def main():
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    print(runner.addresses[0][1], flush=True)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # a handler's log lines must not fill a pipe nobody reads
+    print(runner.addresses[0][1], file=PORT_OUT, flush=True)
     await loop.run_in_executor(None, sys.stdin.read)
 
 
@@ -669,8 +674,14 @@ async def echo_process_rtt_p50(relay: bool = False) -> float:
 
 
 async def handler_rtt_p50() -> float:
-    """Round trip p50 of `ping` to Parley's real handler called inside the server's own process."""
+    """Round trip p50 of `ping` to Parley's real handler called inside the server's own process. Its first
+    answer must be a pong: a handler that cannot run answers an error frame, which is no floor."""
     with handler_server() as (port, _):
+        async with websockets.connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
+            await ws.send('{"type": "ping", "data": {}}')
+            answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if answer.get("type") != "pong":
+            raise RuntimeError(f"Parley's ping handler answered {answer!r}, not a pong: no floor measured")
         return await _echo_p50(port)
 
 
@@ -680,8 +691,9 @@ def echo_server(relay: bool = False) -> contextlib.AbstractContextManager[tuple[
 
 
 def handler_server() -> contextlib.AbstractContextManager[tuple[int, int]]:
-    """`ECHO_SERVER` answering with this checkout's `ping` function, in the environment `parley dev` gives
-    it (no AWS endpoint answers: a ping calls none): (its port, its pid). It ends with the block."""
+    """`ECHO_SERVER` answering with this checkout's `ping` function (whichever checkout `--repo` runs), in
+    the environment `parley dev` gives it (no AWS endpoint answers: a ping calls none): (its port, its pid).
+    It ends with the block."""
     from parley_local.gateway.environment import function_environment
     from parley_local.gateway.template import load_stack
     from parley_testing.functions import lambda_import_env
@@ -691,13 +703,13 @@ def handler_server() -> contextlib.AbstractContextManager[tuple[int, int]]:
     env = {**function_environment(spec, {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}), **lambda_import_env(PING_FOLDER)}
     connection = {"connection_id": "PingFloor0=", "api_id": "local", "stage": "local", "domain_name": "127.0.0.1",
                   "source_ip": "127.0.0.1", "user_agent": "peers_bench", "connected_at": int(time.time() * 1000),
-                  "authorizer": {"principalId": "pinger", "userId": "pinger", "name": "pinger"}}
+                  "authorizer": {"principalId": "pinger", "name": "pinger"}}  # as Parley's authorizer returns it
     return _server_process(["handler", spec.handler, json.dumps(connection)], env)
 
 
 @contextlib.contextmanager
 def _server_process(args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[int, int]]:
-    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, *args], env=env, stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, *args], cwd=REPO, env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, preexec_fn=DIE_WITH_PARENT)
     try:
         assert proc.stdout is not None
@@ -1129,7 +1141,7 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
              "and that server relaying each frame through a worker process of its own (a line on a pipe each way, nothing "
              "parsed), the floor of any design that runs its handlers in a process of their own, as Lambda and `parley dev` "
              "do (the second echo was a `websockets` server before 2026-11-30's fourth session, and the third is new there). "
-             "Before `parley dev`, a fourth: that server calling Parley's real `ping` handler in its own process for each frame "
+             "Before `parley dev`, a fourth: that server calling this checkout's real `ping` handler in its own process for each frame "
              "(the event built by the gateway's code, no worker, no pipe), the floor of any design that runs Parley's handlers "
              "at all, even in the server's process as serverless-offline's `--useInProcess` does (new in 2026-11-30's eighth "
              "session). The peers run a minimal handler set mirroring "
@@ -1161,8 +1173,9 @@ def markdown(d: dict[str, Any], command: str) -> list[str]:
              + (f", {p['rtt_ratio_relay']:.1f}x the echo relayed through a worker process, whose own round trip is "
                 f"{p['echo_relay_p50_ms'] / p['echo_p50_ms']:.1f}x the first echo's" if "rtt_ratio_relay" in p else "")
              + (")" if "rtt_ratio_process" in p else "")
-             + (f"; Parley's real `ping` handler run inside the server's own process, with no worker, takes "
-                f"{p['handler_p50_ms'] / p['echo_p50_ms']:.1f}x the first echo's by itself" if "handler_p50_ms" in p else ""),
+             + (f"; a round trip to this checkout's real `ping` handler called inside that server's own process, "
+                f"with no worker, is {p['handler_p50_ms'] / p['echo_p50_ms']:.1f}x the first echo's, and `parley dev`'s "
+                f"{p['rtt_ratio_handler']:.1f}x that" if "rtt_ratio_handler" in p else ""),
              p["rtt_ratio"] <= 3),
             (f"one message to {n:,} delivered to the last member within 0.3 s: {p['fanout']['last_ms'] / 1000:.2f} s",
              p["fanout"]["last_ms"] <= 300),

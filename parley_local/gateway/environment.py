@@ -117,7 +117,7 @@ class _ReplyReader(asyncio.Protocol):
     """A worker's reply pipe, split into lines handed to the worker in the loop turn that reads them.
 
     Why a protocol, not a StreamReader and a coroutine awaiting `readline`: the reply then finishes
-    its invocation right here (see `Call`), with no task to wake and no turn of the loop in between.
+    its invocation right here (see `worker_pool.Call`), with no task to wake and no turn of the loop in between.
     Lines (or the end) read before the worker attaches are kept for it."""
 
     def __init__(self) -> None:

@@ -192,7 +192,7 @@ class FunctionPool:
         Environments still starting stop now too (cancelling a start kills its process): they import the
         old code and would serve nobody once up. The invocations waiting for an environment then cold-start
         on the new code at once. Before, they waited for those starts to end first: after a save that fixed
-        an init that hangs, INIT_TIMEOUT_S (30 s), the invocations sent after the reload line with them.
+        an init that hangs, `environment.INIT_TIMEOUT_S` (30 s), the invocations sent after the reload line with them.
 
         Returns how many environments were retired.
         """

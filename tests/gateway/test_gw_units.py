@@ -464,7 +464,7 @@ def _blind_meter(load_average):
     from parley_local.gateway import cpu_meters as meters
 
     return meters.CpuIdleMeter(read=lambda: None, clock=iter([0.0, 5.0, 10.0, 15.0]).__next__, cpu_count=lambda: 2,
-                           load_average=load_average)
+                               load_average=load_average)
 
 
 def test_without_proc_stat_the_load_average_decides_against_the_cpu_count():
