@@ -606,11 +606,12 @@ if MODE == "handler":
     module_name, _, function_name = sys.argv[2].rpartition(".")
     handler = getattr(importlib.import_module(module_name), function_name)  # the task root is on PYTHONPATH, as on Lambda
     connection = ConnectionInfo(**json.loads(sys.argv[3]))
+    function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]  # read once: the frames are timed
 
     def answer(frame):
         request_id = aws_id()
         event = message_event(connection, "ping", frame, request_id, request_id)
-        return handler(event, LambdaContext(os.environ["AWS_LAMBDA_FUNCTION_NAME"], request_id))["body"]
+        return handler(event, LambdaContext(function_name, request_id))["body"]
 
 
 async def main():
@@ -691,9 +692,9 @@ def echo_server(relay: bool = False) -> contextlib.AbstractContextManager[tuple[
 
 
 def handler_server() -> contextlib.AbstractContextManager[tuple[int, int]]:
-    """`ECHO_SERVER` answering with this checkout's `ping` function (whichever checkout `--repo` runs), in
-    the environment `parley dev` gives it (no AWS endpoint answers: a ping calls none): (its port, its pid).
-    It ends with the block."""
+    """`ECHO_SERVER` answering with this checkout's `ping` function (even when `--repo` runs another
+    checkout's `parley dev`: the floor is the machine's and the handler's), in the environment `parley dev`
+    gives it (no AWS endpoint answers: a ping calls none): (its port, its pid). It ends with the block."""
     from parley_local.gateway.environment import function_environment
     from parley_local.gateway.template import load_stack
     from parley_testing.functions import lambda_import_env
